@@ -1,0 +1,57 @@
+# Every target sets up what it needs: a fresh clone runs `make run` or `make test` directly.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+PROTOS := $(wildcard proto/sluice/v1/*.proto)
+
+.PHONY: help run test lint fmt proto check-generated bench clean
+
+help:
+	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
+	@echo "make test    run the whole test suite"
+	@echo "make lint    ruff, mypy and buf lint"
+	@echo "make proto   regenerate generated/ from proto/"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/sluice-server
+
+test: $(VENV)/.installed node_modules/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed node_modules/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(BUF) lint proto
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+proto: $(VENV)/.installed node_modules/.installed
+	$(BUF) lint proto
+	rm -rf generated/sluice
+	mkdir -p generated
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc -Iproto \
+		--python_out=generated --grpc_python_out=generated \
+		--mypy_out=generated --mypy_grpc_out=generated \
+		$(PROTOS)
+
+# CI: fails when the committed generated code differs from what `make proto` writes.
+check-generated: proto
+	git diff --exit-code --stat -- generated
+	test -z "$$(git status --porcelain -- generated)"
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache
