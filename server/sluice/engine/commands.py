@@ -1,0 +1,95 @@
+"""The calls a person or client makes on a run, as pure functions: state in, events out.
+
+Each checks that the run's status allows it (FailedPrecondition with a sentence otherwise) and
+returns a Decision whose events the runner commits like any other change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sluice.engine.errors import FailedPrecondition, NotFound
+from sluice.engine.model import Event, EventType, ExecutionOptions, GateStatus, Run, RunStatus
+from sluice.engine.scheduler import Decision, terminate
+
+
+def start(run: Run, now: datetime, options: ExecutionOptions) -> Decision:
+    decision = Decision(run.copy())
+    if run.status is RunStatus.PENDING:
+        decision.emit(Event(EventType.WORKFLOW_STARTED, now, details=_options(options)))
+    elif run.status is RunStatus.PAUSED:
+        raise FailedPrecondition(f"workflow {run.id} is PAUSED; ResumeWorkflow continues it")
+    elif run.status.terminal:
+        raise FailedPrecondition(f"workflow {run.id} is {run.status} and cannot run again")
+    return decision  # RUNNING: already started, nothing to do
+
+
+def pause(run: Run, now: datetime, reason: str) -> Decision:
+    if run.status is not RunStatus.RUNNING:
+        raise FailedPrecondition(f"only a RUNNING workflow can be paused; {run.id} is {run.status}")
+    decision = Decision(run.copy())
+    decision.emit(
+        Event(EventType.WORKFLOW_PAUSED, now, details={"reason": reason or "paused by user"})
+    )
+    return decision
+
+
+def resume(run: Run, now: datetime, options: ExecutionOptions | None) -> Decision:
+    """Resume a paused run. A gate it was paused on counts as approved by the resume."""
+    if run.status is not RunStatus.PAUSED:
+        raise FailedPrecondition(f"only a PAUSED workflow can be resumed; {run.id} is {run.status}")
+    decision = Decision(run.copy())
+    if run.paused_gate_id:
+        gate = run.template_gate(run.paused_gate_id)
+        decision.emit(
+            Event(
+                EventType.GATE_APPROVED, now, gate.step_id, gate.id,
+                details={"message": "approved by resuming the workflow"},
+            )
+        )  # fmt: skip
+    decision.emit(
+        Event(EventType.WORKFLOW_RESUMED, now, details=_options(options) if options else {})
+    )
+    return decision
+
+
+def cancel(run: Run, now: datetime, reason: str) -> Decision:
+    if run.status.terminal:
+        raise FailedPrecondition(f"workflow {run.id} is already {run.status}")
+    decision = Decision(run.copy())
+    terminate(decision, now, RunStatus.CANCELLED, reason or "cancelled by user")
+    return decision
+
+
+def decide_gate(run: Run, now: datetime, gate_id: str, approve: bool, comment: str) -> Decision:
+    if gate_id not in run.gates:
+        raise NotFound(f"workflow {run.id} has no gate {gate_id!r}")
+    status = run.gates[gate_id].status
+    if run.status is not RunStatus.PAUSED or run.paused_gate_id != gate_id:
+        raise FailedPrecondition(
+            f"workflow {run.id} is not waiting on gate {gate_id} (workflow {run.status}, "
+            f"gate {status})"
+        )
+    gate = run.template_gate(gate_id)
+    decision = Decision(run.copy())
+    verdict = "approved" if approve else "rejected"
+    message = comment or f"{verdict} by user"
+    if approve:
+        decision.emit(
+            Event(EventType.GATE_APPROVED, now, gate.step_id, gate_id, details={"message": message})
+        )
+        decision.emit(Event(EventType.WORKFLOW_RESUMED, now))
+    else:
+        decision.emit(
+            Event(EventType.GATE_REJECTED, now, gate.step_id, gate_id, details={"message": message})
+        )
+        terminate(decision, now, RunStatus.FAILED, f"gate {gate_id} rejected: {message}")
+    assert status in (GateStatus.AWAITING_APPROVAL, GateStatus.FAILED)
+    return decision
+
+
+def _options(options: ExecutionOptions) -> dict[str, bool]:
+    return {
+        "autoApprove": options.auto_approve,
+        "notifyOnCompletion": options.notify_on_completion,
+    }

@@ -1,0 +1,341 @@
+"""The domain: templates, runs, steps, gates and events as plain values.
+
+Nothing here knows about gRPC or SQL. Templates are frozen; a run is a mutable
+projection of its event log, changed only by `sluice.engine.transitions.apply`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_RUN
+
+    @property
+    def resting(self) -> bool:
+        """A run rests when nothing happens to it without a call from outside."""
+        return self is not RunStatus.RUNNING and self is not RunStatus.PENDING
+
+
+_TERMINAL_RUN = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class StepStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_STEP
+
+    @property
+    def active(self) -> bool:
+        return self is StepStatus.RUNNING or self is StepStatus.RETRYING
+
+
+_TERMINAL_STEP = frozenset(
+    {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
+
+
+class GateType(StrEnum):
+    THRESHOLD = "THRESHOLD"
+    VALIDATION = "VALIDATION"
+    APPROVAL = "APPROVAL"
+
+
+class GateAction(StrEnum):
+    CONTINUE = "CONTINUE"
+    PAUSE = "PAUSE"
+    ABORT = "ABORT"
+
+
+class GateStatus(StrEnum):
+    PENDING = "PENDING"
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def lets_dependents_run(self) -> bool:
+        """Whether steps after the gated step may start (a CONTINUE failure does too;
+        the caller checks the action)."""
+        return self in (GateStatus.PASSED, GateStatus.APPROVED, GateStatus.FAILED)
+
+
+class Operator(StrEnum):
+    GT = "GT"
+    GTE = "GTE"
+    LT = "LT"
+    LTE = "LTE"
+    EQ = "EQ"
+    NEQ = "NEQ"
+
+    def holds(self, value: float, threshold: float) -> bool:
+        match self:
+            case Operator.GT:
+                return value > threshold
+            case Operator.GTE:
+                return value >= threshold
+            case Operator.LT:
+                return value < threshold
+            case Operator.LTE:
+                return value <= threshold
+            case Operator.EQ:
+                return value == threshold
+            case Operator.NEQ:
+                return value != threshold
+
+
+class EventType(StrEnum):
+    WORKFLOW_CREATED = "WORKFLOW_CREATED"
+    WORKFLOW_STARTED = "WORKFLOW_STARTED"
+    WORKFLOW_PAUSED = "WORKFLOW_PAUSED"
+    WORKFLOW_RESUMED = "WORKFLOW_RESUMED"
+    WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"
+    WORKFLOW_FAILED = "WORKFLOW_FAILED"
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+    STEP_STARTED = "STEP_STARTED"
+    STEP_RETRYING = "STEP_RETRYING"
+    STEP_COMPLETED = "STEP_COMPLETED"
+    STEP_FAILED = "STEP_FAILED"
+    STEP_SKIPPED = "STEP_SKIPPED"
+    STEP_CANCELLED = "STEP_CANCELLED"
+    GATE_PASSED = "GATE_PASSED"
+    GATE_FAILED = "GATE_FAILED"
+    GATE_AWAITING_APPROVAL = "GATE_AWAITING_APPROVAL"
+    GATE_APPROVED = "GATE_APPROVED"
+    GATE_REJECTED = "GATE_REJECTED"
+    NOTIFICATION = "NOTIFICATION"
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed attempt is retried. Delays follow initial * multiplier^(n-1), capped."""
+
+    max_attempts: int = 1
+    initial_backoff: timedelta = timedelta(seconds=1)
+    multiplier: float = 2.0
+    max_backoff: timedelta = timedelta(minutes=5)
+
+    def delay_after(self, attempt: int) -> timedelta:
+        """The wait before attempt `attempt + 1`, given that attempt `attempt` (1-based) failed."""
+        seconds = self.initial_backoff.total_seconds() * self.multiplier ** (attempt - 1)
+        return min(timedelta(seconds=seconds), self.max_backoff)
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    id: str
+    type: str
+    name: str = ""
+    description: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+    dependencies: tuple[str, ...] = ()
+    optional: bool = False
+    retry: RetryPolicy = RetryPolicy()
+    timeout: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateSpec:
+    id: str
+    # None only in a template that has not passed validation (no condition / no action set).
+    type: GateType | None
+    step_id: str
+    action: GateAction | None
+    name: str = ""
+    # threshold
+    metric: str = ""
+    operator: Operator | None = None
+    threshold: float = 0.0
+    # validation
+    expression: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    description: str = ""
+    required: bool = False
+    default: Any = None
+
+
+# eq=False: identity hashing, so a template can key caches (its config dicts are unhashable).
+@dataclass(frozen=True, slots=True, eq=False)
+class Template:
+    id: str
+    name: str = ""
+    description: str = ""
+    steps: tuple[StepSpec, ...] = ()
+    gates: tuple[GateSpec, ...] = ()
+    params: tuple[ParamSpec, ...] = ()
+    version: int = 0
+    predefined: bool = False
+    owner: str = ""
+    created_at: datetime | None = None
+
+    def step(self, step_id: str) -> StepSpec:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def gates_after(self, step_id: str) -> tuple[GateSpec, ...]:
+        return tuple(g for g in self.gates if g.step_id == step_id)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOptions:
+    auto_approve: bool = False
+    notify_on_completion: bool = False
+
+
+@dataclass(slots=True)
+class StepRun:
+    step_id: str
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    output: JsonObject | None = None
+    error: str = ""
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+@dataclass(slots=True)
+class GateResult:
+    gate_id: str
+    status: GateStatus = GateStatus.PENDING
+    observed_value: float | None = None
+    message: str = ""
+    decided_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    """A workflow run: the current projection of its event log."""
+
+    id: str
+    owner: str
+    template: Template
+    params: JsonObject
+    created_at: datetime
+    status: RunStatus = RunStatus.PENDING
+    steps: dict[str, StepRun] = field(default_factory=dict)
+    gates: dict[str, GateResult] = field(default_factory=dict)
+    options: ExecutionOptions = ExecutionOptions()
+    error: str = ""
+    pause_reason: str = ""
+    paused_gate_id: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_sequence: int = 0
+    # Incremented by every committed change; the store's compare-and-set guard.
+    version: int = 0
+    request_id: str = ""
+
+    @classmethod
+    def new(
+        cls, *, id: str, owner: str, template: Template, params: JsonObject, now: datetime
+    ) -> Run:
+        return cls(
+            id=id,
+            owner=owner,
+            template=template,
+            params=params,
+            created_at=now,
+            updated_at=now,
+            steps={s.id: StepRun(s.id) for s in template.steps},
+            gates={g.id: GateResult(g.id) for g in template.gates},
+        )
+
+    def template_gate(self, gate_id: str) -> GateSpec:
+        for gate in self.template.gates:
+            if gate.id == gate_id:
+                return gate
+        raise KeyError(gate_id)
+
+    def copy(self) -> Run:
+        """A deep enough copy to apply events to without touching this one."""
+        return dataclasses.replace(
+            self,
+            steps={k: dataclasses.replace(v) for k, v in self.steps.items()},
+            gates={k: dataclasses.replace(v) for k, v in self.gates.items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's log. `sequence` is assigned when the event is applied."""
+
+    type: EventType
+    time: datetime
+    step_id: str = ""
+    gate_id: str = ""
+    attempt: int = 0
+    details: Mapping[str, Any] = field(default_factory=dict)
+    sequence: int = 0
+    run_id: str = ""
+    # The run's status once this event is applied (filled in by `apply`).
+    run_status: RunStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """A record a step writes to the outbox in the same transaction as its completion."""
+
+    kind: str  # "post" or "notification"
+    channel: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    total_steps: int
+    completed_steps: int
+    failed_steps: int
+    skipped_steps: int
+    cancelled_steps: int
+    total_duration: timedelta
+    quality_gates_passed: int
+    quality_gates_failed: int
+    total_attempts: int
+    step_durations: Mapping[str, timedelta]

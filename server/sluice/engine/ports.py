@@ -1,0 +1,82 @@
+"""What the engine needs from the outside world, as small protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sluice.engine.model import Event, Publication, Run, RunStatus, Template
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[Run]
+    # (create time, id) of the last run when more may follow; the next page starts after it.
+    next_cursor: tuple[datetime, str] | None
+
+
+class Store(Protocol):
+    """Persistence of runs, their event logs and registered templates.
+
+    Every query that reads a run or template takes its owner: a row of another owner is
+    as invisible as a row that does not exist.
+    """
+
+    async def create_run(self, run: Run, events: Sequence[Event]) -> Run:
+        """Insert a new run with its first events. When `run.request_id` is set and the owner
+        already has a run with it, insert nothing and return that run instead."""
+        ...
+
+    async def commit(
+        self,
+        run: Run,
+        events: Sequence[Event],
+        publications: Sequence[tuple[str, Publication]] = (),
+    ) -> None:
+        """Persist `run` (whose version is one more than the stored one) with its new events
+        and the steps' outbox records, in one transaction. Raises Conflict if the stored
+        version is not `run.version - 1`."""
+        ...
+
+    async def get_run(self, owner: str, run_id: str) -> Run | None: ...
+
+    async def list_runs(
+        self,
+        owner: str,
+        *,
+        statuses: Sequence[RunStatus],
+        template_id: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> RunPage: ...
+
+    async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+
+    async def unfinished_runs(self) -> list[Run]:
+        """Every RUNNING or PAUSED run, of every owner: what a starting server resumes."""
+        ...
+
+    async def add_template(self, template: Template) -> Template:
+        """Register the next version of the owner's template id; returns it with its version."""
+        ...
+
+    async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
+        """A registered template; version 0 means the latest."""
+        ...
+
+    async def list_templates(self, owner: str) -> list[Template]:
+        """The latest version of each of the owner's registered templates, by id."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,430 @@
+"""The executor: drives runs by committing decisions and running step handlers.
+
+All state changes of a run happen under that run's lock, in `_commit`: apply the events to a
+copy, persist copy + events in one transaction, then swap the copy in and publish the events.
+The pure `scheduler.decide` says what comes next; this module only carries it out (spawning a
+handler for each committed STEP_STARTED, cancelling one for each STEP_CANCELLED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from sluice.engine import commands, substitution
+from sluice.engine.bus import EventBus
+from sluice.engine.errors import NotFound
+from sluice.engine.graph import upstream_of
+from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
+from sluice.engine.model import (
+    Event,
+    EventType,
+    ExecutionOptions,
+    Publication,
+    Run,
+    StepSpec,
+    StepStatus,
+    Template,
+)
+from sluice.engine.ports import Clock, Store, SystemClock
+from sluice.engine.scheduler import Decision, decide
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    max_parallel_steps_per_run: int = 8
+    max_concurrent_steps: int = 256
+    default_step_timeout: timedelta = timedelta(minutes=5)
+    watch_page: int = 500
+
+
+class _Driver:
+    """One run held in memory: its latest committed state, its lock and its step tasks."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.lock = asyncio.Lock()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.rested = asyncio.Event()
+        self._update_rest()
+
+    def _update_rest(self) -> None:
+        if self.run.status.resting:
+            self.rested.set()
+        else:
+            self.rested.clear()
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        handlers: HandlerRegistry,
+        *,
+        settings: EngineSettings = EngineSettings(),
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.bus = bus or EventBus()
+        self._sleep = sleep
+        self._drivers: dict[str, _Driver] = {}
+        self._step_slots = asyncio.Semaphore(settings.max_concurrent_steps)
+        self._stopping = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Resume every run a previous server left RUNNING or PAUSED; returns how many."""
+        runs = await self.store.unfinished_runs()
+        for run in runs:
+            driver = self._drivers.setdefault(run.id, _Driver(run))
+            async with driver.lock:
+                await self._advance(driver)
+        if runs:
+            log.info("recovered %d unfinished workflow(s)", len(runs))
+        return len(runs)
+
+    async def stop(self) -> None:
+        """Stop every step task without recording anything: a restart resumes them."""
+        self._stopping = True
+        tasks = [t for d in self._drivers.values() for t in d.tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- calls ------------------------------------------------------------------------------
+
+    async def create_run(
+        self, owner: str, template: Template, params: dict[str, Any], request_id: str = ""
+    ) -> Run:
+        now = self.clock.now()
+        run = Run.new(id=str(uuid.uuid4()), owner=owner, template=template, params=params, now=now)
+        run.request_id = request_id
+        decision = Decision(run)
+        decision.emit(Event(EventType.WORKFLOW_CREATED, now, details={"templateId": template.id}))
+        stored = await self.store.create_run(decision.run, decision.events)
+        if stored.id == run.id:
+            self.bus.publish(run.id, decision.events)
+        return stored
+
+    async def get_run(self, owner: str, run_id: str) -> Run:
+        driver = self._drivers.get(run_id)
+        if driver is not None:
+            if driver.run.owner != owner:
+                raise NotFound(f"workflow {run_id} not found")
+            return driver.run
+        run = await self.store.get_run(owner, run_id)
+        if run is None:
+            raise NotFound(f"workflow {run_id} not found")
+        return run
+
+    async def execute(
+        self, owner: str, run_id: str, options: ExecutionOptions, *, wait: bool = False
+    ) -> Run:
+        now = self.clock.now()
+        run = await self._change(owner, run_id, lambda run: commands.start(run, now, options))
+        return await self.wait_until_rest(owner, run_id) if wait else run
+
+    async def pause(self, owner: str, run_id: str, reason: str = "") -> Run:
+        now = self.clock.now()
+        return await self._change(owner, run_id, lambda run: commands.pause(run, now, reason))
+
+    async def resume(
+        self, owner: str, run_id: str, options: ExecutionOptions | None, *, wait: bool = False
+    ) -> Run:
+        now = self.clock.now()
+        run = await self._change(owner, run_id, lambda run: commands.resume(run, now, options))
+        return await self.wait_until_rest(owner, run_id) if wait else run
+
+    async def cancel(self, owner: str, run_id: str, reason: str = "") -> Run:
+        now = self.clock.now()
+        return await self._change(owner, run_id, lambda run: commands.cancel(run, now, reason))
+
+    async def decide_gate(
+        self,
+        owner: str,
+        run_id: str,
+        gate_id: str,
+        *,
+        approve: bool,
+        comment: str = "",
+        wait: bool = False,
+    ) -> Run:
+        now = self.clock.now()
+        run = await self._change(
+            owner, run_id, lambda run: commands.decide_gate(run, now, gate_id, approve, comment)
+        )
+        return await self.wait_until_rest(owner, run_id) if wait else run
+
+    async def wait_until_rest(self, owner: str, run_id: str) -> Run:
+        driver = self._drivers.get(run_id)
+        if driver is not None and driver.run.owner == owner:
+            await driver.rested.wait()
+        return await self.get_run(owner, run_id)
+
+    async def watch(
+        self, owner: str, run_id: str, after_sequence: int = 0, *, follow: bool = False
+    ) -> AsyncIterator[Event]:
+        """The run's events after `after_sequence`: stored ones, then live ones, no gap, no
+        duplicate; ends after the terminal event unless `follow`."""
+        await self.get_run(owner, run_id)  # NotFound for a stranger's run
+        with self.bus.subscribe(run_id) as live:
+            last = after_sequence
+            page = self.settings.watch_page
+            while True:  # the stored log first: subscribing before reading leaves no gap
+                batch = await self.store.list_events(run_id, last, page)
+                for event in batch:
+                    yield event
+                    last = event.sequence
+                    if _ends_watch(event, follow):
+                        return
+                if len(batch) < page:
+                    break
+            if not follow and (await self.get_run(owner, run_id)).status.terminal:
+                return
+            while True:
+                events = await live.get()
+                if live.lagged or (events and events[0].sequence > last + 1):
+                    live.lagged = False
+                    events = await self.store.list_events(run_id, last, page)
+                for event in events:
+                    if event.sequence <= last:
+                        continue
+                    yield event
+                    last = event.sequence
+                    if _ends_watch(event, follow):
+                        return
+
+    # --- the machinery ----------------------------------------------------------------------
+
+    async def _driver(self, owner: str, run_id: str) -> _Driver:
+        driver = self._drivers.get(run_id)
+        if driver is None:
+            run = await self.store.get_run(owner, run_id)
+            if run is None:
+                raise NotFound(f"workflow {run_id} not found")
+            if run.status.terminal:
+                return _Driver(run)  # nothing will change it: keep it out of memory
+            # Another call may have loaded it while we awaited the store.
+            driver = self._drivers.setdefault(run_id, _Driver(run))
+        if driver.run.owner != owner:
+            raise NotFound(f"workflow {run_id} not found")
+        return driver
+
+    async def _change(self, owner: str, run_id: str, command: Callable[[Run], Decision]) -> Run:
+        driver = await self._driver(owner, run_id)
+        async with driver.lock:
+            decision = command(driver.run)
+            if decision.events:
+                await self._commit(driver, decision)
+            await self._advance(driver)
+            return driver.run
+
+    async def _commit(
+        self,
+        driver: _Driver,
+        decision: Decision,
+        publications: Sequence[tuple[str, Publication]] = (),
+    ) -> None:
+        """Persist a decision (lock held), then make it current, publish it and act on it."""
+        new = decision.run
+        new.version = driver.run.version + 1
+        await self.store.commit(new, decision.events, publications)
+        driver.run = new
+        driver._update_rest()
+        self.bus.publish(new.id, decision.events)
+        for event in decision.events:
+            if event.type is EventType.STEP_STARTED and event.step_id not in driver.tasks:
+                self._spawn(driver, event.step_id, event.attempt)
+            elif event.type is EventType.STEP_CANCELLED:
+                task = driver.tasks.pop(event.step_id, None)
+                if task is not None:
+                    task.cancel()
+        if new.status.terminal and not driver.tasks:
+            self._drivers.pop(new.id, None)
+
+    async def _advance(self, driver: _Driver) -> None:
+        """Commit what comes next (lock held): restart orphaned steps, then `decide`."""
+        run = driver.run
+        if run.status.terminal:
+            return
+        orphans = [
+            s for s in run.steps.values() if s.status.active and s.step_id not in driver.tasks
+        ]
+        if orphans:  # running when a previous server stopped: run again as a new attempt
+            now = self.clock.now()
+            decision = Decision(run.copy())
+            for step in orphans:
+                decision.emit(
+                    Event(
+                        EventType.STEP_STARTED, now, step.step_id, attempt=step.attempt + 1,
+                        details={"recovered": True},
+                    )
+                )  # fmt: skip
+            await self._commit(driver, decision)
+        decision = decide(driver.run, self.clock.now(), self.settings.max_parallel_steps_per_run)
+        if decision.events:
+            await self._commit(driver, decision)
+
+    def _spawn(self, driver: _Driver, step_id: str, attempt: int) -> None:
+        if self._stopping:
+            return
+        task = asyncio.create_task(
+            self._run_step(driver, step_id, attempt), name=f"{driver.run.id}/{step_id}"
+        )
+        driver.tasks[step_id] = task
+
+    async def _run_step(self, driver: _Driver, step_id: str, first_attempt: int) -> None:
+        spec = driver.run.template.step(step_id)
+        try:
+            result: StepResult | None = await self._attempts(driver, spec, first_attempt)
+            error = ""
+        except asyncio.CancelledError:
+            raise  # cancelled by the run (already recorded) or by a server stop (resumed later)
+        except Exception as exc:
+            result, error = None, _describe(exc)
+        async with driver.lock:
+            if driver.tasks.get(step_id) is asyncio.current_task():
+                del driver.tasks[step_id]
+            step = driver.run.steps[step_id]
+            if not step.status.active:
+                return
+            now = self.clock.now()
+            decision = Decision(driver.run.copy())
+            publications: list[tuple[str, Publication]] = []
+            if result is not None:
+                decision.emit(
+                    Event(
+                        EventType.STEP_COMPLETED, now, step_id, attempt=step.attempt,
+                        details={"output": result.output},
+                    )
+                )  # fmt: skip
+                for note in result.notifications:
+                    decision.emit(Event(EventType.NOTIFICATION, now, step_id, details=dict(note)))
+                publications = [(step_id, p) for p in result.publications]
+            else:
+                decision.emit(
+                    Event(
+                        EventType.STEP_FAILED, now, step_id, attempt=step.attempt,
+                        details={"error": error},
+                    )
+                )  # fmt: skip
+            await self._commit(driver, decision, publications)
+            await self._advance(driver)
+
+    async def _attempts(self, driver: _Driver, spec: StepSpec, first_attempt: int) -> StepResult:
+        """Run the handler until it succeeds or the retry policy gives up (tenacity)."""
+        policy = spec.retry
+        remaining = max(1, policy.max_attempts - first_attempt + 1)
+
+        def attempt_number(state: RetryCallState) -> int:
+            return first_attempt + state.attempt_number - 1
+
+        async def before_sleep(state: RetryCallState) -> None:
+            assert state.outcome is not None and state.next_action is not None
+            await self._record(
+                driver,
+                Event(
+                    EventType.STEP_RETRYING, self.clock.now(), spec.id,
+                    attempt=attempt_number(state),
+                    details={
+                        "error": _describe(state.outcome.exception()),
+                        "delaySeconds": state.next_action.sleep,
+                    },
+                ),
+            )  # fmt: skip
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(remaining),
+            wait=lambda state: policy.delay_after(attempt_number(state)).total_seconds(),
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                number = attempt_number(attempt.retry_state)
+                if number > first_attempt:
+                    await self._record(
+                        driver, Event(EventType.STEP_STARTED, self.clock.now(), spec.id, attempt=number)
+                    )
+                return await self._call_handler(driver.run, spec, number)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _record(self, driver: _Driver, event: Event) -> None:
+        async with driver.lock:
+            if not driver.run.steps[event.step_id].status.active:
+                raise _Abandoned  # the run ended while this step was between attempts
+            decision = Decision(driver.run.copy())
+            decision.emit(event)
+            await self._commit(driver, decision)
+
+    async def _call_handler(self, run: Run, spec: StepSpec, attempt: int) -> StepResult:
+        graph = {s.id: s.dependencies for s in run.template.steps}
+        outputs = {
+            s.step_id: s.output or {}
+            for s in run.steps.values()
+            if s.status is StepStatus.COMPLETED
+        }
+        upstream = {k: v for k, v in outputs.items() if k in upstream_of(spec.id, graph)}
+        try:
+            config = substitution.resolve(dict(spec.config), run.params, upstream)
+        except substitution.SubstitutionError as exc:
+            raise PermanentStepError(str(exc)) from None
+        ctx = StepContext(
+            run_id=run.id,
+            step_id=spec.id,
+            step_type=spec.type,
+            attempt=attempt,
+            idempotency_key=f"{run.id}/{spec.id}",
+            config=config,
+            params=run.params,
+            inputs={d: outputs[d] for d in spec.dependencies if d in outputs},
+            upstream=upstream,
+            owner=run.owner,
+            now=self.clock.now(),
+        )
+        timeout = spec.timeout or self.settings.default_step_timeout
+        async with self._step_slots:
+            try:
+                async with asyncio.timeout(timeout.total_seconds()):
+                    return await self.handlers.get(spec.type).run(ctx)
+            except TimeoutError:
+                raise TimeoutError(f"attempt timed out after {timeout.total_seconds():g}s") from None
+
+
+class _Abandoned(PermanentStepError):
+    """The step's run ended between two attempts: stop without recording anything."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    # CancelledError is a BaseException: a cancelled step must never be retried.
+    return isinstance(exc, Exception) and not isinstance(exc, PermanentStepError)
+
+
+def _ends_watch(event: Event, follow: bool) -> bool:
+    return not follow and event.run_status is not None and event.run_status.terminal
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

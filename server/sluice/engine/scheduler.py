@@ -1,0 +1,184 @@
+"""What happens next in a run: a pure function from the run's state to the events to record.
+
+`decide` is called after every committed change. It never does I/O: starting a step is the
+STEP_STARTED event it returns (the runner spawns the handler once that event is committed),
+cancelling one is a STEP_CANCELLED event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+from sluice.engine import gates
+from sluice.engine.graph import topological_order
+from sluice.engine.model import (
+    Event,
+    EventType,
+    GateAction,
+    GateSpec,
+    GateStatus,
+    GateType,
+    Run,
+    RunStatus,
+    StepStatus,
+    Template,
+)
+from sluice.engine.transitions import apply
+
+_BLOCKED = frozenset({StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
+
+
+@dataclass(slots=True)
+class Decision:
+    """The events to commit, already applied (in order) to `run`, a copy of the input."""
+
+    run: Run
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(apply(self.run, event))
+
+
+def decide(run: Run, now: datetime, free_slots: int) -> Decision:
+    """The next events of a RUNNING run; none for a run in any other status.
+
+    `free_slots` bounds how many more steps may be running at once in this run.
+    """
+    decision = Decision(run.copy())
+    if run.status is not RunStatus.RUNNING:
+        return decision
+    if _check_gates(decision, now) or _fail_on_required_failure(decision, now):
+        return decision
+    _skip_unreachable(decision, now)
+    _start_ready(decision, now, free_slots)
+    if all(s.status.terminal for s in decision.run.steps.values()):
+        decision.emit(Event(EventType.WORKFLOW_COMPLETED, now))
+        if decision.run.options.notify_on_completion:
+            decision.emit(
+                Event(
+                    EventType.NOTIFICATION,
+                    now,
+                    details={"message": f"Workflow {run.template.id} completed", "kind": "completion"},
+                )
+            )
+    return decision
+
+
+def terminate(decision: Decision, now: datetime, status: RunStatus, reason: str) -> None:
+    """End the run: pending steps are skipped, running ones cancelled, then the run event."""
+    for step_id in _order(decision.run.template):
+        step = decision.run.steps[step_id]
+        if step.status is StepStatus.PENDING:
+            decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details={"reason": reason}))
+        elif step.status.active:
+            decision.emit(
+                Event(
+                    EventType.STEP_CANCELLED, now, step_id, attempt=step.attempt,
+                    details={"reason": reason},
+                )
+            )  # fmt: skip
+    if status is RunStatus.CANCELLED:
+        decision.emit(Event(EventType.WORKFLOW_CANCELLED, now, details={"reason": reason}))
+    else:
+        decision.emit(Event(EventType.WORKFLOW_FAILED, now, details={"error": reason}))
+
+
+def _check_gates(decision: Decision, now: datetime) -> bool:
+    """Decide the pending gates of completed steps. True when the run stopped on one."""
+    run = decision.run
+    for gate in run.template.gates:
+        if run.gates[gate.id].status is not GateStatus.PENDING:
+            continue
+        if run.steps[gate.step_id].status is not StepStatus.COMPLETED:
+            continue
+        if gate.type is GateType.APPROVAL:
+            if run.options.auto_approve:
+                decision.emit(_gate_event(EventType.GATE_APPROVED, now, gate, "auto-approved"))
+                continue
+            decision.emit(_gate_event(EventType.GATE_AWAITING_APPROVAL, now, gate, ""))
+            decision.emit(
+                Event(
+                    EventType.WORKFLOW_PAUSED, now, gate.step_id, gate.id,
+                    details={"reason": f"waiting for approval of gate {gate.id}"},
+                )
+            )  # fmt: skip
+            return True
+        outcome = gates.evaluate(gate, run)
+        details: dict[str, object] = {"message": outcome.message}
+        if outcome.observed_value is not None:
+            details["observedValue"] = outcome.observed_value
+        if outcome.passed:
+            decision.emit(Event(EventType.GATE_PASSED, now, gate.step_id, gate.id, details=details))
+            continue
+        details["action"] = (gate.action or GateAction.PAUSE).value
+        decision.emit(Event(EventType.GATE_FAILED, now, gate.step_id, gate.id, details=details))
+        if gate.action is GateAction.PAUSE:
+            decision.emit(
+                Event(
+                    EventType.WORKFLOW_PAUSED, now, gate.step_id, gate.id,
+                    details={"reason": f"gate {gate.id} failed: {outcome.message}"},
+                )
+            )  # fmt: skip
+            return True
+        if gate.action is GateAction.ABORT:
+            terminate(decision, now, RunStatus.FAILED, f"gate {gate.id} failed: {outcome.message}")
+            return True
+    return False
+
+
+def _gate_event(kind: EventType, now: datetime, gate: GateSpec, message: str) -> Event:
+    return Event(kind, now, gate.step_id, gate.id, details={"message": message})
+
+
+def _fail_on_required_failure(decision: Decision, now: datetime) -> bool:
+    run = decision.run
+    for step_id in _order(run.template):
+        step = run.steps[step_id]
+        if step.status is StepStatus.FAILED and not run.template.step(step_id).optional:
+            terminate(decision, now, RunStatus.FAILED, f"step {step_id} failed: {step.error}")
+            return True
+    return False
+
+
+def _skip_unreachable(decision: Decision, now: datetime) -> None:
+    run = decision.run
+    for step_id in _order(run.template):  # dependencies first, so skips cascade in one pass
+        if run.steps[step_id].status is not StepStatus.PENDING:
+            continue
+        blocked = [d for d in run.template.step(step_id).dependencies if run.steps[d].status in _BLOCKED]
+        if blocked:
+            reason = f"dependency {blocked[0]} {run.steps[blocked[0]].status.lower()}"
+            decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details={"reason": reason}))
+
+
+def _start_ready(decision: Decision, now: datetime, free_slots: int) -> None:
+    run = decision.run
+    free = free_slots - sum(1 for s in run.steps.values() if s.status.active)
+    for step_id in _order(run.template):
+        if free <= 0:
+            return
+        step = run.steps[step_id]
+        if step.status is StepStatus.PENDING and _ready(run, step_id):
+            decision.emit(Event(EventType.STEP_STARTED, now, step_id, attempt=step.attempt + 1))
+            free -= 1
+
+
+def _ready(run: Run, step_id: str) -> bool:
+    """All dependencies completed and every gate after them let them through."""
+    for dep in run.template.step(step_id).dependencies:
+        if run.steps[dep].status is not StepStatus.COMPLETED:
+            return False
+        for gate in run.template.gates_after(dep):
+            status = run.gates[gate.id].status
+            passed = status in (GateStatus.PASSED, GateStatus.APPROVED)
+            overridden = status is GateStatus.FAILED and gate.action is GateAction.CONTINUE
+            if not (passed or overridden):
+                return False
+    return True
+
+
+@lru_cache(maxsize=256)
+def _order(template: Template) -> tuple[str, ...]:
+    return tuple(topological_order({s.id: s.dependencies for s in template.steps}))

@@ -1,0 +1,172 @@
+"""The state machine: how each event changes a run. Written once; every change goes through it.
+
+`apply` is the only function that mutates a `Run`. Replaying a run's stored events through it
+from a fresh `Run.new(...)` gives the stored projection, which is what makes the event log the
+truth and the rows a cache of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from sluice.engine.errors import IllegalTransition
+from sluice.engine.model import (
+    Event,
+    EventType,
+    ExecutionOptions,
+    GateStatus,
+    Run,
+    RunStatus,
+    StepStatus,
+)
+
+R = RunStatus
+S = StepStatus
+G = GateStatus
+
+# Which run statuses each workflow event may leave from, and where it goes.
+RUN_TRANSITIONS: dict[EventType, tuple[frozenset[RunStatus], RunStatus]] = {
+    EventType.WORKFLOW_STARTED: (frozenset({R.PENDING}), R.RUNNING),
+    EventType.WORKFLOW_PAUSED: (frozenset({R.RUNNING}), R.PAUSED),
+    EventType.WORKFLOW_RESUMED: (frozenset({R.PAUSED}), R.RUNNING),
+    EventType.WORKFLOW_COMPLETED: (frozenset({R.RUNNING}), R.COMPLETED),
+    EventType.WORKFLOW_FAILED: (frozenset({R.RUNNING, R.PAUSED}), R.FAILED),
+    EventType.WORKFLOW_CANCELLED: (frozenset({R.PENDING, R.RUNNING, R.PAUSED}), R.CANCELLED),
+}
+
+# Which step statuses each step event may leave from, and where it goes. A step may start again
+# while RUNNING: that is a restart after the server stopped mid-attempt (a new attempt).
+STEP_TRANSITIONS: dict[EventType, tuple[frozenset[StepStatus], StepStatus]] = {
+    EventType.STEP_STARTED: (frozenset({S.PENDING, S.RETRYING, S.RUNNING}), S.RUNNING),
+    EventType.STEP_RETRYING: (frozenset({S.RUNNING}), S.RETRYING),
+    EventType.STEP_COMPLETED: (frozenset({S.RUNNING}), S.COMPLETED),
+    EventType.STEP_FAILED: (frozenset({S.RUNNING}), S.FAILED),
+    EventType.STEP_SKIPPED: (frozenset({S.PENDING}), S.SKIPPED),
+    EventType.STEP_CANCELLED: (frozenset({S.RUNNING, S.RETRYING}), S.CANCELLED),
+}
+
+GATE_TRANSITIONS: dict[EventType, tuple[frozenset[GateStatus], GateStatus]] = {
+    EventType.GATE_PASSED: (frozenset({G.PENDING}), G.PASSED),
+    EventType.GATE_FAILED: (frozenset({G.PENDING}), G.FAILED),
+    EventType.GATE_AWAITING_APPROVAL: (frozenset({G.PENDING}), G.AWAITING_APPROVAL),
+    # A FAILED gate can still be approved or rejected: that is how a run paused on it goes on.
+    EventType.GATE_APPROVED: (frozenset({G.PENDING, G.AWAITING_APPROVAL, G.FAILED}), G.APPROVED),
+    EventType.GATE_REJECTED: (frozenset({G.AWAITING_APPROVAL, G.FAILED}), G.REJECTED),
+}
+
+# Run states in which steps and gates may still change (a step finishing while the run pauses).
+_LIVE = frozenset({R.RUNNING, R.PAUSED})
+
+
+def apply(run: Run, event: Event) -> Event:
+    """Apply one event to `run` in place; return the event with its sequence and run status.
+
+    Raises IllegalTransition, leaving `run` unchanged, when the event does not fit the state.
+    """
+    kind = event.type
+    if kind in RUN_TRANSITIONS:
+        _apply_run_event(run, event)
+    elif kind in STEP_TRANSITIONS:
+        _require(run.status in _LIVE, f"{kind} while the run is {run.status}")
+        _apply_step_event(run, event)
+    elif kind in GATE_TRANSITIONS:
+        _require(run.status in _LIVE, f"{kind} while the run is {run.status}")
+        _apply_gate_event(run, event)
+    elif kind is EventType.WORKFLOW_CREATED:
+        _require(run.last_sequence == 0, "WORKFLOW_CREATED must be the first event")
+    elif kind is EventType.NOTIFICATION:
+        pass
+    else:  # pragma: no cover - every EventType is handled above
+        raise IllegalTransition(f"unknown event type {kind!r}")
+    run.last_sequence += 1
+    run.updated_at = event.time
+    return dataclasses.replace(
+        event, sequence=run.last_sequence, run_id=run.id, run_status=run.status
+    )
+
+
+def apply_all(run: Run, events: Iterable[Event]) -> list[Event]:
+    return [apply(run, event) for event in events]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise IllegalTransition(message)
+
+
+def _apply_run_event(run: Run, event: Event) -> None:
+    sources, target = RUN_TRANSITIONS[event.type]
+    _require(run.status in sources, f"cannot go from {run.status} to {target}")
+    details = event.details
+    if event.type in (EventType.WORKFLOW_STARTED, EventType.WORKFLOW_RESUMED):
+        if "autoApprove" in details or "notifyOnCompletion" in details:
+            run.options = ExecutionOptions(
+                auto_approve=bool(details.get("autoApprove", False)),
+                notify_on_completion=bool(details.get("notifyOnCompletion", False)),
+            )
+    if event.type is EventType.WORKFLOW_STARTED:
+        run.started_at = event.time
+    if event.type is EventType.WORKFLOW_PAUSED:
+        run.pause_reason = str(details.get("reason", ""))
+        run.paused_gate_id = event.gate_id
+    else:
+        run.pause_reason = ""
+        run.paused_gate_id = ""
+    if target.terminal:
+        run.ended_at = event.time
+        run.error = str(details.get("error", "")) if target is R.FAILED else ""
+        for gate in run.gates.values():
+            if gate.status is G.PENDING:
+                gate.status = G.SKIPPED
+    run.status = target
+
+
+def _apply_step_event(run: Run, event: Event) -> None:
+    step = run.steps.get(event.step_id)
+    _require(step is not None, f"{event.type} names unknown step {event.step_id!r}")
+    assert step is not None
+    sources, target = STEP_TRANSITIONS[event.type]
+    _require(
+        step.status in sources, f"step {step.step_id}: cannot go from {step.status} to {target}"
+    )
+    details = event.details
+    match event.type:
+        case EventType.STEP_STARTED:
+            _require(event.attempt > step.attempt, f"step {step.step_id}: attempt must grow")
+            step.attempt = event.attempt
+            step.started_at = step.started_at or event.time
+            step.error = ""
+        case EventType.STEP_RETRYING:
+            step.error = str(details.get("error", ""))
+        case EventType.STEP_COMPLETED:
+            output = details.get("output", {})
+            step.output = dict(output) if isinstance(output, dict) else {}
+            step.ended_at = event.time
+            step.error = ""
+        case EventType.STEP_FAILED:
+            step.error = str(details.get("error", ""))
+            step.ended_at = event.time
+        case EventType.STEP_SKIPPED | EventType.STEP_CANCELLED:
+            step.error = str(details.get("reason", ""))
+            if event.type is EventType.STEP_CANCELLED:
+                step.ended_at = event.time
+    step.status = target
+
+
+def _apply_gate_event(run: Run, event: Event) -> None:
+    gate = run.gates.get(event.gate_id)
+    _require(gate is not None, f"{event.type} names unknown gate {event.gate_id!r}")
+    assert gate is not None
+    sources, target = GATE_TRANSITIONS[event.type]
+    _require(
+        gate.status in sources, f"gate {gate.gate_id}: cannot go from {gate.status} to {target}"
+    )
+    details = event.details
+    if "observedValue" in details:
+        observed = details["observedValue"]
+        gate.observed_value = float(observed) if observed is not None else None
+    gate.message = str(details.get("message", gate.message))
+    if target is not G.AWAITING_APPROVAL:
+        gate.decided_at = event.time
+    gate.status = target

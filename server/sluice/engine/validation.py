@@ -1,0 +1,206 @@
+"""Template and parameter validation: every problem at once, each with its field path.
+
+Paths use the proto field names (`steps[2].dependencies[0]`) so a client can point at the
+offending input whatever language it is written in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sluice.engine import expressions, substitution
+from sluice.engine.errors import Violation
+from sluice.engine.graph import find_cycle, upstream_of
+from sluice.engine.model import GateAction, GateType, ParamSpec, Template
+
+TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateLimits:
+    max_steps: int = 100
+    max_gates: int = 100
+    max_dependencies: int = 50
+    max_params: int = 50
+    max_attempts: int = 20
+    max_backoff: timedelta = timedelta(hours=1)
+    max_timeout: timedelta = timedelta(hours=24)
+    max_text: int = 2000
+
+
+def validate_template(
+    template: Template, step_types: Container[str], limits: TemplateLimits = TemplateLimits()
+) -> list[Violation]:
+    out: list[Violation] = []
+
+    def bad(field: str, description: str) -> None:
+        out.append(Violation(field, description))
+
+    if not TEMPLATE_ID.match(template.id):
+        bad("id", "must be 1-63 lowercase letters, digits or '-', starting with a letter")
+    for field, text in (("name", template.name), ("description", template.description)):
+        if len(text) > limits.max_text:
+            bad(field, f"is longer than {limits.max_text} characters")
+
+    _check_params(template.params, limits, bad)
+    step_ids = _check_steps(template, step_types, limits, bad)
+    _check_gates(template, step_ids, limits, bad)
+    return out
+
+
+def _check_params(params: tuple[ParamSpec, ...], limits: TemplateLimits, bad: Any) -> None:
+    if len(params) > limits.max_params:
+        bad("params", f"has {len(params)} parameters; the limit is {limits.max_params}")
+    seen: set[str] = set()
+    for i, param in enumerate(params):
+        if not PARAM_NAME.match(param.name):
+            bad(f"params[{i}].name", "must be letters, digits or '_', starting with a letter")
+        elif param.name in seen:
+            bad(f"params[{i}].name", f"duplicates parameter {param.name!r}")
+        seen.add(param.name)
+
+
+def _check_steps(
+    template: Template, step_types: Container[str], limits: TemplateLimits, bad: Any
+) -> set[str]:
+    steps = template.steps
+    if not steps:
+        bad("steps", "must have at least one step")
+    if len(steps) > limits.max_steps:
+        bad("steps", f"has {len(steps)} steps; the limit is {limits.max_steps}")
+    ids: set[str] = set()
+    for i, step in enumerate(steps):
+        if not STEP_ID.match(step.id):
+            bad(f"steps[{i}].id", "must be 1-63 lowercase letters, digits, '-' or '_', "
+                "starting with a letter")  # fmt: skip
+        elif step.id in ids:
+            bad(f"steps[{i}].id", f"duplicates step id {step.id!r}")
+        ids.add(step.id)
+
+    param_names = {p.name for p in template.params}
+    graph = {s.id: s.dependencies for s in steps}
+    for i, step in enumerate(steps):
+        where = f"steps[{i}]"
+        if step.type not in step_types:
+            bad(f"{where}.type", f"unknown step type {step.type!r}")
+        if len(step.dependencies) > limits.max_dependencies:
+            bad(f"{where}.dependencies", f"has more than {limits.max_dependencies} entries")
+        for j, dep in enumerate(step.dependencies):
+            if dep == step.id:
+                bad(f"{where}.dependencies[{j}]", "a step cannot depend on itself")
+            elif dep not in ids:
+                bad(f"{where}.dependencies[{j}]", f"unknown step {dep!r}")
+            elif dep in step.dependencies[:j]:
+                bad(f"{where}.dependencies[{j}]", f"lists {dep!r} twice")
+        _check_retry_and_timeout(where, step.retry, step.timeout, limits, bad)
+        _check_references(where, step.config, step.id, graph, param_names, bad)
+
+    cycle = find_cycle({k: tuple(d for d in v if d in ids and d != k) for k, v in graph.items()})
+    if cycle:
+        index = next(i for i, s in enumerate(steps) if s.id == cycle[0])
+        bad(f"steps[{index}].dependencies", "forms a cycle: " + " -> ".join(cycle))
+    return ids
+
+
+def _check_retry_and_timeout(
+    where: str, retry: Any, timeout: timedelta | None, limits: TemplateLimits, bad: Any
+) -> None:
+    if not 1 <= retry.max_attempts <= limits.max_attempts:
+        bad(f"{where}.retry.max_attempts", f"must be between 1 and {limits.max_attempts}")
+    if not math.isfinite(retry.multiplier) or not 1.0 <= retry.multiplier <= 10.0:
+        bad(f"{where}.retry.backoff_multiplier", "must be between 1.0 and 10.0 (0 means 2.0)")
+    if not timedelta(0) <= retry.initial_backoff <= limits.max_backoff:
+        bad(f"{where}.retry.initial_backoff", f"must be between 0s and {limits.max_backoff}")
+    if not timedelta(0) <= retry.max_backoff <= limits.max_backoff:
+        bad(f"{where}.retry.max_backoff", f"must be between 0s and {limits.max_backoff}")
+    elif retry.max_backoff < retry.initial_backoff:
+        bad(f"{where}.retry.max_backoff", "must not be shorter than initial_backoff")
+    if timeout is not None and not timedelta(0) < timeout <= limits.max_timeout:
+        bad(f"{where}.timeout", f"must be more than 0s and at most {limits.max_timeout}")
+
+
+def _check_references(
+    where: str,
+    config: Mapping[str, Any],
+    step_id: str,
+    graph: Mapping[str, tuple[str, ...]],
+    param_names: set[str],
+    bad: Any,
+) -> None:
+    try:
+        refs = list(substitution.references(dict(config), f"{where}.config"))
+    except substitution.SubstitutionError as exc:
+        bad(f"{where}.config", str(exc))
+        return
+    upstream: set[str] | None = None
+    for location, ref in refs:
+        if ref.root == "params" and ref.name not in param_names:
+            bad(location, f"{{{{ {ref} }}}} names undeclared parameter {ref.name!r}")
+        elif ref.root == "steps":
+            upstream = upstream if upstream is not None else upstream_of(step_id, graph)
+            if ref.name not in upstream:
+                bad(location, f"{{{{ {ref} }}}}: step {ref.name!r} is not upstream of {step_id!r}"
+                    " (add it to dependencies, directly or through another step)")  # fmt: skip
+
+
+def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits, bad: Any) -> None:
+    if len(template.gates) > limits.max_gates:
+        bad("quality_gates", f"has {len(template.gates)} gates; the limit is {limits.max_gates}")
+    seen: set[str] = set()
+    for i, gate in enumerate(template.gates):
+        where = f"quality_gates[{i}]"
+        if not STEP_ID.match(gate.id):
+            bad(f"{where}.id", "must be 1-63 lowercase letters, digits, '-' or '_', "
+                "starting with a letter")  # fmt: skip
+        elif gate.id in seen:
+            bad(f"{where}.id", f"duplicates gate id {gate.id!r}")
+        seen.add(gate.id)
+        if not gate.step_id:
+            bad(f"{where}.step_id", "must name the step after which the gate is checked")
+        elif gate.step_id not in step_ids:
+            bad(f"{where}.step_id", f"unknown step {gate.step_id!r}")
+        match gate.type:
+            case GateType.THRESHOLD:
+                if not gate.metric or not all(gate.metric.split(".")):
+                    bad(f"{where}.threshold.metric", "must be a dotted path, e.g. 'qualityScore'")
+                if gate.operator is None:
+                    bad(f"{where}.threshold.operator", "must be one of GT, GTE, LT, LTE, EQ, NEQ")
+                if not math.isfinite(gate.threshold):
+                    bad(f"{where}.threshold.threshold", "must be a finite number")
+            case GateType.VALIDATION:
+                for problem in expressions.problems(gate.expression):
+                    bad(f"{where}.validation.expression", problem)
+            case GateType.APPROVAL:
+                if gate.action not in (None, GateAction.PAUSE):
+                    bad(f"{where}.action", "an approval gate always waits, so its action must "
+                        "be PAUSE or unspecified")  # fmt: skip
+            case None:
+                bad(f"{where}.condition", "set one of threshold, validation or approval")
+        if gate.type in (GateType.THRESHOLD, GateType.VALIDATION) and gate.action is None:
+            bad(f"{where}.action", "must be CONTINUE, PAUSE or ABORT")
+
+
+def bind_params(template: Template, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[Violation]]:
+    """The run's params: `given` plus defaults; violations for unknown or missing ones."""
+    declared = {p.name: p for p in template.params}
+    violations = [
+        Violation(f"params.{name}", f"is not a parameter of template {template.id!r}"
+                  + (f"; it takes {', '.join(sorted(declared))}" if declared else ""))
+        for name in given if name not in declared
+    ]  # fmt: skip
+    params: dict[str, Any] = {}
+    for spec in template.params:
+        if spec.name in given and given[spec.name] is not None:
+            params[spec.name] = given[spec.name]
+        elif spec.default is not None:
+            params[spec.name] = spec.default
+        elif spec.required:
+            violations.append(Violation(f"params.{spec.name}", "is required"))
+    return params, violations

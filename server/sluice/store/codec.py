@@ -1,0 +1,138 @@
+"""Domain values <-> JSON-ready dicts, for the columns that hold structured data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sluice.engine.model import (
+    ExecutionOptions,
+    GateAction,
+    GateSpec,
+    GateType,
+    Operator,
+    ParamSpec,
+    RetryPolicy,
+    StepSpec,
+    Template,
+)
+
+
+def template_to_json(t: Template) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "description": t.description,
+        "version": t.version,
+        "predefined": t.predefined,
+        "owner": t.owner,
+        "createdAt": t.created_at.isoformat() if t.created_at else None,
+        "params": [
+            {"name": p.name, "description": p.description, "required": p.required, "default": p.default}
+            for p in t.params
+        ],
+        "steps": [_step_to_json(s) for s in t.steps],
+        "gates": [_gate_to_json(g) for g in t.gates],
+    }
+
+
+def template_from_json(d: dict[str, Any]) -> Template:
+    created = d.get("createdAt")
+    return Template(
+        id=d["id"],
+        name=d.get("name", ""),
+        description=d.get("description", ""),
+        version=d.get("version", 0),
+        predefined=d.get("predefined", False),
+        owner=d.get("owner", ""),
+        created_at=datetime.fromisoformat(created) if created else None,
+        params=tuple(
+            ParamSpec(p["name"], p.get("description", ""), p.get("required", False), p.get("default"))
+            for p in d.get("params", [])
+        ),
+        steps=tuple(_step_from_json(s) for s in d.get("steps", [])),
+        gates=tuple(_gate_from_json(g) for g in d.get("gates", [])),
+    )
+
+
+def _step_to_json(s: StepSpec) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "type": s.type,
+        "name": s.name,
+        "description": s.description,
+        "config": dict(s.config),
+        "dependencies": list(s.dependencies),
+        "optional": s.optional,
+        "retry": {
+            "maxAttempts": s.retry.max_attempts,
+            "initialBackoff": s.retry.initial_backoff.total_seconds(),
+            "multiplier": s.retry.multiplier,
+            "maxBackoff": s.retry.max_backoff.total_seconds(),
+        },
+        "timeout": s.timeout.total_seconds() if s.timeout is not None else None,
+    }
+
+
+def _step_from_json(d: dict[str, Any]) -> StepSpec:
+    r = d["retry"]
+    timeout = d.get("timeout")
+    return StepSpec(
+        id=d["id"],
+        type=d["type"],
+        name=d.get("name", ""),
+        description=d.get("description", ""),
+        config=d.get("config", {}),
+        dependencies=tuple(d.get("dependencies", ())),
+        optional=d.get("optional", False),
+        retry=RetryPolicy(
+            max_attempts=r["maxAttempts"],
+            initial_backoff=timedelta(seconds=r["initialBackoff"]),
+            multiplier=r["multiplier"],
+            max_backoff=timedelta(seconds=r["maxBackoff"]),
+        ),
+        timeout=timedelta(seconds=timeout) if timeout is not None else None,
+    )
+
+
+def _gate_to_json(g: GateSpec) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "name": g.name,
+        "type": g.type.value if g.type else None,
+        "stepId": g.step_id,
+        "action": g.action.value if g.action else None,
+        "metric": g.metric,
+        "operator": g.operator.value if g.operator else None,
+        "threshold": g.threshold,
+        "expression": g.expression,
+    }
+
+
+def _gate_from_json(d: dict[str, Any]) -> GateSpec:
+    return GateSpec(
+        id=d["id"],
+        name=d.get("name", ""),
+        type=GateType(d["type"]) if d.get("type") else None,
+        step_id=d["stepId"],
+        action=GateAction(d["action"]) if d.get("action") else None,
+        metric=d.get("metric", ""),
+        operator=Operator(d["operator"]) if d.get("operator") else None,
+        threshold=d.get("threshold", 0.0),
+        expression=d.get("expression", ""),
+    )
+
+
+def options_to_json(o: ExecutionOptions) -> dict[str, bool]:
+    return {"autoApprove": o.auto_approve, "notifyOnCompletion": o.notify_on_completion}
+
+
+def options_from_json(d: dict[str, Any]) -> ExecutionOptions:
+    return ExecutionOptions(bool(d.get("autoApprove")), bool(d.get("notifyOnCompletion")))
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

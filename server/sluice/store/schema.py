@@ -1,0 +1,106 @@
+"""The tables. A run's event log is the truth; runs/step_runs/gate_results are its projection."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Time = sa.DateTime(timezone=True)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("body", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("template_id", sa.String(64), nullable=False),
+    sa.Column("template_version", sa.Integer, nullable=False),
+    sa.Column("template", Json, nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("options", Json, nullable=False),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("pause_reason", sa.Text, nullable=False, default=""),
+    sa.Column("paused_gate_id", sa.String(64), nullable=False, default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("updated_at", Time),
+    sa.Column("last_sequence", sa.Integer, nullable=False),
+    # Compare-and-set guard: every commit moves it by one; a stale writer's UPDATE matches nothing.
+    sa.Column("version", sa.Integer, nullable=False),
+    # NULL when the caller sent none (NULLs never collide in the unique index).
+    sa.Column("request_id", sa.String(200)),
+    sa.Index("ix_runs_owner_created", "owner", "created_at", "id"),
+    sa.Index("ix_runs_owner_status_created", "owner", "status", "created_at"),
+    sa.Index("ix_runs_status", "status"),
+    sa.UniqueConstraint("owner", "request_id", name="uq_runs_owner_request_id"),
+)
+
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("step_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("output", Json),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+)
+
+gate_results = sa.Table(
+    "gate_results",
+    metadata,
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("gate_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("observed_value", sa.Float),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("decided_at", Time),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    # 1, 2, 3, ... per run; the primary key makes a duplicate impossible.
+    sa.Column("sequence", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("time", Time, nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False, default=""),
+    sa.Column("gate_id", sa.String(64), nullable=False, default=""),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("run_status", sa.String(16), nullable=False),
+    sa.Column("details", Json, nullable=False),
+)
+
+# Records that post/notify steps publish, written in the same transaction as the step's
+# completion (a transactional outbox: a relay may deliver them elsewhere later).
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_outbox_run", "run_id"),
+)
