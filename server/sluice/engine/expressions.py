@@ -6,6 +6,7 @@ macros iterate over the (bounded) data only. We never fall back to Python's eval
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -26,6 +27,9 @@ _STANDARD_FUNCTIONS = frozenset(
 )  # fmt: skip
 
 
+_MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
 class ExpressionError(ValueError):
     """The expression does not compile, or failed to evaluate to a bool."""
 
@@ -42,7 +46,9 @@ def problems(source: str) -> list[str]:
         return [str(exc)]
     found: list[str] = []
     refs = program.references()
-    unknown_vars = sorted(set(refs.get("variables", ())) - VARIABLES)
+    # Macro iteration variables (`i` in `xs.filter(i, ...)`) are reported as variables too.
+    bound = set(_MACRO_VARIABLE.findall(source))
+    unknown_vars = sorted(set(refs.get("variables", ())) - VARIABLES - bound)
     if unknown_vars:
         found.append(
             f"uses unknown variable(s) {', '.join(unknown_vars)}; "

@@ -54,15 +54,12 @@ def decide(run: Run, now: datetime, free_slots: int) -> Decision:
     _skip_unreachable(decision, now)
     _start_ready(decision, now, free_slots)
     if all(s.status.terminal for s in decision.run.steps.values()):
-        decision.emit(Event(EventType.WORKFLOW_COMPLETED, now))
-        if decision.run.options.notify_on_completion:
+        if decision.run.options.notify_on_completion:  # before the terminal event: watchers stop there
+            message = f"Workflow {run.template.id} completed"
             decision.emit(
-                Event(
-                    EventType.NOTIFICATION,
-                    now,
-                    details={"message": f"Workflow {run.template.id} completed", "kind": "completion"},
-                )
+                Event(EventType.NOTIFICATION, now, details={"message": message, "kind": "completion"})
             )
+        decision.emit(Event(EventType.WORKFLOW_COMPLETED, now))
     return decision
 
 

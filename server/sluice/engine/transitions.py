@@ -68,7 +68,9 @@ def apply(run: Run, event: Event) -> Event:
     if kind in RUN_TRANSITIONS:
         _apply_run_event(run, event)
     elif kind in STEP_TRANSITIONS:
-        _require(run.status in _LIVE, f"{kind} while the run is {run.status}")
+        # Cancelling a PENDING run skips its steps; nothing else touches steps before it starts.
+        live = _LIVE | {R.PENDING} if kind is EventType.STEP_SKIPPED else _LIVE
+        _require(run.status in live, f"{kind} while the run is {run.status}")
         _apply_step_event(run, event)
     elif kind in GATE_TRANSITIONS:
         _require(run.status in _LIVE, f"{kind} while the run is {run.status}")

@@ -89,9 +89,7 @@ def require_choice(
     config: Mapping[str, Any], key: str, choices: Collection[str], *, where: str = "config"
 ) -> str:
     if blank(config.get(key)):
-        raise PermanentStepError(
-            f"{where}.{key} is required: one of {', '.join(sorted(choices))}"
-        )
+        raise PermanentStepError(f"{where}.{key} is required: one of {', '.join(sorted(choices))}")
     return get_choice(config, key, choices, "", where=where)
 
 
@@ -119,7 +117,9 @@ def get_int(
         return default
     result = number(value, f"{where}.{key}")
     if not result.is_integer() or result < minimum:
-        raise PermanentStepError(f"{where}.{key} must be a whole number >= {minimum}, got {value!r}")
+        raise PermanentStepError(
+            f"{where}.{key} must be a whole number >= {minimum}, got {value!r}"
+        )
     return int(result)
 
 
@@ -146,9 +146,7 @@ def get_str_list(
     raise PermanentStepError(f"{where}.{key} must be a list of strings, got {json_type(value)}")
 
 
-def get_mapping(
-    config: Mapping[str, Any], key: str, *, where: str = "config"
-) -> Mapping[str, Any]:
+def get_mapping(config: Mapping[str, Any], key: str, *, where: str = "config") -> Mapping[str, Any]:
     value = config.get(key)
     if value is None:
         return {}

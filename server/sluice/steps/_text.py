@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 # "500,000", "3.5", "don't" and "2-bedroom" are one word each; "$", "%" and "#" are not words.
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’.,-][A-Za-z0-9]+)*")
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019.,-][A-Za-z0-9]+)*")
 # Markdown headings, bullets, numbered items and quotes: structure, not part of the sentence.
 _LINE_MARKER = re.compile(r"^\s*(?:#{1,6}\s+|[-*•]\s+|\d+[.)]\s+|>\s*)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # A full stop after these does not end a sentence (so "e.g. the" is not a lowercase start).
 _ABBREVIATIONS = frozenset(
-    "e.g. i.e. etc. vs. mr. mrs. ms. dr. st. ave. rd. blvd. approx. no. inc. ltd. jr. sr.".split()
+    {"e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "st.", "ave.", "rd."}
+    | {"blvd.", "approx.", "no.", "inc.", "ltd.", "jr.", "sr."}
 )
 
 
@@ -41,6 +42,11 @@ def sentences(text: str) -> list[str]:
                 merged.append(part)
         out.extend(merged)
     return out
+
+
+def strip_markers(text: str) -> str:
+    """The text without line markers, so "1) item" does not read as an unbalanced bracket."""
+    return "\n".join(_LINE_MARKER.sub("", line) for line in text.splitlines())
 
 
 def preview(text: str, limit: int = 120) -> str:

@@ -12,13 +12,14 @@ blog-post) and hashtags (social-post).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.engine.handlers import StepContext, StepResult
+from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
 from sluice.engine.model import JsonObject
 from sluice.steps import _copy
 from sluice.steps._config import get_str, number, require_choice, setting, text
@@ -86,7 +87,7 @@ def _price(value: Any) -> str | None:
         return None
     try:
         amount = number(value, "price")
-    except Exception:
+    except PermanentStepError:
         return text(value)
     return f"${amount:,.0f}" if amount >= 1000 or amount.is_integer() else f"${amount:,.2f}"
 
@@ -94,10 +95,8 @@ def _price(value: Any) -> str | None:
 def _features(value: Any) -> tuple[str, ...]:
     if isinstance(value, str) and value.strip().startswith("["):
         # A list param substituted into a longer string arrives as JSON text.
-        try:
+        with contextlib.suppress(ValueError):
             value = json.loads(value)
-        except ValueError:
-            pass
     if isinstance(value, str):
         value = re.split(r"[,;]", value)
     if isinstance(value, list | tuple):

@@ -154,9 +154,7 @@ class WebhookClient:
         # No proxies from the environment: the allow-list is about where requests go.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
 
-    async def post_json(
-        self, url: str, payload: Mapping[str, Any], *, idempotency_key: str
-    ) -> int:
+    async def post_json(self, url: str, payload: Mapping[str, Any], *, idempotency_key: str) -> int:
         """The 2xx status; PermanentStepError for a refused URL or a final answer (4xx, 3xx);
         StepError for what a retry may fix (5xx, 408, 429, connection errors, timeouts)."""
         self.allow.check(url)

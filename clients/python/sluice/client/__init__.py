@@ -1,0 +1,51 @@
+"""Python client for Sluice: `WorkflowClient` (async) and `SyncWorkflowClient` (blocking)."""
+
+from sluice.client._async import DEFAULT_TARGET, WorkflowClient
+from sluice.client._sync import SyncWorkflowClient
+from sluice.client.errors import (
+    AbortedError,
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    SluiceError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from sluice.v1.event_pb2 import EventType, WorkflowEvent
+from sluice.v1.template_pb2 import Template
+from sluice.v1.workflow_pb2 import (
+    GateStatus,
+    StepStatus,
+    Workflow,
+    WorkflowStatus,
+)
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "AbortedError",
+    "AlreadyExistsError",
+    "DeadlineExceededError",
+    "EventType",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "GateStatus",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "SluiceError",
+    "StepStatus",
+    "SyncWorkflowClient",
+    "Template",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "Workflow",
+    "WorkflowClient",
+    "WorkflowEvent",
+    "WorkflowStatus",
+]

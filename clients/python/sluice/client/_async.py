@@ -1,0 +1,233 @@
+"""The async client: the seed's verbs over sluice.v1.WorkflowService."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+
+from sluice.client.errors import from_rpc_error
+from sluice.v1 import event_pb2, template_pb2, workflow_pb2
+from sluice.v1 import workflow_service_pb2 as pb
+from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+T = TypeVar("T")
+
+TemplateLike = template_pb2.Template | Mapping[str, Any]
+Status = workflow_pb2.WorkflowStatus.ValueType
+
+
+class WorkflowClient:
+    """Async client. Use `async with WorkflowClient(target) as client:` or call `close()`."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        if channel is None:
+            channel = (
+                grpc.aio.secure_channel(target, credentials)
+                if credentials is not None
+                else grpc.aio.insecure_channel(target)
+            )
+        self._channel = channel
+        self._stub = pb_grpc.WorkflowServiceStub(channel)
+        self._metadata = tuple(metadata)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> WorkflowClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+        try:
+            return await method(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    # --- templates ------------------------------------------------------------------------------
+
+    async def list_templates(self, *, timeout: float | None = None) -> list[template_pb2.Template]:
+        found: list[template_pb2.Template] = []
+        token = ""
+        while True:
+            response = await self._call(
+                self._stub.ListTemplates, pb.ListTemplatesRequest(page_token=token), timeout
+            )
+            found.extend(response.templates)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def get_template(self, template_id: str, *, version: int = 0, timeout: float | None = None) -> template_pb2.Template:
+        request = pb.GetTemplateRequest(template_id=template_id, version=version)
+        return (await self._call(self._stub.GetTemplate, request, timeout)).template
+
+    async def create_template(self, template: TemplateLike, *, timeout: float | None = None) -> template_pb2.Template:
+        request = pb.CreateTemplateRequest(template=_template(template))
+        return (await self._call(self._stub.CreateTemplate, request, timeout)).template
+
+    async def validate_template(self, template: TemplateLike, *, timeout: float | None = None) -> pb.ValidateTemplateResponse:
+        request = pb.ValidateTemplateRequest(template=_template(template))
+        return await self._call(self._stub.ValidateTemplate, request, timeout)
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    async def create_workflow(
+        self,
+        template: str | TemplateLike,
+        params: Mapping[str, Any] | None = None,
+        *,
+        version: int = 0,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> workflow_pb2.Workflow:
+        """Create a run from a template id (predefined or registered) or an inline template.
+
+        Pass a request_id (a UUID) to make a retried call return the run the first call
+        created instead of creating a second one.
+        """
+        request = pb.CreateWorkflowRequest(template_version=version, request_id=request_id or "")
+        if isinstance(template, str):
+            request.template_id = template
+        else:
+            request.template.CopyFrom(_template(template))
+        request.params.CopyFrom(_struct(params))
+        return (await self._call(self._stub.CreateWorkflow, request, timeout)).workflow
+
+    async def execute_workflow(
+        self,
+        workflow_id: str,
+        *,
+        auto_approve: bool = False,
+        notify_on_completion: bool = False,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> workflow_pb2.Workflow:
+        request = pb.ExecuteWorkflowRequest(
+            workflow_id=workflow_id,
+            options=workflow_pb2.ExecutionOptions(
+                auto_approve=auto_approve, notify_on_completion=notify_on_completion
+            ),
+            wait=wait,
+        )
+        return (await self._call(self._stub.ExecuteWorkflow, request, timeout)).workflow
+
+    async def get_workflow(self, workflow_id: str, *, timeout: float | None = None) -> workflow_pb2.Workflow:
+        request = pb.GetWorkflowRequest(workflow_id=workflow_id)
+        return (await self._call(self._stub.GetWorkflow, request, timeout)).workflow
+
+    async def list_workflows(
+        self,
+        *,
+        statuses: Sequence[Status] = (),
+        template_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> pb.ListWorkflowsResponse:
+        """One page of the caller's runs, newest first; pass next_page_token for the next."""
+        request = pb.ListWorkflowsRequest(
+            statuses=statuses, template_id=template_id, page_size=page_size, page_token=page_token
+        )
+        return await self._call(self._stub.ListWorkflows, request, timeout)
+
+    async def iter_workflows(
+        self, *, statuses: Sequence[Status] = (), template_id: str = "", page_size: int = 0
+    ) -> AsyncIterator[workflow_pb2.Workflow]:
+        """Every matching run, fetching pages as needed."""
+        token = ""
+        while True:
+            page = await self.list_workflows(
+                statuses=statuses, template_id=template_id, page_size=page_size, page_token=token
+            )
+            for workflow in page.workflows:
+                yield workflow
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def pause_workflow(self, workflow_id: str, *, reason: str = "", timeout: float | None = None) -> workflow_pb2.Workflow:
+        request = pb.PauseWorkflowRequest(workflow_id=workflow_id, reason=reason)
+        return (await self._call(self._stub.PauseWorkflow, request, timeout)).workflow
+
+    async def resume_workflow(
+        self,
+        workflow_id: str,
+        *,
+        auto_approve: bool | None = None,
+        notify_on_completion: bool | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> workflow_pb2.Workflow:
+        """Resume a paused run; options left as None keep the run's current ones."""
+        request = pb.ResumeWorkflowRequest(workflow_id=workflow_id, wait=wait)
+        if auto_approve is not None or notify_on_completion is not None:
+            current = (await self.get_workflow(workflow_id, timeout=timeout)).options
+            request.options.auto_approve = (
+                current.auto_approve if auto_approve is None else auto_approve
+            )
+            request.options.notify_on_completion = (
+                current.notify_on_completion if notify_on_completion is None else notify_on_completion
+            )
+        return (await self._call(self._stub.ResumeWorkflow, request, timeout)).workflow
+
+    async def cancel_workflow(self, workflow_id: str, *, reason: str = "", timeout: float | None = None) -> workflow_pb2.Workflow:
+        request = pb.CancelWorkflowRequest(workflow_id=workflow_id, reason=reason)
+        return (await self._call(self._stub.CancelWorkflow, request, timeout)).workflow
+
+    async def approve_gate(
+        self,
+        workflow_id: str,
+        gate_id: str,
+        *,
+        approve: bool = True,
+        comment: str = "",
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> workflow_pb2.Workflow:
+        request = pb.ApproveGateRequest(
+            workflow_id=workflow_id, gate_id=gate_id, approve=approve, comment=comment, wait=wait
+        )
+        return (await self._call(self._stub.ApproveGate, request, timeout)).workflow
+
+    async def watch(
+        self, workflow_id: str, *, after_sequence: int = 0, follow: bool = False
+    ) -> AsyncIterator[event_pb2.WorkflowEvent]:
+        """The run's events after `after_sequence`, stored then live; ends after the terminal
+        event unless `follow`."""
+        request = pb.WatchWorkflowRequest(
+            workflow_id=workflow_id, after_sequence=after_sequence, follow=follow
+        )
+        call = self._stub.WatchWorkflow(request, metadata=self._metadata)
+        try:
+            async for response in call:
+                yield response.event
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+
+
+def _template(template: TemplateLike) -> template_pb2.Template:
+    if isinstance(template, template_pb2.Template):
+        return template
+    return json_format.ParseDict(dict(template), template_pb2.Template())
+
+
+def _struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    if data:
+        struct.update(dict(data))
+    return struct

@@ -1,0 +1,273 @@
+"""Proto messages <-> domain values. Proto types stop here: the engine never sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+
+from sluice.engine import metrics as metrics_mod
+from sluice.engine.model import (
+    Event,
+    EventType,
+    ExecutionOptions,
+    GateAction,
+    GateSpec,
+    GateType,
+    Operator,
+    ParamSpec,
+    RetryPolicy,
+    Run,
+    RunStatus,
+    StepSpec,
+    StepStatus,
+    Template,
+)
+from sluice.v1 import event_pb2, template_pb2, workflow_pb2
+
+_DEFAULT_RETRY = RetryPolicy()
+
+# --- enums (by name: the proto value is PREFIX_ + the domain value) ----------------------------
+
+
+def run_status_to_proto(status: RunStatus) -> workflow_pb2.WorkflowStatus.ValueType:
+    return workflow_pb2.WorkflowStatus.Value(f"WORKFLOW_STATUS_{status.value}")
+
+
+def run_status_from_proto(value: int) -> RunStatus | None:
+    name = workflow_pb2.WorkflowStatus.Name(value).removeprefix("WORKFLOW_STATUS_")
+    return RunStatus(name) if name != "UNSPECIFIED" else None
+
+
+def _step_status(status: StepStatus) -> workflow_pb2.StepStatus.ValueType:
+    return workflow_pb2.StepStatus.Value(f"STEP_STATUS_{status.value}")
+
+
+def _event_type(kind: EventType) -> event_pb2.EventType.ValueType:
+    return event_pb2.EventType.Value(f"EVENT_TYPE_{kind.value}")
+
+
+def _gate_action_to_proto(action: GateAction | None) -> template_pb2.GateAction.ValueType:
+    return template_pb2.GateAction.Value(f"GATE_ACTION_{action.value if action else 'UNSPECIFIED'}")
+
+
+def _gate_action_from_proto(value: int) -> GateAction | None:
+    name = template_pb2.GateAction.Name(value).removeprefix("GATE_ACTION_")
+    return GateAction(name) if name != "UNSPECIFIED" else None
+
+
+def _operator_from_proto(value: int) -> Operator | None:
+    name = template_pb2.ComparisonOperator.Name(value).removeprefix("COMPARISON_OPERATOR_")
+    return Operator(name) if name != "UNSPECIFIED" else None
+
+
+# --- well-known types --------------------------------------------------------------------------
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+def dict_to_struct(data: Mapping[str, Any] | None, target: struct_pb2.Struct) -> None:
+    if data:
+        target.update(data)
+
+
+def _duration(td: timedelta | None, target: duration_pb2.Duration) -> None:
+    if td is not None:
+        target.FromTimedelta(td)
+
+
+def _timestamp(dt: datetime | None, target: timestamp_pb2.Timestamp) -> None:
+    if dt is not None:
+        target.FromDatetime(dt.astimezone(UTC).replace(tzinfo=None))
+
+
+def _td(message: duration_pb2.Duration) -> timedelta:
+    return timedelta(seconds=message.seconds, microseconds=message.nanos // 1000)
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+def template_from_proto(pb: template_pb2.Template) -> Template:
+    """A domain template, not yet validated: unset enums become None for validation to report."""
+    return Template(
+        id=pb.id,
+        name=pb.name,
+        description=pb.description,
+        steps=tuple(_step_from_proto(s) for s in pb.steps),
+        gates=tuple(_gate_from_proto(g) for g in pb.quality_gates),
+        params=tuple(
+            ParamSpec(
+                name=p.name,
+                description=p.description,
+                required=p.required,
+                default=json_format.MessageToDict(p.default_value)
+                if p.HasField("default_value")
+                else None,
+            )
+            for p in pb.params
+        ),
+    )
+
+
+def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
+    retry = _DEFAULT_RETRY
+    if pb.HasField("retry"):
+        r = pb.retry
+        retry = RetryPolicy(
+            max_attempts=r.max_attempts or 1,
+            initial_backoff=_td(r.initial_backoff) if r.HasField("initial_backoff") else _DEFAULT_RETRY.initial_backoff,
+            multiplier=r.backoff_multiplier or 2.0,
+            max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
+        )  # fmt: skip
+    return StepSpec(
+        id=pb.id,
+        type=pb.type,
+        name=pb.name,
+        description=pb.description,
+        config=struct_to_dict(pb.config),
+        dependencies=tuple(pb.dependencies),
+        optional=pb.optional,
+        retry=retry,
+        timeout=_td(pb.timeout) if pb.HasField("timeout") else None,
+    )
+
+
+def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
+    kind = pb.WhichOneof("condition")
+    return GateSpec(
+        id=pb.id,
+        name=pb.name,
+        type=GateType(kind.upper()) if kind else None,
+        step_id=pb.step_id,
+        action=_gate_action_from_proto(pb.action),
+        metric=pb.threshold.metric,
+        operator=_operator_from_proto(pb.threshold.operator) if kind == "threshold" else None,
+        threshold=pb.threshold.threshold,
+        expression=pb.validation.expression,
+    )
+
+
+def template_to_proto(t: Template, target: template_pb2.Template | None = None) -> template_pb2.Template:
+    pb = target if target is not None else template_pb2.Template()
+    pb.id, pb.name, pb.description = t.id, t.name, t.description
+    pb.version, pb.predefined = t.version, t.predefined
+    _timestamp(t.created_at, pb.create_time)
+    for s in t.steps:
+        step = pb.steps.add(
+            id=s.id, type=s.type, name=s.name, description=s.description,
+            dependencies=s.dependencies, optional=s.optional,
+        )  # fmt: skip
+        dict_to_struct(s.config, step.config)
+        if s.retry != _DEFAULT_RETRY:
+            step.retry.max_attempts = s.retry.max_attempts
+            step.retry.backoff_multiplier = s.retry.multiplier
+            _duration(s.retry.initial_backoff, step.retry.initial_backoff)
+            _duration(s.retry.max_backoff, step.retry.max_backoff)
+        _duration(s.timeout, step.timeout)
+    for g in t.gates:
+        gate = pb.quality_gates.add(
+            id=g.id, name=g.name, step_id=g.step_id, action=_gate_action_to_proto(g.action)
+        )
+        if g.type is GateType.THRESHOLD:
+            gate.threshold.metric = g.metric
+            gate.threshold.threshold = g.threshold
+            if g.operator is not None:
+                gate.threshold.operator = template_pb2.ComparisonOperator.Value(
+                    f"COMPARISON_OPERATOR_{g.operator.value}"
+                )
+        elif g.type is GateType.VALIDATION:
+            gate.validation.expression = g.expression
+        elif g.type is GateType.APPROVAL:
+            gate.approval.SetInParent()
+    for p in t.params:
+        param = pb.params.add(name=p.name, description=p.description, required=p.required)
+        if p.default is not None:
+            json_format.ParseDict(p.default, param.default_value)
+    return pb
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def options_from_proto(pb: workflow_pb2.ExecutionOptions) -> ExecutionOptions:
+    return ExecutionOptions(auto_approve=pb.auto_approve, notify_on_completion=pb.notify_on_completion)
+
+
+def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
+    pb = workflow_pb2.Workflow(
+        id=run.id,
+        owner=run.owner,
+        template_id=run.template.id,
+        template_version=run.template.version,
+        status=run_status_to_proto(run.status),
+        error=run.error,
+        pause_reason=run.pause_reason,
+        paused_gate_id=run.paused_gate_id,
+        last_sequence=run.last_sequence,
+    )
+    template_to_proto(run.template, pb.template)
+    dict_to_struct(run.params, pb.params)
+    pb.options.auto_approve = run.options.auto_approve
+    pb.options.notify_on_completion = run.options.notify_on_completion
+    for ts, field in (
+        (run.created_at, pb.create_time),
+        (run.started_at, pb.start_time),
+        (run.ended_at, pb.end_time),
+        (run.updated_at, pb.update_time),
+    ):
+        _timestamp(ts, field)
+    for spec in run.template.steps:
+        s = run.steps[spec.id]
+        step = pb.steps.add(
+            step_id=s.step_id, name=spec.name, type=spec.type, status=_step_status(s.status),
+            attempt=s.attempt, optional=spec.optional, error=s.error,
+        )  # fmt: skip
+        _timestamp(s.started_at, step.start_time)
+        _timestamp(s.ended_at, step.end_time)
+        _duration(s.duration, step.duration)
+        if s.output is not None:
+            dict_to_struct(s.output, step.output)
+    for spec in run.template.gates:
+        g = run.gates[spec.id]
+        gate = pb.gate_results.add(
+            gate_id=g.gate_id,
+            name=spec.name,
+            type=workflow_pb2.GateType.Value(f"GATE_TYPE_{spec.type.value}") if spec.type else 0,
+            step_id=spec.step_id,
+            action=_gate_action_to_proto(spec.action),
+            status=workflow_pb2.GateStatus.Value(f"GATE_STATUS_{g.status.value}"),
+            message=g.message,
+        )
+        if g.observed_value is not None:
+            gate.observed_value = g.observed_value
+        _timestamp(g.decided_at, gate.decide_time)
+    m = metrics_mod.compute(run, now)
+    pm = pb.metrics
+    pm.total_steps, pm.completed_steps, pm.failed_steps = m.total_steps, m.completed_steps, m.failed_steps
+    pm.skipped_steps, pm.cancelled_steps = m.skipped_steps, m.cancelled_steps
+    pm.quality_gates_passed, pm.quality_gates_failed = m.quality_gates_passed, m.quality_gates_failed
+    pm.total_attempts = m.total_attempts
+    _duration(m.total_duration, pm.total_duration)
+    for step_id, duration in m.step_durations.items():
+        pm.step_durations[step_id].FromTimedelta(duration)
+    return pb
+
+
+def event_to_proto(e: Event) -> event_pb2.WorkflowEvent:
+    pb = event_pb2.WorkflowEvent(
+        workflow_id=e.run_id,
+        sequence=e.sequence,
+        type=_event_type(e.type),
+        step_id=e.step_id,
+        gate_id=e.gate_id,
+        attempt=e.attempt,
+        workflow_status=run_status_to_proto(e.run_status) if e.run_status else 0,
+    )
+    _timestamp(e.time, pb.time)
+    dict_to_struct(e.details, pb.details)
+    return pb

@@ -1,0 +1,94 @@
+"""Domain errors -> gRPC statuses (AIP-193). Unexpected errors become INTERNAL without details:
+the traceback goes to the server log, never to the caller."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from sluice.engine.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SluiceError,
+)
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[SluiceError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Conflict, grpc.StatusCode.ABORTED),
+]
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: SluiceError) -> None:
+    code = next((c for kind, c in _CODES if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
+    status = status_pb2.Status(code=code.value[0], message=str(error))
+    if isinstance(error, InvalidArgument):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    await context.abort(
+        code, str(error), trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+G = TypeVar("G", bound=Callable[..., AsyncIterator[Any]])
+
+
+def unary(method: F) -> F:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await method(self, request, context)
+        except SluiceError as exc:
+            await abort(context, exc)
+        except Exception:
+            if context.code() is not None:  # context.abort() already set the status
+                raise
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def streaming(method: G) -> G:
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except SluiceError as exc:
+            await abort(context, exc)
+        except Exception:
+            if context.code() is not None:
+                raise
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+    return wrapper  # type: ignore[return-value]
+
+

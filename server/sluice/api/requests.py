@@ -1,0 +1,95 @@
+"""Edge checks of request fields that the engine does not own (ids, pages, enums)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import uuid
+from datetime import datetime
+
+from sluice.engine.errors import InvalidArgument, Violation
+
+MAX_PAGE_SIZE = 1000
+MAX_REASON = 1000
+MAX_REQUEST_ID = 200
+_GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class Checks:
+    """Collects violations; `done()` raises them all at once."""
+
+    def __init__(self) -> None:
+        self.violations: list[Violation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.violations.append(Violation(field, description))
+
+    def workflow_id(self, value: str, field: str = "workflow_id") -> None:
+        if not value:
+            self.add(field, "is required")
+            return
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            self.add(field, "must be a workflow id as returned by CreateWorkflow (a UUID)")
+
+    def gate_id(self, value: str) -> None:
+        if not _GATE_ID.match(value):
+            self.add("gate_id", "must be the id of a gate of the workflow's template")
+
+    def page_size(self, value: int) -> None:
+        if not 0 <= value <= MAX_PAGE_SIZE:
+            self.add("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+
+    def text(self, field: str, value: str, limit: int = MAX_REASON) -> None:
+        if len(value) > limit:
+            self.add(field, f"must be at most {limit} characters")
+
+    def done(self) -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations)
+
+
+def encode_cursor(cursor: tuple[datetime, str], fingerprint: str) -> str:
+    raw = json.dumps({"c": cursor[0].isoformat(), "i": cursor[1], "f": fingerprint})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(token: str, fingerprint: str, checks: Checks) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if data["f"] != fingerprint:
+            checks.add("page_token", "was issued for other filters; repeat the call's filters")
+            return None
+        return datetime.fromisoformat(data["c"]), str(data["i"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        checks.add("page_token", "is not a page token returned by this method")
+        return None
+
+
+def encode_offset(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def decode_offset(token: str, checks: Checks) -> int:
+    if not token:
+        return 0
+    try:
+        offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
+        if offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        checks.add("page_token", "is not a page token returned by this method")
+        return 0
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+

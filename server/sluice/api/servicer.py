@@ -1,0 +1,205 @@
+"""sluice.v1.WorkflowService: request checks and conversions around the use cases. No rules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from sluice.api import convert
+from sluice.api.errors import streaming, unary
+from sluice.api.identity import caller
+from sluice.api.requests import (
+    MAX_REQUEST_ID,
+    Checks,
+    decode_cursor,
+    decode_offset,
+    encode_cursor,
+    encode_offset,
+    fingerprint,
+)
+from sluice.engine.ports import Clock
+from sluice.engine.service import Workflows
+from sluice.v1 import workflow_service_pb2 as pb
+from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
+    def __init__(self, workflows: Workflows, clock: Clock) -> None:
+        self._workflows = workflows
+        self._engine = workflows.engine
+        self._catalog = workflows.catalog
+        self._clock = clock
+
+    def _workflow(self, run: Any) -> Any:
+        return convert.run_to_proto(run, self._clock.now())
+
+    # --- templates ------------------------------------------------------------------------------
+
+    @unary
+    async def ListTemplates(self, request: pb.ListTemplatesRequest, context: Context) -> pb.ListTemplatesResponse:
+        checks = Checks()
+        checks.page_size(request.page_size)
+        offset = decode_offset(request.page_token, checks)
+        checks.done()
+        size = request.page_size or 100
+        templates = await self._catalog.list(caller(context))
+        page = templates[offset : offset + size]
+        more = offset + size < len(templates)
+        return pb.ListTemplatesResponse(
+            templates=[convert.template_to_proto(t) for t in page],
+            next_page_token=encode_offset(offset + size) if more else "",
+        )
+
+    @unary
+    async def GetTemplate(self, request: pb.GetTemplateRequest, context: Context) -> pb.GetTemplateResponse:
+        checks = Checks()
+        if not request.template_id:
+            checks.add("template_id", "is required")
+        if request.version < 0:
+            checks.add("version", "must be 0 (latest) or a version number")
+        checks.done()
+        template = await self._catalog.get(caller(context), request.template_id, request.version)
+        return pb.GetTemplateResponse(template=convert.template_to_proto(template))
+
+    @unary
+    async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: Context) -> pb.CreateTemplateResponse:
+        checks = Checks()
+        if not request.HasField("template"):
+            checks.add("template", "is required")
+        checks.done()
+        template = convert.template_from_proto(request.template)
+        stored = await self._catalog.register(caller(context), template)
+        return pb.CreateTemplateResponse(template=convert.template_to_proto(stored))
+
+    @unary
+    async def ValidateTemplate(self, request: pb.ValidateTemplateRequest, context: Context) -> pb.ValidateTemplateResponse:
+        violations = self._catalog.validate(convert.template_from_proto(request.template))
+        return pb.ValidateTemplateResponse(
+            valid=not violations,
+            violations=[pb.TemplateViolation(field=v.field, description=v.description) for v in violations],
+        )
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    @unary
+    async def CreateWorkflow(self, request: pb.CreateWorkflowRequest, context: Context) -> pb.CreateWorkflowResponse:
+        checks = Checks()
+        source = request.WhichOneof("source")
+        if source is None or (source == "template_id" and not request.template_id):
+            checks.add("template_id", "is required (or send a template inline)")
+        if request.template_version < 0:
+            checks.add("template_version", "must be 0 (latest) or a version number")
+        checks.text("request_id", request.request_id, MAX_REQUEST_ID)
+        checks.done()
+        run = await self._workflows.create(
+            caller(context),
+            template_id=request.template_id,
+            inline=convert.template_from_proto(request.template) if source == "template" else None,
+            version=request.template_version,
+            params=convert.struct_to_dict(request.params),
+            request_id=request.request_id,
+        )
+        return pb.CreateWorkflowResponse(workflow=self._workflow(run))
+
+    @unary
+    async def ExecuteWorkflow(self, request: pb.ExecuteWorkflowRequest, context: Context) -> pb.ExecuteWorkflowResponse:
+        _check_id(request.workflow_id)
+        run = await self._engine.execute(
+            caller(context),
+            request.workflow_id,
+            convert.options_from_proto(request.options),
+            wait=request.wait,
+        )
+        return pb.ExecuteWorkflowResponse(workflow=self._workflow(run))
+
+    @unary
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.GetWorkflowResponse:
+        _check_id(request.workflow_id)
+        run = await self._engine.get_run(caller(context), request.workflow_id)
+        return pb.GetWorkflowResponse(workflow=self._workflow(run))
+
+    @unary
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
+        checks = Checks()
+        checks.page_size(request.page_size)
+        statuses = []
+        for i, value in enumerate(request.statuses):
+            status = convert.run_status_from_proto(value)
+            if status is None:
+                checks.add(f"statuses[{i}]", "must be a workflow status, not UNSPECIFIED")
+            else:
+                statuses.append(status)
+        print_ = fingerprint(sorted(s.value for s in statuses), request.template_id)
+        after = decode_cursor(request.page_token, print_, checks)
+        checks.done()
+        page = await self._engine.store.list_runs(
+            caller(context),
+            statuses=statuses,
+            template_id=request.template_id,
+            limit=request.page_size or 50,
+            after=after,
+        )
+        return pb.ListWorkflowsResponse(
+            workflows=[self._workflow(run) for run in page.runs],
+            next_page_token=encode_cursor(page.next_cursor, print_) if page.next_cursor else "",
+        )
+
+    @unary
+    async def PauseWorkflow(self, request: pb.PauseWorkflowRequest, context: Context) -> pb.PauseWorkflowResponse:
+        _check_id(request.workflow_id, reason=request.reason)
+        run = await self._engine.pause(caller(context), request.workflow_id, request.reason)
+        return pb.PauseWorkflowResponse(workflow=self._workflow(run))
+
+    @unary
+    async def ResumeWorkflow(self, request: pb.ResumeWorkflowRequest, context: Context) -> pb.ResumeWorkflowResponse:
+        _check_id(request.workflow_id)
+        options = convert.options_from_proto(request.options) if request.HasField("options") else None
+        run = await self._engine.resume(caller(context), request.workflow_id, options, wait=request.wait)
+        return pb.ResumeWorkflowResponse(workflow=self._workflow(run))
+
+    @unary
+    async def CancelWorkflow(self, request: pb.CancelWorkflowRequest, context: Context) -> pb.CancelWorkflowResponse:
+        _check_id(request.workflow_id, reason=request.reason)
+        run = await self._engine.cancel(caller(context), request.workflow_id, request.reason)
+        return pb.CancelWorkflowResponse(workflow=self._workflow(run))
+
+    @unary
+    async def ApproveGate(self, request: pb.ApproveGateRequest, context: Context) -> pb.ApproveGateResponse:
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        checks.gate_id(request.gate_id)
+        checks.text("comment", request.comment)
+        checks.done()
+        run = await self._engine.decide_gate(
+            caller(context),
+            request.workflow_id,
+            request.gate_id,
+            approve=request.approve,
+            comment=request.comment,
+            wait=request.wait,
+        )
+        return pb.ApproveGateResponse(workflow=self._workflow(run))
+
+    @streaming
+    async def WatchWorkflow(self, request: pb.WatchWorkflowRequest, context: Context) -> AsyncIterator[pb.WatchWorkflowResponse]:
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        if request.after_sequence < 0:
+            checks.add("after_sequence", "must be 0 or more")
+        checks.done()
+        events = self._engine.watch(
+            caller(context), request.workflow_id, request.after_sequence, follow=request.follow
+        )
+        async for event in events:
+            yield pb.WatchWorkflowResponse(event=convert.event_to_proto(event))
+
+
+def _check_id(workflow_id: str, *, reason: str = "") -> None:
+    checks = Checks()
+    checks.workflow_id(workflow_id)
+    checks.text("reason", reason)
+    checks.done()

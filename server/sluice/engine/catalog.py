@@ -1,0 +1,72 @@
+"""Templates a caller can use: the predefined ones (shared by everyone) and their own."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Container, Iterable
+
+from sluice.engine.errors import AlreadyExists, InvalidArgument, NotFound, Violation
+from sluice.engine.model import Template
+from sluice.engine.ports import Clock, Store
+from sluice.engine.validation import TemplateLimits, validate_template
+
+
+class TemplateCatalog:
+    def __init__(
+        self,
+        store: Store,
+        predefined: Iterable[Template],
+        step_types: Container[str],
+        clock: Clock,
+        limits: TemplateLimits = TemplateLimits(),
+    ) -> None:
+        self._store = store
+        self._step_types = step_types
+        self._clock = clock
+        self.limits = limits
+        self._predefined = {t.id: t for t in predefined}
+        for template in self._predefined.values():
+            problems = self.validate(template)
+            if problems:  # a broken file shipped with the server is a bug: refuse to start
+                raise ValueError(f"predefined template {template.id} is invalid: {problems}")
+
+    def validate(self, template: Template) -> list[Violation]:
+        return validate_template(template, self._step_types, self.limits)
+
+    async def list(self, owner: str) -> list[Template]:
+        own = await self._store.list_templates(owner)
+        return [*sorted(self._predefined.values(), key=lambda t: t.id), *own]
+
+    async def get(self, owner: str, template_id: str, version: int = 0) -> Template:
+        if template_id in self._predefined:
+            if version not in (0, 1):
+                raise NotFound(f"predefined template {template_id} has only version 1")
+            return self._predefined[template_id]
+        template = await self._store.get_template(owner, template_id, version)
+        if template is None:
+            suffix = f" version {version}" if version else ""
+            raise NotFound(f"template {template_id}{suffix} not found")
+        return template
+
+    async def register(self, owner: str, template: Template) -> Template:
+        violations = self.validate(template)
+        if violations:
+            raise InvalidArgument([_prefixed("template", v) for v in violations])
+        if template.id in self._predefined:
+            raise AlreadyExists(f"{template.id} is a predefined template; choose another id")
+        return await self._store.add_template(
+            dataclasses.replace(
+                template, owner=owner, predefined=False, created_at=self._clock.now()
+            )
+        )
+
+    def check_inline(self, template: Template) -> Template:
+        """An inline template of CreateWorkflow: validated, kept with the run as version 0."""
+        violations = self.validate(template)
+        if violations:
+            raise InvalidArgument([_prefixed("template", v) for v in violations])
+        return dataclasses.replace(template, version=0, predefined=False)
+
+
+def _prefixed(prefix: str, violation: Violation) -> Violation:
+    return Violation(f"{prefix}.{violation.field}", violation.description)

@@ -1,0 +1,152 @@
+"""Wiring and process entry point: store + steps + engine + gRPC server, started and stopped
+cleanly (SIGINT/SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sluice import config
+from sluice.api.servicer import WorkflowServicer
+from sluice.engine.catalog import TemplateCatalog
+from sluice.engine.handlers import HandlerRegistry
+from sluice.engine.ports import Clock, SystemClock
+from sluice.engine.runner import Engine, EngineSettings, Sleep
+from sluice.engine.service import Workflows
+from sluice.steps import builtin_registry
+from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.store.sql_store import SqlStore
+from sluice.templates import load_predefined
+from sluice.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+
+log = logging.getLogger("sluice")
+
+SERVICE_NAME = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+
+
+class SluiceServer:
+    """One server process's parts. `start()` binds and recovers; `stop()` undoes it."""
+
+    def __init__(
+        self,
+        settings: config.Settings,
+        *,
+        registry: HandlerRegistry | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or builtin_registry(
+            WebhookClient(WebhookAllowList.parse(settings.webhook_allow))
+        )
+        for plugin in settings.plugins:
+            _load_plugin(plugin)(self.registry)
+        self.clock = clock or SystemClock()
+        self._sleep = sleep
+        self.port = 0
+        self.store: SqlStore | None = None
+        self.engine: Engine | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stopped = False
+
+    async def start(self) -> int:
+        self.store = await SqlStore.open(self.settings.database_url)
+        self.engine = Engine(
+            self.store,
+            self.registry,
+            settings=EngineSettings(
+                max_parallel_steps_per_run=self.settings.max_parallel_steps_per_run,
+                max_concurrent_steps=self.settings.max_concurrent_steps,
+                default_step_timeout=self.settings.default_step_timeout,
+            ),
+            clock=self.clock,
+            sleep=self._sleep,
+        )
+        catalog = TemplateCatalog(self.store, load_predefined(), self.registry, self.clock)
+        servicer = WorkflowServicer(Workflows(catalog, self.engine), self.clock)
+
+        server = grpc.aio.server()
+        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        self.port = server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.listen}")
+        await server.start()
+        self._server = server
+        await self.engine.recover()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("sluice serving on %s (store %s)", self.address, _redact(self.settings.database_url))
+        return self.port
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop taking calls, let in-flight ones finish within the grace period, stop steps
+        (a restart resumes them), close the store. Calling it again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace.total_seconds())
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def serve(settings: config.Settings) -> None:
+    server = SluiceServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = config.parse(argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings))
+
+
+def _load_plugin(spec: str) -> Callable[[HandlerRegistry], None]:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise SystemExit(f"plugin {spec!r} must be 'module:function'")
+    plugin: Callable[[HandlerRegistry], None] = getattr(importlib.import_module(module_name), attr)
+    return plugin
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""`notify`: tells people the run got this far.
+
+The notification becomes a NOTIFICATION event and an outbox record, both committed with the
+step's completion; with `config.webhookUrl` it is also POSTed there (failures retry like any
+step, with the same Idempotency-Key).
+
+Config: message (default: a summary of what the run produced), recipients (default: the
+run's owner), channel (default "in-app"), webhookUrl.
+
+Output: notificationId, message, recipients, channel, sentAt, and webhookStatus when a
+webhook URL is configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sluice.engine.handlers import StepContext, StepResult
+from sluice.engine.model import JsonObject, Publication
+from sluice.steps._config import get_str, get_str_list, iso, stable_id
+from sluice.steps._text import outputs_with, pieces
+from sluice.steps.webhook import WebhookAllowList, WebhookClient
+
+
+def _no_webhooks() -> WebhookClient:
+    return WebhookClient(WebhookAllowList())
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyStep:
+    webhooks: WebhookClient = field(default_factory=_no_webhooks)
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        message = get_str(ctx.config, "message", "") or _summary(ctx)
+        recipients = get_str_list(ctx.config, "recipients", [ctx.owner] if ctx.owner else [])
+        channel = get_str(ctx.config, "channel", "in-app")
+        notification: JsonObject = {
+            "notificationId": stable_id("ntf", ctx.idempotency_key),
+            "message": message,
+            "recipients": recipients,
+            "channel": channel,
+        }
+        output: JsonObject = {**notification, "sentAt": iso(ctx.now)}
+        url = get_str(ctx.config, "webhookUrl", "")
+        if url:
+            payload = {**output, "runId": ctx.run_id, "stepId": ctx.step_id}
+            output["webhookStatus"] = await self.webhooks.post_json(
+                url, payload, idempotency_key=ctx.idempotency_key
+            )
+        return StepResult(
+            output=output,
+            publications=(Publication(kind="notification", channel=channel, payload={**output}),),
+            notifications=(notification,),
+        )
+
+
+def _summary(ctx: StepContext) -> str:
+    """A default message from what the run produced: content, scores, schedules, posts."""
+    parts = [f"Workflow run {ctx.run_id} is ready for you."]
+    content = pieces(ctx.upstream)
+    if content:
+        parts.append(f"It produced {len(content)} piece(s) of content.")
+    scores = [
+        float(out["qualityScore"])
+        for _, out in outputs_with(ctx.upstream, "qualityScore")
+        if isinstance(out["qualityScore"], int | float)
+    ]
+    if scores:
+        parts.append(f"Review quality score: {min(scores):.2f}.")
+    for step_id, out in outputs_with(ctx.upstream, "scheduledTime"):
+        parts.append(f"{step_id} is scheduled for {out['scheduledTime']}.")
+    posts = sum(1 for _ in outputs_with(ctx.upstream, "postId"))
+    if posts:
+        parts.append(f"{posts} post(s) published.")
+    return " ".join(parts)
