@@ -46,12 +46,26 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     )
     add = parser.add_argument
     add("--listen", help=f"host:port to serve gRPC on [{_ENV['listen']}, {DEFAULT_LISTEN}]")
-    add("--database-url", help=f"SQLAlchemy async URL [{_ENV['database_url']}, {DEFAULT_DATABASE_URL}]")
-    add("--webhook-allow", help=f"comma-separated hosts or host:port webhooks may reach [{_ENV['webhook_allow']}]")
+    add(
+        "--database-url",
+        help=f"SQLAlchemy async URL [{_ENV['database_url']}, {DEFAULT_DATABASE_URL}]",
+    )
+    add(
+        "--webhook-allow",
+        help=f"comma-separated hosts or host:port webhooks may reach [{_ENV['webhook_allow']}]",
+    )
     add("--max-parallel-steps-per-run", type=int, help=f"[{_ENV['max_parallel_steps_per_run']}, 8]")
-    add("--max-concurrent-steps", type=int, help=f"steps running at once, server-wide [{_ENV['max_concurrent_steps']}, 256]")
+    add(
+        "--max-concurrent-steps",
+        type=int,
+        help=f"steps running at once, server-wide [{_ENV['max_concurrent_steps']}, 256]",
+    )
     add("--default-step-timeout", type=float, help=f"seconds [{_ENV['default_step_timeout']}, 300]")
-    add("--shutdown-grace", type=float, help=f"seconds in-flight calls get on shutdown [{_ENV['shutdown_grace']}, 10]")
+    add(
+        "--shutdown-grace",
+        type=float,
+        help=f"seconds in-flight calls get on shutdown [{_ENV['shutdown_grace']}, 10]",
+    )
     add("--log-level", help=f"[{_ENV['log_level']}, INFO]")
     add("--plugin", action="append", dest="plugins", help=f"module:function registering step types [{_ENV['plugins']}, comma-separated]")  # fmt: skip
     args = vars(parser.parse_args(argv))

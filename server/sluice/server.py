@@ -78,7 +78,11 @@ class SluiceServer:
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         self.port = server.add_insecure_port(self.settings.listen)
@@ -89,7 +93,9 @@ class SluiceServer:
         await self.engine.recover()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("sluice serving on %s (store %s)", self.address, _redact(self.settings.database_url))
+        log.info(
+            "sluice serving on %s (store %s)", self.address, _redact(self.settings.database_url)
+        )
         return self.port
 
     @property

@@ -33,7 +33,9 @@ async def test_independent_steps_overlap_in_time(client: WorkflowClient, calls: 
     )
 
 
-async def test_flaky_step_is_retried_with_exponential_backoff(client: WorkflowClient, calls: Calls) -> None:
+async def test_flaky_step_is_retried_with_exponential_backoff(
+    client: WorkflowClient, calls: Calls
+) -> None:
     retry = {"maxAttempts": 3, "initialBackoff": "0.2s", "backoffMultiplier": 2}
     tpl = template("flaky", step("f", "flaky", config={"failures": 2}, retry=retry))
     run = await client.create_workflow(tpl)

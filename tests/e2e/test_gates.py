@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from sluice.client import (
@@ -17,7 +19,7 @@ LOW = {"output": {"qualityScore": 0.5}}
 HIGH = {"output": {"qualityScore": 0.9}}
 
 
-def scored(action: str, config: dict[str, object] = LOW) -> dict[str, object]:
+def scored(action: str, config: Mapping[str, object] = LOW) -> dict[str, object]:
     return template(
         f"gated-{action.lower()}",
         step("review", config=config),
@@ -41,7 +43,9 @@ async def test_passing_threshold_gate_lets_the_run_complete(client: WorkflowClie
     assert (done.metrics.quality_gates_passed, done.metrics.quality_gates_failed) == (1, 0)
 
 
-async def test_pause_action_pauses_naming_the_gate_and_resume_continues(client: WorkflowClient) -> None:
+async def test_pause_action_pauses_naming_the_gate_and_resume_continues(
+    client: WorkflowClient,
+) -> None:
     run = await client.create_workflow(scored("PAUSE"))
     paused = await client.execute_workflow(run.id, wait=True, timeout=10)
 
@@ -60,7 +64,9 @@ async def test_pause_action_pauses_naming_the_gate_and_resume_continues(client: 
 async def test_pause_action_can_be_approved_with_approve_gate(client: WorkflowClient) -> None:
     run = await client.create_workflow(scored("PAUSE"))
     await client.execute_workflow(run.id, wait=True, timeout=10)
-    done = await client.approve_gate(run.id, "quality", comment="good enough", wait=True, timeout=10)
+    done = await client.approve_gate(
+        run.id, "quality", comment="good enough", wait=True, timeout=10
+    )
     assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
     assert done.gate_results[0].message == "good enough"
 
@@ -151,7 +157,9 @@ async def test_auto_approve_passes_approval_gates_at_once(client: WorkflowClient
     assert done.gate_results[0].message == "auto-approved"
 
 
-async def test_approving_a_gate_the_run_is_not_waiting_on_is_refused(client: WorkflowClient) -> None:
+async def test_approving_a_gate_the_run_is_not_waiting_on_is_refused(
+    client: WorkflowClient,
+) -> None:
     run = await client.create_workflow(approval_template())
     with pytest.raises(FailedPreconditionError, match="not waiting on gate sign-off"):
         await client.approve_gate(run.id, "sign-off")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -11,6 +12,7 @@ from sluice.client import (
     FailedPreconditionError,
     NotFoundError,
     StepStatus,
+    Workflow,
     WorkflowClient,
     WorkflowStatus,
 )
@@ -32,7 +34,9 @@ async def started(calls: Calls, run_id: str, step_id: str) -> None:
     await asyncio.wait_for(calls.started[f"{run_id}/{step_id}"].wait(), timeout=5)
 
 
-async def test_pause_takes_effect_at_the_step_boundary(client: WorkflowClient, calls: Calls) -> None:
+async def test_pause_takes_effect_at_the_step_boundary(
+    client: WorkflowClient, calls: Calls
+) -> None:
     run = await client.create_workflow(latched("pause"))
     await client.execute_workflow(run.id)
     await started(calls, run.id, "a")
@@ -62,7 +66,9 @@ async def test_pause_takes_effect_at_the_step_boundary(client: WorkflowClient, c
     assert done.metrics.completed_steps == 3
 
 
-async def test_cancel_stops_running_steps_and_skips_the_rest(client: WorkflowClient, calls: Calls) -> None:
+async def test_cancel_stops_running_steps_and_skips_the_rest(
+    client: WorkflowClient, calls: Calls
+) -> None:
     run = await client.create_workflow(latched("never"))
     await client.execute_workflow(run.id)
     await started(calls, run.id, "a")
@@ -87,7 +93,9 @@ async def test_cancel_stops_running_steps_and_skips_the_rest(client: WorkflowCli
 
 async def test_a_pending_or_paused_run_can_be_cancelled(client: WorkflowClient) -> None:
     pending = await client.create_workflow(template("t", step("a")))
-    assert (await client.cancel_workflow(pending.id)).status == WorkflowStatus.WORKFLOW_STATUS_CANCELLED
+    assert (
+        await client.cancel_workflow(pending.id)
+    ).status == WorkflowStatus.WORKFLOW_STATUS_CANCELLED
 
 
 @pytest.mark.parametrize(
@@ -112,7 +120,7 @@ async def test_illegal_transitions_are_failed_precondition(
         await client.cancel_workflow(run.id)
     before = await client.get_workflow(run.id)
 
-    verbs = {
+    verbs: dict[str, Callable[[str], Awaitable[Workflow]]] = {
         "pause": client.pause_workflow,
         "resume": client.resume_workflow,
         "cancel": client.cancel_workflow,
@@ -124,7 +132,9 @@ async def test_illegal_transitions_are_failed_precondition(
     assert (after.status, after.last_sequence) == (before.status, before.last_sequence)
 
 
-async def test_execute_of_a_running_run_changes_nothing(client: WorkflowClient, calls: Calls) -> None:
+async def test_execute_of_a_running_run_changes_nothing(
+    client: WorkflowClient, calls: Calls
+) -> None:
     run = await client.create_workflow(latched("twice"))
     first = await client.execute_workflow(run.id)
     again = await client.execute_workflow(run.id)

@@ -39,5 +39,9 @@ async def test_restarted_server_finishes_the_run(start_server: ServerFactory, ca
     keys = {c["key"] for c in calls.of(run.id, "slow")}
     assert keys == {f"{run.id}/slow"}, "the idempotency key is stable across restarts"
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-    recovered = [e for e in events if e.type == EventType.EVENT_TYPE_STEP_STARTED and "recovered" in e.details]
+    recovered = [
+        e
+        for e in events
+        if e.type == EventType.EVENT_TYPE_STEP_STARTED and "recovered" in e.details
+    ]
     assert [(e.step_id, e.attempt) for e in recovered] == [("slow", 2)]

@@ -39,5 +39,7 @@ async def test_buf_curl_lists_every_rpc_through_reflection(server: SluiceServer)
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()
-    methods = {line.rsplit("/", 1)[-1] for line in stdout.decode().split() if "WorkflowService/" in line}
+    methods = {
+        line.rsplit("/", 1)[-1] for line in stdout.decode().split() if "WorkflowService/" in line
+    }
     assert methods == RPCS

@@ -37,7 +37,11 @@ async def test_content_to_social_with_auto_approve_completes(client: WorkflowCli
     assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED, done.error
     m = done.metrics
     assert m.total_steps == len(done.steps) == 5
-    assert m.completed_steps == sum(s.status == StepStatus.STEP_STATUS_COMPLETED for s in done.steps) == 5
+    assert (
+        m.completed_steps
+        == sum(s.status == StepStatus.STEP_STATUS_COMPLETED for s in done.steps)
+        == 5
+    )
     assert (m.failed_steps, m.skipped_steps) == (0, 0)
     assert m.quality_gates_passed == 2 and m.quality_gates_failed == 0
     assert {g.gate_id: g.status for g in done.gate_results} == {
@@ -64,7 +68,10 @@ async def test_content_to_social_without_auto_approve_waits_for_publish_approval
 @pytest.mark.parametrize(
     ("template_id", "params"),
     [
-        ("listing-campaign", {"listingId": "listing-123", "address": "123 Main St", "price": 500000}),
+        (
+            "listing-campaign",
+            {"listingId": "listing-123", "address": "123 Main St", "price": 500000},
+        ),
         ("market-analysis-report", {"location": "San Francisco, CA", "timeframe": "90days"}),
     ],
 )

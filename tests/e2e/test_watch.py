@@ -73,7 +73,9 @@ async def test_watching_a_finished_run_replays_and_ends(client: WorkflowClient) 
     assert await asyncio.wait_for(collect(client, run.id, after=done.last_sequence), 5) == []
 
 
-async def test_many_watchers_on_one_run_and_on_many_runs(client: WorkflowClient, calls: Calls) -> None:
+async def test_many_watchers_on_one_run_and_on_many_runs(
+    client: WorkflowClient, calls: Calls
+) -> None:
     runs = [await client.create_workflow(chain(f"fan-{i}")) for i in range(5)]
     watchers = {
         run.id: [asyncio.create_task(collect(client, run.id)) for _ in range(10)] for run in runs

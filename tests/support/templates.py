@@ -11,13 +11,23 @@ def step(id: str, type: str = "sleep", *deps: str, **extra: Any) -> dict[str, An
 
 
 def threshold_gate(
-    id: str, step_id: str, action: str, *, metric: str = "qualityScore", op: str = "GTE", value: float = 0.8
+    id: str,
+    step_id: str,
+    action: str,
+    *,
+    metric: str = "qualityScore",
+    op: str = "GTE",
+    value: float = 0.8,
 ) -> dict[str, Any]:
     return {
         "id": id,
         "stepId": step_id,
         "action": f"GATE_ACTION_{action}",
-        "threshold": {"metric": metric, "operator": f"COMPARISON_OPERATOR_{op}", "threshold": value},
+        "threshold": {
+            "metric": metric,
+            "operator": f"COMPARISON_OPERATOR_{op}",
+            "threshold": value,
+        },
     }
 
 
@@ -27,4 +37,10 @@ def approval_gate(id: str, step_id: str) -> dict[str, Any]:
 
 def template(id: str, *steps: dict[str, Any], gates: list[dict[str, Any]] | None = None,
              params: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
-    return {"id": id, "name": id, "steps": list(steps), "qualityGates": gates or [], "params": params or []}
+    return {
+        "id": id,
+        "name": id,
+        "steps": list(steps),
+        "qualityGates": gates or [],
+        "params": params or [],
+    }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import EnumDescriptor
 
 from sluice.engine import metrics as metrics_mod
 from sluice.engine.model import (
@@ -37,8 +38,8 @@ def run_status_to_proto(status: RunStatus) -> workflow_pb2.WorkflowStatus.ValueT
 
 
 def run_status_from_proto(value: int) -> RunStatus | None:
-    name = workflow_pb2.WorkflowStatus.Name(value).removeprefix("WORKFLOW_STATUS_")
-    return RunStatus(name) if name != "UNSPECIFIED" else None
+    name = _enum_name(workflow_pb2.WorkflowStatus.DESCRIPTOR, value, "WORKFLOW_STATUS_")
+    return RunStatus(name) if name else None
 
 
 def _step_status(status: StepStatus) -> workflow_pb2.StepStatus.ValueType:
@@ -54,13 +55,21 @@ def _gate_action_to_proto(action: GateAction | None) -> template_pb2.GateAction.
 
 
 def _gate_action_from_proto(value: int) -> GateAction | None:
-    name = template_pb2.GateAction.Name(value).removeprefix("GATE_ACTION_")
-    return GateAction(name) if name != "UNSPECIFIED" else None
+    name = _enum_name(template_pb2.GateAction.DESCRIPTOR, value, "GATE_ACTION_")
+    return GateAction(name) if name else None
 
 
 def _operator_from_proto(value: int) -> Operator | None:
-    name = template_pb2.ComparisonOperator.Name(value).removeprefix("COMPARISON_OPERATOR_")
-    return Operator(name) if name != "UNSPECIFIED" else None
+    name = _enum_name(template_pb2.ComparisonOperator.DESCRIPTOR, value, "COMPARISON_OPERATOR_")
+    return Operator(name) if name else None
+
+
+def _enum_name(descriptor: EnumDescriptor, value: int, prefix: str) -> str:
+    """The value's name without its prefix; "" for UNSPECIFIED and for numbers this server does
+    not know (proto3 lets a newer client send them), so validation reports them."""
+    known = descriptor.values_by_number.get(value)
+    name = known.name.removeprefix(prefix) if known is not None else ""
+    return "" if name == "UNSPECIFIED" else name
 
 
 # --- well-known types --------------------------------------------------------------------------
@@ -152,7 +161,9 @@ def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
     )
 
 
-def template_to_proto(t: Template, target: template_pb2.Template | None = None) -> template_pb2.Template:
+def template_to_proto(
+    t: Template, target: template_pb2.Template | None = None
+) -> template_pb2.Template:
     pb = target if target is not None else template_pb2.Template()
     pb.id, pb.name, pb.description = t.id, t.name, t.description
     pb.version, pb.predefined = t.version, t.predefined
@@ -195,7 +206,9 @@ def template_to_proto(t: Template, target: template_pb2.Template | None = None) 
 
 
 def options_from_proto(pb: workflow_pb2.ExecutionOptions) -> ExecutionOptions:
-    return ExecutionOptions(auto_approve=pb.auto_approve, notify_on_completion=pb.notify_on_completion)
+    return ExecutionOptions(
+        auto_approve=pb.auto_approve, notify_on_completion=pb.notify_on_completion
+    )
 
 
 def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
@@ -221,11 +234,12 @@ def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
         (run.updated_at, pb.update_time),
     ):
         _timestamp(ts, field)
-    for spec in run.template.steps:
-        s = run.steps[spec.id]
+    for step_spec in run.template.steps:
+        s = run.steps[step_spec.id]
         step = pb.steps.add(
-            step_id=s.step_id, name=spec.name, type=spec.type, status=_step_status(s.status),
-            attempt=s.attempt, optional=spec.optional, error=s.error,
+            step_id=s.step_id, name=step_spec.name, type=step_spec.type,
+            status=_step_status(s.status), attempt=s.attempt, optional=step_spec.optional,
+            error=s.error,
         )  # fmt: skip
         _timestamp(s.started_at, step.start_time)
         _timestamp(s.ended_at, step.end_time)
@@ -248,9 +262,16 @@ def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
         _timestamp(g.decided_at, gate.decide_time)
     m = metrics_mod.compute(run, now)
     pm = pb.metrics
-    pm.total_steps, pm.completed_steps, pm.failed_steps = m.total_steps, m.completed_steps, m.failed_steps
+    pm.total_steps, pm.completed_steps, pm.failed_steps = (
+        m.total_steps,
+        m.completed_steps,
+        m.failed_steps,
+    )
     pm.skipped_steps, pm.cancelled_steps = m.skipped_steps, m.cancelled_steps
-    pm.quality_gates_passed, pm.quality_gates_failed = m.quality_gates_passed, m.quality_gates_failed
+    pm.quality_gates_passed, pm.quality_gates_failed = (
+        m.quality_gates_passed,
+        m.quality_gates_failed,
+    )
     pm.total_attempts = m.total_attempts
     _duration(m.total_duration, pm.total_duration)
     for step_id, duration in m.step_durations.items():
@@ -266,8 +287,9 @@ def event_to_proto(e: Event) -> event_pb2.WorkflowEvent:
         step_id=e.step_id,
         gate_id=e.gate_id,
         attempt=e.attempt,
-        workflow_status=run_status_to_proto(e.run_status) if e.run_status else 0,
     )
+    if e.run_status is not None:
+        pb.workflow_status = run_status_to_proto(e.run_status)
     _timestamp(e.time, pb.time)
     dict_to_struct(e.details, pb.details)
     return pb

@@ -49,7 +49,9 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: SluiceError)
         )
         status.details.append(detail)
     await context.abort(
-        code, str(error), trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+        code,
+        str(error),
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
 
 
@@ -90,5 +92,3 @@ def streaming(method: G) -> G:
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
     return wrapper  # type: ignore[return-value]
-
-

@@ -91,5 +91,3 @@ def decode_offset(token: str, checks: Checks) -> int:
 
 def fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-

@@ -40,7 +40,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     # --- templates ------------------------------------------------------------------------------
 
     @unary
-    async def ListTemplates(self, request: pb.ListTemplatesRequest, context: Context) -> pb.ListTemplatesResponse:
+    async def ListTemplates(
+        self, request: pb.ListTemplatesRequest, context: Context
+    ) -> pb.ListTemplatesResponse:
         checks = Checks()
         checks.page_size(request.page_size)
         offset = decode_offset(request.page_token, checks)
@@ -55,7 +57,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
 
     @unary
-    async def GetTemplate(self, request: pb.GetTemplateRequest, context: Context) -> pb.GetTemplateResponse:
+    async def GetTemplate(
+        self, request: pb.GetTemplateRequest, context: Context
+    ) -> pb.GetTemplateResponse:
         checks = Checks()
         if not request.template_id:
             checks.add("template_id", "is required")
@@ -66,7 +70,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.GetTemplateResponse(template=convert.template_to_proto(template))
 
     @unary
-    async def CreateTemplate(self, request: pb.CreateTemplateRequest, context: Context) -> pb.CreateTemplateResponse:
+    async def CreateTemplate(
+        self, request: pb.CreateTemplateRequest, context: Context
+    ) -> pb.CreateTemplateResponse:
         checks = Checks()
         if not request.HasField("template"):
             checks.add("template", "is required")
@@ -76,17 +82,23 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.CreateTemplateResponse(template=convert.template_to_proto(stored))
 
     @unary
-    async def ValidateTemplate(self, request: pb.ValidateTemplateRequest, context: Context) -> pb.ValidateTemplateResponse:
+    async def ValidateTemplate(
+        self, request: pb.ValidateTemplateRequest, context: Context
+    ) -> pb.ValidateTemplateResponse:
         violations = self._catalog.validate(convert.template_from_proto(request.template))
         return pb.ValidateTemplateResponse(
             valid=not violations,
-            violations=[pb.TemplateViolation(field=v.field, description=v.description) for v in violations],
+            violations=[
+                pb.TemplateViolation(field=v.field, description=v.description) for v in violations
+            ],
         )
 
     # --- runs -----------------------------------------------------------------------------------
 
     @unary
-    async def CreateWorkflow(self, request: pb.CreateWorkflowRequest, context: Context) -> pb.CreateWorkflowResponse:
+    async def CreateWorkflow(
+        self, request: pb.CreateWorkflowRequest, context: Context
+    ) -> pb.CreateWorkflowResponse:
         checks = Checks()
         source = request.WhichOneof("source")
         if source is None or (source == "template_id" and not request.template_id):
@@ -106,7 +118,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.CreateWorkflowResponse(workflow=self._workflow(run))
 
     @unary
-    async def ExecuteWorkflow(self, request: pb.ExecuteWorkflowRequest, context: Context) -> pb.ExecuteWorkflowResponse:
+    async def ExecuteWorkflow(
+        self, request: pb.ExecuteWorkflowRequest, context: Context
+    ) -> pb.ExecuteWorkflowResponse:
         _check_id(request.workflow_id)
         run = await self._engine.execute(
             caller(context),
@@ -117,13 +131,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.ExecuteWorkflowResponse(workflow=self._workflow(run))
 
     @unary
-    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.GetWorkflowResponse:
+    async def GetWorkflow(
+        self, request: pb.GetWorkflowRequest, context: Context
+    ) -> pb.GetWorkflowResponse:
         _check_id(request.workflow_id)
         run = await self._engine.get_run(caller(context), request.workflow_id)
         return pb.GetWorkflowResponse(workflow=self._workflow(run))
 
     @unary
-    async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: Context
+    ) -> pb.ListWorkflowsResponse:
         checks = Checks()
         checks.page_size(request.page_size)
         statuses = []
@@ -149,26 +167,38 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
 
     @unary
-    async def PauseWorkflow(self, request: pb.PauseWorkflowRequest, context: Context) -> pb.PauseWorkflowResponse:
+    async def PauseWorkflow(
+        self, request: pb.PauseWorkflowRequest, context: Context
+    ) -> pb.PauseWorkflowResponse:
         _check_id(request.workflow_id, reason=request.reason)
         run = await self._engine.pause(caller(context), request.workflow_id, request.reason)
         return pb.PauseWorkflowResponse(workflow=self._workflow(run))
 
     @unary
-    async def ResumeWorkflow(self, request: pb.ResumeWorkflowRequest, context: Context) -> pb.ResumeWorkflowResponse:
+    async def ResumeWorkflow(
+        self, request: pb.ResumeWorkflowRequest, context: Context
+    ) -> pb.ResumeWorkflowResponse:
         _check_id(request.workflow_id)
-        options = convert.options_from_proto(request.options) if request.HasField("options") else None
-        run = await self._engine.resume(caller(context), request.workflow_id, options, wait=request.wait)
+        options = (
+            convert.options_from_proto(request.options) if request.HasField("options") else None
+        )
+        run = await self._engine.resume(
+            caller(context), request.workflow_id, options, wait=request.wait
+        )
         return pb.ResumeWorkflowResponse(workflow=self._workflow(run))
 
     @unary
-    async def CancelWorkflow(self, request: pb.CancelWorkflowRequest, context: Context) -> pb.CancelWorkflowResponse:
+    async def CancelWorkflow(
+        self, request: pb.CancelWorkflowRequest, context: Context
+    ) -> pb.CancelWorkflowResponse:
         _check_id(request.workflow_id, reason=request.reason)
         run = await self._engine.cancel(caller(context), request.workflow_id, request.reason)
         return pb.CancelWorkflowResponse(workflow=self._workflow(run))
 
     @unary
-    async def ApproveGate(self, request: pb.ApproveGateRequest, context: Context) -> pb.ApproveGateResponse:
+    async def ApproveGate(
+        self, request: pb.ApproveGateRequest, context: Context
+    ) -> pb.ApproveGateResponse:
         checks = Checks()
         checks.workflow_id(request.workflow_id)
         checks.gate_id(request.gate_id)
@@ -185,7 +215,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.ApproveGateResponse(workflow=self._workflow(run))
 
     @streaming
-    async def WatchWorkflow(self, request: pb.WatchWorkflowRequest, context: Context) -> AsyncIterator[pb.WatchWorkflowResponse]:
+    async def WatchWorkflow(
+        self, request: pb.WatchWorkflowRequest, context: Context
+    ) -> AsyncIterator[pb.WatchWorkflowResponse]:
         checks = Checks()
         checks.workflow_id(request.workflow_id)
         if request.after_sequence < 0:

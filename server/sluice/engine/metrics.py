@@ -23,8 +23,12 @@ def compute(run: Run, now: datetime) -> Metrics:
         skipped_steps=count(StepStatus.SKIPPED),
         cancelled_steps=count(StepStatus.CANCELLED),
         total_duration=(end - run.started_at) if run.started_at else timedelta(0),
-        quality_gates_passed=sum(s in (GateStatus.PASSED, GateStatus.APPROVED) for s in gate_statuses),
-        quality_gates_failed=sum(s in (GateStatus.FAILED, GateStatus.REJECTED) for s in gate_statuses),
+        quality_gates_passed=sum(
+            s in (GateStatus.PASSED, GateStatus.APPROVED) for s in gate_statuses
+        ),
+        quality_gates_failed=sum(
+            s in (GateStatus.FAILED, GateStatus.REJECTED) for s in gate_statuses
+        ),
         total_attempts=sum(s.attempt for s in steps),
         step_durations=durations,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -363,7 +363,8 @@ class Engine:
                 number = attempt_number(attempt.retry_state)
                 if number > first_attempt:
                     await self._record(
-                        driver, Event(EventType.STEP_STARTED, self.clock.now(), spec.id, attempt=number)
+                        driver,
+                        Event(EventType.STEP_STARTED, self.clock.now(), spec.id, attempt=number),
                     )
                 return await self._call_handler(driver.run, spec, number)
         raise AssertionError("unreachable: tenacity reraises the last error")
@@ -407,7 +408,9 @@ class Engine:
                 async with asyncio.timeout(timeout.total_seconds()):
                     return await self.handlers.get(spec.type).run(ctx)
             except TimeoutError:
-                raise TimeoutError(f"attempt timed out after {timeout.total_seconds():g}s") from None
+                raise TimeoutError(
+                    f"attempt timed out after {timeout.total_seconds():g}s"
+                ) from None
 
 
 class _Abandoned(PermanentStepError):

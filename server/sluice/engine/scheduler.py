@@ -54,10 +54,14 @@ def decide(run: Run, now: datetime, free_slots: int) -> Decision:
     _skip_unreachable(decision, now)
     _start_ready(decision, now, free_slots)
     if all(s.status.terminal for s in decision.run.steps.values()):
-        if decision.run.options.notify_on_completion:  # before the terminal event: watchers stop there
+        if (
+            decision.run.options.notify_on_completion
+        ):  # before the terminal event: watchers stop there
             message = f"Workflow {run.template.id} completed"
             decision.emit(
-                Event(EventType.NOTIFICATION, now, details={"message": message, "kind": "completion"})
+                Event(
+                    EventType.NOTIFICATION, now, details={"message": message, "kind": "completion"}
+                )
             )
         decision.emit(Event(EventType.WORKFLOW_COMPLETED, now))
     return decision
@@ -144,7 +148,9 @@ def _skip_unreachable(decision: Decision, now: datetime) -> None:
     for step_id in _order(run.template):  # dependencies first, so skips cascade in one pass
         if run.steps[step_id].status is not StepStatus.PENDING:
             continue
-        blocked = [d for d in run.template.step(step_id).dependencies if run.steps[d].status in _BLOCKED]
+        blocked = [
+            d for d in run.template.step(step_id).dependencies if run.steps[d].status in _BLOCKED
+        ]
         if blocked:
             reason = f"dependency {blocked[0]} {run.steps[blocked[0]].status.lower()}"
             decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details={"reason": reason}))

@@ -101,12 +101,12 @@ def _apply_run_event(run: Run, event: Event) -> None:
     sources, target = RUN_TRANSITIONS[event.type]
     _require(run.status in sources, f"cannot go from {run.status} to {target}")
     details = event.details
-    if event.type in (EventType.WORKFLOW_STARTED, EventType.WORKFLOW_RESUMED):
-        if "autoApprove" in details or "notifyOnCompletion" in details:
-            run.options = ExecutionOptions(
-                auto_approve=bool(details.get("autoApprove", False)),
-                notify_on_completion=bool(details.get("notifyOnCompletion", False)),
-            )
+    sets_options = "autoApprove" in details or "notifyOnCompletion" in details
+    if event.type in (EventType.WORKFLOW_STARTED, EventType.WORKFLOW_RESUMED) and sets_options:
+        run.options = ExecutionOptions(
+            auto_approve=bool(details.get("autoApprove", False)),
+            notify_on_completion=bool(details.get("notifyOnCompletion", False)),
+        )
     if event.type is EventType.WORKFLOW_STARTED:
         run.started_at = event.time
     if event.type is EventType.WORKFLOW_PAUSED:

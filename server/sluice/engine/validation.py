@@ -187,7 +187,9 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
             bad(f"{where}.action", "must be CONTINUE, PAUSE or ABORT")
 
 
-def bind_params(template: Template, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[Violation]]:
+def bind_params(
+    template: Template, given: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[Violation]]:
     """The run's params: `given` plus defaults; violations for unknown or missing ones."""
     declared = {p.name: p for p in template.params}
     violations = [

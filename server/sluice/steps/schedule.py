@@ -67,8 +67,9 @@ def next_slot(
 ) -> tuple[datetime, str]:
     """The first slot strictly after `earliest`, as an aware time in `zone`, and its label."""
     start = earliest.astimezone(zone).date()
-    # Eight days: today's remaining slots, six more days, and today's weekday a week later.
-    for offset in range(8):
+    # Two weeks and a day: a week covers every weekday (today's again a week later), and a
+    # slot skipped by a daylight-saving jump comes round one week after that.
+    for offset in range(15):
         day = start + timedelta(days=offset)
         key = DAYS[day.weekday()]
         for slot in slots.get(key, ()):

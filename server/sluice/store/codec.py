@@ -28,7 +28,12 @@ def template_to_json(t: Template) -> dict[str, Any]:
         "owner": t.owner,
         "createdAt": t.created_at.isoformat() if t.created_at else None,
         "params": [
-            {"name": p.name, "description": p.description, "required": p.required, "default": p.default}
+            {
+                "name": p.name,
+                "description": p.description,
+                "required": p.required,
+                "default": p.default,
+            }
             for p in t.params
         ],
         "steps": [_step_to_json(s) for s in t.steps],
@@ -47,7 +52,9 @@ def template_from_json(d: dict[str, Any]) -> Template:
         owner=d.get("owner", ""),
         created_at=datetime.fromisoformat(created) if created else None,
         params=tuple(
-            ParamSpec(p["name"], p.get("description", ""), p.get("required", False), p.get("default"))
+            ParamSpec(
+                p["name"], p.get("description", ""), p.get("required", False), p.get("default")
+            )
             for p in d.get("params", [])
         ),
         steps=tuple(_step_from_json(s) for s in d.get("steps", [])),

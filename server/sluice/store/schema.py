@@ -52,7 +52,9 @@ runs = sa.Table(
 step_runs = sa.Table(
     "step_runs",
     metadata,
-    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("step_id", sa.String(64), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
@@ -66,7 +68,9 @@ step_runs = sa.Table(
 gate_results = sa.Table(
     "gate_results",
     metadata,
-    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("gate_id", sa.String(64), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("status", sa.String(24), nullable=False),
@@ -78,7 +82,9 @@ gate_results = sa.Table(
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
     # 1, 2, 3, ... per run; the primary key makes a duplicate impossible.
     sa.Column("sequence", sa.Integer, primary_key=True),
     sa.Column("type", sa.String(32), nullable=False),
@@ -96,7 +102,9 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("step_id", sa.String(64), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("channel", sa.String(64), nullable=False),

@@ -215,7 +215,9 @@ class SqlStore:
         async with self._engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings().all()]
 
-    async def _run_id_for_request(self, conn: AsyncConnection, owner: str, request_id: str) -> str | None:
+    async def _run_id_for_request(
+        self, conn: AsyncConnection, owner: str, request_id: str
+    ) -> str | None:
         query = sa.select(runs.c.id).where(runs.c.owner == owner, runs.c.request_id == request_id)
         return (await conn.execute(query)).scalar_one_or_none()
 
@@ -231,17 +233,27 @@ class SqlStore:
             return []
         ids = [r["id"] for r in rows]
         step_rows = (
-            await conn.execute(
-                sa.select(step_runs).where(step_runs.c.run_id.in_(ids)).order_by(step_runs.c.position)
+            (
+                await conn.execute(
+                    sa.select(step_runs)
+                    .where(step_runs.c.run_id.in_(ids))
+                    .order_by(step_runs.c.position)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         gate_rows = (
-            await conn.execute(
-                sa.select(gate_results)
-                .where(gate_results.c.run_id.in_(ids))
-                .order_by(gate_results.c.position)
+            (
+                await conn.execute(
+                    sa.select(gate_results)
+                    .where(gate_results.c.run_id.in_(ids))
+                    .order_by(gate_results.c.position)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         steps_by_run: dict[str, dict[str, StepRun]] = {i: {} for i in ids}
         for s in step_rows:
             steps_by_run[s["run_id"]][s["step_id"]] = StepRun(
@@ -329,7 +341,10 @@ class SqlStore:
         )
         query = (
             sa.select(templates.c.body)
-            .join(latest, sa.and_(templates.c.id == latest.c.id, templates.c.version == latest.c.version))
+            .join(
+                latest,
+                sa.and_(templates.c.id == latest.c.id, templates.c.version == latest.c.version),
+            )
             .where(templates.c.owner == owner)
             .order_by(templates.c.id)
         )

@@ -17,7 +17,6 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 T = TypeVar("T")
 
 TemplateLike = template_pb2.Template | Mapping[str, Any]
-Status = workflow_pb2.WorkflowStatus.ValueType
 
 
 class WorkflowClient:
@@ -50,7 +49,9 @@ class WorkflowClient:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None) -> T:
+    async def _call(
+        self, method: Callable[..., Awaitable[T]], request: Any, timeout: float | None
+    ) -> T:
         try:
             return await method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
@@ -70,15 +71,21 @@ class WorkflowClient:
             if not token:
                 return found
 
-    async def get_template(self, template_id: str, *, version: int = 0, timeout: float | None = None) -> template_pb2.Template:
+    async def get_template(
+        self, template_id: str, *, version: int = 0, timeout: float | None = None
+    ) -> template_pb2.Template:
         request = pb.GetTemplateRequest(template_id=template_id, version=version)
         return (await self._call(self._stub.GetTemplate, request, timeout)).template
 
-    async def create_template(self, template: TemplateLike, *, timeout: float | None = None) -> template_pb2.Template:
+    async def create_template(
+        self, template: TemplateLike, *, timeout: float | None = None
+    ) -> template_pb2.Template:
         request = pb.CreateTemplateRequest(template=_template(template))
         return (await self._call(self._stub.CreateTemplate, request, timeout)).template
 
-    async def validate_template(self, template: TemplateLike, *, timeout: float | None = None) -> pb.ValidateTemplateResponse:
+    async def validate_template(
+        self, template: TemplateLike, *, timeout: float | None = None
+    ) -> pb.ValidateTemplateResponse:
         request = pb.ValidateTemplateRequest(template=_template(template))
         return await self._call(self._stub.ValidateTemplate, request, timeout)
 
@@ -124,14 +131,16 @@ class WorkflowClient:
         )
         return (await self._call(self._stub.ExecuteWorkflow, request, timeout)).workflow
 
-    async def get_workflow(self, workflow_id: str, *, timeout: float | None = None) -> workflow_pb2.Workflow:
+    async def get_workflow(
+        self, workflow_id: str, *, timeout: float | None = None
+    ) -> workflow_pb2.Workflow:
         request = pb.GetWorkflowRequest(workflow_id=workflow_id)
         return (await self._call(self._stub.GetWorkflow, request, timeout)).workflow
 
     async def list_workflows(
         self,
         *,
-        statuses: Sequence[Status] = (),
+        statuses: Sequence[workflow_pb2.WorkflowStatus.ValueType] = (),
         template_id: str = "",
         page_size: int = 0,
         page_token: str = "",
@@ -144,7 +153,11 @@ class WorkflowClient:
         return await self._call(self._stub.ListWorkflows, request, timeout)
 
     async def iter_workflows(
-        self, *, statuses: Sequence[Status] = (), template_id: str = "", page_size: int = 0
+        self,
+        *,
+        statuses: Sequence[workflow_pb2.WorkflowStatus.ValueType] = (),
+        template_id: str = "",
+        page_size: int = 0,
     ) -> AsyncIterator[workflow_pb2.Workflow]:
         """Every matching run, fetching pages as needed."""
         token = ""
@@ -158,7 +171,9 @@ class WorkflowClient:
             if not token:
                 return
 
-    async def pause_workflow(self, workflow_id: str, *, reason: str = "", timeout: float | None = None) -> workflow_pb2.Workflow:
+    async def pause_workflow(
+        self, workflow_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> workflow_pb2.Workflow:
         request = pb.PauseWorkflowRequest(workflow_id=workflow_id, reason=reason)
         return (await self._call(self._stub.PauseWorkflow, request, timeout)).workflow
 
@@ -179,11 +194,15 @@ class WorkflowClient:
                 current.auto_approve if auto_approve is None else auto_approve
             )
             request.options.notify_on_completion = (
-                current.notify_on_completion if notify_on_completion is None else notify_on_completion
+                current.notify_on_completion
+                if notify_on_completion is None
+                else notify_on_completion
             )
         return (await self._call(self._stub.ResumeWorkflow, request, timeout)).workflow
 
-    async def cancel_workflow(self, workflow_id: str, *, reason: str = "", timeout: float | None = None) -> workflow_pb2.Workflow:
+    async def cancel_workflow(
+        self, workflow_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> workflow_pb2.Workflow:
         request = pb.CancelWorkflowRequest(workflow_id=workflow_id, reason=reason)
         return (await self._call(self._stub.CancelWorkflow, request, timeout)).workflow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, TypeVar
 
 from sluice.client._async import DEFAULT_TARGET, WorkflowClient
@@ -18,12 +18,14 @@ class SyncWorkflowClient:
 
     def __init__(self, target: str = DEFAULT_TARGET, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="sluice-client")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="sluice-client"
+        )
         self._thread.start()
         self._client: WorkflowClient = self._run(_make(target, options))
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    def _run(self, awaitable: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._loop).result()
 
     def close(self) -> None:
         self._run(self._client.close())
@@ -51,10 +53,16 @@ class SyncWorkflowClient:
                 return
 
     # Typed signatures for the two verbs used most from scripts; the rest go through __getattr__.
-    def watch(self, workflow_id: str, *, after_sequence: int = 0, follow: bool = False) -> Iterator[event_pb2.WorkflowEvent]:
+    def watch(
+        self, workflow_id: str, *, after_sequence: int = 0, follow: bool = False
+    ) -> Iterator[event_pb2.WorkflowEvent]:
         return self._iterate(
             self._client.watch(workflow_id, after_sequence=after_sequence, follow=follow)
         )
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 async def _make(target: str, options: dict[str, Any]) -> WorkflowClient:
