@@ -1,0 +1,239 @@
+"""The predefined templates: they parse as sluice.v1.Template, use only built-in step types,
+have the agreed shape, and run end to end through the built-in handlers with gates passing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from sluice.engine.handlers import StepContext
+from sluice.steps import BUILTIN_STEP_TYPES, builtin_registry
+from sluice.v1 import template_pb2
+
+MakeCtx = Callable[..., StepContext]
+TEMPLATES = Path(__file__).resolve().parents[3] / "server" / "sluice" / "templates"
+IDS = ("content-to-social", "listing-campaign", "market-analysis-report")
+
+
+def load(template_id: str) -> template_pb2.Template:
+    text = (TEMPLATES / f"{template_id}.json").read_text()
+    return json_format.Parse(text, template_pb2.Template())
+
+
+def shape(t: template_pb2.Template) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {s.id: (s.type, tuple(s.dependencies)) for s in t.steps}
+
+
+def test_exactly_the_three_templates_ship() -> None:
+    assert sorted(p.stem for p in TEMPLATES.glob("*.json")) == sorted(IDS)
+
+
+@pytest.mark.parametrize("template_id", IDS)
+def test_template_parses_and_uses_builtin_types(template_id: str) -> None:
+    template = load(template_id)
+    assert template.id == template_id
+    assert template.name and template.description
+    registry = builtin_registry()
+    for step in template.steps:
+        assert step.type in BUILTIN_STEP_TYPES
+        assert step.type in registry
+        assert step.name and step.description
+    assert set(BUILTIN_STEP_TYPES) == set(registry.types())
+
+
+def test_content_to_social_shape() -> None:
+    t = load("content-to-social")
+    assert shape(t) == {
+        "generate-content": ("generate", ()),
+        "review-content": ("review", ("generate-content",)),
+        "schedule-post": ("schedule", ("review-content",)),
+        "post-content": ("post", ("schedule-post",)),
+        "analyze-performance": ("analyze", ("post-content",)),
+    }
+    steps = {s.id: s for s in t.steps}
+    retry = steps["generate-content"].retry
+    assert (retry.max_attempts, retry.initial_backoff.seconds, retry.backoff_multiplier) == (3, 1, 2)
+    assert steps["post-content"].retry.max_attempts == 3
+    assert steps["analyze-performance"].optional
+    assert list(steps["review-content"].config["checks"]) == ["grammar", "compliance", "brand", "seo"]
+    params = {p.name: p for p in t.params}
+    assert params["topic"].required
+    assert params["platform"].default_value.string_value == "facebook"
+    assert params["tone"].default_value.string_value == "friendly"
+    assert params["timezone"].default_value.string_value == "UTC"
+    gates = {g.id: g for g in t.quality_gates}
+    quality = gates["quality-check"]
+    assert (quality.step_id, quality.threshold.metric, quality.threshold.threshold) == ("review-content", "qualityScore", 0.7)
+    assert quality.threshold.operator == template_pb2.COMPARISON_OPERATOR_GTE
+    assert quality.action == template_pb2.GATE_ACTION_PAUSE
+    approval = gates["publish-approval"]
+    assert approval.WhichOneof("condition") == "approval"
+    assert approval.step_id == "schedule-post"
+
+
+def test_listing_campaign_shape() -> None:
+    t = load("listing-campaign")
+    generators = ("generate-listing-description", "generate-social-posts", "generate-email-campaign")
+    assert shape(t) == {
+        **dict.fromkeys(generators, ("generate", ())),
+        "review-content": ("review", generators),
+        "schedule-social-posts": ("schedule", ("review-content",)),
+        "schedule-email-campaign": ("schedule", ("review-content",)),
+        "notify-completion": ("notify", ("schedule-social-posts", "schedule-email-campaign")),
+    }
+    params = {p.name: p for p in t.params}
+    assert [n for n, p in params.items() if p.required] == ["listingId", "address", "price"]
+    assert all(p.HasField("default_value") for p in params.values() if not p.required)
+    assert params["platform"].default_value.string_value == "instagram"
+    steps = {s.id: s for s in t.steps}
+    assert steps["schedule-email-campaign"].config["platform"] == "email"
+    gates = {g.id: g for g in t.quality_gates}
+    assert gates["fair-housing"].validation.expression == (
+        'output.issues.filter(i, i.check == "compliance").size() == 0'
+    )
+    assert gates["fair-housing"].action == template_pb2.GATE_ACTION_ABORT
+    assert gates["quality-check"].threshold.metric == "qualityScore"
+    assert gates["quality-check"].action == template_pb2.GATE_ACTION_PAUSE
+    assert {g.step_id for g in t.quality_gates} == {"review-content"}
+
+
+def test_market_analysis_report_shape() -> None:
+    t = load("market-analysis-report")
+    assert shape(t) == {
+        "analyze-market-trends": ("analyze", ()),
+        "identify-opportunities": ("analyze", ("analyze-market-trends",)),
+        "generate-report": ("generate", ("identify-opportunities",)),
+        "review-report": ("review", ("generate-report",)),
+        "notify-user": ("notify", ("review-report",)),
+    }
+    steps = {s.id: s for s in t.steps}
+    assert steps["analyze-market-trends"].config["source"] == "market"
+    assert steps["identify-opportunities"].config["focus"] == "opportunities"
+    assert steps["generate-report"].config["contentType"] == "report"
+    assert list(steps["review-report"].config["checks"]) == ["grammar", "seo"]
+    params = {p.name: p for p in t.params}
+    assert params["location"].required
+    assert params["timeframe"].default_value.string_value == "90days"
+    (gate,) = t.quality_gates
+    assert (gate.id, gate.step_id, gate.threshold.metric) == ("report-quality", "review-report", "qualityScore")
+    assert gate.action == template_pb2.GATE_ACTION_PAUSE
+
+
+# --- end to end through the handlers -------------------------------------------------------
+
+_REF = re.compile(r"\{\{\s*(params|steps)\.([A-Za-z0-9_-]+)((?:\.[A-Za-z0-9_-]+)*)\s*\}\}")
+
+
+def _resolve(value: Any, params: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
+    """A stand-in for the engine's substitution, enough for these templates."""
+
+    def lookup(match: re.Match[str]) -> Any:
+        current = (params if match[1] == "params" else outputs)[match[2]]
+        for key in filter(None, match[3].split(".")):
+            current = current[key]
+        return current
+
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value.strip())
+        if whole:
+            return lookup(whole)
+        return _REF.sub(lambda m: str(lookup(m)), value)
+    if isinstance(value, Mapping):
+        return {k: _resolve(v, params, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, params, outputs) for v in value]
+    return value
+
+
+async def run_template(
+    make_ctx: MakeCtx, template_id: str, given: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    template = json_format.MessageToDict(load(template_id))
+    params = {
+        p["name"]: given.get(p["name"], p.get("defaultValue")) for p in template["params"]
+    }
+    deps = {s["id"]: s.get("dependencies", []) for s in template["steps"]}
+    registry = builtin_registry()
+    outputs: dict[str, dict[str, Any]] = {}
+    pending = list(template["steps"])
+    while pending:
+        step = next(s for s in pending if all(d in outputs for d in deps[s["id"]]))
+        pending.remove(step)
+        upstream: set[str] = set()
+        frontier = list(deps[step["id"]])
+        while frontier:
+            dep = frontier.pop()
+            if dep not in upstream:
+                upstream.add(dep)
+                frontier += deps[dep]
+        ctx = make_ctx(
+            step["type"],
+            _resolve(step.get("config", {}), params, outputs),
+            params=params,
+            inputs={d: outputs[d] for d in deps[step["id"]]},
+            upstream={d: outputs[d] for d in upstream},
+            step_id=step["id"],
+        )
+        result = await registry.get(step["type"]).run(ctx)
+        json.dumps(result.output)  # outputs must be plain JSON for the store's Struct
+        outputs[step["id"]] = result.output
+        for gate in template.get("qualityGates", []):
+            if gate["stepId"] == step["id"] and "threshold" in gate:
+                metric = gate["threshold"]["metric"]
+                assert result.output[metric] >= gate["threshold"]["threshold"], gate["id"]
+    return outputs
+
+
+def _compliance_issues(review: Mapping[str, Any]) -> list[Any]:
+    # What the fair-housing gate's CEL expression computes.
+    return [i for i in review["issues"] if i["check"] == "compliance"]
+
+
+async def test_content_to_social_runs(make_ctx: MakeCtx) -> None:
+    out = await run_template(
+        make_ctx,
+        "content-to-social",
+        {"topic": "Spring market update", "timezone": "America/New_York"},
+    )
+    assert out["review-content"]["qualityScore"] >= 0.85
+    assert out["schedule-post"]["scheduledTime"] == "2025-03-04T13:00:00-05:00"
+    assert out["post-content"]["scheduledTime"] == out["schedule-post"]["scheduledTime"]
+    assert out["analyze-performance"]["metrics"]["reach"] > 0
+
+
+async def test_listing_campaign_runs(make_ctx: MakeCtx) -> None:
+    out = await run_template(
+        make_ctx, "listing-campaign", {"listingId": "l-1", "address": "123 Main St", "price": 500000.0}
+    )
+    review = out["review-content"]
+    assert review["reviewedSteps"] == sorted(
+        ["generate-listing-description", "generate-social-posts", "generate-email-campaign"]
+    )
+    assert _compliance_issues(review) == []
+    assert out["schedule-email-campaign"]["platform"] == "email"
+    message = out["notify-completion"]["message"]
+    assert "123 Main St" in message
+    assert out["schedule-social-posts"]["scheduledTime"] in message
+
+
+async def test_listing_campaign_flags_fair_housing_violations(make_ctx: MakeCtx) -> None:
+    with pytest.raises(AssertionError, match="quality-check"):
+        await run_template(
+            make_ctx,
+            "listing-campaign",
+            {"listingId": "l-1", "address": "1 Elm Rd", "price": 1.0, "features": ["adults only"]},
+        )
+
+
+async def test_market_analysis_report_runs(make_ctx: MakeCtx) -> None:
+    out = await run_template(make_ctx, "market-analysis-report", {"location": "San Francisco, CA"})
+    assert out["analyze-market-trends"]["dataSource"] == "built-in sample data"
+    assert out["identify-opportunities"]["opportunityCount"] >= 1
+    assert "San Francisco, CA" in out["generate-report"]["content"]
+    assert "San Francisco, CA" in out["notify-user"]["message"]
