@@ -33,9 +33,7 @@ async def test_server_process_serves_and_exits_cleanly_on_sigterm(tmp_path: Path
                 address = match.group(1).decode()
 
         async with WorkflowClient(address) as client:
-            run = await client.create_workflow(
-                "market-analysis-report", {"location": "Austin, TX"}
-            )
+            run = await client.create_workflow("market-analysis-report", {"location": "Austin, TX"})
             done = await client.execute_workflow(run.id, auto_approve=True, wait=True, timeout=20)
             assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
 

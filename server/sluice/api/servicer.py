@@ -154,7 +154,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         print_ = fingerprint(sorted(s.value for s in statuses), request.template_id)
         after = decode_cursor(request.page_token, print_, checks)
         checks.done()
-        page = await self._engine.store.list_runs(
+        page = await self._workflows.list(
             caller(context),
             statuses=statuses,
             template_id=request.template_id,

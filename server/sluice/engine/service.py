@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.errors import InvalidArgument
-from sluice.engine.model import Run, Template
+from sluice.engine.model import Run, RunStatus, Template
+from sluice.engine.ports import RunPage
 from sluice.engine.runner import Engine
 from sluice.engine.validation import bind_params
 
@@ -35,3 +37,17 @@ class Workflows:
         if violations:
             raise InvalidArgument(violations)
         return await self.engine.create_run(owner, template, bound, request_id)
+
+    async def list(
+        self,
+        owner: str,
+        *,
+        statuses: Sequence[RunStatus],
+        template_id: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> RunPage:
+        """The owner's runs, newest first, a page at a time."""
+        return await self.engine.store.list_runs(
+            owner, statuses=statuses, template_id=template_id, limit=limit, after=after
+        )

@@ -13,7 +13,11 @@ from sluice.steps.analyze import RUN_METRICS, AnalyzeStep, parse_days
 MakeCtx = Callable[..., StepContext]
 
 RUN = {
-    "generate": {"contentType": "social-post", "content": "One two three four five.", "platform": "facebook"},
+    "generate": {
+        "contentType": "social-post",
+        "content": "One two three four five.",
+        "platform": "facebook",
+    },
     "review": {"qualityScore": 0.9},
     "post": {"postId": "post_1", "platform": "facebook"},
     "notify": {"notificationId": "ntf_1", "message": "done"},
@@ -26,7 +30,9 @@ async def analyze(make_ctx: MakeCtx, config: dict[str, Any], **kw: Any) -> dict[
 
 async def test_run_metrics(make_ctx: MakeCtx) -> None:
     out = await analyze(
-        make_ctx, {"metrics": ["engagement", "reach", "conversions"], "duration": "7days"}, upstream=RUN
+        make_ctx,
+        {"metrics": ["engagement", "reach", "conversions"], "duration": "7days"},
+        upstream=RUN,
     )
     # reach = 1000 (facebook) x (0.5 + 0.5 x 0.9) x sqrt(7 / 7) = 950
     assert out["metrics"] == {"engagement": 57, "reach": 950, "conversions": 1}
@@ -56,7 +62,8 @@ async def test_run_metrics_without_posts(make_ctx: MakeCtx) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "days"), [("7days", 7), ("1 day", 1), ("24h", 1), ("2w", 14), ("3months", 90), ("1.5d", 1.5)]
+    ("text", "days"),
+    [("7days", 7), ("1 day", 1), ("24h", 1), ("2w", 14), ("3months", 90), ("1.5d", 1.5)],
 )
 def test_parse_days(text: str, days: float) -> None:
     assert parse_days(text, "x") == days
@@ -66,7 +73,9 @@ async def test_market_snapshot_is_deterministic_sample_data(make_ctx: MakeCtx) -
     params = {"location": "San Francisco, CA", "timeframe": "90days"}
     first = await analyze(make_ctx, {"source": "market"}, params=params)
     again = await analyze(make_ctx, {"source": "market"}, params=params)
-    elsewhere = await analyze(make_ctx, {"source": "market", "location": "Boise, ID"}, params=params)
+    elsewhere = await analyze(
+        make_ctx, {"source": "market", "location": "Boise, ID"}, params=params
+    )
     assert first == again
     assert first["medianPrice"] != elsewhere["medianPrice"]
     assert elsewhere["location"] == "Boise, ID"
@@ -104,14 +113,19 @@ async def test_opportunities_from_upstream_market(make_ctx: MakeCtx) -> None:
 
 
 def test_opportunity_rules() -> None:
-    hot = opportunities({"trend": "rising", "priceChangePct": 6.5, "monthsOfSupply": 2.1, "daysOnMarket": 12})
+    hot = opportunities(
+        {"trend": "rising", "priceChangePct": 6.5, "monthsOfSupply": 2.1, "daysOnMarket": 12}
+    )
     assert [o["title"] for o in hot] == ["Seller demand", "Low inventory", "Fast sales"]
     assert "6.5%" in hot[0]["rationale"]
-    cold = opportunities({"trend": "falling", "priceChangePct": -4.0, "monthsOfSupply": 7.2, "daysOnMarket": 75})
+    cold = opportunities(
+        {"trend": "falling", "priceChangePct": -4.0, "monthsOfSupply": 7.2, "daysOnMarket": 75}
+    )
     assert [o["title"] for o in cold] == ["Buyer opportunity", "Ample choice", "Room to negotiate"]
-    assert [o["title"] for o in opportunities({"trend": "stable", "monthsOfSupply": 5, "daysOnMarket": 40})] == [
-        "Steady market"
-    ]
+    assert [
+        o["title"]
+        for o in opportunities({"trend": "stable", "monthsOfSupply": 5, "daysOnMarket": 40})
+    ] == ["Steady market"]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +137,11 @@ def test_opportunity_rules() -> None:
         ({"source": "crystal-ball"}, {}, r"config\.source"),
         ({"focus": "everything"}, {}, r"config\.focus"),
         ({"source": "market"}, {}, r"config\.location"),
-        ({"source": "market", "timeframe": "forever"}, {"location": "Austin"}, r"config\.timeframe"),
+        (
+            {"source": "market", "timeframe": "forever"},
+            {"location": "Austin"},
+            r"config\.timeframe",
+        ),
         ({"focus": "opportunities"}, {}, "source 'market'"),
     ],
 )

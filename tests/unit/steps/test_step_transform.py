@@ -39,18 +39,24 @@ async def test_format_markdown(make_ctx: MakeCtx) -> None:
     data = [{"id": "a", "note": "x|y"}, {"id": "b"}]
     out = await transform(make_ctx, transformation="format", format="markdown", inputData=data)
     assert out["result"] == "| id | note |\n| --- | --- |\n| a | x\\|y |\n| b |  |"
-    listed = await transform(make_ctx, transformation="format", format="markdown", inputData=[1, "two"])
+    listed = await transform(
+        make_ctx, transformation="format", format="markdown", inputData=[1, "two"]
+    )
     assert listed["result"] == "- 1\n- two"
 
 
 async def test_format_text(make_ctx: MakeCtx) -> None:
-    out = await transform(make_ctx, transformation="format", format="text", inputData={"a": 1.0, "b": [1, 2]})
+    out = await transform(
+        make_ctx, transformation="format", format="text", inputData={"a": 1.0, "b": [1, 2]}
+    )
     assert out["result"] == "a: 1, b: [1, 2]"
     assert out["count"] == 1
 
 
 async def test_json_text_input_is_parsed(make_ctx: MakeCtx) -> None:
-    out = await transform(make_ctx, transformation="filter", inputData=json.dumps(HOMES), where={"id": "b"})
+    out = await transform(
+        make_ctx, transformation="filter", inputData=json.dumps(HOMES), where={"id": "b"}
+    )
     assert out["result"] == [HOMES[1]]
 
 
@@ -132,15 +138,40 @@ async def test_aggregate_of_nothing(make_ctx: MakeCtx) -> None:
         ({"transformation": "format"}, r"config\.inputData"),
         ({"transformation": "format", "inputData": [], "format": "xml"}, r"config\.format"),
         ({"transformation": "format", "inputData": "{broken"}, r"config\.inputData"),
-        ({"transformation": "filter", "inputData": {"a": 1}, "where": {"a": 1}}, r"config\.inputData"),
+        (
+            {"transformation": "filter", "inputData": {"a": 1}, "where": {"a": 1}},
+            r"config\.inputData",
+        ),
         ({"transformation": "filter", "inputData": []}, r"config\.where"),
         ({"transformation": "aggregate", "inputData": []}, r"config\.aggregations"),
-        ({"transformation": "aggregate", "inputData": [], "aggregations": {"t": {"op": "median", "field": "p"}}}, r"config\.aggregations\.t\.op"),
-        ({"transformation": "aggregate", "inputData": [], "aggregations": {"t": {"op": "sum"}}}, r"config\.aggregations\.t\.field"),
-        ({"transformation": "aggregate", "inputData": [], "aggregations": {"t": "sum"}}, r"config\.aggregations\.t"),
-        ({"transformation": "aggregate", "inputData": [{"p": "lots"}], "aggregations": {"t": {"op": "sum", "field": "p"}}}, "'p' of item 0"),
+        (
+            {
+                "transformation": "aggregate",
+                "inputData": [],
+                "aggregations": {"t": {"op": "median", "field": "p"}},
+            },
+            r"config\.aggregations\.t\.op",
+        ),
+        (
+            {"transformation": "aggregate", "inputData": [], "aggregations": {"t": {"op": "sum"}}},
+            r"config\.aggregations\.t\.field",
+        ),
+        (
+            {"transformation": "aggregate", "inputData": [], "aggregations": {"t": "sum"}},
+            r"config\.aggregations\.t",
+        ),
+        (
+            {
+                "transformation": "aggregate",
+                "inputData": [{"p": "lots"}],
+                "aggregations": {"t": {"op": "sum", "field": "p"}},
+            },
+            "'p' of item 0",
+        ),
     ],
 )
-async def test_bad_config_is_permanent(make_ctx: MakeCtx, config: dict[str, Any], match: str) -> None:
+async def test_bad_config_is_permanent(
+    make_ctx: MakeCtx, config: dict[str, Any], match: str
+) -> None:
     with pytest.raises(PermanentStepError, match=match):
         await TransformStep().run(make_ctx("transform", config))

@@ -90,7 +90,9 @@ def test_bad_urls_are_refused(url: str, match: str) -> None:
         WebhookAllowList.parse("example.com").check(url)
 
 
-@pytest.mark.parametrize("spec", ["example.com:99999", "example.com:http", "https://example.com", "[::1]x", ":80"])
+@pytest.mark.parametrize(
+    "spec", ["example.com:99999", "example.com:http", "https://example.com", "[::1]x", ":80"]
+)
 def test_malformed_allow_list_is_a_value_error(spec: str) -> None:
     with pytest.raises(ValueError, match="SLUICE_WEBHOOK_ALLOW"):
         WebhookAllowList.parse(spec)
