@@ -28,12 +28,9 @@ def drive(address: str) -> tuple[int, list[int], list[str]]:
         done = client.execute_workflow(run.id, auto_approve=True, wait=True)
         sequences = [e.sequence for e in client.watch(run.id)]
         errors = []
-        for call in (
-            lambda: client.get_workflow("00000000-0000-4000-8000-000000000000"),
-            lambda: client.get_workflow("not-a-uuid"),
-        ):
+        for bad_id in ("00000000-0000-4000-8000-000000000000", "not-a-uuid"):
             try:
-                call()
+                client.get_workflow(bad_id)
             except (NotFoundError, InvalidArgumentError) as error:
                 errors.append(type(error).__name__)
         return done.status, sequences, errors

@@ -66,7 +66,7 @@ def test_content_to_social_shape() -> None:
     )
     assert steps["post-content"].retry.max_attempts == 3
     assert steps["analyze-performance"].optional
-    assert list(steps["review-content"].config["checks"]) == [
+    assert json_format.MessageToDict(steps["review-content"].config)["checks"] == [
         "grammar",
         "compliance",
         "brand",
@@ -134,7 +134,7 @@ def test_market_analysis_report_shape() -> None:
     assert steps["analyze-market-trends"].config["source"] == "market"
     assert steps["identify-opportunities"].config["focus"] == "opportunities"
     assert steps["generate-report"].config["contentType"] == "report"
-    assert list(steps["review-report"].config["checks"]) == ["grammar", "seo"]
+    assert json_format.MessageToDict(steps["review-report"].config)["checks"] == ["grammar", "seo"]
     params = {p.name: p for p in t.params}
     assert params["location"].required
     assert params["timeframe"].default_value.string_value == "90days"

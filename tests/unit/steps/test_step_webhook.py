@@ -43,7 +43,7 @@ def test_host_and_host_port_entries() -> None:
     allow.check("http://hooks.example.com:8080/a")
     allow.check("https://HOOKS.example.com./a")
     allow.check("https://api.example.com:8443/a")
-    with pytest.raises(PermanentStepError, match="api.example.com:443"):
+    with pytest.raises(PermanentStepError, match=r"api\.example\.com:443"):
         allow.check("https://api.example.com/a")
     with pytest.raises(PermanentStepError):
         allow.check("https://api.example.com:8444/a")
