@@ -194,10 +194,16 @@ class Engine:
                     last = event.sequence
                     if _ends_watch(event, follow):
                         return
-                if len(batch) < page:
+                if len(batch) == page:
+                    continue
+                if follow:
                     break
-            if not follow and (await self.get_run(owner, run_id)).status.terminal:
-                return
+                run = await self.get_run(owner, run_id)
+                if not run.status.terminal:
+                    break
+                if run.last_sequence <= last:
+                    return  # the caller already has the terminal event
+                # The run ended after our read: its last events are in the store now.
             while True:
                 events = await live.get()
                 if live.lagged or (events and events[0].sequence > last + 1):

@@ -135,13 +135,13 @@ def get_str_list(
     if isinstance(value, list | tuple):
         out: list[str] = []
         for index, item in enumerate(value):
-            item_text = text(item) if isinstance(item, str | int | float) else None
-            if isinstance(item, bool) or (item_text is None and not blank(item)):
+            if blank(item):
+                continue
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
                 raise PermanentStepError(
                     f"{where}.{key}[{index}] must be a string, got {json_type(item)}"
                 )
-            if item_text:
-                out.append(item_text)
+            out.append(item.strip() if isinstance(item, str) else fmt_number(item))
         return out
     raise PermanentStepError(f"{where}.{key} must be a list of strings, got {json_type(value)}")
 

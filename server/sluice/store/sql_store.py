@@ -78,6 +78,20 @@ class SqlStore:
     # --- runs ---------------------------------------------------------------------------------
 
     async def create_run(self, run: Run, new_events: Sequence[Event]) -> Run:
+        try:
+            return await self._insert_run(run, new_events)
+        except IntegrityError:
+            # Two calls with one request_id raced (possible on PostgreSQL): the winner's run.
+            if not run.request_id:
+                raise
+            async with self._engine.connect() as conn:
+                existing = await self._run_id_for_request(conn, run.owner, run.request_id)
+                found = await self._load_run(conn, run.owner, existing) if existing else None
+            if found is None:
+                raise
+            return found
+
+    async def _insert_run(self, run: Run, new_events: Sequence[Event]) -> Run:
         async with self._write() as conn:
             if run.request_id:
                 existing = await self._run_id_for_request(conn, run.owner, run.request_id)
