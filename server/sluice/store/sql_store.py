@@ -131,25 +131,11 @@ class SqlStore:
                 if result.rowcount != 1:
                     raise Conflict(f"workflow {run.id} was changed by another writer")
                 if step_ids:
-                    await conn.execute(
-                        step_runs.update()
-                        .where(
-                            step_runs.c.run_id == sa.bindparam("b_run_id"),
-                            step_runs.c.step_id == sa.bindparam("b_step_id"),
-                        )
-                        .values({k: sa.bindparam(k) for k in _STEP_FIELDS}),
-                        [_keyed_step_row(run, run.steps[s]) for s in sorted(step_ids)],
-                    )
+                    rows = [_step_row(run, run.steps[s]) for s in sorted(step_ids)]
+                    await _update_children(conn, step_runs, "step_id", rows)
                 if gate_ids:
-                    await conn.execute(
-                        gate_results.update()
-                        .where(
-                            gate_results.c.run_id == sa.bindparam("b_run_id"),
-                            gate_results.c.gate_id == sa.bindparam("b_gate_id"),
-                        )
-                        .values({k: sa.bindparam(k) for k in _GATE_FIELDS}),
-                        [_keyed_gate_row(run, run.gates[g]) for g in sorted(gate_ids)],
-                    )
+                    rows = [_gate_row(run, run.gates[g]) for g in sorted(gate_ids)]
+                    await _update_children(conn, gate_results, "gate_id", rows)
                 if new_events:
                     await conn.execute(events.insert(), [_event_row(e) for e in new_events])
                 if publications:
@@ -369,8 +355,21 @@ class SqlStore:
 
 # --- rows -------------------------------------------------------------------------------------
 
-_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error")
-_GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
+
+async def _update_children(
+    conn: AsyncConnection, table: sa.Table, key: str, rows: list[dict[str, Any]]
+) -> None:
+    """One executemany UPDATE of a run's step or gate rows, keyed by (run_id, `key`)."""
+    fields = [name for name in rows[0] if name not in ("run_id", key)]
+    statement = (
+        table.update()
+        .where(table.c.run_id == sa.bindparam("b_run_id"), table.c[key] == sa.bindparam("b_key"))
+        .values({name: sa.bindparam(name) for name in fields})
+    )
+    await conn.execute(
+        statement,
+        [{"b_run_id": r["run_id"], "b_key": r[key], **{f: r[f] for f in fields}} for r in rows],
+    )
 
 
 def _run_identity(run: Run) -> dict[str, Any]:
@@ -414,11 +413,6 @@ def _step_row(run: Run, s: StepRun) -> dict[str, Any]:
     }
 
 
-def _keyed_step_row(run: Run, s: StepRun) -> dict[str, Any]:
-    row = _step_row(run, s)
-    return {"b_run_id": row.pop("run_id"), "b_step_id": row.pop("step_id"), **row}
-
-
 def _gate_row(run: Run, g: GateResult) -> dict[str, Any]:
     return {
         "run_id": run.id,
@@ -428,11 +422,6 @@ def _gate_row(run: Run, g: GateResult) -> dict[str, Any]:
         "message": g.message,
         "decided_at": g.decided_at,
     }
-
-
-def _keyed_gate_row(run: Run, g: GateResult) -> dict[str, Any]:
-    row = _gate_row(run, g)
-    return {"b_run_id": row.pop("run_id"), "b_gate_id": row.pop("gate_id"), **row}
 
 
 def _event_row(e: Event) -> dict[str, Any]:
