@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sluice.client import WorkflowClient
 from sluice.config import Settings
@@ -22,8 +27,23 @@ def calls() -> Calls:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'sluice.db'}"
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database per test: a SQLite file by default; with
+    SLUICE_TEST_DATABASE_URL=postgresql+asyncpg://..., a new database on that server."""
+    base = os.environ.get("SLUICE_TEST_DATABASE_URL", "")
+    if not base.startswith("postgresql"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'sluice.db'}"
+        return
+    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
 
 
 @pytest.fixture

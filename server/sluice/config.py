@@ -22,6 +22,8 @@ class Settings:
     default_step_timeout: timedelta = timedelta(minutes=5)
     shutdown_grace: timedelta = timedelta(seconds=10)
     log_level: str = "INFO"
+    # Upgrade an older database schema on start (an empty database is always set up).
+    migrate: bool = False
     # "module:function" callables, each given the step registry to add step types to.
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -35,6 +37,7 @@ _ENV = {
     "default_step_timeout": "SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS",
     "shutdown_grace": "SLUICE_SHUTDOWN_GRACE_SECONDS",
     "log_level": "SLUICE_LOG_LEVEL",
+    "migrate": "SLUICE_MIGRATE",
     "plugins": "SLUICE_PLUGINS",
 }
 
@@ -67,6 +70,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         help=f"seconds in-flight calls get on shutdown [{_ENV['shutdown_grace']}, 10]",
     )
     add("--log-level", help=f"[{_ENV['log_level']}, INFO]")
+    add(
+        "--migrate",
+        action="store_const",
+        const="1",
+        help=f"upgrade an older database schema on start [{_ENV['migrate']}=1]",
+    )
     add("--plugin", action="append", dest="plugins", help=f"module:function registering step types [{_ENV['plugins']}, comma-separated]")  # fmt: skip
     args = vars(parser.parse_args(argv))
 
@@ -95,6 +104,10 @@ def _coerce(name: str, raw: object) -> object:
         if seconds <= 0:
             raise ValueError
         return timedelta(seconds=seconds)
+    if name == "migrate":
+        if str(raw).lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError
+        return str(raw).lower() in ("1", "true", "yes")
     if name == "plugins":
         return tuple(p.strip() for p in raw if p.strip()) if isinstance(raw, list) else ()
     return str(raw)

@@ -23,6 +23,7 @@ from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
 from sluice.steps import builtin_registry
 from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.store.migrate import SchemaError
 from sluice.store.sql_store import SqlStore
 from sluice.templates import load_predefined
 from sluice.v1 import workflow_service_pb2, workflow_service_pb2_grpc
@@ -59,7 +60,7 @@ class SluiceServer:
         self._stopped = False
 
     async def start(self) -> int:
-        self.store = await SqlStore.open(self.settings.database_url)
+        self.store = await SqlStore.open(self.settings.database_url, migrate=self.settings.migrate)
         self.engine = Engine(
             self.store,
             self.registry,
@@ -136,8 +137,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings))
+    except SchemaError as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
 
 
 def _load_plugin(spec: str) -> Callable[[HandlerRegistry], None]:

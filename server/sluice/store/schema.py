@@ -43,6 +43,8 @@ runs = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     # NULL when the caller sent none (NULLs never collide in the unique index).
     sa.Column("request_id", sa.String(200)),
+    # request_id of the ExecuteWorkflow call that started the run: its retries get the run back.
+    sa.Column("start_request_id", sa.String(200)),
     sa.Index("ix_runs_owner_created", "owner", "created_at", "id"),
     sa.Index("ix_runs_owner_status_created", "owner", "status", "created_at"),
     sa.Index("ix_runs_status", "status"),

@@ -35,7 +35,8 @@ from sluice.engine.model import (
 )
 from sluice.engine.ports import RunPage
 from sluice.store import codec
-from sluice.store.schema import events, gate_results, metadata, outbox, runs, step_runs, templates
+from sluice.store import migrate as migrate_schema
+from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
 
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
@@ -51,18 +52,17 @@ class SqlStore:
         self._write_lock = asyncio.Lock() if self._sqlite else None
 
     @classmethod
-    async def open(cls, url: str, *, create_schema: bool = True) -> SqlStore:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-        if engine.dialect.name == "sqlite":
-            sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        store = cls(engine)
-        if create_schema:
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        return store
+    async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
+        """Connect and make sure the schema is one this code runs on: an empty database is
+        created at the latest revision, an older one is upgraded only with `migrate`, a newer
+        one is refused (SchemaError)."""
+        engine = create_engine(url)
+        try:
+            await migrate_schema.prepare(engine, migrate=migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -457,6 +457,19 @@ def _with_version(template: Template, version: int) -> Template:
     from dataclasses import replace
 
     return replace(template, version=version)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for `url`; for SQLite, creates the file's folder and sets the pragmas a
+    server needs (WAL, a busy timeout, foreign keys, full fsync on commit)."""
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, pool_pre_ping=not sqlite)
+    if sqlite:
+        sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,83 @@
+"""`sluice`: the command line for people and scripts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from sluice import config, server
+from sluice.store import migrate
+from sluice.store.sql_store import create_engine
+
+app = typer.Typer(help="Sluice: workflow automation over gRPC.", no_args_is_help=True)
+db = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+DatabaseUrl = typer.Option(
+    config.DEFAULT_DATABASE_URL, "--database-url", envvar="SLUICE_DATABASE_URL",
+    help="SQLAlchemy async URL of the store.",
+)  # fmt: skip
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def serve(ctx: typer.Context) -> None:
+    """Start the server (what `make run` calls); `sluice serve --help` lists its options."""
+    server.main(ctx.args)
+
+
+@db.command()
+def upgrade(database_url: str = DatabaseUrl) -> None:
+    """Upgrade the schema to the latest revision (creates it in an empty database)."""
+
+    async def run() -> migrate.SchemaState:
+        engine = create_engine(database_url)
+        try:
+            found = await migrate.state(engine)
+            if not found.known:
+                raise migrate.SchemaError(
+                    f"the schema is at {found.current}, newer than this Sluice knows"
+                )
+            await migrate.upgrade(engine)
+            return await migrate.state(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        done = asyncio.run(run())
+    except migrate.SchemaError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"schema at revision {done.current} (latest)")
+
+
+@db.command()
+def current(database_url: str = DatabaseUrl) -> None:
+    """Print the schema's revision and whether it is the latest. Exit 1 when it is not."""
+
+    async def run() -> migrate.SchemaState:
+        engine = create_engine(database_url)
+        try:
+            return await migrate.state(engine)
+        finally:
+            await engine.dispose()
+
+    found = asyncio.run(run())
+    if found.up_to_date:
+        typer.echo(f"{found.current} (latest)")
+        return
+    described = "empty" if found.current is None else found.current
+    suffix = "" if found.known else " (unknown: newer than this Sluice)"
+    typer.echo(f"{described}{suffix}; latest is {found.head}")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

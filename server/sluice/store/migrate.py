@@ -1,0 +1,87 @@
+"""Schema migrations with Alembic, driven from our own async engine.
+
+The server never runs against a schema it does not know: an empty database is created at
+head, an older one is upgraded only when asked (`sluice db upgrade` or `--migrate`), and a
+newer one (written by a later Sluice) is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is not the one this server can run on."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    current: str | None  # None: no Sluice schema yet
+    head: str
+    known: bool  # whether `current` is a revision this code has
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("sluice.store") / "migrations"))
+    return config
+
+
+async def state(engine: AsyncEngine) -> SchemaState:
+    def read(connection: sa.Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as conn:
+        current = await conn.run_sync(read)
+    script = ScriptDirectory.from_config(_config())
+    return SchemaState(current, script.get_current_head() or "", _has(script, current))
+
+
+def _has(script: ScriptDirectory, revision: str | None) -> bool:
+    if revision is None:
+        return True
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # alembic raises its own errors for unknown revisions
+        return False
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    def run(connection: sa.Connection) -> None:
+        config = _config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def prepare(engine: AsyncEngine, *, migrate: bool) -> SchemaState:
+    """Bring the schema to head where that is safe or asked for; raise SchemaError otherwise."""
+    found = await state(engine)
+    if not found.known:
+        raise SchemaError(
+            f"the database schema is at revision {found.current}, newer than this Sluice knows "
+            f"(head {found.head}); run a newer Sluice, or restore a backup"
+        )
+    if found.up_to_date:
+        return found
+    if found.current is not None and not migrate:
+        raise SchemaError(
+            f"the database schema is at revision {found.current}, older than {found.head}; "
+            "run `sluice db upgrade` (back the database up first) or start with --migrate"
+        )
+    await upgrade(engine)
+    return await state(engine)
