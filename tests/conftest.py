@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -55,7 +56,13 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
         registry = builtin_registry()
         register(registry, calls)
         server = SluiceServer(
-            Settings(listen="127.0.0.1:0", database_url=database_url), registry=registry
+            Settings(
+                listen="127.0.0.1:0",
+                database_url=database_url,
+                # Short, so a test that stops a server with a step still blocked stays fast.
+                shutdown_grace=timedelta(seconds=0.5),
+            ),
+            registry=registry,
         )
         await server.start()
         running.append(server)

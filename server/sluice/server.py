@@ -111,10 +111,15 @@ class SluiceServer:
             return
         self._stopped = True
         await self._health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(self.settings.shutdown_grace.total_seconds())
+        grace = self.settings.shutdown_grace.total_seconds()
+        # New calls are refused at once; in-flight calls and running steps share the grace.
+        server_stopped = (
+            asyncio.ensure_future(self._server.stop(grace)) if self._server is not None else None
+        )
         if self.engine is not None:
-            await self.engine.stop()
+            await self.engine.drain(grace)
+        if server_stopped is not None:
+            await server_stopped
         if self.store is not None:
             await self.store.close()
 

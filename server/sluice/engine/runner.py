@@ -85,7 +85,8 @@ class Engine:
         self._sleep = sleep
         self._drivers: dict[str, _Driver] = {}
         self._step_slots = asyncio.Semaphore(settings.max_concurrent_steps)
-        self._stopping = False
+        # Set once shutdown begins: no step starts any more (running ones may finish).
+        self._draining = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -100,13 +101,26 @@ class Engine:
             log.info("recovered %d unfinished workflow(s)", len(runs))
         return len(runs)
 
+    async def drain(self, grace: float) -> None:
+        """Graceful stop: start no new step, give running ones `grace` seconds to finish (their
+        results commit as usual), then stop the rest. What did not finish stays RUNNING in the
+        store, and the next server runs it again as a new attempt."""
+        self._draining = True
+        running = self._step_tasks()
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        await self.stop()
+
     async def stop(self) -> None:
-        """Stop every step task without recording anything: a restart resumes them."""
-        self._stopping = True
-        tasks = [t for d in self._drivers.values() for t in d.tasks.values()]
+        """Stop every step task at once without recording anything: a restart resumes them."""
+        self._draining = True
+        tasks = self._step_tasks()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _step_tasks(self) -> list[asyncio.Task[None]]:
+        return [t for d in self._drivers.values() for t in d.tasks.values()]
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -273,7 +287,7 @@ class Engine:
         orphans = [
             s for s in run.steps.values() if s.status.active and s.step_id not in driver.tasks
         ]
-        if orphans:  # running when a previous server stopped: run again as a new attempt
+        if orphans and not self._draining:  # left running by a previous server: a new attempt
             now = self.clock.now()
             decision = Decision(run.copy())
             for step in orphans:
@@ -284,13 +298,14 @@ class Engine:
                     )
                 )  # fmt: skip
             await self._commit(driver, decision)
-        decision = decide(driver.run, self.clock.now(), self.settings.max_parallel_steps_per_run)
+        slots = 0 if self._draining else self.settings.max_parallel_steps_per_run
+        decision = decide(driver.run, self.clock.now(), slots)
         if decision.events:
             await self._commit(driver, decision)
 
     def _spawn(self, driver: _Driver, step_id: str, attempt: int) -> None:
-        if self._stopping:
-            return
+        if self._draining:
+            return  # committed as started: the next server runs it as a new attempt
         task = asyncio.create_task(
             self._run_step(driver, step_id, attempt), name=f"{driver.run.id}/{step_id}"
         )
