@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest

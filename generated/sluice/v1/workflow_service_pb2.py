@@ -28,7 +28,7 @@ from sluice.v1 import template_pb2 as sluice_dot_v1_dot_template__pb2
 from sluice.v1 import workflow_pb2 as sluice_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sluice/v1/workflow_service.proto\x12\tsluice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15sluice/v1/event.proto\x1a\x18sluice/v1/template.proto\x1a\x18sluice/v1/workflow.proto\"=\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"<\n\x13GetTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"?\n\x16\x43reateTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"@\n\x17ValidateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"[\n\x18ValidateTemplateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x30\n\nviolations\x18\x02 \x03(\x0b\x32\x1c.sluice.v1.TemplateViolation\"7\n\x11TemplateViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xb8\x01\n\x15\x43reateWorkflowRequest\x12\x15\n\x0btemplate_id\x18\x01 \x01(\tH\x00\x12\'\n\x08template\x18\x02 \x01(\x0b\x32\x13.sluice.v1.TemplateH\x00\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x08\n\x06source\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"i\n\x16\x45xecuteWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"@\n\x17\x45xecuteWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"\x7f\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.sluice.v1.WorkflowStatus\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14PauseWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15PauseWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"h\n\x15ResumeWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"?\n\x16ResumeWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"<\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"j\n\x12\x41pproveGateRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07gate_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x0c\n\x04wait\x18\x05 \x01(\x08\"<\n\x13\x41pproveGateResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"S\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"@\n\x15WatchWorkflowResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.sluice.v1.WorkflowEvent2\xe0\x08\n\x0fWorkflowService\x12R\n\rListTemplates\x12\x1f.sluice.v1.ListTemplatesRequest\x1a .sluice.v1.ListTemplatesResponse\x12L\n\x0bGetTemplate\x12\x1d.sluice.v1.GetTemplateRequest\x1a\x1e.sluice.v1.GetTemplateResponse\x12U\n\x0e\x43reateTemplate\x12 .sluice.v1.CreateTemplateRequest\x1a!.sluice.v1.CreateTemplateResponse\x12[\n\x10ValidateTemplate\x12\".sluice.v1.ValidateTemplateRequest\x1a#.sluice.v1.ValidateTemplateResponse\x12U\n\x0e\x43reateWorkflow\x12 .sluice.v1.CreateWorkflowRequest\x1a!.sluice.v1.CreateWorkflowResponse\x12X\n\x0f\x45xecuteWorkflow\x12!.sluice.v1.ExecuteWorkflowRequest\x1a\".sluice.v1.ExecuteWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.sluice.v1.GetWorkflowRequest\x1a\x1e.sluice.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.sluice.v1.ListWorkflowsRequest\x1a .sluice.v1.ListWorkflowsResponse\x12R\n\rPauseWorkflow\x12\x1f.sluice.v1.PauseWorkflowRequest\x1a .sluice.v1.PauseWorkflowResponse\x12U\n\x0eResumeWorkflow\x12 .sluice.v1.ResumeWorkflowRequest\x1a!.sluice.v1.ResumeWorkflowResponse\x12U\n\x0e\x43\x61ncelWorkflow\x12 .sluice.v1.CancelWorkflowRequest\x1a!.sluice.v1.CancelWorkflowResponse\x12L\n\x0b\x41pproveGate\x12\x1d.sluice.v1.ApproveGateRequest\x1a\x1e.sluice.v1.ApproveGateResponse\x12T\n\rWatchWorkflow\x12\x1f.sluice.v1.WatchWorkflowRequest\x1a .sluice.v1.WatchWorkflowResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sluice/v1/workflow_service.proto\x12\tsluice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15sluice/v1/event.proto\x1a\x18sluice/v1/template.proto\x1a\x18sluice/v1/workflow.proto\"=\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"<\n\x13GetTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"?\n\x16\x43reateTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"@\n\x17ValidateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"[\n\x18ValidateTemplateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x30\n\nviolations\x18\x02 \x03(\x0b\x32\x1c.sluice.v1.TemplateViolation\"7\n\x11TemplateViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xb8\x01\n\x15\x43reateWorkflowRequest\x12\x15\n\x0btemplate_id\x18\x01 \x01(\tH\x00\x12\'\n\x08template\x18\x02 \x01(\x0b\x32\x13.sluice.v1.TemplateH\x00\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x08\n\x06source\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"}\n\x16\x45xecuteWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"@\n\x17\x45xecuteWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"\x7f\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.sluice.v1.WorkflowStatus\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14PauseWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15PauseWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"h\n\x15ResumeWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"?\n\x16ResumeWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"<\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"j\n\x12\x41pproveGateRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07gate_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x0c\n\x04wait\x18\x05 \x01(\x08\"<\n\x13\x41pproveGateResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"S\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"@\n\x15WatchWorkflowResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.sluice.v1.WorkflowEvent2\xe0\x08\n\x0fWorkflowService\x12R\n\rListTemplates\x12\x1f.sluice.v1.ListTemplatesRequest\x1a .sluice.v1.ListTemplatesResponse\x12L\n\x0bGetTemplate\x12\x1d.sluice.v1.GetTemplateRequest\x1a\x1e.sluice.v1.GetTemplateResponse\x12U\n\x0e\x43reateTemplate\x12 .sluice.v1.CreateTemplateRequest\x1a!.sluice.v1.CreateTemplateResponse\x12[\n\x10ValidateTemplate\x12\".sluice.v1.ValidateTemplateRequest\x1a#.sluice.v1.ValidateTemplateResponse\x12U\n\x0e\x43reateWorkflow\x12 .sluice.v1.CreateWorkflowRequest\x1a!.sluice.v1.CreateWorkflowResponse\x12X\n\x0f\x45xecuteWorkflow\x12!.sluice.v1.ExecuteWorkflowRequest\x1a\".sluice.v1.ExecuteWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.sluice.v1.GetWorkflowRequest\x1a\x1e.sluice.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.sluice.v1.ListWorkflowsRequest\x1a .sluice.v1.ListWorkflowsResponse\x12R\n\rPauseWorkflow\x12\x1f.sluice.v1.PauseWorkflowRequest\x1a .sluice.v1.PauseWorkflowResponse\x12U\n\x0eResumeWorkflow\x12 .sluice.v1.ResumeWorkflowRequest\x1a!.sluice.v1.ResumeWorkflowResponse\x12U\n\x0e\x43\x61ncelWorkflow\x12 .sluice.v1.CancelWorkflowRequest\x1a!.sluice.v1.CancelWorkflowResponse\x12L\n\x0b\x41pproveGate\x12\x1d.sluice.v1.ApproveGateRequest\x1a\x1e.sluice.v1.ApproveGateResponse\x12T\n\rWatchWorkflow\x12\x1f.sluice.v1.WatchWorkflowRequest\x1a .sluice.v1.WatchWorkflowResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,37 +58,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=959
   _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=1022
   _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=1024
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=1129
-  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=1131
-  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_end=1195
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1197
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1238
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1240
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1300
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1302
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1429
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1431
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1519
-  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=1521
-  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=1580
-  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_start=1582
-  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_end=1644
-  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=1646
-  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=1750
-  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_start=1752
-  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_end=1815
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1817
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1877
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=1879
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=1942
-  _globals['_APPROVEGATEREQUEST']._serialized_start=1944
-  _globals['_APPROVEGATEREQUEST']._serialized_end=2050
-  _globals['_APPROVEGATERESPONSE']._serialized_start=2052
-  _globals['_APPROVEGATERESPONSE']._serialized_end=2112
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2114
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2197
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2199
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2263
-  _globals['_WORKFLOWSERVICE']._serialized_start=2266
-  _globals['_WORKFLOWSERVICE']._serialized_end=3386
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=1149
+  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=1151
+  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_end=1215
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1217
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1258
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1260
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1320
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1322
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1449
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1451
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1539
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=1541
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=1600
+  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_start=1602
+  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_end=1664
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=1666
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=1770
+  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_start=1772
+  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_end=1835
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1837
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1897
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=1899
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=1962
+  _globals['_APPROVEGATEREQUEST']._serialized_start=1964
+  _globals['_APPROVEGATEREQUEST']._serialized_end=2070
+  _globals['_APPROVEGATERESPONSE']._serialized_start=2072
+  _globals['_APPROVEGATERESPONSE']._serialized_end=2132
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2134
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2217
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2219
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2283
+  _globals['_WORKFLOWSERVICE']._serialized_start=2286
+  _globals['_WORKFLOWSERVICE']._serialized_end=3406
 # @@protoc_insertion_point(module_scope)

@@ -333,10 +333,15 @@ class ExecuteWorkflowRequest(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The run's id."""
     wait: _builtins.bool
     """Return only once the run rests (COMPLETED, FAILED, CANCELLED or PAUSED)."""
+    request_id: _builtins.str
+    """Optional idempotency key: a retried call with the request_id of the call that
+    started the run returns the run, whatever its status, and starts nothing.
+    """
     @_builtins.property
     def options(self) -> _workflow_pb2.ExecutionOptions:
         """How the run executes."""
@@ -347,10 +352,11 @@ class ExecuteWorkflowRequest(_message.Message):
         workflow_id: _builtins.str = ...,
         options: _workflow_pb2.ExecutionOptions | None = ...,
         wait: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "wait", b"wait", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "request_id", b"request_id", "wait", b"wait", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

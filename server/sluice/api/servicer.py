@@ -121,12 +121,16 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ExecuteWorkflow(
         self, request: pb.ExecuteWorkflowRequest, context: Context
     ) -> pb.ExecuteWorkflowResponse:
-        _check_id(request.workflow_id)
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        checks.text("request_id", request.request_id, MAX_REQUEST_ID)
+        checks.done()
         run = await self._engine.execute(
             caller(context),
             request.workflow_id,
             convert.options_from_proto(request.options),
             wait=request.wait,
+            request_id=request.request_id,
         )
         return pb.ExecuteWorkflowResponse(workflow=self._workflow(run))
 

@@ -13,10 +13,15 @@ from sluice.engine.model import Event, EventType, ExecutionOptions, GateStatus, 
 from sluice.engine.scheduler import Decision, terminate
 
 
-def start(run: Run, now: datetime, options: ExecutionOptions) -> Decision:
+def start(run: Run, now: datetime, options: ExecutionOptions, request_id: str = "") -> Decision:
     decision = Decision(run.copy())
+    if request_id and request_id == run.start_request_id:
+        return decision  # a retry of the call that started the run: it gets the run back
     if run.status is RunStatus.PENDING:
-        decision.emit(Event(EventType.WORKFLOW_STARTED, now, details=_options(options)))
+        details: dict[str, object] = {**_options(options)}
+        if request_id:
+            details["requestId"] = request_id
+        decision.emit(Event(EventType.WORKFLOW_STARTED, now, details=details))
     elif run.status is RunStatus.PAUSED:
         raise FailedPrecondition(f"workflow {run.id} is PAUSED; ResumeWorkflow continues it")
     elif run.status.terminal:

@@ -270,7 +270,9 @@ class Run:
     last_sequence: int = 0
     # Incremented by every committed change; the store's compare-and-set guard.
     version: int = 0
+    # Idempotency keys of the CreateWorkflow and ExecuteWorkflow calls that created and started it.
     request_id: str = ""
+    start_request_id: str = ""
 
     @classmethod
     def new(

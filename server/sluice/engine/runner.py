@@ -149,10 +149,18 @@ class Engine:
         return run
 
     async def execute(
-        self, owner: str, run_id: str, options: ExecutionOptions, *, wait: bool = False
+        self,
+        owner: str,
+        run_id: str,
+        options: ExecutionOptions,
+        *,
+        wait: bool = False,
+        request_id: str = "",
     ) -> Run:
         now = self.clock.now()
-        run = await self._change(owner, run_id, lambda run: commands.start(run, now, options))
+        run = await self._change(
+            owner, run_id, lambda run: commands.start(run, now, options, request_id)
+        )
         return await self.wait_until_rest(owner, run_id) if wait else run
 
     async def pause(self, owner: str, run_id: str, reason: str = "") -> Run:

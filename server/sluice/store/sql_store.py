@@ -294,6 +294,7 @@ class SqlStore:
                 last_sequence=r["last_sequence"],
                 version=r["version"],
                 request_id=r["request_id"] or "",
+                start_request_id=r["start_request_id"] or "",
             )
             for r in rows
         ]
@@ -397,6 +398,7 @@ def _run_row(run: Run) -> dict[str, Any]:
         "updated_at": run.updated_at,
         "last_sequence": run.last_sequence,
         "version": run.version,
+        "start_request_id": run.start_request_id or None,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -120,9 +121,13 @@ class WorkflowClient:
         auto_approve: bool = False,
         notify_on_completion: bool = False,
         wait: bool = False,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> workflow_pb2.Workflow:
+        """Start a run. A retried call with the same request_id gets the run back and starts
+        nothing, even when the first call's reply was lost and the run has moved on."""
         request = pb.ExecuteWorkflowRequest(
+            request_id=request_id or "",
             workflow_id=workflow_id,
             options=workflow_pb2.ExecutionOptions(
                 auto_approve=auto_approve, notify_on_completion=notify_on_completion
@@ -222,21 +227,55 @@ class WorkflowClient:
         return (await self._call(self._stub.ApproveGate, request, timeout)).workflow
 
     async def watch(
-        self, workflow_id: str, *, after_sequence: int = 0, follow: bool = False
+        self,
+        workflow_id: str,
+        *,
+        after_sequence: int = 0,
+        follow: bool = False,
+        reconnect: bool = False,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        give_up_after: float | None = 120.0,
     ) -> AsyncIterator[event_pb2.WorkflowEvent]:
         """The run's events after `after_sequence`, stored then live; ends after the terminal
-        event unless `follow`."""
-        request = pb.WatchWorkflowRequest(
-            workflow_id=workflow_id, after_sequence=after_sequence, follow=follow
-        )
-        call = self._stub.WatchWorkflow(request, metadata=self._metadata)
-        try:
-            async for response in call:
-                yield response.event
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
-        finally:
-            call.cancel()
+        event unless `follow`.
+
+        With `reconnect`, a stream broken by the server going away (UNAVAILABLE, a server-side
+        cancel) is opened again from the last sequence received, with exponential backoff
+        (`initial_backoff` doubling up to `max_backoff`), so the caller sees every event once
+        and in order. It gives up, raising the last error, after `give_up_after` seconds without
+        an event (None: never).
+        """
+        last = after_sequence
+        delay = initial_backoff
+        loop = asyncio.get_running_loop()
+        broken_since: float | None = None
+        while True:
+            request = pb.WatchWorkflowRequest(
+                workflow_id=workflow_id, after_sequence=last, follow=follow
+            )
+            call = self._stub.WatchWorkflow(request, metadata=self._metadata)
+            try:
+                async for response in call:
+                    delay, broken_since = initial_backoff, None
+                    last = response.event.sequence
+                    yield response.event
+                return
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                if not reconnect or error.code not in _RECONNECT_ON:
+                    raise error from None
+                broken_since = broken_since if broken_since is not None else loop.time()
+                if give_up_after is not None and loop.time() - broken_since > give_up_after:
+                    raise error from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+
+
+# Codes a restarting or unreachable server answers with; anything else is the caller's to see.
+_RECONNECT_ON = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def _template(template: TemplateLike) -> template_pb2.Template:

@@ -1,0 +1,35 @@
+"""Checks of a run's event log against its stored projection."""
+
+from __future__ import annotations
+
+from sluice.engine.model import Event, Run
+from sluice.engine.transitions import apply
+from sluice.store.sql_store import SqlStore
+
+
+def replay(stored: Run, events: list[Event]) -> Run:
+    """A fresh run with `events` applied; each must get the sequence and status it was stored with."""
+    run = Run.new(
+        id=stored.id, owner=stored.owner, template=stored.template, params=stored.params,
+        now=stored.created_at,
+    )  # fmt: skip
+    for event in events:
+        applied = apply(run, event)
+        assert (applied.sequence, applied.run_status) == (event.sequence, event.run_status)
+    return run
+
+
+async def assert_log_matches_state(store: SqlStore, owner: str, run_id: str) -> list[Event]:
+    """The run's events are numbered 1..n with no gap and replay to the stored state."""
+    stored = await store.get_run(owner, run_id)
+    assert stored is not None
+    events = await store.list_events(run_id, 0, 100_000)
+    assert [e.sequence for e in events] == list(range(1, stored.last_sequence + 1))
+    replayed = replay(stored, events)
+    assert replayed.status == stored.status
+    assert replayed.steps == stored.steps
+    assert replayed.gates == stored.gates
+    assert (replayed.error, replayed.options, replayed.pause_reason) == (
+        stored.error, stored.options, stored.pause_reason,
+    )  # fmt: skip
+    return events
