@@ -5,11 +5,14 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PROTOS := $(wildcard proto/sluice/v1/*.proto)
 
-.PHONY: help run test lint fmt proto check-generated bench clean
+POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: help run test test-postgres lint fmt proto check-generated clean
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
 	@echo "make test    run the whole test suite"
+	@echo "make test-postgres  the end-to-end and durability tests on PostgreSQL (POSTGRES_URL)"
 	@echo "make lint    ruff, mypy and buf lint"
 	@echo "make proto   regenerate generated/ from proto/"
 
@@ -28,6 +31,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest
+
+# Each test gets a fresh database on that server (created and dropped by the fixture).
+test-postgres: $(VENV)/.installed node_modules/.installed
+	SLUICE_TEST_DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest tests/e2e tests/durability tests/integration
 
 lint: $(VENV)/.installed node_modules/.installed
 	$(VENV)/bin/ruff check .

@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from sluice.engine import commands, substitution
 from sluice.engine.bus import EventBus
-from sluice.engine.errors import NotFound
+from sluice.engine.errors import Conflict, NotFound
 from sluice.engine.graph import upstream_of
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
 from sluice.engine.model import (
@@ -273,7 +273,16 @@ class Engine:
         """Persist a decision (lock held), then make it current, publish it and act on it."""
         new = decision.run
         new.version = driver.run.version + 1
-        await self.store.commit(new, decision.events, publications)
+        try:
+            await self.store.commit(new, decision.events, publications)
+        except Conflict:
+            # Another process changed the run: take its state, so the next decision starts
+            # from the truth, and let the caller see the conflict (ABORTED).
+            stored = await self.store.get_run(driver.run.owner, driver.run.id)
+            if stored is not None:
+                driver.run = stored
+                driver._update_rest()
+            raise
         driver.run = new
         driver._update_rest()
         self.bus.publish(new.id, decision.events)
