@@ -75,6 +75,24 @@ def current(database_url: str = DatabaseUrl) -> None:
     raise typer.Exit(1)
 
 
+@db.command()
+def revision(
+    message: str = typer.Argument(..., help="What the migration changes."),
+    rev_id: str = typer.Option(None, help="Revision id, e.g. 0002 (default: random)."),
+    database_url: str = DatabaseUrl,
+) -> None:
+    """Draft a migration from schema.py's difference to a database at the latest revision."""
+
+    async def run() -> None:
+        engine = create_engine(database_url)
+        try:
+            await migrate.new_revision(engine, message, rev_id)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
 def main() -> None:
     app()
 

@@ -68,6 +68,19 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await conn.run_sync(run)
 
 
+async def new_revision(engine: AsyncEngine, message: str, rev_id: str | None = None) -> None:
+    """Write a draft migration from the difference between `schema.py` and the database (which
+    should be at head). For developers; read and fix the draft before committing it."""
+
+    def run(connection: sa.Connection) -> None:
+        config = _config()
+        config.attributes["connection"] = connection
+        command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
 async def prepare(engine: AsyncEngine, *, migrate: bool) -> SchemaState:
     """Bring the schema to head where that is safe or asked for; raise SchemaError otherwise."""
     found = await state(engine)
