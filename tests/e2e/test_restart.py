@@ -45,3 +45,40 @@ async def test_restarted_server_finishes_the_run(start_server: ServerFactory, ca
         if e.type == EventType.EVENT_TYPE_STEP_STARTED and "recovered" in e.details
     ]
     assert [(e.step_id, e.attempt) for e in recovered] == [("slow", 2)]
+
+
+async def test_graceful_stop_lets_running_steps_finish_and_starts_nothing_new(
+    start_server: ServerFactory, calls: Calls
+) -> None:
+    tpl = template(
+        "drained",
+        step("a", config={"seconds": 0.2}),  # shorter than the fixture's 0.5 s grace
+        step("b", "sleep", "a"),
+    )
+    first = await start_server()
+    async with WorkflowClient(first.address) as client:
+        run = await client.create_workflow(tpl)
+        await client.execute_workflow(run.id)
+        await asyncio.wait_for(calls.started[f"{run.id}/a"].wait(), 5)
+    store = first.store
+    assert store is not None
+    await first.stop()
+
+    reopened = await type(store).open(first.settings.database_url)
+    try:
+        stopped = await reopened.get_run("local", run.id)
+    finally:
+        await reopened.close()
+    assert stopped is not None
+    assert stopped.status.value == "RUNNING"
+    assert (stopped.steps["a"].status.value, stopped.steps["b"].status.value) == (
+        "COMPLETED",
+        "PENDING",
+    )
+
+    second = await start_server()
+    async with WorkflowClient(second.address) as client:
+        events = [e async for e in client.watch(run.id)]
+    assert events[-1].type == EventType.EVENT_TYPE_WORKFLOW_COMPLETED
+    assert [c["attempt"] for c in calls.of(run.id, "a")] == [1]
+    assert [c["attempt"] for c in calls.of(run.id, "b")] == [1]
