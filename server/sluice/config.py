@@ -1,12 +1,18 @@
-"""Server settings from flags and SLUICE_* environment variables (flags win)."""
+"""Server settings from flags and SLUICE_* environment variables (flags win).
+
+Secrets (the JWT secret) are read from the environment or a file, never from a flag, so they do
+not show up in process listings.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/sluice.db"
@@ -26,20 +32,94 @@ class Settings:
     migrate: bool = False
     # "module:function" callables, each given the step registry to add step types to.
     plugins: tuple[str, ...] = field(default_factory=tuple)
+    # Authentication: bearer JWTs, HS256 with a shared secret or RS256/ES256 with a public key.
+    auth_jwt_secret: str = field(default="", repr=False)
+    auth_jwt_public_key_file: str = ""
+    auth_jwt_algorithms: tuple[str, ...] = field(default_factory=tuple)
+    auth_jwt_audience: str = ""
+    auth_jwt_issuer: str = ""
+    # TLS: certificate and key of the server; a client CA turns on mutual TLS (required).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # Without authentication the server only listens on loopback, unless this is set.
+    insecure_listen_any: bool = False
+    # Limits.
+    max_active_runs_per_user: int = 1000
+    max_watchers_per_run: int = 100
+    max_message_bytes: int = 4 * 1024 * 1024
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_jwt_secret or self.auth_jwt_public_key_file)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file)
 
 
-_ENV = {
-    "listen": "SLUICE_LISTEN",
-    "database_url": "SLUICE_DATABASE_URL",
-    "webhook_allow": "SLUICE_WEBHOOK_ALLOW",
-    "max_parallel_steps_per_run": "SLUICE_MAX_PARALLEL_STEPS_PER_RUN",
-    "max_concurrent_steps": "SLUICE_MAX_CONCURRENT_STEPS",
-    "default_step_timeout": "SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS",
-    "shutdown_grace": "SLUICE_SHUTDOWN_GRACE_SECONDS",
-    "log_level": "SLUICE_LOG_LEVEL",
-    "migrate": "SLUICE_MIGRATE",
-    "plugins": "SLUICE_PLUGINS",
-}
+@dataclass(frozen=True, slots=True)
+class _Option:
+    env: str
+    help: str
+    parse: Callable[[str], object] = str
+    flag: bool = True  # False: environment (or a *_FILE variable) only
+    switch: bool = False  # a flag without a value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _seconds(raw: str) -> timedelta:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError
+    return timedelta(seconds=value)
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered not in ("1", "true", "yes", "0", "false", "no", ""):
+        raise ValueError
+    return lowered in ("1", "true", "yes")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+_OPTIONS: dict[str, _Option] = {
+    "listen": _Option("SLUICE_LISTEN", f"host:port to serve gRPC on (default {DEFAULT_LISTEN})"),
+    "database_url": _Option("SLUICE_DATABASE_URL", f"SQLAlchemy async URL (default {DEFAULT_DATABASE_URL})"),
+    "webhook_allow": _Option("SLUICE_WEBHOOK_ALLOW", "comma-separated hosts or host:port webhooks may reach"),
+    "max_parallel_steps_per_run": _Option("SLUICE_MAX_PARALLEL_STEPS_PER_RUN", "steps of one run at once (8)", _positive_int),
+    "max_concurrent_steps": _Option("SLUICE_MAX_CONCURRENT_STEPS", "step attempts at once, server-wide (256)", _positive_int),
+    "default_step_timeout": _Option("SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS", "seconds (300)", _seconds),
+    "shutdown_grace": _Option("SLUICE_SHUTDOWN_GRACE_SECONDS", "seconds running steps and calls get on shutdown (10)", _seconds),
+    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (INFO)"),
+    "migrate": _Option("SLUICE_MIGRATE", "upgrade an older database schema on start", _bool, switch=True),
+    "plugins": _Option("SLUICE_PLUGINS", "comma-separated module:function callables that register step types", _list, flag=False),
+    "auth_jwt_secret": _Option("SLUICE_AUTH_JWT_SECRET", "HS256 secret", flag=False),
+    "auth_jwt_public_key_file": _Option("SLUICE_AUTH_JWT_PUBLIC_KEY_FILE", "PEM public key for RS256/ES256 tokens"),
+    "auth_jwt_algorithms": _Option("SLUICE_AUTH_JWT_ALGORITHMS", "accepted algorithms (HS256 with a secret; RS256,ES256 with a key)", _list),
+    "auth_jwt_audience": _Option("SLUICE_AUTH_JWT_AUDIENCE", "required 'aud' claim, if set"),
+    "auth_jwt_issuer": _Option("SLUICE_AUTH_JWT_ISSUER", "required 'iss' claim, if set"),
+    "tls_cert_file": _Option("SLUICE_TLS_CERT_FILE", "PEM certificate chain of the server (turns TLS on)"),
+    "tls_key_file": _Option("SLUICE_TLS_KEY_FILE", "PEM private key of the server"),
+    "tls_client_ca_file": _Option("SLUICE_TLS_CLIENT_CA_FILE", "PEM CA bundle; clients must present a certificate it signed (mTLS)"),
+    "insecure_listen_any": _Option("SLUICE_INSECURE_LISTEN_ANY", "allow a non-loopback address without authentication", _bool, switch=True),
+    "max_active_runs_per_user": _Option("SLUICE_MAX_ACTIVE_RUNS_PER_USER", "PENDING, RUNNING or PAUSED runs one user may have (1000)", _positive_int),
+    "max_watchers_per_run": _Option("SLUICE_MAX_WATCHERS_PER_RUN", "concurrent WatchWorkflow streams on one run (100)", _positive_int),
+    "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response (4 MiB)", _positive_int),
+}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """The settings do not make a server that can (or should) start."""
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,67 +127,75 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     parser = argparse.ArgumentParser(
         prog="sluice-server", description="Run the Sluice workflow service."
     )
-    add = parser.add_argument
-    add("--listen", help=f"host:port to serve gRPC on [{_ENV['listen']}, {DEFAULT_LISTEN}]")
-    add(
-        "--database-url",
-        help=f"SQLAlchemy async URL [{_ENV['database_url']}, {DEFAULT_DATABASE_URL}]",
-    )
-    add(
-        "--webhook-allow",
-        help=f"comma-separated hosts or host:port webhooks may reach [{_ENV['webhook_allow']}]",
-    )
-    add("--max-parallel-steps-per-run", type=int, help=f"[{_ENV['max_parallel_steps_per_run']}, 8]")
-    add(
-        "--max-concurrent-steps",
-        type=int,
-        help=f"steps running at once, server-wide [{_ENV['max_concurrent_steps']}, 256]",
-    )
-    add("--default-step-timeout", type=float, help=f"seconds [{_ENV['default_step_timeout']}, 300]")
-    add(
-        "--shutdown-grace",
-        type=float,
-        help=f"seconds in-flight calls get on shutdown [{_ENV['shutdown_grace']}, 10]",
-    )
-    add("--log-level", help=f"[{_ENV['log_level']}, INFO]")
-    add(
-        "--migrate",
-        action="store_const",
-        const="1",
-        help=f"upgrade an older database schema on start [{_ENV['migrate']}=1]",
-    )
-    add("--plugin", action="append", dest="plugins", help=f"module:function registering step types [{_ENV['plugins']}, comma-separated]")  # fmt: skip
+    for name, option in _OPTIONS.items():
+        if not option.flag:
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{option.help} [{option.env}]"
+        if option.switch:
+            parser.add_argument(flag, action="store_const", const="1", help=help_text)
+        else:
+            parser.add_argument(flag, help=help_text)
+    parser.add_argument(
+        "--plugin", action="append", dest="plugins",
+        help=f"module:function that registers step types; repeatable [{_OPTIONS['plugins'].env}]",
+    )  # fmt: skip
     args = vars(parser.parse_args(argv))
+    if args.get("plugins"):
+        args["plugins"] = ",".join(args["plugins"])
 
     values: dict[str, object] = {}
-    for name, var in _ENV.items():
+    for name, option in _OPTIONS.items():
         raw = args.get(name)
-        if raw is None and var in env and env[var] != "":
-            raw = env[var].split(",") if name == "plugins" else env[var]
         if raw is None:
+            raw = env.get(option.env) or _from_file(env.get(option.env + "_FILE"))
+        if raw is None or raw == "":
             continue
         try:
-            values[name] = _coerce(name, raw)
+            values[name] = option.parse(raw)
         except ValueError:
-            parser.error(f"{name.replace('_', '-')} / {var}: {raw!r} is not a valid value")
-    return Settings(**values)  # type: ignore[arg-type]
+            parser.error(f"{option.env} / --{name.replace('_', '-')}: {raw!r} is not a valid value")
+    settings = Settings(**values)  # type: ignore[arg-type]
+    try:
+        check(settings)
+    except ConfigError as error:
+        parser.error(str(error))
+    return settings
 
 
-def _coerce(name: str, raw: object) -> object:
-    if name in ("max_parallel_steps_per_run", "max_concurrent_steps"):
-        number = int(str(raw))
-        if number < 1:
-            raise ValueError
-        return number
-    if name in ("default_step_timeout", "shutdown_grace"):
-        seconds = float(str(raw))
-        if seconds <= 0:
-            raise ValueError
-        return timedelta(seconds=seconds)
-    if name == "migrate":
-        if str(raw).lower() not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError
-        return str(raw).lower() in ("1", "true", "yes")
-    if name == "plugins":
-        return tuple(p.strip() for p in raw if p.strip()) if isinstance(raw, list) else ()
-    return str(raw)
+def check(settings: Settings) -> None:
+    """Refuse settings that would start an unsafe or broken server."""
+    if settings.auth_jwt_secret and settings.auth_jwt_public_key_file:
+        raise ConfigError(
+            "set either SLUICE_AUTH_JWT_SECRET or SLUICE_AUTH_JWT_PUBLIC_KEY_FILE, not both"
+        )
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("TLS needs both SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE")
+    if settings.tls_client_ca_file and not settings.tls_enabled:
+        raise ConfigError(
+            "mutual TLS (SLUICE_TLS_CLIENT_CA_FILE) needs TLS: set the server certificate and key"
+        )
+    if (
+        not settings.auth_enabled
+        and not settings.insecure_listen_any
+        and not _is_loopback(settings.listen)
+    ):
+        raise ConfigError(
+            f"refusing to listen on {settings.listen} without authentication: anyone who can "
+            "reach it could run and read every workflow. Configure SLUICE_AUTH_JWT_SECRET or "
+            "SLUICE_AUTH_JWT_PUBLIC_KEY_FILE, listen on 127.0.0.1, or pass --insecure-listen-any"
+        )
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name (or "0.0.0.0"-like wildcard) other than localhost
+
+
+def _from_file(path: str | None) -> str | None:
+    return Path(path).read_text(encoding="utf-8").strip() if path else None

@@ -9,12 +9,15 @@ import importlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sluice import config
+from sluice.api.auth import JwtVerifier
+from sluice.api.guard import Guard
 from sluice.api.servicer import WorkflowServicer
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
@@ -44,7 +47,15 @@ class SluiceServer:
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        config.check(settings)
         self.settings = settings
+        self.verifier = JwtVerifier.from_settings(
+            secret=settings.auth_jwt_secret,
+            public_key_file=settings.auth_jwt_public_key_file,
+            algorithms=settings.auth_jwt_algorithms,
+            audience=settings.auth_jwt_audience,
+            issuer=settings.auth_jwt_issuer,
+        )
         self.registry = registry or builtin_registry(
             WebhookClient(WebhookAllowList.parse(settings.webhook_allow))
         )
@@ -68,14 +79,25 @@ class SluiceServer:
                 max_parallel_steps_per_run=self.settings.max_parallel_steps_per_run,
                 max_concurrent_steps=self.settings.max_concurrent_steps,
                 default_step_timeout=self.settings.default_step_timeout,
+                max_watchers_per_run=self.settings.max_watchers_per_run,
             ),
             clock=self.clock,
             sleep=self._sleep,
         )
         catalog = TemplateCatalog(self.store, load_predefined(), self.registry, self.clock)
-        servicer = WorkflowServicer(Workflows(catalog, self.engine), self.clock)
+        workflows = Workflows(
+            catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
+        )
+        servicer = WorkflowServicer(workflows, self.clock)
 
-        server = grpc.aio.server()
+        limit = self.settings.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[Guard(self.verifier)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+            ],
+        )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -86,7 +108,12 @@ class SluiceServer:
             ),
             server,
         )
-        self.port = server.add_insecure_port(self.settings.listen)
+        credentials = _server_credentials(self.settings)
+        self.port = (
+            server.add_secure_port(self.settings.listen, credentials)
+            if credentials is not None
+            else server.add_insecure_port(self.settings.listen)
+        )
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.listen}")
         await server.start()
@@ -95,7 +122,15 @@ class SluiceServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "sluice serving on %s (store %s)", self.address, _redact(self.settings.database_url)
+            "sluice serving on %s (store %s, %s, %s)",
+            self.address,
+            _redact(self.settings.database_url),
+            "mutual TLS"
+            if self.settings.tls_client_ca_file
+            else "TLS"
+            if credentials
+            else "plaintext",
+            "JWT authentication" if self.verifier else "no authentication: single local user",
         )
         return self.port
 
@@ -148,6 +183,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SchemaError as error:
         log.error("%s", error)
         raise SystemExit(2) from None
+
+
+def _server_credentials(settings: config.Settings) -> grpc.ServerCredentials | None:
+    if not settings.tls_enabled:
+        return None
+    key = Path(settings.tls_key_file).read_bytes()
+    chain = Path(settings.tls_cert_file).read_bytes()
+    client_ca = (
+        Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 def _load_plugin(spec: str) -> Callable[[HandlerRegistry], None]:

@@ -12,12 +12,14 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from sluice.api.auth import Unauthenticated
 from sluice.engine.errors import (
     AlreadyExists,
     Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     SluiceError,
 )
 
@@ -29,6 +31,8 @@ _CODES: list[tuple[type[SluiceError], grpc.StatusCode]] = [
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Conflict, grpc.StatusCode.ABORTED),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
 ]
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 
 from sluice.api import convert
+from sluice.api.auth import current_user
 from sluice.api.errors import streaming, unary
-from sluice.api.identity import caller
 from sluice.api.requests import (
     MAX_REQUEST_ID,
     Checks,
@@ -48,7 +48,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         offset = decode_offset(request.page_token, checks)
         checks.done()
         size = request.page_size or 100
-        templates = await self._catalog.list(caller(context))
+        templates = await self._catalog.list(current_user())
         page = templates[offset : offset + size]
         more = offset + size < len(templates)
         return pb.ListTemplatesResponse(
@@ -66,7 +66,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if request.version < 0:
             checks.add("version", "must be 0 (latest) or a version number")
         checks.done()
-        template = await self._catalog.get(caller(context), request.template_id, request.version)
+        template = await self._catalog.get(current_user(), request.template_id, request.version)
         return pb.GetTemplateResponse(template=convert.template_to_proto(template))
 
     @unary
@@ -78,7 +78,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             checks.add("template", "is required")
         checks.done()
         template = convert.template_from_proto(request.template)
-        stored = await self._catalog.register(caller(context), template)
+        stored = await self._catalog.register(current_user(), template)
         return pb.CreateTemplateResponse(template=convert.template_to_proto(stored))
 
     @unary
@@ -108,7 +108,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         checks.text("request_id", request.request_id, MAX_REQUEST_ID)
         checks.done()
         run = await self._workflows.create(
-            caller(context),
+            current_user(),
             template_id=request.template_id,
             inline=convert.template_from_proto(request.template) if source == "template" else None,
             version=request.template_version,
@@ -126,7 +126,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         checks.text("request_id", request.request_id, MAX_REQUEST_ID)
         checks.done()
         run = await self._engine.execute(
-            caller(context),
+            current_user(),
             request.workflow_id,
             convert.options_from_proto(request.options),
             wait=request.wait,
@@ -139,7 +139,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self, request: pb.GetWorkflowRequest, context: Context
     ) -> pb.GetWorkflowResponse:
         _check_id(request.workflow_id)
-        run = await self._engine.get_run(caller(context), request.workflow_id)
+        run = await self._engine.get_run(current_user(), request.workflow_id)
         return pb.GetWorkflowResponse(workflow=self._workflow(run))
 
     @unary
@@ -159,7 +159,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         after = decode_cursor(request.page_token, print_, checks)
         checks.done()
         page = await self._workflows.list(
-            caller(context),
+            current_user(),
             statuses=statuses,
             template_id=request.template_id,
             limit=request.page_size or 50,
@@ -175,7 +175,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self, request: pb.PauseWorkflowRequest, context: Context
     ) -> pb.PauseWorkflowResponse:
         _check_id(request.workflow_id, reason=request.reason)
-        run = await self._engine.pause(caller(context), request.workflow_id, request.reason)
+        run = await self._engine.pause(current_user(), request.workflow_id, request.reason)
         return pb.PauseWorkflowResponse(workflow=self._workflow(run))
 
     @unary
@@ -187,7 +187,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             convert.options_from_proto(request.options) if request.HasField("options") else None
         )
         run = await self._engine.resume(
-            caller(context), request.workflow_id, options, wait=request.wait
+            current_user(), request.workflow_id, options, wait=request.wait
         )
         return pb.ResumeWorkflowResponse(workflow=self._workflow(run))
 
@@ -196,7 +196,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self, request: pb.CancelWorkflowRequest, context: Context
     ) -> pb.CancelWorkflowResponse:
         _check_id(request.workflow_id, reason=request.reason)
-        run = await self._engine.cancel(caller(context), request.workflow_id, request.reason)
+        run = await self._engine.cancel(current_user(), request.workflow_id, request.reason)
         return pb.CancelWorkflowResponse(workflow=self._workflow(run))
 
     @unary
@@ -209,7 +209,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         checks.text("comment", request.comment)
         checks.done()
         run = await self._engine.decide_gate(
-            caller(context),
+            current_user(),
             request.workflow_id,
             request.gate_id,
             approve=request.approve,
@@ -228,7 +228,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             checks.add("after_sequence", "must be 0 or more")
         checks.done()
         events = self._engine.watch(
-            caller(context), request.workflow_id, request.after_sequence, follow=request.follow
+            current_user(), request.workflow_id, request.after_sequence, follow=request.follow
         )
         async for event in events:
             yield pb.WatchWorkflowResponse(event=convert.event_to_proto(event))

@@ -25,6 +25,10 @@ class Conflict(SluiceError):
     """Another writer changed the run first (compare-and-set lost)."""
 
 
+class ResourceExhausted(SluiceError):
+    """A configured limit is reached (active runs, watchers)."""
+
+
 class AlreadyExists(SluiceError):
     """The id is taken (e.g. registering a template under a predefined template's id)."""
 

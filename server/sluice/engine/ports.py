@@ -63,6 +63,10 @@ class Store(Protocol):
 
     async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
 
+    async def count_active_runs(self, owner: str) -> int:
+        """The owner's PENDING, RUNNING and PAUSED runs."""
+        ...
+
     async def unfinished_runs(self) -> list[Run]:
         """Every RUNNING or PAUSED run, of every owner: what a starting server resumes."""
         ...

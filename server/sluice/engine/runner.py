@@ -9,6 +9,7 @@ handler for each committed STEP_STARTED, cancelling one for each STEP_CANCELLED)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from sluice.engine import commands, substitution
 from sluice.engine.bus import EventBus
-from sluice.engine.errors import Conflict, NotFound
+from sluice.engine.errors import Conflict, NotFound, ResourceExhausted
 from sluice.engine.graph import upstream_of
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
 from sluice.engine.model import (
@@ -47,6 +48,9 @@ class EngineSettings:
     max_concurrent_steps: int = 256
     default_step_timeout: timedelta = timedelta(minutes=5)
     watch_page: int = 500
+    max_watchers_per_run: int = 100
+    # A step's output (as JSON) larger than this fails the step: it is stored and streamed.
+    max_output_bytes: int = 1024 * 1024
 
 
 class _Driver:
@@ -206,6 +210,10 @@ class Engine:
         """The run's events after `after_sequence`: stored ones, then live ones, no gap, no
         duplicate; ends after the terminal event unless `follow`."""
         await self.get_run(owner, run_id)  # NotFound for a stranger's run
+        if self.bus.watcher_count(run_id) >= self.settings.max_watchers_per_run:
+            raise ResourceExhausted(
+                f"workflow {run_id} already has {self.settings.max_watchers_per_run} watchers"
+            )
         with self.bus.subscribe(run_id) as live:
             last = after_sequence
             page = self.settings.watch_page
@@ -332,7 +340,9 @@ class Engine:
         spec = driver.run.template.step(step_id)
         try:
             result: StepResult | None = await self._attempts(driver, spec, first_attempt)
-            error = ""
+            error = _unstorable(result, self.settings.max_output_bytes) if result else ""
+            if error:
+                result = None
         except asyncio.CancelledError:
             raise  # cancelled by the run (already recorded) or by a server stop (resumed later)
         except Exception as exc:
@@ -449,6 +459,17 @@ class Engine:
                 raise TimeoutError(
                     f"attempt timed out after {timeout.total_seconds():g}s"
                 ) from None
+
+
+def _unstorable(result: StepResult, limit: int) -> str:
+    """Why a handler's result cannot be stored and streamed, or "" when it can."""
+    try:
+        size = len(json.dumps([result.output, result.notifications], allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        return f"the step's output is not JSON data: {exc}"
+    if size > limit:
+        return f"the step's output is {size} bytes as JSON; the limit is {limit}"
+    return ""
 
 
 class _Abandoned(PermanentStepError):

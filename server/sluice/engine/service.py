@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sluice.engine.catalog import TemplateCatalog
-from sluice.engine.errors import InvalidArgument
+from sluice.engine.errors import InvalidArgument, ResourceExhausted
 from sluice.engine.model import Run, RunStatus, Template
 from sluice.engine.ports import RunPage
 from sluice.engine.runner import Engine
@@ -15,9 +15,12 @@ from sluice.engine.validation import bind_params
 
 
 class Workflows:
-    def __init__(self, catalog: TemplateCatalog, engine: Engine) -> None:
+    def __init__(
+        self, catalog: TemplateCatalog, engine: Engine, *, max_active_runs_per_user: int = 1000
+    ) -> None:
         self.catalog = catalog
         self.engine = engine
+        self.max_active_runs_per_user = max_active_runs_per_user
 
     async def create(
         self,
@@ -36,6 +39,14 @@ class Workflows:
         bound, violations = bind_params(template, params)
         if violations:
             raise InvalidArgument(violations)
+        # Checked before the insert, so concurrent calls may pass it by a few: a guard against
+        # runaway clients, not an exact quota.
+        active = await self.engine.store.count_active_runs(owner)
+        if active >= self.max_active_runs_per_user:
+            raise ResourceExhausted(
+                f"you have {active} active workflows (PENDING, RUNNING or PAUSED); the limit is "
+                f"{self.max_active_runs_per_user}: finish or cancel some first"
+            )
         return await self.engine.create_run(owner, template, bound, request_id)
 
     async def list(

@@ -191,6 +191,12 @@ class SqlStore:
         cursor = (found[-1].created_at, found[-1].id) if more and found else None
         return RunPage(found, cursor)
 
+    async def count_active_runs(self, owner: str) -> int:
+        active = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+        query = sa.select(sa.func.count()).where(runs.c.owner == owner, runs.c.status.in_(active))
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def unfinished_runs(self) -> list[Run]:
         query = sa.select(runs).where(
             runs.c.status.in_([RunStatus.RUNNING.value, RunStatus.PAUSED.value])

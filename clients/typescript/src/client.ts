@@ -1,0 +1,398 @@
+// The TypeScript client: the verbs of the Python client (sluice.client.WorkflowClient) over
+// sluice.v1.WorkflowService, spoken as plain gRPC over HTTP/2 with Connect's Node transport.
+
+import { create, fromJson, isMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+import { fromConnectError } from "./errors.js";
+import type { WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
+import { TemplateSchema, type Template } from "./gen/sluice/v1/template_pb.js";
+import {
+  ExecutionOptionsSchema,
+  type Workflow,
+  type WorkflowStatus,
+} from "./gen/sluice/v1/workflow_pb.js";
+import {
+  WorkflowService,
+  type CreateWorkflowRequest,
+  type ListWorkflowsResponse,
+  type ValidateTemplateResponse,
+} from "./gen/sluice/v1/workflow_service_pb.js";
+
+export const DEFAULT_BASE_URL = "http://127.0.0.1:50051";
+
+export interface WorkflowClientOptions {
+  /** The server, e.g. "http://127.0.0.1:50051" (plain HTTP/2) or "https://sluice.example:443". */
+  baseUrl?: string;
+  /** Sent as `authorization: Bearer <token>` metadata on every call. */
+  token?: string;
+  /** More metadata sent on every call. */
+  headers?: Record<string, string>;
+  /** Timeout of each call in milliseconds, unless the call sets its own; watch() has none. */
+  defaultTimeoutMs?: number;
+  /** Extra Connect interceptors, run after the one that adds the metadata. */
+  interceptors?: Interceptor[];
+  /** Use this transport instead of creating one (baseUrl, token and headers are then ignored). */
+  transport?: Transport;
+}
+
+/** Per-call options accepted by every verb. */
+export interface CallOptions {
+  /** Timeout of this call in milliseconds. */
+  timeoutMs?: number;
+  /** Aborting it cancels the call. */
+  signal?: AbortSignal;
+}
+
+/** A Template message, or a template in proto-JSON form (as in the README and templates/). */
+export type TemplateLike = Template | JsonObject;
+
+/** A run's params: a JSON object (sent as a google.protobuf.Struct). */
+export type Params = { [name: string]: JsonValue };
+
+export interface CreateWorkflowOptions extends CallOptions {
+  /** With a template id: the registered version to run; 0 (the default) means the latest. */
+  version?: number;
+  /** Idempotency key (a UUID): a retried call with the same id returns the same run. */
+  requestId?: string;
+}
+
+export interface ExecuteWorkflowOptions extends CallOptions {
+  /** Approval gates pass at once instead of waiting for approveGate(). */
+  autoApprove?: boolean;
+  /** Emit a NOTIFICATION event when the run completes. */
+  notifyOnCompletion?: boolean;
+  /** Return only once the run rests (COMPLETED, FAILED, CANCELLED or PAUSED). */
+  wait?: boolean;
+  /** Idempotency key: a retried call with the same id returns the run and starts nothing. */
+  requestId?: string;
+}
+
+export interface ListWorkflowsOptions extends CallOptions {
+  /** Only runs in one of these statuses; empty means all. */
+  statuses?: WorkflowStatus[];
+  /** Only runs of this template. */
+  templateId?: string;
+  /** Maximum runs per page, 1-1000; 0 means the server's default (50). */
+  pageSize?: number;
+  /** nextPageToken of a previous call with the same filters. */
+  pageToken?: string;
+}
+
+export interface ResumeWorkflowOptions extends CallOptions {
+  /** New autoApprove for the rest of the run; unset keeps the run's current option. */
+  autoApprove?: boolean;
+  /** New notifyOnCompletion; unset keeps the run's current option. */
+  notifyOnCompletion?: boolean;
+  /** Return only once the run rests again. */
+  wait?: boolean;
+}
+
+export interface ApproveGateOptions extends CallOptions {
+  /** True (the default) approves and the run continues; false rejects and the run fails. */
+  approve?: boolean;
+  /** Recorded in the gate result and the event. */
+  comment?: string;
+  /** Return only once the run rests again (after an approval). */
+  wait?: boolean;
+}
+
+export interface WatchOptions {
+  /** Stream only events with a greater sequence (the last one seen, to resume); 0 streams all. */
+  afterSequence?: number | bigint;
+  /** Keep the stream open after the terminal event, until `signal` aborts. */
+  follow?: boolean;
+  /** Aborting it closes the stream; the iteration then ends without an error. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Client of sluice.v1.WorkflowService. Failed calls reject with a typed SluiceError
+ * (InvalidArgumentError, NotFoundError, ...), never a raw ConnectError. Call close() when done,
+ * so the HTTP/2 connection does not keep the process alive.
+ */
+export class WorkflowClient {
+  private readonly client: Client<typeof WorkflowService>;
+  private readonly sessionManager: Http2SessionManager | undefined;
+
+  constructor(options: WorkflowClientOptions = {}) {
+    let transport = options.transport;
+    if (transport === undefined) {
+      const baseUrl = options.baseUrl ?? DEFAULT_BASE_URL;
+      const headers: Record<string, string> = { ...options.headers };
+      if (options.token !== undefined) {
+        headers["authorization"] = `Bearer ${options.token}`;
+      }
+      const addHeaders: Interceptor = (next) => (req) => {
+        for (const [name, value] of Object.entries(headers)) {
+          req.header.set(name, value);
+        }
+        return next(req);
+      };
+      this.sessionManager = new Http2SessionManager(baseUrl);
+      transport = createGrpcTransport({
+        baseUrl,
+        sessionManager: this.sessionManager,
+        interceptors: [addHeaders, ...(options.interceptors ?? [])],
+        ...(options.defaultTimeoutMs !== undefined
+          ? { defaultTimeoutMs: options.defaultTimeoutMs }
+          : {}),
+      });
+    }
+    this.client = createClient(WorkflowService, transport);
+  }
+
+  /** Close the HTTP/2 connection. Calls made afterwards open a new one. */
+  close(): void {
+    this.sessionManager?.abort();
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw fromConnectError(error);
+    }
+  }
+
+  // --- templates --------------------------------------------------------------------------------
+
+  /** Every template: the predefined ones, then the caller's (latest version of each). */
+  async listTemplates(options: CallOptions = {}): Promise<Template[]> {
+    const found: Template[] = [];
+    let pageToken = "";
+    do {
+      const response = await this.call(() =>
+        this.client.listTemplates({ pageToken }, callOptions(options)),
+      );
+      found.push(...response.templates);
+      pageToken = response.nextPageToken;
+    } while (pageToken !== "");
+    return found;
+  }
+
+  /** One template; `version` 0 (the default) means the latest. */
+  async getTemplate(
+    templateId: string,
+    options: CallOptions & { version?: number } = {},
+  ): Promise<Template> {
+    const response = await this.call(() =>
+      this.client.getTemplate(
+        { templateId, version: options.version ?? 0 },
+        callOptions(options),
+      ),
+    );
+    return required(response.template, "template");
+  }
+
+  /** Register a custom template; registering an id again adds a version. */
+  async createTemplate(template: TemplateLike, options: CallOptions = {}): Promise<Template> {
+    const request = { template: toTemplate(template) };
+    const response = await this.call(() =>
+      this.client.createTemplate(request, callOptions(options)),
+    );
+    return required(response.template, "template");
+  }
+
+  /** Every problem of a template at once (`valid`, `violations`); changes nothing. */
+  async validateTemplate(
+    template: TemplateLike,
+    options: CallOptions = {},
+  ): Promise<ValidateTemplateResponse> {
+    const request = { template: toTemplate(template) };
+    return this.call(() => this.client.validateTemplate(request, callOptions(options)));
+  }
+
+  // --- runs -------------------------------------------------------------------------------------
+
+  /** Create a PENDING run from a template id (predefined or registered) or an inline template. */
+  async createWorkflow(
+    template: string | TemplateLike,
+    params: Params = {},
+    options: CreateWorkflowOptions = {},
+  ): Promise<Workflow> {
+    const source: CreateWorkflowRequest["source"] =
+      typeof template === "string"
+        ? { case: "templateId", value: template }
+        : { case: "template", value: toTemplate(template) };
+    const request = {
+      source,
+      templateVersion: options.version ?? 0,
+      params,
+      requestId: options.requestId ?? "",
+    };
+    const response = await this.call(() =>
+      this.client.createWorkflow(request, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** Start a run. With `wait`, resolve once it rests (completed, failed, cancelled or paused). */
+  async executeWorkflow(id: string, options: ExecuteWorkflowOptions = {}): Promise<Workflow> {
+    const request = {
+      workflowId: id,
+      options: {
+        autoApprove: options.autoApprove ?? false,
+        notifyOnCompletion: options.notifyOnCompletion ?? false,
+      },
+      wait: options.wait ?? false,
+      requestId: options.requestId ?? "",
+    };
+    const response = await this.call(() =>
+      this.client.executeWorkflow(request, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** One run with its steps, gate results and metrics. */
+  async getWorkflow(id: string, options: CallOptions = {}): Promise<Workflow> {
+    const response = await this.call(() =>
+      this.client.getWorkflow({ workflowId: id }, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** One page of the caller's runs, newest first; pass `nextPageToken` back for the next. */
+  async listWorkflows(options: ListWorkflowsOptions = {}): Promise<ListWorkflowsResponse> {
+    const request = {
+      statuses: options.statuses ?? [],
+      templateId: options.templateId ?? "",
+      pageSize: options.pageSize ?? 0,
+      pageToken: options.pageToken ?? "",
+    };
+    return this.call(() => this.client.listWorkflows(request, callOptions(options)));
+  }
+
+  /** Every matching run, fetching pages as needed. */
+  async *iterWorkflows(
+    options: Omit<ListWorkflowsOptions, "pageToken"> = {},
+  ): AsyncGenerator<Workflow, void, undefined> {
+    let pageToken = "";
+    do {
+      const page = await this.listWorkflows({ ...options, pageToken });
+      yield* page.workflows;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+  }
+
+  /** Pause a RUNNING run: no new step starts, running ones finish. */
+  async pauseWorkflow(id: string, reason = "", options: CallOptions = {}): Promise<Workflow> {
+    const response = await this.call(() =>
+      this.client.pauseWorkflow({ workflowId: id, reason }, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** Resume a PAUSED run; options left unset keep the run's current ones. */
+  async resumeWorkflow(id: string, options: ResumeWorkflowOptions = {}): Promise<Workflow> {
+    const request = {
+      workflowId: id,
+      wait: options.wait ?? false,
+      options: undefined as ReturnType<typeof executionOptions> | undefined,
+    };
+    if (options.autoApprove !== undefined || options.notifyOnCompletion !== undefined) {
+      const current = (await this.getWorkflow(id, options)).options;
+      request.options = executionOptions(
+        options.autoApprove ?? current?.autoApprove ?? false,
+        options.notifyOnCompletion ?? current?.notifyOnCompletion ?? false,
+      );
+    }
+    const response = await this.call(() =>
+      this.client.resumeWorkflow(request, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** Cancel a PENDING, RUNNING or PAUSED run, stopping its running steps. */
+  async cancelWorkflow(id: string, reason = "", options: CallOptions = {}): Promise<Workflow> {
+    const response = await this.call(() =>
+      this.client.cancelWorkflow({ workflowId: id, reason }, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** Decide the gate a PAUSED run waits on: approve (the default) continues, reject fails it. */
+  async approveGate(
+    id: string,
+    gateId: string,
+    options: ApproveGateOptions = {},
+  ): Promise<Workflow> {
+    const request = {
+      workflowId: id,
+      gateId,
+      approve: options.approve ?? true,
+      comment: options.comment ?? "",
+      wait: options.wait ?? false,
+    };
+    const response = await this.call(() =>
+      this.client.approveGate(request, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /**
+   * The run's events after `afterSequence`: the stored ones, then live ones as they commit,
+   * numbered with no gap. Ends after the terminal event unless `follow`; aborting `signal` (or
+   * breaking out of the loop) closes the stream. To resume a broken stream, call it again with
+   * the last `sequence` seen.
+   */
+  async *watch(
+    id: string,
+    options: WatchOptions = {},
+  ): AsyncGenerator<WorkflowEvent, void, undefined> {
+    const controller = new AbortController();
+    const outer = options.signal;
+    const onAbort = (): void => controller.abort(outer?.reason);
+    if (outer?.aborted) {
+      return;
+    }
+    outer?.addEventListener("abort", onAbort, { once: true });
+    const request = {
+      workflowId: id,
+      afterSequence: BigInt(options.afterSequence ?? 0),
+      follow: options.follow ?? false,
+    };
+    try {
+      const stream = this.client.watchWorkflow(request, { signal: controller.signal });
+      for await (const response of stream) {
+        if (response.event !== undefined) {
+          yield response.event;
+        }
+      }
+    } catch (error) {
+      if (outer?.aborted) {
+        return;
+      }
+      throw fromConnectError(error);
+    } finally {
+      outer?.removeEventListener("abort", onAbort);
+      controller.abort();
+    }
+  }
+}
+
+function callOptions(options: CallOptions): CallOptions {
+  const result: CallOptions = {};
+  if (options.timeoutMs !== undefined) result.timeoutMs = options.timeoutMs;
+  if (options.signal !== undefined) result.signal = options.signal;
+  return result;
+}
+
+function toTemplate(template: TemplateLike): Template {
+  if (isMessage(template, TemplateSchema)) {
+    return template;
+  }
+  return fromJson(TemplateSchema, template as JsonObject);
+}
+
+function executionOptions(autoApprove: boolean, notifyOnCompletion: boolean) {
+  return create(ExecutionOptionsSchema, { autoApprove, notifyOnCompletion });
+}
+
+function required<T>(value: T | undefined, field: string): T {
+  if (value === undefined) {
+    throw new Error(`the server's response has no ${field}`);
+  }
+  return value;
+}

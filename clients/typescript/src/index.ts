@@ -1,0 +1,41 @@
+// Public API of the Sluice TypeScript client.
+
+export {
+  WorkflowClient,
+  DEFAULT_BASE_URL,
+  type WorkflowClientOptions,
+  type CallOptions,
+  type TemplateLike,
+  type Params,
+  type CreateWorkflowOptions,
+  type ExecuteWorkflowOptions,
+  type ListWorkflowsOptions,
+  type ResumeWorkflowOptions,
+  type ApproveGateOptions,
+  type WatchOptions,
+} from "./client.js";
+export {
+  Code,
+  SluiceError,
+  InvalidArgumentError,
+  NotFoundError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  AbortedError,
+  UnauthenticatedError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  UnavailableError,
+  DeadlineExceededError,
+  fromConnectError,
+  codeName,
+  type FieldViolation,
+  type SluiceErrorOptions,
+} from "./errors.js";
+
+// The generated messages, enums and the service descriptor.
+export * from "./gen/sluice/v1/event_pb.js";
+export * from "./gen/sluice/v1/template_pb.js";
+export * from "./gen/sluice/v1/workflow_pb.js";
+export * from "./gen/sluice/v1/workflow_service_pb.js";
+export { BadRequestSchema, type BadRequest } from "./gen/google/rpc/error_details_pb.js";

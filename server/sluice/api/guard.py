@@ -1,0 +1,93 @@
+"""A server interceptor in front of every sluice.v1 method: the request must decode and the
+caller must authenticate before the servicer sees anything.
+
+Decoding is checked here because a request gRPC cannot deserialize (say, a Struct nested
+deeper than protobuf's limit) would otherwise surface as UNKNOWN; it is the caller's mistake,
+so it gets INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from sluice.api.auth import JwtVerifier, Unauthenticated, set_current_user
+
+Context = grpc.aio.ServicerContext[Any, Any]
+PROTECTED_PREFIX = "/sluice.v1."
+
+
+class _Undecodable:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: JwtVerifier | None) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        # The handler's behaviours are coroutine functions here (grpc.aio); the stubs describe
+        # the synchronous API, hence Any.
+        handler: Any = await continuation(details)
+        if handler is None or not details.method.startswith(PROTECTED_PREFIX):
+            return handler  # health and reflection stay open, as their clients expect
+        deserializer = _tolerant(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def guarded_unary(request: Any, context: Context) -> Any:
+                await self._admit(request, context)
+                return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                guarded_unary, deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+
+            async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                await self._admit(request, context)
+                async for item in stream(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream, deserializer, handler.response_serializer
+            )
+        return handler  # no client-streaming methods in the API
+
+    async def _admit(self, request: Any, context: Context) -> None:
+        if self._verifier is not None:
+            authorization = next(
+                (v for k, v in context.invocation_metadata() or () if k == "authorization"), None
+            )
+            try:
+                user = self._verifier.user(str(authorization) if authorization else None)
+            except Unauthenticated as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            set_current_user(user)
+        if isinstance(request, _Undecodable):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request could not be decoded: {request.error}",
+            )
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    return deserialize
