@@ -36,27 +36,39 @@ _CODES: list[tuple[type[SluiceError], grpc.StatusCode]] = [
 ]
 
 
+# Errors travel in trailing metadata, which gRPC caps (8 KiB by default): keep them small.
+MAX_VIOLATIONS = 40
+MAX_TEXT = 300
+
+
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: SluiceError) -> None:
     code = next((c for kind, c in _CODES if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
-    status = status_pb2.Status(code=code.value[0], message=str(error))
+    message = _cut(str(error), 4 * MAX_TEXT)
+    status = status_pb2.Status(code=code.value[0], message=message)
     if isinstance(error, InvalidArgument):
+        violations = [(_cut(v.field, 200), _cut(v.description, MAX_TEXT)) for v in error.violations]
+        if len(violations) > MAX_VIOLATIONS:
+            hidden = len(violations) - MAX_VIOLATIONS + 1
+            violations = [*violations[: MAX_VIOLATIONS - 1], ("", f"and {hidden} more problems")]
         detail = any_pb2.Any()
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(field=field, description=text)
+                    for field, text in violations
                 ]
             )
         )
         status.details.append(detail)
     await context.abort(
         code,
-        str(error),
+        message,
         trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 
 from sluice.engine.errors import InvalidArgument, Violation
+from sluice.engine.validation import TEMPLATE_ID
 
 MAX_PAGE_SIZE = 1000
 MAX_REASON = 1000
@@ -47,6 +48,14 @@ class Checks:
     def text(self, field: str, value: str, limit: int = MAX_REASON) -> None:
         if len(value) > limit:
             self.add(field, f"must be at most {limit} characters")
+        elif "\x00" in value:
+            self.add(field, "must not contain NUL characters")
+
+    def template_id(self, value: str, field: str = "template_id") -> None:
+        if not value:
+            self.add(field, "is required")
+        elif not TEMPLATE_ID.match(value):
+            self.add(field, "must be 1-63 lowercase letters, digits or '-', starting with a letter")
 
     def done(self) -> None:
         if self.violations:

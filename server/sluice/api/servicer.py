@@ -61,8 +61,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self, request: pb.GetTemplateRequest, context: Context
     ) -> pb.GetTemplateResponse:
         checks = Checks()
-        if not request.template_id:
-            checks.add("template_id", "is required")
+        checks.template_id(request.template_id)
         if request.version < 0:
             checks.add("version", "must be 0 (latest) or a version number")
         checks.done()
@@ -101,8 +100,10 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> pb.CreateWorkflowResponse:
         checks = Checks()
         source = request.WhichOneof("source")
-        if source is None or (source == "template_id" and not request.template_id):
+        if source is None:
             checks.add("template_id", "is required (or send a template inline)")
+        elif source == "template_id":
+            checks.template_id(request.template_id)
         if request.template_version < 0:
             checks.add("template_version", "must be 0 (latest) or a version number")
         checks.text("request_id", request.request_id, MAX_REQUEST_ID)

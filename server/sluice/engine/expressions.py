@@ -15,6 +15,10 @@ import cel
 
 VARIABLES = frozenset({"output", "steps", "params"})
 MAX_LENGTH = 2000
+# Macros iterate over the data; nested ones multiply (n^2, n^3, ...). One level and a handful
+# of macros keep an evaluation linear in the size of the run's data, which is itself bounded.
+MAX_MACROS = 8
+MAX_MACRO_NESTING = 1
 
 _STANDARD_FUNCTIONS = frozenset(
     {
@@ -59,7 +63,49 @@ def problems(source: str) -> list[str]:
     )
     if unknown_functions:
         found.append(f"calls unknown function(s) {', '.join(unknown_functions)}")
+    count, depth = _macro_shape(source)
+    if count > MAX_MACROS:
+        found.append(
+            f"uses {count} macros (all, exists, map, filter, ...); the limit is {MAX_MACROS}"
+        )
+    if depth > MAX_MACRO_NESTING:
+        found.append(
+            "nests a macro inside another (e.g. `xs.exists(x, ys.exists(...))`): its cost would "
+            "grow with the square of the data; compute the inner part in a step instead"
+        )
     return found
+
+
+_MACRO_CALL = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*$")
+
+
+def _macro_shape(source: str) -> tuple[int, int]:
+    """(number of macro calls, deepest nesting of macro calls), skipping string literals."""
+    count = depth = deepest = 0
+    stack: list[bool] = []
+    i, quote = 0, ""
+    while i < len(source):
+        char = source[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif source.startswith(quote, i):
+                i += len(quote) - 1
+                quote = ""
+        elif char in "\"'":
+            quote = source[i : i + 3] if source[i : i + 3] in ('"""', "'''") else char
+            i += len(quote) - 1
+        elif char == "(":
+            is_macro = bool(_MACRO_CALL.search(source, 0, i))
+            stack.append(is_macro)
+            if is_macro:
+                count += 1
+                depth += 1
+                deepest = max(deepest, depth)
+        elif char == ")" and stack:
+            depth -= stack.pop()
+        i += 1
+    return count, deepest
 
 
 def evaluate_bool(source: str, variables: Mapping[str, Any]) -> bool:

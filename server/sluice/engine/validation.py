@@ -6,6 +6,7 @@ offending input whatever language it is written in.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Container, Mapping
@@ -21,6 +22,48 @@ from sluice.engine.model import GateAction, GateType, ParamSpec, Template
 TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+METRIC = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,15}$")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonLimits:
+    max_bytes: int = 64 * 1024
+    max_depth: int = 32
+
+
+def check_json(value: Any, field: str, limits: JsonLimits = JsonLimits()) -> list[Violation]:
+    """Problems of free-form JSON from a request (params, step config): size, depth, numbers
+    JSON cannot hold (NaN, infinity), and NUL characters no database stores."""
+    found: list[Violation] = []
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack and len(found) < 10:
+        item, where, depth = stack.pop()
+        if depth > limits.max_depth:
+            found.append(Violation(where, f"nests deeper than {limits.max_depth} levels"))
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            found.append(Violation(where, "must be a finite number (not NaN or infinity)"))
+        elif isinstance(item, str) and "\x00" in item:
+            found.append(Violation(where, "must not contain NUL characters"))
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                if "\x00" in str(key):
+                    found.append(Violation(where, "has a key with a NUL character"))
+                stack.append((child, f"{where}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+    if not found:
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+        if size > limits.max_bytes:
+            found.append(
+                Violation(field, f"is {size} bytes as JSON; the limit is {limits.max_bytes}")
+            )
+    return found
+
+
+def show(value: str, limit: int = 60) -> str:
+    """A user-supplied value quoted for a message, cut short: errors must stay small."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +88,20 @@ def validate_template(
 
     if not TEMPLATE_ID.match(template.id):
         bad("id", "must be 1-63 lowercase letters, digits or '-', starting with a letter")
-    for field, text in (("name", template.name), ("description", template.description)):
-        if len(text) > limits.max_text:
-            bad(field, f"is longer than {limits.max_text} characters")
+    _check_text("name", template.name, limits, bad)
+    _check_text("description", template.description, limits, bad)
 
     _check_params(template.params, limits, bad)
     step_ids = _check_steps(template, step_types, limits, bad)
     _check_gates(template, step_ids, limits, bad)
     return out
+
+
+def _check_text(field: str, text: str, limits: TemplateLimits, bad: Any) -> None:
+    if len(text) > limits.max_text:
+        bad(field, f"is longer than {limits.max_text} characters")
+    elif "\x00" in text:
+        bad(field, "must not contain NUL characters")
 
 
 def _check_params(params: tuple[ParamSpec, ...], limits: TemplateLimits, bad: Any) -> None:
@@ -65,6 +114,9 @@ def _check_params(params: tuple[ParamSpec, ...], limits: TemplateLimits, bad: An
         elif param.name in seen:
             bad(f"params[{i}].name", f"duplicates parameter {param.name!r}")
         seen.add(param.name)
+        _check_text(f"params[{i}].description", param.description, limits, bad)
+        for v in check_json(param.default, f"params[{i}].default_value"):
+            bad(v.field, v.description)
 
 
 def _check_steps(
@@ -75,6 +127,7 @@ def _check_steps(
         bad("steps", "must have at least one step")
     if len(steps) > limits.max_steps:
         bad("steps", f"has {len(steps)} steps; the limit is {limits.max_steps}")
+        return {s.id for s in steps}  # checking each of thousands of steps helps nobody
     ids: set[str] = set()
     for i, step in enumerate(steps):
         if not STEP_ID.match(step.id):
@@ -89,14 +142,18 @@ def _check_steps(
     for i, step in enumerate(steps):
         where = f"steps[{i}]"
         if step.type not in step_types:
-            bad(f"{where}.type", f"unknown step type {step.type!r}")
+            bad(f"{where}.type", f"unknown step type {show(step.type)}")
+        _check_text(f"{where}.name", step.name, limits, bad)
+        _check_text(f"{where}.description", step.description, limits, bad)
+        for v in check_json(dict(step.config), f"{where}.config"):
+            bad(v.field, v.description)
         if len(step.dependencies) > limits.max_dependencies:
             bad(f"{where}.dependencies", f"has more than {limits.max_dependencies} entries")
         for j, dep in enumerate(step.dependencies):
             if dep == step.id:
                 bad(f"{where}.dependencies[{j}]", "a step cannot depend on itself")
             elif dep not in ids:
-                bad(f"{where}.dependencies[{j}]", f"unknown step {dep!r}")
+                bad(f"{where}.dependencies[{j}]", f"unknown step {show(dep)}")
             elif dep in step.dependencies[:j]:
                 bad(f"{where}.dependencies[{j}]", f"lists {dep!r} twice")
         _check_retry_and_timeout(where, step.retry, step.timeout, limits, bad)
@@ -153,6 +210,7 @@ def _check_references(
 def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits, bad: Any) -> None:
     if len(template.gates) > limits.max_gates:
         bad("quality_gates", f"has {len(template.gates)} gates; the limit is {limits.max_gates}")
+        return
     seen: set[str] = set()
     for i, gate in enumerate(template.gates):
         where = f"quality_gates[{i}]"
@@ -165,11 +223,15 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
         if not gate.step_id:
             bad(f"{where}.step_id", "must name the step after which the gate is checked")
         elif gate.step_id not in step_ids:
-            bad(f"{where}.step_id", f"unknown step {gate.step_id!r}")
+            bad(f"{where}.step_id", f"unknown step {show(gate.step_id)}")
+        _check_text(f"{where}.name", gate.name, limits, bad)
         match gate.type:
             case GateType.THRESHOLD:
-                if not gate.metric or not all(gate.metric.split(".")):
-                    bad(f"{where}.threshold.metric", "must be a dotted path, e.g. 'qualityScore'")
+                if not METRIC.match(gate.metric):
+                    bad(
+                        f"{where}.threshold.metric",
+                        "must be a dotted path of names, e.g. 'qualityScore'",
+                    )
                 if gate.operator is None:
                     bad(f"{where}.threshold.operator", "must be one of GT, GTE, LT, LTE, EQ, NEQ")
                 if not math.isfinite(gate.threshold):
@@ -192,10 +254,11 @@ def bind_params(
 ) -> tuple[dict[str, Any], list[Violation]]:
     """The run's params: `given` plus defaults; violations for unknown or missing ones."""
     declared = {p.name: p for p in template.params}
-    violations = [
-        Violation(f"params.{name}", f"is not a parameter of template {template.id!r}"
-                  + (f"; it takes {', '.join(sorted(declared))}" if declared else ""))
-        for name in given if name not in declared
+    violations = check_json(dict(given), "params")
+    takes = f"; it takes {', '.join(sorted(declared))}" if declared else "; it takes none"
+    violations += [
+        Violation(f"params.{name[:64]}", f"is not a parameter of template {template.id!r}{takes}")
+        for name in list(given)[:20] if name not in declared
     ]  # fmt: skip
     params: dict[str, Any] = {}
     for spec in template.params:
