@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PROTOS := $(wildcard proto/sluice/v1/*.proto)
+TS := clients/typescript
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
@@ -26,27 +27,33 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: $(VENV)/.installed
 	$(VENV)/bin/sluice-server
 
-test: $(VENV)/.installed node_modules/.installed
+test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 	$(PY) -m pytest
+	cd $(TS) && npm test --silent
 
 # Each test gets a fresh database on that server (created and dropped by the fixture).
 test-postgres: $(VENV)/.installed node_modules/.installed
 	SLUICE_TEST_DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest tests/e2e tests/durability tests/integration
 
-lint: $(VENV)/.installed node_modules/.installed
+lint: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(BUF) lint proto
+	cd $(TS) && npx --offline tsc -p tsconfig.json --noEmit
 
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-proto: $(VENV)/.installed node_modules/.installed
+proto: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 	$(BUF) lint proto
 	rm -rf generated/sluice
 	mkdir -p generated
@@ -54,11 +61,12 @@ proto: $(VENV)/.installed node_modules/.installed
 		--python_out=generated --grpc_python_out=generated \
 		--mypy_out=generated --mypy_grpc_out=generated \
 		$(PROTOS)
+	cd $(TS) && npm run --silent generate
 
 # CI: fails when the committed generated code differs from what `make proto` writes.
 check-generated: proto
-	git diff --exit-code --stat -- generated
-	test -z "$$(git status --porcelain -- generated)"
+	git diff --exit-code --stat -- generated $(TS)/src/gen
+	test -z "$$(git status --porcelain -- generated $(TS)/src/gen)"
 
 clean:
-	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache $(TS)/node_modules $(TS)/dist

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +20,9 @@ from sluice.server import SluiceServer
 from sluice.steps import builtin_registry
 from tests.support.handlers import Calls, register
 
-ServerFactory = Callable[[], Awaitable[SluiceServer]]
+
+class ServerFactory(Protocol):
+    def __call__(self, **settings: Any) -> Awaitable[SluiceServer]: ...
 
 
 @pytest.fixture
@@ -52,18 +55,16 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
     """Starts servers on the test's database; every one still running is stopped at the end."""
     running: list[SluiceServer] = []
 
-    async def start() -> SluiceServer:
+    async def start(**settings: Any) -> SluiceServer:
         registry = builtin_registry()
         register(registry, calls)
-        server = SluiceServer(
-            Settings(
-                listen="127.0.0.1:0",
-                database_url=database_url,
-                # Short, so a test that stops a server with a step still blocked stays fast.
-                shutdown_grace=timedelta(seconds=0.5),
-            ),
-            registry=registry,
-        )
+        defaults: dict[str, Any] = {
+            "listen": "127.0.0.1:0",
+            "database_url": database_url,
+            # Short, so a test that stops a server with a step still blocked stays fast.
+            "shutdown_grace": timedelta(seconds=0.5),
+        }
+        server = SluiceServer(Settings(**{**defaults, **settings}), registry=registry)
         await server.start()
         running.append(server)
         return server

@@ -27,11 +27,29 @@ class WorkflowClient:
         self,
         target: str = DEFAULT_TARGET,
         *,
+        token: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        tls: bool = False,
         channel: grpc.aio.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
+        """Connect to a Sluice server.
+
+        token: a JWT sent as `authorization: Bearer <token>` on every call.
+        ca_file: PEM CA bundle to verify the server with; turns TLS on (as does `tls=True`,
+        which trusts the system's roots). cert_file / key_file: a client certificate for
+        servers that require mutual TLS. `credentials` or a ready `channel` override all that.
+        """
         if channel is None:
+            if credentials is None and (tls or ca_file or cert_file):
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=_read(ca_file),
+                    private_key=_read(key_file),
+                    certificate_chain=_read(cert_file),
+                )
             channel = (
                 grpc.aio.secure_channel(target, credentials)
                 if credentials is not None
@@ -39,7 +57,8 @@ class WorkflowClient:
             )
         self._channel = channel
         self._stub = pb_grpc.WorkflowServiceStub(channel)
-        self._metadata = tuple(metadata)
+        auth = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = (*auth, *metadata)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -276,6 +295,13 @@ class WorkflowClient:
 
 # Codes a restarting or unreachable server answers with; anything else is the caller's to see.
 _RECONNECT_ON = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def _template(template: TemplateLike) -> template_pb2.Template:
