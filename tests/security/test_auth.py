@@ -58,7 +58,7 @@ BAD_CREDENTIALS: dict[str, str | None] = {
     "wrong scheme": "Basic " + token("alice"),
     "no sub": "Bearer " + jwt.encode({"exp": 4102444800}, SECRET, algorithm="HS256"),
     "no exp": "Bearer " + jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),
-    "alg none": "Bearer " + jwt.encode({"sub": "alice", "exp": 4102444800}, None, algorithm="none"),
+    "alg none": "Bearer " + jwt.encode({"sub": "alice", "exp": 4102444800}, "", algorithm="none"),
 }
 
 
