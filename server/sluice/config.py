@@ -48,6 +48,7 @@ class Settings:
     max_active_runs_per_user: int = 1000
     max_watchers_per_run: int = 100
     max_message_bytes: int = 4 * 1024 * 1024
+    max_step_output_bytes: int = 1024 * 1024
 
     @property
     def auth_enabled(self) -> bool:
@@ -115,6 +116,7 @@ _OPTIONS: dict[str, _Option] = {
     "max_active_runs_per_user": _Option("SLUICE_MAX_ACTIVE_RUNS_PER_USER", "PENDING, RUNNING or PAUSED runs one user may have (1000)", _positive_int),
     "max_watchers_per_run": _Option("SLUICE_MAX_WATCHERS_PER_RUN", "concurrent WatchWorkflow streams on one run (100)", _positive_int),
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response (4 MiB)", _positive_int),
+    "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON; larger fails the step (1 MiB)", _positive_int),
 }  # fmt: skip
 
 

@@ -80,6 +80,7 @@ class SluiceServer:
                 max_concurrent_steps=self.settings.max_concurrent_steps,
                 default_step_timeout=self.settings.default_step_timeout,
                 max_watchers_per_run=self.settings.max_watchers_per_run,
+                max_output_bytes=self.settings.max_step_output_bytes,
             ),
             clock=self.clock,
             sleep=self._sleep,

@@ -1,0 +1,63 @@
+"""Safe defaults: no listening beyond loopback without authentication, unless told to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sluice import config
+
+
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "example.com:1"]
+)
+def test_no_auth_refuses_non_loopback_addresses(
+    listen: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        config.parse(["--listen", listen], env={})
+    assert exited.value.code == 2
+    assert "refusing to listen" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:50051", "localhost:1", "[::1]:2", "127.0.0.1:0"])
+def test_loopback_is_fine_without_auth(listen: str) -> None:
+    assert config.parse(["--listen", listen], env={}).listen == listen
+
+
+def test_auth_or_an_explicit_flag_allows_any_address() -> None:
+    with_auth = config.parse(["--listen", "0.0.0.0:1"], env={"SLUICE_AUTH_JWT_SECRET": "s" * 32})
+    assert with_auth.auth_enabled
+    assert config.parse(
+        ["--listen", "0.0.0.0:1", "--insecure-listen-any"], env={}
+    ).insecure_listen_any
+
+
+def test_the_secret_comes_from_the_environment_or_a_file_and_is_not_printed(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    secret_file = Path(str(tmp_path)) / "secret"
+    secret_file.write_text("from-a-file-from-a-file-from-a-file\n")
+    settings = config.parse([], env={"SLUICE_AUTH_JWT_SECRET_FILE": str(secret_file)})
+    assert settings.auth_jwt_secret == "from-a-file-from-a-file-from-a-file"
+    assert "from-a-file" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SLUICE_TLS_CERT_FILE": "c.pem"}, "needs both"),
+        ({"SLUICE_TLS_CLIENT_CA_FILE": "ca.pem"}, "needs TLS"),
+        ({"SLUICE_AUTH_JWT_SECRET": "s", "SLUICE_AUTH_JWT_PUBLIC_KEY_FILE": "k"}, "not both"),
+        ({"SLUICE_MAX_WATCHERS_PER_RUN": "0"}, "not a valid value"),
+    ],
+)
+def test_inconsistent_settings_are_refused(
+    env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        config.parse([], env=env)
+    assert message in capsys.readouterr().err
