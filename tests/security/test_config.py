@@ -37,7 +37,6 @@ def test_auth_or_an_explicit_flag_allows_any_address() -> None:
 def test_the_secret_comes_from_the_environment_or_a_file_and_is_not_printed(
     tmp_path: object,
 ) -> None:
-    from pathlib import Path
 
     secret_file = Path(str(tmp_path)) / "secret"
     secret_file.write_text("from-a-file-from-a-file-from-a-file\n")

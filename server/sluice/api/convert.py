@@ -76,7 +76,24 @@ def _enum_name(descriptor: EnumDescriptor, value: int, prefix: str) -> str:
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
+    # Not json_format.MessageToDict: it turns NaN and infinities into strings, and validation
+    # must see them to refuse them.
+    return {key: _value(value) for key, value in message.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
 
 
 def dict_to_struct(data: Mapping[str, Any] | None, target: struct_pb2.Struct) -> None:
@@ -114,9 +131,7 @@ def template_from_proto(pb: template_pb2.Template) -> Template:
                 name=p.name,
                 description=p.description,
                 required=p.required,
-                default=json_format.MessageToDict(p.default_value)
-                if p.HasField("default_value")
-                else None,
+                default=_value(p.default_value) if p.HasField("default_value") else None,
             )
             for p in pb.params
         ),

@@ -28,7 +28,7 @@ METRIC = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,15}$")
 @dataclass(frozen=True, slots=True)
 class JsonLimits:
     max_bytes: int = 64 * 1024
-    max_depth: int = 32
+    max_depth: int = 20
 
 
 def check_json(value: Any, field: str, limits: JsonLimits = JsonLimits()) -> list[Violation]:

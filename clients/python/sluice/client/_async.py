@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -182,7 +182,7 @@ class WorkflowClient:
         statuses: Sequence[workflow_pb2.WorkflowStatus.ValueType] = (),
         template_id: str = "",
         page_size: int = 0,
-    ) -> AsyncIterator[workflow_pb2.Workflow]:
+    ) -> AsyncGenerator[workflow_pb2.Workflow, None]:
         """Every matching run, fetching pages as needed."""
         token = ""
         while True:
@@ -255,7 +255,7 @@ class WorkflowClient:
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
         give_up_after: float | None = 120.0,
-    ) -> AsyncIterator[event_pb2.WorkflowEvent]:
+    ) -> AsyncGenerator[event_pb2.WorkflowEvent, None]:
         """The run's events after `after_sequence`, stored then live; ends after the terminal
         event unless `follow`.
 
