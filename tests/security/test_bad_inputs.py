@@ -206,6 +206,15 @@ async def ids(server: SluiceServer) -> dict[str, str]:
         return {"pending": pending.id, "paused": paused.id, "token": page.next_page_token}
 
 
+async def _invoke(stub: pb_grpc.WorkflowServiceStub, rpc: str, request: Any) -> None:
+    call = getattr(stub, rpc)(request)
+    if rpc == "WatchWorkflow":
+        async for _ in call:
+            pass
+    else:
+        await call
+
+
 @pytest.mark.parametrize("name", list(CASES))
 async def test_bad_input(server: SluiceServer, ids: dict[str, str], name: str) -> None:
     case = CASES[name]
@@ -214,12 +223,7 @@ async def test_bad_input(server: SluiceServer, ids: dict[str, str], name: str) -
         before = await stub.GetWorkflow(pb.GetWorkflowRequest(workflow_id=ids["paused"]))
         runs_before = len((await stub.ListWorkflows(pb.ListWorkflowsRequest())).workflows)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            call = getattr(stub, case.rpc)(case.request(ids))
-            if case.rpc == "WatchWorkflow":
-                async for _ in call:
-                    pass
-            else:
-                await call
+            await _invoke(stub, case.rpc, case.request(ids))
         error = from_rpc_error(caught.value)
         assert caught.value.code() == case.code, f"{name}: {caught.value.code()} {error.message}"
         assert tuple(v.field for v in error.violations) == case.fields, error.violations
