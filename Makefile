@@ -8,7 +8,7 @@ TS := clients/typescript
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-postgres lint fmt proto check-generated clean
+.PHONY: help run test test-postgres lint breaking fmt proto check-generated clean
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
@@ -47,7 +47,14 @@ lint: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(BUF) lint proto
+	$(MAKE) --no-print-directory breaking
 	cd $(TS) && npx --offline tsc -p tsconfig.json --noEmit
+
+# The contracts may grow but not break: compare proto/ with the parent commit's.
+breaking: node_modules/.installed
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(BUF) breaking proto --against '.git#subdir=proto,ref=HEAD~1' && echo "buf breaking: no breaking change against HEAD~1"; \
+	else echo "buf breaking: no parent commit to compare with"; fi
 
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .

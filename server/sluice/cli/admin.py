@@ -1,4 +1,4 @@
-"""`sluice`: the command line for people and scripts."""
+"""`sluice serve` and `sluice db ...`: running the server and managing its schema."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import asyncio
 
 import typer
 
-from sluice import config, server
-from sluice.store import migrate
-from sluice.store.sql_store import create_engine
+from sluice import config
 
-app = typer.Typer(help="Sluice: workflow automation over gRPC.", no_args_is_help=True)
+# The server, SQLAlchemy and Alembic take half a second to import: every remote command would
+# pay it, so the commands here import them when they run.
+
 db = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
-app.add_typer(db, name="db")
 
 DatabaseUrl = typer.Option(
     config.DEFAULT_DATABASE_URL, "--database-url", envvar="SLUICE_DATABASE_URL",
@@ -20,18 +19,18 @@ DatabaseUrl = typer.Option(
 )  # fmt: skip
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
 def serve(ctx: typer.Context) -> None:
     """Start the server (what `make run` calls); `sluice serve --help` lists its options."""
+    from sluice import server
+
     server.main(ctx.args)
 
 
 @db.command()
 def upgrade(database_url: str = DatabaseUrl) -> None:
     """Upgrade the schema to the latest revision (creates it in an empty database)."""
+    from sluice.store import migrate
+    from sluice.store.sql_store import create_engine
 
     async def run() -> migrate.SchemaState:
         engine = create_engine(database_url)
@@ -57,6 +56,8 @@ def upgrade(database_url: str = DatabaseUrl) -> None:
 @db.command()
 def current(database_url: str = DatabaseUrl) -> None:
     """Print the schema's revision and whether it is the latest. Exit 1 when it is not."""
+    from sluice.store import migrate
+    from sluice.store.sql_store import create_engine
 
     async def run() -> migrate.SchemaState:
         engine = create_engine(database_url)
@@ -82,6 +83,8 @@ def revision(
     database_url: str = DatabaseUrl,
 ) -> None:
     """Draft a migration from schema.py's difference to a database at the latest revision."""
+    from sluice.store import migrate
+    from sluice.store.sql_store import create_engine
 
     async def run() -> None:
         engine = create_engine(database_url)
@@ -91,11 +94,3 @@ def revision(
             await engine.dispose()
 
     asyncio.run(run())
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

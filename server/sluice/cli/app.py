@@ -1,0 +1,47 @@
+"""The `sluice` command: one typer app, each command registered with the exit codes it shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from sluice.cli import admin, control, runs, templates
+from sluice.cli.outcome import EXIT_CODES_HELP
+
+app = typer.Typer(
+    help="Sluice: workflow automation over gRPC.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    # Failures are reported as one line and an exit code (outcome.py), never as a traceback.
+    pretty_exceptions_enable=False,
+)
+
+template_app = typer.Typer(help="Inspect templates.", no_args_is_help=True)
+template_app.command("show", epilog=EXIT_CODES_HELP)(templates.show_template)
+app.add_typer(template_app, name="template")
+_COMMANDS: dict[str, Callable[..., None]] = {
+    "templates": templates.templates,
+    "run": runs.run,
+    "watch": runs.watch,
+    "list": runs.list_runs,
+    "show": runs.show,
+    "approve": control.approve,
+    "pause": control.pause,
+    "resume": control.resume,
+    "cancel": control.cancel,
+    "graph": templates.graph,
+}
+for name, command in _COMMANDS.items():
+    app.command(name, epilog=EXIT_CODES_HELP)(command)
+
+app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)(admin.serve)
+app.add_typer(admin.db, name="db")
+
+
+def main() -> None:
+    app()

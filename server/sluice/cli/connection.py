@@ -1,0 +1,66 @@
+"""The options every remote command takes, and the client they configure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+
+from sluice.cli.outcome import InputError
+from sluice.client import DEFAULT_TARGET, WorkflowClient
+
+_PANEL = "Connection and output"
+
+Address = Annotated[
+    str,
+    typer.Option(
+        "--address", envvar="SLUICE_ADDRESS", rich_help_panel=_PANEL,
+        help="host:port of the Sluice server.",
+    ),
+]  # fmt: skip
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="SLUICE_TOKEN", rich_help_panel=_PANEL, show_default=False,
+        help="Bearer token, sent as `authorization: Bearer <token>`.",
+    ),
+]  # fmt: skip
+CaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file", envvar="SLUICE_CA_FILE", rich_help_panel=_PANEL, show_default=False,
+        help="PEM root certificates; when set, the connection uses TLS.",
+    ),
+]  # fmt: skip
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", rich_help_panel=_PANEL,
+        help="Machine output: proto JSON (camelCase field names).",
+    ),
+]  # fmt: skip
+
+DEFAULT_ADDRESS = DEFAULT_TARGET
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    address: str
+    token: str | None = None
+    ca_file: Path | None = None
+
+    def client(self) -> WorkflowClient:
+        metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
+        return WorkflowClient(self.address, credentials=self._credentials(), metadata=metadata)
+
+    def _credentials(self) -> grpc.ChannelCredentials | None:
+        if self.ca_file is None:
+            return None
+        try:
+            roots = self.ca_file.read_bytes()
+        except OSError as error:
+            raise InputError(f"cannot read --ca-file {self.ca_file}: {error.strerror}") from None
+        return grpc.ssl_channel_credentials(root_certificates=roots)

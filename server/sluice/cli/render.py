@@ -1,0 +1,229 @@
+"""How things look: rich tables for people, plain lines for logs, proto JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from rich.console import Console, Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from sluice.cli.state import RunView
+from sluice.client import (
+    EventType,
+    GateStatus,
+    StepStatus,
+    Template,
+    Workflow,
+    WorkflowEvent,
+    WorkflowStatus,
+)
+from sluice.v1.template_pb2 import GateAction
+
+_STATUS_STYLE = {
+    "COMPLETED": "green",
+    "PASSED": "green",
+    "APPROVED": "green",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "PAUSED": "yellow",
+    "AWAITING_APPROVAL": "yellow",
+    "FAILED": "red",
+    "REJECTED": "red",
+    "CANCELLED": "red",
+    "SKIPPED": "dim",
+    "PENDING": "dim",
+}
+
+
+# --- names and numbers ---------------------------------------------------------------------------
+
+
+def run_status(value: WorkflowStatus.ValueType) -> str:
+    return WorkflowStatus.Name(value).removeprefix("WORKFLOW_STATUS_")
+
+
+def step_status(value: StepStatus.ValueType) -> str:
+    return StepStatus.Name(value).removeprefix("STEP_STATUS_")
+
+
+def gate_status(value: GateStatus.ValueType) -> str:
+    return GateStatus.Name(value).removeprefix("GATE_STATUS_")
+
+
+def event_name(value: EventType.ValueType) -> str:
+    return EventType.Name(value).removeprefix("EVENT_TYPE_").lower().replace("_", " ")
+
+
+def duration(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _styled(name: str) -> Text:
+    return Text(name, style=_STATUS_STYLE.get(name, ""))
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+
+def to_json(message: Message, *, compact: bool = False) -> str:
+    return json_format.MessageToJson(message, indent=None if compact else 2)
+
+
+def list_json(key: str, messages: Iterable[Message]) -> str:
+    """A list response's shape (`{"workflows": [...]}`), so scripts read one object."""
+    return json.dumps({key: [json_format.MessageToDict(m) for m in messages]}, indent=2)
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+
+def templates_table(templates: Sequence[Template]) -> Table:
+    table = Table("id", "version", "name", "steps", "predefined", box=None, header_style="bold")
+    for t in templates:
+        table.add_row(
+            t.id, str(t.version), t.name, str(len(t.steps)), "yes" if t.predefined else "no"
+        )
+    return table
+
+
+def template_detail(template: Template) -> Group:
+    header = Text.assemble(
+        (template.id, "bold"), f"  version {template.version}  ", template.name, "\n",
+        (template.description, "dim"),
+    )  # fmt: skip
+    params = Table("param", "required", "default", "description", box=None, header_style="bold")
+    for p in template.params:
+        default = (
+            json.dumps(json_format.MessageToDict(p.default_value))
+            if p.HasField("default_value")
+            else ""
+        )
+        params.add_row(p.name, "yes" if p.required else "", default, p.description)
+    steps = Table("step", "type", "depends on", "optional", box=None, header_style="bold")
+    for s in template.steps:
+        steps.add_row(s.id, s.type, ", ".join(s.dependencies), "yes" if s.optional else "")
+    gates = Table("gate", "after step", "condition", "on failure", box=None, header_style="bold")
+    for g in template.quality_gates:
+        action = GateAction.Name(g.action).removeprefix("GATE_ACTION_")
+        gates.add_row(g.id, g.step_id, g.WhichOneof("condition") or "", action)
+    return Group(header, "", params, "", steps, "", gates)
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def runs_table(workflows: Sequence[Workflow]) -> Table:
+    table = Table("id", "template", "status", "steps", "created", box=None, header_style="bold")
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
+    for w in workflows:
+        created = w.create_time.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(
+            w.id, w.template_id, _styled(run_status(w.status)),
+            f"{w.metrics.completed_steps}/{w.metrics.total_steps}", created,
+        )  # fmt: skip
+    return table
+
+
+def run_view(view: RunView, now: datetime | None = None, *, hint: bool = False) -> Group:
+    """Steps, gates and progress: the live view's frame, and `show`'s body; with `hint`, how to
+    continue a paused run (for a live view that keeps waiting)."""
+    now = now or datetime.now(UTC)
+    header = Text.assemble(
+        ("run ", "bold"), view.id, "  ", view.template_id, "  ", _styled(run_status(view.status))
+    )
+    steps = Table("step", "type", "status", "attempt", "duration", box=None, header_style="bold")
+    for s in view.steps.values():
+        steps.add_row(
+            s.id + (" (optional)" if s.optional else ""), s.type, _styled(step_status(s.status)),
+            str(s.attempt or "-"), duration(s.duration(now)),
+        )  # fmt: skip
+    parts: list[RenderableType] = [header, "", steps]
+    if view.gates:
+        gates = Table("gate", "type", "status", "message", box=None, header_style="bold")
+        for g in view.gates.values():
+            gates.add_row(g.id, g.type, _styled(gate_status(g.status)), g.message)
+        parts += ["", gates]
+    total = len(view.steps)
+    progress = Table.grid(padding=(0, 1))
+    progress.add_row(
+        ProgressBar(total=max(total, 1), completed=view.settled_steps, width=40),
+        f"{view.settled_steps}/{total} steps settled",
+    )
+    parts += ["", progress]
+    if hint and view.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED:
+        lines = pause_hint(view.id, view.paused_gate_id, view.pause_reason)
+        parts += ["", *(Text(line, style="yellow") for line in lines)]
+    return Group(*parts)
+
+
+def metrics_lines(workflow: Workflow) -> list[str]:
+    """The run's outcome in a few lines; the last thing `run` and `watch` print."""
+    m = workflow.metrics
+    total = m.total_duration.ToTimedelta() if workflow.metrics.HasField("total_duration") else None
+    lines = [
+        f"Run {workflow.id} {run_status(workflow.status)}",
+        f"  steps:    {m.completed_steps} completed, {m.failed_steps} failed, "
+        f"{m.skipped_steps} skipped (of {m.total_steps})",
+        f"  gates:    {m.quality_gates_passed} passed, {m.quality_gates_failed} failed",
+        f"  duration: {duration(total)}",
+    ]
+    if workflow.error:
+        lines.insert(1, f"  error:    {workflow.error}")
+    return lines
+
+
+def next_step_hint(workflow: Workflow) -> list[str]:
+    """For a paused run: why, and the command that continues it."""
+    if workflow.status != WorkflowStatus.WORKFLOW_STATUS_PAUSED:
+        return []
+    return pause_hint(workflow.id, workflow.paused_gate_id, workflow.pause_reason)
+
+
+def pause_hint(run_id: str, gate_id: str, reason: str) -> list[str]:
+    reason = reason or "paused"
+    if gate_id:
+        return [
+            f"Paused at gate {gate_id}: {reason}.",
+            f"Continue with: sluice approve {run_id} {gate_id}   (or --reject to fail the run)",
+        ]
+    return [f"Paused: {reason}.", f"Continue with: sluice resume {run_id}"]
+
+
+def event_line(event: WorkflowEvent) -> str:
+    """One event for a log: `#7 gate passed quality-check (review-content): qualityScore = 1 ...`."""
+    parts = [f"#{event.sequence}", event_name(event.type)]
+    if event.gate_id:
+        parts.append(event.gate_id + (f" ({event.step_id})" if event.step_id else ""))
+    elif event.step_id:
+        parts.append(event.step_id)
+    if event.attempt and event.type != EventType.EVENT_TYPE_STEP_COMPLETED:
+        parts.append(f"attempt {event.attempt}")
+    line = " ".join(parts)
+    for key in ("message", "reason", "error"):
+        value = event.details.fields.get(key)
+        if value is not None and value.string_value:
+            return f"{line}: {value.string_value}"
+    return line
+
+
+def console(*, force_terminal: bool = False) -> Console:
+    """stdout for tables and the live view; `force_terminal` draws the live view into a pipe."""
+    out = Console(highlight=False, force_terminal=force_terminal or None)
+    if not out.is_terminal:
+        # A pipe has no width; rich's 80 columns would fold ids that grep and awk need whole.
+        out.width = 200
+    return out

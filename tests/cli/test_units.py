@@ -1,0 +1,140 @@
+"""The CLI's pure parts: argument parsing, the DAG text and the live view's model."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from sluice.cli import dag, inputs
+from sluice.cli.outcome import InputError
+from sluice.cli.state import RunView
+from sluice.client import (
+    EventType,
+    GateStatus,
+    StepStatus,
+    Template,
+    Workflow,
+    WorkflowEvent,
+    WorkflowStatus,
+)
+from tests.support.templates import approval_gate, step, template
+
+
+def test_params_file_then_pairs_with_json_values(tmp_path: Path) -> None:
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"topic": "from file", "tone": "casual"}))
+
+    params = inputs.parse_params(
+        ["topic=Spring", "price=500000", 'tags=["a"]', "ok=true", "note=a=b", "empty="], path
+    )
+
+    assert params == {
+        "topic": "Spring", "tone": "casual", "price": 500000, "tags": ["a"], "ok": True,
+        "note": "a=b", "empty": "",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("pair", ["topic", "=value", " =x"])
+def test_a_param_without_a_name_is_refused(pair: str) -> None:
+    with pytest.raises(InputError, match="NAME=VALUE"):
+        inputs.parse_params([pair])
+
+
+def test_statuses_accept_short_and_full_names() -> None:
+    assert inputs.parse_statuses(["completed", "WORKFLOW_STATUS_PAUSED"]) == [
+        WorkflowStatus.WORKFLOW_STATUS_COMPLETED,
+        WorkflowStatus.WORKFLOW_STATUS_PAUSED,
+    ]
+    with pytest.raises(InputError):
+        inputs.parse_statuses(["unspecified"])
+
+
+def test_a_template_file_is_parsed_and_an_id_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(template("t", step("a"))))
+    assert inputs.template_file("content-to-social") is None
+    parsed = inputs.template_file(str(path))
+    assert parsed is not None and parsed.steps[0].id == "a"
+
+    path.write_text('{"steps": [{"idd": "a"}]}')
+    with pytest.raises(InputError, match=r"t\.json"):
+        inputs.template_file(str(path))
+
+
+def _template(body: dict[str, object]) -> Template:
+    return json_format.ParseDict(body, Template())
+
+
+def test_mermaid_ids_survive_keywords_arrows_and_collisions() -> None:
+    graph = dag.Dag.of_template(
+        _template(
+            template(
+                "odd", step("end"), step("a--b", "sleep", "end"), step("a__b", "sleep", "end"),
+                gates=[approval_gate("last", "a--b")],
+            )
+        )
+    )  # fmt: skip
+
+    text = dag.render(graph, "mermaid")
+
+    assert 'step_end["end<br/>sleep"]' in text
+    assert "step_end --> step_a__b\n" in text and "step_end --> step_a__b_2" in text
+    assert 'gate_last{{"gate last (approval)"}}' in text
+    assert "step_a__b -.-> gate_last" in text
+
+
+def test_dot_quotes_ids_and_hangs_a_final_gate_off_its_step() -> None:
+    graph = dag.Dag.of_template(
+        _template(
+            template('q"t', step("a"), step("b", "sleep", "a"), gates=[approval_gate("g", "b")])
+        )
+    )
+
+    text = dag.render(graph, "dot")
+
+    assert text.startswith('digraph "q\\"t" {')
+    assert '"a" -> "b";' in text
+    assert '"gate:g" [shape=diamond, label="gate g (approval)"];' in text
+    assert '"b" -> "gate:g" [style=dotted];' in text
+    assert json.loads(dag.to_json(graph))["edges"] == [{"from": "a", "to": "b"}]
+
+
+def _event(sequence: int, kind: EventType.ValueType, **fields: object) -> WorkflowEvent:
+    event = WorkflowEvent(sequence=sequence, type=kind)
+    details = fields.pop("details", None)
+    json_format.ParseDict(fields, event)
+    if isinstance(details, dict):
+        event.details.update(details)
+    event.time.FromSeconds(1_700_000_000 + sequence)
+    return event
+
+
+def test_the_view_follows_steps_gates_and_pauses() -> None:
+    workflow = Workflow(id="r", template=_template(
+        template("t", step("a"), step("b", "sleep", "a"), gates=[approval_gate("g", "a")])
+    ))  # fmt: skip
+    view = RunView.blank(workflow)
+    E = EventType
+    for event in (
+        _event(1, E.EVENT_TYPE_WORKFLOW_STARTED, workflowStatus="WORKFLOW_STATUS_RUNNING"),
+        _event(2, E.EVENT_TYPE_STEP_STARTED, stepId="a", attempt=1),
+        _event(4, E.EVENT_TYPE_STEP_COMPLETED, stepId="a", attempt=1),
+        _event(5, E.EVENT_TYPE_GATE_AWAITING_APPROVAL, stepId="a", gateId="g"),
+        _event(6, E.EVENT_TYPE_WORKFLOW_PAUSED, gateId="g", workflowStatus="WORKFLOW_STATUS_PAUSED",
+               details={"reason": "waiting"}),
+    ):  # fmt: skip
+        view.apply(event)
+
+    a = view.steps["a"]
+    assert (a.status, a.attempt) == (StepStatus.STEP_STATUS_COMPLETED, 1)
+    assert a.started is not None and a.duration(a.started) == timedelta(seconds=2)
+    assert view.steps["b"].status == StepStatus.STEP_STATUS_PENDING
+    assert view.gates["g"].status == GateStatus.GATE_STATUS_AWAITING_APPROVAL
+    assert (view.status, view.paused_gate_id, view.pause_reason) == (
+        WorkflowStatus.WORKFLOW_STATUS_PAUSED, "g", "waiting",
+    )  # fmt: skip
+    assert view.settled_steps == 1 and not view.active
