@@ -158,11 +158,12 @@ def run_view(view: RunView, now: datetime | None = None, *, hint: bool = False) 
             gates.add_row(g.id, g.type, _styled(gate_status(g.status)), g.message)
         parts += ["", gates]
     total = len(view.steps)
+    bar = ProgressBar(
+        total=max(total, 1), completed=view.settled_steps, width=40,
+        complete_style="cyan", finished_style="green",
+    )  # fmt: skip
     progress = Table.grid(padding=(0, 1))
-    progress.add_row(
-        ProgressBar(total=max(total, 1), completed=view.settled_steps, width=40),
-        f"{view.settled_steps}/{total} steps settled",
-    )
+    progress.add_row(bar, f"{view.settled_steps}/{total} steps settled")
     parts += ["", progress]
     if hint and view.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED:
         lines = pause_hint(view.id, view.paused_gate_id, view.pause_reason)
@@ -222,7 +223,8 @@ def event_line(event: WorkflowEvent) -> str:
 
 def console(*, force_terminal: bool = False) -> Console:
     """stdout for tables and the live view; `force_terminal` draws the live view into a pipe."""
-    out = Console(highlight=False, force_terminal=force_terminal or None)
+    # No markup or emoji codes: names and messages come from users and must print as written.
+    out = Console(highlight=False, markup=False, emoji=False, force_terminal=force_terminal or None)
     if not out.is_terminal:
         # A pipe has no width; rich's 80 columns would fold ids that grep and awk need whole.
         out.width = 200
