@@ -32,7 +32,7 @@ $(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/sluice-server
+	$(VENV)/bin/sluice serve
 
 test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 	$(PY) -m pytest
