@@ -1,15 +1,16 @@
-"""The Store on SQLAlchemy 2 (async Core): SQLite through aiosqlite, PostgreSQL through asyncpg.
+"""The Store on SQLAlchemy 2 Core: SQLite (pysqlite on store threads) or PostgreSQL (asyncpg).
 
-All SQL of the service lives in this package. A transition is one transaction of a few
-statements: a compare-and-set UPDATE of the run, executemany UPDATEs of the steps and gates it
-touched, and multi-row INSERTs of its events and outbox records.
+All SQL of the service lives in this package. Each operation is a plain function of a
+synchronous `Connection`, run by an executor (see `executors`): on SQLite a whole transaction
+costs one thread hop, and concurrent transitions share one commit. A transition is a
+compare-and-set UPDATE of the run, executemany UPDATEs of the steps and gates it touched and
+multi-row INSERTs of its events and outbox records.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.engine.errors import Conflict
 from sluice.engine.model import (
@@ -36,20 +37,18 @@ from sluice.engine.model import (
 from sluice.engine.ports import RunPage
 from sluice.store import codec
 from sluice.store import migrate as migrate_schema
+from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
 from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
 
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
 )
+_ACTIVE = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sqlite = engine.dialect.name == "sqlite"
-        # SQLite has one writer at a time; queueing our own writers here, rather than in
-        # SQLite's busy loop, keeps latency flat and avoids SQLITE_BUSY on lock upgrades.
-        self._write_lock = asyncio.Lock() if self._sqlite else None
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
@@ -62,55 +61,55 @@ class SqlStore:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine)
+        if engine.dialect.name != "sqlite":
+            return cls(AsyncExecutor(engine))
+        await engine.dispose()  # migrations done; SQLite's own threads take over
+        return cls(SqliteExecutor(*_sqlite_engines(url)))
 
     async def close(self) -> None:
-        await self._engine.dispose()
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with contextlib.AsyncExitStack() as stack:
-            if self._write_lock is not None:
-                await stack.enter_async_context(self._write_lock)
-            conn = await stack.enter_async_context(self._engine.begin())
-            yield conn
+        await self._db.close()
 
     # --- runs ---------------------------------------------------------------------------------
 
     async def create_run(self, run: Run, new_events: Sequence[Event]) -> Run:
-        try:
-            return await self._insert_run(run, new_events)
-        except IntegrityError:
-            # Two calls with one request_id raced (possible on PostgreSQL): the winner's run.
-            if not run.request_id:
-                raise
-            async with self._engine.connect() as conn:
-                existing = await self._run_id_for_request(conn, run.owner, run.request_id)
-                found = await self._load_run(conn, run.owner, existing) if existing else None
-            if found is None:
-                raise
-            return found
-
-    async def _insert_run(self, run: Run, new_events: Sequence[Event]) -> Run:
-        async with self._write() as conn:
+        def insert(conn: sa.Connection) -> Run:
             if run.request_id:
-                existing = await self._run_id_for_request(conn, run.owner, run.request_id)
+                existing = _run_id_for_request(conn, run.owner, run.request_id)
                 if existing is not None:
-                    found = await self._load_run(conn, run.owner, existing)
-                    assert found is not None
-                    return found
-            await conn.execute(runs.insert().values(**_run_row(run), **_run_identity(run)))
-            await conn.execute(
+                    found = _load_runs(conn, sa.select(runs).where(runs.c.id == existing))
+                    return found[0]
+            conn.execute(runs.insert().values(**_run_row(run), **_run_identity(run)))
+            conn.execute(
                 step_runs.insert(),
                 [_step_row(run, s) | {"position": i} for i, s in enumerate(run.steps.values())],
             )
             if run.gates:
-                await conn.execute(
+                conn.execute(
                     gate_results.insert(),
                     [_gate_row(run, g) | {"position": i} for i, g in enumerate(run.gates.values())],
                 )
-            await conn.execute(events.insert(), [_event_row(e) for e in new_events])
-        return run
+            conn.execute(events.insert(), [_event_row(e) for e in new_events])
+            return run
+
+        try:
+            return await self._db.write(insert)
+        except IntegrityError:
+            # Two calls with one request_id raced past the check (PostgreSQL): the winner's run.
+            if not run.request_id:
+                raise
+            found = await self.get_run_by_request(run.owner, run.request_id)
+            if found is None:
+                raise
+            return found
+
+    async def get_run_by_request(self, owner: str, request_id: str) -> Run | None:
+        def load(conn: sa.Connection) -> Run | None:
+            existing = _run_id_for_request(conn, owner, request_id)
+            if existing is None:
+                return None
+            return _load_runs(conn, sa.select(runs).where(runs.c.id == existing))[0]
+
+        return await self._db.read(load)
 
     async def commit(
         self,
@@ -118,48 +117,49 @@ class SqlStore:
         new_events: Sequence[Event],
         publications: Sequence[tuple[str, Publication]] = (),
     ) -> None:
-        step_ids = {e.step_id for e in new_events if e.step_id}
+        step_ids = sorted({e.step_id for e in new_events if e.step_id})
         ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
-        gate_ids = set(run.gates) if ends else {e.gate_id for e in new_events if e.gate_id}
+        gate_ids = sorted(set(run.gates) if ends else {e.gate_id for e in new_events if e.gate_id})
+        step_rows = [_step_row(run, run.steps[s]) for s in step_ids]
+        gate_rows = [_gate_row(run, run.gates[g]) for g in gate_ids]
+        event_rows = [_event_row(e) for e in new_events]
+        outbox_rows = [
+            {"run_id": run.id, "step_id": step_id, "kind": p.kind, "channel": p.channel,
+             "payload": dict(p.payload), "created_at": run.updated_at}
+            for step_id, p in publications
+        ]  # fmt: skip
+        run_row = _run_row(run)
+
+        def write(conn: sa.Connection) -> None:
+            result = conn.execute(
+                runs.update()
+                .where(runs.c.id == run.id, runs.c.version == run.version - 1)
+                .values(**run_row)
+            )
+            if result.rowcount != 1:
+                raise Conflict(f"workflow {run.id} was changed by another writer")
+            if step_rows:
+                _update_children(conn, step_runs, "step_id", step_rows)
+            if gate_rows:
+                _update_children(conn, gate_results, "gate_id", gate_rows)
+            if event_rows:
+                conn.execute(events.insert(), event_rows)
+            if outbox_rows:
+                conn.execute(outbox.insert(), outbox_rows)
+
         try:
-            async with self._write() as conn:
-                result = await conn.execute(
-                    runs.update()
-                    .where(runs.c.id == run.id, runs.c.version == run.version - 1)
-                    .values(**_run_row(run))
-                )
-                if result.rowcount != 1:
-                    raise Conflict(f"workflow {run.id} was changed by another writer")
-                if step_ids:
-                    rows = [_step_row(run, run.steps[s]) for s in sorted(step_ids)]
-                    await _update_children(conn, step_runs, "step_id", rows)
-                if gate_ids:
-                    rows = [_gate_row(run, run.gates[g]) for g in sorted(gate_ids)]
-                    await _update_children(conn, gate_results, "gate_id", rows)
-                if new_events:
-                    await conn.execute(events.insert(), [_event_row(e) for e in new_events])
-                if publications:
-                    now = run.updated_at
-                    await conn.execute(
-                        outbox.insert(),
-                        [
-                            {
-                                "run_id": run.id,
-                                "step_id": step_id,
-                                "kind": p.kind,
-                                "channel": p.channel,
-                                "payload": dict(p.payload),
-                                "created_at": now,
-                            }
-                            for step_id, p in publications
-                        ],
-                    )
+            await self._db.write(write)
         except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
             raise Conflict(f"workflow {run.id} was changed by another writer") from exc
 
     async def get_run(self, owner: str, run_id: str) -> Run | None:
-        async with self._engine.connect() as conn:
-            return await self._load_run(conn, owner, run_id)
+        query = sa.select(runs).where(runs.c.id == run_id, runs.c.owner == owner)
+
+        def load(conn: sa.Connection) -> Run | None:
+            found = _load_runs(conn, query)
+            return found[0] if found else None
+
+        return await self._db.read(load)
 
     async def list_runs(
         self,
@@ -184,26 +184,23 @@ class SqlStore:
                 )
             )
         query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-            found = await self._hydrate(conn, rows[:limit])
-        more = len(rows) > limit
+        found = await self._db.read(lambda conn: _load_runs(conn, query))
+        more = len(found) > limit
+        found = found[:limit]
         cursor = (found[-1].created_at, found[-1].id) if more and found else None
         return RunPage(found, cursor)
 
     async def count_active_runs(self, owner: str) -> int:
-        active = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
-        query = sa.select(sa.func.count()).where(runs.c.owner == owner, runs.c.status.in_(active))
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        query = sa.select(sa.func.count()).where(runs.c.owner == owner, runs.c.status.in_(_ACTIVE))
+        return await self._db.read(lambda conn: int(conn.execute(query).scalar_one()))
 
     async def unfinished_runs(self) -> list[Run]:
-        query = sa.select(runs).where(
-            runs.c.status.in_([RunStatus.RUNNING.value, RunStatus.PAUSED.value])
+        query = (
+            sa.select(runs)
+            .where(runs.c.status.in_([RunStatus.RUNNING.value, RunStatus.PAUSED.value]))
+            .order_by(runs.c.created_at)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(runs.c.created_at))).mappings().all()
-            return await self._hydrate(conn, rows)
+        return await self._db.read(lambda conn: _load_runs(conn, query))
 
     async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
         query = (
@@ -212,112 +209,25 @@ class SqlStore:
             .order_by(events.c.sequence)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [_event_from_row(r) for r in rows]
+        return await self._db.read(
+            lambda conn: [_event_from_row(r) for r in conn.execute(query).mappings()]
+        )
 
     async def list_outbox(self, run_id: str) -> list[dict[str, Any]]:
         query = sa.select(outbox).where(outbox.c.run_id == run_id).order_by(outbox.c.id)
-        async with self._engine.connect() as conn:
-            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
-
-    async def _run_id_for_request(
-        self, conn: AsyncConnection, owner: str, request_id: str
-    ) -> str | None:
-        query = sa.select(runs.c.id).where(runs.c.owner == owner, runs.c.request_id == request_id)
-        return (await conn.execute(query)).scalar_one_or_none()
-
-    async def _load_run(self, conn: AsyncConnection, owner: str, run_id: str) -> Run | None:
-        query = sa.select(runs).where(runs.c.id == run_id, runs.c.owner == owner)
-        row = (await conn.execute(query)).mappings().one_or_none()
-        if row is None:
-            return None
-        return (await self._hydrate(conn, [row]))[0]
-
-    async def _hydrate(self, conn: AsyncConnection, rows: Sequence[Any]) -> list[Run]:
-        if not rows:
-            return []
-        ids = [r["id"] for r in rows]
-        step_rows = (
-            (
-                await conn.execute(
-                    sa.select(step_runs)
-                    .where(step_runs.c.run_id.in_(ids))
-                    .order_by(step_runs.c.position)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        gate_rows = (
-            (
-                await conn.execute(
-                    sa.select(gate_results)
-                    .where(gate_results.c.run_id.in_(ids))
-                    .order_by(gate_results.c.position)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        steps_by_run: dict[str, dict[str, StepRun]] = {i: {} for i in ids}
-        for s in step_rows:
-            steps_by_run[s["run_id"]][s["step_id"]] = StepRun(
-                step_id=s["step_id"],
-                status=StepStatus(s["status"]),
-                attempt=s["attempt"],
-                started_at=codec.utc(s["started_at"]),
-                ended_at=codec.utc(s["ended_at"]),
-                output=s["output"],
-                error=s["error"],
-            )
-        gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
-        for g in gate_rows:
-            gates_by_run[g["run_id"]][g["gate_id"]] = GateResult(
-                gate_id=g["gate_id"],
-                status=GateStatus(g["status"]),
-                observed_value=g["observed_value"],
-                message=g["message"],
-                decided_at=codec.utc(g["decided_at"]),
-            )
-        return [
-            Run(
-                id=r["id"],
-                owner=r["owner"],
-                template=codec.template_from_json(r["template"]),
-                params=r["params"],
-                created_at=codec.utc(r["created_at"]) or r["created_at"],
-                status=RunStatus(r["status"]),
-                steps=steps_by_run[r["id"]],
-                gates=gates_by_run[r["id"]],
-                options=codec.options_from_json(r["options"]),
-                error=r["error"],
-                pause_reason=r["pause_reason"],
-                paused_gate_id=r["paused_gate_id"],
-                started_at=codec.utc(r["started_at"]),
-                ended_at=codec.utc(r["ended_at"]),
-                updated_at=codec.utc(r["updated_at"]),
-                last_sequence=r["last_sequence"],
-                version=r["version"],
-                request_id=r["request_id"] or "",
-                start_request_id=r["start_request_id"] or "",
-            )
-            for r in rows
-        ]
+        return await self._db.read(lambda conn: [dict(r) for r in conn.execute(query).mappings()])
 
     # --- templates ----------------------------------------------------------------------------
 
     async def add_template(self, template: Template) -> Template:
-        async with self._write() as conn:
-            latest = (
-                await conn.execute(
-                    sa.select(sa.func.max(templates.c.version)).where(
-                        templates.c.owner == template.owner, templates.c.id == template.id
-                    )
+        def insert(conn: sa.Connection) -> Template:
+            latest = conn.execute(
+                sa.select(sa.func.max(templates.c.version)).where(
+                    templates.c.owner == template.owner, templates.c.id == template.id
                 )
             ).scalar_one_or_none()
-            stored = _with_version(template, (latest or 0) + 1)
-            await conn.execute(
+            stored = replace(template, version=(latest or 0) + 1)
+            conn.execute(
                 templates.insert().values(
                     owner=stored.owner,
                     id=stored.id,
@@ -326,7 +236,9 @@ class SqlStore:
                     created_at=stored.created_at,
                 )
             )
-        return stored
+            return stored
+
+        return await self._db.write(insert)
 
     async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
         query = sa.select(templates.c.body).where(
@@ -335,8 +247,7 @@ class SqlStore:
         if version:
             query = query.where(templates.c.version == version)
         query = query.order_by(templates.c.version.desc()).limit(1)
-        async with self._engine.connect() as conn:
-            body = (await conn.execute(query)).scalar_one_or_none()
+        body = await self._db.read(lambda conn: conn.execute(query).scalar_one_or_none())
         return codec.template_from_json(body) if body is not None else None
 
     async def list_templates(self, owner: str) -> list[Template]:
@@ -355,16 +266,79 @@ class SqlStore:
             .where(templates.c.owner == owner)
             .order_by(templates.c.id)
         )
-        async with self._engine.connect() as conn:
-            bodies = (await conn.execute(query)).scalars().all()
+        bodies = await self._db.read(lambda conn: list(conn.execute(query).scalars()))
         return [codec.template_from_json(b) for b in bodies]
+
+
+def _run_id_for_request(conn: sa.Connection, owner: str, request_id: str) -> str | None:
+    query = sa.select(runs.c.id).where(runs.c.owner == owner, runs.c.request_id == request_id)
+    return conn.execute(query).scalar_one_or_none()
+
+
+def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
+    rows = conn.execute(query).mappings().all()
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    step_rows = conn.execute(
+        sa.select(step_runs).where(step_runs.c.run_id.in_(ids)).order_by(step_runs.c.position)
+    ).mappings()
+    gate_rows = conn.execute(
+        sa.select(gate_results)
+        .where(gate_results.c.run_id.in_(ids))
+        .order_by(gate_results.c.position)
+    ).mappings()
+    steps_by_run: dict[str, dict[str, StepRun]] = {i: {} for i in ids}
+    for s in step_rows:
+        steps_by_run[s["run_id"]][s["step_id"]] = StepRun(
+            step_id=s["step_id"],
+            status=StepStatus(s["status"]),
+            attempt=s["attempt"],
+            started_at=codec.utc(s["started_at"]),
+            ended_at=codec.utc(s["ended_at"]),
+            output=s["output"],
+            error=s["error"],
+        )
+    gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
+    for g in gate_rows:
+        gates_by_run[g["run_id"]][g["gate_id"]] = GateResult(
+            gate_id=g["gate_id"],
+            status=GateStatus(g["status"]),
+            observed_value=g["observed_value"],
+            message=g["message"],
+            decided_at=codec.utc(g["decided_at"]),
+        )
+    return [
+        Run(
+            id=r["id"],
+            owner=r["owner"],
+            template=codec.template_from_json(r["template"]),
+            params=r["params"],
+            created_at=codec.utc(r["created_at"]) or r["created_at"],
+            status=RunStatus(r["status"]),
+            steps=steps_by_run[r["id"]],
+            gates=gates_by_run[r["id"]],
+            options=codec.options_from_json(r["options"]),
+            error=r["error"],
+            pause_reason=r["pause_reason"],
+            paused_gate_id=r["paused_gate_id"],
+            started_at=codec.utc(r["started_at"]),
+            ended_at=codec.utc(r["ended_at"]),
+            updated_at=codec.utc(r["updated_at"]),
+            last_sequence=r["last_sequence"],
+            version=r["version"],
+            request_id=r["request_id"] or "",
+            start_request_id=r["start_request_id"] or "",
+        )
+        for r in rows
+    ]
 
 
 # --- rows -------------------------------------------------------------------------------------
 
 
-async def _update_children(
-    conn: AsyncConnection, table: sa.Table, key: str, rows: list[dict[str, Any]]
+def _update_children(
+    conn: sa.Connection, table: sa.Table, key: str, rows: list[dict[str, Any]]
 ) -> None:
     """One executemany UPDATE of a run's step or gate rows, keyed by (run_id, `key`)."""
     fields = [name for name in rows[0] if name not in ("run_id", key)]
@@ -373,7 +347,7 @@ async def _update_children(
         .where(table.c.run_id == sa.bindparam("b_run_id"), table.c[key] == sa.bindparam("b_key"))
         .values({name: sa.bindparam(name) for name in fields})
     )
-    await conn.execute(
+    conn.execute(
         statement,
         [{"b_run_id": r["run_id"], "b_key": r[key], **{f: r[f] for f in fields}} for r in rows],
     )
@@ -461,10 +435,26 @@ def _event_from_row(r: Any) -> Event:
     )
 
 
-def _with_version(template: Template, version: int) -> Template:
-    from dataclasses import replace
+def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
+    """The writer's and the readers' engines on the same file, with the pysqlite driver.
 
-    return replace(template, version=version)
+    pysqlite's own transaction handling is switched off (isolation_level None) so SQLAlchemy
+    issues BEGIN itself: BEGIN IMMEDIATE for the writer, which takes the write lock up front
+    (no deadlock-prone lock upgrades with another process), plain BEGIN for readers.
+    """
+    sync_url = make_url(url).set(drivername="sqlite")
+    made = []
+    for begin in ("BEGIN IMMEDIATE", "BEGIN"):
+        engine = sa.create_engine(sync_url, connect_args={"check_same_thread": False})
+        sa_event.listen(engine, "connect", _sqlite_pragmas)
+        sa_event.listen(engine, "connect", _manual_transactions)
+        sa_event.listen(engine, "begin", lambda conn, sql=begin: conn.exec_driver_sql(sql))
+        made.append(engine)
+    return made[0], made[1]
+
+
+def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -1,0 +1,146 @@
+"""Where the store's SQL runs.
+
+The SQL itself is written once, as plain functions of a synchronous SQLAlchemy `Connection`.
+How they run differs by database:
+
+- SQLite (`SqliteExecutor`): one writer thread and one reader thread, each with its own
+  pysqlite connection. A write costs one thread hop for the whole transaction instead of one
+  per statement (aiosqlite's model), and the writer commits every write that is waiting in
+  ONE transaction (group commit): one fsync for many runs' transitions, each caller released
+  only after that commit.
+- PostgreSQL (`AsyncExecutor`): asyncpg through SQLAlchemy's async engine, one transaction per
+  write; the server does its own group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+Work = Callable[[sa.Connection], T]
+
+
+class Executor(Protocol):
+    async def write(self, work: Work[T]) -> T:
+        """Run `work` in a transaction that has committed when this returns. If `work` raises,
+        nothing it wrote is kept and the error reaches the caller."""
+        ...
+
+    async def read(self, work: Work[T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncExecutor:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def write(self, work: Work[T]) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(work)
+
+    async def read(self, work: Work[T]) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+@dataclass
+class _Pending:
+    work: Work[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    result: Any = None
+    error: BaseException | None = None
+
+
+class SqliteExecutor:
+    # How many waiting writes one transaction takes at most: enough to amortise the fsync,
+    # few enough that no caller waits long behind the others.
+    MAX_BATCH = 256
+
+    def __init__(self, writer: sa.Engine, reader: sa.Engine) -> None:
+        self._engine = writer
+        self._reader = reader
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="sluice-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-sqlite-reader")
+
+    async def write(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Pending(work, future, loop))
+        return await future
+
+    async def read(self, work: Work[T]) -> T:
+        def run() -> T:
+            with self._reader.connect() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._readers.shutdown(wait=True)
+        self._engine.dispose()
+        self._reader.dispose()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(item)
+            self._commit(batch)
+            for pending in batch:
+                pending.loop.call_soon_threadsafe(_settle, pending)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                for pending in batch:
+                    # A savepoint each: one caller's failure undoes only its own writes.
+                    savepoint = conn.begin_nested()
+                    try:
+                        pending.result = pending.work(conn)
+                        savepoint.commit()
+                    except Exception as error:
+                        savepoint.rollback()
+                        pending.error = error
+        except Exception as error:  # the commit itself failed: nobody's writes are kept
+            for pending in batch:
+                if pending.error is None:
+                    pending.error = error
+
+
+def _settle(pending: _Pending) -> None:
+    if pending.future.cancelled():
+        return
+    if pending.error is not None:
+        pending.future.set_exception(pending.error)
+    else:
+        pending.future.set_result(pending.result)
