@@ -100,7 +100,9 @@ class Engine:
         for run in runs:
             driver = self._drivers.setdefault(run.id, _Driver(run))
             async with driver.lock:
-                await self._advance(driver)
+                decision = self._then(driver, Decision(driver.run.copy()))
+                if decision.events:
+                    await self._commit(driver, decision)
         if runs:
             log.info("recovered %d unfinished workflow(s)", len(runs))
         return len(runs)
@@ -266,10 +268,9 @@ class Engine:
     async def _change(self, owner: str, run_id: str, command: Callable[[Run], Decision]) -> Run:
         driver = await self._driver(owner, run_id)
         async with driver.lock:
-            decision = command(driver.run)
+            decision = self._then(driver, command(driver.run))
             if decision.events:
                 await self._commit(driver, decision)
-            await self._advance(driver)
             return driver.run
 
     async def _commit(
@@ -304,29 +305,27 @@ class Engine:
         if new.status.terminal and not driver.tasks:
             self._drivers.pop(new.id, None)
 
-    async def _advance(self, driver: _Driver) -> None:
-        """Commit what comes next (lock held): restart orphaned steps, then `decide`."""
-        run = driver.run
+    def _then(self, driver: _Driver, decision: Decision) -> Decision:
+        """`decision` followed by what comes next, to commit as one transaction: steps a
+        previous server left running start again as new attempts, then `decide`."""
+        run = decision.run
         if run.status.terminal:
-            return
-        orphans = [
-            s for s in run.steps.values() if s.status.active and s.step_id not in driver.tasks
-        ]
-        if orphans and not self._draining:  # left running by a previous server: a new attempt
-            now = self.clock.now()
-            decision = Decision(run.copy())
-            for step in orphans:
-                decision.emit(
-                    Event(
-                        EventType.STEP_STARTED, now, step.step_id, attempt=step.attempt + 1,
-                        details={"recovered": True},
-                    )
-                )  # fmt: skip
-            await self._commit(driver, decision)
+            return decision
+        now = self.clock.now()
+        if not self._draining:
+            just_started = {e.step_id for e in decision.events if e.type is EventType.STEP_STARTED}
+            running = driver.tasks.keys() | just_started
+            for step in list(run.steps.values()):
+                if step.status.active and step.step_id not in running:
+                    decision.emit(
+                        Event(
+                            EventType.STEP_STARTED, now, step.step_id, attempt=step.attempt + 1,
+                            details={"recovered": True},
+                        )
+                    )  # fmt: skip
         slots = 0 if self._draining else self.settings.max_parallel_steps_per_run
-        decision = decide(driver.run, self.clock.now(), slots)
-        if decision.events:
-            await self._commit(driver, decision)
+        following = decide(decision.run, now, slots)
+        return Decision(following.run, [*decision.events, *following.events])
 
     def _spawn(self, driver: _Driver, step_id: str, attempt: int) -> None:
         if self._draining:
@@ -373,8 +372,7 @@ class Engine:
                         details={"error": error},
                     )
                 )  # fmt: skip
-            await self._commit(driver, decision, publications)
-            await self._advance(driver)
+            await self._commit(driver, self._then(driver, decision), publications)
 
     async def _attempts(self, driver: _Driver, spec: StepSpec, first_attempt: int) -> StepResult:
         """Run the handler until it succeeds or the retry policy gives up (tenacity)."""
