@@ -122,6 +122,9 @@ class SqliteExecutor:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as conn:
+                if len(batch) == 1:  # the transaction itself is the unit to undo
+                    batch[0].result = batch[0].work(conn)
+                    return
                 for pending in batch:
                     # A savepoint each: one caller's failure undoes only its own writes.
                     savepoint = conn.begin_nested()
@@ -131,7 +134,7 @@ class SqliteExecutor:
                     except Exception as error:
                         savepoint.rollback()
                         pending.error = error
-        except Exception as error:  # the commit itself failed: nobody's writes are kept
+        except Exception as error:  # the commit failed (or the lone write did): nothing is kept
             for pending in batch:
                 if pending.error is None:
                     pending.error = error

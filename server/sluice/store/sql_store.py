@@ -120,32 +120,28 @@ class SqlStore:
         step_ids = sorted({e.step_id for e in new_events if e.step_id})
         ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
         gate_ids = sorted(set(run.gates) if ends else {e.gate_id for e in new_events if e.gate_id})
-        step_rows = [_step_row(run, run.steps[s]) for s in step_ids]
-        gate_rows = [_gate_row(run, run.gates[g]) for g in gate_ids]
+        step_rows = [_keyed(_step_row(run, run.steps[s]), "run_id", "step_id") for s in step_ids]
+        gate_rows = [_keyed(_gate_row(run, run.gates[g]), "run_id", "gate_id") for g in gate_ids]
         event_rows = [_event_row(e) for e in new_events]
         outbox_rows = [
             {"run_id": run.id, "step_id": step_id, "kind": p.kind, "channel": p.channel,
              "payload": dict(p.payload), "created_at": run.updated_at}
             for step_id, p in publications
         ]  # fmt: skip
-        run_row = _run_row(run)
+        run_row = {**_run_row(run), "k_id": run.id, "k_version": run.version - 1}
 
         def write(conn: sa.Connection) -> None:
-            result = conn.execute(
-                runs.update()
-                .where(runs.c.id == run.id, runs.c.version == run.version - 1)
-                .values(**run_row)
-            )
+            result = conn.execute(_UPDATE_RUN, run_row)
             if result.rowcount != 1:
                 raise Conflict(f"workflow {run.id} was changed by another writer")
             if step_rows:
-                _update_children(conn, step_runs, "step_id", step_rows)
+                conn.execute(_UPDATE_STEP, step_rows)
             if gate_rows:
-                _update_children(conn, gate_results, "gate_id", gate_rows)
+                conn.execute(_UPDATE_GATE, gate_rows)
             if event_rows:
-                conn.execute(events.insert(), event_rows)
+                conn.execute(_INSERT_EVENTS, event_rows)
             if outbox_rows:
-                conn.execute(outbox.insert(), outbox_rows)
+                conn.execute(_INSERT_OUTBOX, outbox_rows)
 
         try:
             await self._db.write(write)
@@ -337,20 +333,34 @@ def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
 # --- rows -------------------------------------------------------------------------------------
 
 
-def _update_children(
-    conn: sa.Connection, table: sa.Table, key: str, rows: list[dict[str, Any]]
-) -> None:
-    """One executemany UPDATE of a run's step or gate rows, keyed by (run_id, `key`)."""
-    fields = [name for name in rows[0] if name not in ("run_id", key)]
-    statement = (
+def _keyed_update(table: sa.Table, keys: tuple[str, ...], fields: tuple[str, ...]) -> sa.Update:
+    """UPDATE table SET fields WHERE keys, all as bind parameters (keys bound as "k_<name>").
+
+    Built once at import: a constant statement keeps its SQLAlchemy cache key memoized, so the
+    hot path neither rebuilds nor re-keys it.
+    """
+    return (
         table.update()
-        .where(table.c.run_id == sa.bindparam("b_run_id"), table.c[key] == sa.bindparam("b_key"))
-        .values({name: sa.bindparam(name) for name in fields})
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+        .values({f: sa.bindparam(f) for f in fields})
     )
-    conn.execute(
-        statement,
-        [{"b_run_id": r["run_id"], "b_key": r[key], **{f: r[f] for f in fields}} for r in rows],
-    )
+
+
+_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error")
+_GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
+_RUN_FIELDS = (
+    "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
+    "updated_at", "last_sequence", "version", "start_request_id",
+)  # fmt: skip
+_UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
+_UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
+_UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
+_INSERT_EVENTS = events.insert()
+_INSERT_OUTBOX = outbox.insert()
+
+
+def _keyed(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {(f"k_{k}" if k in keys else k): v for k, v in row.items()}
 
 
 def _run_identity(run: Run) -> dict[str, Any]:
