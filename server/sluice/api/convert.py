@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
@@ -238,7 +239,7 @@ def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
         paused_gate_id=run.paused_gate_id,
         last_sequence=run.last_sequence,
     )
-    template_to_proto(run.template, pb.template)
+    pb.template.MergeFromString(_template_bytes(run.template))
     dict_to_struct(run.params, pb.params)
     pb.options.auto_approve = run.options.auto_approve
     pb.options.notify_on_completion = run.options.notify_on_completion
@@ -292,6 +293,13 @@ def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
     for step_id, duration in m.step_durations.items():
         pm.step_durations[step_id].FromTimedelta(duration)
     return pb
+
+
+@lru_cache(maxsize=1024)
+def _template_bytes(template: Template) -> bytes:
+    """A run's template as serialized proto, converted once: templates never change, and
+    every Workflow message carries one. (Keyed by identity; the cache holds the key alive.)"""
+    return template_to_proto(template).SerializeToString()
 
 
 def event_to_proto(e: Event) -> event_pb2.WorkflowEvent:

@@ -53,6 +53,16 @@ class EngineSettings:
     max_output_bytes: int = 1024 * 1024
 
 
+@dataclass(slots=True)
+class _Finished:
+    """A step's last attempt is over; its result waits for the run's next flush."""
+
+    step_id: str
+    task: asyncio.Task[Any]
+    result: StepResult | None
+    error: str
+
+
 class _Driver:
     """One run held in memory: its latest committed state, its lock and its step tasks."""
 
@@ -60,6 +70,8 @@ class _Driver:
         self.run = run
         self.lock = asyncio.Lock()
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.finished: list[_Finished] = []
+        self.flusher: asyncio.Task[None] | None = None
         self.rested = asyncio.Event()
         self._update_rest()
 
@@ -346,33 +358,52 @@ class Engine:
             raise  # cancelled by the run (already recorded) or by a server stop (resumed later)
         except Exception as exc:
             result, error = None, _describe(exc)
+        task = asyncio.current_task()
+        assert task is not None
+        driver.finished.append(_Finished(step_id, task, result, error))
+        if driver.flusher is None:
+            driver.flusher = asyncio.create_task(self._flush(driver))
+        # Shielded: this step being cancelled now must not cancel the commit of the others.
+        await asyncio.shield(driver.flusher)
+
+    async def _flush(self, driver: _Driver) -> None:
+        """Commit every step result that arrived since the last flush, and what they lead to,
+        in one transaction: parallel steps that finish together cost one commit."""
+        await asyncio.sleep(0)  # let the other steps finishing in this turn of the loop join
         async with driver.lock:
-            if driver.tasks.get(step_id) is asyncio.current_task():
-                del driver.tasks[step_id]
-            step = driver.run.steps[step_id]
-            if not step.status.active:
-                return
+            finished, driver.finished, driver.flusher = driver.finished, [], None
             now = self.clock.now()
             decision = Decision(driver.run.copy())
             publications: list[tuple[str, Publication]] = []
-            if result is not None:
-                decision.emit(
-                    Event(
-                        EventType.STEP_COMPLETED, now, step_id, attempt=step.attempt,
-                        details={"output": result.output},
-                    )
-                )  # fmt: skip
-                for note in result.notifications:
-                    decision.emit(Event(EventType.NOTIFICATION, now, step_id, details=dict(note)))
-                publications = [(step_id, p) for p in result.publications]
-            else:
-                decision.emit(
-                    Event(
-                        EventType.STEP_FAILED, now, step_id, attempt=step.attempt,
-                        details={"error": error},
-                    )
-                )  # fmt: skip
-            await self._commit(driver, self._then(driver, decision), publications)
+            for item in finished:
+                if driver.tasks.get(item.step_id) is item.task:
+                    del driver.tasks[item.step_id]
+                step = decision.run.steps[item.step_id]
+                if not step.status.active:
+                    continue  # the run ended (or was cancelled) while it ran
+                if item.result is not None:
+                    decision.emit(
+                        Event(
+                            EventType.STEP_COMPLETED, now, item.step_id, attempt=step.attempt,
+                            details={"output": item.result.output},
+                        )
+                    )  # fmt: skip
+                    for note in item.result.notifications:
+                        decision.emit(
+                            Event(EventType.NOTIFICATION, now, item.step_id, details=dict(note))
+                        )
+                    publications += [(item.step_id, p) for p in item.result.publications]
+                else:
+                    decision.emit(
+                        Event(
+                            EventType.STEP_FAILED, now, item.step_id, attempt=step.attempt,
+                            details={"error": item.error},
+                        )
+                    )  # fmt: skip
+            if decision.events:
+                await self._commit(driver, self._then(driver, decision), publications)
+            elif driver.run.status.terminal and not driver.tasks:
+                self._drivers.pop(driver.run.id, None)
 
     async def _attempts(self, driver: _Driver, spec: StepSpec, first_attempt: int) -> StepResult:
         """Run the handler until it succeeds or the retry policy gives up (tenacity)."""
