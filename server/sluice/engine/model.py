@@ -203,11 +203,25 @@ class Template:
     owner: str = ""
     created_at: datetime | None = None
 
+    # Lookups derived from the (immutable) fields, built on first use.
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def step(self, step_id: str) -> StepSpec:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        index: dict[str, StepSpec] | None = self._derived.get("steps")
+        if index is None:
+            index = self._derived["steps"] = {s.id: s for s in self.steps}
+        return index[step_id]
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Step ids, each after its dependencies (the template must be free of cycles)."""
+        order: tuple[str, ...] | None = self._derived.get("order")
+        if order is None:
+            from sluice.engine.graph import topological_order
+
+            graph = {s.id: s.dependencies for s in self.steps}
+            order = self._derived["order"] = tuple(topological_order(graph))
+        return order
 
     def gates_after(self, step_id: str) -> tuple[GateSpec, ...]:
         return tuple(g for g in self.gates if g.step_id == step_id)

@@ -35,7 +35,7 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.ports import Clock, Store, SystemClock
-from sluice.engine.scheduler import Decision, decide
+from sluice.engine.scheduler import Decision, decide_into
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +214,10 @@ class Engine:
 
     async def wait_until_rest(self, owner: str, run_id: str) -> Run:
         driver = self._drivers.get(run_id)
-        if driver is not None and driver.run.owner == owner:
-            await driver.rested.wait()
-        return await self.get_run(owner, run_id)
+        if driver is None or driver.run.owner != owner:
+            return await self.get_run(owner, run_id)
+        await driver.rested.wait()
+        return driver.run  # the state it rested in (the driver may have left memory since)
 
     async def watch(
         self, owner: str, run_id: str, after_sequence: int = 0, *, follow: bool = False
@@ -335,9 +336,10 @@ class Engine:
                             details={"recovered": True},
                         )
                     )  # fmt: skip
-        slots = 0 if self._draining else self.settings.max_parallel_steps_per_run
-        following = decide(decision.run, now, slots)
-        return Decision(following.run, [*decision.events, *following.events])
+        decide_into(
+            decision, now, 0 if self._draining else self.settings.max_parallel_steps_per_run
+        )
+        return decision
 
     def _spawn(self, driver: _Driver, step_id: str, attempt: int) -> None:
         if self._draining:
@@ -409,6 +411,8 @@ class Engine:
         """Run the handler until it succeeds or the retry policy gives up (tenacity)."""
         policy = spec.retry
         remaining = max(1, policy.max_attempts - first_attempt + 1)
+        if remaining == 1:  # nothing to retry: skip the retry machinery on the hot path
+            return await self._call_handler(driver.run, spec, first_attempt)
 
         def attempt_number(state: RetryCallState) -> int:
             return first_attempt + state.attempt_number - 1

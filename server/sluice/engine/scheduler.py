@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 
 from sluice.engine import gates
-from sluice.engine.graph import topological_order
 from sluice.engine.model import (
     Event,
     EventType,
@@ -23,7 +21,6 @@ from sluice.engine.model import (
     Run,
     RunStatus,
     StepStatus,
-    Template,
 )
 from sluice.engine.transitions import apply
 
@@ -47,29 +44,31 @@ def decide(run: Run, now: datetime, free_slots: int) -> Decision:
     `free_slots` bounds how many more steps may be running at once in this run.
     """
     decision = Decision(run.copy())
+    decide_into(decision, now, free_slots)
+    return decision
+
+
+def decide_into(decision: Decision, now: datetime, free_slots: int) -> None:
+    """`decide` for a decision under way: its run already holds its events; appends the next."""
+    run = decision.run
     if run.status is not RunStatus.RUNNING:
-        return decision
+        return
     if _check_gates(decision, now) or _fail_on_required_failure(decision, now):
-        return decision
+        return
     _skip_unreachable(decision, now)
     _start_ready(decision, now, free_slots)
     if all(s.status.terminal for s in decision.run.steps.values()):
-        if (
-            decision.run.options.notify_on_completion
-        ):  # before the terminal event: watchers stop there
+        # The notification goes before the terminal event: watchers stop at that one.
+        if decision.run.options.notify_on_completion:
             message = f"Workflow {run.template.id} completed"
-            decision.emit(
-                Event(
-                    EventType.NOTIFICATION, now, details={"message": message, "kind": "completion"}
-                )
-            )
+            details = {"message": message, "kind": "completion"}
+            decision.emit(Event(EventType.NOTIFICATION, now, details=details))
         decision.emit(Event(EventType.WORKFLOW_COMPLETED, now))
-    return decision
 
 
 def terminate(decision: Decision, now: datetime, status: RunStatus, reason: str) -> None:
     """End the run: pending steps are skipped, running ones cancelled, then the run event."""
-    for step_id in _order(decision.run.template):
+    for step_id in decision.run.template.order:
         step = decision.run.steps[step_id]
         if step.status is StepStatus.PENDING:
             decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details={"reason": reason}))
@@ -135,7 +134,7 @@ def _gate_event(kind: EventType, now: datetime, gate: GateSpec, message: str) ->
 
 def _fail_on_required_failure(decision: Decision, now: datetime) -> bool:
     run = decision.run
-    for step_id in _order(run.template):
+    for step_id in run.template.order:
         step = run.steps[step_id]
         if step.status is StepStatus.FAILED and not run.template.step(step_id).optional:
             terminate(decision, now, RunStatus.FAILED, f"step {step_id} failed: {step.error}")
@@ -145,7 +144,7 @@ def _fail_on_required_failure(decision: Decision, now: datetime) -> bool:
 
 def _skip_unreachable(decision: Decision, now: datetime) -> None:
     run = decision.run
-    for step_id in _order(run.template):  # dependencies first, so skips cascade in one pass
+    for step_id in run.template.order:  # dependencies first, so skips cascade in one pass
         if run.steps[step_id].status is not StepStatus.PENDING:
             continue
         blocked = [
@@ -159,7 +158,7 @@ def _skip_unreachable(decision: Decision, now: datetime) -> None:
 def _start_ready(decision: Decision, now: datetime, free_slots: int) -> None:
     run = decision.run
     free = free_slots - sum(1 for s in run.steps.values() if s.status.active)
-    for step_id in _order(run.template):
+    for step_id in run.template.order:
         if free <= 0:
             return
         step = run.steps[step_id]
@@ -180,8 +179,3 @@ def _ready(run: Run, step_id: str) -> bool:
             if not (passed or overridden):
                 return False
     return True
-
-
-@lru_cache(maxsize=256)
-def _order(template: Template) -> tuple[str, ...]:
-    return tuple(topological_order({s.id: s.dependencies for s in template.steps}))
