@@ -8,7 +8,7 @@ TS := clients/typescript
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-postgres lint breaking fmt proto check-generated clean
+.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-peers clean
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
@@ -16,6 +16,8 @@ help:
 	@echo "make test-postgres  the end-to-end and durability tests on PostgreSQL (POSTGRES_URL)"
 	@echo "make lint    ruff, mypy and buf lint"
 	@echo "make proto   regenerate generated/ from proto/"
+	@echo "make bench   the benchmark suite (several minutes); bench-quick for a smoke run"
+	@echo "make bench-peers  install DBOS and Temporal into bench/.peers-venv for comparison"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +76,16 @@ proto: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 check-generated: proto
 	git diff --exit-code --stat -- generated $(TS)/src/gen
 	test -z "$$(git status --porcelain -- generated $(TS)/src/gen)"
+
+# Benchmarks: not part of `make test`. Figures go to bench/results/latest.md.
+bench: $(VENV)/.installed
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed
+	$(PY) -m bench.run --quick
+
+bench-peers:
+	PYTHON=$(PYTHON) bench/install_peers.sh
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache $(TS)/node_modules $(TS)/dist

@@ -1,0 +1,1 @@
+"""Sluice benchmarks (`make bench`): plain scripts, outside the test suite."""

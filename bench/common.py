@@ -1,0 +1,80 @@
+"""Helpers shared by the scenario scripts: arguments, statistics, client CPU, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def scale_from_env(default: float = 1.0) -> float:
+    return float(os.environ.get("SLUICE_BENCH_SCALE", default))
+
+
+def scaled(n: int, scale: float, minimum: int = 1) -> int:
+    return max(minimum, round(n * scale))
+
+
+def parser(description: str, *, address: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    if address:
+        p.add_argument("--address", required=True, help="host:port of a running Sluice server")
+        p.add_argument("--pid", type=int, default=0, help="the server's process id (for RSS)")
+    p.add_argument("--scale", type=float, default=scale_from_env(), help="size factor (0.1: smoke)")
+    return p
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+class CpuMeter:
+    """This process's CPU use (user + system) over a wall-clock interval, as % of one core."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = _cpu()
+
+    def percent(self) -> float:
+        wall = time.perf_counter() - self.wall
+        return 100 * (_cpu() - self.cpu) / wall if wall > 0 else 0.0
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of a process in KB (VmRSS in /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The scenario's one line of output: the orchestrator parses the last line of stdout."""
+    print(json.dumps(result), flush=True)
+
+
+def fail(message: str) -> None:
+    emit({"error": message})
+    sys.exit(1)

@@ -1,0 +1,1 @@
+"""Diamond-5 on peer engines (DBOS, Temporal), run from bench/.peers-venv/ when it exists."""

@@ -1,0 +1,365 @@
+"""The benchmark orchestrator (`make bench`).
+
+Runs each scenario in its own client process against its own Sluice server process (a fresh
+SQLite file in a temporary directory, default settings unless the scenario needs a limit
+raised), then the floor and, when bench/.peers-venv/ exists, the peers on the same workload.
+Prints a Markdown table, writes it to bench/results/latest.md, and exits 1 if any Sluice
+scenario or the floor errored (a peer that cannot run is reported as "not available").
+
+    .venv/bin/python -m bench.run            # full run (several minutes)
+    .venv/bin/python -m bench.run --quick    # smoke run, sizes x0.1 (SLUICE_BENCH_SCALE=0.1)
+    .venv/bin/python -m bench.run --only sequential,floor --no-peers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.server import ROOT, Server
+
+BENCH = Path(__file__).resolve().parent
+PEERS_PYTHON = BENCH / ".peers-venv" / "bin" / "python"
+RESULTS = BENCH / "results" / "latest.md"
+TIMEOUT = 900.0
+
+# Limits raised where a scenario needs more than the defaults allow (1,000 active runs per
+# user; 256 step attempts at once): the diamond-5 scenarios run with default settings.
+MANY_RUNS = {"max_active_runs_per_user": "100000", "max_concurrent_steps": "2000"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    module: str
+    args: tuple[str, ...] = ()
+    server: dict[str, str] | None = field(default_factory=dict)  # None: no server to start
+    peer: bool = False
+
+
+SCENARIOS = (
+    Scenario("floor", "bench.floor", server=None),
+    Scenario("sequential", "bench.scenarios.sequential"),
+    Scenario("throughput", "bench.scenarios.throughput"),
+    Scenario("watch", "bench.scenarios.watch"),
+    Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
+    Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
+    Scenario("recovery", "bench.scenarios.recovery", server=None),
+    Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True),
+    Scenario("temporal", "bench.peers.temporal_diamond", server=None, peer=True),
+)
+
+
+def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
+    """Run one scenario; its result, or {"error": ...} (peers: {"unavailable": ...})."""
+    python = sys.executable
+    if scenario.peer:
+        if not PEERS_PYTHON.exists():
+            return {"unavailable": "bench/.peers-venv/ missing (run `make bench-peers`)"}
+        python = str(PEERS_PYTHON)
+    with tempfile.TemporaryDirectory(prefix=f"sluice-bench-{scenario.name}-") as tmp:
+        server: Server | None = None
+        command = [python, "-m", scenario.module, "--scale", str(scale), *scenario.args]
+        try:
+            if scenario.server is not None:
+                server = Server(Path(tmp), **scenario.server).start()
+                command += ["--address", server.address, "--pid", str(server.pid)]
+            elif scenario.name == "recovery":
+                command += ["--workdir", tmp]
+            done = subprocess.run(
+                command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )  # fmt: skip
+            result = _last_json(done.stdout)
+            if done.returncode != 0 or result is None or "error" in result:
+                reason = (result or {}).get("error") or _tail(done.stderr) or "no output"
+                result = {"error": f"exit {done.returncode}: {reason}"}
+            elif server is not None and server.process and server.process.poll() is not None:
+                result = {"error": f"server exited: {_tail(server.log.read_text())}"}
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            if server is not None:
+                server.kill()
+    if scenario.peer and "error" in result:
+        return {"unavailable": result["error"]}
+    return result
+
+
+def _last_json(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _cpu(result: dict[str, Any]) -> str:
+    parts = []
+    if result.get("client_cpu_pct") is not None:
+        parts.append(f"client CPU {result['client_cpu_pct']:.0f}%")
+    if result.get("server_cpu_pct") is not None:
+        parts.append(f"server CPU {result['server_cpu_pct']:.0f}%")
+    return ", ".join(parts) + " (of one core)" if parts else ""
+
+
+def render(
+    results: dict[str, dict[str, Any]],
+    scale: float,
+    seconds: float,
+    load: tuple[float, float],
+    revision: str,
+) -> str:
+    floor = results.get("floor", {})
+    ok = "error" not in floor and bool(floor)
+    echo1, echo64 = floor.get("echo_1_per_s"), floor.get("echo_64_per_s")
+    full, orm = floor.get("sqlite_full_per_s"), floor.get("sqlalchemy_full_per_s")
+
+    def per_wf(rate_wf: float | None, floor_rate: float | None) -> str:
+        """How many floor operations one workflow costs: floor ops/s ÷ workflows/s."""
+        if not ok or not rate_wf or not floor_rate:
+            return "-"
+        return f"{floor_rate / rate_wf:,.1f}"
+
+    out = [
+        "# Sluice benchmark",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({_cpu_model()}); "
+        f"Python {platform.python_version()}; Sluice at {revision}; scale {scale:g}; "
+        f"took {seconds:.0f} s; "
+        f"load average {load[0]:.2f} at start, {load[1]:.2f} at end (other work on the machine "
+        "skews the figures). "
+        "Each scenario: a fresh server process (SQLite file store, WAL, synchronous=FULL) "
+        "and a separate client process over gRPC on loopback. Workload diamond-5: five no-op "
+        "steps a -> (b, c) -> d -> e, a registered template, every transition committed.",
+        "",
+        "## Sluice",
+        "",
+        "| scenario | figure | value | floor ops per workflow: echo / raw commit / SQLAlchemy commit | notes |",
+        "|---|---|---|---|---|",
+    ]
+    err = _errors(results, ("sequential", "throughput", "watch", "memory-paused",
+                            "memory-active", "recovery", "floor"))  # fmt: skip
+
+    s = results.get("sequential", {})
+    if "error" in s:
+        out.append(f"| sequential | | **error** | | {s['error']} |")
+    elif s:
+        rate = 1000 / s["ms_median"]
+        out.append(
+            f"| sequential ({s['workflows']} x create + execute(wait)) | ms per workflow, median / p99 "
+            f"| {s['ms_median']:.1f} / {s['ms_p99']:.1f} "
+            f"| {per_wf(rate, echo1)} / {per_wf(rate, full)} / {per_wf(rate, orm)} "
+            f"| {s['events_per_workflow']} events per run; {_cpu(s)} |"
+        )
+    t = results.get("throughput", {})
+    if "error" in t:
+        out.append(f"| throughput | | **error** | | {t['error']} |")
+    elif t:
+        out.append(
+            f"| throughput ({t['workflows']} workflows, {t['in_flight']} in flight) "
+            f"| workflows/s; steps/s | {t['workflows_per_s']:.1f}; {t['steps_per_s']:.0f} "
+            f"| {per_wf(t['workflows_per_s'], echo64)} / {per_wf(t['workflows_per_s'], full)} "
+            f"/ {per_wf(t['workflows_per_s'], orm)} "
+            f"| latency p50 {t['latency_ms_p50']:.0f} ms, p99 {t['latency_ms_p99']:.0f} ms; {_cpu(t)} |"
+        )
+    w = results.get("watch", {})
+    if "error" in w:
+        out.append(f"| watch fan-out | | **error** | | {w['error']} |")
+    elif w:
+        ratio = (
+            f"{w['events_per_s'] / echo64:.2f} x echo calls/s (64 in flight)"
+            if ok and echo64
+            else "-"
+        )
+        out.append(
+            f"| watch fan-out ({w['watchers']} streams over {w['runs']} running runs) "
+            f"| events/s delivered; latency p50 / p99 "
+            f"| {w['events_per_s']:,.0f}; {w['latency_ms_p50']:.0f} / {w['latency_ms_p99']:.0f} ms "
+            f"| {ratio} | {w['events_delivered']:,} events; latency from the event's server "
+            f"time (stamped just before its commit) to the client; {_cpu(w)} |"
+        )
+    for key, label in (("memory-paused", "paused"), ("memory-active", "active")):
+        m = results.get(key, {})
+        if "error" in m:
+            out.append(f"| memory ({label}) | | **error** | | {m['error']} |")
+        elif m:
+            out.append(
+                f"| memory ({m['runs']:,} {label} runs) | server RSS before -> after; per run "
+                f"| {m['rss_before_mb']:.0f} -> {m['rss_after_mb']:.0f} MB; {m['kb_per_run']:.1f} KB "
+                f"| | VmRSS; setup took {m['setup_seconds']:.0f} s |"
+            )
+    r = results.get("recovery", {})
+    if "error" in r:
+        out.append(f"| recovery | | **error** | | {r['error']} |")
+    elif r:
+        out.append(
+            f"| recovery ({r['runs']:,} runs with a step in flight, SIGKILL, restart) "
+            f"| s from process start to all running again "
+            f"| {r['all_running_after_s']:.2f} | | serving (recovery done) after "
+            f"{r['serving_after_s']:.2f} s |"
+        )
+
+    out += ["", "## Floor (same run, same machine)", ""]
+    if "error" in floor:
+        out.append(f"**error**: {floor['error']}")
+    elif floor:
+        out += [
+            "| floor | value |",
+            "|---|---|",
+            f"| grpc.aio unary echo on loopback, 1 in flight | {_n(echo1)} calls/s |",
+            f"| grpc.aio unary echo on loopback, 64 in flight | {_n(echo64)} calls/s |",
+            f"| sqlite3 UPDATE + INSERT commit, WAL, synchronous=FULL | {_n(full)} commits/s |",
+            f"| sqlite3 UPDATE + INSERT commit, WAL, synchronous=NORMAL | {_n(floor.get('sqlite_normal_per_s'))} commits/s |",
+            f"| SQLAlchemy async + aiosqlite, same commit, WAL, FULL | {_n(orm)} commits/s |",
+            "",
+            "Floor ops per workflow = floor rate / Sluice workflow rate: sequential against the "
+            "1-in-flight echo, throughput against the 64-in-flight echo.",
+        ]
+
+    out += _peers(results, s, t)
+    if err:
+        out += ["", "## Errors", "", *[f"- {name}: {text}" for name, text in err]]
+    return "\n".join(out) + "\n"
+
+
+def _peers(results: dict[str, dict[str, Any]], s: dict[str, Any], t: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        "## Peers on diamond-5 (same run)",
+        "",
+        "| engine | sequential ms median / p99 | workflows/s (500 in flight) | steps/s "
+        "| Sluice/peer sequential ms | Sluice/peer workflows/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    if s and "error" not in s and t and "error" not in t:
+        out.append(
+            f"| Sluice | {s['ms_median']:.1f} / {s['ms_p99']:.1f} | {t['workflows_per_s']:.1f} "
+            f"| {t['steps_per_s']:.0f} | 1 | 1 |"
+        )
+    for key, label in (
+        ("dbos", "DBOS Transact (SQLite)"),
+        ("temporal", "Temporal dev server (SQLite)"),
+    ):
+        p = results.get(key, {})
+        if "unavailable" in p or not p:
+            out.append(f"| {label} | not available: {p.get('unavailable', 'not run')} | | | | |")
+            continue
+        seq = f"{s['ms_median'] / p['ms_median']:.2f}" if s and "ms_median" in s else "-"
+        thr = (
+            f"{t['workflows_per_s'] / p['workflows_per_s']:.2f}"
+            if t and "workflows_per_s" in t
+            else "-"
+        )
+        out.append(
+            f"| {label}, {p['version']} | {p['ms_median']:.1f} / {p['ms_p99']:.1f} "
+            f"| {p['workflows_per_s']:.1f} | {p['steps_per_s']:.0f} | {seq} | {thr} |"
+        )
+    out += [
+        "",
+        "Sluice/peer: sequential ms (lower is better for Sluice: < 1 means Sluice is faster) and "
+        "workflows/s (> 1 means Sluice is faster). DBOS runs the workflows in the client's "
+        "own process (a library: no RPC); Temporal runs a dev server, a worker process and the "
+        "client process.",
+    ]
+    return out
+
+
+def _errors(results: dict[str, dict[str, Any]], names: Sequence[str]) -> list[tuple[str, str]]:
+    return [(n, results[n]["error"]) for n in names if "error" in results.get(n, {})]
+
+
+def _revision() -> str:
+    """The commit the server code is at, and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "server", "clients", "generated"],
+            cwd=ROOT, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes' if dirty else ''}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run under a minute")
+    p.add_argument("--scale", type=float, default=None, help="size factor (SLUICE_BENCH_SCALE)")
+    p.add_argument("--only", default="", help="comma-separated scenario names")
+    p.add_argument("--no-peers", action="store_true", help="skip DBOS and Temporal")
+    p.add_argument("--output", type=Path, default=RESULTS)
+    args = p.parse_args()
+    scale = args.scale or (0.1 if args.quick else float(os.environ.get("SLUICE_BENCH_SCALE", 1)))
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    chosen = [
+        sc for sc in SCENARIOS
+        if (not only or sc.name in only) and not (args.no_peers and sc.peer)
+    ]  # fmt: skip
+    results: dict[str, dict[str, Any]] = {}
+    begin = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    revision = _revision()
+    for scenario in chosen:
+        print(f"-- {scenario.name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        results[scenario.name] = run_scenario(scenario, scale)
+        print(
+            f"   {time.perf_counter() - started:.0f} s: {json.dumps(results[scenario.name])}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if (now := _revision()) != revision:
+        revision += f" at the start, {now} at the end"
+    load = (load_start, os.getloadavg()[0])
+    table = render(results, scale, time.perf_counter() - begin, load, revision)
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(table, encoding="utf-8")
+    (args.output.with_suffix(".json")).write_text(json.dumps(results, indent=2) + "\n")
+    if any("error" in r for r in results.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Memory: the server's RSS (VmRSS) before and after creating runs that stay in the server.
+
+--kind paused: 10,000 runs of a step followed by an approval gate, executed (each pauses).
+--kind active: 1,000 runs whose first step sleeps (`hold`), executed and left running.
+Run each kind against its own fresh server (the orchestrator does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench import common, workload
+from sluice.client import StepStatus, WorkflowClient, WorkflowStatus
+
+CONCURRENCY = 100
+
+
+async def main() -> None:
+    p = common.parser(__doc__ or "")
+    p.add_argument("--kind", choices=("paused", "active"), required=True)
+    args = p.parse_args()
+    if not args.pid:
+        common.fail("memory needs --pid of the server")
+    paused = args.kind == "paused"
+    count = common.scaled(10_000 if paused else 1_000, args.scale, minimum=100)
+    async with WorkflowClient(args.address) as client:
+        template = await workload.register(
+            client, workload.gated() if paused else workload.holding(3600)
+        )
+        before = common.rss_kb(args.pid)
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one() -> None:
+            async with gate:
+                run = await client.create_workflow(template)
+                done = await client.execute_workflow(run.id, wait=paused)
+                if paused and done.status != WorkflowStatus.WORKFLOW_STATUS_PAUSED:
+                    raise RuntimeError(f"run {run.id} is {WorkflowStatus.Name(done.status)}")
+
+        begin = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        if not paused:
+            await wait_all_holding(client, count)
+        created_in = time.perf_counter() - begin
+        await asyncio.sleep(1)  # let the server settle (e.g. the last commits' buffers)
+        after = common.rss_kb(args.pid)
+    common.emit(
+        {
+            "kind": args.kind,
+            "runs": count,
+            "rss_before_mb": before / 1024,
+            "rss_after_mb": after / 1024,
+            "kb_per_run": (after - before) / count,
+            "setup_seconds": created_in,
+        }
+    )
+
+
+async def wait_all_holding(client: WorkflowClient, count: int, timeout: float = 300) -> None:
+    """Until `count` runs are RUNNING with their first step RUNNING."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        holding = 0
+        async for run in client.iter_workflows(
+            statuses=[WorkflowStatus.WORKFLOW_STATUS_RUNNING], page_size=1000
+        ):
+            holding += run.steps[0].status == StepStatus.STEP_STATUS_RUNNING
+        if holding >= count:
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"not all {count} runs have a step in flight after {timeout}s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,100 @@
+"""A Sluice server in its own process with a fresh SQLite file, for the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_SERVING = re.compile(r"serving on (127\.0\.0\.1:\d+)")
+
+
+class Server:
+    """`python -m sluice.server` with SLUICE_* settings; stderr goes to `log` (a file, so a
+    busy server never blocks on a full pipe)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        plugin: str = "bench.noop:register",
+        listen: str = "127.0.0.1:0",
+        **settings: str,
+    ) -> None:
+        self.workdir = workdir
+        self.database = workdir / "sluice.db"
+        self.plugin = plugin
+        self.listen = listen
+        self.settings = settings
+        self.address = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0  # time.time() just before the process was spawned
+        self.ready_after = 0.0  # seconds from spawn to "serving on" in the log
+        self._starts = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"server-{self._starts}.log"
+
+    def start(self, timeout: float = 120) -> Server:
+        self._starts += 1
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SLUICE_LISTEN": self.listen,
+            "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{self.database}",
+            "SLUICE_PLUGINS": self.plugin,
+            **{f"SLUICE_{k.upper()}": v for k, v in self.settings.items()},
+        }
+        log = self.log.open("wb")
+        self.started_at = time.time()
+        begin = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sluice.server"], env=env, cwd=ROOT, stderr=log
+        )
+        log.close()
+        deadline = begin + timeout
+        while time.perf_counter() < deadline:
+            if match := _SERVING.search(self.log.read_text(errors="replace")):
+                self.address = match.group(1)
+                self.ready_after = time.perf_counter() - begin
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log.read_text(errors='replace')}")
+            time.sleep(0.01)
+        raise RuntimeError(f"server not serving after {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_port() -> int:
+    """A port free right now, so a restarted server can come back at the same address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

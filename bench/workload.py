@@ -1,0 +1,66 @@
+"""The benchmark workloads as Sluice templates, registered once per server with CreateTemplate.
+
+diamond-5: five no-op steps a -> (b, c in parallel) -> d -> e.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sluice.client import WorkflowClient
+
+DIAMOND = "bench-diamond-5"
+STEPS_PER_DIAMOND = 5
+
+
+def _step(step_id: str, step_type: str, *deps: str, **config: Any) -> dict[str, Any]:
+    return {"id": step_id, "type": step_type, "dependencies": list(deps), "config": config}
+
+
+def diamond() -> dict[str, Any]:
+    return {
+        "id": DIAMOND,
+        "name": "diamond-5",
+        "steps": [
+            _step("a", "noop"),
+            _step("b", "noop", "a"),
+            _step("c", "noop", "a"),
+            _step("d", "noop", "b", "c"),
+            _step("e", "noop", "d"),
+        ],
+    }
+
+
+def chain(length: int) -> dict[str, Any]:
+    """A line of `length` no-op steps: a run that keeps emitting events for a while."""
+    ids = [f"s{i}" for i in range(length)]
+    steps = [_step(ids[0], "noop")] + [_step(s, "noop", p) for p, s in itertools.pairwise(ids)]
+    return {"id": f"bench-chain-{length}", "name": f"chain of {length}", "steps": steps}
+
+
+def gated() -> dict[str, Any]:
+    """One no-op step followed by an approval gate and a second step: a run that pauses."""
+    return {
+        "id": "bench-gated",
+        "name": "step then approval",
+        "steps": [_step("a", "noop"), _step("b", "noop", "a")],
+        "qualityGates": [
+            {"id": "approve", "stepId": "a", "action": "GATE_ACTION_PAUSE", "approval": {}}
+        ],
+    }
+
+
+def holding(seconds: float) -> dict[str, Any]:
+    """One step that sleeps (plugin type `hold`), then a no-op: a run with a step in flight."""
+    return {
+        "id": "bench-hold",
+        "name": "hold then noop",
+        "steps": [_step("h", "hold", seconds=seconds), _step("z", "noop", "h")],
+    }
+
+
+async def register(client: WorkflowClient, template: dict[str, Any]) -> str:
+    """Register `template` (once: a second registration would only add a version)."""
+    created = await client.create_template(template)
+    return created.id
