@@ -156,6 +156,8 @@ class Engine:
         decision.emit(Event(EventType.WORKFLOW_CREATED, now, details={"templateId": template.id}))
         stored = await self.store.create_run(decision.run, decision.events)
         if stored.id == run.id:
+            # Kept in memory: the ExecuteWorkflow that usually follows need not load it back.
+            self._drivers.setdefault(run.id, _Driver(stored))
             self.bus.publish(run.id, decision.events)
         return stored
 
