@@ -13,6 +13,7 @@ from sluice.client import (
     WorkflowClient,
     WorkflowStatus,
 )
+from sluice.server import SluiceServer
 from tests.support.templates import step, template, threshold_gate
 
 PREDEFINED = {"content-to-social", "listing-campaign", "market-analysis-report"}
@@ -24,7 +25,9 @@ async def test_predefined_templates_are_listed(client: WorkflowClient) -> None:
     assert all(templates[i].predefined and templates[i].version == 1 for i in PREDEFINED)
 
 
-async def test_content_to_social_with_auto_approve_completes(client: WorkflowClient) -> None:
+async def test_content_to_social_with_auto_approve_completes(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
     run = await client.create_workflow(
         "content-to-social", {"topic": "Spring Market Update", "platform": "facebook"}
     )
@@ -52,6 +55,15 @@ async def test_content_to_social_with_auto_approve_completes(client: WorkflowCli
     assert m.total_duration.ToTimedelta() >= max(d.ToTimedelta() for d in m.step_durations.values())
     post = next(s for s in done.steps if s.step_id == "post-content")
     assert post.output["platform"] == "facebook"
+    # The publication was written to the outbox with the step's completion.
+    assert server.store is not None
+    [record] = await server.store.list_outbox(run.id)
+    assert (record["kind"], record["channel"], record["step_id"]) == (
+        "post",
+        "facebook",
+        "post-content",
+    )
+    assert record["payload"]["postId"] == post.output["postId"]
 
 
 async def test_content_to_social_without_auto_approve_waits_for_publish_approval(
