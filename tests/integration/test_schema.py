@@ -64,3 +64,12 @@ def test_sluice_db_commands(database_url: str) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     after = sluice("db", "current")
     assert (after.returncode, after.stdout.strip().endswith("(latest)")) == (0, True)
+
+
+async def test_a_database_with_foreign_tables_is_refused(database_url: str) -> None:
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE runs (id INTEGER PRIMARY KEY)"))
+    await engine.dispose()
+    with pytest.raises(migrate.SchemaError, match="no migration history"):
+        await SqlStore.open(database_url)

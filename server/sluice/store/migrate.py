@@ -58,6 +58,12 @@ def _has(script: ScriptDirectory, revision: str | None) -> bool:
         return False
 
 
+async def _has_tables(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+    return bool(names)
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     def run(connection: sa.Connection) -> None:
         config = _config()
@@ -91,6 +97,11 @@ async def prepare(engine: AsyncEngine, *, migrate: bool) -> SchemaState:
         )
     if found.up_to_date:
         return found
+    if found.current is None and await _has_tables(engine):
+        raise SchemaError(
+            "the database has tables but no migration history (Alembic's alembic_version): it "
+            "was not created by this Sluice; point SLUICE_DATABASE_URL at an empty database"
+        )
     if found.current is not None and not migrate:
         raise SchemaError(
             f"the database schema is at revision {found.current}, older than {found.head}; "
