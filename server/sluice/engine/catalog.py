@@ -12,6 +12,8 @@ from sluice.engine.validation import TemplateLimits, validate_template
 
 
 class TemplateCatalog:
+    CACHED_VERSIONS = 1024
+
     def __init__(
         self,
         store: Store,
@@ -25,6 +27,7 @@ class TemplateCatalog:
         self._clock = clock
         self.limits = limits
         self._predefined = {t.id: t for t in predefined}
+        self._versions: dict[tuple[str, str, int], Template] = {}
         for template in self._predefined.values():
             problems = self.validate(template)
             if problems:  # a broken file shipped with the server is a bug: refuse to start
@@ -42,11 +45,26 @@ class TemplateCatalog:
             if version not in (0, 1):
                 raise NotFound(f"predefined template {template_id} has only version 1")
             return self._predefined[template_id]
-        template = await self._store.get_template(owner, template_id, version)
+        if version == 0:
+            latest = await self._store.latest_template_version(owner, template_id)
+            if latest is None:
+                raise NotFound(f"template {template_id} not found")
+            version = latest
+        key = (owner, template_id, version)
+        template = self._versions.get(key)
         if template is None:
-            suffix = f" version {version}" if version else ""
-            raise NotFound(f"template {template_id}{suffix} not found")
+            template = await self._store.get_template(owner, template_id, version)
+            if template is None:
+                raise NotFound(f"template {template_id} version {version} not found")
+            self._remember(key, template)
         return template
+
+    def _remember(self, key: tuple[str, str, int], template: Template) -> None:
+        # A registered version never changes, so one decoded object serves every run of it
+        # (and its derived lookups and serialized form are built once).
+        self._versions[key] = template
+        if len(self._versions) > self.CACHED_VERSIONS:
+            self._versions.pop(next(iter(self._versions)))
 
     async def register(self, owner: str, template: Template) -> Template:
         violations = self.validate(template)

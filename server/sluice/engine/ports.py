@@ -75,6 +75,10 @@ class Store(Protocol):
         """Register the next version of the owner's template id; returns it with its version."""
         ...
 
+    async def latest_template_version(self, owner: str, template_id: str) -> int | None:
+        """The newest version of the owner's template id, or None when there is none."""
+        ...
+
     async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
         """A registered template; version 0 means the latest."""
         ...

@@ -236,6 +236,12 @@ class SqlStore:
 
         return await self._db.write(insert)
 
+    async def latest_template_version(self, owner: str, template_id: str) -> int | None:
+        query = sa.select(sa.func.max(templates.c.version)).where(
+            templates.c.owner == owner, templates.c.id == template_id
+        )
+        return await self._db.read(lambda conn: conn.execute(query).scalar_one_or_none())
+
     async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
         query = sa.select(templates.c.body).where(
             templates.c.owner == owner, templates.c.id == template_id
