@@ -212,6 +212,17 @@ class Template:
             index = self._derived["steps"] = {s.id: s for s in self.steps}
         return index[step_id]
 
+    def upstream(self, step_id: str) -> frozenset[str]:
+        """Every step `step_id` depends on, directly or transitively."""
+        key = f"upstream:{step_id}"
+        found: frozenset[str] | None = self._derived.get(key)
+        if found is None:
+            from sluice.engine.graph import upstream_of
+
+            graph = {s.id: s.dependencies for s in self.steps}
+            found = self._derived[key] = frozenset(upstream_of(step_id, graph))
+        return found
+
     @property
     def order(self) -> tuple[str, ...]:
         """Step ids, each after its dependencies (the template must be free of cycles)."""

@@ -22,7 +22,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from sluice.engine import commands, substitution
 from sluice.engine.bus import EventBus
 from sluice.engine.errors import Conflict, NotFound, ResourceExhausted
-from sluice.engine.graph import upstream_of
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
 from sluice.engine.model import (
     Event,
@@ -465,18 +464,27 @@ class Engine:
             await self._commit(driver, decision)
 
     async def _call_handler(self, run: Run, spec: StepSpec, attempt: int) -> StepResult:
-        graph = {s.id: s.dependencies for s in run.template.steps}
-        outputs = {
-            s.step_id: s.output or {}
-            for s in run.steps.values()
-            if s.status is StepStatus.COMPLETED
+        ctx = self._context(run, spec, attempt)  # built apart: this frame lives as long as the step
+        timeout = (spec.timeout or self.settings.default_step_timeout).total_seconds()
+        async with self._step_slots:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.handlers.get(spec.type).run(ctx)
+            except TimeoutError:
+                raise TimeoutError(f"attempt timed out after {timeout:g}s") from None
+
+    def _context(self, run: Run, spec: StepSpec, attempt: int) -> StepContext:
+        upstream_ids = run.template.upstream(spec.id)
+        upstream = {
+            step_id: step.output or {}
+            for step_id, step in run.steps.items()
+            if step_id in upstream_ids and step.status is StepStatus.COMPLETED
         }
-        upstream = {k: v for k, v in outputs.items() if k in upstream_of(spec.id, graph)}
         try:
             config = substitution.resolve(dict(spec.config), run.params, upstream)
         except substitution.SubstitutionError as exc:
             raise PermanentStepError(str(exc)) from None
-        ctx = StepContext(
+        return StepContext(
             run_id=run.id,
             step_id=spec.id,
             step_type=spec.type,
@@ -484,20 +492,11 @@ class Engine:
             idempotency_key=f"{run.id}/{spec.id}",
             config=config,
             params=run.params,
-            inputs={d: outputs[d] for d in spec.dependencies if d in outputs},
+            inputs={d: upstream[d] for d in spec.dependencies if d in upstream},
             upstream=upstream,
             owner=run.owner,
             now=self.clock.now(),
         )
-        timeout = spec.timeout or self.settings.default_step_timeout
-        async with self._step_slots:
-            try:
-                async with asyncio.timeout(timeout.total_seconds()):
-                    return await self.handlers.get(spec.type).run(ctx)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"attempt timed out after {timeout.total_seconds():g}s"
-                ) from None
 
 
 def _unstorable(result: StepResult, limit: int) -> str:
