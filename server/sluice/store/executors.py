@@ -120,24 +120,20 @@ class SqliteExecutor:
                 pending.loop.call_soon_threadsafe(_settle, pending)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        """All of `batch` in one transaction. Should one write fail, the transaction is undone
+        and each write runs again in its own, so only the failing one sees its error (a
+        failure is rare: savepoints around every write would cost every batch)."""
         try:
             with self._engine.begin() as conn:
-                if len(batch) == 1:  # the transaction itself is the unit to undo
-                    batch[0].result = batch[0].work(conn)
-                    return
                 for pending in batch:
-                    # A savepoint each: one caller's failure undoes only its own writes.
-                    savepoint = conn.begin_nested()
-                    try:
-                        pending.result = pending.work(conn)
-                        savepoint.commit()
-                    except Exception as error:
-                        savepoint.rollback()
-                        pending.error = error
-        except Exception as error:  # the commit failed (or the lone write did): nothing is kept
+                    pending.result = pending.work(conn)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].error = error
+                return
             for pending in batch:
-                if pending.error is None:
-                    pending.error = error
+                pending.result = None
+                self._commit([pending])
 
 
 def _settle(pending: _Pending) -> None:

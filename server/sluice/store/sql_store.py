@@ -187,8 +187,10 @@ class SqlStore:
         return RunPage(found, cursor)
 
     async def count_active_runs(self, owner: str) -> int:
-        query = sa.select(sa.func.count()).where(runs.c.owner == owner, runs.c.status.in_(_ACTIVE))
-        return await self._db.read(lambda conn: int(conn.execute(query).scalar_one()))
+        params = {"owner": owner}
+        return await self._db.read(
+            lambda conn: int(conn.execute(_COUNT_ACTIVE, params).scalar_one())
+        )
 
     async def unfinished_runs(self) -> list[Run]:
         query = (
@@ -237,10 +239,10 @@ class SqlStore:
         return await self._db.write(insert)
 
     async def latest_template_version(self, owner: str, template_id: str) -> int | None:
-        query = sa.select(sa.func.max(templates.c.version)).where(
-            templates.c.owner == owner, templates.c.id == template_id
+        params = {"owner": owner, "id": template_id}
+        return await self._db.read(
+            lambda conn: conn.execute(_LATEST_VERSION, params).scalar_one_or_none()
         )
-        return await self._db.read(lambda conn: conn.execute(query).scalar_one_or_none())
 
     async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
         query = sa.select(templates.c.body).where(
@@ -362,6 +364,12 @@ _UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
 _UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
 _UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
 _INSERT_EVENTS = events.insert()
+_COUNT_ACTIVE = sa.select(sa.func.count()).where(
+    runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)
+)
+_LATEST_VERSION = sa.select(sa.func.max(templates.c.version)).where(
+    templates.c.owner == sa.bindparam("owner"), templates.c.id == sa.bindparam("id")
+)
 _INSERT_OUTBOX = outbox.insert()
 
 
