@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,22 +33,29 @@ class Workflows:
         params: Mapping[str, Any],
         request_id: str = "",
     ) -> Run:
-        if inline is not None:
-            template = self.catalog.check_inline(inline)
-        else:
-            template = await self.catalog.get(owner, template_id, version)
-        bound, violations = bind_params(template, params)
+        # Both reads at once; the template's problems still take precedence over the limit.
+        # The count is taken before the insert, so concurrent calls may pass it by a few: a
+        # guard against runaway clients, not an exact quota.
+        found, active = await asyncio.gather(
+            self._template(owner, template_id, inline, version),
+            self.engine.store.count_active_runs(owner),
+        )
+        bound, violations = bind_params(found, params)
         if violations:
             raise InvalidArgument(violations)
-        # Checked before the insert, so concurrent calls may pass it by a few: a guard against
-        # runaway clients, not an exact quota.
-        active = await self.engine.store.count_active_runs(owner)
         if active >= self.max_active_runs_per_user:
             raise ResourceExhausted(
                 f"you have {active} active workflows (PENDING, RUNNING or PAUSED); the limit is "
                 f"{self.max_active_runs_per_user}: finish or cancel some first"
             )
-        return await self.engine.create_run(owner, template, bound, request_id)
+        return await self.engine.create_run(owner, found, bound, request_id)
+
+    async def _template(
+        self, owner: str, template_id: str, inline: Template | None, version: int
+    ) -> Template:
+        if inline is not None:
+            return self.catalog.check_inline(inline)
+        return await self.catalog.get(owner, template_id, version)
 
     async def list(
         self,

@@ -78,7 +78,9 @@ class SqliteExecutor:
             target=self._write_loop, name="sluice-sqlite-writer", daemon=True
         )
         self._writer.start()
-        self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-sqlite-reader")
+        # Two readers: SQLite in WAL mode reads concurrently, and a call's independent reads
+        # (say, a template and a count) can overlap.
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sluice-sqlite-reader")
 
     async def write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
