@@ -9,6 +9,7 @@ multi-row INSERTs of its events and outbox records.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -39,6 +40,7 @@ from sluice.store import codec
 from sluice.store import migrate as migrate_schema
 from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
 from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
+from sluice.store.sqlite_raw import RawStatement
 
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
@@ -78,17 +80,20 @@ class SqlStore:
                 if existing is not None:
                     found = _load_runs(conn, sa.select(runs).where(runs.c.id == existing))
                     return found[0]
-            conn.execute(runs.insert().values(**_run_row(run), **_run_identity(run)))
-            conn.execute(
-                step_runs.insert(),
-                [_step_row(run, s) | {"position": i} for i, s in enumerate(run.steps.values())],
-            )
-            if run.gates:
-                conn.execute(
-                    gate_results.insert(),
-                    [_gate_row(run, g) | {"position": i} for i, g in enumerate(run.gates.values())],
-                )
-            conn.execute(events.insert(), [_event_row(e) for e in new_events])
+            inserts = (
+                (_INSERT_RUN, _RAW_INSERT_RUN, [{**_run_row(run), **_run_identity(run)}]),
+                (_INSERT_STEPS, _RAW_INSERT_STEPS,
+                 [_step_row(run, s) | {"position": i} for i, s in enumerate(run.steps.values())]),
+                (_INSERT_GATES, _RAW_INSERT_GATES,
+                 [_gate_row(run, g) | {"position": i} for i, g in enumerate(run.gates.values())]),
+                (_INSERT_EVENTS, _RAW_INSERT_EVENTS, [_event_row(e) for e in new_events]),
+            )  # fmt: skip
+            if conn.dialect.name == "sqlite":
+                _execute_raw(conn, [(raw, rows) for _, raw, rows in inserts])
+            else:
+                for statement, _, rows in inserts:
+                    if rows:
+                        conn.execute(statement, rows)
             return run
 
         try:
@@ -131,6 +136,10 @@ class SqlStore:
         run_row = {**_run_row(run), "k_id": run.id, "k_version": run.version - 1}
 
         def write(conn: sa.Connection) -> None:
+            if conn.dialect.name == "sqlite":
+                return _write_raw(
+                    conn, run.id, run_row, step_rows, gate_rows, event_rows, outbox_rows
+                )
             result = conn.execute(_UPDATE_RUN, run_row)
             if result.rowcount != 1:
                 raise Conflict(f"workflow {run.id} was changed by another writer")
@@ -371,6 +380,61 @@ _LATEST_VERSION = sa.select(sa.func.max(templates.c.version)).where(
     templates.c.owner == sa.bindparam("owner"), templates.c.id == sa.bindparam("id")
 )
 _INSERT_OUTBOX = outbox.insert()
+
+
+_INSERT_RUN = runs.insert()
+_INSERT_STEPS = step_runs.insert()
+_INSERT_GATES = gate_results.insert()
+_RAW_INSERT_RUN = RawStatement(_INSERT_RUN, runs)
+_RAW_INSERT_STEPS = RawStatement(_INSERT_STEPS, step_runs)
+_RAW_INSERT_GATES = RawStatement(_INSERT_GATES, gate_results)
+_RAW_UPDATE_RUN = RawStatement(_UPDATE_RUN, runs)
+_RAW_UPDATE_STEP = RawStatement(_UPDATE_STEP, step_runs)
+_RAW_UPDATE_GATE = RawStatement(_UPDATE_GATE, gate_results)
+_RAW_INSERT_EVENTS = RawStatement(_INSERT_EVENTS, events)
+_RAW_INSERT_OUTBOX = RawStatement(_INSERT_OUTBOX, outbox)
+
+
+def _write_raw(
+    conn: sa.Connection,
+    run_id: str,
+    run_row: dict[str, Any],
+    step_rows: list[dict[str, Any]],
+    gate_rows: list[dict[str, Any]],
+    event_rows: list[dict[str, Any]],
+    outbox_rows: list[dict[str, Any]],
+) -> None:
+    """A transition's statements on SQLite's own cursor (see sqlite_raw), same transaction."""
+    if _execute_raw(conn, [(_RAW_UPDATE_RUN, [run_row])]) != 1:
+        raise Conflict(f"workflow {run_id} was changed by another writer")
+    _execute_raw(
+        conn,
+        [
+            (_RAW_UPDATE_STEP, step_rows),
+            (_RAW_UPDATE_GATE, gate_rows),
+            (_RAW_INSERT_EVENTS, event_rows),
+            (_RAW_INSERT_OUTBOX, outbox_rows),
+        ],
+    )
+
+
+def _execute_raw(
+    conn: sa.Connection, work: Sequence[tuple[RawStatement, list[dict[str, Any]]]]
+) -> int:
+    """Run each statement for its rows; the rows changed by the first. Integrity errors come
+    out as SQLAlchemy's, as on the other path."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    changed = 0
+    try:
+        for i, (statement, rows) in enumerate(work):
+            if rows:
+                count = statement.execute(cursor, rows)
+                changed = count if i == 0 else changed
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError(statement=None, params=None, orig=exc) from exc
+    finally:
+        cursor.close()
+    return changed
 
 
 def _keyed(row: dict[str, Any], *keys: str) -> dict[str, Any]:
