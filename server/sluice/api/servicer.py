@@ -156,8 +156,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 checks.add(f"statuses[{i}]", "must be a workflow status, not UNSPECIFIED")
             else:
                 statuses.append(status)
-        print_ = fingerprint(sorted(s.value for s in statuses), request.template_id)
-        after = decode_cursor(request.page_token, print_, checks)
+        filters = fingerprint(sorted(s.value for s in statuses), request.template_id)
+        after = decode_cursor(request.page_token, filters, checks)
         checks.done()
         page = await self._workflows.list(
             current_user(),
@@ -168,7 +168,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
         return pb.ListWorkflowsResponse(
             workflows=[self._workflow(run) for run in page.runs],
-            next_page_token=encode_cursor(page.next_cursor, print_) if page.next_cursor else "",
+            next_page_token=encode_cursor(page.next_cursor, filters) if page.next_cursor else "",
         )
 
     @unary

@@ -320,8 +320,7 @@ class Engine:
                 task = driver.tasks.pop(event.step_id, None)
                 if task is not None:
                     task.cancel()
-        if new.status.terminal and not driver.tasks:
-            self._drivers.pop(new.id, None)
+        self._forget_if_done(driver)
 
     def _then(self, driver: _Driver, decision: Decision) -> Decision:
         """`decision` followed by what comes next, to commit as one transaction: steps a
@@ -409,8 +408,13 @@ class Engine:
                     )  # fmt: skip
             if decision.events:
                 await self._commit(driver, self._then(driver, decision), publications)
-            elif driver.run.status.terminal and not driver.tasks:
-                self._drivers.pop(driver.run.id, None)
+            else:
+                self._forget_if_done(driver)
+
+    def _forget_if_done(self, driver: _Driver) -> None:
+        """A run that ended and has no step task left needs no memory: the store has it."""
+        if driver.run.status.terminal and not driver.tasks:
+            self._drivers.pop(driver.run.id, None)
 
     async def _attempts(self, driver: _Driver, spec: StepSpec, first_attempt: int) -> StepResult:
         """Run the handler until it succeeds or the retry policy gives up (tenacity)."""
