@@ -49,6 +49,8 @@ class Settings:
     max_watchers_per_run: int = 100
     max_message_bytes: int = 4 * 1024 * 1024
     max_step_output_bytes: int = 1024 * 1024
+    # Tuning: allocations between two young-generation garbage collections (Python's is 700).
+    gc_threshold: int = 50_000
 
     @property
     def auth_enabled(self) -> bool:
@@ -71,6 +73,13 @@ class _Option:
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
+        raise ValueError
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
         raise ValueError
     return value
 
@@ -117,6 +126,7 @@ _OPTIONS: dict[str, _Option] = {
     "max_watchers_per_run": _Option("SLUICE_MAX_WATCHERS_PER_RUN", "concurrent WatchWorkflow streams on one run (100)", _positive_int),
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response (4 MiB)", _positive_int),
     "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON; larger fails the step (1 MiB)", _positive_int),
+    "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700 (50000)", _non_negative_int),
 }  # fmt: skip
 
 

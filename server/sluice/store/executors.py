@@ -118,8 +118,13 @@ class SqliteExecutor:
                     break
                 batch.append(item)
             self._commit(batch)
+            # One wake-up per event loop for the whole batch, not one per write: each costs a
+            # write to the loop's self-pipe and a turn of the loop.
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
             for pending in batch:
-                pending.loop.call_soon_threadsafe(_settle, pending)
+                by_loop.setdefault(pending.loop, []).append(pending)
+            for loop, settled in by_loop.items():
+                loop.call_soon_threadsafe(_settle_all, settled)
 
     def _commit(self, batch: list[_Pending]) -> None:
         """All of `batch` in one transaction. Should one write fail, the transaction is undone
@@ -138,10 +143,11 @@ class SqliteExecutor:
                 self._commit([pending])
 
 
-def _settle(pending: _Pending) -> None:
-    if pending.future.cancelled():
-        return
-    if pending.error is not None:
-        pending.future.set_exception(pending.error)
-    else:
-        pending.future.set_result(pending.result)
+def _settle_all(batch: list[_Pending]) -> None:
+    for pending in batch:
+        if pending.future.cancelled():
+            continue
+        if pending.error is not None:
+            pending.future.set_exception(pending.error)
+        else:
+            pending.future.set_result(pending.result)

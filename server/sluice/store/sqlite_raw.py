@@ -26,7 +26,9 @@ def _json(value: Any) -> Any:
 
 
 def _datetime(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    # SQLAlchemy's format, ignoring the zone as it does: the first 26 characters of isoformat
+    # (fixed width with microseconds), which is several times faster than strftime.
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
 def _same(value: Any) -> Any:
