@@ -39,6 +39,20 @@ async def test_watchers_per_run(start_server: ServerFactory) -> None:
             await anext(client.watch(run.id))
         for stream in streams:
             await stream.aclose()
+        # Hanging up frees the slots: the server notices the cancelled calls and unsubscribes.
+        deadline = asyncio.get_running_loop().time() + 5
+        while True:
+            try:
+                fresh = [client.watch(run.id, follow=True) for _ in range(2)]
+                for stream in fresh:
+                    await asyncio.wait_for(anext(stream), 5)
+                break
+            except ResourceExhaustedError:
+                assert asyncio.get_running_loop().time() < deadline, "slots never freed"
+                await asyncio.sleep(0.05)
+            finally:
+                for stream in fresh:
+                    await stream.aclose()
 
 
 async def test_oversized_messages_are_refused(start_server: ServerFactory) -> None:

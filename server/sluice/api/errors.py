@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -72,10 +72,13 @@ def _cut(text: str, limit: int) -> str:
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-G = TypeVar("G", bound=Callable[..., AsyncIterator[Any]])
 
 
-def unary(method: F) -> F:
+def rpc(method: F) -> F:
+    """Map what a servicer method raises to a status: a unary method's reply, or a streaming
+    method that sends with `context.write` (a coroutine rather than an async generator, so no
+    generator layer is added per message sent)."""
+
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -84,25 +87,6 @@ def unary(method: F) -> F:
             await abort(context, exc)
         except Exception:
             if context.code() is not None:  # context.abort() already set the status
-                raise
-            log.exception("unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-
-    return wrapper  # type: ignore[return-value]
-
-
-def streaming(method: G) -> G:
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except SluiceError as exc:
-            await abort(context, exc)
-        except Exception:
-            if context.code() is not None:
                 raise
             log.exception("unexpected error in %s", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

@@ -8,6 +8,7 @@ so it gets INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -52,14 +53,24 @@ class Guard(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             stream = handler.unary_stream
+            if inspect.isasyncgenfunction(stream):
 
-            async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                    await self._admit(request, context)
+                    async for item in stream(request, context):
+                        yield item
+
+                return grpc.unary_stream_rpc_method_handler(
+                    guarded_stream, deserializer, handler.response_serializer
+                )
+
+            async def guarded_writer(request: Any, context: Context) -> None:
+                # Streams with context.write: no generator layer per message sent.
                 await self._admit(request, context)
-                async for item in stream(request, context):
-                    yield item
+                await stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
-                guarded_stream, deserializer, handler.response_serializer
+                guarded_writer, deserializer, handler.response_serializer
             )
         return handler  # no client-streaming methods in the API
 

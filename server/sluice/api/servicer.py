@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections import OrderedDict
 from typing import Any
 
 import grpc
 
 from sluice.api import convert
 from sluice.api.auth import current_user
-from sluice.api.errors import streaming, unary
+from sluice.api.errors import rpc
 from sluice.api.requests import (
     MAX_REQUEST_ID,
     Checks,
@@ -19,6 +20,7 @@ from sluice.api.requests import (
     encode_offset,
     fingerprint,
 )
+from sluice.engine.model import Event
 from sluice.engine.ports import Clock
 from sluice.engine.service import Workflows
 from sluice.v1 import workflow_service_pb2 as pb
@@ -33,13 +35,14 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self._engine = workflows.engine
         self._catalog = workflows.catalog
         self._clock = clock
+        self._responses = _WatchResponses()
 
     def _workflow(self, run: Any) -> Any:
         return convert.run_to_proto(run, self._clock.now())
 
     # --- templates ------------------------------------------------------------------------------
 
-    @unary
+    @rpc
     async def ListTemplates(
         self, request: pb.ListTemplatesRequest, context: Context
     ) -> pb.ListTemplatesResponse:
@@ -56,7 +59,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             next_page_token=encode_offset(offset + size) if more else "",
         )
 
-    @unary
+    @rpc
     async def GetTemplate(
         self, request: pb.GetTemplateRequest, context: Context
     ) -> pb.GetTemplateResponse:
@@ -68,7 +71,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         template = await self._catalog.get(current_user(), request.template_id, request.version)
         return pb.GetTemplateResponse(template=convert.template_to_proto(template))
 
-    @unary
+    @rpc
     async def CreateTemplate(
         self, request: pb.CreateTemplateRequest, context: Context
     ) -> pb.CreateTemplateResponse:
@@ -80,7 +83,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         stored = await self._catalog.register(current_user(), template)
         return pb.CreateTemplateResponse(template=convert.template_to_proto(stored))
 
-    @unary
+    @rpc
     async def ValidateTemplate(
         self, request: pb.ValidateTemplateRequest, context: Context
     ) -> pb.ValidateTemplateResponse:
@@ -94,7 +97,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
 
     # --- runs -----------------------------------------------------------------------------------
 
-    @unary
+    @rpc
     async def CreateWorkflow(
         self, request: pb.CreateWorkflowRequest, context: Context
     ) -> pb.CreateWorkflowResponse:
@@ -118,7 +121,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
         return pb.CreateWorkflowResponse(workflow=self._workflow(run))
 
-    @unary
+    @rpc
     async def ExecuteWorkflow(
         self, request: pb.ExecuteWorkflowRequest, context: Context
     ) -> pb.ExecuteWorkflowResponse:
@@ -135,7 +138,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
         return pb.ExecuteWorkflowResponse(workflow=self._workflow(run))
 
-    @unary
+    @rpc
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: Context
     ) -> pb.GetWorkflowResponse:
@@ -143,7 +146,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         run = await self._engine.get_run(current_user(), request.workflow_id)
         return pb.GetWorkflowResponse(workflow=self._workflow(run))
 
-    @unary
+    @rpc
     async def ListWorkflows(
         self, request: pb.ListWorkflowsRequest, context: Context
     ) -> pb.ListWorkflowsResponse:
@@ -171,7 +174,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             next_page_token=encode_cursor(page.next_cursor, filters) if page.next_cursor else "",
         )
 
-    @unary
+    @rpc
     async def PauseWorkflow(
         self, request: pb.PauseWorkflowRequest, context: Context
     ) -> pb.PauseWorkflowResponse:
@@ -179,7 +182,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         run = await self._engine.pause(current_user(), request.workflow_id, request.reason)
         return pb.PauseWorkflowResponse(workflow=self._workflow(run))
 
-    @unary
+    @rpc
     async def ResumeWorkflow(
         self, request: pb.ResumeWorkflowRequest, context: Context
     ) -> pb.ResumeWorkflowResponse:
@@ -192,7 +195,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
         return pb.ResumeWorkflowResponse(workflow=self._workflow(run))
 
-    @unary
+    @rpc
     async def CancelWorkflow(
         self, request: pb.CancelWorkflowRequest, context: Context
     ) -> pb.CancelWorkflowResponse:
@@ -200,7 +203,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         run = await self._engine.cancel(current_user(), request.workflow_id, request.reason)
         return pb.CancelWorkflowResponse(workflow=self._workflow(run))
 
-    @unary
+    @rpc
     async def ApproveGate(
         self, request: pb.ApproveGateRequest, context: Context
     ) -> pb.ApproveGateResponse:
@@ -219,10 +222,12 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
         return pb.ApproveGateResponse(workflow=self._workflow(run))
 
-    @streaming
-    async def WatchWorkflow(
+    @rpc
+    # grpc.aio takes a coroutine that sends with context.write as well as an async generator
+    # (the generated stub only describes the latter): no generator layer per message.
+    async def WatchWorkflow(  # type: ignore[override]
         self, request: pb.WatchWorkflowRequest, context: Context
-    ) -> AsyncIterator[pb.WatchWorkflowResponse]:
+    ) -> None:
         checks = Checks()
         checks.workflow_id(request.workflow_id)
         if request.after_sequence < 0:
@@ -231,8 +236,29 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         events = self._engine.watch(
             current_user(), request.workflow_id, request.after_sequence, follow=request.follow
         )
-        async for event in events:
-            yield pb.WatchWorkflowResponse(event=convert.event_to_proto(event))
+        async with contextlib.aclosing(events):  # a cancelled call unsubscribes at once
+            async for event in events:
+                await context.write(self._responses.get(event))
+
+
+class _WatchResponses:
+    """WatchWorkflow responses of recent events by (run, sequence): a run's watchers share one
+    conversion of each event instead of converting it once per stream. A committed event never
+    changes, so an entry is never stale; the oldest go first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int], pb.WatchWorkflowResponse] = OrderedDict()
+
+    def get(self, event: Event) -> pb.WatchWorkflowResponse:
+        key = (event.run_id, event.sequence)
+        response = self._items.get(key)
+        if response is None:
+            response = pb.WatchWorkflowResponse(event=convert.event_to_proto(event))
+            self._items[key] = response
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return response
 
 
 def _check_id(workflow_id: str, *, reason: str = "") -> None:
