@@ -32,11 +32,17 @@ def diamond() -> dict[str, Any]:
     }
 
 
-def chain(length: int) -> dict[str, Any]:
-    """A line of `length` no-op steps: a run that keeps emitting events for a while."""
+def chain(length: int, hold: float = 0.0) -> dict[str, Any]:
+    """A line of `length` steps: a run that keeps emitting events for a while. Each step is a
+    no-op, or with `hold` a step that takes that many seconds on average (+/- 50 %, uniform,
+    so that runs started together do not move in lockstep)."""
     ids = [f"s{i}" for i in range(length)]
-    steps = [_step(ids[0], "noop")] + [_step(s, "noop", p) for p, s in itertools.pairwise(ids)]
-    return {"id": f"bench-chain-{length}", "name": f"chain of {length}", "steps": steps}
+    kind, config = ("hold", {"seconds": hold, "jitter": 0.5}) if hold else ("noop", {})
+    steps = [_step(ids[0], kind, **config)] + [
+        _step(s, kind, p, **config) for p, s in itertools.pairwise(ids)
+    ]
+    suffix = f"-hold-{round(hold * 1000)}ms" if hold else ""
+    return {"id": f"bench-chain-{length}{suffix}", "name": f"chain of {length}", "steps": steps}
 
 
 def gated() -> dict[str, Any]:
