@@ -21,6 +21,7 @@ from sluice.engine.errors import (
     NotFound,
     ResourceExhausted,
     SluiceError,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ _CODES: list[tuple[type[SluiceError], grpc.StatusCode]] = [
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Conflict, grpc.StatusCode.ABORTED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
 ]
 

@@ -25,6 +25,11 @@ class Conflict(SluiceError):
     """Another writer changed the run first (compare-and-set lost)."""
 
 
+class Unavailable(SluiceError):
+    """The store cannot be reached or written right now (a lock held too long, a lost
+    connection); nothing was written, and the same call may succeed later."""
+
+
 class ResourceExhausted(SluiceError):
     """A configured limit is reached (active runs, watchers)."""
 

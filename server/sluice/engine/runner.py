@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from sluice.engine import commands, substitution
 from sluice.engine.bus import EventBus
-from sluice.engine.errors import Conflict, NotFound, ResourceExhausted
+from sluice.engine.errors import Conflict, NotFound, ResourceExhausted, Unavailable
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
 from sluice.engine.model import (
     Event,
@@ -39,6 +39,12 @@ from sluice.engine.scheduler import Decision, decide_into
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# A store that fails for a moment (Unavailable) is tried again after 0.05 s, 0.1 s, ... at most
+# 5 s apart: a call's change 3 times in all, the engine's own until stored or shut down.
+STORE_RETRY_FIRST_DELAY = 0.05
+STORE_RETRY_MAX_DELAY = 5.0
+STORE_RETRY_CALL_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +152,11 @@ class Engine:
         await self.stop()
 
     async def stop(self) -> None:
-        """Stop every step task at once without recording anything: a restart resumes them."""
+        """Stop every step task at once without recording anything: a restart resumes them.
+        (A result still waiting for an unavailable store is dropped too: the step runs again.)"""
         self._draining = True
-        tasks = self._step_tasks()
+        flushers = [d.flusher for d in self._drivers.values() if d.flusher is not None]
+        tasks = self._step_tasks() + flushers
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -300,20 +308,54 @@ class Engine:
         async with driver.lock:
             decision = self._then(driver, command(driver.run))
             if decision.events:
-                await self._commit(driver, decision)
+                await self._commit(driver, decision, call=True)
             return driver.run
+
+    async def _store(
+        self,
+        run: Run,
+        events: Sequence[Event],
+        publications: Sequence[tuple[str, Publication]],
+        *,
+        call: bool,
+    ) -> None:
+        # A plain loop rather than tenacity: this is on every transition's path, and only the
+        # rare failure should pay for retry machinery.
+        delay = STORE_RETRY_FIRST_DELAY
+        attempt = 1
+        while True:
+            try:
+                return await self.store.commit(run, events, publications)
+            except Unavailable as exc:
+                if self._draining or (call and attempt >= STORE_RETRY_CALL_ATTEMPTS):
+                    raise
+                log.warning(
+                    "could not store a change of workflow %s (attempt %d), trying again in "
+                    "%.2fs: %s", run.id, attempt, delay, exc,
+                )  # fmt: skip
+            await self._sleep(delay)
+            delay = min(2 * delay, STORE_RETRY_MAX_DELAY)
+            attempt += 1
 
     async def _commit(
         self,
         driver: _Driver,
         decision: Decision,
         publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        call: bool = False,
     ) -> None:
-        """Persist a decision (lock held), then make it current, publish it and act on it."""
+        """Persist a decision (lock held), then make it current, publish it and act on it.
+
+        A store that is unavailable for a moment is tried again with exponential backoff: a
+        few times for a `call` (its caller then gets UNAVAILABLE and may call again), and for
+        the engine's own changes (a step's result, a retry) until stored or the server stops:
+        what happened must not wait for a restart to be recorded.
+        """
         new = decision.run
         new.version = driver.run.version + 1
         try:
-            await self.store.commit(new, decision.events, publications)
+            await self._store(new, decision.events, publications, call=call)
         except Conflict:
             # Another process changed the run: take its state, so the next decision starts
             # from the truth, and let the caller see the conflict (ABORTED).

@@ -15,15 +15,19 @@ How they run differs by database:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.engine.errors import Unavailable
 
 T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
@@ -32,7 +36,8 @@ Work = Callable[[sa.Connection], T]
 class Executor(Protocol):
     async def write(self, work: Work[T]) -> T:
         """Run `work` in a transaction that has committed when this returns. If `work` raises,
-        nothing it wrote is kept and the error reaches the caller."""
+        nothing it wrote is kept and the error reaches the caller; `Unavailable` when the
+        database could not do it now."""
         ...
 
     async def read(self, work: Work[T]) -> T: ...
@@ -40,17 +45,47 @@ class Executor(Protocol):
     async def close(self) -> None: ...
 
 
+# PostgreSQL error classes that say "not now" rather than "wrong": connection exceptions,
+# insufficient resources, operator intervention (shutdown, "cannot connect now"), and 55000,
+# which is what a database that is not accepting connections answers.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "55000")
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database could not do the work now (a lock held past the busy
+    timeout, a lost or refused connection, a full disk) rather than that the work is wrong."""
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | OSError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+        return error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return False
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (sa_exc.DBAPIError, OSError) as error:
+        if unavailable(error):
+            detail = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+            raise Unavailable(f"the database is unavailable: {detail}") from error
+        raise
+
+
 class AsyncExecutor:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def write(self, work: Work[T]) -> T:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(work)
+        with _translated():
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(work)
 
     async def read(self, work: Work[T]) -> T:
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(work)
+        with _translated():
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(work)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -86,14 +121,16 @@ class SqliteExecutor:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Pending(work, future, loop))
-        return await future
+        with _translated():
+            return await future
 
     async def read(self, work: Work[T]) -> T:
         def run() -> T:
             with self._reader.connect() as conn:
                 return work(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        with _translated():
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     async def close(self) -> None:
         self._queue.put(None)
@@ -135,8 +172,11 @@ class SqliteExecutor:
                 for pending in batch:
                     pending.result = pending.work(conn)
         except Exception as error:
-            if len(batch) == 1:
-                batch[0].error = error
+            if len(batch) == 1 or unavailable(error):
+                # The database itself failed (say, locked past the busy timeout): every write
+                # would fail the same way, so all of them get the error at once.
+                for pending in batch:
+                    pending.result, pending.error = None, error
                 return
             for pending in batch:
                 pending.result = None

@@ -18,8 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.engine.errors import Conflict
@@ -432,6 +432,8 @@ def _execute_raw(
                 changed = count if i == 0 else changed
     except sqlite3.IntegrityError as exc:
         raise IntegrityError(statement=None, params=None, orig=exc) from exc
+    except sqlite3.OperationalError as exc:  # e.g. "database is locked"
+        raise OperationalError(statement=None, params=None, orig=exc) from exc
     finally:
         cursor.close()
     return changed
@@ -533,7 +535,9 @@ def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
     sync_url = make_url(url).set(drivername="sqlite")
     made = []
     for begin in ("BEGIN IMMEDIATE", "BEGIN"):
-        engine = sa.create_engine(sync_url, connect_args={"check_same_thread": False})
+        engine = sa.create_engine(
+            sync_url, connect_args={"check_same_thread": False, **_busy_timeout(sync_url)}
+        )
         sa_event.listen(engine, "connect", _sqlite_pragmas)
         sa_event.listen(engine, "connect", _manual_transactions)
         sa_event.listen(engine, "begin", lambda conn, sql=begin: conn.exec_driver_sql(sql))
@@ -552,16 +556,26 @@ def create_engine(url: str) -> AsyncEngine:
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=not sqlite)
+    engine = create_async_engine(
+        url, pool_pre_ping=not sqlite, connect_args=_busy_timeout(parsed) if sqlite else {}
+    )
     if sqlite:
         sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# How long a SQLite write waits for another connection's lock before it fails (and the engine
+# retries it): the URL's `?timeout=SECONDS`, as pysqlite reads it, or this.
+SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+
+
+def _busy_timeout(url: URL) -> dict[str, Any]:
+    return {} if "timeout" in url.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
