@@ -3,7 +3,7 @@
 The SQL itself is written once, as plain functions of a synchronous SQLAlchemy `Connection`.
 How they run differs by database:
 
-- SQLite (`SqliteExecutor`): one writer thread and one reader thread, each with its own
+- SQLite (`SqliteExecutor`): one writer thread and two reader threads, each with its own
   pysqlite connection. A write costs one thread hop for the whole transaction instead of one
   per statement (aiosqlite's model), and the writer commits every write that is waiting in
   ONE transaction (group commit): one fsync for many runs' transitions, each caller released
@@ -114,8 +114,12 @@ class SqliteExecutor:
         )
         self._writer.start()
         # Two readers: SQLite in WAL mode reads concurrently, and a call's independent reads
-        # (say, a template and a count) can overlap.
+        # (say, a template and a count) can overlap. Each thread keeps its connection (a pool
+        # checkout and return per read cost more than many reads themselves).
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sluice-sqlite-reader")
+        self._reader_local = threading.local()
+        self._reader_connections: list[sa.Connection] = []
+        self._reader_lock = threading.Lock()
 
     async def write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -125,50 +129,70 @@ class SqliteExecutor:
             return await future
 
     async def read(self, work: Work[T]) -> T:
-        def run() -> T:
-            with self._reader.connect() as conn:
-                return work(conn)
-
         with _translated():
-            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+            return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, work)
 
     async def close(self) -> None:
         self._queue.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._readers.shutdown(wait=True)
+        for conn in self._reader_connections:
+            conn.close()
         self._engine.dispose()
         self._reader.dispose()
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(item)
-            self._commit(batch)
-            # One wake-up per event loop for the whole batch, not one per write: each costs a
-            # write to the loop's self-pipe and a turn of the loop.
-            by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-            for pending in batch:
-                by_loop.setdefault(pending.loop, []).append(pending)
-            for loop, settled in by_loop.items():
-                loop.call_soon_threadsafe(_settle_all, settled)
+    def _read(self, work: Work[T]) -> T:
+        conn: sa.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None or conn.invalidated:
+            conn = self._reader_local.conn = self._reader.connect()
+            with self._reader_lock:
+                self._reader_connections.append(conn)
+        try:
+            return work(conn)
+        finally:
+            conn.rollback()  # end the read transaction: the next read sees what committed since
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _write_loop(self) -> None:
+        conn: sa.Connection | None = None  # kept across transactions, as the readers' are
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < self.MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._queue.put(None)  # finish this batch, then stop
+                        break
+                    batch.append(item)
+                try:
+                    if conn is None or conn.invalidated:
+                        conn = self._engine.connect()
+                    self._commit(conn, batch)
+                except Exception as error:  # could not even connect
+                    for pending in batch:
+                        pending.result, pending.error = None, error
+                # One wake-up per event loop for the whole batch, not one per write: each costs
+                # a write to the loop's self-pipe and a turn of the loop.
+                by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+                for pending in batch:
+                    by_loop.setdefault(pending.loop, []).append(pending)
+                for loop, settled in by_loop.items():
+                    loop.call_soon_threadsafe(_settle_all, settled)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _commit(self, conn: sa.Connection, batch: list[_Pending]) -> None:
         """All of `batch` in one transaction. Should one write fail, the transaction is undone
         and each write runs again in its own, so only the failing one sees its error (a
         failure is rare: savepoints around every write would cost every batch)."""
         try:
-            with self._engine.begin() as conn:
+            with conn.begin():
                 for pending in batch:
                     pending.result = pending.work(conn)
         except Exception as error:
@@ -180,7 +204,7 @@ class SqliteExecutor:
                 return
             for pending in batch:
                 pending.result = None
-                self._commit([pending])
+                self._commit(conn, [pending])
 
 
 def _settle_all(batch: list[_Pending]) -> None:

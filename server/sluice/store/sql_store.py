@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -449,11 +450,18 @@ def _run_identity(run: Run) -> dict[str, Any]:
         "owner": run.owner,
         "template_id": run.template.id,
         "template_version": run.template.version,
-        "template": codec.template_to_json(run.template),
+        "template": _snapshot(run.template),
         "params": run.params,
         "created_at": run.created_at,
         "request_id": run.request_id or None,
     }
+
+
+@lru_cache(maxsize=1024)
+def _snapshot(template: Template) -> dict[str, Any]:
+    """The template as stored with each run, built once per template (they never change, and
+    every run of a registered template shares one); only ever serialized, never changed."""
+    return codec.template_to_json(template)
 
 
 def _run_row(run: Run) -> dict[str, Any]:

@@ -31,26 +31,29 @@ def _datetime(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
 class RawStatement:
     def __init__(self, statement: sa.Insert | sa.Update, table: sa.Table) -> None:
         compiled = statement.compile(dialect=_DIALECT)
         assert compiled.positiontup is not None, "the SQLite dialect binds positionally"
         self.sql = str(compiled)
         self.names: tuple[str, ...] = tuple(compiled.positiontup)
-        self.converters: tuple[Callable[[Any], Any], ...] = tuple(
-            _converter(table.c[name.removeprefix("k_")].type) for name in self.names
+        # Only the columns whose values need converting (JSON, datetimes), by position.
+        self.conversions: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
+            (i, convert)
+            for i, name in enumerate(self.names)
+            if (convert := _converter(table.c[name.removeprefix("k_")].type)) is not None
         )
 
     def execute(self, cursor: Any, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run for every row (executemany); returns the number of rows changed."""
         # A column the row leaves out binds NULL: for the outbox's INTEGER PRIMARY KEY that
         # means "assign the next id"; for a NOT NULL column, an error that surfaces.
-        pairs = tuple(zip(self.names, self.converters, strict=True))
-        values = [tuple(convert(row.get(name)) for name, convert in pairs) for row in rows]
+        values = []
+        for row in rows:
+            bound = [row.get(name) for name in self.names]
+            for i, convert in self.conversions:
+                bound[i] = convert(bound[i])
+            values.append(bound)
         if len(values) == 1:
             cursor.execute(self.sql, values[0])
         else:
@@ -58,9 +61,9 @@ class RawStatement:
         return int(cursor.rowcount)
 
 
-def _converter(kind: sa.types.TypeEngine[Any]) -> Callable[[Any], Any]:
+def _converter(kind: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
     if isinstance(kind, sa.JSON):
         return _json
     if isinstance(kind, sa.DateTime):
         return _datetime
-    return _same
+    return None
