@@ -29,17 +29,26 @@ class _Undecodable:
 class Guard(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: JwtVerifier | None) -> None:
         self._verifier = verifier
+        # Guarded handlers by method: what a method's handler is never changes, so it is
+        # wrapped once rather than on every call.
+        self._guarded: dict[str, Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
-        # The handler's behaviours are coroutine functions here (grpc.aio); the stubs describe
-        # the synchronous API, hence Any.
-        handler: Any = await continuation(details)
-        if handler is None or not details.method.startswith(PROTECTED_PREFIX):
-            return handler  # health and reflection stay open, as their clients expect
+        guarded = self._guarded.get(details.method)
+        if guarded is None:
+            # The handler's behaviours are coroutine functions here (grpc.aio); the stubs
+            # describe the synchronous API, hence Any.
+            handler: Any = await continuation(details)
+            if handler is None or not details.method.startswith(PROTECTED_PREFIX):
+                return handler  # health and reflection stay open, as their clients expect
+            guarded = self._guarded[details.method] = self._guard(handler)
+        return guarded
+
+    def _guard(self, handler: Any) -> Any:
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             unary = handler.unary_unary
