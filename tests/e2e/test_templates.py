@@ -105,8 +105,11 @@ async def test_missing_and_unknown_params_are_invalid(client: WorkflowClient) ->
 
 async def test_registered_templates_are_versioned(client: WorkflowClient) -> None:
     first = await client.create_template(template("mine", step("a")))
+    before = await client.create_workflow("mine")  # by id: the latest version, 1
     second = await client.create_template(template("mine", step("a"), step("b", "sleep", "a")))
+    after = await client.create_workflow("mine")  # the latest is 2 at once (no stale cache)
     assert (first.version, second.version) == (1, 2)
+    assert (before.template_version, after.template_version) == (1, 2)
     assert (await client.get_template("mine")).version == 2
     assert len((await client.get_template("mine", version=1)).steps) == 1
 

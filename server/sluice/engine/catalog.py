@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Container, Iterable
 
 from sluice.engine.errors import AlreadyExists, InvalidArgument, NotFound, Violation
@@ -13,6 +14,10 @@ from sluice.engine.validation import TemplateLimits, validate_template
 
 class TemplateCatalog:
     CACHED_VERSIONS = 1024
+    # "The latest version" of a registered template is remembered this long (seconds): a run
+    # created by id then costs no query. A version registered through this catalog replaces it
+    # at once; one registered by another server on the same database is seen within this.
+    LATEST_TTL = 1.0
 
     def __init__(
         self,
@@ -28,6 +33,7 @@ class TemplateCatalog:
         self.limits = limits
         self._predefined = {t.id: t for t in predefined}
         self._versions: dict[tuple[str, str, int], Template] = {}
+        self._latest: dict[tuple[str, str], tuple[int, float]] = {}
         for template in self._predefined.values():
             problems = self.validate(template)
             if problems:  # a broken file shipped with the server is a bug: refuse to start
@@ -46,10 +52,7 @@ class TemplateCatalog:
                 raise NotFound(f"predefined template {template_id} has only version 1")
             return self._predefined[template_id]
         if version == 0:
-            latest = await self._store.latest_template_version(owner, template_id)
-            if latest is None:
-                raise NotFound(f"template {template_id} not found")
-            version = latest
+            version = await self._latest_version(owner, template_id)
         key = (owner, template_id, version)
         template = self._versions.get(key)
         if template is None:
@@ -58,6 +61,23 @@ class TemplateCatalog:
                 raise NotFound(f"template {template_id} version {version} not found")
             self._remember(key, template)
         return template
+
+    async def _latest_version(self, owner: str, template_id: str) -> int:
+        key = (owner, template_id)
+        known = self._latest.get(key)
+        if known is not None and time.monotonic() - known[1] < self.LATEST_TTL:
+            return known[0]
+        latest = await self._store.latest_template_version(owner, template_id)
+        if latest is None:
+            raise NotFound(f"template {template_id} not found")
+        self._remember_latest(key, latest)
+        return latest
+
+    def _remember_latest(self, key: tuple[str, str], version: int) -> None:
+        self._latest.pop(key, None)  # re-inserted last: the oldest entry goes first
+        self._latest[key] = (version, time.monotonic())
+        if len(self._latest) > self.CACHED_VERSIONS:
+            self._latest.pop(next(iter(self._latest)))
 
     def _remember(self, key: tuple[str, str, int], template: Template) -> None:
         # A registered version never changes, so one decoded object serves every run of it
@@ -72,11 +92,15 @@ class TemplateCatalog:
             raise InvalidArgument([_prefixed("template", v) for v in violations])
         if template.id in self._predefined:
             raise AlreadyExists(f"{template.id} is a predefined template; choose another id")
-        return await self._store.add_template(
+        stored = await self._store.add_template(
             dataclasses.replace(
                 template, owner=owner, predefined=False, created_at=self._clock.now()
             )
         )
+        known = self._latest.get((owner, stored.id))
+        if known is None or known[0] < stored.version:  # a concurrent register may be newer
+            self._remember_latest((owner, stored.id), stored.version)
+        return stored
 
     def check_inline(self, template: Template) -> Template:
         """An inline template of CreateWorkflow: validated, kept with the run as version 0."""
