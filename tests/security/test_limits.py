@@ -26,6 +26,26 @@ async def test_active_runs_per_user(start_server: ServerFactory) -> None:
             runs[0].id, wait=True, timeout=10
         )  # a finished run frees a slot
         await client.create_workflow(template("t", step("a")))
+        with pytest.raises(ResourceExhaustedError):
+            await client.create_workflow(template("t", step("a")))
+        await client.cancel_workflow(runs[1].id)  # so does a cancelled one
+        await client.create_workflow(template("t", step("a")))
+        with pytest.raises(ResourceExhaustedError):
+            await client.create_workflow(template("t", step("a")))
+
+
+async def test_active_runs_are_counted_from_the_store_after_a_restart(
+    start_server: ServerFactory,
+) -> None:
+    first = await start_server(max_active_runs_per_user=2)
+    async with WorkflowClient(first.address) as client:
+        for _ in range(2):
+            await client.create_workflow(template("t", step("a")))
+    await first.stop()
+    second = await start_server(max_active_runs_per_user=2)
+    async with WorkflowClient(second.address) as client:
+        with pytest.raises(ResourceExhaustedError, match="you have 2 active"):
+            await client.create_workflow(template("t", step("a")))
 
 
 async def test_watchers_per_run(start_server: ServerFactory) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,35 @@ class _Driver:
         return await asyncio.shield(self._rested)
 
 
+class _ActiveRuns:
+    """Active (PENDING, RUNNING or PAUSED) runs per owner, for the limit on them: counted in
+    the store on first use, then kept current in memory as this engine creates and ends runs
+    (a count per CreateWorkflow cost a query and a thread hop), and counted again after
+    REFRESH seconds, which also picks up what other servers on the database did."""
+
+    REFRESH = 5.0
+    MAX_OWNERS = 10_000
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._counts: dict[str, list[float]] = {}  # owner -> [count, when counted]
+
+    async def count(self, owner: str) -> int:
+        entry = self._counts.get(owner)
+        now = time.monotonic()
+        if entry is None or now - entry[1] > self.REFRESH:
+            counted = await self._store.count_active_runs(owner)
+            if len(self._counts) >= self.MAX_OWNERS:
+                self._counts.clear()  # recounted on their next use
+            entry = self._counts[owner] = [counted, now]
+        return int(entry[0])
+
+    def add(self, owner: str, delta: int) -> None:
+        entry = self._counts.get(owner)
+        if entry is not None:
+            entry[0] = max(0, entry[0] + delta)
+
+
 class Engine:
     def __init__(
         self,
@@ -118,6 +148,7 @@ class Engine:
         self.bus = bus or EventBus()
         self._sleep = sleep
         self._drivers: dict[str, _Driver] = {}
+        self._active = _ActiveRuns(store)
         self._step_slots = asyncio.Semaphore(settings.max_concurrent_steps)
         # Set once shutdown begins: no step starts any more (running ones may finish).
         self._draining = False
@@ -176,10 +207,16 @@ class Engine:
         decision.emit(Event(EventType.WORKFLOW_CREATED, now, details={"templateId": template.id}))
         stored = await self.store.create_run(decision.run, decision.events)
         if stored.id == run.id:
+            self._active.add(owner, 1)
             # Kept in memory: the ExecuteWorkflow that usually follows need not load it back.
             self._drivers.setdefault(run.id, _Driver(stored))
             self.bus.publish(run.id, decision.events)
         return stored
+
+    async def active_runs(self, owner: str) -> int:
+        """How many PENDING, RUNNING or PAUSED runs `owner` has (exact for what this engine
+        did; what other servers did shows within a few seconds)."""
+        return await self._active.count(owner)
 
     async def get_run(self, owner: str, run_id: str) -> Run:
         driver = self._drivers.get(run_id)
@@ -363,6 +400,8 @@ class Engine:
             if stored is not None:
                 driver.set_run(stored)
             raise
+        if new.status.terminal and not driver.run.status.terminal:
+            self._active.add(new.owner, -1)
         driver.set_run(new)
         self.bus.publish(new.id, decision.events)
         for event in decision.events:

@@ -38,7 +38,7 @@ class Workflows:
         # guard against runaway clients, not an exact quota.
         found, active = await asyncio.gather(
             self._template(owner, template_id, inline, version),
-            self.engine.store.count_active_runs(owner),
+            self.engine.active_runs(owner),
         )
         bound, violations = bind_params(found, params)
         if violations:
