@@ -254,18 +254,16 @@ def options_from_proto(pb: workflow_pb2.ExecutionOptions) -> ExecutionOptions:
     )
 
 
-def run_to_proto(run: Run, now: datetime) -> workflow_pb2.Workflow:
-    pb = workflow_pb2.Workflow(
-        id=run.id,
-        owner=run.owner,
-        template_id=run.template.id,
-        template_version=run.template.version,
-        status=run_status_to_proto(run.status),
-        error=run.error,
-        pause_reason=run.pause_reason,
-        paused_gate_id=run.paused_gate_id,
-        last_sequence=run.last_sequence,
-    )
+def run_to_proto(
+    run: Run, now: datetime, into: workflow_pb2.Workflow | None = None
+) -> workflow_pb2.Workflow:
+    """The run as a Workflow message; written `into` an empty one (a reply's field) when given,
+    which spares copying the whole message into the reply."""
+    pb = workflow_pb2.Workflow() if into is None else into
+    pb.id, pb.owner, pb.status = run.id, run.owner, run_status_to_proto(run.status)
+    pb.template_id, pb.template_version = run.template.id, run.template.version
+    pb.error, pb.pause_reason, pb.paused_gate_id = run.error, run.pause_reason, run.paused_gate_id
+    pb.last_sequence = run.last_sequence
     pb.template.MergeFromString(_template_bytes(run.template))
     dict_to_struct(run.params, pb.params)
     pb.options.auto_approve = run.options.auto_approve

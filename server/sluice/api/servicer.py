@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -20,13 +20,22 @@ from sluice.api.requests import (
     encode_offset,
     fingerprint,
 )
-from sluice.engine.model import Event
+from sluice.engine.model import Event, Run
 from sluice.engine.ports import Clock
 from sluice.engine.service import Workflows
+from sluice.v1 import workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class _CarriesWorkflow(Protocol):
+    @property
+    def workflow(self) -> workflow_pb2.Workflow: ...
+
+
+R = TypeVar("R", bound=_CarriesWorkflow)
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
@@ -37,8 +46,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self._clock = clock
         self._responses = _WatchResponses()
 
-    def _workflow(self, run: Any) -> Any:
-        return convert.run_to_proto(run, self._clock.now())
+    def _reply(self, response_type: type[R], run: Run) -> R:
+        """A reply carrying the run, built in place."""
+        response = response_type()
+        convert.run_to_proto(run, self._clock.now(), into=response.workflow)
+        return response
 
     # --- templates ------------------------------------------------------------------------------
 
@@ -119,7 +131,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             params=convert.struct_to_dict(request.params),
             request_id=request.request_id,
         )
-        return pb.CreateWorkflowResponse(workflow=self._workflow(run))
+        return self._reply(pb.CreateWorkflowResponse, run)
 
     @rpc
     async def ExecuteWorkflow(
@@ -136,7 +148,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             wait=request.wait,
             request_id=request.request_id,
         )
-        return pb.ExecuteWorkflowResponse(workflow=self._workflow(run))
+        return self._reply(pb.ExecuteWorkflowResponse, run)
 
     @rpc
     async def GetWorkflow(
@@ -144,7 +156,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> pb.GetWorkflowResponse:
         _check_id(request.workflow_id)
         run = await self._engine.get_run(current_user(), request.workflow_id)
-        return pb.GetWorkflowResponse(workflow=self._workflow(run))
+        return self._reply(pb.GetWorkflowResponse, run)
 
     @rpc
     async def ListWorkflows(
@@ -170,7 +182,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             after=after,
         )
         return pb.ListWorkflowsResponse(
-            workflows=[self._workflow(run) for run in page.runs],
+            workflows=[convert.run_to_proto(run, self._clock.now()) for run in page.runs],
             next_page_token=encode_cursor(page.next_cursor, filters) if page.next_cursor else "",
         )
 
@@ -180,7 +192,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> pb.PauseWorkflowResponse:
         _check_id(request.workflow_id, reason=request.reason)
         run = await self._engine.pause(current_user(), request.workflow_id, request.reason)
-        return pb.PauseWorkflowResponse(workflow=self._workflow(run))
+        return self._reply(pb.PauseWorkflowResponse, run)
 
     @rpc
     async def ResumeWorkflow(
@@ -193,7 +205,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         run = await self._engine.resume(
             current_user(), request.workflow_id, options, wait=request.wait
         )
-        return pb.ResumeWorkflowResponse(workflow=self._workflow(run))
+        return self._reply(pb.ResumeWorkflowResponse, run)
 
     @rpc
     async def CancelWorkflow(
@@ -201,7 +213,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> pb.CancelWorkflowResponse:
         _check_id(request.workflow_id, reason=request.reason)
         run = await self._engine.cancel(current_user(), request.workflow_id, request.reason)
-        return pb.CancelWorkflowResponse(workflow=self._workflow(run))
+        return self._reply(pb.CancelWorkflowResponse, run)
 
     @rpc
     async def ApproveGate(
@@ -220,7 +232,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             comment=request.comment,
             wait=request.wait,
         )
-        return pb.ApproveGateResponse(workflow=self._workflow(run))
+        return self._reply(pb.ApproveGateResponse, run)
 
     @rpc
     # grpc.aio takes a coroutine that sends with context.write as well as an async generator
