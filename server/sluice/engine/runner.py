@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from sluice.engine import commands, substitution
+from sluice.engine.active_runs import ActiveRunCounts
 from sluice.engine.bus import EventBus
 from sluice.engine.errors import Conflict, NotFound, ResourceExhausted, Unavailable
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
@@ -101,35 +101,6 @@ class _Driver:
         return await asyncio.shield(self._rested)
 
 
-class _ActiveRuns:
-    """Active (PENDING, RUNNING or PAUSED) runs per owner, for the limit on them: counted in
-    the store on first use, then kept current in memory as this engine creates and ends runs
-    (a count per CreateWorkflow cost a query and a thread hop), and counted again after
-    REFRESH seconds, which also picks up what other servers on the database did."""
-
-    REFRESH = 5.0
-    MAX_OWNERS = 10_000
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._counts: dict[str, list[float]] = {}  # owner -> [count, when counted]
-
-    async def count(self, owner: str) -> int:
-        entry = self._counts.get(owner)
-        now = time.monotonic()
-        if entry is None or now - entry[1] > self.REFRESH:
-            counted = await self._store.count_active_runs(owner)
-            if len(self._counts) >= self.MAX_OWNERS:
-                self._counts.clear()  # recounted on their next use
-            entry = self._counts[owner] = [counted, now]
-        return int(entry[0])
-
-    def add(self, owner: str, delta: int) -> None:
-        entry = self._counts.get(owner)
-        if entry is not None:
-            entry[0] = max(0, entry[0] + delta)
-
-
 class Engine:
     def __init__(
         self,
@@ -148,7 +119,7 @@ class Engine:
         self.bus = bus or EventBus()
         self._sleep = sleep
         self._drivers: dict[str, _Driver] = {}
-        self._active = _ActiveRuns(store)
+        self._active = ActiveRunCounts(store)
         self._step_slots = asyncio.Semaphore(settings.max_concurrent_steps)
         # Set once shutdown begins: no step starts any more (running ones may finish).
         self._draining = False
@@ -216,7 +187,7 @@ class Engine:
     async def active_runs(self, owner: str) -> int:
         """How many PENDING, RUNNING or PAUSED runs `owner` has (exact for what this engine
         did; what other servers did shows within a few seconds)."""
-        return await self._active.count(owner)
+        return await self._active.get(owner)
 
     async def get_run(self, owner: str, run_id: str) -> Run:
         driver = self._drivers.get(run_id)
