@@ -437,7 +437,9 @@ class Engine:
     async def _flush(self, driver: _Driver) -> None:
         """Commit every step result that arrived since the last flush, and what they lead to,
         in one transaction: parallel steps that finish together cost one commit."""
-        await asyncio.sleep(0)  # let the other steps finishing in this turn of the loop join
+        if len(driver.tasks) > len(driver.finished):
+            # Other steps still run: let those finishing in this turn of the loop join.
+            await asyncio.sleep(0)
         async with driver.lock:
             finished, driver.finished, driver.flusher = driver.finished, [], None
             now = self.clock.now()
