@@ -60,3 +60,15 @@ def test_inconsistent_settings_are_refused(
     with pytest.raises(SystemExit):
         config.parse([], env=env)
     assert message in capsys.readouterr().err
+
+
+def test_the_gc_threshold_is_a_setting() -> None:
+    assert config.parse([], env={}).gc_threshold == 50_000
+    assert config.parse(["--gc-threshold", "0"], env={}).gc_threshold == 0
+    assert config.parse([], env={"SLUICE_GC_THRESHOLD": "700"}).gc_threshold == 700
+
+
+def test_a_negative_gc_threshold_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        config.parse(["--gc-threshold", "-1"], env={})
+    assert "SLUICE_GC_THRESHOLD" in capsys.readouterr().err
