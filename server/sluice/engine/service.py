@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -33,13 +32,12 @@ class Workflows:
         params: Mapping[str, Any],
         request_id: str = "",
     ) -> Run:
-        # Both reads at once; the template's problems still take precedence over the limit.
-        # The count is taken before the insert, so concurrent calls may pass it by a few: a
-        # guard against runaway clients, not an exact quota.
-        found, active = await asyncio.gather(
-            self._template(owner, template_id, inline, version),
-            self.engine.active_runs(owner),
-        )
+        # One after the other: both are usually answered from memory, where gathering them
+        # would cost more than it saves. The template's problems take precedence over the
+        # limit. The count is taken before the insert, so concurrent calls may pass it by a
+        # few: a guard against runaway clients, not an exact quota.
+        found = await self._template(owner, template_id, inline, version)
+        active = await self.engine.active_runs(owner)
         bound, violations = bind_params(found, params)
         if violations:
             raise InvalidArgument(violations)
