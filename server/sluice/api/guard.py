@@ -8,8 +8,7 @@ so it gets INVALID_ARGUMENT.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -62,24 +61,15 @@ class Guard(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             stream = handler.unary_stream
-            if inspect.isasyncgenfunction(stream):
 
-                async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                    await self._admit(request, context)
-                    async for item in stream(request, context):
-                        yield item
-
-                return grpc.unary_stream_rpc_method_handler(
-                    guarded_stream, deserializer, handler.response_serializer
-                )
-
-            async def guarded_writer(request: Any, context: Context) -> None:
-                # Streams with context.write: no generator layer per message sent.
+            # The API's streams send with context.write (a coroutine, not an async generator):
+            # no generator layer per message sent.
+            async def guarded_stream(request: Any, context: Context) -> None:
                 await self._admit(request, context)
                 await stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
-                guarded_writer, deserializer, handler.response_serializer
+                guarded_stream, deserializer, handler.response_serializer
             )
         return handler  # no client-streaming methods in the API
 

@@ -181,10 +181,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             limit=request.page_size or 50,
             after=after,
         )
-        return pb.ListWorkflowsResponse(
-            workflows=[convert.run_to_proto(run, self._clock.now()) for run in page.runs],
-            next_page_token=encode_cursor(page.next_cursor, filters) if page.next_cursor else "",
+        response = pb.ListWorkflowsResponse(
+            next_page_token=encode_cursor(page.next_cursor, filters) if page.next_cursor else ""
         )
+        now = self._clock.now()
+        for run in page.runs:
+            convert.run_to_proto(run, now, into=response.workflows.add())
+        return response
 
     @rpc
     async def PauseWorkflow(

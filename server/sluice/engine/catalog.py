@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Container, Iterable
+from typing import TypeVar
 
 from sluice.engine.errors import AlreadyExists, InvalidArgument, NotFound, Violation
 from sluice.engine.model import Template
 from sluice.engine.ports import Clock, Store
 from sluice.engine.validation import TemplateLimits, validate_template
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class TemplateCatalog:
@@ -74,17 +78,12 @@ class TemplateCatalog:
         return latest
 
     def _remember_latest(self, key: tuple[str, str], version: int) -> None:
-        self._latest.pop(key, None)  # re-inserted last: the oldest entry goes first
-        self._latest[key] = (version, time.monotonic())
-        if len(self._latest) > self.CACHED_VERSIONS:
-            self._latest.pop(next(iter(self._latest)))
+        _bounded_put(self._latest, key, (version, time.monotonic()), self.CACHED_VERSIONS)
 
     def _remember(self, key: tuple[str, str, int], template: Template) -> None:
         # A registered version never changes, so one decoded object serves every run of it
         # (and its derived lookups and serialized form are built once).
-        self._versions[key] = template
-        if len(self._versions) > self.CACHED_VERSIONS:
-            self._versions.pop(next(iter(self._versions)))
+        _bounded_put(self._versions, key, template, self.CACHED_VERSIONS)
 
     async def register(self, owner: str, template: Template) -> Template:
         violations = self.validate(template)
@@ -108,6 +107,14 @@ class TemplateCatalog:
         if violations:
             raise InvalidArgument([_prefixed("template", v) for v in violations])
         return dataclasses.replace(template, version=0, predefined=False)
+
+
+def _bounded_put(cache: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Put `key` last (newest) in `cache`; beyond `limit` entries, the oldest goes."""
+    cache.pop(key, None)
+    cache[key] = value
+    if len(cache) > limit:
+        cache.pop(next(iter(cache)))
 
 
 def _prefixed(prefix: str, violation: Violation) -> Violation:
