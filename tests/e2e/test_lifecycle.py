@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import grpc
 import pytest
+from google.protobuf import json_format
 
 from sluice.client import (
     EventType,
@@ -16,8 +18,13 @@ from sluice.client import (
     WorkflowClient,
     WorkflowStatus,
 )
+from sluice.server import SluiceServer
+from sluice.v1 import workflow_service_pb2 as pb
+from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
+from sluice.v1.template_pb2 import Template
+from sluice.v1.workflow_pb2 import ExecutionOptions
 from tests.support.handlers import Calls
-from tests.support.templates import step, template
+from tests.support.templates import approval_gate, step, template
 
 
 def latched(name: str) -> dict[str, object]:
@@ -171,3 +178,42 @@ async def test_list_filters_by_status_and_template_and_paginates(client: Workflo
     listed = [i for p in pages for i in p]
     assert listed == [r.id for r in reversed(created)], "newest first, each run once"
     assert other.id not in listed
+
+
+async def test_resume_changes_one_option_and_keeps_the_other_in_one_call(
+    server: SluiceServer,
+) -> None:
+    """ResumeWorkflow's single-option fields: the server keeps the option not sent, so a client
+    need not read the run first (and cannot race another resume doing so)."""
+    run_template = template(
+        "gated", step("a", "sleep"), step("b", "sleep", "a"), gates=[approval_gate("ok", "a")]
+    )
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        created = await stub.CreateWorkflow(
+            pb.CreateWorkflowRequest(template=json_format.ParseDict(run_template, Template()))
+        )
+        run_id = created.workflow.id
+        paused = await stub.ExecuteWorkflow(
+            pb.ExecuteWorkflowRequest(
+                workflow_id=run_id, wait=True,
+                options=ExecutionOptions(notify_on_completion=True),
+            )
+        )  # fmt: skip
+        assert paused.workflow.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
+
+        done = await stub.ResumeWorkflow(
+            pb.ResumeWorkflowRequest(workflow_id=run_id, auto_approve=True, wait=True)
+        )
+        assert done.workflow.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
+        assert done.workflow.options.auto_approve
+        assert done.workflow.options.notify_on_completion  # kept, though not sent
+
+        with pytest.raises(grpc.aio.AioRpcError) as both:
+            await stub.ResumeWorkflow(
+                pb.ResumeWorkflowRequest(
+                    workflow_id=run_id, options=ExecutionOptions(), auto_approve=True
+                )
+            )
+        assert both.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "auto_approve: set either options" in (both.value.details() or "")

@@ -23,72 +23,83 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from sluice.v1 import event_pb2 as sluice_dot_v1_dot_event__pb2
 from sluice.v1 import template_pb2 as sluice_dot_v1_dot_template__pb2
 from sluice.v1 import workflow_pb2 as sluice_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sluice/v1/workflow_service.proto\x12\tsluice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15sluice/v1/event.proto\x1a\x18sluice/v1/template.proto\x1a\x18sluice/v1/workflow.proto\"=\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"<\n\x13GetTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"?\n\x16\x43reateTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"@\n\x17ValidateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"[\n\x18ValidateTemplateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x30\n\nviolations\x18\x02 \x03(\x0b\x32\x1c.sluice.v1.TemplateViolation\"7\n\x11TemplateViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xb8\x01\n\x15\x43reateWorkflowRequest\x12\x15\n\x0btemplate_id\x18\x01 \x01(\tH\x00\x12\'\n\x08template\x18\x02 \x01(\x0b\x32\x13.sluice.v1.TemplateH\x00\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x08\n\x06source\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"}\n\x16\x45xecuteWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"@\n\x17\x45xecuteWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"\x7f\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.sluice.v1.WorkflowStatus\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14PauseWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15PauseWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"h\n\x15ResumeWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\"?\n\x16ResumeWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"<\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"j\n\x12\x41pproveGateRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07gate_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x0c\n\x04wait\x18\x05 \x01(\x08\"<\n\x13\x41pproveGateResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"S\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"@\n\x15WatchWorkflowResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.sluice.v1.WorkflowEvent2\xe0\x08\n\x0fWorkflowService\x12R\n\rListTemplates\x12\x1f.sluice.v1.ListTemplatesRequest\x1a .sluice.v1.ListTemplatesResponse\x12L\n\x0bGetTemplate\x12\x1d.sluice.v1.GetTemplateRequest\x1a\x1e.sluice.v1.GetTemplateResponse\x12U\n\x0e\x43reateTemplate\x12 .sluice.v1.CreateTemplateRequest\x1a!.sluice.v1.CreateTemplateResponse\x12[\n\x10ValidateTemplate\x12\".sluice.v1.ValidateTemplateRequest\x1a#.sluice.v1.ValidateTemplateResponse\x12U\n\x0e\x43reateWorkflow\x12 .sluice.v1.CreateWorkflowRequest\x1a!.sluice.v1.CreateWorkflowResponse\x12X\n\x0f\x45xecuteWorkflow\x12!.sluice.v1.ExecuteWorkflowRequest\x1a\".sluice.v1.ExecuteWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.sluice.v1.GetWorkflowRequest\x1a\x1e.sluice.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.sluice.v1.ListWorkflowsRequest\x1a .sluice.v1.ListWorkflowsResponse\x12R\n\rPauseWorkflow\x12\x1f.sluice.v1.PauseWorkflowRequest\x1a .sluice.v1.PauseWorkflowResponse\x12U\n\x0eResumeWorkflow\x12 .sluice.v1.ResumeWorkflowRequest\x1a!.sluice.v1.ResumeWorkflowResponse\x12U\n\x0e\x43\x61ncelWorkflow\x12 .sluice.v1.CancelWorkflowRequest\x1a!.sluice.v1.CancelWorkflowResponse\x12L\n\x0b\x41pproveGate\x12\x1d.sluice.v1.ApproveGateRequest\x1a\x1e.sluice.v1.ApproveGateResponse\x12T\n\rWatchWorkflow\x12\x1f.sluice.v1.WatchWorkflowRequest\x1a .sluice.v1.WatchWorkflowResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sluice/v1/workflow_service.proto\x12\tsluice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15sluice/v1/event.proto\x1a\x18sluice/v1/template.proto\x1a\x18sluice/v1/workflow.proto\"=\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListTemplatesResponse\x12&\n\ttemplates\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x12GetTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"<\n\x13GetTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\">\n\x15\x43reateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"?\n\x16\x43reateTemplateResponse\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"=\n\x15\x44\x65leteTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"2\n\x16\x44\x65leteTemplateResponse\x12\x18\n\x10\x64\x65leted_versions\x18\x01 \x01(\x05\"@\n\x17ValidateTemplateRequest\x12%\n\x08template\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Template\"[\n\x18ValidateTemplateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x30\n\nviolations\x18\x02 \x03(\x0b\x32\x1c.sluice.v1.TemplateViolation\"7\n\x11TemplateViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xb8\x01\n\x15\x43reateWorkflowRequest\x12\x15\n\x0btemplate_id\x18\x01 \x01(\tH\x00\x12\'\n\x08template\x18\x02 \x01(\x0b\x32\x13.sluice.v1.TemplateH\x00\x12\x18\n\x10template_version\x18\x03 \x01(\x05\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x08\n\x06source\"?\n\x16\x43reateWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"}\n\x16\x45xecuteWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"@\n\x17\x45xecuteWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\")\n\x12GetWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"<\n\x13GetWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"\x92\x02\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x08statuses\x18\x03 \x03(\x0e\x32\x19.sluice.v1.WorkflowStatus\x12\x13\n\x0btemplate_id\x18\x04 \x01(\t\x12%\n\x04view\x18\x05 \x01(\x0e\x32\x17.sluice.v1.WorkflowView\x12\x35\n\x11\x63reate_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63reate_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x15ListWorkflowsResponse\x12&\n\tworkflows\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x15\x44\x65leteWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteWorkflowResponse\";\n\x14PauseWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15PauseWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"\xd0\x01\n\x15ResumeWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.sluice.v1.ExecutionOptions\x12\x0c\n\x04wait\x18\x03 \x01(\x08\x12\x19\n\x0c\x61uto_approve\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12!\n\x14notify_on_completion\x18\x05 \x01(\x08H\x01\x88\x01\x01\x42\x0f\n\r_auto_approveB\x17\n\x15_notify_on_completion\"?\n\x16ResumeWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"<\n\x15\x43\x61ncelWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelWorkflowResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"j\n\x12\x41pproveGateRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07gate_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x0c\n\x04wait\x18\x05 \x01(\x08\"<\n\x13\x41pproveGateResponse\x12%\n\x08workflow\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Workflow\"S\n\x14WatchWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"@\n\x15WatchWorkflowResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.sluice.v1.WorkflowEvent*^\n\x0cWorkflowView\x12\x1d\n\x19WORKFLOW_VIEW_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKFLOW_VIEW_BASIC\x10\x01\x12\x16\n\x12WORKFLOW_VIEW_FULL\x10\x02\x32\x8e\n\n\x0fWorkflowService\x12R\n\rListTemplates\x12\x1f.sluice.v1.ListTemplatesRequest\x1a .sluice.v1.ListTemplatesResponse\x12L\n\x0bGetTemplate\x12\x1d.sluice.v1.GetTemplateRequest\x1a\x1e.sluice.v1.GetTemplateResponse\x12U\n\x0e\x43reateTemplate\x12 .sluice.v1.CreateTemplateRequest\x1a!.sluice.v1.CreateTemplateResponse\x12U\n\x0e\x44\x65leteTemplate\x12 .sluice.v1.DeleteTemplateRequest\x1a!.sluice.v1.DeleteTemplateResponse\x12[\n\x10ValidateTemplate\x12\".sluice.v1.ValidateTemplateRequest\x1a#.sluice.v1.ValidateTemplateResponse\x12U\n\x0e\x43reateWorkflow\x12 .sluice.v1.CreateWorkflowRequest\x1a!.sluice.v1.CreateWorkflowResponse\x12X\n\x0f\x45xecuteWorkflow\x12!.sluice.v1.ExecuteWorkflowRequest\x1a\".sluice.v1.ExecuteWorkflowResponse\x12L\n\x0bGetWorkflow\x12\x1d.sluice.v1.GetWorkflowRequest\x1a\x1e.sluice.v1.GetWorkflowResponse\x12R\n\rListWorkflows\x12\x1f.sluice.v1.ListWorkflowsRequest\x1a .sluice.v1.ListWorkflowsResponse\x12U\n\x0e\x44\x65leteWorkflow\x12 .sluice.v1.DeleteWorkflowRequest\x1a!.sluice.v1.DeleteWorkflowResponse\x12R\n\rPauseWorkflow\x12\x1f.sluice.v1.PauseWorkflowRequest\x1a .sluice.v1.PauseWorkflowResponse\x12U\n\x0eResumeWorkflow\x12 .sluice.v1.ResumeWorkflowRequest\x1a!.sluice.v1.ResumeWorkflowResponse\x12U\n\x0e\x43\x61ncelWorkflow\x12 .sluice.v1.CancelWorkflowRequest\x1a!.sluice.v1.CancelWorkflowResponse\x12L\n\x0b\x41pproveGate\x12\x1d.sluice.v1.ApproveGateRequest\x1a\x1e.sluice.v1.ApproveGateResponse\x12T\n\rWatchWorkflow\x12\x1f.sluice.v1.WatchWorkflowRequest\x1a .sluice.v1.WatchWorkflowResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.v1.workflow_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=152
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=213
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=215
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=303
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=305
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=363
-  _globals['_GETTEMPLATERESPONSE']._serialized_start=365
-  _globals['_GETTEMPLATERESPONSE']._serialized_end=425
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=427
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=489
-  _globals['_CREATETEMPLATERESPONSE']._serialized_start=491
-  _globals['_CREATETEMPLATERESPONSE']._serialized_end=554
-  _globals['_VALIDATETEMPLATEREQUEST']._serialized_start=556
-  _globals['_VALIDATETEMPLATEREQUEST']._serialized_end=620
-  _globals['_VALIDATETEMPLATERESPONSE']._serialized_start=622
-  _globals['_VALIDATETEMPLATERESPONSE']._serialized_end=713
-  _globals['_TEMPLATEVIOLATION']._serialized_start=715
-  _globals['_TEMPLATEVIOLATION']._serialized_end=770
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=773
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=957
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=959
-  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=1022
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=1024
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=1149
-  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=1151
-  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_end=1215
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1217
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1258
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1260
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1320
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1322
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1449
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1451
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1539
-  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=1541
-  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=1600
-  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_start=1602
-  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_end=1664
-  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=1666
-  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=1770
-  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_start=1772
-  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_end=1835
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1837
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1897
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=1899
-  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=1962
-  _globals['_APPROVEGATEREQUEST']._serialized_start=1964
-  _globals['_APPROVEGATEREQUEST']._serialized_end=2070
-  _globals['_APPROVEGATERESPONSE']._serialized_start=2072
-  _globals['_APPROVEGATERESPONSE']._serialized_end=2132
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2134
-  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2217
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2219
-  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2283
-  _globals['_WORKFLOWSERVICE']._serialized_start=2286
-  _globals['_WORKFLOWSERVICE']._serialized_end=3406
+  _globals['_WORKFLOWVIEW']._serialized_start=2758
+  _globals['_WORKFLOWVIEW']._serialized_end=2852
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=185
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=246
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=248
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=336
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=338
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=396
+  _globals['_GETTEMPLATERESPONSE']._serialized_start=398
+  _globals['_GETTEMPLATERESPONSE']._serialized_end=458
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=460
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=522
+  _globals['_CREATETEMPLATERESPONSE']._serialized_start=524
+  _globals['_CREATETEMPLATERESPONSE']._serialized_end=587
+  _globals['_DELETETEMPLATEREQUEST']._serialized_start=589
+  _globals['_DELETETEMPLATEREQUEST']._serialized_end=650
+  _globals['_DELETETEMPLATERESPONSE']._serialized_start=652
+  _globals['_DELETETEMPLATERESPONSE']._serialized_end=702
+  _globals['_VALIDATETEMPLATEREQUEST']._serialized_start=704
+  _globals['_VALIDATETEMPLATEREQUEST']._serialized_end=768
+  _globals['_VALIDATETEMPLATERESPONSE']._serialized_start=770
+  _globals['_VALIDATETEMPLATERESPONSE']._serialized_end=861
+  _globals['_TEMPLATEVIOLATION']._serialized_start=863
+  _globals['_TEMPLATEVIOLATION']._serialized_end=918
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=921
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1105
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_start=1107
+  _globals['_CREATEWORKFLOWRESPONSE']._serialized_end=1170
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=1172
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=1297
+  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=1299
+  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_end=1363
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1365
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1406
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1408
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1468
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1471
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1745
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1747
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1835
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=1837
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1881
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=1883
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=1907
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=1909
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=1968
+  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_start=1970
+  _globals['_PAUSEWORKFLOWRESPONSE']._serialized_end=2032
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=2035
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=2243
+  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_start=2245
+  _globals['_RESUMEWORKFLOWRESPONSE']._serialized_end=2308
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=2310
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=2370
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_start=2372
+  _globals['_CANCELWORKFLOWRESPONSE']._serialized_end=2435
+  _globals['_APPROVEGATEREQUEST']._serialized_start=2437
+  _globals['_APPROVEGATEREQUEST']._serialized_end=2543
+  _globals['_APPROVEGATERESPONSE']._serialized_start=2545
+  _globals['_APPROVEGATERESPONSE']._serialized_end=2605
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_start=2607
+  _globals['_WATCHWORKFLOWREQUEST']._serialized_end=2690
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_start=2692
+  _globals['_WATCHWORKFLOWRESPONSE']._serialized_end=2756
+  _globals['_WORKFLOWSERVICE']._serialized_start=2855
+  _globals['_WORKFLOWSERVICE']._serialized_end=4149
 # @@protoc_insertion_point(module_scope)

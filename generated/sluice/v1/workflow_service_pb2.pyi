@@ -7,7 +7,9 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sluice.v1 import event_pb2 as _event_pb2
 from sluice.v1 import template_pb2 as _template_pb2
 from sluice.v1 import workflow_pb2 as _workflow_pb2
@@ -21,6 +23,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _WorkflowView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WorkflowViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WorkflowView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WORKFLOW_VIEW_UNSPECIFIED: _WorkflowView.ValueType  # 0
+    """Not set: BASIC."""
+    WORKFLOW_VIEW_BASIC: _WorkflowView.ValueType  # 1
+    """Everything but the run's template and its steps' outputs."""
+    WORKFLOW_VIEW_FULL: _WorkflowView.ValueType  # 2
+    """Every field, as GetWorkflow returns it."""
+
+class WorkflowView(_WorkflowView, metaclass=_WorkflowViewEnumTypeWrapper):
+    """How much of a run a list returns. Values may be added."""
+
+WORKFLOW_VIEW_UNSPECIFIED: WorkflowView.ValueType  # 0
+"""Not set: BASIC."""
+WORKFLOW_VIEW_BASIC: WorkflowView.ValueType  # 1
+"""Everything but the run's template and its steps' outputs."""
+WORKFLOW_VIEW_FULL: WorkflowView.ValueType  # 2
+"""Every field, as GetWorkflow returns it."""
+Global___WorkflowView: _TypeAlias = WorkflowView  # noqa: Y015
 
 @_typing.final
 class ListTemplatesRequest(_message.Message):
@@ -177,6 +203,56 @@ class CreateTemplateResponse(_message.Message):
 Global___CreateTemplateResponse: _TypeAlias = CreateTemplateResponse  # noqa: Y015
 
 @_typing.final
+class DeleteTemplateRequest(_message.Message):
+    """Request of DeleteTemplate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    """The registered template's id."""
+    version: _builtins.int
+    """The version to delete; 0 deletes every version. Version numbers are never
+    reused: registering the id again continues after the highest one.
+    """
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["template_id", b"template_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTemplateRequest: _TypeAlias = DeleteTemplateRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTemplateResponse(_message.Message):
+    """Response of DeleteTemplate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_VERSIONS_FIELD_NUMBER: _builtins.int
+    deleted_versions: _builtins.int
+    """How many versions were deleted."""
+    def __init__(
+        self,
+        *,
+        deleted_versions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_versions", b"deleted_versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTemplateResponse: _TypeAlias = DeleteTemplateResponse  # noqa: Y015
+
+@_typing.final
 class ValidateTemplateRequest(_message.Message):
     """Request of ValidateTemplate."""
 
@@ -271,7 +347,9 @@ class CreateWorkflowRequest(_message.Message):
     """With template_id: the registered version to run; 0 means the latest."""
     request_id: _builtins.str
     """Optional idempotency key (a UUID is a good choice): a retried call with the
-    same request_id returns the run the first call created.
+    same request_id returns the run the first call created. Reusing it for a
+    different request (another template, version or params) is
+    INVALID_ARGUMENT.
     """
     @_builtins.property
     def template(self) -> _template_pb2.Template:
@@ -341,6 +419,7 @@ class ExecuteWorkflowRequest(_message.Message):
     request_id: _builtins.str
     """Optional idempotency key: a retried call with the request_id of the call that
     started the run returns the run, whatever its status, and starts nothing.
+    Reusing it with other options, or for another run, is INVALID_ARGUMENT.
     """
     @_builtins.property
     def options(self) -> _workflow_pb2.ExecutionOptions:
@@ -442,15 +521,31 @@ class ListWorkflowsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUSES_FIELD_NUMBER: _builtins.int
     TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_START_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_END_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Maximum runs to return, 1-1000; 0 means 50."""
+    """Maximum runs to return, 1-1000; 0 means 50. A page may hold fewer runs
+    than asked when they would not fit in one response message; follow
+    next_page_token for the rest.
+    """
     page_token: _builtins.str
-    """next_page_token of a previous call with the same filters."""
+    """next_page_token of a previous call with the same filters and view."""
     template_id: _builtins.str
     """Only runs of this template; empty means all."""
+    view: Global___WorkflowView.ValueType
+    """How much of each run to return; unspecified means BASIC."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_workflow_pb2.WorkflowStatus.ValueType]:
         """Only runs in one of these statuses; empty means all."""
+
+    @_builtins.property
+    def create_time_start(self) -> _timestamp_pb2.Timestamp:
+        """Only runs created at or after this time."""
+
+    @_builtins.property
+    def create_time_end(self) -> _timestamp_pb2.Timestamp:
+        """Only runs created before this time."""
 
     def __init__(
         self,
@@ -459,10 +554,13 @@ class ListWorkflowsRequest(_message.Message):
         page_token: _builtins.str = ...,
         statuses: _abc.Iterable[_workflow_pb2.WorkflowStatus.ValueType] | None = ...,
         template_id: _builtins.str = ...,
+        view: Global___WorkflowView.ValueType = ...,
+        create_time_start: _timestamp_pb2.Timestamp | None = ...,
+        create_time_end: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_end", b"create_time_end", "create_time_start", b"create_time_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "template_id", b"template_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_end", b"create_time_end", "create_time_start", b"create_time_start", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "template_id", b"template_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -495,6 +593,45 @@ class ListWorkflowsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWorkflowsResponse: _TypeAlias = ListWorkflowsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteWorkflowRequest(_message.Message):
+    """Request of DeleteWorkflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The run's id."""
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWorkflowRequest: _TypeAlias = DeleteWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class DeleteWorkflowResponse(_message.Message):
+    """Response of DeleteWorkflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteWorkflowResponse: _TypeAlias = DeleteWorkflowResponse  # noqa: Y015
 
 @_typing.final
 class PauseWorkflowRequest(_message.Message):
@@ -555,13 +692,25 @@ class ResumeWorkflowRequest(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
+    AUTO_APPROVE_FIELD_NUMBER: _builtins.int
+    NOTIFY_ON_COMPLETION_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The run's id."""
     wait: _builtins.bool
     """Return only once the run rests again."""
+    auto_approve: _builtins.bool
+    """When set, the run's auto_approve option from now on; unset keeps it."""
+    notify_on_completion: _builtins.bool
+    """When set, the run's notify_on_completion option from now on; unset keeps
+    it.
+    """
     @_builtins.property
     def options(self) -> _workflow_pb2.ExecutionOptions:
-        """New options for the rest of the run; unset keeps the current ones."""
+        """Replaces both options for the rest of the run; unset keeps the current
+        ones. To change one option and keep the other, leave this unset and set
+        auto_approve or notify_on_completion instead (setting both forms is
+        INVALID_ARGUMENT).
+        """
 
     def __init__(
         self,
@@ -569,12 +718,21 @@ class ResumeWorkflowRequest(_message.Message):
         workflow_id: _builtins.str = ...,
         options: _workflow_pb2.ExecutionOptions | None = ...,
         wait: _builtins.bool = ...,
+        auto_approve: _builtins.bool | None = ...,
+        notify_on_completion: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_auto_approve", b"_auto_approve", "_notify_on_completion", b"_notify_on_completion", "auto_approve", b"auto_approve", "notify_on_completion", b"notify_on_completion", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "wait", b"wait", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_auto_approve", b"_auto_approve", "_notify_on_completion", b"_notify_on_completion", "auto_approve", b"auto_approve", "notify_on_completion", b"notify_on_completion", "options", b"options", "wait", b"wait", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__auto_approve: _TypeAlias = _typing.Literal["auto_approve"]  # noqa: Y015
+    _WhichOneofArgType__auto_approve: _TypeAlias = _typing.Literal["_auto_approve", b"_auto_approve"]  # noqa: Y015
+    _WhichOneofReturnType__notify_on_completion: _TypeAlias = _typing.Literal["notify_on_completion"]  # noqa: Y015
+    _WhichOneofArgType__notify_on_completion: _TypeAlias = _typing.Literal["_notify_on_completion", b"_notify_on_completion"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__auto_approve) -> _WhichOneofReturnType__auto_approve | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__notify_on_completion) -> _WhichOneofReturnType__notify_on_completion | None: ...
 
 Global___ResumeWorkflowRequest: _TypeAlias = ResumeWorkflowRequest  # noqa: Y015
 

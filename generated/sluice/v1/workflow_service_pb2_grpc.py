@@ -56,6 +56,11 @@ class WorkflowServiceStub:
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.CreateTemplateRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.CreateTemplateResponse.FromString,
                 _registered_method=True)
+        self.DeleteTemplate = channel.unary_unary(
+                '/sluice.v1.WorkflowService/DeleteTemplate',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteTemplateRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteTemplateResponse.FromString,
+                _registered_method=True)
         self.ValidateTemplate = channel.unary_unary(
                 '/sluice.v1.WorkflowService/ValidateTemplate',
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateRequest.SerializeToString,
@@ -80,6 +85,11 @@ class WorkflowServiceStub:
                 '/sluice.v1.WorkflowService/ListWorkflows',
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowsRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.DeleteWorkflow = channel.unary_unary(
+                '/sluice.v1.WorkflowService/DeleteWorkflow',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteWorkflowRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteWorkflowResponse.FromString,
                 _registered_method=True)
         self.PauseWorkflow = channel.unary_unary(
                 '/sluice.v1.WorkflowService/PauseWorkflow',
@@ -140,6 +150,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteTemplate(self, request, context):
+        """Deletes a registered template: one version, or every version. Runs
+        created from it keep their copy of the template and are not affected.
+        Predefined templates cannot be deleted (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ValidateTemplate(self, request, context):
         """Checks a template and returns every problem at once. Changes nothing.
         """
@@ -170,7 +189,17 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkflows(self, request, context):
-        """Lists the caller's runs, newest first.
+        """Lists the caller's runs, newest first. The BASIC view (the default) leaves
+        out each run's template and step outputs; ask for FULL to get them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkflow(self, request, context):
+        """Deletes a run that has ended (COMPLETED, FAILED or CANCELLED) with its
+        steps, gate results and events. A run that has not ended is
+        FAILED_PRECONDITION: cancel it first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,6 +262,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.CreateTemplateRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.CreateTemplateResponse.SerializeToString,
             ),
+            'DeleteTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTemplate,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteTemplateRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteTemplateResponse.SerializeToString,
+            ),
             'ValidateTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateTemplate,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateRequest.FromString,
@@ -257,6 +291,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ListWorkflows,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowsRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowsResponse.SerializeToString,
+            ),
+            'DeleteWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkflow,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteWorkflowRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.DeleteWorkflowResponse.SerializeToString,
             ),
             'PauseWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseWorkflow,
@@ -372,6 +411,33 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/CreateTemplate',
             sluice_dot_v1_dot_workflow__service__pb2.CreateTemplateRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.CreateTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/DeleteTemplate',
+            sluice_dot_v1_dot_workflow__service__pb2.DeleteTemplateRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.DeleteTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -507,6 +573,33 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/ListWorkflows',
             sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowsRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/DeleteWorkflow',
+            sluice_dot_v1_dot_workflow__service__pb2.DeleteWorkflowRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.DeleteWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

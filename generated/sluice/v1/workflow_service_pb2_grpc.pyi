@@ -48,6 +48,11 @@ class WorkflowServiceStub:
     """Returns one template."""
     CreateTemplate: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.CreateTemplateRequest, _workflow_service_pb2.CreateTemplateResponse]
     """Registers a custom template; registering an id again adds a version."""
+    DeleteTemplate: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.DeleteTemplateRequest, _workflow_service_pb2.DeleteTemplateResponse]
+    """Deletes a registered template: one version, or every version. Runs
+    created from it keep their copy of the template and are not affected.
+    Predefined templates cannot be deleted (FAILED_PRECONDITION).
+    """
     ValidateTemplate: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ValidateTemplateRequest, _workflow_service_pb2.ValidateTemplateResponse]
     """Checks a template and returns every problem at once. Changes nothing."""
     CreateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.CreateWorkflowRequest, _workflow_service_pb2.CreateWorkflowResponse]
@@ -59,7 +64,14 @@ class WorkflowServiceStub:
     GetWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.GetWorkflowRequest, _workflow_service_pb2.GetWorkflowResponse]
     """Returns one run with its steps, gate results and metrics."""
     ListWorkflows: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowsRequest, _workflow_service_pb2.ListWorkflowsResponse]
-    """Lists the caller's runs, newest first."""
+    """Lists the caller's runs, newest first. The BASIC view (the default) leaves
+    out each run's template and step outputs; ask for FULL to get them.
+    """
+    DeleteWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.DeleteWorkflowRequest, _workflow_service_pb2.DeleteWorkflowResponse]
+    """Deletes a run that has ended (COMPLETED, FAILED or CANCELLED) with its
+    steps, gate results and events. A run that has not ended is
+    FAILED_PRECONDITION: cancel it first.
+    """
     PauseWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.PauseWorkflowRequest, _workflow_service_pb2.PauseWorkflowResponse]
     """Pauses a RUNNING run: no new step starts; running steps finish."""
     ResumeWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ResumeWorkflowRequest, _workflow_service_pb2.ResumeWorkflowResponse]
@@ -98,6 +110,11 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Returns one template."""
     CreateTemplate: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.CreateTemplateRequest, _workflow_service_pb2.CreateTemplateResponse]  # type: ignore[assignment]
     """Registers a custom template; registering an id again adds a version."""
+    DeleteTemplate: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.DeleteTemplateRequest, _workflow_service_pb2.DeleteTemplateResponse]  # type: ignore[assignment]
+    """Deletes a registered template: one version, or every version. Runs
+    created from it keep their copy of the template and are not affected.
+    Predefined templates cannot be deleted (FAILED_PRECONDITION).
+    """
     ValidateTemplate: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ValidateTemplateRequest, _workflow_service_pb2.ValidateTemplateResponse]  # type: ignore[assignment]
     """Checks a template and returns every problem at once. Changes nothing."""
     CreateWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.CreateWorkflowRequest, _workflow_service_pb2.CreateWorkflowResponse]  # type: ignore[assignment]
@@ -109,7 +126,14 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     GetWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.GetWorkflowRequest, _workflow_service_pb2.GetWorkflowResponse]  # type: ignore[assignment]
     """Returns one run with its steps, gate results and metrics."""
     ListWorkflows: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowsRequest, _workflow_service_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
-    """Lists the caller's runs, newest first."""
+    """Lists the caller's runs, newest first. The BASIC view (the default) leaves
+    out each run's template and step outputs; ask for FULL to get them.
+    """
+    DeleteWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.DeleteWorkflowRequest, _workflow_service_pb2.DeleteWorkflowResponse]  # type: ignore[assignment]
+    """Deletes a run that has ended (COMPLETED, FAILED or CANCELLED) with its
+    steps, gate results and events. A run that has not ended is
+    FAILED_PRECONDITION: cancel it first.
+    """
     PauseWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.PauseWorkflowRequest, _workflow_service_pb2.PauseWorkflowResponse]  # type: ignore[assignment]
     """Pauses a RUNNING run: no new step starts; running steps finish."""
     ResumeWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ResumeWorkflowRequest, _workflow_service_pb2.ResumeWorkflowResponse]  # type: ignore[assignment]
@@ -165,6 +189,17 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Registers a custom template; registering an id again adds a version."""
 
     @_abc_1.abstractmethod
+    def DeleteTemplate(
+        self,
+        request: _workflow_service_pb2.DeleteTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.DeleteTemplateResponse, _abc.Awaitable[_workflow_service_pb2.DeleteTemplateResponse]]:
+        """Deletes a registered template: one version, or every version. Runs
+        created from it keep their copy of the template and are not affected.
+        Predefined templates cannot be deleted (FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
     def ValidateTemplate(
         self,
         request: _workflow_service_pb2.ValidateTemplateRequest,
@@ -204,7 +239,20 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workflow_service_pb2.ListWorkflowsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_service_pb2.ListWorkflowsResponse, _abc.Awaitable[_workflow_service_pb2.ListWorkflowsResponse]]:
-        """Lists the caller's runs, newest first."""
+        """Lists the caller's runs, newest first. The BASIC view (the default) leaves
+        out each run's template and step outputs; ask for FULL to get them.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteWorkflow(
+        self,
+        request: _workflow_service_pb2.DeleteWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.DeleteWorkflowResponse, _abc.Awaitable[_workflow_service_pb2.DeleteWorkflowResponse]]:
+        """Deletes a run that has ended (COMPLETED, FAILED or CANCELLED) with its
+        steps, gate results and events. A run that has not ended is
+        FAILED_PRECONDITION: cancel it first.
+        """
 
     @_abc_1.abstractmethod
     def PauseWorkflow(

@@ -96,6 +96,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return pb.CreateTemplateResponse(template=convert.template_to_proto(stored))
 
     @rpc
+    async def DeleteTemplate(
+        self, request: pb.DeleteTemplateRequest, context: Context
+    ) -> pb.DeleteTemplateResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteTemplate: not yet")
+        raise AssertionError("unreachable")
+
+    @rpc
     async def ValidateTemplate(
         self, request: pb.ValidateTemplateRequest, context: Context
     ) -> pb.ValidateTemplateResponse:
@@ -190,6 +197,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         return response
 
     @rpc
+    async def DeleteWorkflow(
+        self, request: pb.DeleteWorkflowRequest, context: Context
+    ) -> pb.DeleteWorkflowResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteWorkflow: not yet")
+        raise AssertionError("unreachable")
+
+    @rpc
     async def PauseWorkflow(
         self, request: pb.PauseWorkflowRequest, context: Context
     ) -> pb.PauseWorkflowResponse:
@@ -201,12 +215,28 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ResumeWorkflow(
         self, request: pb.ResumeWorkflowRequest, context: Context
     ) -> pb.ResumeWorkflowResponse:
-        _check_id(request.workflow_id)
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        single = [f for f in ("auto_approve", "notify_on_completion") if request.HasField(f)]
+        if request.HasField("options") and single:
+            checks.add(
+                single[0],
+                "set either options (replaces both) or auto_approve / notify_on_completion "
+                "(changes one), not both",
+            )
+        checks.done()
         options = (
             convert.options_from_proto(request.options) if request.HasField("options") else None
         )
         run = await self._engine.resume(
-            current_user(), request.workflow_id, options, wait=request.wait
+            current_user(),
+            request.workflow_id,
+            options,
+            auto_approve=request.auto_approve if request.HasField("auto_approve") else None,
+            notify_on_completion=(
+                request.notify_on_completion if request.HasField("notify_on_completion") else None
+            ),
+            wait=request.wait,
         )
         return self._reply(pb.ResumeWorkflowResponse, run)
 

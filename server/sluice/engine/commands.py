@@ -39,10 +39,29 @@ def pause(run: Run, now: datetime, reason: str) -> Decision:
     return decision
 
 
-def resume(run: Run, now: datetime, options: ExecutionOptions | None) -> Decision:
-    """Resume a paused run. A gate it was paused on counts as approved by the resume."""
+def resume(
+    run: Run,
+    now: datetime,
+    options: ExecutionOptions | None,
+    *,
+    auto_approve: bool | None = None,
+    notify_on_completion: bool | None = None,
+) -> Decision:
+    """Resume a paused run. A gate it was paused on counts as approved by the resume.
+
+    `options` replaces both options; `auto_approve` / `notify_on_completion` change one and
+    keep the other, read from the run under its lock (a client need not read it first)."""
     if run.status is not RunStatus.PAUSED:
         raise FailedPrecondition(f"only a PAUSED workflow can be resumed; {run.id} is {run.status}")
+    if options is None and (auto_approve is not None or notify_on_completion is not None):
+        options = ExecutionOptions(
+            auto_approve=run.options.auto_approve if auto_approve is None else auto_approve,
+            notify_on_completion=(
+                run.options.notify_on_completion
+                if notify_on_completion is None
+                else notify_on_completion
+            ),
+        )
     decision = Decision(run.copy())
     if run.paused_gate_id:
         gate = run.template_gate(run.paused_gate_id)

@@ -220,10 +220,23 @@ class Engine:
         return await self._change(owner, run_id, lambda run: commands.pause(run, now, reason))
 
     async def resume(
-        self, owner: str, run_id: str, options: ExecutionOptions | None, *, wait: bool = False
+        self,
+        owner: str,
+        run_id: str,
+        options: ExecutionOptions | None,
+        *,
+        auto_approve: bool | None = None,
+        notify_on_completion: bool | None = None,
+        wait: bool = False,
     ) -> Run:
         now = self.clock.now()
-        run = await self._change(owner, run_id, lambda run: commands.resume(run, now, options))
+        run = await self._change(
+            owner, run_id,
+            lambda run: commands.resume(
+                run, now, options,
+                auto_approve=auto_approve, notify_on_completion=notify_on_completion,
+            ),
+        )  # fmt: skip
         return await self.wait_until_rest(owner, run_id) if wait else run
 
     async def cancel(self, owner: str, run_id: str, reason: str = "") -> Run:

@@ -210,18 +210,13 @@ class WorkflowClient:
         wait: bool = False,
         timeout: float | None = None,
     ) -> workflow_pb2.Workflow:
-        """Resume a paused run; options left as None keep the run's current ones."""
+        """Resume a paused run; options left as None keep the run's current ones (the server
+        reads them, so this is one call)."""
         request = pb.ResumeWorkflowRequest(workflow_id=workflow_id, wait=wait)
-        if auto_approve is not None or notify_on_completion is not None:
-            current = (await self.get_workflow(workflow_id, timeout=timeout)).options
-            request.options.auto_approve = (
-                current.auto_approve if auto_approve is None else auto_approve
-            )
-            request.options.notify_on_completion = (
-                current.notify_on_completion
-                if notify_on_completion is None
-                else notify_on_completion
-            )
+        if auto_approve is not None:
+            request.auto_approve = auto_approve
+        if notify_on_completion is not None:
+            request.notify_on_completion = notify_on_completion
         return (await self._call(self._stub.ResumeWorkflow, request, timeout)).workflow
 
     async def cancel_workflow(

@@ -2,9 +2,10 @@
 // @generated from file sluice/v1/workflow_service.proto (package sluice.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { WorkflowEvent } from "./event_pb.js";
 import { file_sluice_v1_event } from "./event_pb.js";
 import type { Template } from "./template_pb.js";
@@ -17,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/workflow_service.proto.
  */
 export const file_sluice_v1_workflow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzbHVpY2UvdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj0KFExpc3RUZW1wbGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRImCgl0ZW1wbGF0ZXMYASADKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkdldFRlbXBsYXRlUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjwKE0dldFRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPgoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIj8KFkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiQAoXVmFsaWRhdGVUZW1wbGF0ZVJlcXVlc3QSJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiWwoYVmFsaWRhdGVUZW1wbGF0ZVJlc3BvbnNlEg0KBXZhbGlkGAEgASgIEjAKCnZpb2xhdGlvbnMYAiADKAsyHC5zbHVpY2UudjEuVGVtcGxhdGVWaW9sYXRpb24iNwoRVGVtcGxhdGVWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiuAEKFUNyZWF0ZVdvcmtmbG93UmVxdWVzdBIVCgt0ZW1wbGF0ZV9pZBgBIAEoCUgAEicKCHRlbXBsYXRlGAIgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlSAASGAoQdGVtcGxhdGVfdmVyc2lvbhgDIAEoBRInCgZwYXJhbXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnJlcXVlc3RfaWQYBSABKAlCCAoGc291cmNlIj8KFkNyZWF0ZVdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3cifQoWRXhlY3V0ZVdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIsCgdvcHRpb25zGAIgASgLMhsuc2x1aWNlLnYxLkV4ZWN1dGlvbk9wdGlvbnMSDAoEd2FpdBgDIAEoCBISCgpyZXF1ZXN0X2lkGAQgASgJIkAKF0V4ZWN1dGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93IikKEkdldFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCSI8ChNHZXRXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93In8KFExpc3RXb3JrZmxvd3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEisKCHN0YXR1c2VzGAMgAygOMhkuc2x1aWNlLnYxLldvcmtmbG93U3RhdHVzEhMKC3RlbXBsYXRlX2lkGAQgASgJIlgKFUxpc3RXb3JrZmxvd3NSZXNwb25zZRImCgl3b3JrZmxvd3MYASADKAsyEy5zbHVpY2UudjEuV29ya2Zsb3cSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKFFBhdXNlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI+ChVQYXVzZVdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciaAoVUmVzdW1lV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEiwKB29wdGlvbnMYAiABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAMgASgIIj8KFlJlc3VtZVdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciPAoVQ2FuY2VsV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI/ChZDYW5jZWxXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93ImoKEkFwcHJvdmVHYXRlUmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIPCgdnYXRlX2lkGAIgASgJEg8KB2FwcHJvdmUYAyABKAgSDwoHY29tbWVudBgEIAEoCRIMCgR3YWl0GAUgASgIIjwKE0FwcHJvdmVHYXRlUmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciUwoUV2F0Y2hXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDgoGZm9sbG93GAMgASgIIkAKFVdhdGNoV29ya2Zsb3dSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLnNsdWljZS52MS5Xb3JrZmxvd0V2ZW50MuAICg9Xb3JrZmxvd1NlcnZpY2USUgoNTGlzdFRlbXBsYXRlcxIfLnNsdWljZS52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBogLnNsdWljZS52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USTAoLR2V0VGVtcGxhdGUSHS5zbHVpY2UudjEuR2V0VGVtcGxhdGVSZXF1ZXN0Gh4uc2x1aWNlLnYxLkdldFRlbXBsYXRlUmVzcG9uc2USVQoOQ3JlYXRlVGVtcGxhdGUSIC5zbHVpY2UudjEuQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0GiEuc2x1aWNlLnYxLkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USWwoQVmFsaWRhdGVUZW1wbGF0ZRIiLnNsdWljZS52MS5WYWxpZGF0ZVRlbXBsYXRlUmVxdWVzdBojLnNsdWljZS52MS5WYWxpZGF0ZVRlbXBsYXRlUmVzcG9uc2USVQoOQ3JlYXRlV29ya2Zsb3cSIC5zbHVpY2UudjEuQ3JlYXRlV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLkNyZWF0ZVdvcmtmbG93UmVzcG9uc2USWAoPRXhlY3V0ZVdvcmtmbG93EiEuc2x1aWNlLnYxLkV4ZWN1dGVXb3JrZmxvd1JlcXVlc3QaIi5zbHVpY2UudjEuRXhlY3V0ZVdvcmtmbG93UmVzcG9uc2USTAoLR2V0V29ya2Zsb3cSHS5zbHVpY2UudjEuR2V0V29ya2Zsb3dSZXF1ZXN0Gh4uc2x1aWNlLnYxLkdldFdvcmtmbG93UmVzcG9uc2USUgoNTGlzdFdvcmtmbG93cxIfLnNsdWljZS52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBogLnNsdWljZS52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2USUgoNUGF1c2VXb3JrZmxvdxIfLnNsdWljZS52MS5QYXVzZVdvcmtmbG93UmVxdWVzdBogLnNsdWljZS52MS5QYXVzZVdvcmtmbG93UmVzcG9uc2USVQoOUmVzdW1lV29ya2Zsb3cSIC5zbHVpY2UudjEuUmVzdW1lV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLlJlc3VtZVdvcmtmbG93UmVzcG9uc2USVQoOQ2FuY2VsV29ya2Zsb3cSIC5zbHVpY2UudjEuQ2FuY2VsV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLkNhbmNlbFdvcmtmbG93UmVzcG9uc2USTAoLQXBwcm92ZUdhdGUSHS5zbHVpY2UudjEuQXBwcm92ZUdhdGVSZXF1ZXN0Gh4uc2x1aWNlLnYxLkFwcHJvdmVHYXRlUmVzcG9uc2USVAoNV2F0Y2hXb3JrZmxvdxIfLnNsdWljZS52MS5XYXRjaFdvcmtmbG93UmVxdWVzdBogLnNsdWljZS52MS5XYXRjaFdvcmtmbG93UmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct, file_sluice_v1_event, file_sluice_v1_template, file_sluice_v1_workflow]);
+  fileDesc("CiBzbHVpY2UvdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj0KFExpc3RUZW1wbGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRImCgl0ZW1wbGF0ZXMYASADKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkdldFRlbXBsYXRlUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjwKE0dldFRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPgoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIj8KFkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPQoVRGVsZXRlVGVtcGxhdGVSZXF1ZXN0EhMKC3RlbXBsYXRlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiMgoWRGVsZXRlVGVtcGxhdGVSZXNwb25zZRIYChBkZWxldGVkX3ZlcnNpb25zGAEgASgFIkAKF1ZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIlsKGFZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIwCgp2aW9sYXRpb25zGAIgAygLMhwuc2x1aWNlLnYxLlRlbXBsYXRlVmlvbGF0aW9uIjcKEVRlbXBsYXRlVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIrgBChVDcmVhdGVXb3JrZmxvd1JlcXVlc3QSFQoLdGVtcGxhdGVfaWQYASABKAlIABInCgh0ZW1wbGF0ZRgCIAEoCzITLnNsdWljZS52MS5UZW1wbGF0ZUgAEhgKEHRlbXBsYXRlX3ZlcnNpb24YAyABKAUSJwoGcGFyYW1zGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpyZXF1ZXN0X2lkGAUgASgJQggKBnNvdXJjZSI/ChZDcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93In0KFkV4ZWN1dGVXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSLAoHb3B0aW9ucxgCIAEoCzIbLnNsdWljZS52MS5FeGVjdXRpb25PcHRpb25zEgwKBHdhaXQYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCSJAChdFeGVjdXRlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyIpChJHZXRXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyKSAgoUTGlzdFdvcmtmbG93c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSKwoIc3RhdHVzZXMYAyADKA4yGS5zbHVpY2UudjEuV29ya2Zsb3dTdGF0dXMSEwoLdGVtcGxhdGVfaWQYBCABKAkSJQoEdmlldxgFIAEoDjIXLnNsdWljZS52MS5Xb3JrZmxvd1ZpZXcSNQoRY3JlYXRlX3RpbWVfc3RhcnQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2NyZWF0ZV90aW1lX2VuZBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWAoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiYKCXdvcmtmbG93cxgBIAMoCzITLnNsdWljZS52MS5Xb3JrZmxvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoVRGVsZXRlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJIhgKFkRlbGV0ZVdvcmtmbG93UmVzcG9uc2UiOwoUUGF1c2VXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj4KFVBhdXNlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyLQAQoVUmVzdW1lV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEiwKB29wdGlvbnMYAiABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAMgASgIEhkKDGF1dG9fYXBwcm92ZRgEIAEoCEgAiAEBEiEKFG5vdGlmeV9vbl9jb21wbGV0aW9uGAUgASgISAGIAQFCDwoNX2F1dG9fYXBwcm92ZUIXChVfbm90aWZ5X29uX2NvbXBsZXRpb24iPwoWUmVzdW1lV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyI8ChVDYW5jZWxXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj8KFkNhbmNlbFdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciagoSQXBwcm92ZUdhdGVSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB2dhdGVfaWQYAiABKAkSDwoHYXBwcm92ZRgDIAEoCBIPCgdjb21tZW50GAQgASgJEgwKBHdhaXQYBSABKAgiPAoTQXBwcm92ZUdhdGVSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyJTChRXYXRjaFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIOCgZmb2xsb3cYAyABKAgiQAoVV2F0Y2hXb3JrZmxvd1Jlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguc2x1aWNlLnYxLldvcmtmbG93RXZlbnQqXgoMV29ya2Zsb3dWaWV3Eh0KGVdPUktGTE9XX1ZJRVdfVU5TUEVDSUZJRUQQABIXChNXT1JLRkxPV19WSUVXX0JBU0lDEAESFgoSV09SS0ZMT1dfVklFV19GVUxMEAIyjgoKD1dvcmtmbG93U2VydmljZRJSCg1MaXN0VGVtcGxhdGVzEh8uc2x1aWNlLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRJMCgtHZXRUZW1wbGF0ZRIdLnNsdWljZS52MS5HZXRUZW1wbGF0ZVJlcXVlc3QaHi5zbHVpY2UudjEuR2V0VGVtcGxhdGVSZXNwb25zZRJVCg5DcmVhdGVUZW1wbGF0ZRIgLnNsdWljZS52MS5DcmVhdGVUZW1wbGF0ZVJlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRJVCg5EZWxldGVUZW1wbGF0ZRIgLnNsdWljZS52MS5EZWxldGVUZW1wbGF0ZVJlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlVGVtcGxhdGVSZXNwb25zZRJbChBWYWxpZGF0ZVRlbXBsYXRlEiIuc2x1aWNlLnYxLlZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0GiMuc2x1aWNlLnYxLlZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRJVCg5DcmVhdGVXb3JrZmxvdxIgLnNsdWljZS52MS5DcmVhdGVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlV29ya2Zsb3dSZXNwb25zZRJYCg9FeGVjdXRlV29ya2Zsb3cSIS5zbHVpY2UudjEuRXhlY3V0ZVdvcmtmbG93UmVxdWVzdBoiLnNsdWljZS52MS5FeGVjdXRlV29ya2Zsb3dSZXNwb25zZRJMCgtHZXRXb3JrZmxvdxIdLnNsdWljZS52MS5HZXRXb3JrZmxvd1JlcXVlc3QaHi5zbHVpY2UudjEuR2V0V29ya2Zsb3dSZXNwb25zZRJSCg1MaXN0V29ya2Zsb3dzEh8uc2x1aWNlLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZRJVCg5EZWxldGVXb3JrZmxvdxIgLnNsdWljZS52MS5EZWxldGVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlV29ya2Zsb3dSZXNwb25zZRJSCg1QYXVzZVdvcmtmbG93Eh8uc2x1aWNlLnYxLlBhdXNlV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLlBhdXNlV29ya2Zsb3dSZXNwb25zZRJVCg5SZXN1bWVXb3JrZmxvdxIgLnNsdWljZS52MS5SZXN1bWVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuUmVzdW1lV29ya2Zsb3dSZXNwb25zZRJVCg5DYW5jZWxXb3JrZmxvdxIgLnNsdWljZS52MS5DYW5jZWxXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuQ2FuY2VsV29ya2Zsb3dSZXNwb25zZRJMCgtBcHByb3ZlR2F0ZRIdLnNsdWljZS52MS5BcHByb3ZlR2F0ZVJlcXVlc3QaHi5zbHVpY2UudjEuQXBwcm92ZUdhdGVSZXNwb25zZRJUCg1XYXRjaFdvcmtmbG93Eh8uc2x1aWNlLnYxLldhdGNoV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLldhdGNoV29ya2Zsb3dSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_event, file_sluice_v1_template, file_sluice_v1_workflow]);
 
 /**
  * Request of ListTemplates.
@@ -168,6 +169,56 @@ export const CreateTemplateResponseSchema: GenMessage<CreateTemplateResponse> = 
   messageDesc(file_sluice_v1_workflow_service, 5);
 
 /**
+ * Request of DeleteTemplate.
+ *
+ * @generated from message sluice.v1.DeleteTemplateRequest
+ */
+export type DeleteTemplateRequest = Message<"sluice.v1.DeleteTemplateRequest"> & {
+  /**
+   * The registered template's id.
+   *
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+
+  /**
+   * The version to delete; 0 deletes every version. Version numbers are never
+   * reused: registering the id again continues after the highest one.
+   *
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message sluice.v1.DeleteTemplateRequest.
+ * Use `create(DeleteTemplateRequestSchema)` to create a new message.
+ */
+export const DeleteTemplateRequestSchema: GenMessage<DeleteTemplateRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 6);
+
+/**
+ * Response of DeleteTemplate.
+ *
+ * @generated from message sluice.v1.DeleteTemplateResponse
+ */
+export type DeleteTemplateResponse = Message<"sluice.v1.DeleteTemplateResponse"> & {
+  /**
+   * How many versions were deleted.
+   *
+   * @generated from field: int32 deleted_versions = 1;
+   */
+  deletedVersions: number;
+};
+
+/**
+ * Describes the message sluice.v1.DeleteTemplateResponse.
+ * Use `create(DeleteTemplateResponseSchema)` to create a new message.
+ */
+export const DeleteTemplateResponseSchema: GenMessage<DeleteTemplateResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 7);
+
+/**
  * Request of ValidateTemplate.
  *
  * @generated from message sluice.v1.ValidateTemplateRequest
@@ -186,7 +237,7 @@ export type ValidateTemplateRequest = Message<"sluice.v1.ValidateTemplateRequest
  * Use `create(ValidateTemplateRequestSchema)` to create a new message.
  */
 export const ValidateTemplateRequestSchema: GenMessage<ValidateTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 6);
+  messageDesc(file_sluice_v1_workflow_service, 8);
 
 /**
  * Response of ValidateTemplate.
@@ -214,7 +265,7 @@ export type ValidateTemplateResponse = Message<"sluice.v1.ValidateTemplateRespon
  * Use `create(ValidateTemplateResponseSchema)` to create a new message.
  */
 export const ValidateTemplateResponseSchema: GenMessage<ValidateTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 7);
+  messageDesc(file_sluice_v1_workflow_service, 9);
 
 /**
  * One problem of a template.
@@ -242,7 +293,7 @@ export type TemplateViolation = Message<"sluice.v1.TemplateViolation"> & {
  * Use `create(TemplateViolationSchema)` to create a new message.
  */
 export const TemplateViolationSchema: GenMessage<TemplateViolation> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 8);
+  messageDesc(file_sluice_v1_workflow_service, 10);
 
 /**
  * Request of CreateWorkflow.
@@ -289,7 +340,9 @@ export type CreateWorkflowRequest = Message<"sluice.v1.CreateWorkflowRequest"> &
 
   /**
    * Optional idempotency key (a UUID is a good choice): a retried call with the
-   * same request_id returns the run the first call created.
+   * same request_id returns the run the first call created. Reusing it for a
+   * different request (another template, version or params) is
+   * INVALID_ARGUMENT.
    *
    * @generated from field: string request_id = 5;
    */
@@ -301,7 +354,7 @@ export type CreateWorkflowRequest = Message<"sluice.v1.CreateWorkflowRequest"> &
  * Use `create(CreateWorkflowRequestSchema)` to create a new message.
  */
 export const CreateWorkflowRequestSchema: GenMessage<CreateWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 9);
+  messageDesc(file_sluice_v1_workflow_service, 11);
 
 /**
  * Response of CreateWorkflow.
@@ -322,7 +375,7 @@ export type CreateWorkflowResponse = Message<"sluice.v1.CreateWorkflowResponse">
  * Use `create(CreateWorkflowResponseSchema)` to create a new message.
  */
 export const CreateWorkflowResponseSchema: GenMessage<CreateWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 10);
+  messageDesc(file_sluice_v1_workflow_service, 12);
 
 /**
  * Request of ExecuteWorkflow.
@@ -354,6 +407,7 @@ export type ExecuteWorkflowRequest = Message<"sluice.v1.ExecuteWorkflowRequest">
   /**
    * Optional idempotency key: a retried call with the request_id of the call that
    * started the run returns the run, whatever its status, and starts nothing.
+   * Reusing it with other options, or for another run, is INVALID_ARGUMENT.
    *
    * @generated from field: string request_id = 4;
    */
@@ -365,7 +419,7 @@ export type ExecuteWorkflowRequest = Message<"sluice.v1.ExecuteWorkflowRequest">
  * Use `create(ExecuteWorkflowRequestSchema)` to create a new message.
  */
 export const ExecuteWorkflowRequestSchema: GenMessage<ExecuteWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 11);
+  messageDesc(file_sluice_v1_workflow_service, 13);
 
 /**
  * Response of ExecuteWorkflow.
@@ -386,7 +440,7 @@ export type ExecuteWorkflowResponse = Message<"sluice.v1.ExecuteWorkflowResponse
  * Use `create(ExecuteWorkflowResponseSchema)` to create a new message.
  */
 export const ExecuteWorkflowResponseSchema: GenMessage<ExecuteWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 12);
+  messageDesc(file_sluice_v1_workflow_service, 14);
 
 /**
  * Request of GetWorkflow.
@@ -407,7 +461,7 @@ export type GetWorkflowRequest = Message<"sluice.v1.GetWorkflowRequest"> & {
  * Use `create(GetWorkflowRequestSchema)` to create a new message.
  */
 export const GetWorkflowRequestSchema: GenMessage<GetWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 13);
+  messageDesc(file_sluice_v1_workflow_service, 15);
 
 /**
  * Response of GetWorkflow.
@@ -428,7 +482,7 @@ export type GetWorkflowResponse = Message<"sluice.v1.GetWorkflowResponse"> & {
  * Use `create(GetWorkflowResponseSchema)` to create a new message.
  */
 export const GetWorkflowResponseSchema: GenMessage<GetWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 14);
+  messageDesc(file_sluice_v1_workflow_service, 16);
 
 /**
  * Request of ListWorkflows.
@@ -437,14 +491,16 @@ export const GetWorkflowResponseSchema: GenMessage<GetWorkflowResponse> = /*@__P
  */
 export type ListWorkflowsRequest = Message<"sluice.v1.ListWorkflowsRequest"> & {
   /**
-   * Maximum runs to return, 1-1000; 0 means 50.
+   * Maximum runs to return, 1-1000; 0 means 50. A page may hold fewer runs
+   * than asked when they would not fit in one response message; follow
+   * next_page_token for the rest.
    *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
-   * next_page_token of a previous call with the same filters.
+   * next_page_token of a previous call with the same filters and view.
    *
    * @generated from field: string page_token = 2;
    */
@@ -463,6 +519,27 @@ export type ListWorkflowsRequest = Message<"sluice.v1.ListWorkflowsRequest"> & {
    * @generated from field: string template_id = 4;
    */
   templateId: string;
+
+  /**
+   * How much of each run to return; unspecified means BASIC.
+   *
+   * @generated from field: sluice.v1.WorkflowView view = 5;
+   */
+  view: WorkflowView;
+
+  /**
+   * Only runs created at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time_start = 6;
+   */
+  createTimeStart?: Timestamp | undefined;
+
+  /**
+   * Only runs created before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time_end = 7;
+   */
+  createTimeEnd?: Timestamp | undefined;
 };
 
 /**
@@ -470,7 +547,7 @@ export type ListWorkflowsRequest = Message<"sluice.v1.ListWorkflowsRequest"> & {
  * Use `create(ListWorkflowsRequestSchema)` to create a new message.
  */
 export const ListWorkflowsRequestSchema: GenMessage<ListWorkflowsRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 15);
+  messageDesc(file_sluice_v1_workflow_service, 17);
 
 /**
  * Response of ListWorkflows.
@@ -498,7 +575,43 @@ export type ListWorkflowsResponse = Message<"sluice.v1.ListWorkflowsResponse"> &
  * Use `create(ListWorkflowsResponseSchema)` to create a new message.
  */
 export const ListWorkflowsResponseSchema: GenMessage<ListWorkflowsResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 16);
+  messageDesc(file_sluice_v1_workflow_service, 18);
+
+/**
+ * Request of DeleteWorkflow.
+ *
+ * @generated from message sluice.v1.DeleteWorkflowRequest
+ */
+export type DeleteWorkflowRequest = Message<"sluice.v1.DeleteWorkflowRequest"> & {
+  /**
+   * The run's id.
+   *
+   * @generated from field: string workflow_id = 1;
+   */
+  workflowId: string;
+};
+
+/**
+ * Describes the message sluice.v1.DeleteWorkflowRequest.
+ * Use `create(DeleteWorkflowRequestSchema)` to create a new message.
+ */
+export const DeleteWorkflowRequestSchema: GenMessage<DeleteWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 19);
+
+/**
+ * Response of DeleteWorkflow.
+ *
+ * @generated from message sluice.v1.DeleteWorkflowResponse
+ */
+export type DeleteWorkflowResponse = Message<"sluice.v1.DeleteWorkflowResponse"> & {
+};
+
+/**
+ * Describes the message sluice.v1.DeleteWorkflowResponse.
+ * Use `create(DeleteWorkflowResponseSchema)` to create a new message.
+ */
+export const DeleteWorkflowResponseSchema: GenMessage<DeleteWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 20);
 
 /**
  * Request of PauseWorkflow.
@@ -526,7 +639,7 @@ export type PauseWorkflowRequest = Message<"sluice.v1.PauseWorkflowRequest"> & {
  * Use `create(PauseWorkflowRequestSchema)` to create a new message.
  */
 export const PauseWorkflowRequestSchema: GenMessage<PauseWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 17);
+  messageDesc(file_sluice_v1_workflow_service, 21);
 
 /**
  * Response of PauseWorkflow.
@@ -547,7 +660,7 @@ export type PauseWorkflowResponse = Message<"sluice.v1.PauseWorkflowResponse"> &
  * Use `create(PauseWorkflowResponseSchema)` to create a new message.
  */
 export const PauseWorkflowResponseSchema: GenMessage<PauseWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 18);
+  messageDesc(file_sluice_v1_workflow_service, 22);
 
 /**
  * Request of ResumeWorkflow.
@@ -563,7 +676,10 @@ export type ResumeWorkflowRequest = Message<"sluice.v1.ResumeWorkflowRequest"> &
   workflowId: string;
 
   /**
-   * New options for the rest of the run; unset keeps the current ones.
+   * Replaces both options for the rest of the run; unset keeps the current
+   * ones. To change one option and keep the other, leave this unset and set
+   * auto_approve or notify_on_completion instead (setting both forms is
+   * INVALID_ARGUMENT).
    *
    * @generated from field: sluice.v1.ExecutionOptions options = 2;
    */
@@ -575,6 +691,21 @@ export type ResumeWorkflowRequest = Message<"sluice.v1.ResumeWorkflowRequest"> &
    * @generated from field: bool wait = 3;
    */
   wait: boolean;
+
+  /**
+   * When set, the run's auto_approve option from now on; unset keeps it.
+   *
+   * @generated from field: optional bool auto_approve = 4;
+   */
+  autoApprove?: boolean | undefined;
+
+  /**
+   * When set, the run's notify_on_completion option from now on; unset keeps
+   * it.
+   *
+   * @generated from field: optional bool notify_on_completion = 5;
+   */
+  notifyOnCompletion?: boolean | undefined;
 };
 
 /**
@@ -582,7 +713,7 @@ export type ResumeWorkflowRequest = Message<"sluice.v1.ResumeWorkflowRequest"> &
  * Use `create(ResumeWorkflowRequestSchema)` to create a new message.
  */
 export const ResumeWorkflowRequestSchema: GenMessage<ResumeWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 19);
+  messageDesc(file_sluice_v1_workflow_service, 23);
 
 /**
  * Response of ResumeWorkflow.
@@ -603,7 +734,7 @@ export type ResumeWorkflowResponse = Message<"sluice.v1.ResumeWorkflowResponse">
  * Use `create(ResumeWorkflowResponseSchema)` to create a new message.
  */
 export const ResumeWorkflowResponseSchema: GenMessage<ResumeWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 20);
+  messageDesc(file_sluice_v1_workflow_service, 24);
 
 /**
  * Request of CancelWorkflow.
@@ -631,7 +762,7 @@ export type CancelWorkflowRequest = Message<"sluice.v1.CancelWorkflowRequest"> &
  * Use `create(CancelWorkflowRequestSchema)` to create a new message.
  */
 export const CancelWorkflowRequestSchema: GenMessage<CancelWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 21);
+  messageDesc(file_sluice_v1_workflow_service, 25);
 
 /**
  * Response of CancelWorkflow.
@@ -652,7 +783,7 @@ export type CancelWorkflowResponse = Message<"sluice.v1.CancelWorkflowResponse">
  * Use `create(CancelWorkflowResponseSchema)` to create a new message.
  */
 export const CancelWorkflowResponseSchema: GenMessage<CancelWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 22);
+  messageDesc(file_sluice_v1_workflow_service, 26);
 
 /**
  * Request of ApproveGate.
@@ -701,7 +832,7 @@ export type ApproveGateRequest = Message<"sluice.v1.ApproveGateRequest"> & {
  * Use `create(ApproveGateRequestSchema)` to create a new message.
  */
 export const ApproveGateRequestSchema: GenMessage<ApproveGateRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 23);
+  messageDesc(file_sluice_v1_workflow_service, 27);
 
 /**
  * Response of ApproveGate.
@@ -722,7 +853,7 @@ export type ApproveGateResponse = Message<"sluice.v1.ApproveGateResponse"> & {
  * Use `create(ApproveGateResponseSchema)` to create a new message.
  */
 export const ApproveGateResponseSchema: GenMessage<ApproveGateResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 24);
+  messageDesc(file_sluice_v1_workflow_service, 28);
 
 /**
  * Request of WatchWorkflow.
@@ -757,7 +888,7 @@ export type WatchWorkflowRequest = Message<"sluice.v1.WatchWorkflowRequest"> & {
  * Use `create(WatchWorkflowRequestSchema)` to create a new message.
  */
 export const WatchWorkflowRequestSchema: GenMessage<WatchWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 25);
+  messageDesc(file_sluice_v1_workflow_service, 29);
 
 /**
  * One message of WatchWorkflow's stream.
@@ -778,7 +909,41 @@ export type WatchWorkflowResponse = Message<"sluice.v1.WatchWorkflowResponse"> &
  * Use `create(WatchWorkflowResponseSchema)` to create a new message.
  */
 export const WatchWorkflowResponseSchema: GenMessage<WatchWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 26);
+  messageDesc(file_sluice_v1_workflow_service, 30);
+
+/**
+ * How much of a run a list returns. Values may be added.
+ *
+ * @generated from enum sluice.v1.WorkflowView
+ */
+export enum WorkflowView {
+  /**
+   * Not set: BASIC.
+   *
+   * @generated from enum value: WORKFLOW_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Everything but the run's template and its steps' outputs.
+   *
+   * @generated from enum value: WORKFLOW_VIEW_BASIC = 1;
+   */
+  BASIC = 1,
+
+  /**
+   * Every field, as GetWorkflow returns it.
+   *
+   * @generated from enum value: WORKFLOW_VIEW_FULL = 2;
+   */
+  FULL = 2,
+}
+
+/**
+ * Describes the enum sluice.v1.WorkflowView.
+ */
+export const WorkflowViewSchema: GenEnum<WorkflowView> = /*@__PURE__*/
+  enumDesc(file_sluice_v1_workflow_service, 0);
 
 /**
  * Runs multi-step workflows: templates of typed steps with dependencies,
@@ -824,6 +989,18 @@ export const WorkflowService: GenService<{
     output: typeof CreateTemplateResponseSchema;
   },
   /**
+   * Deletes a registered template: one version, or every version. Runs
+   * created from it keep their copy of the template and are not affected.
+   * Predefined templates cannot be deleted (FAILED_PRECONDITION).
+   *
+   * @generated from rpc sluice.v1.WorkflowService.DeleteTemplate
+   */
+  deleteTemplate: {
+    methodKind: "unary";
+    input: typeof DeleteTemplateRequestSchema;
+    output: typeof DeleteTemplateResponseSchema;
+  },
+  /**
    * Checks a template and returns every problem at once. Changes nothing.
    *
    * @generated from rpc sluice.v1.WorkflowService.ValidateTemplate
@@ -865,7 +1042,8 @@ export const WorkflowService: GenService<{
     output: typeof GetWorkflowResponseSchema;
   },
   /**
-   * Lists the caller's runs, newest first.
+   * Lists the caller's runs, newest first. The BASIC view (the default) leaves
+   * out each run's template and step outputs; ask for FULL to get them.
    *
    * @generated from rpc sluice.v1.WorkflowService.ListWorkflows
    */
@@ -873,6 +1051,18 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof ListWorkflowsRequestSchema;
     output: typeof ListWorkflowsResponseSchema;
+  },
+  /**
+   * Deletes a run that has ended (COMPLETED, FAILED or CANCELLED) with its
+   * steps, gate results and events. A run that has not ended is
+   * FAILED_PRECONDITION: cancel it first.
+   *
+   * @generated from rpc sluice.v1.WorkflowService.DeleteWorkflow
+   */
+  deleteWorkflow: {
+    methodKind: "unary";
+    input: typeof DeleteWorkflowRequestSchema;
+    output: typeof DeleteWorkflowResponseSchema;
   },
   /**
    * Pauses a RUNNING run: no new step starts; running steps finish.
