@@ -16,13 +16,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sluice.client import WorkflowClient
 from sluice.config import Settings
+from sluice.engine.ports import Clock
 from sluice.server import SluiceServer
 from sluice.steps import builtin_registry
 from tests.support.handlers import Calls, register
 
 
 class ServerFactory(Protocol):
-    def __call__(self, **settings: Any) -> Awaitable[SluiceServer]: ...
+    def __call__(
+        self, *, clock: Clock | None = None, **settings: Any
+    ) -> Awaitable[SluiceServer]: ...
 
 
 @pytest.fixture
@@ -55,7 +58,7 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
     """Starts servers on the test's database; every one still running is stopped at the end."""
     running: list[SluiceServer] = []
 
-    async def start(**settings: Any) -> SluiceServer:
+    async def start(*, clock: Clock | None = None, **settings: Any) -> SluiceServer:
         registry = builtin_registry()
         register(registry, calls)
         defaults: dict[str, Any] = {
@@ -64,7 +67,7 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
             # Short, so a test that stops a server with a step still blocked stays fast.
             "shutdown_grace": timedelta(seconds=0.5),
         }
-        server = SluiceServer(Settings(**{**defaults, **settings}), registry=registry)
+        server = SluiceServer(Settings(**{**defaults, **settings}), registry=registry, clock=clock)
         await server.start()
         running.append(server)
         return server

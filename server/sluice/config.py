@@ -51,6 +51,11 @@ class Settings:
     max_step_output_bytes: int = 1024 * 1024
     # Tuning: allocations between two young-generation garbage collections (Python's is 700).
     gc_threshold: int = 50_000
+    # Housekeeping: runs left PENDING this long are cancelled (0: never); runs that ended this
+    # long ago are deleted with their events (0: kept forever); how often to look.
+    pending_expiry: timedelta = timedelta(hours=24)
+    retention: timedelta = timedelta(0)
+    housekeeping_interval: timedelta = timedelta(minutes=1)
 
     @property
     def auth_enabled(self) -> bool:
@@ -91,6 +96,20 @@ def _seconds(raw: str) -> timedelta:
     return timedelta(seconds=value)
 
 
+def _hours(raw: str) -> timedelta:
+    value = float(raw)
+    if not 0 <= value < 1e6:
+        raise ValueError
+    return timedelta(hours=value)
+
+
+def _days(raw: str) -> timedelta:
+    value = float(raw)
+    if not 0 <= value < 1e5:
+        raise ValueError
+    return timedelta(days=value)
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered not in ("1", "true", "yes", "0", "false", "no", ""):
@@ -127,6 +146,9 @@ _OPTIONS: dict[str, _Option] = {
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response (4 MiB)", _positive_int),
     "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON; larger fails the step (1 MiB)", _positive_int),
     "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700 (50000)", _non_negative_int),
+    "pending_expiry": _Option("SLUICE_PENDING_EXPIRY_HOURS", "hours after which a run never executed is cancelled; 0 never (24)", _hours),
+    "retention": _Option("SLUICE_RETENTION_DAYS", "days after which an ended run is deleted with its events; 0 keeps them (0)", _days),
+    "housekeeping_interval": _Option("SLUICE_HOUSEKEEPING_INTERVAL_SECONDS", "seconds between expiry and retention sweeps (60)", _seconds),
 }  # fmt: skip
 
 

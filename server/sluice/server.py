@@ -25,6 +25,7 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
+from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.webhook import WebhookAllowList, WebhookClient
 from sluice.store.migrate import SchemaError
@@ -67,6 +68,8 @@ class SluiceServer:
         self.port = 0
         self.store: SqlStore | None = None
         self.engine: Engine | None = None
+        self.janitor: Janitor | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = False
@@ -90,7 +93,9 @@ class SluiceServer:
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
         )
-        servicer = WorkflowServicer(workflows, self.clock)
+        servicer = WorkflowServicer(
+            workflows, self.clock, max_message_bytes=self.settings.max_message_bytes
+        )
 
         limit = self.settings.max_message_bytes
         server = grpc.aio.server(
@@ -121,6 +126,18 @@ class SluiceServer:
         await server.start()
         self._server = server
         await self.engine.recover()
+        self.janitor = Janitor(
+            self.store,
+            self.engine,
+            self.clock,
+            Housekeeping(
+                pending_expiry=self.settings.pending_expiry,
+                retention=self.settings.retention,
+                interval=self.settings.housekeeping_interval,
+            ),
+        )
+        if self.janitor.settings.enabled:
+            self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -147,6 +164,9 @@ class SluiceServer:
         if self._stopped:
             return
         self._stopped = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
         await self._health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace.total_seconds()
         # New calls are refused at once; in-flight calls and running steps share the grace.

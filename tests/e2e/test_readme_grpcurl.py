@@ -72,7 +72,7 @@ async def test_the_buf_curl_commands_work_as_written(server: SluiceServer) -> No
         return next(out for command, out in by_kind.items() if fragment in command)
 
     methods = output_of("--list-methods").split()
-    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 13
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 15
     assert "sluice.v1.WorkflowService" in output_of("--list-services").split()
     created = json.loads(output_of("CreateWorkflow"))["workflow"]
     assert created["status"] == "WORKFLOW_STATUS_PENDING"

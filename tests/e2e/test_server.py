@@ -18,7 +18,7 @@ BUF = ROOT / "node_modules" / ".bin" / "buf"
 RPCS = {
     "ListTemplates", "GetTemplate", "CreateTemplate", "ValidateTemplate", "CreateWorkflow",
     "ExecuteWorkflow", "GetWorkflow", "ListWorkflows", "PauseWorkflow", "ResumeWorkflow",
-    "CancelWorkflow", "ApproveGate", "WatchWorkflow",
+    "CancelWorkflow", "ApproveGate", "WatchWorkflow", "DeleteWorkflow", "DeleteTemplate",
 }  # fmt: skip
 
 

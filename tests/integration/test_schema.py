@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from sluice.store import migrate
-from sluice.store.schema import metadata
+from sluice.engine.model import StepSpec, Template
+from sluice.store import codec, migrate
+from sluice.store.schema import metadata, templates
 from sluice.store.sql_store import SqlStore, create_engine
 
 
@@ -73,3 +75,31 @@ async def test_a_database_with_foreign_tables_is_refused(database_url: str) -> N
     await engine.dispose()
     with pytest.raises(migrate.SchemaError, match="no migration history"):
         await SqlStore.open(database_url)
+
+
+async def test_a_database_at_0001_upgrades_with_its_data(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate.upgrade(engine, "0001")
+        body = codec.template_to_json(
+            Template("mine", version=1, steps=(StepSpec("a", "generate"),))
+        )
+        async with engine.begin() as conn:  # only the columns 0001 has
+            await conn.execute(
+                templates.insert().values(
+                    owner="local", id="mine", version=1, body=body, created_at=datetime.now(UTC)
+                )
+            )
+    finally:
+        await engine.dispose()
+    with pytest.raises(migrate.SchemaError, match="older than"):
+        await SqlStore.open(database_url)
+
+    store = await SqlStore.open(database_url, migrate=True)
+    try:
+        [kept] = await store.list_templates("local")
+        assert (kept.id, kept.version) == ("mine", 1)
+        assert await store.delete_template("local", "mine", 0) == 1
+        assert await store.list_templates("local") == []
+    finally:
+        await store.close()

@@ -36,6 +36,8 @@ CALLS: dict[str, Callable[[pb_grpc.WorkflowServiceStub], Any]] = {
     "CancelWorkflow": lambda s: s.CancelWorkflow(pb.CancelWorkflowRequest(workflow_id=RUN_ID)),
     "ApproveGate": lambda s: s.ApproveGate(pb.ApproveGateRequest(workflow_id=RUN_ID, gate_id="g")),
     "WatchWorkflow": lambda s: _first(s.WatchWorkflow(pb.WatchWorkflowRequest(workflow_id=RUN_ID))),
+    "DeleteWorkflow": lambda s: s.DeleteWorkflow(pb.DeleteWorkflowRequest(workflow_id=RUN_ID)),
+    "DeleteTemplate": lambda s: s.DeleteTemplate(pb.DeleteTemplateRequest(template_id="mine")),
 }  # fmt: skip
 
 

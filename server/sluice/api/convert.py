@@ -255,16 +255,18 @@ def options_from_proto(pb: workflow_pb2.ExecutionOptions) -> ExecutionOptions:
 
 
 def run_to_proto(
-    run: Run, now: datetime, into: workflow_pb2.Workflow | None = None
+    run: Run, now: datetime, into: workflow_pb2.Workflow | None = None, *, full: bool = True
 ) -> workflow_pb2.Workflow:
     """The run as a Workflow message; written `into` an empty one (a reply's field) when given,
-    which spares copying the whole message into the reply."""
+    which spares copying the whole message into the reply. Without `full` (a list's BASIC
+    view), the template and the steps' outputs are left out: they are most of a run's size."""
     pb = workflow_pb2.Workflow() if into is None else into
     pb.id, pb.owner, pb.status = run.id, run.owner, run_status_to_proto(run.status)
     pb.template_id, pb.template_version = run.template.id, run.template.version
     pb.error, pb.pause_reason, pb.paused_gate_id = run.error, run.pause_reason, run.paused_gate_id
     pb.last_sequence = run.last_sequence
-    pb.template.MergeFromString(_template_bytes(run.template))
+    if full:
+        pb.template.MergeFromString(_template_bytes(run.template))
     dict_to_struct(run.params, pb.params)
     pb.options.auto_approve = run.options.auto_approve
     pb.options.notify_on_completion = run.options.notify_on_completion
@@ -285,7 +287,7 @@ def run_to_proto(
         _timestamp(s.started_at, step.start_time)
         _timestamp(s.ended_at, step.end_time)
         _duration(s.duration, step.duration)
-        if s.output is not None:
+        if full and s.output is not None:
             dict_to_struct(s.output, step.output)
     for spec in run.template.gates:
         g = run.gates[spec.id]

@@ -8,7 +8,10 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from sluice.engine.errors import InvalidArgument, Violation
 from sluice.engine.validation import TEMPLATE_ID
@@ -57,6 +60,14 @@ class Checks:
         elif not TEMPLATE_ID.match(value):
             self.add(field, "must be 1-63 lowercase letters, digits or '-', starting with a letter")
 
+    def timestamp(self, message: Message, field: str) -> datetime | None:
+        """A Timestamp field as an aware UTC datetime; None when unset or invalid (reported)."""
+        try:
+            return timestamp_or_none(message, field)
+        except (ValueError, OverflowError):
+            self.add(field, "must be a time between years 1 and 9999")
+            return None
+
     def done(self) -> None:
         if self.violations:
             raise InvalidArgument(self.violations)
@@ -100,3 +111,24 @@ def decode_offset(token: str, checks: Checks) -> int:
 
 def fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def request_hash(request: Message, *ignored: str) -> str:
+    """What identifies a request for AIP-155: its bytes, serialized deterministically (map
+    keys sorted), without the fields that do not change what it asks (the request_id itself,
+    `wait`). "" when it carries no request_id: nothing to compare it with."""
+    if not getattr(request, "request_id", ""):
+        return ""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for name in ("request_id", *ignored):
+        copy.ClearField(name)
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+def timestamp_or_none(message: Message, field: str) -> datetime | None:
+    """A Timestamp field as an aware UTC datetime, or None when it is unset."""
+    if not message.HasField(field):
+        return None
+    value: Timestamp = getattr(message, field)
+    return value.ToDatetime(tzinfo=UTC)

@@ -19,15 +19,21 @@ from sluice.api.requests import (
     encode_cursor,
     encode_offset,
     fingerprint,
+    request_hash,
 )
 from sluice.engine.model import Event, Run
-from sluice.engine.ports import Clock
+from sluice.engine.ports import Clock, RunFilter
 from sluice.engine.service import Workflows
 from sluice.v1 import workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# ListWorkflows: room kept in a reply for its page token and framing, and what each run adds
+# to its own size in the reply (field tag and length prefix).
+_RESPONSE_MARGIN = 1024
+_FIELD_OVERHEAD = 6
 
 
 class _CarriesWorkflow(Protocol):
@@ -39,8 +45,11 @@ R = TypeVar("R", bound=_CarriesWorkflow)
 
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
-    def __init__(self, workflows: Workflows, clock: Clock) -> None:
+    def __init__(
+        self, workflows: Workflows, clock: Clock, *, max_message_bytes: int = 4 * 1024 * 1024
+    ) -> None:
         self._workflows = workflows
+        self._max_message_bytes = max_message_bytes
         self._engine = workflows.engine
         self._catalog = workflows.catalog
         self._clock = clock
@@ -99,8 +108,13 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def DeleteTemplate(
         self, request: pb.DeleteTemplateRequest, context: Context
     ) -> pb.DeleteTemplateResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteTemplate: not yet")
-        raise AssertionError("unreachable")
+        checks = Checks()
+        checks.template_id(request.template_id)
+        if request.version < 0:
+            checks.add("version", "must be 0 (every version) or a version number")
+        checks.done()
+        deleted = await self._catalog.delete(current_user(), request.template_id, request.version)
+        return pb.DeleteTemplateResponse(deleted_versions=deleted)
 
     @rpc
     async def ValidateTemplate(
@@ -137,6 +151,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             version=request.template_version,
             params=convert.struct_to_dict(request.params),
             request_id=request.request_id,
+            request_hash=request_hash(request),
         )
         return self._reply(pb.CreateWorkflowResponse, run)
 
@@ -154,6 +169,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             convert.options_from_proto(request.options),
             wait=request.wait,
             request_id=request.request_id,
+            request_hash=request_hash(request, "wait"),
         )
         return self._reply(pb.ExecuteWorkflowResponse, run)
 
@@ -175,33 +191,57 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         for i, value in enumerate(request.statuses):
             status = convert.run_status_from_proto(value)
             if status is None:
-                checks.add(f"statuses[{i}]", "must be a workflow status, not UNSPECIFIED")
-            else:
+                checks.add(
+                    f"statuses[{i}]",
+                    "must be a workflow status such as WORKFLOW_STATUS_FAILED, not UNSPECIFIED",
+                )
+            elif status not in statuses:
                 statuses.append(status)
-        filters = fingerprint(sorted(s.value for s in statuses), request.template_id)
+        if request.template_id:
+            checks.template_id(request.template_id)
+        full = request.view == pb.WORKFLOW_VIEW_FULL
+        if request.view not in (
+            pb.WORKFLOW_VIEW_UNSPECIFIED, pb.WORKFLOW_VIEW_BASIC, pb.WORKFLOW_VIEW_FULL
+        ):  # fmt: skip
+            checks.add("view", "must be WORKFLOW_VIEW_BASIC or WORKFLOW_VIEW_FULL")
+        start = checks.timestamp(request, "create_time_start")
+        end = checks.timestamp(request, "create_time_end")
+        if start is not None and end is not None and start >= end:
+            checks.add("create_time_end", "must be later than create_time_start")
+        where = RunFilter(tuple(statuses), request.template_id, start, end)
+        filters = fingerprint(
+            sorted(s.value for s in statuses), request.template_id, full, start, end
+        )
         after = decode_cursor(request.page_token, filters, checks)
         checks.done()
         page = await self._workflows.list(
-            current_user(),
-            statuses=statuses,
-            template_id=request.template_id,
-            limit=request.page_size or 50,
-            after=after,
+            current_user(), where, limit=request.page_size or 50, after=after, outputs=full
         )
-        response = pb.ListWorkflowsResponse(
-            next_page_token=encode_cursor(page.next_cursor, filters) if page.next_cursor else ""
-        )
+        response = pb.ListWorkflowsResponse()
         now = self._clock.now()
-        for run in page.runs:
-            convert.run_to_proto(run, now, into=response.workflows.add())
+        budget = self._max_message_bytes - _RESPONSE_MARGIN
+        next_cursor = page.next_cursor
+        for i, run in enumerate(page.runs):
+            workflow = convert.run_to_proto(run, now, full=full)
+            budget -= workflow.ByteSize() + _FIELD_OVERHEAD
+            if budget < 0 and i > 0:
+                # A page holds what fits in one message (AIP-158 allows a short page); the
+                # rest follows from the last run sent.
+                last = page.runs[i - 1]
+                next_cursor = (last.created_at, last.id)
+                break
+            response.workflows.append(workflow)
+        if next_cursor is not None:
+            response.next_page_token = encode_cursor(next_cursor, filters)
         return response
 
     @rpc
     async def DeleteWorkflow(
         self, request: pb.DeleteWorkflowRequest, context: Context
     ) -> pb.DeleteWorkflowResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "DeleteWorkflow: not yet")
-        raise AssertionError("unreachable")
+        _check_id(request.workflow_id)
+        await self._engine.delete(current_user(), request.workflow_id)
+        return pb.DeleteWorkflowResponse()
 
     @rpc
     async def PauseWorkflow(

@@ -7,7 +7,13 @@ import time
 from collections.abc import Container, Iterable
 from typing import TypeVar
 
-from sluice.engine.errors import AlreadyExists, InvalidArgument, NotFound, Violation
+from sluice.engine.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Violation,
+)
 from sluice.engine.model import Template
 from sluice.engine.ports import Clock, Store
 from sluice.engine.validation import TemplateLimits, validate_template
@@ -100,6 +106,22 @@ class TemplateCatalog:
         if known is None or known[0] < stored.version:  # a concurrent register may be newer
             self._remember_latest((owner, stored.id), stored.version)
         return stored
+
+    async def delete(self, owner: str, template_id: str, version: int = 0) -> int:
+        """Delete one registered version (or all, 0); runs keep their copy. Returns how many."""
+        if template_id in self._predefined:
+            raise FailedPrecondition(
+                f"{template_id} is a predefined template; it ships with the server and cannot "
+                "be deleted"
+            )
+        deleted = await self._store.delete_template(owner, template_id, version)
+        if not deleted:
+            which = f"version {version} " if version else ""
+            raise NotFound(f"template {template_id} {which}not found")
+        for key in [k for k in self._versions if k[:2] == (owner, template_id)]:
+            del self._versions[key]
+        self._latest.pop((owner, template_id), None)
+        return deleted
 
     def check_inline(self, template: Template) -> Template:
         """An inline template of CreateWorkflow: validated, kept with the run as version 0."""

@@ -8,19 +8,32 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sluice.engine.errors import FailedPrecondition, NotFound
+from sluice.engine.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
 from sluice.engine.model import Event, EventType, ExecutionOptions, GateStatus, Run, RunStatus
 from sluice.engine.scheduler import Decision, terminate
 
 
-def start(run: Run, now: datetime, options: ExecutionOptions, request_id: str = "") -> Decision:
+def start(
+    run: Run,
+    now: datetime,
+    options: ExecutionOptions,
+    request_id: str = "",
+    request_hash: str = "",
+) -> Decision:
+    """Start a PENDING run. `request_hash` fingerprints the call carrying `request_id`: a retry
+    of the call that started the run gets the run back; the same id on a different request is
+    refused (AIP-155)."""
     decision = Decision(run.copy())
     if request_id and request_id == run.start_request_id:
+        if request_hash and run.start_request_hash and request_hash != run.start_request_hash:
+            raise request_id_reused("ExecuteWorkflow")
         return decision  # a retry of the call that started the run: it gets the run back
     if run.status is RunStatus.PENDING:
         details: dict[str, object] = {**_options(options)}
         if request_id:
             details["requestId"] = request_id
+            if request_hash:
+                details["requestHash"] = request_hash
         decision.emit(Event(EventType.WORKFLOW_STARTED, now, details=details))
     elif run.status is RunStatus.PAUSED:
         raise FailedPrecondition(f"workflow {run.id} is PAUSED; ResumeWorkflow continues it")
@@ -85,6 +98,15 @@ def cancel(run: Run, now: datetime, reason: str) -> Decision:
     return decision
 
 
+def expire(run: Run, now: datetime, reason: str) -> Decision:
+    """End a run left PENDING too long (never executed): CANCELLED, with the reason."""
+    if run.status is not RunStatus.PENDING:
+        raise FailedPrecondition(f"only a PENDING workflow expires; {run.id} is {run.status}")
+    decision = Decision(run.copy())
+    terminate(decision, now, RunStatus.CANCELLED, reason)
+    return decision
+
+
 def decide_gate(run: Run, now: datetime, gate_id: str, approve: bool, comment: str) -> Decision:
     if gate_id not in run.gates:
         raise NotFound(f"workflow {run.id} has no gate {gate_id!r}")
@@ -110,6 +132,18 @@ def decide_gate(run: Run, now: datetime, gate_id: str, approve: bool, comment: s
         terminate(decision, now, RunStatus.FAILED, f"gate {gate_id} rejected: {message}")
     assert status in (GateStatus.AWAITING_APPROVAL, GateStatus.FAILED)
     return decision
+
+
+def request_id_reused(method: str) -> InvalidArgument:
+    return InvalidArgument(
+        [
+            Violation(
+                "request_id",
+                f"was already used for a different {method} request; a retry must repeat the "
+                "request exactly, and a new request needs a new request_id",
+            )
+        ]
+    )
 
 
 def _options(options: ExecutionOptions) -> dict[str, bool]:

@@ -298,9 +298,12 @@ class Run:
     last_sequence: int = 0
     # Incremented by every committed change; the store's compare-and-set guard.
     version: int = 0
-    # Idempotency keys of the CreateWorkflow and ExecuteWorkflow calls that created and started it.
+    # Idempotency keys of the CreateWorkflow and ExecuteWorkflow calls that created and started
+    # it, and fingerprints of those requests: a key reused for a different request is refused.
     request_id: str = ""
     start_request_id: str = ""
+    request_hash: str = ""
+    start_request_hash: str = ""
 
     @classmethod
     def new(

@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sluice.engine.model import Event, Publication, Run, RunStatus, Template
+
+
+class RunKey(NamedTuple):
+    owner: str
+    run_id: str
 
 
 class Clock(Protocol):
@@ -17,6 +22,16 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which of an owner's runs a list returns; every field narrows it (empty: no limit)."""
+
+    statuses: tuple[RunStatus, ...] = ()
+    template_id: str = ""
+    created_from: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +69,30 @@ class Store(Protocol):
     async def list_runs(
         self,
         owner: str,
+        where: RunFilter,
         *,
-        statuses: Sequence[RunStatus],
-        template_id: str,
         limit: int,
         after: tuple[datetime, str] | None,
-    ) -> RunPage: ...
+        outputs: bool = True,
+    ) -> RunPage:
+        """A page of the owner's runs matching `where`, newest first (by create time, then
+        id), after the cursor `after`. Without `outputs`, steps come without their outputs."""
+        ...
+
+    async def delete_run(self, owner: str, run_id: str) -> RunStatus | None:
+        """Delete the run with its steps, gates, events and outbox records if it has ended.
+        Returns the status it had (None: no such run of that owner); a run that has not
+        ended is left as it is."""
+        ...
+
+    async def pending_runs_created_before(self, cutoff: datetime, limit: int) -> list[RunKey]:
+        """(owner, id) of up to `limit` PENDING runs created before `cutoff`, oldest first."""
+        ...
+
+    async def delete_runs_ended_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete up to `limit` runs that ended before `cutoff` (oldest first), with their
+        logs; returns how many."""
+        ...
 
     async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
 
@@ -85,6 +118,11 @@ class Store(Protocol):
 
     async def list_templates(self, owner: str) -> list[Template]:
         """The latest version of each of the owner's registered templates, by id."""
+        ...
+
+    async def delete_template(self, owner: str, template_id: str, version: int) -> int:
+        """Delete one version of the owner's template, or every version (0); returns how
+        many were deleted. Version numbers are never reused."""
         ...
 
     async def close(self) -> None: ...

@@ -22,7 +22,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from sluice.engine import commands, substitution
 from sluice.engine.active_runs import ActiveRunCounts
 from sluice.engine.bus import EventBus
-from sluice.engine.errors import Conflict, NotFound, ResourceExhausted, Unavailable
+from sluice.engine.errors import (
+    Conflict,
+    FailedPrecondition,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
 from sluice.engine.model import (
     Event,
@@ -169,11 +175,18 @@ class Engine:
     # --- calls ------------------------------------------------------------------------------
 
     async def create_run(
-        self, owner: str, template: Template, params: dict[str, Any], request_id: str = ""
+        self,
+        owner: str,
+        template: Template,
+        params: dict[str, Any],
+        request_id: str = "",
+        request_hash: str = "",
     ) -> Run:
+        """A new PENDING run. With a `request_id` the owner already used, the run that call
+        created instead, provided `request_hash` shows it is the same request (AIP-155)."""
         now = self.clock.now()
         run = Run.new(id=str(uuid.uuid4()), owner=owner, template=template, params=params, now=now)
-        run.request_id = request_id
+        run.request_id, run.request_hash = request_id, request_hash
         decision = Decision(run)
         decision.emit(Event(EventType.WORKFLOW_CREATED, now, details={"templateId": template.id}))
         stored = await self.store.create_run(decision.run, decision.events)
@@ -182,6 +195,8 @@ class Engine:
             # Kept in memory: the ExecuteWorkflow that usually follows need not load it back.
             self._drivers.setdefault(run.id, _Driver(stored))
             self.bus.publish(run.id, decision.events)
+        elif request_hash and stored.request_hash and stored.request_hash != request_hash:
+            raise commands.request_id_reused("CreateWorkflow")
         return stored
 
     async def active_runs(self, owner: str) -> int:
@@ -208,10 +223,11 @@ class Engine:
         *,
         wait: bool = False,
         request_id: str = "",
+        request_hash: str = "",
     ) -> Run:
         now = self.clock.now()
         run = await self._change(
-            owner, run_id, lambda run: commands.start(run, now, options, request_id)
+            owner, run_id, lambda run: commands.start(run, now, options, request_id, request_hash)
         )
         return await self.wait_until_rest(owner, run_id) if wait else run
 
@@ -258,6 +274,26 @@ class Engine:
             owner, run_id, lambda run: commands.decide_gate(run, now, gate_id, approve, comment)
         )
         return await self.wait_until_rest(owner, run_id) if wait else run
+
+    async def expire(self, owner: str, run_id: str, reason: str) -> Run:
+        """Cancel a run still PENDING (FailedPrecondition once it has started)."""
+        now = self.clock.now()
+        return await self._change(owner, run_id, lambda run: commands.expire(run, now, reason))
+
+    async def delete(self, owner: str, run_id: str) -> None:
+        """Remove a run that has ended, with its log. NotFound for an unknown (or another
+        owner's) run; FailedPrecondition while it has not ended."""
+        found = await self.store.delete_run(owner, run_id)
+        if found is None:
+            raise NotFound(f"workflow {run_id} not found")
+        if not found.terminal:
+            raise FailedPrecondition(
+                f"workflow {run_id} is {found}; only a COMPLETED, FAILED or CANCELLED workflow "
+                "can be deleted: cancel it first"
+            )
+        driver = self._drivers.get(run_id)
+        if driver is not None and not driver.tasks:
+            del self._drivers[run_id]
 
     async def wait_until_rest(self, owner: str, run_id: str) -> Run:
         driver = self._drivers.get(run_id)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.errors import InvalidArgument, ResourceExhausted
-from sluice.engine.model import Run, RunStatus, Template
-from sluice.engine.ports import RunPage
+from sluice.engine.model import Run, Template
+from sluice.engine.ports import RunFilter, RunPage
 from sluice.engine.runner import Engine
 from sluice.engine.validation import bind_params
 
@@ -31,6 +31,7 @@ class Workflows:
         version: int = 0,
         params: Mapping[str, Any],
         request_id: str = "",
+        request_hash: str = "",
     ) -> Run:
         # One after the other: both are usually answered from memory, where gathering them
         # would cost more than it saves. The template's problems take precedence over the
@@ -46,7 +47,7 @@ class Workflows:
                 f"you have {active} active workflows (PENDING, RUNNING or PAUSED); the limit is "
                 f"{self.max_active_runs_per_user}: finish or cancel some first"
             )
-        return await self.engine.create_run(owner, found, bound, request_id)
+        return await self.engine.create_run(owner, found, bound, request_id, request_hash)
 
     async def _template(
         self, owner: str, template_id: str, inline: Template | None, version: int
@@ -58,13 +59,13 @@ class Workflows:
     async def list(
         self,
         owner: str,
+        where: RunFilter,
         *,
-        statuses: Sequence[RunStatus],
-        template_id: str,
         limit: int,
         after: tuple[datetime, str] | None,
+        outputs: bool,
     ) -> RunPage:
         """The owner's runs, newest first, a page at a time."""
         return await self.engine.store.list_runs(
-            owner, statuses=statuses, template_id=template_id, limit=limit, after=after
+            owner, where, limit=limit, after=after, outputs=outputs
         )

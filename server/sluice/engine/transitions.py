@@ -112,6 +112,7 @@ def _apply_run_event(run: Run, event: Event) -> None:
     if event.type is EventType.WORKFLOW_STARTED:
         run.started_at = event.time
         run.start_request_id = str(details.get("requestId", ""))
+        run.start_request_hash = str(details.get("requestHash", ""))
     if event.type is EventType.WORKFLOW_PAUSED:
         run.pause_reason = str(details.get("reason", ""))
         run.paused_gate_id = event.gate_id

@@ -18,6 +18,8 @@ templates = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("body", Json, nullable=False),
     sa.Column("created_at", Time, nullable=False),
+    # Set by DeleteTemplate: the version is gone for callers, but its number is never reused.
+    sa.Column("deleted_at", Time),
 )
 
 runs = sa.Table(
@@ -45,9 +47,27 @@ runs = sa.Table(
     sa.Column("request_id", sa.String(200)),
     # request_id of the ExecuteWorkflow call that started the run: its retries get the run back.
     sa.Column("start_request_id", sa.String(200)),
+    # Fingerprints of the CreateWorkflow / ExecuteWorkflow requests that carried those ids: a
+    # request_id reused for a different request is refused (NULL for runs stored before 0002).
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("start_request_hash", sa.String(64)),
+    # ListWorkflows: every filter (owner always; status, template, create time) is a range of
+    # one of these, in the list's order (newest first), so a page reads only its own rows
+    # (several statuses: one range each, merged).
     sa.Index("ix_runs_owner_created", "owner", "created_at", "id"),
-    sa.Index("ix_runs_owner_status_created", "owner", "status", "created_at"),
-    sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_owner_status_created", "owner", "status", "created_at", "id"),
+    sa.Index("ix_runs_owner_template_created", "owner", "template_id", "created_at", "id"),
+    sa.Index(
+        "ix_runs_owner_template_status_created",
+        "owner",
+        "template_id",
+        "status",
+        "created_at",
+        "id",
+    ),
+    # Recovery and PENDING expiry (by status, oldest first); retention (by end time).
+    sa.Index("ix_runs_status_created", "status", "created_at"),
+    sa.Index("ix_runs_ended", "ended_at"),
     sa.UniqueConstraint("owner", "request_id", name="uq_runs_owner_request_id"),
 )
 

@@ -36,13 +36,14 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import RunPage
+from sluice.engine.ports import RunFilter, RunKey, RunPage
 from sluice.store import codec
 from sluice.store import migrate as migrate_schema
 from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
 from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
 from sluice.store.sqlite_raw import RawStatement
 
+_TERMINAL = frozenset(s for s in RunStatus if s.terminal)
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
 )
@@ -170,31 +171,71 @@ class SqlStore:
     async def list_runs(
         self,
         owner: str,
+        where: RunFilter,
         *,
-        statuses: Sequence[RunStatus],
-        template_id: str,
         limit: int,
         after: tuple[datetime, str] | None,
+        outputs: bool = True,
     ) -> RunPage:
-        query = sa.select(runs).where(runs.c.owner == owner)
-        if statuses:
-            query = query.where(runs.c.status.in_([s.value for s in statuses]))
-        if template_id:
-            query = query.where(runs.c.template_id == template_id)
-        if after is not None:
-            created, last_id = after
-            query = query.where(
-                sa.or_(
-                    runs.c.created_at < created,
-                    sa.and_(runs.c.created_at == created, runs.c.id < last_id),
-                )
-            )
-        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
-        found = await self._db.read(lambda conn: _load_runs(conn, query))
+        # One query per status (or one without): each is a range of an index that ends in
+        # (created_at, id), read newest first and cut at the page, so a page costs its own
+        # rows whatever the table holds. `status IN (...)` instead makes the database either
+        # sort every matching run or walk the owner's runs past every non-matching one.
+        queries = [page_query(owner, where, status, after, limit + 1) for status in
+                   (where.statuses or (None,))]  # fmt: skip
+
+        def load(conn: sa.Connection) -> list[Run]:
+            rows = [row for query in queries for row in conn.execute(query).mappings()]
+            if len(queries) > 1:
+                rows.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
+            return _assemble_runs(conn, rows[: limit + 1], outputs=outputs)
+
+        found = await self._db.read(load)
         more = len(found) > limit
         found = found[:limit]
         cursor = (found[-1].created_at, found[-1].id) if more and found else None
         return RunPage(found, cursor)
+
+    async def delete_run(self, owner: str, run_id: str) -> RunStatus | None:
+        def delete(conn: sa.Connection) -> RunStatus | None:
+            found = conn.execute(
+                sa.select(runs.c.status).where(runs.c.id == run_id, runs.c.owner == owner)
+            ).scalar_one_or_none()
+            if found is None:
+                return None
+            status = RunStatus(found)
+            if status.terminal:
+                # Steps, gates, events and outbox records go with it (ON DELETE CASCADE).
+                conn.execute(
+                    runs.delete().where(
+                        runs.c.id == run_id, runs.c.status.in_([s.value for s in _TERMINAL])
+                    )
+                )
+            return status
+
+        return await self._db.write(delete)
+
+    async def pending_runs_created_before(self, cutoff: datetime, limit: int) -> list[RunKey]:
+        query = (
+            sa.select(runs.c.owner, runs.c.id)
+            .where(runs.c.status == RunStatus.PENDING.value, runs.c.created_at < cutoff)
+            .order_by(runs.c.created_at)
+            .limit(limit)
+        )
+        return await self._db.read(
+            lambda conn: [RunKey(owner, run_id) for owner, run_id in conn.execute(query)]
+        )
+
+    async def delete_runs_ended_before(self, cutoff: datetime, limit: int) -> int:
+        oldest = (
+            sa.select(runs.c.id)
+            .where(runs.c.ended_at < cutoff)
+            .order_by(runs.c.ended_at)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        statement = runs.delete().where(runs.c.id.in_(oldest))
+        return await self._db.write(lambda conn: int(conn.execute(statement).rowcount))
 
     async def count_active_runs(self, owner: str) -> int:
         params = {"owner": owner}
@@ -248,6 +289,22 @@ class SqlStore:
 
         return await self._db.write(insert)
 
+    async def delete_template(self, owner: str, template_id: str, version: int) -> int:
+        # Marked, not removed: add_template numbers after the highest version ever registered,
+        # so a version number never names two different templates.
+        statement = (
+            templates.update()
+            .where(
+                templates.c.owner == owner,
+                templates.c.id == template_id,
+                templates.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=sa.func.now())
+        )
+        if version:
+            statement = statement.where(templates.c.version == version)
+        return await self._db.write(lambda conn: int(conn.execute(statement).rowcount))
+
     async def latest_template_version(self, owner: str, template_id: str) -> int | None:
         params = {"owner": owner, "id": template_id}
         return await self._db.read(
@@ -256,7 +313,9 @@ class SqlStore:
 
     async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
         query = sa.select(templates.c.body).where(
-            templates.c.owner == owner, templates.c.id == template_id
+            templates.c.owner == owner,
+            templates.c.id == template_id,
+            templates.c.deleted_at.is_(None),
         )
         if version:
             query = query.where(templates.c.version == version)
@@ -267,7 +326,7 @@ class SqlStore:
     async def list_templates(self, owner: str) -> list[Template]:
         latest = (
             sa.select(templates.c.id, sa.func.max(templates.c.version).label("version"))
-            .where(templates.c.owner == owner)
+            .where(templates.c.owner == owner, templates.c.deleted_at.is_(None))
             .group_by(templates.c.id)
             .subquery()
         )
@@ -289,13 +348,58 @@ def _run_id_for_request(conn: sa.Connection, owner: str, request_id: str) -> str
     return conn.execute(query).scalar_one_or_none()
 
 
+def page_query(
+    owner: str,
+    where: RunFilter,
+    status: RunStatus | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """What list_runs asks for one status (or none): newest first, after the cursor. (Public so
+    a test can check every combination of filters is served by an index.)"""
+    query = sa.select(runs).where(runs.c.owner == owner)
+    if status is not None:
+        query = query.where(runs.c.status == status.value)
+    if where.template_id:
+        query = query.where(runs.c.template_id == where.template_id)
+    if where.created_from is not None:
+        query = query.where(runs.c.created_at >= where.created_from)
+    if where.created_before is not None and after is None:
+        # Past the first page the cursor is the upper bound (it came from a page of this very
+        # filter, so it lies below created_before): two upper bounds would make the database
+        # seek to one and filter by the other, reading every row between them.
+        query = query.where(runs.c.created_at < where.created_before)
+    if after is not None:
+        # A row value, which both databases turn into one index seek; the equivalent
+        # `a < x OR (a = x AND b < y)` is not always recognised as a range.
+        created, last_id = after
+        query = query.where(
+            sa.tuple_(runs.c.created_at, runs.c.id)
+            < sa.tuple_(
+                sa.bindparam(None, created, type_=runs.c.created_at.type),
+                sa.bindparam(None, last_id, type_=runs.c.id.type),
+            )
+        )
+    return query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+
+
 def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
-    rows = conn.execute(query).mappings().all()
+    return _assemble_runs(conn, conn.execute(query).mappings().all())
+
+
+_STEP_COLUMNS_WITHOUT_OUTPUT = [c for c in step_runs.c if c.name != "output"]
+
+
+def _assemble_runs(
+    conn: sa.Connection, rows: Sequence[sa.RowMapping], *, outputs: bool = True
+) -> list[Run]:
+    """Runs from their rows, with their steps (and outputs, unless left out) and gates."""
     if not rows:
         return []
     ids = [r["id"] for r in rows]
+    step_columns = list(step_runs.c) if outputs else _STEP_COLUMNS_WITHOUT_OUTPUT
     step_rows = conn.execute(
-        sa.select(step_runs).where(step_runs.c.run_id.in_(ids)).order_by(step_runs.c.position)
+        sa.select(*step_columns).where(step_runs.c.run_id.in_(ids)).order_by(step_runs.c.position)
     ).mappings()
     gate_rows = conn.execute(
         sa.select(gate_results)
@@ -310,7 +414,7 @@ def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
             attempt=s["attempt"],
             started_at=codec.utc(s["started_at"]),
             ended_at=codec.utc(s["ended_at"]),
-            output=s["output"],
+            output=s.get("output"),
             error=s["error"],
         )
     gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
@@ -343,6 +447,8 @@ def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
             version=r["version"],
             request_id=r["request_id"] or "",
             start_request_id=r["start_request_id"] or "",
+            request_hash=r["request_hash"] or "",
+            start_request_hash=r["start_request_hash"] or "",
         )
         for r in rows
     ]
@@ -368,7 +474,7 @@ _STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error"
 _GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
 _RUN_FIELDS = (
     "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
-    "updated_at", "last_sequence", "version", "start_request_id",
+    "updated_at", "last_sequence", "version", "start_request_id", "start_request_hash",
 )  # fmt: skip
 _UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
 _UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
@@ -378,7 +484,9 @@ _COUNT_ACTIVE = sa.select(sa.func.count()).where(
     runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)
 )
 _LATEST_VERSION = sa.select(sa.func.max(templates.c.version)).where(
-    templates.c.owner == sa.bindparam("owner"), templates.c.id == sa.bindparam("id")
+    templates.c.owner == sa.bindparam("owner"),
+    templates.c.id == sa.bindparam("id"),
+    templates.c.deleted_at.is_(None),
 )
 _INSERT_OUTBOX = outbox.insert()
 
@@ -454,6 +562,7 @@ def _run_identity(run: Run) -> dict[str, Any]:
         "params": run.params,
         "created_at": run.created_at,
         "request_id": run.request_id or None,
+        "request_hash": run.request_hash or None,
     }
 
 
@@ -477,6 +586,7 @@ def _run_row(run: Run) -> dict[str, Any]:
         "last_sequence": run.last_sequence,
         "version": run.version,
         "start_request_id": run.start_request_id or None,
+        "start_request_hash": run.start_request_hash or None,
     }
 
 
