@@ -61,6 +61,7 @@ SCENARIOS = (
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
     Scenario("recovery", "bench.scenarios.recovery", server=None),
+    Scenario("lists", "bench.scenarios.lists", server=None),
     Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True),
     Scenario("temporal", "bench.peers.temporal_diamond", server=None, peer=True),
 )
@@ -80,7 +81,7 @@ def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
             if scenario.server is not None:
                 server = Server(Path(tmp), **scenario.server).start()
                 command += ["--address", server.address, "--pid", str(server.pid)]
-            elif scenario.name == "recovery":
+            elif scenario.name in ("recovery", "lists"):
                 command += ["--workdir", tmp]
             done = subprocess.run(
                 command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
@@ -171,7 +172,7 @@ def render(
         "|---|---|---|---|---|",
     ]
     err = _errors(results, ("sequential", "throughput", "watch", "watch-steady", "memory-paused",
-                            "memory-active", "recovery", "floor"))  # fmt: skip
+                            "memory-active", "recovery", "lists", "floor"))  # fmt: skip
 
     s = results.get("sequential", {})
     if "error" in s:
@@ -242,6 +243,7 @@ def render(
             f"{r['serving_after_s']:.2f} s |"
         )
 
+    out += _lists(results.get("lists", {}))
     out += ["", "## Floor (same run, same machine)", ""]
     if "error" in floor:
         out.append(f"**error**: {floor['error']}")
@@ -263,6 +265,33 @@ def render(
     if err:
         out += ["", "## Errors", "", *[f"- {name}: {text}" for name, text in err]]
     return "\n".join(out) + "\n"
+
+
+def _lists(result: dict[str, Any]) -> list[str]:
+    if not result:
+        return []
+    if "error" in result:
+        return ["", "## ListWorkflows over a large history", "", f"**error**: {result['error']}"]
+    small, large = (str(n) for n in result["sizes"])
+    out = [
+        "",
+        f"## ListWorkflows over {int(large):,} runs (and {int(small):,})",
+        "",
+        f"One owner's finished runs, cloned from a real one (fill: {int(large):,} runs in "
+        f"{result[f'fill_seconds_{large}']:.0f} s, {result[f'db_mb_{large}']:,.0f} MB). Each "
+        "call from a client over gRPC, in a block of its own; ms per call.",
+        "",
+        f"| call | runs, KB in the reply | {int(small):,} runs: median / p99 "
+        f"| {int(large):,} runs: median / p99 | ratio of medians |",
+        "|---|---|---|---|---|",
+    ]
+    for name, by_size in result["calls"].items():
+        a, b = by_size[small], by_size[large]
+        out.append(
+            f"| {name} | {b['runs']:,}, {b['kb']:,.0f} | {a['ms_median']:.1f} / {a['ms_p99']:.1f} "
+            f"| {b['ms_median']:.1f} / {b['ms_p99']:.1f} | {b['ms_median'] / a['ms_median']:.2f} |"
+        )
+    return out
 
 
 def _peers(results: dict[str, dict[str, Any]], s: dict[str, Any], t: dict[str, Any]) -> list[str]:
