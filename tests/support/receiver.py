@@ -129,10 +129,11 @@ def running_receiver() -> Iterator[Receiver]:
                     self.send_header("Location", "http://127.0.0.1:1/elsewhere")
                 for name, value in state.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(state.body)))
+                body = b"" if state.status in (204, 304) else state.body  # no body, by HTTP
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(state.body)
+                    self.wfile.write(body)
             except OSError:
                 pass  # the client gave up (timeout tests)
 

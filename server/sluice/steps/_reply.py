@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from sluice.engine.model import JsonObject
 from sluice.engine.validation import JsonLimits, check_json
@@ -51,13 +51,13 @@ class HttpReply:
 
 
 async def read_reply(
-    response: httpx.Response, limit: int, keep_headers: Collection[str] = ()
+    response: aiohttp.ClientResponse, limit: int, keep_headers: Collection[str] = ()
 ) -> HttpReply:
     """Read at most `limit` bytes of `response`'s body (after any content decoding, so a
     compressed answer cannot expand past it) and describe the answer."""
     data = bytearray()
     truncated = False
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         room = limit - len(data)
         if len(chunk) > room:
             data += chunk[:room]
@@ -65,10 +65,14 @@ async def read_reply(
             break
         data += chunk
     wanted = sorted({*KEPT_HEADERS, *(name.lower() for name in keep_headers)})
-    headers = {name: response.headers[name] for name in wanted if name in response.headers}
+    headers = {
+        name: ", ".join(response.headers.getall(name))
+        for name in wanted
+        if name in response.headers
+    }
     content_type = response.headers.get("content-type", "")
-    body = decode_body(bytes(data), content_type, response.charset_encoding, truncated=truncated)
-    return HttpReply(response.status_code, headers, body, truncated)
+    body = decode_body(bytes(data), content_type, response.charset, truncated=truncated)
+    return HttpReply(response.status, headers, body, truncated)
 
 
 def decode_body(data: bytes, content_type: str, charset: str | None, *, truncated: bool) -> Any:
