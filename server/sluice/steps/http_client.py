@@ -6,7 +6,7 @@ default as many connections as steps may run at once).
 
 The client is aiohttp's. httpx was the first choice, but its connection pool (httpcore 1.0.9,
 the latest release) reassigns connections in quadratic time: 200 concurrent requests to a
-receiver answering after 200 ms took 1.5 s on fresh connections and 5.4 s on kept-alive ones,
+receiver answering after 200 ms took 1.5 s on fresh connections and 5.6 s on kept-alive ones,
 4.4 s of it CPU in `_assign_requests_to_connections` (encode/httpcore#1035, unmerged).
 aiohttp did the same in 0.27 s with 0.03 s of CPU. The guarantees:
 
