@@ -144,10 +144,7 @@ async def test_the_servers_pool_size_bounds_requests_in_flight(
         finished = asyncio.gather(
             *(client.execute_workflow(r.id, wait=True, timeout=20) for r in runs)
         )
-        await receiver.wait_for(lambda r: len(r.requests) >= 2)
-        receiver.release()  # one answer frees one connection: one more request comes in
-        await receiver.wait_for(lambda r: len(r.requests) >= 3)
-        receiver.release_all()
+        await receiver.replace_one_then_release_all(held=2)
         done = await finished
 
     assert [d.status for d in done] == [WorkflowStatus.WORKFLOW_STATUS_COMPLETED] * 4

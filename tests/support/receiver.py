@@ -74,6 +74,15 @@ class Receiver:
                 )
             await asyncio.sleep(0.01)
 
+    async def replace_one_then_release_all(self, held: int) -> None:
+        """With `hold` set: wait until `held` requests are in, answer one (a client limited to
+        `held` connections gets one back), wait for the request that takes its place, then
+        answer every request."""
+        await self.wait_for(lambda r: len(r.requests) >= held)
+        self.release()
+        await self.wait_for(lambda r: len(r.requests) >= held + 1)
+        self.release_all()
+
     def _take(self, request: Request) -> None:
         """Record `request`, hold or delay it as set; it stops counting as in flight before its
         answer is written, so the client cannot send its next request before that."""

@@ -226,10 +226,7 @@ async def test_the_pool_size_bounds_requests_in_flight(
     sent = asyncio.gather(
         *(hooks.post_json(receiver.url(), {}, idempotency_key=f"r/{n}") for n in range(6))
     )
-    await receiver.wait_for(lambda r: len(r.requests) >= 3)
-    receiver.release()  # one answer frees one connection: one more request comes in
-    await receiver.wait_for(lambda r: len(r.requests) >= 4)
-    receiver.release_all()
+    await receiver.replace_one_then_release_all(held=3)
     replies = await sent
     assert [r.status for r in replies] == [200] * 6
     assert receiver.max_in_flight == 3
