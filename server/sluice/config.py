@@ -114,7 +114,7 @@ def _list(raw: str) -> tuple[str, ...]:
 _OPTIONS: dict[str, _Option] = {
     "listen": _Option("SLUICE_LISTEN", f"host:port to serve gRPC on (default {DEFAULT_LISTEN})"),
     "database_url": _Option("SLUICE_DATABASE_URL", f"SQLAlchemy async URL (default {DEFAULT_DATABASE_URL})"),
-    "webhook_allow": _Option("SLUICE_WEBHOOK_ALLOW", "comma-separated hosts or host:port webhooks may reach"),
+    "webhook_allow": _Option("SLUICE_WEBHOOK_ALLOW", "comma-separated hosts or host:port that webhooks and http steps may reach"),
     "http_max_connections": _Option("SLUICE_HTTP_MAX_CONNECTIONS", "connections for webhooks and http steps; more requests wait for one (default: SLUICE_MAX_CONCURRENT_STEPS)", _positive_int),
     "http_timeout": _Option("SLUICE_HTTP_TIMEOUT_SECONDS", "seconds one outgoing request may take once it has a connection (5)", _seconds),
     "http_max_response_bytes": _Option("SLUICE_HTTP_MAX_RESPONSE_BYTES", "response body kept in a step's output; longer is cut (65536)", _positive_int),
