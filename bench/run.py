@@ -41,6 +41,12 @@ TIMEOUT = 900.0
 STEADY_STEP_SECONDS = 0.2
 
 MANY_RUNS = {"max_active_runs_per_user": "100000", "max_concurrent_steps": "2000"}
+# The webhook scenario's receiver listens on a port of its choosing on 127.0.0.1; the old
+# client it is compared with comes in as a plugin.
+WEBHOOKS = {
+    "webhook_allow": "127.0.0.1",
+    "plugin": "bench.noop:register,bench.legacy_webhook:register",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ SCENARIOS = (
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
     Scenario("recovery", "bench.scenarios.recovery", server=None),
+    Scenario("webhooks", "bench.scenarios.webhooks", server=WEBHOOKS),
     Scenario("lists", "bench.scenarios.lists", server=None),
     Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True),
     Scenario("temporal", "bench.peers.temporal_diamond", server=None, peer=True),
@@ -172,7 +179,7 @@ def render(
         "|---|---|---|---|---|",
     ]
     err = _errors(results, ("sequential", "throughput", "watch", "watch-steady", "memory-paused",
-                            "memory-active", "recovery", "lists", "floor"))  # fmt: skip
+                            "memory-active", "recovery", "webhooks", "lists", "floor"))  # fmt: skip
 
     s = results.get("sequential", {})
     if "error" in s:
@@ -243,6 +250,7 @@ def render(
             f"{r['serving_after_s']:.2f} s |"
         )
 
+    out += _webhooks(results.get("webhooks", {}))
     out += _lists(results.get("lists", {}))
     out += ["", "## Floor (same run, same machine)", ""]
     if "error" in floor:
@@ -292,6 +300,26 @@ def _lists(result: dict[str, Any]) -> list[str]:
             f"| {b['ms_median']:.1f} / {b['ms_p99']:.1f} | {b['ms_median'] / a['ms_median']:.2f} |"
         )
     return out
+
+
+def _webhooks(w: dict[str, Any]) -> list[str]:
+    if "error" in w:
+        return [f"| webhooks | | **error** | | {w['error']} |"]
+    if not w:
+        return []
+    old_failed = ", ".join(str(n) for n in w["old_failed"])
+    return [
+        f"| webhooks ({w['steps']} notify steps at once, receiver answering after "
+        f"{w['delay_ms']:.0f} ms; {w['rounds']} rounds each, alternating) "
+        f"| s until all rest, median: now / the 2f9f03d client "
+        f"| {w['new_seconds_median']:.2f} / {w['old_seconds_median']:.2f} "
+        f"({w['ratio']:.1f}x faster) "
+        f"| | step p50 / p99: {w['new_step_ms_p50']:.0f} / {w['new_step_ms_p99']:.0f} ms now, "
+        f"{w['old_step_ms_p50']:.0f} / {w['old_step_ms_p99']:.0f} ms before; failed steps per "
+        f"round: {', '.join(str(n) for n in w['new_failed'])} now, {old_failed} before"
+        + (f" ({w['old_error']})" if w["old_error"] else "")
+        + " |"
+    ]
 
 
 def _peers(results: dict[str, dict[str, Any]], s: dict[str, Any], t: dict[str, Any]) -> list[str]:

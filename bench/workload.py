@@ -1,6 +1,7 @@
 """The benchmark workloads as Sluice templates, registered once per server with CreateTemplate.
 
 diamond-5: five no-op steps a -> (b, c in parallel) -> d -> e.
+webhook: one step of a notify type that POSTs to a webhook URL.
 """
 
 from __future__ import annotations
@@ -63,6 +64,16 @@ def holding(seconds: float) -> dict[str, Any]:
         "id": "bench-hold",
         "name": "hold then noop",
         "steps": [_step("h", "hold", seconds=seconds), _step("z", "noop", "h")],
+    }
+
+
+def webhook(step_type: str, url: str) -> dict[str, Any]:
+    """One `step_type` step (notify, or legacy-notify from bench/legacy_webhook.py) that POSTs
+    its notification to `url`."""
+    return {
+        "id": f"bench-webhook-{step_type}",
+        "name": f"{step_type} to a webhook",
+        "steps": [_step("tell", step_type, message="bench", webhookUrl=url)],
     }
 
 

@@ -18,7 +18,6 @@ from sluice.client import WorkflowClient
 from sluice.config import Settings
 from sluice.engine.ports import Clock
 from sluice.server import SluiceServer
-from sluice.steps import builtin_registry
 from tests.support.handlers import Calls, register
 
 
@@ -59,15 +58,15 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
     running: list[SluiceServer] = []
 
     async def start(*, clock: Clock | None = None, **settings: Any) -> SluiceServer:
-        registry = builtin_registry()
-        register(registry, calls)
         defaults: dict[str, Any] = {
             "listen": "127.0.0.1:0",
             "database_url": database_url,
             # Short, so a test that stops a server with a step still blocked stays fast.
             "shutdown_grace": timedelta(seconds=0.5),
         }
-        server = SluiceServer(Settings(**{**defaults, **settings}), registry=registry, clock=clock)
+        # The server's own registry, so settings such as webhook_allow reach its steps.
+        server = SluiceServer(Settings(**{**defaults, **settings}), clock=clock)
+        register(server.registry, calls)
         await server.start()
         running.append(server)
         return server

@@ -23,6 +23,11 @@ class Settings:
     listen: str = DEFAULT_LISTEN
     database_url: str = DEFAULT_DATABASE_URL
     webhook_allow: str = ""
+    # Outgoing HTTP (webhooks, http steps). Connections: 0 means as many as
+    # max_concurrent_steps, so every step that may run can have its own.
+    http_max_connections: int = 0
+    http_timeout: timedelta = timedelta(seconds=5)
+    http_max_response_bytes: int = 64 * 1024
     max_parallel_steps_per_run: int = 8
     max_concurrent_steps: int = 256
     default_step_timeout: timedelta = timedelta(minutes=5)
@@ -56,6 +61,10 @@ class Settings:
     pending_expiry: timedelta = timedelta(hours=24)
     retention: timedelta = timedelta(0)
     housekeeping_interval: timedelta = timedelta(minutes=1)
+
+    @property
+    def http_connections(self) -> int:
+        return self.http_max_connections or self.max_concurrent_steps
 
     @property
     def auth_enabled(self) -> bool:
@@ -124,7 +133,10 @@ def _list(raw: str) -> tuple[str, ...]:
 _OPTIONS: dict[str, _Option] = {
     "listen": _Option("SLUICE_LISTEN", f"host:port to serve gRPC on (default {DEFAULT_LISTEN})"),
     "database_url": _Option("SLUICE_DATABASE_URL", f"SQLAlchemy async URL (default {DEFAULT_DATABASE_URL})"),
-    "webhook_allow": _Option("SLUICE_WEBHOOK_ALLOW", "comma-separated hosts or host:port webhooks may reach"),
+    "webhook_allow": _Option("SLUICE_WEBHOOK_ALLOW", "comma-separated hosts or host:port that webhooks and http steps may reach"),
+    "http_max_connections": _Option("SLUICE_HTTP_MAX_CONNECTIONS", "connections for webhooks and http steps; more requests wait for one (default: SLUICE_MAX_CONCURRENT_STEPS)", _positive_int),
+    "http_timeout": _Option("SLUICE_HTTP_TIMEOUT_SECONDS", "seconds one outgoing request may take once it has a connection (5)", _seconds),
+    "http_max_response_bytes": _Option("SLUICE_HTTP_MAX_RESPONSE_BYTES", "response body kept in a step's output; longer is cut (65536)", _positive_int),
     "max_parallel_steps_per_run": _Option("SLUICE_MAX_PARALLEL_STEPS_PER_RUN", "steps of one run at once (8)", _positive_int),
     "max_concurrent_steps": _Option("SLUICE_MAX_CONCURRENT_STEPS", "step attempts at once, server-wide (256)", _positive_int),
     "default_step_timeout": _Option("SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS", "seconds (300)", _seconds),

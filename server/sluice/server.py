@@ -27,7 +27,8 @@ from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.http_client import HttpClient
+from sluice.steps.webhook import WebhookAllowList
 from sluice.store.migrate import SchemaError
 from sluice.store.sql_store import SqlStore
 from sluice.templates import load_predefined
@@ -58,9 +59,14 @@ class SluiceServer:
             audience=settings.auth_jwt_audience,
             issuer=settings.auth_jwt_issuer,
         )
-        self.registry = registry or builtin_registry(
-            WebhookClient(WebhookAllowList.parse(settings.webhook_allow))
+        # One client for every outgoing request of the server's steps, closed by stop().
+        self.http = HttpClient(
+            WebhookAllowList.parse(settings.webhook_allow),
+            timeout_seconds=settings.http_timeout.total_seconds(),
+            max_connections=settings.http_connections,
+            max_response_bytes=settings.http_max_response_bytes,
         )
+        self.registry = registry or builtin_registry(self.http)
         for plugin in settings.plugins:
             _load_plugin(plugin)(self.registry)
         self.clock = clock or SystemClock()
@@ -177,6 +183,7 @@ class SluiceServer:
             await self.engine.drain(grace)
         if server_stopped is not None:
             await server_stopped
+        await self.http.aclose()
         if self.store is not None:
             await self.store.close()
 

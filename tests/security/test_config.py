@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,38 @@ def test_a_negative_gc_threshold_is_refused(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         config.parse(["--gc-threshold", "-1"], env={})
     assert "SLUICE_GC_THRESHOLD" in capsys.readouterr().err
+
+
+def test_outgoing_http_settings() -> None:
+    defaults = config.parse([], env={})
+    # As many connections as steps may run at once, unless set.
+    assert defaults.http_connections == defaults.max_concurrent_steps == 256
+    assert defaults.http_timeout == timedelta(seconds=5)
+    assert defaults.http_max_response_bytes == 65536
+    assert config.parse(["--max-concurrent-steps", "40"], env={}).http_connections == 40
+    env = {
+        "SLUICE_HTTP_MAX_CONNECTIONS": "12",
+        "SLUICE_HTTP_TIMEOUT_SECONDS": "2.5",
+        "SLUICE_HTTP_MAX_RESPONSE_BYTES": "1000",
+    }
+    settings = config.parse([], env=env)
+    assert settings.http_connections == 12
+    assert settings.http_timeout == timedelta(seconds=2.5)
+    assert settings.http_max_response_bytes == 1000
+    assert config.parse(["--http-max-connections", "3"], env=env).http_connections == 3
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SLUICE_HTTP_MAX_CONNECTIONS": "0"},
+        {"SLUICE_HTTP_TIMEOUT_SECONDS": "0"},
+        {"SLUICE_HTTP_MAX_RESPONSE_BYTES": "-1"},
+    ],
+)
+def test_bad_outgoing_http_settings_are_refused(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        config.parse([], env=env)
+    assert next(iter(env)) in capsys.readouterr().err

@@ -2,8 +2,8 @@
 
 Every handler does real, deterministic, offline work: the same context gives the same
 output, time comes only from `ctx.now`, and nothing leaves the machine unless a step names a
-webhook URL the operator has allowed. Each is replaceable: register another handler under
-the same type name.
+URL the operator has allowed (a webhook of `post` or `notify`, an `http` step). Each is
+replaceable: register another handler under the same type name.
 """
 
 from __future__ import annotations
@@ -12,23 +12,27 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.steps.analyze import AnalyzeStep
 from sluice.steps.errors import PermanentStepError, StepError
 from sluice.steps.generate import GenerateStep
+from sluice.steps.http import HttpStep
+from sluice.steps.http_client import HttpClient
 from sluice.steps.notify import NotifyStep
 from sluice.steps.post import PostStep
 from sluice.steps.review import ReviewStep
 from sluice.steps.schedule import ScheduleStep
 from sluice.steps.transform import TransformStep
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.webhook import WebhookAllowList
 
-BUILTIN_STEP_TYPES = ("generate", "review", "schedule", "post", "analyze", "transform", "notify")
+BUILTIN_STEP_TYPES = (
+    "generate", "review", "schedule", "post", "analyze", "transform", "notify", "http",
+)  # fmt: skip
 
 
-def builtin_registry(webhooks: WebhookClient | None = None) -> HandlerRegistry:
-    """A registry of the seven built-in handlers.
+def builtin_registry(http: HttpClient | None = None) -> HandlerRegistry:
+    """A registry of the eight built-in handlers, sharing `http` for their requests.
 
-    Without `webhooks`, steps that name a webhook URL fail permanently with a message naming
-    SLUICE_WEBHOOK_ALLOW: no allow-list means no outgoing calls.
+    Without `http`, steps that name a URL (a webhook, an `http` step) fail permanently with a
+    message naming SLUICE_WEBHOOK_ALLOW: no allow-list means no outgoing calls.
     """
-    client = webhooks or WebhookClient(WebhookAllowList())
+    client = http or HttpClient(WebhookAllowList())
     return HandlerRegistry(
         {
             "generate": GenerateStep(),
@@ -38,6 +42,7 @@ def builtin_registry(webhooks: WebhookClient | None = None) -> HandlerRegistry:
             "analyze": AnalyzeStep(),
             "transform": TransformStep(),
             "notify": NotifyStep(client),
+            "http": HttpStep(client),
         }
     )
 
@@ -46,6 +51,8 @@ __all__ = [
     "BUILTIN_STEP_TYPES",
     "AnalyzeStep",
     "GenerateStep",
+    "HttpClient",
+    "HttpStep",
     "NotifyStep",
     "PermanentStepError",
     "PostStep",
@@ -54,6 +61,5 @@ __all__ = [
     "StepError",
     "TransformStep",
     "WebhookAllowList",
-    "WebhookClient",
     "builtin_registry",
 ]

@@ -7,8 +7,9 @@ step, with the same Idempotency-Key).
 Config: message (default: a summary of what the run produced), recipients (default: the
 run's owner), channel (default "in-app"), webhookUrl.
 
-Output: notificationId, message, recipients, channel, sentAt, and webhookStatus when a
-webhook URL is configured.
+Output: notificationId, message, recipients, channel, sentAt, and with a webhook URL:
+webhookStatus (the receiver's 2xx status) and webhookResponse (status, headers, body,
+truncated: the receiver's answer, see `_reply.py`; left out of the outbox record).
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from sluice.engine.handlers import StepContext, StepResult
 from sluice.engine.model import JsonObject, Publication
 from sluice.steps._config import get_str, get_str_list, iso, stable_id
 from sluice.steps._text import outputs_with, pieces
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.http_client import HttpClient
+from sluice.steps.webhook import WebhookAllowList
 
 
-def _no_webhooks() -> WebhookClient:
-    return WebhookClient(WebhookAllowList())
+def _no_webhooks() -> HttpClient:
+    return HttpClient(WebhookAllowList())
 
 
 @dataclass(frozen=True, slots=True)
 class NotifyStep:
-    webhooks: WebhookClient = field(default_factory=_no_webhooks)
+    webhooks: HttpClient = field(default_factory=_no_webhooks)
 
     async def run(self, ctx: StepContext) -> StepResult:
         message = get_str(ctx.config, "message", "") or _summary(ctx)
@@ -44,12 +46,14 @@ class NotifyStep:
         url = get_str(ctx.config, "webhookUrl", "")
         if url:
             payload = {**output, "runId": ctx.run_id, "stepId": ctx.step_id}
-            output["webhookStatus"] = await self.webhooks.post_json(
-                url, payload, idempotency_key=ctx.idempotency_key
-            )
+            reply = await self.webhooks.post_json(url, payload, idempotency_key=ctx.idempotency_key)
+            output["webhookStatus"] = reply.status
+            output["webhookResponse"] = reply.output()
+        # The outbox records the notification; the receiver's answer stays in the output.
+        record = {key: value for key, value in output.items() if key != "webhookResponse"}
         return StepResult(
             output=output,
-            publications=(Publication(kind="notification", channel=channel, payload={**output}),),
+            publications=(Publication(kind="notification", channel=channel, payload=record),),
             notifications=(notification,),
         )
 

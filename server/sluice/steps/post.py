@@ -11,7 +11,8 @@ the upstream piece that suits the platform (email for email, blog-post for blog,
 a social post), falling back to the first by step id.
 
 Output: platform, postId, publishedAt, scheduledTime (null without an upstream schedule),
-title, contentPreview, and webhookStatus when a webhook URL is configured.
+title, contentPreview, and with a webhook URL: webhookStatus (the receiver's 2xx status) and
+webhookResponse (status, headers, body, truncated: the receiver's answer, see `_reply.py`).
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
 from sluice.engine.model import JsonObject, Publication
 from sluice.steps._config import get_str, iso, stable_id, text
 from sluice.steps._text import Piece, outputs_with, pieces, preview
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.http_client import HttpClient
+from sluice.steps.webhook import WebhookAllowList
 
 _PREFERRED_TYPE = {"email": "email", "blog": "blog-post"}
 
 
-def _no_webhooks() -> WebhookClient:
+def _no_webhooks() -> HttpClient:
     # Without a configured client every URL is refused, with a message naming the env var.
-    return WebhookClient(WebhookAllowList())
+    return HttpClient(WebhookAllowList())
 
 
 @dataclass(frozen=True, slots=True)
 class PostStep:
-    webhooks: WebhookClient = field(default_factory=_no_webhooks)
+    webhooks: HttpClient = field(default_factory=_no_webhooks)
 
     async def run(self, ctx: StepContext) -> StepResult:
         schedules = [out for _, out in outputs_with(ctx.upstream, "scheduledTime")]
@@ -74,9 +76,9 @@ class PostStep:
         }
         url = get_str(ctx.config, "webhookUrl", "")
         if url:
-            output["webhookStatus"] = await self.webhooks.post_json(
-                url, payload, idempotency_key=ctx.idempotency_key
-            )
+            reply = await self.webhooks.post_json(url, payload, idempotency_key=ctx.idempotency_key)
+            output["webhookStatus"] = reply.status
+            output["webhookResponse"] = reply.output()
         return StepResult(
             output=output,
             publications=(Publication(kind="post", channel=platform, payload=payload),),

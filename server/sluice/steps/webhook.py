@@ -1,30 +1,21 @@
-"""Webhook delivery: a server-side allow-list and a small JSON POST client.
+"""The server-side allow-list of where steps may send HTTP requests (`SLUICE_WEBHOOK_ALLOW`).
 
 Templates are user input, so a template must not make the server call arbitrary addresses
-(internal services, cloud metadata endpoints, the server itself). Every URL is checked
-against the operator's `SLUICE_WEBHOOK_ALLOW` list before any connection is made.
+(internal services, cloud metadata endpoints, the server itself). Every URL a webhook or an
+`http` step names is checked against the operator's list before any connection is made
+(`http_client.HttpClient` does it on every request).
 """
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import ipaddress
-import json
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from sluice.engine.handlers import PermanentStepError
-from sluice.steps.errors import StepError
 
 ALLOW_ENV = "SLUICE_WEBHOOK_ALLOW"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Answers that may well be different next time: the engine retries these.
-_RETRYABLE_STATUS = frozenset({408, 429})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -129,74 +120,3 @@ def _split_host_port(entry: str) -> tuple[str, int | None]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"{ALLOW_ENV}: {entry!r} has an invalid port")
     return _normalize_host(host), int(port_text)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """An allowed host must not bounce the request to one that is not: redirects are errors."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class WebhookClient:
-    """POSTs JSON to allowed URLs without blocking the event loop.
-
-    The standard library's blocking client runs in a worker thread (`asyncio.to_thread`);
-    `timeout_seconds` bounds each socket operation there and the whole call here. A call
-    abandoned at the deadline leaves its thread to end at its own socket timeout.
-    """
-
-    def __init__(self, allow: WebhookAllowList, timeout_seconds: float = 5.0) -> None:
-        if not timeout_seconds > 0:
-            raise ValueError("timeout_seconds must be positive")
-        self.allow = allow
-        self.timeout_seconds = timeout_seconds
-        # No proxies from the environment: the allow-list is about where requests go.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
-
-    async def post_json(self, url: str, payload: Mapping[str, Any], *, idempotency_key: str) -> int:
-        """The 2xx status; PermanentStepError for a refused URL or a final answer (4xx, 3xx);
-        StepError for what a retry may fix (5xx, 408, 429, connection errors, timeouts)."""
-        self.allow.check(url)
-        body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
-        host = urlsplit(url).hostname
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                return await asyncio.to_thread(self._post, url, body, idempotency_key)
-        except TimeoutError:
-            raise StepError(
-                f"webhook POST to {host} timed out after {self.timeout_seconds:g}s"
-            ) from None
-
-    def _post(self, url: str, body: bytes, idempotency_key: str) -> int:
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": idempotency_key,
-                "User-Agent": "sluice-webhook/1",
-            },
-        )
-        host = request.host
-        try:
-            with self._opener.open(request, timeout=self.timeout_seconds) as response:
-                # Read (a bounded amount of) the body so the server sees a clean exchange.
-                response.read(65536)
-                status: int = response.status
-                return status
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            status = exc.code
-            if status in _RETRYABLE_STATUS or status >= 500:
-                raise StepError(f"webhook POST to {host} answered {status}") from None
-            raise PermanentStepError(
-                f"webhook POST to {host} answered {status}"
-                + (" (redirects are not followed)" if 300 <= status < 400 else "")
-            ) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            # URLError wraps refused connections, DNS failures and connect timeouts;
-            # TimeoutError and ConnectionResetError (OSError) come from reads.
-            reason = getattr(exc, "reason", exc)
-            raise StepError(f"webhook POST to {host} failed: {reason}") from None

@@ -1,14 +1,18 @@
-"""A hand-built StepContext for calling handlers directly (no engine, no store)."""
+"""A hand-built StepContext for calling handlers directly (no engine, no store), and a real
+HTTP receiver on loopback with clients allowed to reach it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from sluice.engine.handlers import StepContext
+from sluice.steps.http_client import HttpClient
+from sluice.steps.webhook import WebhookAllowList
+from tests.support.receiver import Receiver, running_receiver
 
 # A Tuesday, 15:07 UTC (10:07 in New York).
 NOW = datetime(2025, 3, 4, 15, 7, tzinfo=UTC)
@@ -48,3 +52,28 @@ def make_ctx() -> MakeCtx:
         )
 
     return make
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as state:
+        yield state
+
+
+MakeClient = Callable[..., HttpClient]
+
+
+@pytest.fixture
+async def client(receiver: Receiver) -> AsyncIterator[MakeClient]:
+    """Clients allowed to reach the receiver; each is closed at the end of the test."""
+    made: list[HttpClient] = []
+
+    def make(timeout: float = 5.0, **options: int) -> HttpClient:
+        made.append(
+            HttpClient(WebhookAllowList.parse(receiver.allow), timeout_seconds=timeout, **options)
+        )
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.aclose()

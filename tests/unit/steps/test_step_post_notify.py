@@ -6,9 +6,11 @@ from typing import Any
 import pytest
 
 from sluice.engine.handlers import PermanentStepError, StepContext
+from sluice.steps._reply import HttpReply
+from sluice.steps.http_client import HttpClient
 from sluice.steps.notify import NotifyStep
 from sluice.steps.post import PostStep
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.webhook import WebhookAllowList
 
 MakeCtx = Callable[..., StepContext]
 
@@ -27,17 +29,22 @@ SCHEDULE = {
 }
 
 
-class RecordingWebhooks(WebhookClient):
+REPLY = HttpReply(202, {"content-type": "application/json"}, {"id": "r-1"}, truncated=False)
+
+
+class RecordingWebhooks(HttpClient):
     """Records calls instead of making them (the real client is tested on a real server)."""
 
     def __init__(self) -> None:
         super().__init__(WebhookAllowList.parse("hooks.example.com"))
         self.calls: list[tuple[str, Mapping[str, Any], str]] = []
 
-    async def post_json(self, url: str, payload: Mapping[str, Any], *, idempotency_key: str) -> int:
+    async def post_json(
+        self, url: str, payload: Mapping[str, Any], *, idempotency_key: str
+    ) -> HttpReply:
         self.allow.check(url)
         self.calls.append((url, payload, idempotency_key))
-        return 202
+        return REPLY
 
 
 async def test_post_publishes_upstream_content(make_ctx: MakeCtx) -> None:
@@ -106,6 +113,12 @@ async def test_post_sends_the_webhook(make_ctx: MakeCtx) -> None:
     ctx = make_ctx("post", {"webhookUrl": "https://hooks.example.com/in"}, upstream={"g": SOCIAL})
     result = await PostStep(hooks).run(ctx)
     assert result.output["webhookStatus"] == 202
+    assert result.output["webhookResponse"] == {
+        "status": 202,
+        "headers": {"content-type": "application/json"},
+        "body": {"id": "r-1"},
+        "truncated": False,
+    }
     ((url, payload, key),) = hooks.calls
     assert url == "https://hooks.example.com/in"
     assert payload == result.publications[0].payload
@@ -178,6 +191,11 @@ async def test_notify_sends_the_webhook(make_ctx: MakeCtx) -> None:
     config = {"message": "Done", "webhookUrl": "http://hooks.example.com/n"}
     result = await NotifyStep(hooks).run(make_ctx("notify", config))
     assert result.output["webhookStatus"] == 202
+    assert result.output["webhookResponse"]["body"] == {"id": "r-1"}
+    # The outbox keeps the notification, not the receiver's answer.
+    (publication,) = result.publications
+    assert publication.payload["webhookStatus"] == 202
+    assert "webhookResponse" not in publication.payload
     ((_, payload, key),) = hooks.calls
     assert payload["message"] == "Done"
     assert payload["runId"] == "run-1"

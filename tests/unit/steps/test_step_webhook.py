@@ -3,19 +3,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import pytest
 
 from sluice.engine.handlers import PermanentStepError, StepContext
 from sluice.steps import StepError
+from sluice.steps.http_client import HttpClient
+from sluice.steps.notify import NotifyStep
 from sluice.steps.post import PostStep
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.webhook import WebhookAllowList
+from tests.support.receiver import Receiver
 
 MakeCtx = Callable[..., StepContext]
+MakeClient = Callable[..., HttpClient]
 
 
 # --- the allow-list ------------------------------------------------------------------------
@@ -101,115 +102,88 @@ def test_malformed_allow_list_is_a_value_error(spec: str) -> None:
 # --- real POSTs to a server on 127.0.0.1 -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    port: int = 0
-    status: int = 200
-    delay: float = 0.0
-    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            state.requests.append((self.path, dict(self.headers.items()), body))
-            if state.delay:
-                state.release.wait(state.delay)
-            try:
-                self.send_response(state.status)
-                if 300 <= state.status < 400:
-                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-            except OSError:
-                pass  # the client gave up (timeout tests)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def client(receiver: Receiver, timeout: float = 5.0) -> WebhookClient:
-    return WebhookClient(WebhookAllowList.parse(f"127.0.0.1:{receiver.port}"), timeout)
-
-
-async def test_post_sends_json_with_idempotency_key(receiver: Receiver) -> None:
+async def test_post_sends_json_with_idempotency_key(receiver: Receiver, client: MakeClient) -> None:
     receiver.status = 201
     payload = {"postId": "post_1", "content": "Hello, world", "n": 2}
-    status = await client(receiver).post_json(receiver.url(), payload, idempotency_key="run-1/post")
-    assert status == 201
-    ((path, headers, body),) = receiver.requests
-    assert path == "/hook"
-    assert json.loads(body) == payload
-    assert headers["Idempotency-Key"] == "run-1/post"
-    assert headers["Content-Type"] == "application/json"
+    hooks = client()
+    reply = await hooks.post_json(receiver.url(), payload, idempotency_key="run-1/post")
+    assert reply.status == 201
+    (request,) = receiver.requests
+    assert (request.method, request.path) == ("POST", "/hook")
+    assert json.loads(request.body) == payload
+    assert request.headers["Idempotency-Key"] == "run-1/post"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == "sluice-webhook/1"
 
 
 @pytest.mark.parametrize("status", [500, 503, 408, 429])
-async def test_retryable_answers_raise_step_error(receiver: Receiver, status: int) -> None:
+async def test_retryable_answers_raise_step_error(
+    receiver: Receiver, status: int, client: MakeClient
+) -> None:
     receiver.status = status
     with pytest.raises(StepError, match=str(status)) as caught:
-        await client(receiver).post_json(receiver.url(), {}, idempotency_key="k")
+        await client().post_json(receiver.url(), {}, idempotency_key="k")
     assert not isinstance(caught.value, PermanentStepError)
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
-async def test_client_errors_are_permanent(receiver: Receiver, status: int) -> None:
+async def test_client_errors_are_permanent(
+    receiver: Receiver, status: int, client: MakeClient
+) -> None:
     receiver.status = status
-    with pytest.raises(PermanentStepError, match=str(status)):
-        await client(receiver).post_json(receiver.url(), {}, idempotency_key="k")
+    receiver.body = b'{"error": "no such list"}'
+    with pytest.raises(PermanentStepError, match=str(status)) as caught:
+        await client().post_json(receiver.url(), {}, idempotency_key="k")
+    # The receiver's own explanation is in the message.
+    assert "no such list" in str(caught.value)
 
 
-async def test_redirects_are_not_followed(receiver: Receiver) -> None:
+async def test_redirects_are_not_followed(receiver: Receiver, client: MakeClient) -> None:
     receiver.status = 302
     with pytest.raises(PermanentStepError, match="redirects are not followed"):
-        await client(receiver).post_json(receiver.url(), {}, idempotency_key="k")
+        await client().post_json(receiver.url(), {}, idempotency_key="k")
     assert len(receiver.requests) == 1
 
 
-async def test_timeout_is_retryable(receiver: Receiver) -> None:
+async def test_timeout_is_retryable(receiver: Receiver, client: MakeClient) -> None:
     receiver.delay = 2.0
     with pytest.raises(StepError, match="timed out"):
-        await client(receiver, timeout=0.2).post_json(receiver.url(), {}, idempotency_key="k")
+        await client(timeout=0.2).post_json(receiver.url(), {}, idempotency_key="k")
 
 
 async def test_connection_refused_is_retryable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    hooks = WebhookClient(WebhookAllowList.parse(f"127.0.0.1:{port}"), 2.0)
-    with pytest.raises(StepError, match="failed"):
-        await hooks.post_json(f"http://127.0.0.1:{port}/", {}, idempotency_key="k")
+    hooks = HttpClient(WebhookAllowList.parse(f"127.0.0.1:{port}"), timeout_seconds=2.0)
+    try:
+        with pytest.raises(StepError, match="failed"):
+            await hooks.post_json(f"http://127.0.0.1:{port}/", {}, idempotency_key="k")
+    finally:
+        await hooks.aclose()
 
 
 async def test_refused_url_makes_no_request(receiver: Receiver) -> None:
-    hooks = WebhookClient(WebhookAllowList.parse("example.com"))
+    hooks = HttpClient(WebhookAllowList.parse("example.com"))
     with pytest.raises(PermanentStepError, match="loopback"):
         await hooks.post_json(receiver.url(), {}, idempotency_key="k")
     assert receiver.requests == []
 
 
-async def test_the_event_loop_keeps_running_during_a_post(receiver: Receiver) -> None:
+async def test_proxies_from_the_environment_are_ignored(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, client: MakeClient
+) -> None:
+    # A proxy would see (and could redirect) every request; the allow-list names the receiver.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    reply = await client().post_json(receiver.url(), {}, idempotency_key="k")
+    assert reply.status == 200
+    assert len(receiver.requests) == 1
+
+
+async def test_the_event_loop_keeps_running_during_a_post(
+    receiver: Receiver, client: MakeClient
+) -> None:
     receiver.delay = 0.3
     ticks = 0
 
@@ -221,22 +195,145 @@ async def test_the_event_loop_keeps_running_during_a_post(receiver: Receiver) ->
 
     ticker = asyncio.create_task(tick())
     try:
-        await client(receiver).post_json(receiver.url(), {}, idempotency_key="k")
+        await client().post_json(receiver.url(), {}, idempotency_key="k")
     finally:
         ticker.cancel()
     assert ticks >= 10
 
 
-async def test_post_step_delivers_to_the_webhook(make_ctx: MakeCtx, receiver: Receiver) -> None:
+# --- many at once ---------------------------------------------------------------------------
+
+
+async def test_twenty_webhooks_are_in_flight_at_once(
+    receiver: Receiver, client: MakeClient
+) -> None:
+    """The receiver answers nobody until 20 requests wait on it together: a client that runs
+    requests on a small thread pool (6 threads on 2 cores) never gets there and times out."""
+    receiver.answer_when_in_flight = 20
+    hooks = client()
+    replies = await asyncio.gather(
+        *(hooks.post_json(receiver.url(), {"n": n}, idempotency_key=f"r/{n}") for n in range(20))
+    )
+    assert [r.status for r in replies] == [200] * 20
+    assert receiver.max_in_flight == 20
+
+
+async def test_the_pool_size_bounds_requests_in_flight(
+    receiver: Receiver, client: MakeClient
+) -> None:
+    receiver.hold = True
+    hooks = client(max_connections=3)
+    sent = asyncio.gather(
+        *(hooks.post_json(receiver.url(), {}, idempotency_key=f"r/{n}") for n in range(6))
+    )
+    await receiver.replace_one_then_release_all(held=3)
+    replies = await sent
+    assert [r.status for r in replies] == [200] * 6
+    assert receiver.max_in_flight == 3
+
+
+async def test_waiting_for_a_connection_does_not_count_against_the_timeout(
+    receiver: Receiver, client: MakeClient
+) -> None:
+    # One connection, eight requests of 0.2 s each: the last waits 1.4 s for the connection,
+    # longer than the 1 s timeout, and still succeeds.
+    receiver.delay = 0.2
+    hooks = client(timeout=1.0, max_connections=1)
+    replies = await asyncio.gather(
+        *(hooks.post_json(receiver.url(), {}, idempotency_key=f"r/{n}") for n in range(8))
+    )
+    assert [r.status for r in replies] == [200] * 8
+    assert receiver.max_in_flight == 1
+
+
+async def test_closing_the_client_closes_its_connections(
+    receiver: Receiver, client: MakeClient
+) -> None:
+    hooks = client()
+    await hooks.post_json(receiver.url(), {}, idempotency_key="k")
+    assert receiver.open_connections == 1  # kept alive for the next request
+    await hooks.aclose()
+    await receiver.wait_for(lambda r: r.open_connections == 0)
+
+
+# --- the receiver's answer ------------------------------------------------------------------
+
+
+async def test_a_json_answer_is_parsed(receiver: Receiver, client: MakeClient) -> None:
+    receiver.status = 201
+    receiver.headers = {"Content-Type": "application/json; charset=utf-8", "ETag": '"v1"'}
+    receiver.body = b'{"id": "msg-7", "queued": true, "n": 3}'
+    reply = await client().post_json(receiver.url(), {}, idempotency_key="k")
+    assert reply.output() == {
+        "status": 201,
+        "headers": {"content-type": "application/json; charset=utf-8", "etag": '"v1"'},
+        "body": {"id": "msg-7", "queued": True, "n": 3},
+        "truncated": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("text/plain", b"accepted", "accepted"),
+        ("application/problem+json", b'{"title": "ok"}', {"title": "ok"}),
+        ("text/plain; charset=latin-1", "caf\u00e9".encode("latin-1"), "caf\u00e9"),
+        ("application/json", b"not json", "not json"),  # a wrong label: the text is kept
+        ("application/json", b'{"x": NaN}', '{"x": NaN}'),  # no NaN in step output
+        ("application/json", b'{"a": "\\u0000"}', '{"a": "\\u0000"}'),  # nor NUL characters
+        ("application/json", b"[" * 30 + b"]" * 30, "[" * 30 + "]" * 30),  # too deep for outputs
+        ("text/plain", b"nul \x00 here", "nul \ufffd here"),
+        ("application/json", b"", None),
+    ],
+)
+async def test_answers_become_json_text_or_null(
+    receiver: Receiver, content_type: str, body: bytes, expected: object, client: MakeClient
+) -> None:
+    receiver.headers = {"Content-Type": content_type}
+    receiver.body = body
+    reply = await client().post_json(receiver.url(), {}, idempotency_key="k")
+    assert reply.body == expected
+    assert not reply.truncated
+
+
+async def test_a_long_answer_is_cut_at_the_limit(receiver: Receiver, client: MakeClient) -> None:
+    receiver.body = json.dumps({"items": ["x" * 100] * 100}).encode()  # about 10 KB of JSON
+    reply = await client(max_response_bytes=1000).post_json(receiver.url(), {}, idempotency_key="k")
+    assert reply.truncated
+    # Half a JSON document does not parse: the first 1,000 bytes are kept as text.
+    assert reply.body == receiver.body[:1000].decode()
+
+
+async def test_a_cut_never_splits_a_character(receiver: Receiver, client: MakeClient) -> None:
+    receiver.headers = {"Content-Type": "text/plain; charset=utf-8"}
+    receiver.body = "\u00e9".encode() * 10  # two bytes each
+    reply = await client(max_response_bytes=5).post_json(receiver.url(), {}, idempotency_key="k")
+    assert (reply.body, reply.truncated) == ("\u00e9\u00e9", True)
+
+
+async def test_post_step_delivers_to_the_webhook_and_keeps_the_answer(
+    make_ctx: MakeCtx, receiver: Receiver, client: MakeClient
+) -> None:
+    receiver.body = b'{"id": "fb-123"}'
     ctx = make_ctx(
         "post",
         {"platform": "facebook", "webhookUrl": receiver.url("/posts")},
         upstream={"g": {"contentType": "social-post", "content": "Hello. #News"}},
         step_id="post-content",
     )
-    result = await PostStep(client(receiver)).run(ctx)
+    result = await PostStep(client()).run(ctx)
     assert result.output["webhookStatus"] == 200
-    ((path, headers, body),) = receiver.requests
-    assert path == "/posts"
-    assert headers["Idempotency-Key"] == "run-1/post-content"
-    assert json.loads(body)["postId"] == result.output["postId"]
+    assert result.output["webhookResponse"]["body"] == {"id": "fb-123"}
+    (request,) = receiver.requests
+    assert request.path == "/posts"
+    assert request.headers["Idempotency-Key"] == "run-1/post-content"
+    assert json.loads(request.body)["postId"] == result.output["postId"]
+
+
+async def test_notify_step_keeps_the_answer(
+    make_ctx: MakeCtx, receiver: Receiver, client: MakeClient
+) -> None:
+    receiver.body = b'{"ticket": 42}'
+    ctx = make_ctx("notify", {"message": "Done", "webhookUrl": receiver.url("/n")})
+    result = await NotifyStep(client()).run(ctx)
+    assert result.output["webhookResponse"]["body"] == {"ticket": 42}
