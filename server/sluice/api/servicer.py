@@ -20,14 +20,16 @@ from sluice.api.requests import (
     encode_offset,
     fingerprint,
 )
-from sluice.engine.model import Event, Run
+from sluice.engine.model import Event, Run, RunStatus
 from sluice.engine.ports import Clock
 from sluice.engine.service import Workflows
+from sluice.engine.validation import enum_names
 from sluice.v1 import workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_STATUS_NAMES = f"one of {enum_names('WORKFLOW_STATUS_', RunStatus)}"
 
 
 class _CarriesWorkflow(Protocol):
@@ -175,7 +177,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         for i, value in enumerate(request.statuses):
             status = convert.run_status_from_proto(value)
             if status is None:
-                checks.add(f"statuses[{i}]", "must be a workflow status, not UNSPECIFIED")
+                checks.add(f"statuses[{i}]", f"must be {_STATUS_NAMES}")
             else:
                 statuses.append(status)
         filters = fingerprint(sorted(s.value for s in statuses), request.template_id)

@@ -13,13 +13,25 @@ webhook URL is configured.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import StepContext, StepResult
 from sluice.engine.model import JsonObject, Publication
+from sluice.steps import _schema
 from sluice.steps._config import get_str, get_str_list, iso, stable_id
 from sluice.steps._text import outputs_with, pieces
-from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from sluice.steps.webhook import WebhookAllowList, WebhookClient, url_problems
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "message": _schema.text("the message; default: a summary of what the run produced"),
+        "recipients": _schema.strings("who to notify; default: the run's owner"),
+        "channel": _schema.string("the channel to notify on", default="in-app"),
+        "webhookUrl": _schema.WEBHOOK_URL,
+    }
+)
 
 
 def _no_webhooks() -> WebhookClient:
@@ -29,6 +41,10 @@ def _no_webhooks() -> WebhookClient:
 @dataclass(frozen=True, slots=True)
 class NotifyStep:
     webhooks: WebhookClient = field(default_factory=_no_webhooks)
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
+    def check_config(self, config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        return url_problems(self.webhooks.allow, config)
 
     async def run(self, ctx: StepContext) -> StepResult:
         message = get_str(ctx.config, "message", "") or _summary(ctx)

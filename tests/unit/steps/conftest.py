@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sluice.engine.handlers import StepContext
+from sluice.engine.handlers import HandlerRegistry, StepContext, StepHandler, StepResult
 
 # A Tuesday, 15:07 UTC (10:07 in New York).
 NOW = datetime(2025, 3, 4, 15, 7, tzinfo=UTC)
@@ -48,3 +48,10 @@ def make_ctx() -> MakeCtx:
         )
 
     return make
+
+
+async def run_step(handler: StepHandler, ctx: StepContext) -> StepResult:
+    """What the engine does each attempt: check the resolved config against what the handler
+    declares (PermanentStepError naming every problem), then run it."""
+    HandlerRegistry({ctx.step_type: handler}).check_resolved(ctx.step_type, ctx.config)
+    return await handler.run(ctx)

@@ -14,6 +14,7 @@ from sluice.engine.handlers import PermanentStepError, StepContext
 from sluice.steps import StepError
 from sluice.steps.post import PostStep
 from sluice.steps.webhook import WebhookAllowList, WebhookClient
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 
@@ -234,7 +235,7 @@ async def test_post_step_delivers_to_the_webhook(make_ctx: MakeCtx, receiver: Re
         upstream={"g": {"contentType": "social-post", "content": "Hello. #News"}},
         step_id="post-content",
     )
-    result = await PostStep(client(receiver)).run(ctx)
+    result = await run_step(PostStep(client(receiver)), ctx)
     assert result.output["webhookStatus"] == 200
     ((path, headers, body),) = receiver.requests
     assert path == "/posts"
