@@ -18,6 +18,7 @@ from sluice.client import WorkflowClient
 from sluice.config import Settings
 from sluice.server import SluiceServer
 from sluice.steps import builtin_registry
+from sluice.steps.webhook import WebhookAllowList, WebhookClient
 from tests.support.handlers import Calls, register
 
 
@@ -56,7 +57,8 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
     running: list[SluiceServer] = []
 
     async def start(**settings: Any) -> SluiceServer:
-        registry = builtin_registry()
+        allow = WebhookAllowList.parse(settings.get("webhook_allow", ""))
+        registry = builtin_registry(WebhookClient(allow))
         register(registry, calls)
         defaults: dict[str, Any] = {
             "listen": "127.0.0.1:0",

@@ -66,11 +66,11 @@ class ConfigSchema:
         resolved config again before each attempt).
         """
         found: dict[Problem, None] = {}
-        for error in sorted(self._validator.iter_errors(config), key=_position):
+        for error in self._validator.iter_errors(config):
             if written and _stands_in(error):
                 continue
             found.update(dict.fromkeys(self._describe(error)))
-        return list(found)
+        return sorted(found, key=lambda problem: problem[0])
 
     def _describe(self, error: ValidationError) -> Iterator[Problem]:
         where = list(error.absolute_path)
@@ -106,6 +106,10 @@ class ConfigSchema:
             names = list(dict.fromkeys(name for names in listed for name in names))
             rule = "exactly one of" if error.validator == "oneOf" else "at least one of"
             yield _path(where), f"needs {rule} {_either(names, 'or')}{self._condition(error)}"
+            return
+        if branches and all(b.validator == "type" and not b.relative_path for b in branches):
+            types = [t for b in branches for t in _listed_types(b.validator_value)]
+            yield _path(where), f"must be {_types(types)} (got {_json_type(error.instance)})"
             return
         description = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if description:
@@ -156,8 +160,7 @@ def _sentence(error: ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     match kind:
         case "type":
-            types = [expected] if isinstance(expected, str) else list(expected)
-            return f"must be {_either([_TYPE_NAMES.get(t, t) for t in types], 'or')} (got {_json_type(value)})"
+            return f"must be {_types(_listed_types(expected))} (got {_json_type(value)})"
         case "enum":
             rule = "one of " if len(expected) > 2 else ""
             return f"must be {rule}{_either([_short(v) for v in expected], 'or')} (got {_short(value)})"
@@ -195,6 +198,14 @@ def _sentence(error: ValidationError) -> str:
         case "not" | None:  # None: a `false` schema, which allows nothing
             return "is not allowed here"
     return _cut(error.message, 200)
+
+
+def _listed_types(expected: Any) -> list[str]:
+    return [expected] if isinstance(expected, str) else list(expected)
+
+
+def _types(types: list[str]) -> str:
+    return _either([_TYPE_NAMES.get(t, t) for t in dict.fromkeys(types)], "or")
 
 
 def _stands_in(error: ValidationError) -> bool:
@@ -238,10 +249,6 @@ def _remote_refs(schema: Any) -> Iterator[str]:
     elif isinstance(schema, list):
         for item in schema:
             yield from _remote_refs(item)
-
-
-def _position(error: ValidationError) -> tuple[str, ...]:
-    return tuple(str(part) for part in error.absolute_path)
 
 
 def _path(parts: Iterable[str | int]) -> str:
