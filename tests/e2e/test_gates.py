@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from sluice.client import (
+    EventType,
     FailedPreconditionError,
     GateStatus,
     StepStatus,
@@ -112,6 +113,25 @@ async def test_validation_gate_evaluates_a_cel_expression(client: WorkflowClient
     assert done.status == WorkflowStatus.WORKFLOW_STATUS_FAILED
     assert done.gate_results[0].status == GateStatus.GATE_STATUS_FAILED
     assert "fair-housing" in done.error
+
+
+async def test_a_failed_validation_gate_says_what_it_saw(client: WorkflowClient) -> None:
+    tpl = template(
+        "explained",
+        step("review", config={"output": {"qualityScore": 0.72}}),
+        gates=[{
+            "id": "good-enough",
+            "stepId": "review",
+            "action": "GATE_ACTION_CONTINUE",
+            "validation": {"expression": "output.qualityScore >= 0.9"},
+        }],
+    )  # fmt: skip
+    run = await client.create_workflow(tpl)
+    done = await client.execute_workflow(run.id, wait=True, timeout=10)
+    expected = "output.qualityScore >= 0.9 is false; output.qualityScore = 0.72"
+    assert done.gate_results[0].message == expected
+    [failed] = [e async for e in client.watch(run.id) if e.type == EventType.EVENT_TYPE_GATE_FAILED]
+    assert failed.details["message"] == expected
 
 
 def approval_template() -> dict[str, object]:
