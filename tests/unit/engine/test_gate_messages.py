@@ -13,7 +13,9 @@ from tests.unit.engine.conftest import make_run, make_template
 
 def outcome(expression: str, output: dict[str, Any], **params: Any) -> gates.GateOutcome:
     gate = GateSpec("check", GateType.VALIDATION, "review", GateAction.ABORT, expression=expression)
-    run = make_run(make_template(StepSpec("gen", "x"), StepSpec("review", "x", ("gen",))))
+    run = make_run(
+        make_template(StepSpec("gen", "x"), StepSpec("review", "x", dependencies=("gen",)))
+    )
     run.params = dict(params)
     run.steps["gen"].status = StepStatus.COMPLETED
     run.steps["gen"].output = {"wordCount": 120.0}

@@ -187,8 +187,8 @@ def test_a_substituted_webhook_url_is_checked_when_it_is_called() -> None:
 
 
 def test_a_config_with_many_problems_is_cut_short() -> None:
-    config = {"transformation": "aggregate", "inputData": []}
-    config["aggregations"] = {f"m{i}": {"op": "median"} for i in range(30)}
+    aggregations = {f"m{i}": {"op": "median"} for i in range(30)}
+    config = {"transformation": "aggregate", "inputData": [], "aggregations": aggregations}
     found = REGISTRY.config_problems("transform", config, written=True)
     assert len(found) == MAX_PROBLEMS
     assert found[-1] == ("", "and 21 more problems in this config")
