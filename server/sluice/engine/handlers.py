@@ -8,9 +8,11 @@ depends on. Raising fails the attempt (retried under the step's policy); raising
 A handler may also declare what its config looks like, so templates are checked when they are
 validated rather than when a run reaches the step:
 - `config_schema`: a JSON Schema (draft 2020-12) of the config, as a dict;
-- `check_config(self, config) -> Iterable[(path, description)]`: what a schema cannot say.
-Both are applied to the config as written at validation (where a "{{ ... }}" value is not yet
-known: see `has_reference`) and to the resolved config before each attempt.
+- `check_config(self, config) -> Iterable[(path, description)]`: what a schema cannot say. It
+  sees the config whatever its shape (the schema's problems are reported beside its own).
+Both apply to the config as written when a template is validated (where a "{{ ... }}" value is
+not known yet: `has_reference` tells them apart) and to the resolved config before each attempt.
+The README's "Plugins" section is the full contract.
 """
 
 from __future__ import annotations

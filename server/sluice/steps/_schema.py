@@ -31,14 +31,16 @@ def string(description: str, **more: Any) -> Schema:
     return {**STRING, "description": description, **more}
 
 
+_STRINGS: Schema = {
+    "type": ["array", "string"],
+    "items": TEXT,
+    "description": "a list of texts, or one text with the items separated by commas",
+}
+
+
 def strings(description: str, **more: Any) -> Schema:
     """A list of texts, or one text of comma-separated items (a substituted param)."""
-    return {
-        "type": ["array", "string"],
-        "items": TEXT,
-        "description": f"{description} (a list, or one text with the items separated by commas)",
-        **more,
-    }
+    return formed(description, _STRINGS, **more)
 
 
 def names(choices: Sequence[str], description: str, **more: Any) -> Schema:

@@ -49,7 +49,7 @@ CONFIG_SCHEMA = _schema.obj(
             "description": "the data: any JSON value, usually '{{ steps.STEP_ID.PATH }}'; JSON "
             "text is parsed"
         },
-        "format": _schema.choice(FORMATS, "the output format of format", default="json"),
+        "format": _schema.choice(FORMATS, "format: the output format", default="json"),
         "where": {
             "type": "object",
             "description": "filter: {field: value} that kept items have (fields may be dotted)",
@@ -59,7 +59,8 @@ CONFIG_SCHEMA = _schema.obj(
             "type": "object",
             "minProperties": 1,
             "additionalProperties": _AGGREGATION,
-            "description": 'aggregate: {name: {"op": count|sum|avg|min|max, "field": path}}',
+            "description": 'aggregate: the measures by name, e.g. {"total": {"op": "sum", '
+            '"field": "price"}}',
         },
         "groupBy": _schema.string("aggregate: the (dotted) field to group items by"),
     },
