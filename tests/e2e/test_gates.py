@@ -14,7 +14,13 @@ from sluice.client import (
     WorkflowClient,
     WorkflowStatus,
 )
-from tests.support.templates import approval_gate, step, template, threshold_gate
+from tests.support.templates import (
+    approval_gate,
+    step,
+    template,
+    threshold_gate,
+    validation_gate,
+)
 
 LOW = {"output": {"qualityScore": 0.5}}
 HIGH = {"output": {"qualityScore": 0.9}}
@@ -101,12 +107,8 @@ async def test_validation_gate_evaluates_a_cel_expression(client: WorkflowClient
         "validated",
         step("review", config={"output": {"issues": [{"check": "compliance"}]}}),
         step("publish", "sleep", "review"),
-        gates=[{
-            "id": "fair-housing",
-            "stepId": "review",
-            "action": "GATE_ACTION_ABORT",
-            "validation": {"expression": 'output.issues.filter(i, i.check == "compliance").size() == 0'},
-        }],
+        gates=[validation_gate("fair-housing", "review", "ABORT",
+                               'output.issues.filter(i, i.check == "compliance").size() == 0')],
     )  # fmt: skip
     run = await client.create_workflow(tpl)
     done = await client.execute_workflow(run.id, wait=True, timeout=10)
@@ -119,13 +121,8 @@ async def test_a_failed_validation_gate_says_what_it_saw(client: WorkflowClient)
     tpl = template(
         "explained",
         step("review", config={"output": {"qualityScore": 0.72}}),
-        gates=[{
-            "id": "good-enough",
-            "stepId": "review",
-            "action": "GATE_ACTION_CONTINUE",
-            "validation": {"expression": "output.qualityScore >= 0.9"},
-        }],
-    )  # fmt: skip
+        gates=[validation_gate("good-enough", "review", "CONTINUE", "output.qualityScore >= 0.9")],
+    )
     run = await client.create_workflow(tpl)
     done = await client.execute_workflow(run.id, wait=True, timeout=10)
     expected = "output.qualityScore >= 0.9 is false; output.qualityScore = 0.72"

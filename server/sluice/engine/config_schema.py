@@ -45,7 +45,7 @@ class ConfigSchema:
 
     def __init__(self, schema: object) -> None:
         if not isinstance(schema, Mapping):
-            raise InvalidSchema(f"must be a dict (a JSON Schema object), not {_json_type(schema)}")
+            raise InvalidSchema(f"must be a dict (a JSON Schema object), not {json_type(schema)}")
         error = best_match(_META.iter_errors(schema))
         if error is not None:
             raise InvalidSchema(f"{error.json_path}: {error.message}")
@@ -109,7 +109,7 @@ class ConfigSchema:
             return
         if branches and all(b.validator == "type" and not b.relative_path for b in branches):
             types = [t for b in branches for t in _listed_types(b.validator_value)]
-            yield _path(where), f"must be {_types(types)} (got {_json_type(error.instance)})"
+            yield _path(where), f"must be {_types(types)} (got {json_type(error.instance)})"
             return
         description = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         if description:
@@ -160,7 +160,7 @@ def _sentence(error: ValidationError) -> str:
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     match kind:
         case "type":
-            return f"must be {_types(_listed_types(expected))} (got {_json_type(value)})"
+            return f"must be {_types(_listed_types(expected))} (got {json_type(value)})"
         case "enum":
             rule = "one of " if len(expected) > 2 else ""
             return f"must be {rule}{_either([_short(v) for v in expected], 'or')} (got {_short(value)})"
@@ -274,7 +274,8 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The kind of a JSON value, for messages: "a string", "a list", ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):

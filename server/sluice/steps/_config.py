@@ -15,26 +15,13 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sluice.engine.config_schema import json_type
 from sluice.engine.handlers import PermanentStepError, StepContext
 
 
 def blank(value: Any) -> bool:
     """None and whitespace-only strings mean "not given" (a param default of "" included)."""
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
 
 
 def fmt_number(value: float) -> str:
