@@ -126,10 +126,14 @@ class ConfigSchema:
         schema_path = list(error.absolute_schema_path)
         if len(schema_path) < 2 or schema_path[-2] != "then":
             return ""
-        parent: Any = self.schema
-        for key in schema_path[:-2]:
-            parent = parent[key]
-        properties = parent.get("if", {}).get("properties", {})
+        condition: Any = self.schema
+        for key in [*schema_path[:-2], "if"]:
+            # jsonschema's paths go through a $ref without naming it: follow it where the key
+            # is not beside it.
+            if isinstance(condition, Mapping) and key not in condition and "$ref" in condition:
+                condition = _local(self.schema, str(condition["$ref"]))
+            condition = _child(condition, key)
+        properties = condition.get("properties", {}) if isinstance(condition, Mapping) else {}
         parts = []
         for name, rule in properties.items():
             if "const" in rule:
@@ -233,6 +237,24 @@ def _unknown_key(name: str, known: Sequence[str]) -> str:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     listed = f" Known keys: {', '.join(known)}." if known else ""
     return f"is not a known key{hint}{listed}" if hint else f"is not a known key.{listed}"
+
+
+def _local(schema: Mapping[str, Any], ref: str) -> Any:
+    """The part of `schema` a local $ref ("#/$defs/name") points at, or None."""
+    current: Any = schema
+    for token in ref.removeprefix("#").split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        current = _child(current, int(key) if key.isdigit() else key)
+    return current
+
+
+def _child(value: Any, key: str | int) -> Any:
+    """value[key] for a JSON object or list, or None when it has no such entry."""
+    if isinstance(value, Mapping):
+        return value.get(key)
+    if isinstance(value, list) and isinstance(key, int) and 0 <= key < len(value):
+        return value[key]
+    return None
 
 
 def _remote_refs(schema: Any) -> Iterator[str]:

@@ -155,6 +155,25 @@ def test_schema_messages_are_sentences() -> None:
     assert schema.problems({"mode": "a"}, written=False) == [("mode", "needs when too")]
 
 
+def test_a_condition_is_named_through_a_ref() -> None:
+    schema = ConfigSchema(
+        {
+            "$defs": {
+                "measure": {
+                    "type": "object",
+                    "if": {"properties": {"op": {"const": "sum"}}, "required": ["op"]},
+                    "then": {"required": ["field"]},
+                }
+            },
+            "type": "object",
+            "additionalProperties": {"$ref": "#/$defs/measure"},
+        }
+    )
+    assert schema.problems({"total": {"op": "sum"}}, written=False) == [
+        ("total.field", "is required when op is 'sum'")
+    ]
+
+
 @pytest.mark.parametrize("schema", [{"type": 3}, {"properties": []}, {"minimum": "1"}])
 def test_schemas_that_are_not_json_schema_are_refused(schema: dict[str, Any]) -> None:
     with pytest.raises(InvalidSchema, match=r"^\$"):
