@@ -3,8 +3,9 @@
 The built-in table holds weekday/hour slots per platform that common engagement studies
 agree on (mid-morning and lunchtime on weekdays; email on Tuesday to Thursday mornings).
 `config.slots` ({"mon": ["09:00", "13:00"], ...}; days as mon or monday) replaces the table for
-this step; days it leaves out have no slot. Slots are wall-clock times in `config.timezone` (IANA name, default
-UTC), and the chosen one is strictly after now + `config.minLeadMinutes` (default 15).
+this step; days it leaves out have no slot. Slots are wall-clock times in `config.timezone`
+(IANA name, default UTC), and the chosen one is strictly after now + `config.minLeadMinutes`
+(default 15).
 
 Output: platform, scheduledTime (ISO 8601 with the zone's offset), timezone, slot ("tue 09:00").
 """
