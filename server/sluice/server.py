@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sluice import config
+from sluice import config, plugins
 from sluice.api.auth import JwtVerifier
 from sluice.api.guard import Guard
 from sluice.api.servicer import WorkflowServicer
@@ -67,8 +66,7 @@ class SluiceServer:
             max_response_bytes=settings.http_max_response_bytes,
         )
         self.registry = registry or builtin_registry(self.http)
-        for plugin in settings.plugins:
-            _load_plugin(plugin)(self.registry)
+        plugins.load(settings.plugins, self.registry)
         self.clock = clock or SystemClock()
         self._sleep = sleep
         self.port = 0
@@ -237,14 +235,6 @@ def _server_credentials(settings: config.Settings) -> grpc.ServerCredentials | N
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
-
-
-def _load_plugin(spec: str) -> Callable[[HandlerRegistry], None]:
-    module_name, _, attr = spec.partition(":")
-    if not attr:
-        raise SystemExit(f"plugin {spec!r} must be 'module:function'")
-    plugin: Callable[[HandlerRegistry], None] = getattr(importlib.import_module(module_name), attr)
-    return plugin
 
 
 def _redact(url: str) -> str:

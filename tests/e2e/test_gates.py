@@ -7,13 +7,20 @@ from collections.abc import Mapping
 import pytest
 
 from sluice.client import (
+    EventType,
     FailedPreconditionError,
     GateStatus,
     StepStatus,
     WorkflowClient,
     WorkflowStatus,
 )
-from tests.support.templates import approval_gate, step, template, threshold_gate
+from tests.support.templates import (
+    approval_gate,
+    step,
+    template,
+    threshold_gate,
+    validation_gate,
+)
 
 LOW = {"output": {"qualityScore": 0.5}}
 HIGH = {"output": {"qualityScore": 0.9}}
@@ -100,18 +107,28 @@ async def test_validation_gate_evaluates_a_cel_expression(client: WorkflowClient
         "validated",
         step("review", config={"output": {"issues": [{"check": "compliance"}]}}),
         step("publish", "sleep", "review"),
-        gates=[{
-            "id": "fair-housing",
-            "stepId": "review",
-            "action": "GATE_ACTION_ABORT",
-            "validation": {"expression": 'output.issues.filter(i, i.check == "compliance").size() == 0'},
-        }],
+        gates=[validation_gate("fair-housing", "review", "ABORT",
+                               'output.issues.filter(i, i.check == "compliance").size() == 0')],
     )  # fmt: skip
     run = await client.create_workflow(tpl)
     done = await client.execute_workflow(run.id, wait=True, timeout=10)
     assert done.status == WorkflowStatus.WORKFLOW_STATUS_FAILED
     assert done.gate_results[0].status == GateStatus.GATE_STATUS_FAILED
     assert "fair-housing" in done.error
+
+
+async def test_a_failed_validation_gate_says_what_it_saw(client: WorkflowClient) -> None:
+    tpl = template(
+        "explained",
+        step("review", config={"output": {"qualityScore": 0.72}}),
+        gates=[validation_gate("good-enough", "review", "CONTINUE", "output.qualityScore >= 0.9")],
+    )
+    run = await client.create_workflow(tpl)
+    done = await client.execute_workflow(run.id, wait=True, timeout=10)
+    expected = "output.qualityScore >= 0.9 is false; output.qualityScore = 0.72"
+    assert done.gate_results[0].message == expected
+    [failed] = [e async for e in client.watch(run.id) if e.type == EventType.EVENT_TYPE_GATE_FAILED]
+    assert failed.details["message"] == expected
 
 
 def approval_template() -> dict[str, object]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from sluice.client import StepStatus, Workflow, WorkflowClient, WorkflowStatus
+from sluice.client import InvalidArgumentError, StepStatus, Workflow, WorkflowClient, WorkflowStatus
 from tests.conftest import ServerFactory
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.templates import step, template
@@ -118,13 +118,26 @@ async def test_a_retryable_answer_is_retried_with_the_same_idempotency_key(
     assert [r.headers["Idempotency-Key"] for r in receiver.requests] == [f"{run.id}/call"] * 2
 
 
-async def test_an_unlisted_url_fails_the_step_without_a_request(
+async def test_an_unlisted_url_is_refused_before_any_request(
     start_server: ServerFactory, receiver: Receiver
 ) -> None:
     server = await start_server()  # no SLUICE_WEBHOOK_ALLOW
-    tpl = template("refused", step("call", "http", config={"url": receiver.url()}))
+    written = template("refused", step("call", "http", config={"url": receiver.url()}))
+    # A URL written in the template is refused when the template is validated...
+    substituted = template(
+        "refused-later",
+        step("call", "http", config={"url": "{{ params.url }}"}),
+        params=[{"name": "url", "required": True}],
+    )
     async with WorkflowClient(server.address) as client:
-        run = await client.create_workflow(tpl)
+        with pytest.raises(InvalidArgumentError) as refused:
+            await client.create_workflow(written)
+        [violation] = refused.value.violations
+        assert violation.field == "template.steps[0].config.url"
+        assert "SLUICE_WEBHOOK_ALLOW" in violation.description
+
+        # ... and one a substitution gives, when the step resolves it: failed for good.
+        run = await client.create_workflow(substituted, {"url": receiver.url()})
         done = await client.execute_workflow(run.id, wait=True, timeout=10)
 
     assert done.steps[0].status == StepStatus.STEP_STATUS_FAILED

@@ -31,6 +31,15 @@ def threshold_gate(
     }
 
 
+def validation_gate(id: str, step_id: str, action: str, expression: str) -> dict[str, Any]:
+    return {
+        "id": id,
+        "stepId": step_id,
+        "action": f"GATE_ACTION_{action}",
+        "validation": {"expression": expression},
+    }
+
+
 def approval_gate(id: str, step_id: str) -> dict[str, Any]:
     return {"id": id, "stepId": step_id, "approval": {}}
 

@@ -21,14 +21,16 @@ from sluice.api.requests import (
     fingerprint,
     request_hash,
 )
-from sluice.engine.model import Event, Run
+from sluice.engine.model import Event, Run, RunStatus
 from sluice.engine.ports import Clock, RunFilter
 from sluice.engine.service import Workflows
+from sluice.engine.validation import enum_names
 from sluice.v1 import workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_STATUS_NAMES = f"one of {enum_names('WORKFLOW_STATUS_', RunStatus)}"
 
 # ListWorkflows: room kept in a reply for its page token and framing, and what each run adds
 # to its own size in the reply (field tag and length prefix).
@@ -191,10 +193,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         for i, value in enumerate(request.statuses):
             status = convert.run_status_from_proto(value)
             if status is None:
-                checks.add(
-                    f"statuses[{i}]",
-                    "must be a workflow status such as WORKFLOW_STATUS_FAILED, not UNSPECIFIED",
-                )
+                checks.add(f"statuses[{i}]", f"must be {_STATUS_NAMES}")
             elif status not in statuses:
                 statuses.append(status)
         if request.template_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from typing import TypeVar
 
 from sluice.engine.errors import (
@@ -16,7 +16,7 @@ from sluice.engine.errors import (
 )
 from sluice.engine.model import Template
 from sluice.engine.ports import Clock, Store
-from sluice.engine.validation import TemplateLimits, validate_template
+from sluice.engine.validation import StepTypes, TemplateLimits, validate_template
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -33,7 +33,7 @@ class TemplateCatalog:
         self,
         store: Store,
         predefined: Iterable[Template],
-        step_types: Container[str],
+        step_types: StepTypes,
         clock: Clock,
         limits: TemplateLimits = TemplateLimits(),
     ) -> None:

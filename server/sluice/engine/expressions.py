@@ -108,6 +108,58 @@ def _macro_shape(source: str) -> tuple[int, int]:
     return count, deepest
 
 
+# CEL's tokens, as far as following field selections needs: string literals (so that nothing in
+# one is taken for a field), numbers, names and single characters.
+_TOKEN = re.compile(
+    r"(?P<string>[rRbB]{0,2}(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''"
+    r"|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'))"
+    r"|(?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[uU]?)"
+    r"|(?P<name>[A-Za-z_]\w*)"
+    r"|(?P<space>\s+)"
+    r"|(?P<other>.)",
+    re.DOTALL,
+)
+_PLAIN_STRING = re.compile(r"^(?:\"[^\"\\\n]*\"|'[^'\\\n]*')$")
+
+Path = tuple[str | int, ...]
+
+
+def data_paths(source: str) -> list[Path]:
+    """The data an expression reads: each chain of field selections and constant indexes from
+    `output`, `steps` or `params` (`output.issues` in `output.issues.size() > 0`,
+    `steps["review-content"].qualityScore`), outside string literals, in order of appearance,
+    leaving out those that begin a longer one."""
+    tokens = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(source) if m.lastgroup != "space"]
+    texts = [text for _, text in tokens] + ["", "", ""]  # look-ahead past the end reads ""
+    found: list[Path] = []
+    for i, (kind, text) in enumerate(tokens):
+        selected = i > 0 and texts[i - 1] == "."
+        if kind != "name" or text not in VARIABLES or selected or texts[i + 1] == "(":
+            continue
+        path: list[str | int] = [text]
+        j = i + 1
+        while j < len(tokens):
+            if texts[j] == "." and tokens[j + 1 : j + 2] and tokens[j + 1][0] == "name":
+                if texts[j + 2] == "(":
+                    break  # a method call (`.size()`), not a field
+                path.append(texts[j + 1])
+                j += 2
+            elif texts[j] == "[" and texts[j + 2] == "]":
+                kind, key = tokens[j + 1]
+                if kind == "string" and _PLAIN_STRING.match(key):
+                    path.append(key[1:-1])
+                elif kind == "number" and key.isdigit():
+                    path.append(int(key))
+                else:
+                    break
+                j += 3
+            else:
+                break
+        found.append(tuple(path))
+    unique = list(dict.fromkeys(found))
+    return [p for p in unique if not any(len(q) > len(p) and q[: len(p)] == p for q in unique)]
+
+
 def evaluate_bool(source: str, variables: Mapping[str, Any]) -> bool:
     """Evaluate a validated expression; a missing field or a non-bool result is an error."""
     try:

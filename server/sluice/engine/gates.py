@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sluice.engine import expressions
 from sluice.engine.model import GateSpec, GateType, Run, StepStatus
+
+# A gate's message is stored with its result and its event: a few short values say why.
+MAX_SHOWN_VALUES = 4
+MAX_VALUE_TEXT = 80
+MAX_EXPRESSION_TEXT = 160
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +66,67 @@ def _validation(gate: GateSpec, run: Run, output: dict[str, Any]) -> GateOutcome
     try:
         passed = expressions.evaluate_bool(gate.expression, variables)
     except expressions.ExpressionError as exc:
-        return GateOutcome(False, f"expression failed: {exc}")
-    return GateOutcome(passed, "expression is true" if passed else "expression is false")
+        return GateOutcome(False, _explained(gate.expression, f"failed: {exc}", variables))
+    if passed:
+        return GateOutcome(True, f"{_cut(_one_line(gate.expression), MAX_EXPRESSION_TEXT)} is true")
+    return GateOutcome(False, _explained(gate.expression, "is false", variables))
+
+
+def _explained(expression: str, verdict: str, variables: Mapping[str, Any]) -> str:
+    """`output.score >= 0.9 is false; output.score = 0.72`: the expression, then the values it
+    read (at most a few, each cut short), so a failed gate says why without a look at the data."""
+    shown = [_shown(path, variables) for path in expressions.data_paths(expression)]
+    more = len(shown) - MAX_SHOWN_VALUES
+    values = shown[:MAX_SHOWN_VALUES] + ([f"{more} more"] if more > 0 else [])
+    head = f"{_cut(_one_line(expression), MAX_EXPRESSION_TEXT)} {verdict}"
+    return "; ".join([head, *values])
+
+
+def _shown(path: expressions.Path, variables: Mapping[str, Any]) -> str:
+    current: Any = variables
+    for depth, key in enumerate(path):
+        in_map = isinstance(current, Mapping) and isinstance(key, str) and key in current
+        in_list = isinstance(current, list) and isinstance(key, int) and key < len(current)
+        if in_map or in_list:
+            current = current[key]
+        else:
+            where = _path_text(path[:depth])
+            has = (
+                f" ({where} has {_cut(', '.join(map(str, current)), MAX_VALUE_TEXT)})"
+                if isinstance(current, Mapping) and current
+                else ""
+            )
+            return f"{_path_text(path)} is missing{has}"
+    return f"{_path_text(path)} = {_value_text(current)}"
+
+
+def _path_text(path: expressions.Path) -> str:
+    out = str(path[0])
+    for key in path[1:]:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        elif _NAME.match(key):
+            out += f".{key}"
+        else:
+            out += f"[{json.dumps(key)}]"
+    return out
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    if isinstance(value, list) and len(text) > MAX_VALUE_TEXT:
+        return f"{_cut(text, MAX_VALUE_TEXT)} ({len(value)} items)"
+    return _cut(text, MAX_VALUE_TEXT)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def lookup_path(data: Any, path: str) -> Any:

@@ -608,6 +608,8 @@ class Engine:
             config = substitution.resolve(dict(spec.config), run.params, upstream)
         except substitution.SubstitutionError as exc:
             raise PermanentStepError(str(exc)) from None
+        # Validation could not judge substituted values: the resolved config is checked here.
+        self.handlers.check_resolved(spec.type, config)
         return StepContext(
             run_id=run.id,
             step_id=spec.id,

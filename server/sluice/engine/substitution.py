@@ -31,6 +31,12 @@ class Reference:
         return ".".join((self.root, self.name, *self.path))
 
 
+def has_reference(value: Any) -> bool:
+    """Whether `value` is a string holding a "{{ ... }}" reference: its final value (and type)
+    is known only when the step runs."""
+    return isinstance(value, str) and _PLACEHOLDER.search(value) is not None
+
+
 def parse(text: str) -> Reference:
     segments = text.strip().split(".")
     if len(segments) < 2 or segments[0] not in ("params", "steps"):

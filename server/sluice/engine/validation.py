@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Container, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from sluice.engine import expressions, substitution
+from sluice.engine.config_schema import Problem, field_path
 from sluice.engine.errors import Violation
 from sluice.engine.graph import find_cycle, upstream_of
-from sluice.engine.model import GateAction, GateType, ParamSpec, Template
+from sluice.engine.model import GateAction, GateType, Operator, ParamSpec, Template
 
 TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -61,6 +63,13 @@ def check_json(value: Any, field: str, limits: JsonLimits = JsonLimits()) -> lis
     return found
 
 
+def enum_names(prefix: str, values: Iterable[StrEnum]) -> str:
+    """The names a client writes in proto JSON ("GATE_ACTION_PAUSE"), in a sentence: each
+    domain value is its proto enum value's name without the prefix (see api/convert.py)."""
+    names = [f"{prefix}{value.value}" for value in values]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def show(value: str, limit: int = 60) -> str:
     """A user-supplied value quoted for a message, cut short: errors must stay small."""
     return repr(value if len(value) <= limit else value[:limit] + "...")
@@ -78,8 +87,18 @@ class TemplateLimits:
     max_text: int = 2000
 
 
+class StepTypes(Protocol):
+    """The registered step types (the handler registry)."""
+
+    def __contains__(self, step_type: object) -> bool: ...
+
+    def config_problems(
+        self, step_type: str, config: Mapping[str, Any], *, written: bool
+    ) -> list[Problem]: ...
+
+
 def validate_template(
-    template: Template, step_types: Container[str], limits: TemplateLimits = TemplateLimits()
+    template: Template, step_types: StepTypes, limits: TemplateLimits = TemplateLimits()
 ) -> list[Violation]:
     out: list[Violation] = []
 
@@ -120,7 +139,7 @@ def _check_params(params: tuple[ParamSpec, ...], limits: TemplateLimits, bad: An
 
 
 def _check_steps(
-    template: Template, step_types: Container[str], limits: TemplateLimits, bad: Any
+    template: Template, step_types: StepTypes, limits: TemplateLimits, bad: Any
 ) -> set[str]:
     steps = template.steps
     if not steps:
@@ -141,12 +160,19 @@ def _check_steps(
     graph = {s.id: s.dependencies for s in steps}
     for i, step in enumerate(steps):
         where = f"steps[{i}]"
-        if step.type not in step_types:
-            bad(f"{where}.type", f"unknown step type {show(step.type)}")
         _check_text(f"{where}.name", step.name, limits, bad)
         _check_text(f"{where}.description", step.description, limits, bad)
+        config_ok = True
         for v in check_json(dict(step.config), f"{where}.config"):
             bad(v.field, v.description)
+            config_ok = False
+        if step.type not in step_types:
+            bad(f"{where}.type", f"unknown step type {show(step.type)}")
+        elif config_ok:
+            for path, description in step_types.config_problems(
+                step.type, step.config, written=True
+            ):
+                bad(field_path(f"{where}.config", path), description)
         if len(step.dependencies) > limits.max_dependencies:
             bad(f"{where}.dependencies", f"has more than {limits.max_dependencies} entries")
         for j, dep in enumerate(step.dependencies):
@@ -233,7 +259,8 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
                         "must be a dotted path of names, e.g. 'qualityScore'",
                     )
                 if gate.operator is None:
-                    bad(f"{where}.threshold.operator", "must be one of GT, GTE, LT, LTE, EQ, NEQ")
+                    bad(f"{where}.threshold.operator",
+                        f"must be one of {enum_names('COMPARISON_OPERATOR_', Operator)}")  # fmt: skip
                 if not math.isfinite(gate.threshold):
                     bad(f"{where}.threshold.threshold", "must be a finite number")
             case GateType.VALIDATION:
@@ -242,11 +269,11 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
             case GateType.APPROVAL:
                 if gate.action not in (None, GateAction.PAUSE):
                     bad(f"{where}.action", "an approval gate always waits, so its action must "
-                        "be PAUSE or unspecified")  # fmt: skip
+                        "be GATE_ACTION_PAUSE or left out")  # fmt: skip
             case None:
                 bad(f"{where}.condition", "set one of threshold, validation or approval")
         if gate.type in (GateType.THRESHOLD, GateType.VALIDATION) and gate.action is None:
-            bad(f"{where}.action", "must be CONTINUE, PAUSE or ABORT")
+            bad(f"{where}.action", f"must be {enum_names('GATE_ACTION_', GateAction)}")
 
 
 def bind_params(

@@ -1,38 +1,27 @@
-"""Reading step config: one place for types, defaults and the error messages that name the key.
+"""Reading step config: defaults, and the forms of a value the schemas allow.
 
-Config arrives as JSON-like values from a `google.protobuf.Struct`, so every number may be a
-float (3 arrives as 3.0), and a "{{ ... }}" substitution inside a longer string turns numbers
-into text. The readers accept both forms so templates need not care.
+The engine checks a step's config against its type's schema before each attempt, so types,
+required keys and choices need no check here. What remains is reading the forms a schema
+allows for the same thing: a number where text is wanted ("{{ params.bedrooms }}" may be 3),
+one comma-separated text where a list is (a substituted param), and Struct numbers, which are
+all floats (3 arrives as 3.0).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sluice.engine.config_schema import json_type
 from sluice.engine.handlers import PermanentStepError, StepContext
 
 
 def blank(value: Any) -> bool:
     """None and whitespace-only strings mean "not given" (a param default of "" included)."""
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
 
 
 def fmt_number(value: float) -> str:
@@ -58,43 +47,14 @@ def text(value: Any) -> str | None:
     return str(value)
 
 
-def get_str(config: Mapping[str, Any], key: str, default: str, *, where: str = "config") -> str:
-    value = config.get(key)
-    if blank(value):
-        return default
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return fmt_number(value)
-    raise PermanentStepError(f"{where}.{key} must be a string, got {json_type(value)}")
-
-
-def get_choice(
-    config: Mapping[str, Any],
-    key: str,
-    choices: Collection[str],
-    default: str,
-    *,
-    where: str = "config",
-) -> str:
-    value = get_str(config, key, default, where=where).lower()
-    if value not in choices:
-        raise PermanentStepError(
-            f"{where}.{key} must be one of {', '.join(sorted(choices))}; got {value!r}"
-        )
-    return value
-
-
-def require_choice(
-    config: Mapping[str, Any], key: str, choices: Collection[str], *, where: str = "config"
-) -> str:
-    if blank(config.get(key)):
-        raise PermanentStepError(f"{where}.{key} is required: one of {', '.join(sorted(choices))}")
-    return get_choice(config, key, choices, "", where=where)
+def get_str(config: Mapping[str, Any], key: str, default: str) -> str:
+    """Text (or a number, as text) at `key`; `default` when it is missing or blank."""
+    return text(config.get(key)) or default
 
 
 def number(value: Any, name: str) -> float:
-    """A finite number from a number or numeric text; PermanentStepError naming `name`."""
+    """A finite number from a number or numeric text in a step's data; PermanentStepError
+    naming `name`."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         result = float(value)
     elif isinstance(value, str):
@@ -109,50 +69,13 @@ def number(value: Any, name: str) -> float:
     return result
 
 
-def get_int(
-    config: Mapping[str, Any], key: str, default: int, *, minimum: int = 0, where: str = "config"
-) -> int:
-    value = config.get(key)
-    if blank(value):
-        return default
-    result = number(value, f"{where}.{key}")
-    if not result.is_integer() or result < minimum:
-        raise PermanentStepError(
-            f"{where}.{key} must be a whole number >= {minimum}, got {value!r}"
-        )
-    return int(result)
-
-
-def get_str_list(
-    config: Mapping[str, Any], key: str, default: Collection[str], *, where: str = "config"
-) -> list[str]:
-    """A list of strings; a comma-separated string is accepted too (a substituted param)."""
-    value = config.get(key)
+def get_str_list(config: Mapping[str, Any], key: str, default: Collection[str]) -> list[str]:
+    """A list of texts, from a list or from one comma-separated text; blank items dropped."""
+    value: Any = config.get(key)
     if blank(value):
         return list(default)
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list | tuple):
-        out: list[str] = []
-        for index, item in enumerate(value):
-            if blank(item):
-                continue
-            if isinstance(item, bool) or not isinstance(item, str | int | float):
-                raise PermanentStepError(
-                    f"{where}.{key}[{index}] must be a string, got {json_type(item)}"
-                )
-            out.append(item.strip() if isinstance(item, str) else fmt_number(item))
-        return out
-    raise PermanentStepError(f"{where}.{key} must be a list of strings, got {json_type(value)}")
-
-
-def get_mapping(config: Mapping[str, Any], key: str, *, where: str = "config") -> Mapping[str, Any]:
-    value = config.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise PermanentStepError(f"{where}.{key} must be an object, got {json_type(value)}")
-    return value
+    items: Iterable[Any] = value.split(",") if isinstance(value, str) else value
+    return [t for t in (text(item) for item in items) if t]
 
 
 def setting(ctx: StepContext, key: str) -> Any:

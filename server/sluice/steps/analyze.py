@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import mean
-from typing import Any
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
 from sluice.engine.model import JsonObject
-from sluice.steps import _market
-from sluice.steps._config import get_choice, get_str, get_str_list, setting, text
+from sluice.steps import _market, _schema
+from sluice.steps._config import get_str, get_str_list, setting, text
 from sluice.steps._text import outputs_with, pieces, word_count
 
 # Followers a post reaches on a typical small-business account, and the share who engage.
@@ -53,6 +54,45 @@ _UNITS = {"h": 1 / 24, "d": 1, "w": 7, "m": 30, "y": 365}
 _PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|hours?|d|days?|w|weeks?|m|months?|y|years?)\s*$")
 
 
+_PERIOD_FORM: _schema.Schema = {
+    "type": "string",
+    # _PERIOD, lowercase, and not zero.
+    "pattern": r"^\s*(?!0*(\.0*)?\s*[a-z])\d+(\.\d+)?\s*(h|hours?|d|days?|w|weeks?|m|months?|y|years?)\s*$",
+    "description": "a period like 24h, 7days, 2weeks, 3months or 1year (more than zero)",
+}
+
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "focus": _schema.choice(
+            ("performance", "opportunities"),
+            "performance: metrics of the run (or of the market, with source market); "
+            "opportunities: opportunities in the market snapshot of an upstream analyze step",
+            default="performance",
+        ),
+        "source": _schema.choice(
+            ("run", "market"),
+            "run: what the run produced and published; market: a sample market snapshot",
+            default="run",
+        ),
+        "metrics": _schema.names(
+            RUN_METRICS, "the run metrics to output", default=list(RUN_METRICS)
+        ),
+        "duration": _schema.formed(
+            "the period the run's estimates cover", _PERIOD_FORM, default="7days"
+        ),
+        "location": _schema.text(
+            "the market of a snapshot; default: the run's param of the same name"
+        ),
+        "timeframe": _schema.formed(
+            "the period of a market snapshot; default: the run's param of the same name, else "
+            "90days",
+            _PERIOD_FORM,
+        ),
+    }
+)
+
+
 def parse_days(value: str, where: str) -> float:
     """ "7days", "2 weeks", "24h", "3months" -> days (a month is 30 days)."""
     match = _PERIOD.match(value.lower())
@@ -64,23 +104,18 @@ def parse_days(value: str, where: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class AnalyzeStep:
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
     async def run(self, ctx: StepContext) -> StepResult:
-        focus = get_choice(ctx.config, "focus", ("performance", "opportunities"), "performance")
-        if focus == "opportunities":
+        if ctx.config.get("focus") == "opportunities":
             return StepResult(output=_opportunities(ctx))
-        source = get_choice(ctx.config, "source", ("run", "market"), "run")
-        if source == "market":
+        if ctx.config.get("source") == "market":
             return StepResult(output=_market_snapshot(ctx))
         return StepResult(output=_run_metrics(ctx))
 
 
 def _run_metrics(ctx: StepContext) -> JsonObject:
     selected = get_str_list(ctx.config, "metrics", RUN_METRICS)
-    unknown = sorted(set(selected) - set(RUN_METRICS))
-    if unknown:
-        raise PermanentStepError(
-            f"config.metrics: unknown metric(s) {', '.join(unknown)}; use {', '.join(RUN_METRICS)}"
-        )
     duration = get_str(ctx.config, "duration", "7days")
     days = parse_days(duration, "config.duration")
     content = pieces(ctx.upstream)

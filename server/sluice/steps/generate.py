@@ -17,17 +17,43 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
 from sluice.engine.model import JsonObject
-from sluice.steps import _copy
-from sluice.steps._config import get_str, number, require_choice, setting, text
+from sluice.steps import _copy, _schema
+from sluice.steps._config import get_str, number, setting, text
 from sluice.steps._copy import Facts
 from sluice.steps._text import word_count
 
 CONTENT_TYPES = ("blog-post", "social-post", "email", "report", "listing-description")
 _FIXED_PLATFORM = {"email": "email", "blog-post": "blog"}
+
+
+def _fact(description: str) -> _schema.Schema:
+    return _schema.text(f"{description}; default: the run's param of the same name")
+
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "contentType": _schema.choice(CONTENT_TYPES, "the kind of content to write"),
+        "text": _schema.text("text to use as the content instead of a built-in template"),
+        "title": _schema.text("the title; default: the template's, or the text's first line"),
+        "topic": _fact("what the content is about"),
+        "tone": _fact("the voice: friendly, professional, enthusiastic, casual, informative"),
+        "platform": _fact("the social platform a social post is for"),
+        "address": _fact("the property's address"),
+        "price": _fact("the asking price, a number or text"),
+        "bedrooms": _fact("the number of bedrooms"),
+        "bathrooms": _fact("the number of bathrooms"),
+        "features": _schema.strings(
+            "the property's highlights; default: the run's param of the same name"
+        ),
+        "location": _fact("the market a report covers"),
+        "timeframe": _fact("the period a report covers, e.g. 90days"),
+    },
+    required=["contentType"],
+)
 
 _Renderer = Callable[[Facts, Mapping[str, Any]], tuple[str, str, list[str]]]
 _RENDERERS: dict[str, _Renderer] = {
@@ -41,8 +67,10 @@ _RENDERERS: dict[str, _Renderer] = {
 
 @dataclass(frozen=True, slots=True)
 class GenerateStep:
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
     async def run(self, ctx: StepContext) -> StepResult:
-        content_type = require_choice(ctx.config, "contentType", CONTENT_TYPES)
+        content_type = str(ctx.config["contentType"])
         facts = _facts(ctx, content_type)
         given = get_str(ctx.config, "text", "")
         if given:

@@ -31,14 +31,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
+from sluice.steps import _schema
 from sluice.steps._config import fmt_number
+from sluice.steps._schema import Schema
 from sluice.steps.http_client import HttpClient, status_error
 from sluice.steps.webhook import WebhookAllowList
 
@@ -50,61 +49,78 @@ RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "idempotency-key"}
 )
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-_SCALAR: Mapping[str, Any] = {"type": ["string", "number", "boolean"]}
+_SCALAR: Schema = {"type": ["string", "number", "boolean"]}
+_HEADER_NAME: Schema = {"pattern": _TOKEN, "description": "a header name (letters, digits, -)"}
 
-CONFIG_SCHEMA: Mapping[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "properties": {
-        "method": {"enum": list(METHODS), "description": f"must be one of {', '.join(METHODS)}"},
-        "url": {"type": "string", "minLength": 1},
-        "headers": {
-            "type": "object",
-            "propertyNames": {
-                "pattern": _TOKEN,
-                "description": "must be a header name (letters, digits, -)",
+CONFIG_SCHEMA: Schema = _schema.obj(
+    {
+        "url": _schema.string(
+            "the http(s) URL; its host must be listed in the server's SLUICE_WEBHOOK_ALLOW",
+            minLength=1,
+        ),
+        "method": _schema.choice(METHODS, "the request method", default="GET"),
+        "headers": _schema.formed(
+            "request headers; Host, Content-Length, Transfer-Encoding, Connection and "
+            "Idempotency-Key are the server's",
+            {
+                "type": "object",
+                "propertyNames": _HEADER_NAME,
+                "additionalProperties": {
+                    "type": ["string", "number"],
+                    "allOf": [
+                        {"pattern": "^[\t\x20-\x7e]*$", "description": "printable ASCII text"}
+                    ],
+                },
+                "description": "an object of header names to texts or numbers",
             },
-            "additionalProperties": {
-                "type": ["string", "number"],
-                "pattern": "^[\t\x20-\x7e]*$",
-                "description": "must be a string of printable ASCII characters, or a number",
+        ),
+        "query": _schema.formed(
+            'added to the URL\'s query: {"page": 2, "tag": ["a", "b"]} gives ?page=2&tag=a&tag=b',
+            {
+                "type": "object",
+                "additionalProperties": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]},
+                "description": "an object of names to a text, number, true or false, or a "
+                "list of them",
             },
+        ),
+        "body": {
+            "description": "sent as application/json (whole numbers without .0); not "
+            "together with bodyText"
         },
-        "query": {
-            "type": "object",
-            "additionalProperties": {
-                "anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}],
-                "description": "must be a string, number, boolean or a list of them",
+        "bodyText": _schema.string(
+            "sent as is, as text/plain; charset=utf-8 unless headers names a Content-Type"
+        ),
+        "expectedStatuses": _schema.formed(
+            "the statuses that complete the step; any other fails it",
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 100, "maximum": 599},
+                        {"type": "string", "pattern": "^[1-5]xx$"},
+                    ]
+                },
+                "description": 'a non-empty list of codes (201) and classes ("2xx")',
             },
-        },
-        "body": {},
-        "bodyText": {"type": "string"},
-        "expectedStatuses": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "anyOf": [
-                    {"type": "integer", "minimum": 100, "maximum": 599},
-                    {"type": "string", "pattern": "^[1-5]xx$"},
-                ],
-                "description": 'must be a status code (100-599) or a class such as "2xx"',
+            default=["2xx"],
+        ),
+        "timeoutSeconds": _schema.formed(
+            "how long the request may take; default SLUICE_HTTP_TIMEOUT_SECONDS",
+            {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_TIMEOUT_SECONDS,
+                "description": f"a number of seconds above 0, at most {MAX_TIMEOUT_SECONDS}",
             },
-        },
-        "timeoutSeconds": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": MAX_TIMEOUT_SECONDS,
-            "description": f"must be a number of seconds above 0, at most {MAX_TIMEOUT_SECONDS}",
-        },
-        "responseHeaders": {
-            "type": "array",
-            "items": {"type": "string", "pattern": _TOKEN, "description": "must be a header name"},
-        },
+        ),
+        "responseHeaders": _schema.formed(
+            "further response headers to keep in the output's headers",
+            {"type": "array", "items": _HEADER_NAME, "description": "a list of header names"},
+        ),
     },
-    "required": ["url"],
-    "additionalProperties": False,
-}
-_VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
+    required=["url"],
+)
 
 
 def _no_requests() -> HttpClient:
@@ -116,7 +132,7 @@ def _no_requests() -> HttpClient:
 class HttpStep:
     http: HttpClient = field(default_factory=_no_requests)
 
-    config_schema = CONFIG_SCHEMA
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
 
     def check_config(self, config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
         """What the schema cannot say: the URL against the allow-list (unless its host comes
@@ -136,10 +152,8 @@ class HttpStep:
             yield "bodyText", "give either body (sent as JSON) or bodyText, not both"
 
     async def run(self, ctx: StepContext) -> StepResult:
+        # The engine has checked the resolved config against CONFIG_SCHEMA and check_config.
         config = ctx.config
-        problems = [*_schema_problems(config), *self.check_config(config)]
-        if problems:
-            raise PermanentStepError("; ".join(_where(path) + text for path, text in problems))
         method = str(config.get("method", "GET"))
         url = str(config["url"])
         headers = {str(k): _text(v) for k, v in config.get("headers", {}).items()}
@@ -171,25 +185,6 @@ class HttpStep:
         if not any(_matches(reply.status, spec) for spec in expected):
             raise status_error(label, url, reply, " or ".join(expected))
         return StepResult(output=reply.output())
-
-
-def _schema_problems(config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
-    for error in sorted(_VALIDATOR.iter_errors(config), key=lambda e: list(map(str, e.path))):
-        yield _path(error), str(error.schema.get("description") or error.message)
-
-
-def _path(error: ValidationError) -> str:
-    parts = list(error.absolute_path)
-    if "propertyNames" in error.schema_path:
-        parts.append(str(error.instance))  # the offending name itself: the path leaves it out
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path
-
-
-def _where(path: str) -> str:
-    return f"config.{path}: " if path else "config: "
 
 
 def _literal_origin(url: str) -> str | None:

@@ -14,14 +14,26 @@ truncated: the receiver's answer, see `_reply.py`; left out of the outbox record
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import StepContext, StepResult
 from sluice.engine.model import JsonObject, Publication
+from sluice.steps import _schema
 from sluice.steps._config import get_str, get_str_list, iso, stable_id
 from sluice.steps._text import outputs_with, pieces
 from sluice.steps.http_client import HttpClient
-from sluice.steps.webhook import WebhookAllowList
+from sluice.steps.webhook import WebhookAllowList, url_problems
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "message": _schema.text("the message; default: a summary of what the run produced"),
+        "recipients": _schema.strings("who to notify; default: the run's owner"),
+        "channel": _schema.string("the channel to notify on", default="in-app"),
+        "webhookUrl": _schema.WEBHOOK_URL,
+    }
+)
 
 
 def _no_webhooks() -> HttpClient:
@@ -31,6 +43,10 @@ def _no_webhooks() -> HttpClient:
 @dataclass(frozen=True, slots=True)
 class NotifyStep:
     webhooks: HttpClient = field(default_factory=_no_webhooks)
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
+    def check_config(self, config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        return url_problems(self.webhooks.allow, config)
 
     async def run(self, ctx: StepContext) -> StepResult:
         message = get_str(ctx.config, "message", "") or _summary(ctx)

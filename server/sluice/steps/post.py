@@ -17,16 +17,33 @@ webhookResponse (status, headers, body, truncated: the receiver's answer, see `_
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
 from sluice.engine.model import JsonObject, Publication
+from sluice.steps import _schema
 from sluice.steps._config import get_str, iso, stable_id, text
 from sluice.steps._text import Piece, outputs_with, pieces, preview
 from sluice.steps.http_client import HttpClient
-from sluice.steps.webhook import WebhookAllowList
+from sluice.steps.webhook import WebhookAllowList, url_problems
 
 _PREFERRED_TYPE = {"email": "email", "blog": "blog-post"}
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "platform": _schema.string(
+            "where to publish; auto: the platform of the schedule upstream, else the run's "
+            "platform param, else facebook",
+            default="auto",
+        ),
+        "content": _schema.text("the text to publish instead of upstream content"),
+        "title": _schema.text("the title of config.content"),
+        "sourceStep": _schema.string("the upstream step whose content to publish"),
+        "webhookUrl": _schema.WEBHOOK_URL,
+    }
+)
 
 
 def _no_webhooks() -> HttpClient:
@@ -37,6 +54,10 @@ def _no_webhooks() -> HttpClient:
 @dataclass(frozen=True, slots=True)
 class PostStep:
     webhooks: HttpClient = field(default_factory=_no_webhooks)
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
+    def check_config(self, config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        return url_problems(self.webhooks.allow, config)
 
     async def run(self, ctx: StepContext) -> StepResult:
         schedules = [out for _, out in outputs_with(ctx.upstream, "scheduledTime")]

@@ -24,12 +24,14 @@ step}], passed, reviewedSteps, errorCount, warningCount, wordCount.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from statistics import mean
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
-from sluice.steps._config import get_int, get_mapping, get_str_list
+from sluice.steps import _schema
+from sluice.steps._config import get_str_list
 from sluice.steps._text import Piece, pieces, sentences, strip_markers, word_count
 
 CHECKS = ("grammar", "compliance", "brand", "seo")
@@ -213,8 +215,44 @@ _CHECKERS: dict[str, _Checker] = {
 }
 
 
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "checks": _schema.names(CHECKS, "the checks to run", default=list(CHECKS)),
+        "brand": _schema.obj(
+            {
+                "required": _schema.strings("terms the content must contain"),
+                "forbidden": _schema.strings("terms the content must not contain"),
+            },
+            description="the brand check's terms",
+        ),
+        "seo": _schema.obj(
+            {
+                "minWords": _schema.whole_number("the fewest words (default by content type)"),
+                "maxWords": _schema.whole_number("the most words (default by content type)"),
+                "keywords": _schema.strings("words or phrases the content must contain"),
+            },
+            description="the seo check's settings",
+        ),
+        "content": {
+            "type": ["string", "array"],
+            "items": _schema.STRING,
+            "description": "the text(s) to review instead of the upstream steps' content",
+        },
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewStep:
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
+    def check_config(self, config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        seo = config.get("seo")
+        if isinstance(seo, Mapping):
+            low, high = seo.get("minWords"), seo.get("maxWords")
+            if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
+                yield "seo.maxWords", f"must not be less than seo.minWords ({low:g})"
+
     async def run(self, ctx: StepContext) -> StepResult:
         checks = _checks(ctx)
         settings = _settings(ctx)
@@ -251,30 +289,19 @@ class ReviewStep:
 
 
 def _checks(ctx: StepContext) -> tuple[str, ...]:
-    names = [c.lower() for c in get_str_list(ctx.config, "checks", CHECKS)]
-    unknown = sorted(set(names) - set(CHECKS))
-    if unknown:
-        raise PermanentStepError(
-            f"config.checks: unknown check(s) {', '.join(unknown)}; use {', '.join(CHECKS)}"
-        )
-    if not names:
-        raise PermanentStepError(f"config.checks must name at least one of {', '.join(CHECKS)}")
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(get_str_list(ctx.config, "checks", CHECKS)))
 
 
 def _settings(ctx: StepContext) -> _Settings:
-    brand = get_mapping(ctx.config, "brand")
-    seo = get_mapping(ctx.config, "seo")
-    min_words = get_int(seo, "minWords", -1, where="config.seo")
-    max_words = get_int(seo, "maxWords", -1, where="config.seo")
-    if min_words >= 0 and max_words >= 0 and min_words > max_words:
-        raise PermanentStepError("config.seo.minWords must not exceed config.seo.maxWords")
+    brand = ctx.config.get("brand", {})
+    seo = ctx.config.get("seo", {})
+    min_words, max_words = seo.get("minWords"), seo.get("maxWords")
     return _Settings(
-        required=tuple(get_str_list(brand, "required", (), where="config.brand")),
-        forbidden=tuple(get_str_list(brand, "forbidden", (), where="config.brand")),
-        min_words=min_words if min_words >= 0 else None,
-        max_words=max_words if max_words >= 0 else None,
-        keywords=tuple(get_str_list(seo, "keywords", (), where="config.seo")),
+        required=tuple(get_str_list(brand, "required", ())),
+        forbidden=tuple(get_str_list(brand, "forbidden", ())),
+        min_words=int(min_words) if min_words is not None else None,
+        max_words=int(max_words) if max_words is not None else None,
+        keywords=tuple(get_str_list(seo, "keywords", ())),
     )
 
 
@@ -282,8 +309,6 @@ def _content(ctx: StepContext) -> list[Piece]:
     given = ctx.config.get("content")
     if given is not None:
         texts = [given] if isinstance(given, str) else given
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise PermanentStepError("config.content must be a string or a list of strings")
         found = [Piece(ctx.step_id, t) for t in texts if t.strip()]
     else:
         found = pieces(ctx.inputs) or pieces(ctx.upstream)

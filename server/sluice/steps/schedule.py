@@ -2,27 +2,29 @@
 
 The built-in table holds weekday/hour slots per platform that common engagement studies
 agree on (mid-morning and lunchtime on weekdays; email on Tuesday to Thursday mornings).
-`config.slots` ({"mon": ["09:00", "13:00"], ...}) replaces the table for this step; days it
-leaves out have no slot. Slots are wall-clock times in `config.timezone` (IANA name, default
-UTC), and the chosen one is strictly after now + `config.minLeadMinutes` (default 15).
+`config.slots` ({"mon": ["09:00", "13:00"], ...}; days as mon or monday) replaces the table for
+this step; days it leaves out have no slot. Slots are wall-clock times in `config.timezone`
+(IANA name, default UTC), and the chosen one is strictly after now + `config.minLeadMinutes`
+(default 15).
 
 Output: platform, scheduledTime (ISO 8601 with the zone's offset), timezone, slot ("tue 09:00").
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
-from sluice.steps._config import aware, get_int, get_str, json_type, text
+from sluice.engine.handlers import PermanentStepError, StepContext, StepResult, has_reference
+from sluice.steps import _schema
+from sluice.steps._config import aware, get_str, text
 from sluice.steps._text import outputs_with
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 _ALIASES = {"x": "twitter", "fb": "facebook", "ig": "instagram", "newsletter": "email"}
 
@@ -39,17 +41,61 @@ SLOTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "email": _every(("tue", "wed", "thu"), "10:00"),
     "blog": _every(("mon", "wed"), "08:00"),
 }
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_HHMM: _schema.Schema = {
+    "type": "string",
+    "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$",
+    "description": "a time like 09:00 (24-hour clock)",
+}
+_TIMES: _schema.Schema = {
+    "type": ["array", "string"],
+    "items": _HHMM,
+    "minItems": 1,
+    "pattern": _HHMM["pattern"],
+    "description": "a list of times like 09:00 (24-hour clock), or one such time",
+}
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "platform": _schema.string(
+            f"the platform whose built-in slots to use: {', '.join(SLOTS)}, "
+            f"{', '.join(_ALIASES)} or auto (the platform of the content upstream, else the "
+            "run's platform param, else facebook)",
+            default="auto",
+        ),
+        "slots": _schema.obj(
+            dict.fromkeys(DAYS + _DAY_NAMES, _TIMES),
+            minProperties=1,
+            description='time slots by weekday, e.g. {"mon": ["09:00", "13:00"]}, instead of '
+            "the built-in ones",
+        ),
+        "timezone": _schema.string(
+            "the IANA time zone the slots are in, e.g. America/New_York", default="UTC"
+        ),
+        "minLeadMinutes": _schema.whole_number(
+            "minutes from now before which no slot is chosen", default=15
+        ),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleStep:
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
+    def check_config(self, config: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        zone, platform = _given(config, "timezone"), _given(config, "platform")
+        if zone and _zone(zone) is None:
+            yield "timezone", f"{zone!r} is not a known IANA time zone (e.g. 'America/New_York')"
+        problem = _no_slots(_canonical(platform)) if platform and "slots" not in config else ""
+        if problem:
+            yield "platform", problem
+
     async def run(self, ctx: StepContext) -> StepResult:
         platform = _platform(ctx)
         slots = _slots(ctx.config, platform)
         zone_name = get_str(ctx.config, "timezone", "UTC")
-        zone = _zone(zone_name)
-        lead = get_int(ctx.config, "minLeadMinutes", 15)
+        zone = ZoneInfo(zone_name)
+        lead = int(ctx.config.get("minLeadMinutes", 15))
         earliest = aware(ctx.now) + timedelta(minutes=lead)
         when, slot = next_slot(slots, zone, earliest)
         return StepResult(
@@ -85,8 +131,8 @@ def next_slot(
 
 
 def _platform(ctx: StepContext) -> str:
-    configured = get_str(ctx.config, "platform", "auto").lower()
-    if configured == "auto":
+    configured = get_str(ctx.config, "platform", "auto")
+    if configured.lower() == "auto":
         from_content = next(
             (
                 str(out["platform"])
@@ -96,49 +142,52 @@ def _platform(ctx: StepContext) -> str:
             None,
         )
         configured = from_content or text(ctx.params.get("platform")) or "facebook"
-    return _ALIASES.get(configured.lower(), configured.lower())
+    return _canonical(configured)
+
+
+def _canonical(platform: str) -> str:
+    name = platform.strip().lower()
+    return _ALIASES.get(name, name)
+
+
+def _no_slots(platform: str) -> str:
+    """Why `platform` cannot be scheduled from the built-in table, or "" when it can."""
+    if platform == "auto" or platform in SLOTS:
+        return ""
+    return (
+        f"{platform!r} has no built-in time slots: use one of {', '.join(sorted(SLOTS))} or "
+        "'auto', or give config.slots"
+    )
 
 
 def _slots(config: Mapping[str, Any], platform: str) -> dict[str, tuple[time, ...]]:
     table = config.get("slots")
     if table is None:
-        if platform not in SLOTS:
-            raise PermanentStepError(
-                f"config.platform {platform!r} has no built-in time slots: use one of "
-                f"{', '.join(sorted(SLOTS))} or 'auto', or give config.slots"
-            )
+        problem = _no_slots(platform)
+        if problem:  # 'auto' found a platform upstream that has no slots
+            raise PermanentStepError(f"config.platform {problem}")
         table = SLOTS[platform]
-    if not isinstance(table, Mapping):
-        raise PermanentStepError(
-            f'config.slots must be an object like {{"mon": ["09:00"]}}, got {json_type(table)}'
+    parsed: dict[str, set[time]] = {}
+    for day, times in table.items():  # "mon" and "monday" may both be given
+        parsed.setdefault(day[:3], set()).update(
+            _hhmm(v) for v in ([times] if isinstance(times, str) else times)
         )
-    parsed: dict[str, tuple[time, ...]] = {}
-    for raw_day, times in table.items():
-        day = str(raw_day).strip().lower()[:3]
-        if day not in DAYS:
-            raise PermanentStepError(
-                f"config.slots: {raw_day!r} is not a weekday ({'/'.join(DAYS)})"
-            )
-        values = [times] if isinstance(times, str) else times
-        if not isinstance(values, list | tuple):
-            raise PermanentStepError(f"config.slots.{raw_day} must be a list of HH:MM times")
-        parsed[day] = tuple(sorted({_hhmm(v, f"config.slots.{raw_day}") for v in values}))
-    if not any(parsed.values()):
-        raise PermanentStepError("config.slots has no time slot")
-    return parsed
+    return {day: tuple(sorted(times)) for day, times in parsed.items()}
 
 
-def _hhmm(value: Any, where: str) -> time:
-    match = _HHMM.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise PermanentStepError(f"{where}: {value!r} is not a time like 09:00")
-    return time(int(match[1]), int(match[2]))
+def _hhmm(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
 
 
-def _zone(name: str) -> ZoneInfo:
+def _given(config: Mapping[str, Any], key: str) -> str:
+    """The text at `key` when it is known before the run (not blank, not substituted)."""
+    value = config.get(key)
+    return value.strip() if isinstance(value, str) and not has_reference(value) else ""
+
+
+def _zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise PermanentStepError(
-            f"config.timezone {name!r} is not a known IANA time zone (e.g. 'America/New_York')"
-        ) from None
+        return None

@@ -22,32 +22,66 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
-from sluice.steps._config import (
-    get_choice,
-    get_mapping,
-    get_str,
-    get_str_list,
-    number,
-    require_choice,
-)
+from sluice.steps import _schema
+from sluice.steps._config import get_str, get_str_list, number
 
 TRANSFORMATIONS = ("format", "filter", "aggregate")
 FORMATS = ("json", "csv", "markdown", "text")
 OPS = ("count", "sum", "avg", "min", "max")
 _MISSING = object()
 
+_AGGREGATION = _schema.obj(
+    {
+        "op": _schema.choice(OPS, "the measure"),
+        "field": _schema.string("the (dotted) field measured; count without it counts items"),
+    },
+    required=["op"],
+    **_schema.when("op", [op for op in OPS if op != "count"], {"required": ["field"]}),
+)
+
+CONFIG_SCHEMA = _schema.obj(
+    {
+        "transformation": _schema.choice(TRANSFORMATIONS, "what to do with inputData"),
+        "inputData": {
+            "description": "the data: any JSON value, usually '{{ steps.STEP_ID.PATH }}'; JSON "
+            "text is parsed"
+        },
+        "format": _schema.choice(FORMATS, "format: the output format", default="json"),
+        "where": {
+            "type": "object",
+            "description": "filter: {field: value} that kept items have (fields may be dotted)",
+        },
+        "fields": _schema.strings("filter: the fields kept of each item (may be dotted)"),
+        "aggregations": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": _AGGREGATION,
+            "description": 'aggregate: the measures by name, e.g. {"total": {"op": "sum", '
+            '"field": "price"}}',
+        },
+        "groupBy": _schema.string("aggregate: the (dotted) field to group items by"),
+    },
+    required=["transformation", "inputData"],
+    allOf=[
+        _schema.when(
+            "transformation",
+            "filter",
+            {"anyOf": [{"required": ["where"]}, {"required": ["fields"]}]},
+        ),
+        _schema.when("transformation", "aggregate", {"required": ["aggregations"]}),
+    ],
+)
+
 
 @dataclass(frozen=True, slots=True)
 class TransformStep:
+    config_schema: ClassVar[Mapping[str, Any]] = CONFIG_SCHEMA
+
     async def run(self, ctx: StepContext) -> StepResult:
-        kind = require_choice(ctx.config, "transformation", TRANSFORMATIONS)
-        if "inputData" not in ctx.config:
-            raise PermanentStepError(
-                "config.inputData is required (a value, or '{{ steps.STEP_ID.PATH }}')"
-            )
+        kind = str(ctx.config["transformation"])
         data = ctx.config["inputData"]
         if isinstance(data, str) and data.strip()[:1] in ("[", "{"):
             try:
@@ -59,7 +93,7 @@ class TransformStep:
 
 
 def _format(data: Any, config: Mapping[str, Any]) -> tuple[Any, int]:
-    fmt = get_choice(config, "format", FORMATS, "json")
+    fmt = config.get("format", "json")
     count = len(data) if isinstance(data, list) else 1
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False), count
@@ -140,10 +174,8 @@ def _items(data: Any, kind: str) -> list[Any]:
 
 def _filter(data: Any, config: Mapping[str, Any]) -> tuple[Any, int]:
     items = _items(data, "filter")
-    where = get_mapping(config, "where")
+    where: Mapping[str, Any] = config.get("where", {})
     fields = get_str_list(config, "fields", ())
-    if not where and not fields:
-        raise PermanentStepError("filter needs config.where, config.fields, or both")
     kept = [
         item
         for item in items
@@ -156,11 +188,7 @@ def _filter(data: Any, config: Mapping[str, Any]) -> tuple[Any, int]:
 
 def _aggregate(data: Any, config: Mapping[str, Any]) -> tuple[Any, int]:
     items = _items(data, "aggregate")
-    specs = get_mapping(config, "aggregations")
-    if not specs:
-        raise PermanentStepError(
-            'config.aggregations is required, e.g. {"total": {"op": "sum", "field": "price"}}'
-        )
+    specs: Mapping[str, Mapping[str, Any]] = config["aggregations"]
     measures = {name: _measure(name, spec) for name, spec in specs.items()}
     group_by = get_str(config, "groupBy", "")
     if not group_by:
@@ -177,18 +205,13 @@ def _aggregate(data: Any, config: Mapping[str, Any]) -> tuple[Any, int]:
     return result, len(result)
 
 
-def _measure(name: str, spec: Any) -> Callable[[list[Any]], Any]:
+def _measure(name: str, spec: Mapping[str, Any]) -> Callable[[list[Any]], Any]:
     where = f"config.aggregations.{name}"
-    if not isinstance(spec, Mapping):
-        raise PermanentStepError(f'{where} must be an object like {{"op": "sum", "field": "x"}}')
-    op = require_choice(spec, "op", OPS, where=where)
-    field = get_str(spec, "field", "", where=where)
+    op, field = spec["op"], get_str(spec, "field", "")
     if op == "count":
         return lambda items: (
             len(items) if not field else sum(1 for i in items if _get(i, field) is not _MISSING)
         )
-    if not field:
-        raise PermanentStepError(f"{where}.field is required for op {op!r}")
 
     def apply(items: list[Any]) -> Any:
         found = [

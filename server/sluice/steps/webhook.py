@@ -9,10 +9,12 @@ Templates are user input, so a template must not make the server call arbitrary 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from sluice.engine.handlers import PermanentStepError
+from sluice.engine.handlers import PermanentStepError, has_reference
 
 ALLOW_ENV = "SLUICE_WEBHOOK_ALLOW"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -102,6 +104,20 @@ class WebhookAllowList:
                 f"webhook {where} {parts.hostname}:{port} is not allowed: the server's "
                 f"{ALLOW_ENV} must list {parts.hostname} or {parts.hostname}:{port}"
             )
+
+
+def url_problems(
+    allow: WebhookAllowList, config: Mapping[str, Any], key: str = "webhookUrl"
+) -> Iterator[tuple[str, str]]:
+    """A step's webhook URL that the allow-list refuses, as a config problem: found when the
+    template is validated rather than when a run reaches the step. A substituted URL is
+    checked once resolved (and again by the client before any connection)."""
+    url = config.get(key)
+    if isinstance(url, str) and url.strip() and not has_reference(url):
+        try:
+            allow.check(url.strip())
+        except PermanentStepError as exc:
+            yield key, str(exc)
 
 
 def _split_host_port(entry: str) -> tuple[str, int | None]:

@@ -2,9 +2,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sluice.engine.handlers import HandlerRegistry, StepContext, StepResult
 from sluice.engine.model import GateAction, GateSpec, GateType, Operator, Run, StepSpec, Template
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class NoOp:
+    """A handler that declares no config schema."""
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        return StepResult({})
+
+
+def step_types(*names: str) -> HandlerRegistry:
+    """A registry of schema-less no-op step types, for validating templates."""
+    return HandlerRegistry(dict.fromkeys(names, NoOp()))
 
 
 def make_template(*steps: StepSpec, gates: tuple[GateSpec, ...] = ()) -> Template:

@@ -8,7 +8,7 @@ from sluice.engine import expressions, substitution
 from sluice.engine.graph import find_cycle
 from sluice.engine.model import StepSpec
 from sluice.engine.validation import validate_template
-from tests.unit.engine.conftest import make_template
+from tests.unit.engine.conftest import make_template, step_types
 
 
 def test_cycle_is_reported_with_its_path() -> None:
@@ -17,7 +17,7 @@ def test_cycle_is_reported_with_its_path() -> None:
         StepSpec("b", "x", dependencies=("a",)),
         StepSpec("c", "x", dependencies=("b",)),
     )
-    problems = validate_template(template, {"x"})
+    problems = validate_template(template, step_types("x"))
     assert [(p.field, p.description) for p in problems] == [
         ("steps[0].dependencies", "forms a cycle: a -> c -> b -> a")
     ]
@@ -36,7 +36,7 @@ def test_references_must_point_upstream() -> None:
         StepSpec("a", "x", config={"v": "{{ steps.b.value }}"}),
         StepSpec("b", "x", dependencies=("a",)),
     )
-    [problem] = validate_template(template, {"x"})
+    [problem] = validate_template(template, step_types("x"))
     assert problem.field == "steps[0].config.v"
     assert "not upstream" in problem.description
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sluice.engine.handlers import StepContext
+from sluice.engine.handlers import HandlerRegistry, StepContext, StepHandler, StepResult
 from sluice.steps.http_client import HttpClient
 from sluice.steps.webhook import WebhookAllowList
 from tests.support.receiver import Receiver, running_receiver
@@ -77,3 +77,10 @@ async def client(receiver: Receiver) -> AsyncIterator[MakeClient]:
     yield make
     for each in made:
         await each.aclose()
+
+
+async def run_step(handler: StepHandler, ctx: StepContext) -> StepResult:
+    """What the engine does each attempt: check the resolved config against what the handler
+    declares (PermanentStepError naming every problem), then run it."""
+    HandlerRegistry({ctx.step_type: handler}).check_resolved(ctx.step_type, ctx.config)
+    return await handler.run(ctx)

@@ -9,6 +9,7 @@ import pytest
 from sluice.engine.handlers import PermanentStepError, StepContext
 from sluice.steps._market import opportunities
 from sluice.steps.analyze import RUN_METRICS, AnalyzeStep, parse_days
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 
@@ -25,7 +26,7 @@ RUN = {
 
 
 async def analyze(make_ctx: MakeCtx, config: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    return (await AnalyzeStep().run(make_ctx("analyze", config, **kw))).output
+    return (await run_step(AnalyzeStep(), make_ctx("analyze", config, **kw))).output
 
 
 async def test_run_metrics(make_ctx: MakeCtx) -> None:

@@ -9,6 +9,7 @@ from sluice.engine.handlers import PermanentStepError, StepContext
 from sluice.steps.analyze import AnalyzeStep
 from sluice.steps.generate import CONTENT_TYPES, GenerateStep
 from sluice.steps.review import ReviewStep
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 
@@ -39,8 +40,8 @@ PARAM_SETS: list[dict[str, Any]] = [
 async def test_default_content_passes_review(
     make_ctx: MakeCtx, content_type: str, params: dict[str, Any]
 ) -> None:
-    generated = await GenerateStep().run(
-        make_ctx("generate", {"contentType": content_type}, params=params)
+    generated = await run_step(
+        GenerateStep(), make_ctx("generate", {"contentType": content_type}, params=params)
     )
     out = generated.output
     assert out["contentType"] == content_type
@@ -49,7 +50,7 @@ async def test_default_content_passes_review(
     assert "None" not in out["content"]
     assert "None" not in out["title"]
 
-    review = await ReviewStep().run(make_ctx("review", inputs={"gen": out}))
+    review = await run_step(ReviewStep(), make_ctx("review", inputs={"gen": out}))
     assert review.output["qualityScore"] >= 0.85, review.output["issues"]
     assert not [i for i in review.output["issues"] if i["check"] == "compliance"]
     assert review.output["passed"] is True
@@ -59,7 +60,7 @@ async def test_social_post_has_hashtags_and_platform(make_ctx: MakeCtx) -> None:
     ctx = make_ctx(
         "generate", {"contentType": "social-post"}, params={"topic": "Spring market update"}
     )
-    out = (await GenerateStep().run(ctx)).output
+    out = (await run_step(GenerateStep(), ctx)).output
     assert set(out) == {
         "contentType",
         "title",
@@ -81,7 +82,7 @@ async def test_config_overrides_params(make_ctx: MakeCtx) -> None:
         {"contentType": "social-post", "topic": "From config", "platform": "linkedin"},
         params={"topic": "From params", "platform": "facebook"},
     )
-    out = (await GenerateStep().run(ctx)).output
+    out = (await run_step(GenerateStep(), ctx)).output
     assert out["platform"] == "linkedin"
     assert "From config" in out["content"]
     assert "From params" not in out["content"]
@@ -89,7 +90,7 @@ async def test_config_overrides_params(make_ctx: MakeCtx) -> None:
 
 async def test_listing_facts_are_filled_in(make_ctx: MakeCtx) -> None:
     ctx = make_ctx("generate", {"contentType": "listing-description"}, params=LISTING)
-    out = (await GenerateStep().run(ctx)).output
+    out = (await run_step(GenerateStep(), ctx)).output
     content = out["content"]
     assert out["title"] == "123 Main St"
     assert "$500,000" in content
@@ -100,7 +101,7 @@ async def test_listing_facts_are_filled_in(make_ctx: MakeCtx) -> None:
 
 async def test_missing_facts_are_left_out(make_ctx: MakeCtx) -> None:
     ctx = make_ctx("generate", {"contentType": "email"}, params={"address": "9 Elm Rd"})
-    content = (await GenerateStep().run(ctx)).output["content"]
+    content = (await run_step(GenerateStep(), ctx)).output["content"]
     assert "New listing: 9 Elm Rd" in content
     assert "bedroom" not in content
     assert "$" not in content
@@ -119,13 +120,13 @@ async def test_features_as_text(make_ctx: MakeCtx, features: str, expected: str)
         {"contentType": "listing-description"},
         params={"address": "1 A St", "features": features},
     )
-    assert expected in (await GenerateStep().run(ctx)).output["content"]
+    assert expected in (await run_step(GenerateStep(), ctx)).output["content"]
 
 
 async def test_text_is_used_verbatim(make_ctx: MakeCtx) -> None:
     text = "Big news for #Homeowners today. Rates dropped this week. #RealEstate"
     ctx = make_ctx("generate", {"contentType": "social-post", "text": text, "title": "News"})
-    out = (await GenerateStep().run(ctx)).output
+    out = (await run_step(GenerateStep(), ctx)).output
     assert out["content"] == text
     assert out["title"] == "News"
     assert out["hashtags"] == ["#Homeowners", "#RealEstate"]
@@ -134,18 +135,19 @@ async def test_text_is_used_verbatim(make_ctx: MakeCtx) -> None:
 
 async def test_output_is_deterministic(make_ctx: MakeCtx) -> None:
     ctx = make_ctx("generate", {"contentType": "blog-post"}, params={"topic": "Staging"})
-    first, second = await GenerateStep().run(ctx), await GenerateStep().run(ctx)
+    first, second = await run_step(GenerateStep(), ctx), await run_step(GenerateStep(), ctx)
     assert first == second
 
 
 async def test_report_uses_upstream_market_figures(make_ctx: MakeCtx) -> None:
     params = {"location": "San Francisco, CA", "timeframe": "90days"}
     market = (
-        await AnalyzeStep().run(make_ctx("analyze", {"source": "market"}, params=params))
+        await run_step(AnalyzeStep(), make_ctx("analyze", {"source": "market"}, params=params))
     ).output
     opportunities = (
-        await AnalyzeStep().run(
-            make_ctx("analyze", {"focus": "opportunities"}, inputs={"trends": market})
+        await run_step(
+            AnalyzeStep(),
+            make_ctx("analyze", {"focus": "opportunities"}, inputs={"trends": market}),
         )
     ).output
     ctx = make_ctx(
@@ -155,7 +157,7 @@ async def test_report_uses_upstream_market_figures(make_ctx: MakeCtx) -> None:
         inputs={"opportunities": opportunities},
         upstream={"trends": market},
     )
-    out = (await GenerateStep().run(ctx)).output
+    out = (await run_step(GenerateStep(), ctx)).output
     assert out["title"] == "San Francisco, CA market report"
     assert f"${market['medianPrice']:,}" in out["content"]
     assert "built-in sample data" in out["content"]
@@ -167,7 +169,7 @@ async def test_report_uses_upstream_market_figures(make_ctx: MakeCtx) -> None:
 async def test_report_lists_performance_metrics(make_ctx: MakeCtx) -> None:
     upstream = {"perf": {"metrics": {"reach": 1234, "engagementRate": 0.0625}}}
     ctx = make_ctx("generate", {"contentType": "report", "topic": "Campaign"}, upstream=upstream)
-    content = (await GenerateStep().run(ctx)).output["content"]
+    content = (await run_step(GenerateStep(), ctx)).output["content"]
     assert "- Reach: 1,234." in content
     assert "- Engagement rate: 0.06." in content
 
@@ -177,4 +179,4 @@ async def test_report_lists_performance_metrics(make_ctx: MakeCtx) -> None:
 )
 async def test_bad_content_type_is_permanent(make_ctx: MakeCtx, config: dict[str, Any]) -> None:
     with pytest.raises(PermanentStepError, match=r"config\.contentType"):
-        await GenerateStep().run(make_ctx("generate", config))
+        await run_step(GenerateStep(), make_ctx("generate", config))

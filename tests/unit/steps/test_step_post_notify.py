@@ -11,6 +11,7 @@ from sluice.steps.http_client import HttpClient
 from sluice.steps.notify import NotifyStep
 from sluice.steps.post import PostStep
 from sluice.steps.webhook import WebhookAllowList
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 
@@ -55,7 +56,7 @@ async def test_post_publishes_upstream_content(make_ctx: MakeCtx) -> None:
         upstream={"generate": SOCIAL},
         step_id="post-content",
     )
-    result = await PostStep().run(ctx)
+    result = await run_step(PostStep(), ctx)
     out = result.output
     assert out["platform"] == "facebook"
     assert out["postId"].startswith("post_")
@@ -73,21 +74,26 @@ async def test_post_publishes_upstream_content(make_ctx: MakeCtx) -> None:
 
 
 async def test_post_id_is_stable_across_attempts(make_ctx: MakeCtx) -> None:
-    first = await PostStep().run(make_ctx("post", upstream={"g": SOCIAL}, attempt=1))
-    again = await PostStep().run(make_ctx("post", upstream={"g": SOCIAL}, attempt=2))
-    other = await PostStep().run(make_ctx("post", upstream={"g": SOCIAL}, run_id="run-2"))
+    first = await run_step(PostStep(), make_ctx("post", upstream={"g": SOCIAL}, attempt=1))
+    again = await run_step(PostStep(), make_ctx("post", upstream={"g": SOCIAL}, attempt=2))
+    other = await run_step(PostStep(), make_ctx("post", upstream={"g": SOCIAL}, run_id="run-2"))
     assert first.output["postId"] == again.output["postId"]
     assert first.output["postId"] != other.output["postId"]
 
 
 async def test_post_picks_content_for_the_platform(make_ctx: MakeCtx) -> None:
     upstream = {"a-email": EMAIL, "b-social": SOCIAL}
-    by_email = await PostStep().run(make_ctx("post", {"platform": "email"}, upstream=upstream))
+    by_email = await run_step(
+        PostStep(), make_ctx("post", {"platform": "email"}, upstream=upstream)
+    )
     assert by_email.publications[0].payload["sourceStep"] == "a-email"
-    social = await PostStep().run(make_ctx("post", {"platform": "instagram"}, upstream=upstream))
+    social = await run_step(
+        PostStep(), make_ctx("post", {"platform": "instagram"}, upstream=upstream)
+    )
     assert social.publications[0].payload["sourceStep"] == "b-social"
-    chosen = await PostStep().run(
-        make_ctx("post", {"platform": "instagram", "sourceStep": "a-email"}, upstream=upstream)
+    chosen = await run_step(
+        PostStep(),
+        make_ctx("post", {"platform": "instagram", "sourceStep": "a-email"}, upstream=upstream),
     )
     assert chosen.publications[0].payload["sourceStep"] == "a-email"
 
@@ -98,12 +104,12 @@ async def test_post_platform_auto_follows_the_schedule(make_ctx: MakeCtx) -> Non
         {"platform": "auto"},
         upstream={"g": SOCIAL, "s": {**SCHEDULE, "platform": "linkedin"}},
     )
-    assert (await PostStep().run(ctx)).output["platform"] == "linkedin"
+    assert (await run_step(PostStep(), ctx)).output["platform"] == "linkedin"
 
 
 async def test_post_config_content(make_ctx: MakeCtx) -> None:
     ctx = make_ctx("post", {"content": "Direct text.", "platform": "blog"}, step_id="p")
-    result = await PostStep().run(ctx)
+    result = await run_step(PostStep(), ctx)
     assert result.publications[0].payload["content"] == "Direct text."
     assert result.output["scheduledTime"] is None
 
@@ -111,7 +117,7 @@ async def test_post_config_content(make_ctx: MakeCtx) -> None:
 async def test_post_sends_the_webhook(make_ctx: MakeCtx) -> None:
     hooks = RecordingWebhooks()
     ctx = make_ctx("post", {"webhookUrl": "https://hooks.example.com/in"}, upstream={"g": SOCIAL})
-    result = await PostStep(hooks).run(ctx)
+    result = await run_step(PostStep(hooks), ctx)
     assert result.output["webhookStatus"] == 202
     assert result.output["webhookResponse"] == {
         "status": 202,
@@ -139,12 +145,12 @@ async def test_post_permanent_errors(
 ) -> None:
     # The default PostStep has no allow-list: every webhook URL is refused.
     with pytest.raises(PermanentStepError, match=match):
-        await PostStep().run(make_ctx("post", config, upstream=upstream))
+        await run_step(PostStep(), make_ctx("post", config, upstream=upstream))
 
 
 async def test_notify_records_a_notification(make_ctx: MakeCtx) -> None:
     config = {"message": "Done!", "recipients": ["bob", "carol"], "channel": "email"}
-    result = await NotifyStep().run(make_ctx("notify", config, step_id="notify-user"))
+    result = await run_step(NotifyStep(), make_ctx("notify", config, step_id="notify-user"))
     out = result.output
     assert out["message"] == "Done!"
     assert out["recipients"] == ["bob", "carol"]
@@ -169,7 +175,7 @@ async def test_notify_defaults(make_ctx: MakeCtx) -> None:
         "review": {"qualityScore": 0.93},
         "schedule": SCHEDULE,
     }
-    result = await NotifyStep().run(make_ctx("notify", upstream=upstream))
+    result = await run_step(NotifyStep(), make_ctx("notify", upstream=upstream))
     out = result.output
     assert out["recipients"] == ["alice"]  # the run's owner
     assert out["channel"] == "in-app"
@@ -180,8 +186,8 @@ async def test_notify_defaults(make_ctx: MakeCtx) -> None:
 
 async def test_notify_id_is_stable_and_recipients_may_be_text(make_ctx: MakeCtx) -> None:
     config = {"recipients": "bob, carol"}
-    first = await NotifyStep().run(make_ctx("notify", config, attempt=1))
-    again = await NotifyStep().run(make_ctx("notify", config, attempt=3))
+    first = await run_step(NotifyStep(), make_ctx("notify", config, attempt=1))
+    again = await run_step(NotifyStep(), make_ctx("notify", config, attempt=3))
     assert first.output["notificationId"] == again.output["notificationId"]
     assert first.output["recipients"] == ["bob", "carol"]
 
@@ -189,7 +195,7 @@ async def test_notify_id_is_stable_and_recipients_may_be_text(make_ctx: MakeCtx)
 async def test_notify_sends_the_webhook(make_ctx: MakeCtx) -> None:
     hooks = RecordingWebhooks()
     config = {"message": "Done", "webhookUrl": "http://hooks.example.com/n"}
-    result = await NotifyStep(hooks).run(make_ctx("notify", config))
+    result = await run_step(NotifyStep(hooks), make_ctx("notify", config))
     assert result.output["webhookStatus"] == 202
     assert result.output["webhookResponse"]["body"] == {"id": "r-1"}
     # The outbox keeps the notification, not the receiver's answer.
@@ -214,4 +220,4 @@ async def test_notify_permanent_errors(
     make_ctx: MakeCtx, config: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(PermanentStepError, match=match):
-        await NotifyStep(RecordingWebhooks()).run(make_ctx("notify", config))
+        await run_step(NotifyStep(RecordingWebhooks()), make_ctx("notify", config))

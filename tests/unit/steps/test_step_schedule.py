@@ -9,13 +9,14 @@ import pytest
 
 from sluice.engine.handlers import PermanentStepError, StepContext
 from sluice.steps.schedule import ScheduleStep
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 NOW = datetime(2025, 3, 4, 15, 7, tzinfo=UTC)  # Tuesday
 
 
 async def schedule(make_ctx: MakeCtx, config: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    return (await ScheduleStep().run(make_ctx("schedule", config, **kw))).output
+    return (await run_step(ScheduleStep(), make_ctx("schedule", config, **kw))).output
 
 
 async def test_next_slot_in_utc(make_ctx: MakeCtx) -> None:
@@ -59,7 +60,7 @@ async def test_wraps_to_next_week(make_ctx: MakeCtx) -> None:
 
 
 async def test_custom_slots(make_ctx: MakeCtx) -> None:
-    out = await schedule(make_ctx, {"platform": "mastodon", "slots": {"Sunday": ["07:30", "7:00"]}})
+    out = await schedule(make_ctx, {"platform": "mastodon", "slots": {"sunday": ["07:30", "7:00"]}})
     assert out["scheduledTime"] == "2025-03-09T07:00:00+00:00"
     assert out["slot"] == "sun 07:00"
     assert out["platform"] == "mastodon"

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from sluice.engine.handlers import StepContext
 from sluice.steps import BUILTIN_STEP_TYPES, builtin_registry
 from sluice.v1 import template_pb2
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 TEMPLATES = Path(__file__).resolve().parents[3] / "server" / "sluice" / "templates"
@@ -200,7 +201,7 @@ async def run_template(
             upstream={d: outputs[d] for d in upstream},
             step_id=step["id"],
         )
-        result = await registry.get(step["type"]).run(ctx)
+        result = await run_step(registry.get(step["type"]), ctx)
         json.dumps(result.output)  # outputs must be plain JSON for the store's Struct
         outputs[step["id"]] = result.output
     return outputs

@@ -8,6 +8,7 @@ import pytest
 
 from sluice.engine.handlers import PermanentStepError, StepContext
 from sluice.steps.transform import TransformStep
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 
@@ -19,7 +20,7 @@ HOMES: list[dict[str, Any]] = [
 
 
 async def transform(make_ctx: MakeCtx, **config: Any) -> dict[str, Any]:
-    return (await TransformStep().run(make_ctx("transform", config))).output
+    return (await run_step(TransformStep(), make_ctx("transform", config))).output
 
 
 async def test_format_json(make_ctx: MakeCtx) -> None:
@@ -133,7 +134,7 @@ async def test_aggregate_of_nothing(make_ctx: MakeCtx) -> None:
 @pytest.mark.parametrize(
     ("config", "match"),
     [
-        ({"inputData": []}, r"config\.transformation is required"),
+        ({"inputData": []}, r"config\.transformation: is required"),
         ({"transformation": "explode", "inputData": []}, r"config\.transformation"),
         ({"transformation": "format"}, r"config\.inputData"),
         ({"transformation": "format", "inputData": [], "format": "xml"}, r"config\.format"),
@@ -142,7 +143,7 @@ async def test_aggregate_of_nothing(make_ctx: MakeCtx) -> None:
             {"transformation": "filter", "inputData": {"a": 1}, "where": {"a": 1}},
             r"config\.inputData",
         ),
-        ({"transformation": "filter", "inputData": []}, r"config\.where"),
+        ({"transformation": "filter", "inputData": []}, r"needs at least one of where or fields"),
         ({"transformation": "aggregate", "inputData": []}, r"config\.aggregations"),
         (
             {
@@ -174,4 +175,4 @@ async def test_bad_config_is_permanent(
     make_ctx: MakeCtx, config: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(PermanentStepError, match=match):
-        await TransformStep().run(make_ctx("transform", config))
+        await run_step(TransformStep(), make_ctx("transform", config))

@@ -14,6 +14,7 @@ from sluice.steps.notify import NotifyStep
 from sluice.steps.post import PostStep
 from sluice.steps.webhook import WebhookAllowList
 from tests.support.receiver import Receiver
+from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 MakeClient = Callable[..., HttpClient]
@@ -321,7 +322,7 @@ async def test_post_step_delivers_to_the_webhook_and_keeps_the_answer(
         upstream={"g": {"contentType": "social-post", "content": "Hello. #News"}},
         step_id="post-content",
     )
-    result = await PostStep(client()).run(ctx)
+    result = await run_step(PostStep(client()), ctx)
     assert result.output["webhookStatus"] == 200
     assert result.output["webhookResponse"]["body"] == {"id": "fb-123"}
     (request,) = receiver.requests
