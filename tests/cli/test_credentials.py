@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from cryptography import x509
 from sluice.api.auth import check_hs256_secret
 from sluice.client import UnauthenticatedError, WorkflowClient
 from sluice.config import ConfigError
-from sluice.credentials.tokens import parse_ttl
+from sluice.credentials.certificates import write_development_certificates
+from sluice.credentials.tokens import TokenIssuer, parse_ttl
 from tests.cli.conftest import run_cli
 from tests.conftest import ServerFactory
 
@@ -60,25 +62,30 @@ async def test_cert_makes_a_ca_and_a_server_certificate_clients_connect_with(
     assert "content-to-social" in cli.out
 
 
-async def test_cert_refuses_to_overwrite_and_bad_hosts(tmp_path: Path) -> None:
-    out = str(tmp_path)
-    assert (await run_cli("cert", "--out", out, address=NO_SERVER)).code == 0
+def test_cert_refuses_to_overwrite_and_checks_hosts(tmp_path: Path) -> None:
+    write_development_certificates(tmp_path)
     ca = (tmp_path / "ca.pem").read_bytes()
-    again = await run_cli("cert", "--out", out, address=NO_SERVER)
-    assert again.code == 2
-    assert "already exist: pass --force" in again.err
+    with pytest.raises(ConfigError, match="already exist: pass --force to replace them"):
+        write_development_certificates(tmp_path)
     assert (tmp_path / "ca.pem").read_bytes() == ca
-    bad = await run_cli("cert", "--out", out, "--force", "--host", "not a host", address=NO_SERVER)
-    assert (bad.code, bad.err.strip()) == (
+    extra = write_development_certificates(
+        tmp_path, extra_hosts=["Sluice.test", "10.1.2.3"], overwrite=True
+    )
+    assert extra.hosts == ("localhost", "127.0.0.1", "::1", "sluice.test", "10.1.2.3")
+    assert (tmp_path / "ca.pem").read_bytes() != ca
+    for bad in ("not a host", "-x.example", "a..b"):
+        with pytest.raises(ConfigError, match="is neither an IP address nor a host name"):
+            write_development_certificates(tmp_path, extra_hosts=[bad], overwrite=True)
+
+
+async def test_cert_reports_a_bad_option_in_one_line(tmp_path: Path) -> None:
+    bad = await run_cli("cert", "--out", str(tmp_path), "--host", "not a host", address=NO_SERVER)
+    assert (bad.code, bad.out, bad.err.strip()) == (
         2,
+        "",
         "error: --host 'not a host' is neither an IP address nor a host name",
     )
-    extra = await run_cli(
-        "cert", "--out", out, "--force", "--host", "sluice.test", "--host", "10.1.2.3",
-        address=NO_SERVER,
-    )  # fmt: skip
-    assert extra.code == 0, extra.err
-    assert "for localhost, 127.0.0.1, ::1, sluice.test, 10.1.2.3," in extra.out
+    assert os.listdir(tmp_path) == []  # nothing written
 
 
 async def test_token_is_accepted_by_a_server_with_that_secret(
@@ -126,23 +133,24 @@ async def test_token_refuses_a_short_secret_like_the_server() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "message"),
+    ("env", "user", "ttl", "message"),
     [
-        (("--user", "alice"), {}, "set SLUICE_AUTH_JWT_SECRET (or SLUICE_AUTH_JWT_SECRET_FILE)"),
-        (("--user", "alice"), {"SLUICE_AUTH_JWT_SECRET_FILE": "/nonexistent"}, "cannot read SLUICE_AUTH_JWT_SECRET_FILE /nonexistent"),
-        (("--user", "alice"), {"SLUICE_AUTH_JWT_PUBLIC_KEY_FILE": "k.pem"}, "sign them with its private key"),
-        (("--user", "alice"), {"SLUICE_AUTH_JWT_SECRET": SECRET, "SLUICE_AUTH_JWT_ALGORITHMS": "RS256"}, "add HS256 to it"),
-        (("--user", ""), {"SLUICE_AUTH_JWT_SECRET": SECRET}, "--user must be 1-200 characters"),
-        (("--user", "a", "--ttl", "1y"), {"SLUICE_AUTH_JWT_SECRET": SECRET}, "--ttl '1y': give a number with s, m, h or d"),
-        (("--user", "a", "--ttl", "400d"), {"SLUICE_AUTH_JWT_SECRET": SECRET}, "at most 365d"),
+        ({}, "alice", "1h", "set SLUICE_AUTH_JWT_SECRET (or SLUICE_AUTH_JWT_SECRET_FILE)"),
+        ({"SLUICE_AUTH_JWT_SECRET_FILE": "/nonexistent"}, "alice", "1h", "cannot read SLUICE_AUTH_JWT_SECRET_FILE /nonexistent: No such file"),
+        ({"SLUICE_AUTH_JWT_PUBLIC_KEY_FILE": "k.pem"}, "alice", "1h", "sign them with its private key"),
+        ({"SLUICE_AUTH_JWT_SECRET": SECRET, "SLUICE_AUTH_JWT_ALGORITHMS": "RS256"}, "alice", "1h", "add HS256 to it"),
+        ({"SLUICE_AUTH_JWT_SECRET": SECRET}, "", "1h", "--user must be 1-200 characters"),
+        ({"SLUICE_AUTH_JWT_SECRET": SECRET}, "a" * 201, "1h", "--user must be 1-200 characters"),
+        ({"SLUICE_AUTH_JWT_SECRET": SECRET}, "alice", "1y", "--ttl '1y': give a number with s, m, h or d"),
+        ({"SLUICE_AUTH_JWT_SECRET": SECRET}, "alice", "400d", "must be more than 0 and at most 365d"),
+        ({"SLUICE_AUTH_JWT_SECRET": SECRET}, "alice", "0s", "must be more than 0 and at most 365d"),
     ],
 )  # fmt: skip
-async def test_token_explains_what_is_wrong(
-    args: tuple[str, ...], env: dict[str, str], message: str
+def test_token_explains_what_is_wrong(
+    env: dict[str, str], user: str, ttl: str, message: str
 ) -> None:
-    result = await run_cli("token", *args, address=NO_SERVER, env=env)
-    assert (result.code, result.out) == (2, "")
-    assert result.err.startswith("error: ") and message in result.err, result.err
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TokenIssuer.from_environment(env).mint(user, parse_ttl(ttl))
 
 
 def test_ttl_units() -> None:
