@@ -322,7 +322,14 @@ test("listWorkflows filters by create time: [createTimeStart, createTimeEnd)", a
   assert.ok(before.includes(first.id) && !before.includes(second.id), "end is exclusive");
   const after = await ids({ createTimeStart: boundary });
   assert.deepEqual(after, [second.id], "start is inclusive; nothing else was created since");
-  assert.deepEqual(await ids({ createTimeStart: boundary, createTimeEnd: boundary }), []);
+  await assert.rejects(ids({ createTimeStart: boundary, createTimeEnd: boundary }), (error) => {
+    assert.ok(error instanceof InvalidArgumentError, String(error));
+    assert.deepEqual(
+      error.violations.map((v) => v.field),
+      ["create_time_end"],
+    );
+    return true;
+  });
   for (const run of [first, second]) await client.cancelWorkflow(run.id);
 });
 
