@@ -11,13 +11,12 @@ from sluice.client.tls_probe import ServerSpeaksTlsError, speaks_tls
 from sluice.server import SluiceServer
 from tests.cli.conftest import run_cli
 from tests.conftest import ServerFactory
-from tests.support.crypto import make_pki
+from tests.support.crypto import make_pki, tls_settings
 
 
 @pytest.fixture
 async def tls_server(start_server: ServerFactory, tmp_path: Path) -> SluiceServer:
-    pki = make_pki(tmp_path)
-    return await start_server(tls_cert_file=str(pki.server_cert), tls_key_file=str(pki.server_key))
+    return await start_server(**tls_settings(make_pki(tmp_path)))
 
 
 def _hint(address: str) -> str:
@@ -50,12 +49,7 @@ async def test_the_cli_shows_the_hint(tls_server: SluiceServer) -> None:
 async def test_a_mutual_tls_server_is_recognised(
     start_server: ServerFactory, tmp_path: Path
 ) -> None:
-    pki = make_pki(tmp_path)
-    server = await start_server(
-        tls_cert_file=str(pki.server_cert),
-        tls_key_file=str(pki.server_key),
-        tls_client_ca_file=str(pki.ca),
-    )
+    server = await start_server(**tls_settings(make_pki(tmp_path), mutual=True))
     assert await speaks_tls(server.address)
     async with WorkflowClient(server.address) as client:
         with pytest.raises(ServerSpeaksTlsError):

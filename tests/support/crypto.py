@@ -66,3 +66,15 @@ def make_pki(directory: Path) -> Pki:
         paths[name] = directory / f"{name}.pem"
         paths[name].write_bytes(data)
     return Pki(**paths)
+
+
+def tls_settings(pki: Pki, *, mutual: bool = False) -> dict[str, Any]:
+    """Server settings for TLS with the PKI's server certificate; `mutual` also requires client
+    certificates signed by its CA."""
+    settings: dict[str, Any] = {
+        "tls_cert_file": str(pki.server_cert),
+        "tls_key_file": str(pki.server_key),
+    }
+    if mutual:
+        settings["tls_client_ca_file"] = str(pki.ca)
+    return settings
