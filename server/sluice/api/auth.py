@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jwt
 
-from sluice.config import ConfigError
 from sluice.engine.errors import SluiceError
 
 LOCAL_USER = "local"
@@ -32,10 +31,15 @@ class Unauthenticated(SluiceError):
 
 def check_hs256_secret(secret: str) -> None:
     """Refuse a secret too short to sign HS256 tokens safely. The message never shows it."""
+    # Imported here: config's own checks call this function, so a module-level import either
+    # way round would be circular.
+    from sluice.config import ConfigError
+
     length = len(secret.encode("utf-8"))
     if length < MIN_HS256_SECRET_BYTES:
         raise ConfigError(
-            f"the HS256 secret (SLUICE_AUTH_JWT_SECRET) is {length} bytes long; it must be at "
+            f"the HS256 secret (SLUICE_AUTH_JWT_SECRET) is {length} byte{'' if length == 1 else 's'} "
+            "long; it must be at "
             f"least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518, section 3.2). Make one with: "
             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
