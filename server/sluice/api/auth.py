@@ -37,9 +37,9 @@ def check_hs256_secret(secret: str) -> None:
 
     length = len(secret.encode("utf-8"))
     if length < MIN_HS256_SECRET_BYTES:
+        unit = "byte" if length == 1 else "bytes"
         raise ConfigError(
-            f"the HS256 secret (SLUICE_AUTH_JWT_SECRET) is {length} byte{'' if length == 1 else 's'} "
-            "long; it must be at "
+            f"the HS256 secret (SLUICE_AUTH_JWT_SECRET) is {length} {unit} long; it must be at "
             f"least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518, section 3.2). Make one with: "
             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
