@@ -194,7 +194,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     for name, option in _OPTIONS.items():
         raw = args.get(name)
         if raw is None:
-            raw = env.get(option.env) or _from_file(env.get(option.env + "_FILE"))
+            raw = environment_value(option.env, env)
         if raw is None or raw == "":
             continue
         try:
@@ -241,6 +241,11 @@ def _is_loopback(listen: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name (or "0.0.0.0"-like wildcard) other than localhost
+
+
+def environment_value(name: str, env: Mapping[str, str]) -> str | None:
+    """A setting from the environment: NAME, else the contents of the file NAME_FILE names."""
+    return env.get(name) or _from_file(env.get(name + "_FILE"))
 
 
 def _from_file(path: str | None) -> str | None:

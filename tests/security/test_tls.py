@@ -8,7 +8,7 @@ import pytest
 
 from sluice.client import UnavailableError, WorkflowClient
 from tests.conftest import ServerFactory
-from tests.support.crypto import make_pki
+from tests.support.crypto import make_pki, tls_settings
 
 
 async def test_tls_client_needs_the_right_ca(start_server: ServerFactory, tmp_path: Path) -> None:
@@ -32,11 +32,7 @@ async def test_mutual_tls_rejects_clients_without_a_certificate(
     start_server: ServerFactory, tmp_path: Path
 ) -> None:
     pki = make_pki(tmp_path)
-    server = await start_server(
-        tls_cert_file=str(pki.server_cert),
-        tls_key_file=str(pki.server_key),
-        tls_client_ca_file=str(pki.ca),
-    )
+    server = await start_server(**tls_settings(pki, mutual=True))
     with_cert = WorkflowClient(
         server.address,
         ca_file=str(pki.ca),

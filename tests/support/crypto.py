@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from sluice.credentials.certificates import new_ca, new_leaf
 
 SECRET = "test-only-hs256-secret-of-32-bytes!"
 
@@ -48,93 +48,33 @@ class Pki:
 
 
 def make_pki(directory: Path) -> Pki:
-    ca_key, ca_cert = _ca("Sluice test CA")
-    other_key, other_cert = _ca("Unrelated CA")
-    server_key, server_cert = _leaf("127.0.0.1", ca_key, ca_cert, ExtendedKeyUsageOID.SERVER_AUTH)
-    client_key, client_cert = _leaf("alice", ca_key, ca_cert, ExtendedKeyUsageOID.CLIENT_AUTH)
+    valid_for = dt.timedelta(days=1)
+    ca = new_ca("Sluice test CA", valid_for)
+    other = new_ca("Unrelated CA", valid_for)
+    server = new_leaf(
+        "127.0.0.1", ca, usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        hosts=["127.0.0.1", "localhost"], valid_for=valid_for,
+    )  # fmt: skip
+    client = new_leaf("alice", ca, usage=ExtendedKeyUsageOID.CLIENT_AUTH, valid_for=valid_for)
     files = {
-        "ca": _pem_cert(ca_cert), "server_cert": _pem_cert(server_cert),
-        "server_key": _pem_key(server_key), "client_cert": _pem_cert(client_cert),
-        "client_key": _pem_key(client_key), "other_ca": _pem_cert(other_cert),
+        "ca": ca.certificate_pem(), "server_cert": server.certificate_pem(),
+        "server_key": server.key_pem(), "client_cert": client.certificate_pem(),
+        "client_key": client.key_pem(), "other_ca": other.certificate_pem(),
     }  # fmt: skip
     paths = {}
     for name, data in files.items():
         paths[name] = directory / f"{name}.pem"
         paths[name].write_bytes(data)
-    del other_key
     return Pki(**paths)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _leaf(
-    common_name: str,
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_cert: x509.Certificate,
-    usage: x509.ObjectIdentifier,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-    return key, builder.sign(ca_key, hashes.SHA256())
-
-
-def _pem_cert(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def tls_settings(pki: Pki, *, mutual: bool = False) -> dict[str, Any]:
+    """Server settings for TLS with the PKI's server certificate; `mutual` also requires client
+    certificates signed by its CA."""
+    settings: dict[str, Any] = {
+        "tls_cert_file": str(pki.server_cert),
+        "tls_key_file": str(pki.server_key),
+    }
+    if mutual:
+        settings["tls_client_ca_file"] = str(pki.ca)
+    return settings

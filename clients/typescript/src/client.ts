@@ -1,22 +1,30 @@
 // The TypeScript client: the verbs of the Python client (sluice.client.WorkflowClient) over
 // sluice.v1.WorkflowService, spoken as plain gRPC over HTTP/2 with Connect's Node transport.
 
-import { create, fromJson, isMessage, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { readFileSync } from "node:fs";
+
+import {
+  fromJson,
+  isMessage,
+  type JsonObject,
+  type JsonValue,
+  type MessageInitShape,
+} from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import { fromConnectError } from "./errors.js";
 import type { WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
 import { TemplateSchema, type Template } from "./gen/sluice/v1/template_pb.js";
-import {
-  ExecutionOptionsSchema,
-  type Workflow,
-  type WorkflowStatus,
-} from "./gen/sluice/v1/workflow_pb.js";
+import { type Workflow, type WorkflowStatus } from "./gen/sluice/v1/workflow_pb.js";
 import {
   WorkflowService,
+  WorkflowView,
   type CreateWorkflowRequest,
+  type ListWorkflowsRequestSchema,
   type ListWorkflowsResponse,
+  type ResumeWorkflowRequestSchema,
   type ValidateTemplateResponse,
 } from "./gen/sluice/v1/workflow_service_pb.js";
 
@@ -25,6 +33,13 @@ export const DEFAULT_BASE_URL = "http://127.0.0.1:50051";
 export interface WorkflowClientOptions {
   /** The server, e.g. "http://127.0.0.1:50051" (plain HTTP/2) or "https://sluice.example:443". */
   baseUrl?: string;
+  /**
+   * PEM certificate(s) of the CA that signed a TLS server's certificate (e.g. the ca.pem of
+   * `sluice cert`), trusted instead of Node's public roots. Needs an https:// baseUrl.
+   */
+  ca?: string | Buffer;
+  /** Path of a PEM CA file, read once when the client is made; the same as `ca`. */
+  caFile?: string;
   /** Sent as `authorization: Bearer <token>` metadata on every call. */
   token?: string;
   /** More metadata sent on every call. */
@@ -33,7 +48,7 @@ export interface WorkflowClientOptions {
   defaultTimeoutMs?: number;
   /** Extra Connect interceptors, run after the one that adds the metadata. */
   interceptors?: Interceptor[];
-  /** Use this transport instead of creating one (baseUrl, token and headers are then ignored). */
+  /** Use this transport instead of creating one (baseUrl, TLS, token and headers are ignored). */
   transport?: Transport;
 }
 
@@ -74,16 +89,25 @@ export interface ListWorkflowsOptions extends CallOptions {
   statuses?: WorkflowStatus[];
   /** Only runs of this template. */
   templateId?: string;
+  /** Only runs created at or after this time. */
+  createTimeStart?: Date;
+  /** Only runs created before this time. */
+  createTimeEnd?: Date;
+  /**
+   * How much of each run: BASIC (the default) leaves out the run's template and its steps'
+   * outputs; FULL returns every field, as getWorkflow does.
+   */
+  view?: WorkflowView;
   /** Maximum runs per page, 1-1000; 0 means the server's default (50). */
   pageSize?: number;
-  /** nextPageToken of a previous call with the same filters. */
+  /** nextPageToken of a previous call with the same filters and view. */
   pageToken?: string;
 }
 
 export interface ResumeWorkflowOptions extends CallOptions {
-  /** New autoApprove for the rest of the run; unset keeps the run's current option. */
+  /** New autoApprove for the rest of the run; unset keeps the run's current one. */
   autoApprove?: boolean;
-  /** New notifyOnCompletion; unset keeps the run's current option. */
+  /** New notifyOnCompletion for the rest of the run; unset keeps the run's current one. */
   notifyOnCompletion?: boolean;
   /** Return only once the run rests again. */
   wait?: boolean;
@@ -130,7 +154,8 @@ export class WorkflowClient {
         }
         return next(req);
       };
-      this.sessionManager = new Http2SessionManager(baseUrl);
+      const tls = tlsOptions(baseUrl, options);
+      this.sessionManager = new Http2SessionManager(baseUrl, undefined, tls);
       transport = createGrpcTransport({
         baseUrl,
         sessionManager: this.sessionManager,
@@ -195,6 +220,21 @@ export class WorkflowClient {
     return required(response.template, "template");
   }
 
+  /**
+   * Delete a registered template: one `version`, or every version (0, the default). Runs made
+   * from it keep their copy. Resolves to the number of versions deleted.
+   */
+  async deleteTemplate(
+    templateId: string,
+    options: CallOptions & { version?: number } = {},
+  ): Promise<number> {
+    const request = { templateId, version: options.version ?? 0 };
+    const response = await this.call(() =>
+      this.client.deleteTemplate(request, callOptions(options)),
+    );
+    return response.deletedVersions;
+  }
+
   /** Every problem of a template at once (`valid`, `violations`); changes nothing. */
   async validateTemplate(
     template: TemplateLike,
@@ -255,12 +295,19 @@ export class WorkflowClient {
 
   /** One page of the caller's runs, newest first; pass `nextPageToken` back for the next. */
   async listWorkflows(options: ListWorkflowsOptions = {}): Promise<ListWorkflowsResponse> {
-    const request = {
+    const request: MessageInitShape<typeof ListWorkflowsRequestSchema> = {
       statuses: options.statuses ?? [],
       templateId: options.templateId ?? "",
+      view: options.view ?? WorkflowView.UNSPECIFIED,
       pageSize: options.pageSize ?? 0,
       pageToken: options.pageToken ?? "",
     };
+    if (options.createTimeStart !== undefined) {
+      request.createTimeStart = timestampFromDate(options.createTimeStart);
+    }
+    if (options.createTimeEnd !== undefined) {
+      request.createTimeEnd = timestampFromDate(options.createTimeEnd);
+    }
     return this.call(() => this.client.listWorkflows(request, callOptions(options)));
   }
 
@@ -276,6 +323,11 @@ export class WorkflowClient {
     } while (pageToken !== "");
   }
 
+  /** Delete a run that has ended (COMPLETED, FAILED or CANCELLED), with its events. */
+  async deleteWorkflow(id: string, options: CallOptions = {}): Promise<void> {
+    await this.call(() => this.client.deleteWorkflow({ workflowId: id }, callOptions(options)));
+  }
+
   /** Pause a RUNNING run: no new step starts, running ones finish. */
   async pauseWorkflow(id: string, reason = "", options: CallOptions = {}): Promise<Workflow> {
     const response = await this.call(() =>
@@ -284,19 +336,15 @@ export class WorkflowClient {
     return required(response.workflow, "workflow");
   }
 
-  /** Resume a PAUSED run; options left unset keep the run's current ones. */
+  /** Resume a PAUSED run; options left unset keep the run's current ones (one call). */
   async resumeWorkflow(id: string, options: ResumeWorkflowOptions = {}): Promise<Workflow> {
-    const request = {
+    const request: MessageInitShape<typeof ResumeWorkflowRequestSchema> = {
       workflowId: id,
       wait: options.wait ?? false,
-      options: undefined as ReturnType<typeof executionOptions> | undefined,
     };
-    if (options.autoApprove !== undefined || options.notifyOnCompletion !== undefined) {
-      const current = (await this.getWorkflow(id, options)).options;
-      request.options = executionOptions(
-        options.autoApprove ?? current?.autoApprove ?? false,
-        options.notifyOnCompletion ?? current?.notifyOnCompletion ?? false,
-      );
+    if (options.autoApprove !== undefined) request.autoApprove = options.autoApprove;
+    if (options.notifyOnCompletion !== undefined) {
+      request.notifyOnCompletion = options.notifyOnCompletion;
     }
     const response = await this.call(() =>
       this.client.resumeWorkflow(request, callOptions(options)),
@@ -386,8 +434,31 @@ function toTemplate(template: TemplateLike): Template {
   return fromJson(TemplateSchema, template as JsonObject);
 }
 
-function executionOptions(autoApprove: boolean, notifyOnCompletion: boolean) {
-  return create(ExecutionOptionsSchema, { autoApprove, notifyOnCompletion });
+/** Node's HTTP/2 options trusting the CA given as `ca` or `caFile`; none without one. */
+function tlsOptions(
+  baseUrl: string,
+  options: Pick<WorkflowClientOptions, "ca" | "caFile">,
+): { ca: string | Buffer } | undefined {
+  if (options.ca !== undefined && options.caFile !== undefined) {
+    throw new TypeError("WorkflowClient: pass either ca or caFile, not both");
+  }
+  if (options.ca === undefined && options.caFile === undefined) {
+    return undefined;
+  }
+  if (!baseUrl.startsWith("https://")) {
+    throw new TypeError(
+      `WorkflowClient: a CA is for TLS servers; use an https:// baseUrl (not ${baseUrl})`,
+    );
+  }
+  if (options.ca !== undefined) {
+    return { ca: options.ca };
+  }
+  try {
+    return { ca: readFileSync(options.caFile!) };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`WorkflowClient: cannot read caFile ${options.caFile}: ${reason}`);
+  }
 }
 
 function required<T>(value: T | undefined, field: string): T {

@@ -112,6 +112,17 @@ const BY_CODE = new Map<Code, new (message: string, options?: Rest) => SluiceErr
   [Code.DeadlineExceeded, DeadlineExceededError],
 ]);
 
+// Node's codes for a server certificate that no trusted CA vouches for (Connect reports them as
+// INTERNAL): the fix is the CA option, so the error says so.
+const UNTRUSTED_CERTIFICATE = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "CERT_UNTRUSTED",
+]);
+
 /** The typed error for a failed call, with the BadRequest field violations if present. */
 export function fromConnectError(reason: unknown): SluiceError {
   if (reason instanceof SluiceError) {
@@ -129,6 +140,13 @@ export function fromConnectError(reason: unknown): SluiceError {
     // Undecodable details: ignore them, the code and message still tell what happened.
   }
   const message = error.rawMessage || error.message;
+  if (UNTRUSTED_CERTIFICATE.has(String((error.cause as { code?: unknown } | undefined)?.code))) {
+    return new UnavailableError(
+      `the server's certificate is not trusted (${message}): pass the CA that signed it as ` +
+        "the ca or caFile option",
+      { cause: reason },
+    );
+  }
   const cls = BY_CODE.get(error.code);
   if (cls !== undefined) {
     return new cls(message, { violations, cause: reason });

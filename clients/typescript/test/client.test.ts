@@ -12,8 +12,11 @@ import {
   SluiceError,
   WorkflowClient,
   WorkflowStatus,
+  WorkflowView,
+  type Workflow,
   type WorkflowEvent,
 } from "../src/index.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { ServerProcess } from "./support/server.js";
 
 const PARAMS = { topic: "Spring Market Update", platform: "facebook" };
@@ -228,4 +231,138 @@ test("FAILED_PRECONDITION when pausing a PENDING run", async () => {
     return true;
   });
   assert.equal((await client.getWorkflow(run.id)).status, WorkflowStatus.PENDING);
+});
+
+/** A client that records the name of every method it calls. */
+function recordingClient(methods: string[]): WorkflowClient {
+  return new WorkflowClient({
+    baseUrl: server.baseUrl,
+    interceptors: [
+      (next) => (req) => {
+        methods.push(req.method.name);
+        return next(req);
+      },
+    ],
+  });
+}
+
+function timestampMs(time: Timestamp): number {
+  return Number(time.seconds) * 1000 + time.nanos / 1e6;
+}
+
+async function completedRun(): Promise<Workflow> {
+  const run = await client.createWorkflow("content-to-social", PARAMS);
+  const done = await client.executeWorkflow(run.id, { autoApprove: true, wait: true });
+  assert.equal(done.status, WorkflowStatus.COMPLETED);
+  return done;
+}
+
+test("resumeWorkflow changes one option in one call and the server keeps the other", async () => {
+  const methods: string[] = [];
+  const recording = recordingClient(methods);
+  try {
+    const run = await recording.createWorkflow("content-to-social", PARAMS);
+    const paused = await recording.executeWorkflow(run.id, {
+      notifyOnCompletion: true,
+      wait: true,
+    });
+    assert.equal(paused.status, WorkflowStatus.PAUSED);
+    methods.length = 0;
+    const done = await recording.resumeWorkflow(run.id, { autoApprove: true, wait: true });
+    assert.deepEqual(methods, ["ResumeWorkflow"], "no read of the run first");
+    assert.equal(done.status, WorkflowStatus.COMPLETED);
+    assert.equal(done.options?.autoApprove, true);
+    assert.equal(done.options?.notifyOnCompletion, true, "kept, though not sent");
+  } finally {
+    recording.close();
+  }
+});
+
+test("listWorkflows returns the BASIC view by default and FULL on request", async () => {
+  const run = await completedRun();
+  const find = async (view?: WorkflowView): Promise<Workflow> => {
+    const page = await client.listWorkflows({
+      templateId: "content-to-social",
+      pageSize: 1000,
+      ...(view === undefined ? {} : { view }),
+    });
+    const found = page.workflows.find((listed) => listed.id === run.id);
+    assert.ok(found !== undefined, "the run is listed");
+    return found;
+  };
+  for (const basic of [await find(), await find(WorkflowView.BASIC)]) {
+    assert.equal(basic.status, WorkflowStatus.COMPLETED);
+    assert.equal(basic.metrics?.completedSteps, 5);
+    assert.equal(basic.template, undefined, "no template in the BASIC view");
+    assert.equal(basic.steps.length, 5);
+    assert.ok(basic.steps.every((step) => step.output === undefined), "no step outputs");
+  }
+  const full = await find(WorkflowView.FULL);
+  assert.equal(full.template?.id, "content-to-social");
+  assert.ok(full.steps.every((step) => step.output !== undefined));
+});
+
+test("listWorkflows filters by create time: [createTimeStart, createTimeEnd)", async () => {
+  const first = await client.createWorkflow("content-to-social", PARAMS);
+  // The boundary: the first millisecond after the first run's creation (times are microseconds).
+  const boundary = new Date(Math.floor(timestampMs(first.createTime!)) + 1);
+  while (Date.now() <= boundary.getTime()) {
+    await new Promise((resolve) => setImmediate(resolve)); // the clock passes it in a millisecond
+  }
+  const second = await client.createWorkflow("content-to-social", PARAMS);
+  type Range = { createTimeStart?: Date; createTimeEnd?: Date };
+  const ids = async (range: Range): Promise<string[]> => {
+    const found: string[] = [];
+    for await (const run of client.iterWorkflows({ templateId: "content-to-social", ...range })) {
+      found.push(run.id);
+    }
+    return found;
+  };
+  const before = await ids({ createTimeEnd: boundary });
+  assert.ok(before.includes(first.id) && !before.includes(second.id), "end is exclusive");
+  const after = await ids({ createTimeStart: boundary });
+  assert.deepEqual(after, [second.id], "start is inclusive; nothing else was created since");
+  await assert.rejects(ids({ createTimeStart: boundary, createTimeEnd: boundary }), (error) => {
+    assert.ok(error instanceof InvalidArgumentError, String(error));
+    assert.deepEqual(
+      error.violations.map((v) => v.field),
+      ["create_time_end"],
+    );
+    return true;
+  });
+  for (const run of [first, second]) await client.cancelWorkflow(run.id);
+});
+
+test("deleteWorkflow removes a run that has ended, and only one that has", async () => {
+  const done = await completedRun();
+  await client.deleteWorkflow(done.id);
+  await assert.rejects(client.getWorkflow(done.id), NotFoundError);
+  await assert.rejects(client.deleteWorkflow(done.id), NotFoundError);
+
+  const pending = await client.createWorkflow("content-to-social", PARAMS);
+  await assert.rejects(client.deleteWorkflow(pending.id), FailedPreconditionError);
+  assert.equal((await client.getWorkflow(pending.id)).status, WorkflowStatus.PENDING);
+});
+
+test("deleteTemplate removes one version or all of them; runs keep their copy", async () => {
+  const template = {
+    id: "ts-short-lived",
+    name: "Short-lived",
+    steps: [{ id: "write", type: "generate", config: { contentType: "blog-post", topic: "t" } }],
+  };
+  assert.equal((await client.createTemplate(template)).version, 1);
+  assert.equal((await client.createTemplate({ ...template, name: "Second" })).version, 2);
+  const run = await client.createWorkflow("ts-short-lived", {}, { version: 1 });
+
+  assert.equal(await client.deleteTemplate("ts-short-lived", { version: 1 }), 1);
+  await assert.rejects(client.getTemplate("ts-short-lived", { version: 1 }), NotFoundError);
+  assert.equal((await client.getTemplate("ts-short-lived")).version, 2);
+  assert.equal(await client.deleteTemplate("ts-short-lived"), 1, "every version that is left");
+  await assert.rejects(client.getTemplate("ts-short-lived"), NotFoundError);
+
+  const kept = await client.getWorkflow(run.id);
+  assert.equal(kept.template?.id, "ts-short-lived");
+  assert.equal(kept.template?.name, "Short-lived");
+  await assert.rejects(client.deleteTemplate("content-to-social"), FailedPreconditionError);
+  assert.ok((await client.listTemplates()).some((listed) => listed.id === "content-to-social"));
 });

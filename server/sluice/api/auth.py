@@ -18,12 +18,31 @@ from sluice.engine.errors import SluiceError
 
 LOCAL_USER = "local"
 MAX_SUBJECT = 200
+# RFC 7518, section 3.2: an HS256 key must be at least as long as the hash output (256 bits);
+# a shorter secret can be brute-forced from any one token it signed.
+MIN_HS256_SECRET_BYTES = 32
 
 _caller: contextvars.ContextVar[str] = contextvars.ContextVar("sluice_caller", default=LOCAL_USER)
 
 
 class Unauthenticated(SluiceError):
     """No valid credentials. The message never repeats the token."""
+
+
+def check_hs256_secret(secret: str) -> None:
+    """Refuse a secret too short to sign HS256 tokens safely. The message never shows it."""
+    # Imported here: config's own checks call this function, so a module-level import either
+    # way round would be circular.
+    from sluice.config import ConfigError
+
+    length = len(secret.encode("utf-8"))
+    if length < MIN_HS256_SECRET_BYTES:
+        unit = "byte" if length == 1 else "bytes"
+        raise ConfigError(
+            f"the HS256 secret (SLUICE_AUTH_JWT_SECRET) is {length} {unit} long; it must be at "
+            f"least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518, section 3.2). Make one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def current_user() -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, runs, templates
+from sluice.cli import admin, control, credentials, runs, templates
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -41,6 +41,8 @@ app.command(
     add_help_option=False,
 )(admin.serve)
 app.add_typer(admin.db, name="db")
+app.command("token")(credentials.token)
+app.command("cert")(credentials.cert)
 
 
 def main() -> None:

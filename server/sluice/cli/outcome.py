@@ -22,6 +22,7 @@ from sluice.client import (
     UnavailableError,
     WorkflowStatus,
 )
+from sluice.client.tls_probe import ServerSpeaksTlsError
 
 
 class ExitCode(enum.IntEnum):
@@ -82,6 +83,8 @@ def describe_error(error: SluiceError, address: str) -> list[str]:
             head = f"not found: {message}"
         case FailedPreconditionError():
             head = f"not allowed now: {message}"
+        case ServerSpeaksTlsError():
+            head = message
         case UnavailableError() | DeadlineExceededError():
             head = f"cannot reach the Sluice server at {address}: {message}"
         case UnauthenticatedError() | PermissionDeniedError():

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from sluice.client.errors import from_rpc_error
+from sluice.client.errors import SluiceError, from_rpc_error
+from sluice.client.tls_probe import ServerSpeaksTlsError, explain_unavailable
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
@@ -43,6 +44,8 @@ class WorkflowClient:
         which trusts the system's roots). cert_file / key_file: a client certificate for
         servers that require mutual TLS. `credentials` or a ready `channel` override all that.
         """
+        plaintext = channel is None and credentials is None and not (tls or ca_file or cert_file)
+        self._plaintext_target = target if plaintext else None
         if channel is None:
             if credentials is None and (tls or ca_file or cert_file):
                 credentials = grpc.ssl_channel_credentials(
@@ -75,7 +78,13 @@ class WorkflowClient:
         try:
             return await method(request, metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+            raise await self._error(exc) from None
+
+    async def _error(self, exc: grpc.RpcError) -> SluiceError:
+        error = from_rpc_error(exc)
+        if self._plaintext_target is None:
+            return error
+        return await explain_unavailable(error, self._plaintext_target)
 
     # --- templates ------------------------------------------------------------------------------
 
@@ -276,8 +285,12 @@ class WorkflowClient:
                     yield response.event
                 return
             except grpc.RpcError as exc:
-                error = from_rpc_error(exc)
-                if not reconnect or error.code not in _RECONNECT_ON:
+                error = await self._error(exc)
+                if (
+                    not reconnect
+                    or error.code not in _RECONNECT_ON
+                    or isinstance(error, ServerSpeaksTlsError)
+                ):
                     raise error from None
                 broken_since = broken_since if broken_since is not None else loop.time()
                 if give_up_after is not None and loop.time() - broken_since > give_up_after:

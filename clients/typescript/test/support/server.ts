@@ -1,7 +1,7 @@
 // Starts a real Sluice server (the Python one, from the repo's .venv) for the tests, on a free
 // port and a fresh SQLite database, and stops it with SIGTERM.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,15 +14,36 @@ const SERVING = /serving on (127\.0\.0\.1:(\d+))/;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 30_000;
 
+/** The files `sluice cert` writes: a development CA and a server certificate it signed. */
+export interface DevCertificates {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** Runs the real `sluice cert --out DIR`. */
+export function makeDevCertificates(dir: string): DevCertificates {
+  execFileSync(PYTHON, ["-m", "sluice.cli", "cert", "--out", dir], { cwd: REPO, stdio: "pipe" });
+  return {
+    caFile: join(dir, "ca.pem"),
+    certFile: join(dir, "server.pem"),
+    keyFile: join(dir, "server-key.pem"),
+  };
+}
+
 export class ServerProcess {
-  /** e.g. "http://127.0.0.1:41234" */
+  /** e.g. "http://127.0.0.1:41234", or https:// for a TLS server */
   baseUrl = "";
   /** Everything the server wrote to stderr, for failure messages. */
   log = "";
   private child: ChildProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), "sluice-ts-"));
 
+  /** `settings`: more SLUICE_* variables for the server; a certificate makes it serve TLS. */
+  constructor(private readonly settings: Record<string, string> = {}) {}
+
   async start(): Promise<this> {
+    const scheme = this.settings["SLUICE_TLS_CERT_FILE"] ? "https" : "http";
     const child = spawn(PYTHON, ["-m", "sluice.server"], {
       cwd: REPO,
       env: {
@@ -30,6 +51,7 @@ export class ServerProcess {
         SLUICE_LISTEN: "127.0.0.1:0",
         SLUICE_DATABASE_URL: `sqlite+aiosqlite:///${join(this.dir, "sluice.db")}`,
         SLUICE_SHUTDOWN_GRACE_SECONDS: "5",
+        ...this.settings,
       },
       stdio: ["ignore", "ignore", "pipe"],
     });
@@ -45,7 +67,7 @@ export class ServerProcess {
         const match = SERVING.exec(this.log);
         if (match) {
           clearTimeout(timer);
-          resolvePort(`http://${match[1]}`);
+          resolvePort(`${scheme}://${match[1]}`);
         }
       };
       child.stderr!.on("data", onData);
