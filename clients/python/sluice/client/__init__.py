@@ -1,6 +1,7 @@
 """Python client for Sluice: `WorkflowClient` (async) and `SyncWorkflowClient` (blocking)."""
 
-from sluice.client._async import DEFAULT_TARGET, WorkflowClient
+from sluice.client._async import OnReconnect, WorkflowClient
+from sluice.client._connect import DEFAULT_TARGET
 from sluice.client._sync import SyncWorkflowClient
 from sluice.client.errors import (
     AbortedError,
@@ -24,6 +25,7 @@ from sluice.v1.workflow_pb2 import (
     Workflow,
     WorkflowStatus,
 )
+from sluice.v1.workflow_service_pb2 import WorkflowView
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -36,6 +38,7 @@ __all__ = [
     "GateStatus",
     "InvalidArgumentError",
     "NotFoundError",
+    "OnReconnect",
     "PermissionDeniedError",
     "ResourceExhaustedError",
     "SluiceError",
@@ -48,4 +51,5 @@ __all__ = [
     "WorkflowClient",
     "WorkflowEvent",
     "WorkflowStatus",
+    "WorkflowView",
 ]
