@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, credentials, runs, templates
+from sluice.cli import admin, control, credentials, runs, serve, templates
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -35,11 +35,7 @@ _COMMANDS: dict[str, Callable[..., None]] = {
 for name, command in _COMMANDS.items():
     app.command(name, epilog=EXIT_CODES_HELP)(command)
 
-app.command(
-    "serve",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)(admin.serve)
+app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())
 app.add_typer(admin.db, name="db")
 app.command("token")(credentials.token)
 app.command("cert")(credentials.cert)
