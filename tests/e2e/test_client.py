@@ -15,6 +15,7 @@ from sluice.client import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    StatusLike,
     SyncWorkflowClient,
     UnauthenticatedError,
     WorkflowClient,
@@ -126,7 +127,7 @@ async def test_statuses_by_name_and_an_unknown_one_is_a_typed_error(client: Work
     for names in (["FAILED"], ["workflow_status_failed"], "FAILED"):
         page = await client.list_workflows(statuses=names)
         assert [w.id for w in page.workflows] == [failed.id], names
-    mixed = [WorkflowStatus.WORKFLOW_STATUS_PENDING, "FAILED"]
+    mixed: list[StatusLike] = [WorkflowStatus.WORKFLOW_STATUS_PENDING, "FAILED"]
     assert {w.id async for w in client.iter_workflows(statuses=mixed)} == {failed.id, pending.id}
 
     async with WorkflowClient("127.0.0.1:1") as unreachable:  # raised before any call

@@ -3,6 +3,7 @@
 from sluice.client._async import OnReconnect, WorkflowClient
 from sluice.client._connect import DEFAULT_TARGET
 from sluice.client._sync import SyncWorkflowClient
+from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -42,11 +43,14 @@ __all__ = [
     "PermissionDeniedError",
     "ResourceExhaustedError",
     "SluiceError",
+    "StatusLike",
     "StepStatus",
     "SyncWorkflowClient",
     "Template",
+    "TemplateLike",
     "UnauthenticatedError",
     "UnavailableError",
+    "ViewLike",
     "Workflow",
     "WorkflowClient",
     "WorkflowEvent",
