@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import threading
@@ -220,3 +221,13 @@ async def test_the_sync_watch_reconnects_across_a_restart_and_reports_it(
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert events[-1].type == EventType.EVENT_TYPE_WORKFLOW_COMPLETED
     assert breaks and breaks[0][0] in ("UNAVAILABLE", "CANCELLED") and breaks[0][1] == 0.05
+
+
+def test_the_client_readme_shows_every_verb_in_code_that_compiles() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "clients/python/README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    for block in blocks:
+        compile(block, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    code = "\n".join(blocks)
+    missing = [verb for verb in _verbs(WorkflowClient) if f".{verb}(" not in code]
+    assert missing == []
