@@ -12,8 +12,7 @@ from pathlib import Path
 from sluice import config
 from sluice.client import WorkflowClient
 from tests.cli.conftest import run_cli
-
-SERVING = re.compile(rb"serving on (127\.0\.0\.1:\d+)")
+from tests.support.process import serving_address
 
 
 def _plain(help_text: str) -> str:
@@ -55,12 +54,7 @@ async def test_serve_takes_flags_and_variables_and_refuses_bad_ones(tmp_path: Pa
     )  # fmt: skip
     assert process.stderr is not None
     try:
-        address = None
-        while address is None:
-            line = await asyncio.wait_for(process.stderr.readline(), 20)
-            assert line, "the server exited before serving"
-            if match := SERVING.search(line):
-                address = match.group(1).decode()
+        address = await serving_address(process.stderr)
         async with WorkflowClient(address) as client:
             await client.create_workflow("content-to-social", {"topic": "A"})
             refused = await run_cli(
