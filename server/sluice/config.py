@@ -82,6 +82,14 @@ class _Option:
     parse: Callable[[str], object] = str
     flag: bool = True  # False: environment (or a *_FILE variable) only
     switch: bool = False  # a flag without a value
+    # A flag given once per value under this name (`--plugin a --plugin b`), where the
+    # environment variable holds them comma-separated.
+    repeat: str = ""
+
+    def flag_name(self, name: str) -> str | None:
+        if not self.flag:
+            return None
+        return self.repeat or "--" + name.replace("_", "-")
 
 
 def _positive_int(raw: str) -> int:
@@ -131,36 +139,36 @@ def _list(raw: str) -> tuple[str, ...]:
 
 
 _OPTIONS: dict[str, _Option] = {
-    "listen": _Option("SLUICE_LISTEN", f"host:port to serve gRPC on (default {DEFAULT_LISTEN})"),
-    "database_url": _Option("SLUICE_DATABASE_URL", f"SQLAlchemy async URL (default {DEFAULT_DATABASE_URL})"),
+    "listen": _Option("SLUICE_LISTEN", "host:port to serve gRPC on (:0 picks a free port)"),
+    "database_url": _Option("SLUICE_DATABASE_URL", "SQLAlchemy async URL of the store"),
     "webhook_allow": _Option("SLUICE_WEBHOOK_ALLOW", "comma-separated hosts or host:port that webhooks and http steps may reach"),
     "http_max_connections": _Option("SLUICE_HTTP_MAX_CONNECTIONS", "connections for webhooks and http steps; more requests wait for one (default: SLUICE_MAX_CONCURRENT_STEPS)", _positive_int),
-    "http_timeout": _Option("SLUICE_HTTP_TIMEOUT_SECONDS", "seconds one outgoing request may take once it has a connection (5)", _seconds),
-    "http_max_response_bytes": _Option("SLUICE_HTTP_MAX_RESPONSE_BYTES", "response body kept in a step's output; longer is cut (65536)", _positive_int),
-    "max_parallel_steps_per_run": _Option("SLUICE_MAX_PARALLEL_STEPS_PER_RUN", "steps of one run at once (8)", _positive_int),
-    "max_concurrent_steps": _Option("SLUICE_MAX_CONCURRENT_STEPS", "step attempts at once, server-wide (256)", _positive_int),
-    "default_step_timeout": _Option("SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS", "seconds (300)", _seconds),
-    "shutdown_grace": _Option("SLUICE_SHUTDOWN_GRACE_SECONDS", "seconds running steps and calls get on shutdown (10)", _seconds),
-    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (INFO)"),
+    "http_timeout": _Option("SLUICE_HTTP_TIMEOUT_SECONDS", "seconds one outgoing request may take once it has a connection", _seconds),
+    "http_max_response_bytes": _Option("SLUICE_HTTP_MAX_RESPONSE_BYTES", "response body kept in a step's output, in bytes; longer is cut", _positive_int),
+    "max_parallel_steps_per_run": _Option("SLUICE_MAX_PARALLEL_STEPS_PER_RUN", "steps of one run at once", _positive_int),
+    "max_concurrent_steps": _Option("SLUICE_MAX_CONCURRENT_STEPS", "step attempts at once, server-wide", _positive_int),
+    "default_step_timeout": _Option("SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS", "seconds an attempt of a step that sets no timeout may take", _seconds),
+    "shutdown_grace": _Option("SLUICE_SHUTDOWN_GRACE_SECONDS", "seconds running steps and calls get on shutdown", _seconds),
+    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "migrate": _Option("SLUICE_MIGRATE", "upgrade an older database schema on start", _bool, switch=True),
-    "plugins": _Option("SLUICE_PLUGINS", "comma-separated module:function callables that register step types", _list, flag=False),
-    "auth_jwt_secret": _Option("SLUICE_AUTH_JWT_SECRET", "HS256 secret", flag=False),
+    "plugins": _Option("SLUICE_PLUGINS", "module:function that registers step types; repeatable (comma-separated in the variable)", _list, repeat="--plugin"),
+    "auth_jwt_secret": _Option("SLUICE_AUTH_JWT_SECRET", "HS256 secret; turns authentication on", flag=False),
     "auth_jwt_public_key_file": _Option("SLUICE_AUTH_JWT_PUBLIC_KEY_FILE", "PEM public key for RS256/ES256 tokens"),
-    "auth_jwt_algorithms": _Option("SLUICE_AUTH_JWT_ALGORITHMS", "accepted algorithms (HS256 with a secret; RS256,ES256 with a key)", _list),
+    "auth_jwt_algorithms": _Option("SLUICE_AUTH_JWT_ALGORITHMS", "accepted algorithms (default HS256 with a secret; RS256,ES256 with a key)", _list),
     "auth_jwt_audience": _Option("SLUICE_AUTH_JWT_AUDIENCE", "required 'aud' claim, if set"),
     "auth_jwt_issuer": _Option("SLUICE_AUTH_JWT_ISSUER", "required 'iss' claim, if set"),
     "tls_cert_file": _Option("SLUICE_TLS_CERT_FILE", "PEM certificate chain of the server (turns TLS on)"),
     "tls_key_file": _Option("SLUICE_TLS_KEY_FILE", "PEM private key of the server"),
     "tls_client_ca_file": _Option("SLUICE_TLS_CLIENT_CA_FILE", "PEM CA bundle; clients must present a certificate it signed (mTLS)"),
     "insecure_listen_any": _Option("SLUICE_INSECURE_LISTEN_ANY", "allow a non-loopback address without authentication", _bool, switch=True),
-    "max_active_runs_per_user": _Option("SLUICE_MAX_ACTIVE_RUNS_PER_USER", "PENDING, RUNNING or PAUSED runs one user may have (1000)", _positive_int),
-    "max_watchers_per_run": _Option("SLUICE_MAX_WATCHERS_PER_RUN", "concurrent WatchWorkflow streams on one run (100)", _positive_int),
-    "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response (4 MiB)", _positive_int),
-    "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON; larger fails the step (1 MiB)", _positive_int),
-    "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700 (50000)", _non_negative_int),
-    "pending_expiry": _Option("SLUICE_PENDING_EXPIRY_HOURS", "hours after which a run never executed is cancelled; 0 never (24)", _hours),
-    "retention": _Option("SLUICE_RETENTION_DAYS", "days after which an ended run is deleted with its events; 0 keeps them (0)", _days),
-    "housekeeping_interval": _Option("SLUICE_HOUSEKEEPING_INTERVAL_SECONDS", "seconds between expiry and retention sweeps (60)", _seconds),
+    "max_active_runs_per_user": _Option("SLUICE_MAX_ACTIVE_RUNS_PER_USER", "PENDING, RUNNING or PAUSED runs one user may have", _positive_int),
+    "max_watchers_per_run": _Option("SLUICE_MAX_WATCHERS_PER_RUN", "concurrent WatchWorkflow streams on one run", _positive_int),
+    "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response, in bytes", _positive_int),
+    "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON, in bytes; larger fails the step", _positive_int),
+    "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700", _non_negative_int),
+    "pending_expiry": _Option("SLUICE_PENDING_EXPIRY_HOURS", "hours after which a run never executed is cancelled; 0 never", _hours),
+    "retention": _Option("SLUICE_RETENTION_DAYS", "days after which an ended run is deleted with its events; 0 keeps them", _days),
+    "housekeeping_interval": _Option("SLUICE_HOUSEKEEPING_INTERVAL_SECONDS", "seconds between expiry and retention sweeps", _seconds),
 }  # fmt: skip
 
 
@@ -168,31 +176,64 @@ class ConfigError(ValueError):
     """The settings do not make a server that can (or should) start."""
 
 
-def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
-        prog="sluice-server", description="Run the Sluice workflow service."
-    )
-    for name, option in _OPTIONS.items():
-        if not option.flag:
-            continue
-        flag = "--" + name.replace("_", "-")
-        help_text = f"{option.help} [{option.env}]"
-        if option.switch:
-            parser.add_argument(flag, action="store_const", const="1", help=help_text)
-        else:
-            parser.add_argument(flag, help=help_text)
-    parser.add_argument(
-        "--plugin", action="append", dest="plugins",
-        help=f"module:function that registers step types; repeatable [{_OPTIONS['plugins'].env}]",
-    )  # fmt: skip
-    args = vars(parser.parse_args(argv))
-    if args.get("plugins"):
-        args["plugins"] = ",".join(args["plugins"])
+@dataclass(frozen=True, slots=True)
+class OptionHelp:
+    """One setting as a command line shows it (`sluice serve --help`, `sluice-server --help`)."""
 
+    name: str  # the Settings field
+    env: str
+    help: str
+    flag: str | None  # None: environment (or a *_FILE variable) only
+    switch: bool
+    repeatable: bool
+    default: str | None  # as it would be written; None when unset
+
+
+def option_help() -> list[OptionHelp]:
+    return [
+        OptionHelp(
+            name=name,
+            env=option.env,
+            help=option.help,
+            flag=option.flag_name(name),
+            switch=option.switch,
+            repeatable=bool(option.repeat),
+            default=_default_text(name, option),
+        )
+        for name, option in _OPTIONS.items()
+    ]
+
+
+def _default_text(name: str, option: _Option) -> str | None:
+    """The default as a user would write it; None when unset, or when the option could not take
+    it (a 0 that means "derived from another setting": its help says so)."""
+    value = Settings.__dataclass_fields__[name].default
+    if isinstance(value, timedelta):
+        # In the option's own unit: what parse("1") means.
+        unit = option.parse("1")
+        assert isinstance(unit, timedelta)
+        text = f"{value / unit:g}"
+    elif isinstance(value, bool) or value in ("", ()) or not isinstance(value, str | int):
+        return None
+    else:
+        text = str(value)
+    try:
+        option.parse(text)
+    except ValueError:
+        return None
+    return text
+
+
+def resolve(given: Mapping[str, str], env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from command-line values (by Settings field, as typed) over the environment.
+
+    Raises ConfigError naming the variable and flag of a value that does not parse, or saying
+    why settings that parse do not fit together.
+    """
+    env = os.environ if env is None else env
     values: dict[str, object] = {}
     for name, option in _OPTIONS.items():
-        raw = args.get(name)
+        raw = given.get(name)
         if raw is None:
             raw = environment_value(option.env, env)
         if raw is None or raw == "":
@@ -200,13 +241,40 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         try:
             values[name] = option.parse(raw)
         except ValueError:
-            parser.error(f"{option.env} / --{name.replace('_', '-')}: {raw!r} is not a valid value")
+            flag = option.flag_name(name)
+            where = f"{option.env} / {flag}" if flag else option.env
+            raise ConfigError(f"{where}: {raw!r} is not a valid value") from None
     settings = Settings(**values)  # type: ignore[arg-type]
+    check(settings)
+    return settings
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """`sluice-server`'s flags (`sluice serve` is the same options in the CLI's style)."""
+    parser = argparse.ArgumentParser(
+        prog="sluice-server", description="Run the Sluice workflow service."
+    )
+    for option in option_help():
+        if option.flag is None:
+            continue
+        default = f"; default {option.default}" if option.default else ""
+        help_text = f"{option.help} [{option.env}{default}]"
+        if option.switch:
+            parser.add_argument(option.flag, action="store_const", const="1", help=help_text)
+        elif option.repeatable:
+            parser.add_argument(option.flag, action="append", dest=option.name, help=help_text)
+        else:
+            parser.add_argument(option.flag, dest=option.name, help=help_text)
+    args = vars(parser.parse_args(argv))
+    given = {
+        name: ",".join(value) if isinstance(value, list) else value
+        for name, value in args.items()
+        if value is not None
+    }
     try:
-        check(settings)
+        return resolve(given, env)
     except ConfigError as error:
         parser.error(str(error))
-    return settings
 
 
 def check(settings: Settings) -> None:

@@ -199,7 +199,12 @@ async def serve(settings: config.Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = config.parse(argv)
+    """`sluice-server`: settings from flags and the environment, then `run`."""
+    run(config.parse(argv))
+
+
+def run(settings: config.Settings) -> None:
+    """Serve until SIGINT or SIGTERM (`sluice-server` and `sluice serve`)."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -56,7 +56,7 @@ async def test_run_with_auto_approve_completes_and_ends_with_the_metrics(sluice:
     assert result.code == 0, result.err
     assert "#1 workflow created" in result.lines[0]
     assert result.lines[-4].endswith("COMPLETED")
-    assert result.lines[-3].split() == ["steps:", "5", "completed,", "0", "failed,", "0", "skipped", "(of", "5)"]  # fmt: skip
+    assert result.lines[-3].split() == ["steps:", "5", "completed,", "0", "failed,", "0", "skipped,", "0", "cancelled", "(of", "5)"]  # fmt: skip
     assert result.lines[-2].split()[:3] == ["gates:", "2", "passed,"]
     assert result.lines[-1].startswith("  duration:")
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from rich.console import Console
 
-from sluice.cli import dag, inputs
+from sluice.cli import dag, follow, inputs
 from sluice.cli.outcome import InputError
 from sluice.cli.state import RunView
 from sluice.client import (
@@ -17,6 +19,7 @@ from sluice.client import (
     GateStatus,
     StepStatus,
     Template,
+    UnavailableError,
     Workflow,
     WorkflowEvent,
     WorkflowStatus,
@@ -138,3 +141,56 @@ def test_the_view_follows_steps_gates_and_pauses() -> None:
         WorkflowStatus.WORKFLOW_STATUS_PAUSED, "g", "waiting",
     )  # fmt: skip
     assert view.settled_steps == 1 and not view.active
+
+
+def test_a_retried_step_is_timed_from_its_first_attempt_as_the_server_does() -> None:
+    workflow = Workflow(id="r", template=_template(template("t", step("a"))))
+    view = RunView.blank(workflow)
+    E = EventType
+    for event in (
+        _event(1, E.EVENT_TYPE_STEP_STARTED, stepId="a", attempt=1),
+        _event(2, E.EVENT_TYPE_STEP_RETRYING, stepId="a", attempt=1),
+        _event(4, E.EVENT_TYPE_STEP_STARTED, stepId="a", attempt=2),
+        _event(5, E.EVENT_TYPE_STEP_COMPLETED, stepId="a", attempt=2),
+    ):
+        view.apply(event)
+
+    a = view.steps["a"]
+    assert (a.status, a.attempt) == (StepStatus.STEP_STATUS_COMPLETED, 2)
+    assert a.ended is not None and a.duration(a.ended) == timedelta(seconds=4)
+
+
+def test_the_live_view_shows_a_reconnecting_notice_until_events_flow_again() -> None:
+    workflow = Workflow(id="r", template=_template(template("t", step("a"))))
+    screen = Console(file=io.StringIO(), force_terminal=True, width=200)
+
+    def frame(sink: follow.LiveSink) -> str:
+        with screen.capture() as captured:
+            screen.print(sink)
+        return captured.get()
+
+    with follow.LiveSink(workflow, Console(file=io.StringIO(), force_terminal=True)) as sink:
+        sink.reconnecting(UnavailableError("Socket closed"), 0.4)
+        assert (
+            "Reconnecting to the server (UNAVAILABLE: Socket closed); next try in 0.4s."
+            in frame(sink)
+        )
+        view = RunView.blank(workflow)
+        event = _event(1, EventType.EVENT_TYPE_STEP_STARTED, stepId="a", attempt=1)
+        view.apply(event)
+        sink.event(event, view)
+        assert "Reconnecting" not in frame(sink) and "RUNNING" in frame(sink)
+
+
+def test_times_are_iso_8601_or_an_age() -> None:
+    now = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    assert inputs.parse_time("24h", "--x", now) == datetime(2025, 2, 28, 12, tzinfo=UTC)
+    assert inputs.parse_time("1.5d", "--x", now) == datetime(2025, 2, 28, 0, tzinfo=UTC)
+    assert inputs.parse_time("2025-03-01T09:30:00Z", "--x") == datetime(
+        2025, 3, 1, 9, 30, tzinfo=UTC
+    )
+    local = inputs.parse_time("2025-03-01", "--x")
+    assert local is not None and local.utcoffset() is not None, "local time, with its zone"
+    assert inputs.parse_time(None, "--x") is None
+    with pytest.raises(InputError, match="--x 'last week'"):
+        inputs.parse_time("last week", "--x")

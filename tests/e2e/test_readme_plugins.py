@@ -14,12 +14,12 @@ from pathlib import Path
 
 from sluice.client import WorkflowClient, WorkflowStatus
 from sluice.steps import BUILTIN_STEP_TYPES, builtin_registry
+from tests.support.process import serving_address
 from tests.support.step_docs import config_table
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 EXAMPLE = README.split("### Example: a `redact` step type", 1)[1]
-SERVING = re.compile(rb"serving on (127\.0\.0\.1:\d+)")
 
 
 def fenced(text: str, language: str) -> str:
@@ -52,12 +52,7 @@ async def test_the_example_plugin_runs_in_a_server_started_as_documented(tmp_pat
     )  # fmt: skip
     assert process.stderr is not None
     try:
-        address = None
-        while address is None:
-            line = await asyncio.wait_for(process.stderr.readline(), 30)
-            assert line, "the server exited before serving"
-            if match := SERVING.search(line):
-                address = match.group(1).decode()
+        address = await serving_address(process.stderr)
 
         template = json.loads(fenced(EXAMPLE, "json"))
         async with WorkflowClient(address) as client:

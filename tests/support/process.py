@@ -81,3 +81,13 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+async def serving_address(stderr: asyncio.StreamReader, timeout: float = 30) -> str:
+    """Read a starting server's log until it says where it serves."""
+    while True:
+        line = await asyncio.wait_for(stderr.readline(), timeout)
+        if not line:
+            raise RuntimeError("the server exited before serving")
+        if match := _SERVING.search(line):
+            return match.group(1).decode()

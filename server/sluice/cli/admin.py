@@ -1,4 +1,4 @@
-"""`sluice serve` and `sluice db ...`: running the server and managing its schema."""
+"""`sluice db ...`: managing the database schema."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import typer
 
 from sluice import config
 
-# The server, SQLAlchemy and Alembic take half a second to import: every remote command would
-# pay it, so the commands here import them when they run.
+# SQLAlchemy and Alembic take a while to import: every remote command would pay it, so the
+# commands here import them when they run.
 
 db = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
 
@@ -17,13 +17,6 @@ DatabaseUrl = typer.Option(
     config.DEFAULT_DATABASE_URL, "--database-url", envvar="SLUICE_DATABASE_URL",
     help="SQLAlchemy async URL of the store.",
 )  # fmt: skip
-
-
-def serve(ctx: typer.Context) -> None:
-    """Start the server (what `make run` calls); `sluice serve --help` lists its options."""
-    from sluice import server
-
-    server.main(ctx.args)
 
 
 @db.command()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, credentials, runs, templates
+from sluice.cli import admin, control, credentials, runs, serve, templates
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -17,29 +17,40 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-template_app = typer.Typer(help="Inspect templates.", no_args_is_help=True)
-template_app.command("show", epilog=EXIT_CODES_HELP)(templates.show_template)
-app.add_typer(template_app, name="template")
-_COMMANDS: dict[str, Callable[..., None]] = {
-    "templates": templates.templates,
-    "run": runs.run,
-    "watch": runs.watch,
-    "list": runs.list_runs,
-    "show": runs.show,
-    "approve": control.approve,
-    "pause": control.pause,
-    "resume": control.resume,
-    "cancel": control.cancel,
-    "graph": templates.graph,
-}
-for name, command in _COMMANDS.items():
-    app.command(name, epilog=EXIT_CODES_HELP)(command)
 
-app.command(
-    "serve",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)(admin.serve)
+def _register(target: typer.Typer, commands: dict[str, Callable[..., None]]) -> None:
+    for name, command in commands.items():
+        target.command(name, epilog=EXIT_CODES_HELP)(command)
+
+
+template_app = typer.Typer(help="Register, check, show and delete templates.", no_args_is_help=True)
+_register(
+    template_app,
+    {
+        "create": templates.create_template,
+        "validate": templates.validate_template,
+        "show": templates.show_template,
+        "delete": templates.delete_template,
+    },
+)
+app.add_typer(template_app, name="template")
+_register(
+    app,
+    {
+        "templates": templates.templates,
+        "run": runs.run,
+        "watch": runs.watch,
+        "list": runs.list_runs,
+        "show": runs.show,
+        "delete": runs.delete,
+        "approve": control.approve,
+        "pause": control.pause,
+        "resume": control.resume,
+        "cancel": control.cancel,
+        "graph": templates.graph,
+    },
+)
+app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())
 app.add_typer(admin.db, name="db")
 app.command("token")(credentials.token)
 app.command("cert")(credentials.cert)

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import grpc
 import typer
 
-from sluice.cli.outcome import InputError
 from sluice.client import DEFAULT_TARGET, WorkflowClient
 
 _PANEL = "Connection and output"
@@ -32,6 +30,7 @@ CaFile = Annotated[
     Path | None,
     typer.Option(
         "--ca-file", envvar="SLUICE_CA_FILE", rich_help_panel=_PANEL, show_default=False,
+        exists=True, dir_okay=False, readable=True,
         help="PEM root certificates; when set, the connection uses TLS.",
     ),
 ]  # fmt: skip
@@ -53,14 +52,10 @@ class Connection:
     ca_file: Path | None = None
 
     def client(self) -> WorkflowClient:
-        metadata = [("authorization", f"Bearer {self.token}")] if self.token else []
-        return WorkflowClient(self.address, credentials=self._credentials(), metadata=metadata)
-
-    def _credentials(self) -> grpc.ChannelCredentials | None:
-        if self.ca_file is None:
-            return None
-        try:
-            roots = self.ca_file.read_bytes()
-        except OSError as error:
-            raise InputError(f"cannot read --ca-file {self.ca_file}: {error.strerror}") from None
-        return grpc.ssl_channel_credentials(root_certificates=roots)
+        # typer has read the SLUICE_* variables already: say "none" rather than let the
+        # client read them again.
+        return WorkflowClient(
+            self.address,
+            token=self.token or "",
+            ca_file=str(self.ca_file) if self.ca_file is not None else "",
+        )

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from typing import Protocol
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.text import Text
 
 from sluice.cli import render
 from sluice.cli.state import RunView
-from sluice.client import EventType, Workflow, WorkflowClient, WorkflowEvent, WorkflowStatus
+from sluice.client import (
+    EventType,
+    SluiceError,
+    Workflow,
+    WorkflowClient,
+    WorkflowEvent,
+    WorkflowStatus,
+)
 
 
 class Sink(Protocol):
-    """Where a followed run's events and its resting state go."""
+    """Where a followed run's events and its resting state go; `reconnecting` says the stream
+    broke (a restarting server) and is reopened after `delay` seconds; the next event means it
+    is back."""
 
     def event(self, event: WorkflowEvent, view: RunView) -> None: ...
+    def reconnecting(self, error: SluiceError, delay: float) -> None: ...
     def finish(self, workflow: Workflow) -> None: ...
 
 
@@ -33,7 +45,10 @@ async def follow_run(
     """Feed the run's events to `sink` until the run ends (or, with `stop_when_paused`, rests
     paused with no step running), then give it the final Workflow and return that."""
     view = initial_view(workflow, after)
-    watch = client.watch(workflow.id, after_sequence=after, follow=follow, reconnect=True)
+    watch = client.watch(
+        workflow.id, after_sequence=after, follow=follow, reconnect=True,
+        on_reconnect=sink.reconnecting,
+    )  # fmt: skip
     # aclosing: leaving the loop early must cancel the stream now, not when the GC runs.
     async with contextlib.aclosing(watch) as events:
         async for event in events:
@@ -60,7 +75,25 @@ async def _rests_paused(client: WorkflowClient, view: RunView) -> bool:
     return current.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED and not current.active
 
 
-class PlainSink:
+class _StderrNotice:
+    """For output that may be a pipe: a line on stderr when the stream breaks and another when
+    events flow again (stdout keeps only the run's output)."""
+
+    def __init__(self) -> None:
+        self._broken = False
+
+    def reconnecting(self, error: SluiceError, delay: float) -> None:
+        if not self._broken:  # once per break, not once per try
+            print(render.reconnecting_notice(error, delay), file=sys.stderr, flush=True)
+        self._broken = True
+
+    def _events_flow(self) -> None:
+        if self._broken:
+            print("reconnected: events flow again", file=sys.stderr, flush=True)
+        self._broken = False
+
+
+class PlainSink(_StderrNotice):
     """One line per event, then the outcome: for logs and pipes.
 
     With `hint_on_pause` (a watch that waits through pauses), a pause is followed by the command
@@ -68,9 +101,11 @@ class PlainSink:
     """
 
     def __init__(self, *, hint_on_pause: bool = False) -> None:
+        super().__init__()
         self._hint_on_pause = hint_on_pause
 
     def event(self, event: WorkflowEvent, view: RunView) -> None:
+        self._events_flow()
         print(render.event_line(event), flush=True)
         if self._hint_on_pause and event.type == EventType.EVENT_TYPE_WORKFLOW_PAUSED:
             for line in render.pause_hint(view.id, view.paused_gate_id, view.pause_reason):
@@ -80,21 +115,22 @@ class PlainSink:
         _print_outcome(workflow)
 
 
-class JsonLinesSink:
+class JsonLinesSink(_StderrNotice):
     """One compact proto-JSON object per event (`watch --json`)."""
 
     def event(self, event: WorkflowEvent, view: RunView) -> None:
+        self._events_flow()
         print(render.to_json(event, compact=True), flush=True)
 
     def finish(self, workflow: Workflow) -> None:
         pass
 
 
-class FinalJsonSink:
+class FinalJsonSink(_StderrNotice):
     """Nothing while the run goes, then the final Workflow (`run --json`)."""
 
     def event(self, event: WorkflowEvent, view: RunView) -> None:
-        pass
+        self._events_flow()
 
     def finish(self, workflow: Workflow) -> None:
         print(render.to_json(workflow), flush=True)
@@ -109,6 +145,7 @@ class LiveSink:
     def __init__(self, workflow: Workflow, console: Console, *, after: int = 0) -> None:
         self._view = initial_view(workflow, after)
         self._waiting = True  # until finish(): show how to continue a pause inside the frame
+        self._notice = ""  # while the stream is broken: a line in the frame
         self._console = console
         self._live = Live(self, console=console, refresh_per_second=4, transient=False)
 
@@ -121,11 +158,16 @@ class LiveSink:
 
     def __rich__(self) -> RenderableType:
         # Rendered on every refresh, so running steps' durations keep counting between events.
-        return render.run_view(self._view, hint=self._waiting)
+        frame = render.run_view(self._view, hint=self._waiting)
+        return Group(frame, "", Text(self._notice, style="yellow")) if self._notice else frame
 
     def event(self, event: WorkflowEvent, view: RunView) -> None:
         # A copy: Live redraws from its own thread while the loop goes on changing `view`.
-        self._view = copy.deepcopy(view)
+        self._view, self._notice = copy.deepcopy(view), ""
+        self._live.refresh()
+
+    def reconnecting(self, error: SluiceError, delay: float) -> None:
+        self._notice = render.reconnecting_notice(error, delay)
         self._live.refresh()
 
     def finish(self, workflow: Workflow) -> None:

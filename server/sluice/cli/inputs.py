@@ -1,9 +1,12 @@
-"""Turning command-line text into request values: params, template references, statuses."""
+"""Turning command-line text into request values: params, template references, statuses,
+times."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from google.protobuf import json_format
 
 from sluice.cli.outcome import InputError
 from sluice.client import Template, WorkflowStatus
+from sluice.client._values import enum_names, enum_value
 
 
 def parse_params(pairs: Iterable[str], params_file: Path | None = None) -> dict[str, Any]:
@@ -45,6 +49,11 @@ def template_file(reference: str) -> Template | None:
     path = Path(reference)
     if not (path.suffix == ".json" or path.is_file()):
         return None
+    return load_template(path)
+
+
+def load_template(path: Path) -> Template:
+    """A template from a proto-JSON file (what CreateTemplate takes)."""
     data = _load_json(path, "template file")
     if not isinstance(data, dict):
         raise InputError(f"template file {path}: expected a JSON object")
@@ -58,25 +67,39 @@ def parse_statuses(names: Iterable[str]) -> list[WorkflowStatus.ValueType]:
     """`completed`, `COMPLETED` or `WORKFLOW_STATUS_COMPLETED`."""
     statuses: list[WorkflowStatus.ValueType] = []
     for name in names:
-        full = name.strip().upper()
-        if not full.startswith("WORKFLOW_STATUS_"):
-            full = f"WORKFLOW_STATUS_{full}"
-        try:
-            value = WorkflowStatus.Value(full)
-        except ValueError:
-            value = WorkflowStatus.WORKFLOW_STATUS_UNSPECIFIED
-        if value == WorkflowStatus.WORKFLOW_STATUS_UNSPECIFIED:
+        value = enum_value(WorkflowStatus, _STATUS_PREFIX, name)
+        if value is None:
             raise InputError(f"--status {name!r}: expected one of {', '.join(status_names())}")
-        statuses.append(value)
+        statuses.append(WorkflowStatus.ValueType(value))
     return statuses
 
 
 def status_names() -> list[str]:
-    return [
-        name.removeprefix("WORKFLOW_STATUS_")
-        for name, value in WorkflowStatus.items()
-        if value != WorkflowStatus.WORKFLOW_STATUS_UNSPECIFIED
-    ]
+    return enum_names(WorkflowStatus, _STATUS_PREFIX)
+
+
+_STATUS_PREFIX = "WORKFLOW_STATUS_"
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str | None, flag: str, now: datetime | None = None) -> datetime | None:
+    """An ISO 8601 time (local time when it names no zone) or an age before `now`: 30m, 24h,
+    7d (s, m, h, d, w)."""
+    if text is None:
+        return None
+    cleaned = text.strip()
+    if match := _AGE.fullmatch(cleaned):
+        age = timedelta(**{_UNIT[match.group(2)]: float(match.group(1))})
+        return (now or datetime.now(UTC)) - age
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise InputError(
+            f"{flag} {text!r}: expected an ISO 8601 time (2025-03-01, 2025-03-01T09:30:00Z) "
+            "or an age such as 30m, 24h or 7d"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _load_json(path: Path, what: str) -> Any:

@@ -13,17 +13,19 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from sluice.cli import data
 from sluice.cli.state import RunView
 from sluice.client import (
     EventType,
     GateStatus,
+    SluiceError,
     StepStatus,
     Template,
     Workflow,
     WorkflowEvent,
     WorkflowStatus,
 )
-from sluice.v1.template_pb2 import GateAction
+from sluice.v1.template_pb2 import ComparisonOperator, GateAction, QualityGate
 
 _STATUS_STYLE = {
     "COMPLETED": "green",
@@ -107,20 +109,50 @@ def template_detail(template: Template) -> Group:
     )  # fmt: skip
     params = Table("param", "required", "default", "description", box=None, header_style="bold")
     for p in template.params:
-        default = (
-            json.dumps(json_format.MessageToDict(p.default_value))
-            if p.HasField("default_value")
-            else ""
-        )
+        default = data.to_text(data.plain(p.default_value)) if p.HasField("default_value") else ""
         params.add_row(p.name, "yes" if p.required else "", default, p.description)
     steps = Table("step", "type", "depends on", "optional", box=None, header_style="bold")
     for s in template.steps:
         steps.add_row(s.id, s.type, ", ".join(s.dependencies), "yes" if s.optional else "")
-    gates = Table("gate", "after step", "condition", "on failure", box=None, header_style="bold")
+    gates = Table(
+        "gate", "after step", "type", "condition", "on failure", box=None, header_style="bold"
+    )
     for g in template.quality_gates:
-        action = GateAction.Name(g.action).removeprefix("GATE_ACTION_")
-        gates.add_row(g.id, g.step_id, g.WhichOneof("condition") or "", action)
+        kind = g.WhichOneof("condition") or ""
+        gates.add_row(g.id, g.step_id, kind, gate_condition(g), gate_action(g))
     return Group(header, "", params, "", steps, "", gates)
+
+
+_OPERATORS = {
+    ComparisonOperator.COMPARISON_OPERATOR_GT: ">",
+    ComparisonOperator.COMPARISON_OPERATOR_GTE: ">=",
+    ComparisonOperator.COMPARISON_OPERATOR_LT: "<",
+    ComparisonOperator.COMPARISON_OPERATOR_LTE: "<=",
+    ComparisonOperator.COMPARISON_OPERATOR_EQ: "==",
+    ComparisonOperator.COMPARISON_OPERATOR_NEQ: "!=",
+}
+
+
+def gate_condition(gate: QualityGate) -> str:
+    """`qualityScore >= 0.7`, the CEL expression, or what an approval waits for."""
+    match gate.WhichOneof("condition"):
+        case "threshold":
+            t = gate.threshold
+            operator = _OPERATORS.get(t.operator, "?")
+            return f"{t.metric} {operator} {data.number(t.threshold)}"
+        case "validation":
+            return gate.validation.expression
+        case "approval":
+            return "waits for `sluice approve` (or --auto-approve)"
+        case _:
+            return ""
+
+
+def gate_action(gate: QualityGate) -> str:
+    """What a failure does; unset on an approval gate means it pauses (and a rejection aborts)."""
+    if gate.action == GateAction.GATE_ACTION_UNSPECIFIED:
+        return "pause" if gate.HasField("approval") else ""
+    return GateAction.Name(gate.action).removeprefix("GATE_ACTION_").lower()
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -178,13 +210,41 @@ def metrics_lines(workflow: Workflow) -> list[str]:
     lines = [
         f"Run {workflow.id} {run_status(workflow.status)}",
         f"  steps:    {m.completed_steps} completed, {m.failed_steps} failed, "
-        f"{m.skipped_steps} skipped (of {m.total_steps})",
+        f"{m.skipped_steps} skipped, {m.cancelled_steps} cancelled (of {m.total_steps})",
         f"  gates:    {m.quality_gates_passed} passed, {m.quality_gates_failed} failed",
         f"  duration: {duration(total)}",
     ]
     if workflow.error:
         lines.insert(1, f"  error:    {workflow.error}")
     return lines
+
+
+def step_details(workflow: Workflow, *, full_outputs: bool = False) -> list[str]:
+    """Each step's error (or why it was skipped or cancelled) and output, for `show`: outputs
+    as a few `key: value` lines, or whole with `full_outputs`."""
+    lines: list[str] = []
+    cut = False
+    for step in workflow.steps:
+        if step.error:
+            lines.append(f"{step.step_id} {step_status(step.status)}: {step.error}")
+        if step.HasField("output"):
+            output = data.plain(step.output)
+            if full_outputs:
+                body = data.to_text(output, indent=2).splitlines()
+            else:
+                body, step_cut = data.summary_lines(output)
+                cut = cut or step_cut
+            lines.append(f"{step.step_id} output:")
+            lines.extend(f"  {line}" for line in body)
+    if cut:
+        lines.append("(cut short: --outputs shows every output whole)")
+    return lines
+
+
+def run_params(workflow: Workflow) -> list[str]:
+    return (
+        [f"params: {data.to_text(data.plain(workflow.params))}"] if workflow.params.fields else []
+    )
 
 
 def next_step_hint(workflow: Workflow) -> list[str]:
@@ -219,6 +279,14 @@ def event_line(event: WorkflowEvent) -> str:
         if value is not None and value.string_value:
             return f"{line}: {value.string_value}"
     return line
+
+
+def reconnecting_notice(error: SluiceError, delay: float) -> str:
+    message = " ".join(error.message.split())
+    return (
+        f"Reconnecting to the server ({error.code.name}: {message}); next try in {delay:.1f}s. "
+        "Events resume where they stopped."
+    )
 
 
 def console(*, force_terminal: bool = False) -> Console:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +14,7 @@ from sluice.cli.connection import DEFAULT_ADDRESS, Address, CaFile, Connection, 
 from sluice.cli.outcome import ExitCode, exit_code_for_status, run_command
 from sluice.cli.state import RunView
 from sluice.client import Workflow, WorkflowClient
+from sluice.v1.workflow_service_pb2 import ListWorkflowsResponse
 
 Live = Annotated[
     bool | None,
@@ -144,6 +145,11 @@ def _wants_live(live: bool | None) -> bool:
     return live if live is not None else sys.stdout.isatty()
 
 
+class View(StrEnum):
+    BASIC = "basic"
+    FULL = "full"
+
+
 def list_runs(
     status: Annotated[
         list[str] | None,
@@ -154,43 +160,95 @@ def list_runs(
         ),
     ] = None,
     template: Annotated[str, typer.Option(help="Only runs of this template id.")] = "",
+    created_after: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            show_default=False,
+            help="Only runs created at or after TIME: ISO 8601 (2025-03-01, "
+            "2025-03-01T09:30:00Z; local time without a zone) or an age (30m, 24h, 7d).",
+        ),
+    ] = None,
+    created_before: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            show_default=False,
+            help="Only runs created before TIME (same forms as --created-after).",
+        ),
+    ] = None,
+    view: Annotated[
+        View,
+        typer.Option(help="full adds each run's template and step outputs (for --json)."),
+    ] = View.BASIC,
     limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 20,
+    all_pages: Annotated[
+        bool, typer.Option("--all", help="Every matching run, page after page (no --limit).")
+    ] = False,
+    page_token: Annotated[
+        str,
+        typer.Option(
+            metavar="TOKEN",
+            show_default=False,
+            help="Continue a listing from the token printed after its last page (same filters).",
+        ),
+    ] = "",
     address: Address = DEFAULT_ADDRESS,
     token: Token = None,
     ca_file: CaFile = None,
     json_output: Json = False,
 ) -> None:
-    """List your runs, newest first."""
+    """List your runs, newest first.
+
+    When more runs match, the token of the next page follows the table (`nextPageToken` in
+    --json); pass it to --page-token to go on.
+    """
 
     async def command() -> ExitCode:
         statuses = inputs.parse_statuses(status or [])
+        start = inputs.parse_time(created_after, "--created-after")
+        end = inputs.parse_time(created_before, "--created-before")
         found: list[Workflow] = []
+        next_token = page_token
         async with Connection(address, token, ca_file).client() as client:
-            runs = client.iter_workflows(
-                statuses=statuses, template_id=template, page_size=min(limit, 1000)
-            )
-            async with contextlib.aclosing(runs):
-                async for workflow in runs:
-                    found.append(workflow)
-                    if len(found) >= limit:
-                        break
+            while True:
+                page = await client.list_workflows(
+                    statuses=statuses, template_id=template, view=view.value,
+                    create_time_start=start, create_time_end=end, page_token=next_token,
+                    page_size=_MAX_PAGE if all_pages else min(limit - len(found), _MAX_PAGE),
+                )  # fmt: skip
+                found.extend(page.workflows)
+                next_token = page.next_page_token
+                if not next_token or (not all_pages and len(found) >= limit):
+                    break
         if json_output:
-            print(render.list_json("workflows", found))
-        else:
-            render.console().print(render.runs_table(found))
+            print(
+                render.to_json(ListWorkflowsResponse(workflows=found, next_page_token=next_token))
+            )
+            return ExitCode.OK
+        render.console().print(render.runs_table(found))
+        if next_token:
+            print(f"next page: --page-token {next_token}")
         return ExitCode.OK
 
     run_command(command(), address=address)
 
 
+# The largest page the server serves.
+_MAX_PAGE = 1000
+
+
 def show(
     workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Run id.")],
+    outputs: Annotated[
+        bool, typer.Option("--outputs", help="Print each step's output whole, not cut short.")
+    ] = False,
     address: Address = DEFAULT_ADDRESS,
     token: Token = None,
     ca_file: CaFile = None,
     json_output: Json = False,
 ) -> None:
-    """Show a run: its steps, gates and metrics."""
+    """Show a run: its steps (with errors and outputs), gates and metrics."""
 
     async def command() -> ExitCode:
         async with Connection(address, token, ca_file).client() as client:
@@ -201,8 +259,32 @@ def show(
         out = render.console()
         out.print(render.run_view(RunView.of(workflow)))
         out.print()
-        for line in render.metrics_lines(workflow) + render.next_step_hint(workflow):
+        lines = render.run_params(workflow) + render.step_details(workflow, full_outputs=outputs)
+        if lines:
+            lines.append("")
+        lines += render.metrics_lines(workflow) + render.next_step_hint(workflow)
+        for line in lines:
             out.print(line, markup=False, soft_wrap=True)
+        return ExitCode.OK
+
+    run_command(command(), address=address)
+
+
+def delete(
+    workflow_id: Annotated[str, typer.Argument(metavar="ID", help="Run id.")],
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+) -> None:
+    """Delete a run that has ended (COMPLETED, FAILED or CANCELLED) with its events.
+
+    A run that has not ended exits 4: cancel it first.
+    """
+
+    async def command() -> ExitCode:
+        async with Connection(address, token, ca_file).client() as client:
+            await client.delete_workflow(workflow_id)
+        print(f"deleted run {workflow_id}")
         return ExitCode.OK
 
     run_command(command(), address=address)

@@ -159,7 +159,9 @@ class RunView:
             step.attempt = event.attempt
         when = _time(event.time)
         if status == StepStatus.STEP_STATUS_RUNNING:
-            step.started, step.ended = when, None
+            # From the first attempt's start, as the server's StepRun.duration counts it:
+            # retries and their backoff are part of the step's time.
+            step.started, step.ended = step.started or when, None
         elif status in _SETTLED_STEP and step.started is not None:
             step.ended = when
 

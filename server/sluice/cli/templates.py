@@ -1,8 +1,9 @@
-"""`sluice templates`, `sluice template show` and `sluice graph`."""
+"""`sluice templates`, `sluice template create|validate|show|delete` and `sluice graph`."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,6 +56,97 @@ def show_template(
     run_command(command(), address=address)
 
 
+TemplateFile = Annotated[
+    Path,
+    typer.Argument(
+        metavar="FILE", help="A template in proto JSON, as CreateTemplate takes it.",
+        dir_okay=False, show_default=False,
+    ),
+]  # fmt: skip
+
+
+def create_template(
+    path: TemplateFile,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+    json_output: Json = False,
+) -> None:
+    """Register the template in FILE; registering its id again adds a version.
+
+    Prints the id and version it got (--json: the registered Template). A template with
+    problems is not registered: each is printed with its field path (exit 2).
+    """
+
+    async def command() -> ExitCode:
+        template = inputs.load_template(path)
+        async with Connection(address, token, ca_file).client() as client:
+            created = await client.create_template(template)
+        if json_output:
+            print(render.to_json(created))
+        else:
+            print(f"registered template {created.id} version {created.version}")
+        return ExitCode.OK
+
+    run_command(command(), address=address)
+
+
+def validate_template(
+    path: TemplateFile,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+    json_output: Json = False,
+) -> None:
+    """Check the template in FILE on the server, registering nothing.
+
+    Prints every problem with its field path. Exits 0 when the template is valid, 2 when not.
+    """
+
+    async def command() -> ExitCode:
+        template = inputs.load_template(path)
+        async with Connection(address, token, ca_file).client() as client:
+            result = await client.validate_template(template)
+        if json_output:
+            print(render.to_json(result))
+        elif result.valid:
+            print(f"{path}: valid")
+        else:
+            count = len(result.violations)
+            print(f"{path}: {count} problem{'' if count == 1 else 's'}")
+            for violation in result.violations:
+                print(f"  {violation.field}: {violation.description}")
+        return ExitCode.OK if result.valid else ExitCode.USAGE
+
+    run_command(command(), address=address)
+
+
+def delete_template(
+    template_id: Annotated[str, typer.Argument(metavar="ID", help="Registered template id.")],
+    version: Annotated[
+        int, typer.Option(min=0, help="Delete only this version; 0 deletes every version.")
+    ] = 0,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+) -> None:
+    """Delete a registered template (every version, or --version N).
+
+    Runs created from it keep their copy. Predefined templates cannot be deleted (exit 4).
+    """
+
+    async def command() -> ExitCode:
+        async with Connection(address, token, ca_file).client() as client:
+            deleted = await client.delete_template(template_id, version=version)
+        which = (
+            f"version {version}" if version else f"{deleted} version{'' if deleted == 1 else 's'}"
+        )
+        print(f"deleted {which} of template {template_id}")
+        return ExitCode.OK
+
+    run_command(command(), address=address)
+
+
 class GraphFormat(StrEnum):
     MERMAID = "mermaid"
     DOT = "dot"
@@ -69,14 +161,20 @@ def graph(
         ),
     ],
     fmt: Annotated[
-        GraphFormat, typer.Option("--format", help="Mermaid flowchart or Graphviz DOT.")
+        GraphFormat,
+        typer.Option(
+            "--format",
+            help="mermaid: a Mermaid flowchart (GitHub and many editors draw it); dot: Graphviz "
+            "DOT, drawn by Graphviz's `dot` (install graphviz, e.g. `apt install graphviz`): "
+            "`sluice graph ID --format dot | dot -Tsvg > dag.svg`.",
+        ),
     ] = GraphFormat.MERMAID,
     address: Address = DEFAULT_ADDRESS,
     token: Token = None,
     ca_file: CaFile = None,
     json_output: Json = False,
 ) -> None:
-    """Print the DAG of a template or run as Mermaid or Graphviz DOT.
+    """Print the DAG of a template or run as Mermaid or Graphviz DOT (text; Graphviz draws it).
 
     Steps are nodes (optional ones dashed), dependencies are edges, and each gate sits on the
     edges leaving its step (or is a node after it when nothing depends on that step).

@@ -1,7 +1,9 @@
 """Python client for Sluice: `WorkflowClient` (async) and `SyncWorkflowClient` (blocking)."""
 
-from sluice.client._async import DEFAULT_TARGET, WorkflowClient
+from sluice.client._async import OnReconnect, WorkflowClient
+from sluice.client._connect import DEFAULT_TARGET
 from sluice.client._sync import SyncWorkflowClient
+from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -24,6 +26,7 @@ from sluice.v1.workflow_pb2 import (
     Workflow,
     WorkflowStatus,
 )
+from sluice.v1.workflow_service_pb2 import WorkflowView
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -36,16 +39,21 @@ __all__ = [
     "GateStatus",
     "InvalidArgumentError",
     "NotFoundError",
+    "OnReconnect",
     "PermissionDeniedError",
     "ResourceExhaustedError",
     "SluiceError",
+    "StatusLike",
     "StepStatus",
     "SyncWorkflowClient",
     "Template",
+    "TemplateLike",
     "UnauthenticatedError",
     "UnavailableError",
+    "ViewLike",
     "Workflow",
     "WorkflowClient",
     "WorkflowEvent",
     "WorkflowStatus",
+    "WorkflowView",
 ]

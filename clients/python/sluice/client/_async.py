@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2
 
+from sluice.client import _values
+from sluice.client._connect import Endpoint
+from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import SluiceError, from_rpc_error
 from sluice.client.tls_probe import ServerSpeaksTlsError, explain_unavailable
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 T = TypeVar("T")
 
-TemplateLike = template_pb2.Template | Mapping[str, Any]
+# Called when a watch's stream broke and will be reopened: the error, and the seconds until then.
+OnReconnect = Callable[[SluiceError, float], object]
 
 
 class WorkflowClient:
-    """Async client. Use `async with WorkflowClient(target) as client:` or call `close()`."""
+    """Async client. Use `async with WorkflowClient() as client:` or call `close()`."""
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
         token: str | None = None,
         ca_file: str | None = None,
@@ -39,31 +42,27 @@ class WorkflowClient:
     ) -> None:
         """Connect to a Sluice server.
 
-        token: a JWT sent as `authorization: Bearer <token>` on every call.
+        target: host:port; None reads SLUICE_ADDRESS, else 127.0.0.1:50051.
+        token: a JWT sent as `authorization: Bearer <token>` on every call; None reads
+        SLUICE_TOKEN ("" sends none).
         ca_file: PEM CA bundle to verify the server with; turns TLS on (as does `tls=True`,
-        which trusts the system's roots). cert_file / key_file: a client certificate for
-        servers that require mutual TLS. `credentials` or a ready `channel` override all that.
+        which trusts the system's roots); None reads SLUICE_CA_FILE ("" uses none).
+        cert_file / key_file: a client certificate for servers that require mutual TLS.
+        `credentials` or a ready `channel` override target and TLS.
         """
-        plaintext = channel is None and credentials is None and not (tls or ca_file or cert_file)
-        self._plaintext_target = target if plaintext else None
-        if channel is None:
-            if credentials is None and (tls or ca_file or cert_file):
-                credentials = grpc.ssl_channel_credentials(
-                    root_certificates=_read(ca_file),
-                    private_key=_read(key_file),
-                    certificate_chain=_read(cert_file),
-                )
-            channel = (
-                grpc.aio.secure_channel(target, credentials)
-                if credentials is not None
-                else grpc.aio.insecure_channel(target)
-            )
-        self._channel = channel
-        self._stub = pb_grpc.WorkflowServiceStub(channel)
-        auth = (("authorization", f"Bearer {token}"),) if token else ()
-        self._metadata = (*auth, *metadata)
+        endpoint = Endpoint.resolve(target, token, ca_file)
+        plaintext = (
+            channel is None and credentials is None and not (tls or endpoint.ca_file or cert_file)
+        )
+        self._plaintext_target = endpoint.target if plaintext else None
+        self._channel = channel or endpoint.channel(
+            cert_file=cert_file, key_file=key_file, tls=tls, credentials=credentials
+        )
+        self._stub = pb_grpc.WorkflowServiceStub(self._channel)
+        self._metadata = endpoint.metadata(metadata)
 
     async def close(self) -> None:
+        """Close the connection; calls in flight are cancelled."""
         await self._channel.close()
 
     async def __aenter__(self) -> WorkflowClient:
@@ -89,6 +88,7 @@ class WorkflowClient:
     # --- templates ------------------------------------------------------------------------------
 
     async def list_templates(self, *, timeout: float | None = None) -> list[template_pb2.Template]:
+        """The predefined templates and the caller's registered ones (latest version of each)."""
         found: list[template_pb2.Template] = []
         token = ""
         while True:
@@ -103,19 +103,32 @@ class WorkflowClient:
     async def get_template(
         self, template_id: str, *, version: int = 0, timeout: float | None = None
     ) -> template_pb2.Template:
+        """One template; `version` 0 is the latest."""
         request = pb.GetTemplateRequest(template_id=template_id, version=version)
         return (await self._call(self._stub.GetTemplate, request, timeout)).template
 
     async def create_template(
         self, template: TemplateLike, *, timeout: float | None = None
     ) -> template_pb2.Template:
-        request = pb.CreateTemplateRequest(template=_template(template))
+        """Register a template (a Template or its proto-JSON dict); registering an id again
+        adds a version. Returns it with its version."""
+        request = pb.CreateTemplateRequest(template=_values.template(template))
         return (await self._call(self._stub.CreateTemplate, request, timeout)).template
+
+    async def delete_template(
+        self, template_id: str, *, version: int = 0, timeout: float | None = None
+    ) -> int:
+        """Delete one version of a registered template, or every version (`version` 0).
+        Returns how many versions were deleted. Runs keep their copy of the template;
+        predefined templates cannot be deleted (FailedPreconditionError)."""
+        request = pb.DeleteTemplateRequest(template_id=template_id, version=version)
+        return (await self._call(self._stub.DeleteTemplate, request, timeout)).deleted_versions
 
     async def validate_template(
         self, template: TemplateLike, *, timeout: float | None = None
     ) -> pb.ValidateTemplateResponse:
-        request = pb.ValidateTemplateRequest(template=_template(template))
+        """Every problem of a template (`valid`, `violations`); changes nothing."""
+        request = pb.ValidateTemplateRequest(template=_values.template(template))
         return await self._call(self._stub.ValidateTemplate, request, timeout)
 
     # --- runs -----------------------------------------------------------------------------------
@@ -132,14 +145,15 @@ class WorkflowClient:
         """Create a run from a template id (predefined or registered) or an inline template.
 
         Pass a request_id (a UUID) to make a retried call return the run the first call
-        created instead of creating a second one.
+        created instead of creating a second one; reusing it for a different request is
+        InvalidArgumentError.
         """
         request = pb.CreateWorkflowRequest(template_version=version, request_id=request_id or "")
         if isinstance(template, str):
             request.template_id = template
         else:
-            request.template.CopyFrom(_template(template))
-        request.params.CopyFrom(_struct(params))
+            request.template.CopyFrom(_values.template(template))
+        request.params.CopyFrom(_values.struct(params, "params"))
         return (await self._call(self._stub.CreateWorkflow, request, timeout)).workflow
 
     async def execute_workflow(
@@ -167,36 +181,64 @@ class WorkflowClient:
     async def get_workflow(
         self, workflow_id: str, *, timeout: float | None = None
     ) -> workflow_pb2.Workflow:
+        """One run with its steps, gate results and metrics."""
         request = pb.GetWorkflowRequest(workflow_id=workflow_id)
         return (await self._call(self._stub.GetWorkflow, request, timeout)).workflow
 
     async def list_workflows(
         self,
         *,
-        statuses: Sequence[workflow_pb2.WorkflowStatus.ValueType] = (),
+        statuses: Sequence[StatusLike] = (),
         template_id: str = "",
+        view: ViewLike = "basic",
+        create_time_start: datetime | None = None,
+        create_time_end: datetime | None = None,
         page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
     ) -> pb.ListWorkflowsResponse:
-        """One page of the caller's runs, newest first; pass next_page_token for the next."""
+        """One page of the caller's runs, newest first; pass next_page_token for the next.
+
+        statuses: WorkflowStatus values or names ("FAILED" or "WORKFLOW_STATUS_FAILED").
+        view: "basic" leaves out each run's template and step outputs; "full" has everything.
+        create_time_start / create_time_end: runs created at or after / before these times
+        (timezone-aware datetimes).
+        """
         request = pb.ListWorkflowsRequest(
-            statuses=statuses, template_id=template_id, page_size=page_size, page_token=page_token
+            statuses=_values.statuses(statuses),
+            template_id=template_id,
+            view=_values.view(view),
+            create_time_start=_values.timestamp(create_time_start, "create_time_start"),
+            create_time_end=_values.timestamp(create_time_end, "create_time_end"),
+            page_size=page_size,
+            page_token=page_token,
         )
         return await self._call(self._stub.ListWorkflows, request, timeout)
 
     async def iter_workflows(
         self,
         *,
-        statuses: Sequence[workflow_pb2.WorkflowStatus.ValueType] = (),
+        statuses: Sequence[StatusLike] = (),
         template_id: str = "",
+        view: ViewLike = "basic",
+        create_time_start: datetime | None = None,
+        create_time_end: datetime | None = None,
         page_size: int = 0,
+        timeout: float | None = None,
     ) -> AsyncGenerator[workflow_pb2.Workflow, None]:
-        """Every matching run, fetching pages as needed."""
+        """Every matching run, newest first, fetching pages as needed (`timeout` is per page);
+        the filters are list_workflows'."""
         token = ""
         while True:
             page = await self.list_workflows(
-                statuses=statuses, template_id=template_id, page_size=page_size, page_token=token
+                statuses=statuses,
+                template_id=template_id,
+                view=view,
+                create_time_start=create_time_start,
+                create_time_end=create_time_end,
+                page_size=page_size,
+                page_token=token,
+                timeout=timeout,
             )
             for workflow in page.workflows:
                 yield workflow
@@ -204,9 +246,16 @@ class WorkflowClient:
             if not token:
                 return
 
+    async def delete_workflow(self, workflow_id: str, *, timeout: float | None = None) -> None:
+        """Delete a run that has ended (COMPLETED, FAILED or CANCELLED) with its events; one
+        that has not ended is FailedPreconditionError (cancel it first)."""
+        request = pb.DeleteWorkflowRequest(workflow_id=workflow_id)
+        await self._call(self._stub.DeleteWorkflow, request, timeout)
+
     async def pause_workflow(
         self, workflow_id: str, *, reason: str = "", timeout: float | None = None
     ) -> workflow_pb2.Workflow:
+        """Pause a RUNNING run: no new step starts; running steps finish."""
         request = pb.PauseWorkflowRequest(workflow_id=workflow_id, reason=reason)
         return (await self._call(self._stub.PauseWorkflow, request, timeout)).workflow
 
@@ -231,6 +280,7 @@ class WorkflowClient:
     async def cancel_workflow(
         self, workflow_id: str, *, reason: str = "", timeout: float | None = None
     ) -> workflow_pb2.Workflow:
+        """Cancel a run that has not ended, stopping its running steps."""
         request = pb.CancelWorkflowRequest(workflow_id=workflow_id, reason=reason)
         return (await self._call(self._stub.CancelWorkflow, request, timeout)).workflow
 
@@ -244,6 +294,8 @@ class WorkflowClient:
         wait: bool = False,
         timeout: float | None = None,
     ) -> workflow_pb2.Workflow:
+        """Approve (the run continues) or reject (`approve=False`: the run fails) the gate a
+        paused run waits on."""
         request = pb.ApproveGateRequest(
             workflow_id=workflow_id, gate_id=gate_id, approve=approve, comment=comment, wait=wait
         )
@@ -259,6 +311,7 @@ class WorkflowClient:
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
         give_up_after: float | None = 120.0,
+        on_reconnect: OnReconnect | None = None,
     ) -> AsyncGenerator[event_pb2.WorkflowEvent, None]:
         """The run's events after `after_sequence`, stored then live; ends after the terminal
         event unless `follow`.
@@ -267,7 +320,9 @@ class WorkflowClient:
         cancel) is opened again from the last sequence received, with exponential backoff
         (`initial_backoff` doubling up to `max_backoff`), so the caller sees every event once
         and in order. It gives up, raising the last error, after `give_up_after` seconds without
-        an event (None: never).
+        an event (None: never). `on_reconnect(error, delay)` is called before each wait, with
+        the error that broke the stream and the seconds until the next try: a caller can say
+        it is reconnecting, and that it is back when the next event arrives.
         """
         last = after_sequence
         delay = initial_backoff
@@ -295,6 +350,8 @@ class WorkflowClient:
                 broken_since = broken_since if broken_since is not None else loop.time()
                 if give_up_after is not None and loop.time() - broken_since > give_up_after:
                     raise error from None
+                if on_reconnect is not None:
+                    on_reconnect(error, delay)
             finally:
                 call.cancel()
             await asyncio.sleep(delay)
@@ -303,23 +360,3 @@ class WorkflowClient:
 
 # Codes a restarting or unreachable server answers with; anything else is the caller's to see.
 _RECONNECT_ON = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-
-
-def _read(path: str | None) -> bytes | None:
-    if path is None:
-        return None
-    with open(path, "rb") as file:
-        return file.read()
-
-
-def _template(template: TemplateLike) -> template_pb2.Template:
-    if isinstance(template, template_pb2.Template):
-        return template
-    return json_format.ParseDict(dict(template), template_pb2.Template())
-
-
-def _struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    if data:
-        struct.update(dict(data))
-    return struct
