@@ -16,6 +16,10 @@ from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/sluice.db"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash's output.
+_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class Settings:
     default_step_timeout: timedelta = timedelta(minutes=5)
     shutdown_grace: timedelta = timedelta(seconds=10)
     log_level: str = "INFO"
+    # "json" lines, readable "console" lines, or "auto": console on a terminal, else JSON.
+    log_format: str = "auto"
     # Upgrade an older database schema on start (an empty database is always set up).
     migrate: bool = False
     # "module:function" callables, each given the step registry to add step types to.
@@ -38,6 +44,8 @@ class Settings:
     auth_jwt_algorithms: tuple[str, ...] = field(default_factory=tuple)
     auth_jwt_audience: str = ""
     auth_jwt_issuer: str = ""
+    # How far past its `exp` (or before its `nbf`) a token is still accepted: clock skew.
+    auth_jwt_leeway: timedelta = timedelta(seconds=30)
     # TLS: certificate and key of the server; a client CA turns on mutual TLS (required).
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -91,6 +99,27 @@ def _seconds(raw: str) -> timedelta:
     return timedelta(seconds=value)
 
 
+def _non_negative_seconds(raw: str) -> timedelta:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError
+    return timedelta(seconds=value)
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    return _one_of(*LOG_LEVELS)(raw).upper()
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered not in ("1", "true", "yes", "0", "false", "no", ""):
@@ -110,7 +139,8 @@ _OPTIONS: dict[str, _Option] = {
     "max_concurrent_steps": _Option("SLUICE_MAX_CONCURRENT_STEPS", "step attempts at once, server-wide (256)", _positive_int),
     "default_step_timeout": _Option("SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS", "seconds (300)", _seconds),
     "shutdown_grace": _Option("SLUICE_SHUTDOWN_GRACE_SECONDS", "seconds running steps and calls get on shutdown (10)", _seconds),
-    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (INFO)"),
+    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (INFO)", _log_level),
+    "log_format": _Option("SLUICE_LOG_FORMAT", "json, console, or auto: console on a terminal, else JSON lines (auto)", _one_of(*LOG_FORMATS)),
     "migrate": _Option("SLUICE_MIGRATE", "upgrade an older database schema on start", _bool, switch=True),
     "plugins": _Option("SLUICE_PLUGINS", "comma-separated module:function callables that register step types", _list, flag=False),
     "auth_jwt_secret": _Option("SLUICE_AUTH_JWT_SECRET", "HS256 secret", flag=False),
@@ -118,6 +148,7 @@ _OPTIONS: dict[str, _Option] = {
     "auth_jwt_algorithms": _Option("SLUICE_AUTH_JWT_ALGORITHMS", "accepted algorithms (HS256 with a secret; RS256,ES256 with a key)", _list),
     "auth_jwt_audience": _Option("SLUICE_AUTH_JWT_AUDIENCE", "required 'aud' claim, if set"),
     "auth_jwt_issuer": _Option("SLUICE_AUTH_JWT_ISSUER", "required 'iss' claim, if set"),
+    "auth_jwt_leeway": _Option("SLUICE_AUTH_JWT_LEEWAY_SECONDS", "seconds a token is accepted past its expiry, for clock skew (30)", _non_negative_seconds),
     "tls_cert_file": _Option("SLUICE_TLS_CERT_FILE", "PEM certificate chain of the server (turns TLS on)"),
     "tls_key_file": _Option("SLUICE_TLS_KEY_FILE", "PEM private key of the server"),
     "tls_client_ca_file": _Option("SLUICE_TLS_CLIENT_CA_FILE", "PEM CA bundle; clients must present a certificate it signed (mTLS)"),
@@ -135,6 +166,9 @@ class ConfigError(ValueError):
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags and the environment. A mistyped flag is a usage error (argparse
+    exits 2 with the usage); a bad value or an inconsistent combination raises ConfigError,
+    which the entry point reports as one line."""
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(
         prog="sluice-server", description="Run the Sluice workflow service."
@@ -142,7 +176,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     for name, option in _OPTIONS.items():
         if not option.flag:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = "--" + _flag(name)
         help_text = f"{option.help} [{option.env}]"
         if option.switch:
             parser.add_argument(flag, action="store_const", const="1", help=help_text)
@@ -160,18 +194,17 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     for name, option in _OPTIONS.items():
         raw = args.get(name)
         if raw is None:
-            raw = env.get(option.env) or _from_file(env.get(option.env + "_FILE"))
+            raw = env.get(option.env) or _from_file(option.env + "_FILE", env)
         if raw is None or raw == "":
             continue
         try:
             values[name] = option.parse(raw)
         except ValueError:
-            parser.error(f"{option.env} / --{name.replace('_', '-')}: {raw!r} is not a valid value")
+            raise ConfigError(
+                f"{option.env} / --{_flag(name)}: {raw!r} is not a valid value: {option.help}"
+            ) from None
     settings = Settings(**values)  # type: ignore[arg-type]
-    try:
-        check(settings)
-    except ConfigError as error:
-        parser.error(str(error))
+    check(settings)
     return settings
 
 
@@ -187,6 +220,8 @@ def check(settings: Settings) -> None:
         raise ConfigError(
             "mutual TLS (SLUICE_TLS_CLIENT_CA_FILE) needs TLS: set the server certificate and key"
         )
+    if settings.auth_jwt_secret:
+        _check_secret_length(settings)
     if (
         not settings.auth_enabled
         and not settings.insecure_listen_any
@@ -199,6 +234,18 @@ def check(settings: Settings) -> None:
         )
 
 
+def _check_secret_length(settings: Settings) -> None:
+    size = len(settings.auth_jwt_secret.encode())
+    for algorithm in settings.auth_jwt_algorithms or ("HS256",):
+        needed = _HMAC_KEY_BYTES.get(algorithm.upper(), 0)
+        if size < needed:
+            raise ConfigError(
+                f"SLUICE_AUTH_JWT_SECRET is {size} bytes; {algorithm} needs at least {needed} "
+                "(RFC 7518 section 3.2: a shorter one can be guessed from any token it signed); "
+                "generate one with `openssl rand -base64 48`"
+            )
+
+
 def _is_loopback(listen: str) -> bool:
     host = listen.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
@@ -209,5 +256,24 @@ def _is_loopback(listen: str) -> bool:
         return False  # a name (or "0.0.0.0"-like wildcard) other than localhost
 
 
-def _from_file(path: str | None) -> str | None:
-    return Path(path).read_text(encoding="utf-8").strip() if path else None
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _from_file(variable: str, env: Mapping[str, str]) -> str | None:
+    path = env.get(variable)
+    if not path:
+        return None
+    try:
+        return read_file(variable, path).decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable} {path} is not UTF-8 text") from None
+
+
+def read_file(variable: str, path: str) -> bytes:
+    """The bytes of the file a setting names, or ConfigError naming the setting, the file and
+    why it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {variable} {path}: {error.strerror}") from None

@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 
+from sluice.config import ConfigError, Settings, read_file
 from sluice.engine.errors import SluiceError
 
 LOCAL_USER = "local"
@@ -43,27 +44,29 @@ class JwtVerifier:
     algorithms: Sequence[str]
     audience: str | None = None
     issuer: str | None = None
+    # Seconds a token is still accepted past its `exp` (before its `nbf`): clocks disagree.
     leeway_seconds: float = 30.0
 
     @classmethod
-    def from_settings(
-        cls,
-        *,
-        secret: str,
-        public_key_file: str,
-        algorithms: Sequence[str],
-        audience: str,
-        issuer: str,
-    ) -> JwtVerifier | None:
-        if secret and public_key_file:
-            raise ValueError("set either a JWT secret or a public key file, not both")
-        if secret:
-            return cls(secret, list(algorithms) or ["HS256"], audience or None, issuer or None)
-        if public_key_file:
-            key = Path(public_key_file).read_bytes()
-            return cls(
-                key, list(algorithms) or ["RS256", "ES256"], audience or None, issuer or None
-            )
+    def from_settings(cls, settings: Settings) -> JwtVerifier | None:
+        """The verifier the settings ask for (None: authentication is off). ConfigError when
+        the public key file cannot be read or holds no PEM public key."""
+        audience = settings.auth_jwt_audience or None
+        issuer = settings.auth_jwt_issuer or None
+        leeway = settings.auth_jwt_leeway.total_seconds()
+        algorithms = list(settings.auth_jwt_algorithms)
+        if settings.auth_jwt_secret:
+            return cls(settings.auth_jwt_secret, algorithms or ["HS256"], audience, issuer, leeway)
+        if settings.auth_jwt_public_key_file:
+            path = settings.auth_jwt_public_key_file
+            key = read_file("SLUICE_AUTH_JWT_PUBLIC_KEY_FILE", path)
+            try:
+                serialization.load_pem_public_key(key)
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"SLUICE_AUTH_JWT_PUBLIC_KEY_FILE {path} holds no PEM public key"
+                ) from None
+            return cls(key, algorithms or ["RS256", "ES256"], audience, issuer, leeway)
         return None
 
     def user(self, authorization: str | None) -> str:
