@@ -36,7 +36,7 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.ports import RunPage
-from sluice.store import codec, sqlite_file, urls
+from sluice.store import codec, sqlite_file, sqlite_wal, urls
 from sluice.store import migrate as migrate_schema
 from sluice.store.errors import opening
 from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
@@ -590,4 +590,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    sqlite_wal.pragmas(cursor)
     cursor.close()
