@@ -72,7 +72,7 @@ class SluiceServer:
 
     async def start(self) -> int:
         # The port first: a server that cannot listen must not touch (or migrate) a database.
-        server = self._bind()
+        server = self._server = self._bind()
         self.store = await SqlStore.open(self.settings.database_url, migrate=self.settings.migrate)
         self.engine = Engine(
             self.store,
@@ -103,7 +103,6 @@ class SluiceServer:
             server,
         )
         await server.start()
-        self._server = server
         await self.engine.recover()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
