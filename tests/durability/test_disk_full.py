@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from sluice.client import UnavailableError, WorkflowClient, WorkflowStatus
 from tests.conftest import ServerFactory
+from tests.support.disks import tmpfs
 from tests.support.handlers import Calls
 from tests.support.templates import step, template
 
@@ -33,18 +33,8 @@ CREATES_AFTER_FREEING = 150
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a 4 MB tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
 def free_bytes(path: Path) -> int:

@@ -10,6 +10,7 @@ import pytest
 from sluice.store import sqlite_file, urls
 from sluice.store.errors import StoreSetupError
 from sluice.store.sql_store import SqlStore
+from tests.support.disks import read_only, tmpfs
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,19 @@ def test_sqlite_files_that_cannot_work_are_named(tmp_path: Path) -> None:
             sqlite_file.check(path)
     sqlite_file.check(tmp_path / "new" / "sluice.db")
     assert (tmp_path / "new" / "sluice.db").exists()
+
+
+def test_a_read_only_sqlite_file_or_folder_is_named(tmp_path: Path) -> None:
+    """On a read-only file system: as root, file permissions would not stop a write."""
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        sqlite_file.check(disk / "sluice.db")
+        read_only(disk)
+        with pytest.raises(StoreSetupError, match="is read-only"):
+            sqlite_file.check(disk / "sluice.db")
+        with pytest.raises(
+            StoreSetupError, match=f"cannot create .*: the folder {disk} is not writable"
+        ):
+            sqlite_file.check(disk / "new.db")
 
 
 async def test_opening_the_store_says_what_is_wrong(tmp_path: Path) -> None:

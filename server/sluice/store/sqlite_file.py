@@ -47,21 +47,23 @@ def _problem(path: Path, error: sqlite3.Error) -> str:
             f"{path} is not a SQLite database (or it is encrypted or damaged); name another "
             "file in SLUICE_DATABASE_URL"
         )
-    if code == sqlite3.SQLITE_READONLY:
+    if code == sqlite3.SQLITE_FULL:
+        return f"cannot write the SQLite database {path}: the disk is full"
+    if code not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+        return f"cannot use the SQLite database {path}: {error}"
+    # os.access also says no for a read-only file system, which stops root too.
+    folder_writable = os.access(path.parent, os.W_OK | os.X_OK)
+    if not path.exists() and not folder_writable:
+        return (
+            f"cannot create the SQLite database {path}: the folder {path.parent} is not "
+            "writable (by this user, or the file system is read-only)"
+        )
+    if path.exists() and not (folder_writable and os.access(path, os.W_OK)):
         return (
             f"the SQLite database {path} is read-only: Sluice writes it, and its -wal and -shm "
             f"files beside it, so the file and the folder {path.parent} must be writable"
         )
-    if code == sqlite3.SQLITE_FULL:
-        return f"cannot write the SQLite database {path}: the disk is full"
-    if code == sqlite3.SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK | os.X_OK):
-        return (
-            f"cannot create the SQLite database {path}: the folder {path.parent} is not "
-            "writable by this user"
-        )
-    if code == sqlite3.SQLITE_CANTOPEN:
-        return (
-            f"cannot open the SQLite database {path}: the file and its folder must be readable "
-            "and writable by this user"
-        )
-    return f"cannot use the SQLite database {path}: {error}"
+    return (
+        f"cannot open the SQLite database {path}: the file and its folder must be readable "
+        "and writable by this user"
+    )
