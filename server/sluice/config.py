@@ -16,6 +16,10 @@ from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/sluice.db"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash's output.
+_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,8 @@ class Settings:
     default_step_timeout: timedelta = timedelta(minutes=5)
     shutdown_grace: timedelta = timedelta(seconds=10)
     log_level: str = "INFO"
+    # "json" lines, readable "console" lines, or "auto": console on a terminal, else JSON.
+    log_format: str = "auto"
     # Upgrade an older database schema on start (an empty database is always set up).
     migrate: bool = False
     # "module:function" callables, each given the step registry to add step types to.
@@ -43,6 +49,8 @@ class Settings:
     auth_jwt_algorithms: tuple[str, ...] = field(default_factory=tuple)
     auth_jwt_audience: str = ""
     auth_jwt_issuer: str = ""
+    # How far past its `exp` (or before its `nbf`) a token is still accepted: clock skew.
+    auth_jwt_leeway: timedelta = timedelta(seconds=30)
     # TLS: certificate and key of the server; a client CA turns on mutual TLS (required).
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -127,6 +135,27 @@ def _days(raw: str) -> timedelta:
     return timedelta(days=value)
 
 
+def _non_negative_seconds(raw: str) -> timedelta:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError
+    return timedelta(seconds=value)
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    return _one_of(*LOG_LEVELS)(raw).upper()
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered not in ("1", "true", "yes", "0", "false", "no", ""):
@@ -149,7 +178,8 @@ _OPTIONS: dict[str, _Option] = {
     "max_concurrent_steps": _Option("SLUICE_MAX_CONCURRENT_STEPS", "step attempts at once, server-wide", _positive_int),
     "default_step_timeout": _Option("SLUICE_DEFAULT_STEP_TIMEOUT_SECONDS", "seconds an attempt of a step that sets no timeout may take", _seconds),
     "shutdown_grace": _Option("SLUICE_SHUTDOWN_GRACE_SECONDS", "seconds running steps and calls get on shutdown", _seconds),
-    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    "log_level": _Option("SLUICE_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", _log_level),
+    "log_format": _Option("SLUICE_LOG_FORMAT", "json, console, or auto: console on a terminal, else JSON lines", _one_of(*LOG_FORMATS)),
     "migrate": _Option("SLUICE_MIGRATE", "upgrade an older database schema on start", _bool, switch=True),
     "plugins": _Option("SLUICE_PLUGINS", "module:function that registers step types; repeatable (comma-separated in the variable)", _list, repeat="--plugin"),
     "auth_jwt_secret": _Option("SLUICE_AUTH_JWT_SECRET", "HS256 secret; turns authentication on", flag=False),
@@ -157,6 +187,7 @@ _OPTIONS: dict[str, _Option] = {
     "auth_jwt_algorithms": _Option("SLUICE_AUTH_JWT_ALGORITHMS", "accepted algorithms (default HS256 with a secret; RS256,ES256 with a key)", _list),
     "auth_jwt_audience": _Option("SLUICE_AUTH_JWT_AUDIENCE", "required 'aud' claim, if set"),
     "auth_jwt_issuer": _Option("SLUICE_AUTH_JWT_ISSUER", "required 'iss' claim, if set"),
+    "auth_jwt_leeway": _Option("SLUICE_AUTH_JWT_LEEWAY_SECONDS", "seconds a token is accepted past its expiry, for clock skew", _non_negative_seconds),
     "tls_cert_file": _Option("SLUICE_TLS_CERT_FILE", "PEM certificate chain of the server (turns TLS on)"),
     "tls_key_file": _Option("SLUICE_TLS_KEY_FILE", "PEM private key of the server"),
     "tls_client_ca_file": _Option("SLUICE_TLS_CLIENT_CA_FILE", "PEM CA bundle; clients must present a certificate it signed (mTLS)"),
@@ -243,14 +274,16 @@ def resolve(given: Mapping[str, str], env: Mapping[str, str] | None = None) -> S
         except ValueError:
             flag = option.flag_name(name)
             where = f"{option.env} / {flag}" if flag else option.env
-            raise ConfigError(f"{where}: {raw!r} is not a valid value") from None
+            raise ConfigError(f"{where}: {raw!r} is not a valid value: {option.help}") from None
     settings = Settings(**values)  # type: ignore[arg-type]
     check(settings)
     return settings
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """`sluice-server`'s flags (`sluice serve` is the same options in the CLI's style)."""
+    """`sluice-server`'s flags (`sluice serve` is the same options in the CLI's style). A
+    mistyped flag is a usage error (argparse exits 2 with the usage); a bad value or an
+    inconsistent combination raises ConfigError, which the entry point reports as one line."""
     parser = argparse.ArgumentParser(
         prog="sluice-server", description="Run the Sluice workflow service."
     )
@@ -271,10 +304,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         for name, value in args.items()
         if value is not None
     }
-    try:
-        return resolve(given, env)
-    except ConfigError as error:
-        parser.error(str(error))
+    return resolve(given, env)
 
 
 def check(settings: Settings) -> None:
@@ -283,6 +313,8 @@ def check(settings: Settings) -> None:
         raise ConfigError(
             "set either SLUICE_AUTH_JWT_SECRET or SLUICE_AUTH_JWT_PUBLIC_KEY_FILE, not both"
         )
+    if settings.auth_jwt_secret:
+        check_hmac_secret(settings.auth_jwt_secret, settings.auth_jwt_algorithms)
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError("TLS needs both SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE")
     if settings.tls_client_ca_file and not settings.tls_enabled:
@@ -311,10 +343,40 @@ def _is_loopback(listen: str) -> bool:
         return False  # a name (or "0.0.0.0"-like wildcard) other than localhost
 
 
+def check_hmac_secret(secret: str, algorithms: Sequence[str] = ()) -> None:
+    """Refuse a secret too short for the HMAC algorithms it signs with (HS256 when none are
+    named): one shorter than the hash can be guessed from any token it signed. The message
+    never shows the secret. (`sluice token` applies the same rule.)"""
+    size = len(secret.encode())
+    for algorithm in algorithms or ("HS256",):
+        needed = _HMAC_KEY_BYTES.get(algorithm.upper(), 0)
+        if size < needed:
+            raise ConfigError(
+                f"SLUICE_AUTH_JWT_SECRET is {size} bytes; {algorithm} needs at least {needed} "
+                "bytes (RFC 7518 section 3.2: a shorter one can be guessed from any token it "
+                "signed); generate one with `openssl rand -base64 48`"
+            )
+
+
 def environment_value(name: str, env: Mapping[str, str]) -> str | None:
     """A setting from the environment: NAME, else the contents of the file NAME_FILE names."""
-    return env.get(name) or _from_file(env.get(name + "_FILE"))
+    return env.get(name) or _from_file(name + "_FILE", env)
 
 
-def _from_file(path: str | None) -> str | None:
-    return Path(path).read_text(encoding="utf-8").strip() if path else None
+def _from_file(variable: str, env: Mapping[str, str]) -> str | None:
+    path = env.get(variable)
+    if not path:
+        return None
+    try:
+        return read_file(variable, path).decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable} {path} is not UTF-8 text") from None
+
+
+def read_file(variable: str, path: str) -> bytes:
+    """The bytes of the file a setting names, or ConfigError naming the setting, the file and
+    why it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {variable} {path}: {error.strerror}") from None

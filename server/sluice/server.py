@@ -6,34 +6,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import signal
+import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sluice import config, plugins
+from sluice import config, listen, plugins
 from sluice.api.auth import JwtVerifier
 from sluice.api.guard import Guard
 from sluice.api.servicer import WorkflowServicer
+from sluice.api.tls import server_credentials
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
+from sluice.observability import logs
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
 from sluice.steps.webhook import WebhookAllowList
-from sluice.store.migrate import SchemaError
+from sluice.store.errors import StoreSetupError
 from sluice.store.sql_store import SqlStore
+from sluice.store.urls import describe
 from sluice.templates import load_predefined
 from sluice.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
-log = logging.getLogger("sluice")
+log = structlog.get_logger("sluice.server")
+
+# Start-up failures that are the operator's to fix: one line saying what to do, exit 2.
+OPERATOR_ERRORS = (config.ConfigError, StoreSetupError)
 
 SERVICE_NAME = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 
@@ -51,16 +57,11 @@ class SluiceServer:
     ) -> None:
         config.check(settings)
         self.settings = settings
-        self.verifier = JwtVerifier.from_settings(
-            secret=settings.auth_jwt_secret,
-            public_key_file=settings.auth_jwt_public_key_file,
-            algorithms=settings.auth_jwt_algorithms,
-            audience=settings.auth_jwt_audience,
-            issuer=settings.auth_jwt_issuer,
-        )
+        self.verifier = JwtVerifier.from_settings(settings)
+        self.credentials = server_credentials(settings)
         # One client for every outgoing request of the server's steps, closed by stop().
         self.http = HttpClient(
-            WebhookAllowList.parse(settings.webhook_allow),
+            _allow_list(settings),
             timeout_seconds=settings.http_timeout.total_seconds(),
             max_connections=settings.http_connections,
             max_response_bytes=settings.http_max_response_bytes,
@@ -79,6 +80,8 @@ class SluiceServer:
         self._stopped = False
 
     async def start(self) -> int:
+        # The port first: a server that cannot listen must not touch (or migrate) a database.
+        server = self._server = self._bind()
         self.store = await SqlStore.open(self.settings.database_url, migrate=self.settings.migrate)
         self.engine = Engine(
             self.store,
@@ -100,15 +103,6 @@ class SluiceServer:
         servicer = WorkflowServicer(
             workflows, self.clock, max_message_bytes=self.settings.max_message_bytes
         )
-
-        limit = self.settings.max_message_bytes
-        server = grpc.aio.server(
-            interceptors=[Guard(self.verifier)],
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-            ],
-        )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -119,16 +113,7 @@ class SluiceServer:
             ),
             server,
         )
-        credentials = _server_credentials(self.settings)
-        self.port = (
-            server.add_secure_port(self.settings.listen, credentials)
-            if credentials is not None
-            else server.add_insecure_port(self.settings.listen)
-        )
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.settings.listen}")
         await server.start()
-        self._server = server
         await self.engine.recover()
         self.janitor = Janitor(
             self.store,
@@ -145,17 +130,43 @@ class SluiceServer:
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "sluice serving on %s (store %s, %s, %s)",
-            self.address,
-            _redact(self.settings.database_url),
-            "mutual TLS"
+            f"sluice serving on {self.address}",
+            address=self.address,
+            database=describe(self.settings.database_url),
+            transport="mutual TLS"
             if self.settings.tls_client_ca_file
             else "TLS"
-            if credentials
+            if self.credentials
             else "plaintext",
-            "JWT authentication" if self.verifier else "no authentication: single local user",
+            authentication="JWT" if self.verifier else "none: single local user",
         )
         return self.port
+
+    def _bind(self) -> grpc.aio.Server:
+        """A gRPC server bound to the configured address, not yet started; ConfigError
+        saying why when the address cannot be listened on (in use, not this machine's)."""
+        listen.check_free(self.settings.listen)
+        limit = self.settings.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[Guard(self.verifier)],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                *listen.GRPC_OPTIONS,
+            ],
+        )
+        address = self.settings.listen
+        try:
+            self.port = (
+                server.add_secure_port(address, self.credentials)
+                if self.credentials is not None
+                else server.add_insecure_port(address)
+            )
+        except RuntimeError:  # taken since check_free looked
+            self.port = 0
+        if self.port == 0:
+            raise config.ConfigError(listen.cannot_listen(address, None))
+        return server
 
     @property
     def address(self) -> str:
@@ -188,7 +199,11 @@ class SluiceServer:
 
 async def serve(settings: config.Settings) -> None:
     server = SluiceServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,25 +211,31 @@ async def serve(settings: config.Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`sluice-server`: settings from flags and the environment, then `run`."""
-    run(config.parse(argv))
+    """`sluice-server`: settings from flags and the environment, then `run`. A setting the
+    operator must fix ends the process with one line and exit code 2."""
+    try:
+        settings = config.parse(argv)
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)  # logging is not set up yet
+        raise SystemExit(2) from None
+    run(settings)
 
 
 def run(settings: config.Settings) -> None:
-    """Serve until SIGINT or SIGTERM (`sluice-server` and `sluice serve`)."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Serve until SIGINT or SIGTERM (`sluice-server` and `sluice serve`). A start-up problem
+    the operator must fix (the database, the address, a file) ends the process with one line
+    and exit code 2."""
+    logs.configure(settings.log_level, settings.log_format)
     _tune_gc(settings.gc_threshold)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(settings))
-    except SchemaError as error:
-        log.error("%s", error)
+    except OPERATOR_ERRORS as error:
+        log.error(str(error))
         raise SystemExit(2) from None
 
 
@@ -229,23 +250,11 @@ def _tune_gc(threshold: int) -> None:
         gc.set_threshold(threshold, *gc.get_threshold()[1:])
 
 
-def _server_credentials(settings: config.Settings) -> grpc.ServerCredentials | None:
-    if not settings.tls_enabled:
-        return None
-    key = Path(settings.tls_key_file).read_bytes()
-    chain = Path(settings.tls_cert_file).read_bytes()
-    client_ca = (
-        Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
-    )
-    return grpc.ssl_server_credentials(
-        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
-    )
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+def _allow_list(settings: config.Settings) -> WebhookAllowList:
+    try:
+        return WebhookAllowList.parse(settings.webhook_allow)
+    except ValueError as error:
+        raise config.ConfigError(str(error)) from None
 
 
 if __name__ == "__main__":

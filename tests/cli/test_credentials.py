@@ -13,9 +13,8 @@ import jwt
 import pytest
 from cryptography import x509
 
-from sluice.api.auth import check_hs256_secret
 from sluice.client import UnauthenticatedError, WorkflowClient
-from sluice.config import ConfigError
+from sluice.config import ConfigError, check_hmac_secret
 from sluice.credentials.certificates import write_development_certificates
 from sluice.credentials.tokens import TokenIssuer, parse_ttl
 from tests.cli.conftest import run_cli
@@ -122,8 +121,8 @@ async def test_token_is_accepted_by_a_server_with_that_secret(
 
 async def test_token_refuses_a_short_secret_like_the_server() -> None:
     with pytest.raises(ConfigError) as refused:
-        check_hs256_secret("x" * 31)
-    check_hs256_secret("x" * 32)
+        check_hmac_secret("x" * 31)
+    check_hmac_secret("x" * 32)
     short = await run_cli(
         "token", "--user", "alice", address=NO_SERVER, env={"SLUICE_AUTH_JWT_SECRET": "x" * 31}
     )

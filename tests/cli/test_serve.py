@@ -39,7 +39,8 @@ async def test_serve_takes_flags_and_variables_and_refuses_bad_ones(tmp_path: Pa
     bad = await run_cli("serve", address="unused:1", env={"SLUICE_MAX_WATCHERS_PER_RUN": "0"})
     assert bad.code == 2
     assert bad.err == (
-        "error: SLUICE_MAX_WATCHERS_PER_RUN / --max-watchers-per-run: '0' is not a valid value\n"
+        "error: SLUICE_MAX_WATCHERS_PER_RUN / --max-watchers-per-run: '0' is not a valid value: "
+        "concurrent WatchWorkflow streams on one run\n"
     )
     exposed = await run_cli("serve", "--listen", "0.0.0.0:1", address="unused:1")
     assert exposed.code == 2 and "refusing to listen on 0.0.0.0:1" in exposed.err

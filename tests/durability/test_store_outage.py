@@ -9,7 +9,6 @@ refuse connections and closes the server's (ALTER DATABASE ... ALLOW_CONNECTIONS
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
 
 from sluice.client import (
     EventType,
@@ -87,24 +87,21 @@ async def completed(client: WorkflowClient, run_id: str) -> Workflow:
 
 
 async def test_a_step_result_is_stored_once_the_database_is_back(
-    start_server: ServerFactory,
-    database_url: str,
-    calls: Calls,
-    caplog: pytest.LogCaptureFixture,
+    start_server: ServerFactory, database_url: str, calls: Calls
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="sluice.engine.runner")
     server = await start_server(database_url=short_busy_timeout(database_url))
-    async with WorkflowClient(server.address) as client:
-        tpl = template("t", step("a", "latch", config={"latch": "a", "output": {"n": 1}}),
-                       step("b", "sleep", "a"))  # fmt: skip
-        run = await client.create_workflow(tpl)
-        await client.execute_workflow(run.id)
-        await asyncio.wait_for(calls.started[f"{run.id}/a"].wait(), 5)
+    with capture_logs() as logged:
+        async with WorkflowClient(server.address) as client:
+            tpl = template("t", step("a", "latch", config={"latch": "a", "output": {"n": 1}}),
+                           step("b", "sleep", "a"))  # fmt: skip
+            run = await client.create_workflow(tpl)
+            await client.execute_workflow(run.id)
+            await asyncio.wait_for(calls.started[f"{run.id}/a"].wait(), 5)
 
-        async with outage(database_url):
-            calls.open("a")  # a finishes while nothing can be written
-            await until(lambda: sum(RETRY_WARNING in r.message for r in caplog.records) >= 2)
-        finished = await asyncio.wait_for(completed(client, run.id), 15)
+            async with outage(database_url):
+                calls.open("a")  # a finishes while nothing can be written
+                await until(lambda: sum(RETRY_WARNING in e["event"] for e in logged) >= 2)
+            finished = await asyncio.wait_for(completed(client, run.id), 15)
 
     assert finished.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
     assert [s.status for s in finished.steps] == [StepStatus.STEP_STATUS_COMPLETED] * 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import grpc
 import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from structlog.testing import capture_logs
 
 from sluice.client import UnauthenticatedError, WorkflowClient
 from sluice.server import SluiceServer
@@ -126,12 +128,26 @@ async def test_tokens_never_reach_the_log(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     good, bad = token("alice"), token("alice", key="wrong-secret-wrong-secret-wrong!!")
-    async with WorkflowClient(auth_server.address, token=good) as client:
-        run = await client.create_workflow("market-analysis-report", {"location": "Austin"})
-        await client.execute_workflow(run.id, auto_approve=True, wait=True, timeout=20)
-    async with WorkflowClient(auth_server.address, token=bad) as client:
-        with pytest.raises(UnauthenticatedError) as caught:
-            await client.get_workflow(run.id)
+    with capture_logs() as logged:  # Sluice's own lines (structlog); caplog has the libraries'
+        async with WorkflowClient(auth_server.address, token=good) as client:
+            run = await client.create_workflow("market-analysis-report", {"location": "Austin"})
+            await client.execute_workflow(run.id, auto_approve=True, wait=True, timeout=20)
+        async with WorkflowClient(auth_server.address, token=bad) as client:
+            with pytest.raises(UnauthenticatedError) as caught:
+                await client.get_workflow(run.id)
     assert bad not in str(caught.value)
+    assert any(line["event"] == "call refused" for line in logged)
     for secret in (good, bad, SECRET):
         assert secret not in caplog.text
+        assert secret not in str(logged)
+
+
+async def test_the_expiry_leeway_is_a_setting(start_server: ServerFactory) -> None:
+    lenient = await start_server(auth_jwt_secret=SECRET)  # 30 s, the default
+    strict = await start_server(auth_jwt_secret=SECRET, auth_jwt_leeway=timedelta(0))
+    expired = token("alice", expires_in=-10)
+    async with WorkflowClient(lenient.address, token=expired) as client:
+        assert len(await client.list_templates()) >= 3
+    async with WorkflowClient(strict.address, token=expired) as client:
+        with pytest.raises(UnauthenticatedError, match="expired"):
+            await client.list_templates()

@@ -36,8 +36,18 @@ class Work:
         return StepResult({"step": ctx.step_id, "attempt": ctx.attempt})
 
 
+class Flaky:
+    """Fails its first config.failures attempts with a transient error, then succeeds."""
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        if ctx.attempt <= int(ctx.config.get("failures", 0)):
+            raise ConnectionError(f"transient failure on attempt {ctx.attempt}")
+        return StepResult({"attempts": ctx.attempt})
+
+
 def register(registry: HandlerRegistry) -> None:
     registry.register("work", Work())
+    registry.register("flaky", Flaky())
 
 
 def read_ledger(path: str) -> list[dict[str, object]]:

@@ -1,24 +1,40 @@
-"""A Sluice server in its own process, for tests that kill it."""
+"""A Sluice server in its own process, for tests that kill it or read its log."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(rb"serving on (127\.0\.0\.1:\d+)")
 
 
 class ServerProcess:
-    def __init__(self, database_url: str, ledger: Path, listen: str, **settings: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        ledger: Path,
+        listen: str,
+        *,
+        cwd: Path = ROOT,
+        **settings: str,
+    ) -> None:
+        """`database_url` "" leaves SLUICE_DATABASE_URL unset (the default database, relative
+        to `cwd`)."""
         self.database_url = database_url
         self.listen = listen
         self.ledger = ledger
+        self.cwd = cwd
         self.settings = settings
         self.address = ""
         self.log = bytearray()
@@ -27,16 +43,17 @@ class ServerProcess:
 
     async def start(self) -> ServerProcess:
         env = {
-            **os.environ,
+            **_clean_environment(),
             "PYTHONPATH": str(ROOT),
             "SLUICE_LISTEN": self.listen,
-            "SLUICE_DATABASE_URL": self.database_url,
             "SLUICE_PLUGINS": "tests.support.plugin:register",
             "SLUICE_TEST_LEDGER": str(self.ledger),
             **{f"SLUICE_{k.upper()}": v for k, v in self.settings.items()},
         }
+        if self.database_url:
+            env["SLUICE_DATABASE_URL"] = self.database_url
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sluice.server", env=env, cwd=ROOT,
+            sys.executable, "-m", "sluice.server", env=env, cwd=self.cwd,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self._process.stderr is not None
@@ -53,6 +70,22 @@ class ServerProcess:
     async def _drain(self, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():  # keep the pipe from filling up
             self.log += line
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The log so far, one JSON object per line (the server logs JSON off a terminal)."""
+        return [json.loads(line) for line in self.log.decode().splitlines() if line.strip()]
+
+    async def logged(
+        self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> dict[str, Any]:
+        """The first log line `wanted` accepts, waiting for it to be written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.log_lines() if wanted(line)), None)
+            if found is not None:
+                return found
+            assert time.monotonic() < deadline, f"no such log line in:\n{self.log.decode()}"
+            await asyncio.sleep(0.02)
 
     async def kill(self) -> int:
         """SIGKILL: no cleanup of any kind, as in a crash."""
@@ -73,6 +106,45 @@ class ServerProcess:
     async def close(self) -> None:
         if self._process is not None and self._process.returncode is None:
             await self.kill()
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A process that ran to its end: exit code and standard error."""
+
+    code: int
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+async def run_until_exit(*args: str, **settings: str) -> Exited:
+    """`python -m ARGS` (say "sluice.cli", "serve", ...) with SLUICE_* settings, expected to
+    end by itself within 30 s (a server that starts serving instead fails the test)."""
+    env = {
+        **_clean_environment(),
+        "PYTHONPATH": str(ROOT),
+        **{f"SLUICE_{k.upper()}": v for k, v in settings.items()},
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return Exited(process.returncode, err.decode())
+
+
+def _clean_environment() -> dict[str, str]:
+    """This process's environment without a developer's SLUICE_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
 
 
 def free_port() -> int:

@@ -10,39 +10,21 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 
+from sluice.config import ConfigError, Settings, read_file
 from sluice.engine.errors import SluiceError
 
 LOCAL_USER = "local"
 MAX_SUBJECT = 200
-# RFC 7518, section 3.2: an HS256 key must be at least as long as the hash output (256 bits);
-# a shorter secret can be brute-forced from any one token it signed.
-MIN_HS256_SECRET_BYTES = 32
 
 _caller: contextvars.ContextVar[str] = contextvars.ContextVar("sluice_caller", default=LOCAL_USER)
 
 
 class Unauthenticated(SluiceError):
     """No valid credentials. The message never repeats the token."""
-
-
-def check_hs256_secret(secret: str) -> None:
-    """Refuse a secret too short to sign HS256 tokens safely. The message never shows it."""
-    # Imported here: config's own checks call this function, so a module-level import either
-    # way round would be circular.
-    from sluice.config import ConfigError
-
-    length = len(secret.encode("utf-8"))
-    if length < MIN_HS256_SECRET_BYTES:
-        unit = "byte" if length == 1 else "bytes"
-        raise ConfigError(
-            f"the HS256 secret (SLUICE_AUTH_JWT_SECRET) is {length} {unit} long; it must be at "
-            f"least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518, section 3.2). Make one with: "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
 
 
 def current_user() -> str:
@@ -62,27 +44,29 @@ class JwtVerifier:
     algorithms: Sequence[str]
     audience: str | None = None
     issuer: str | None = None
+    # Seconds a token is still accepted past its `exp` (before its `nbf`): clocks disagree.
     leeway_seconds: float = 30.0
 
     @classmethod
-    def from_settings(
-        cls,
-        *,
-        secret: str,
-        public_key_file: str,
-        algorithms: Sequence[str],
-        audience: str,
-        issuer: str,
-    ) -> JwtVerifier | None:
-        if secret and public_key_file:
-            raise ValueError("set either a JWT secret or a public key file, not both")
-        if secret:
-            return cls(secret, list(algorithms) or ["HS256"], audience or None, issuer or None)
-        if public_key_file:
-            key = Path(public_key_file).read_bytes()
-            return cls(
-                key, list(algorithms) or ["RS256", "ES256"], audience or None, issuer or None
-            )
+    def from_settings(cls, settings: Settings) -> JwtVerifier | None:
+        """The verifier the settings ask for (None: authentication is off). ConfigError when
+        the public key file cannot be read or holds no PEM public key."""
+        audience = settings.auth_jwt_audience or None
+        issuer = settings.auth_jwt_issuer or None
+        leeway = settings.auth_jwt_leeway.total_seconds()
+        algorithms = list(settings.auth_jwt_algorithms)
+        if settings.auth_jwt_secret:
+            return cls(settings.auth_jwt_secret, algorithms or ["HS256"], audience, issuer, leeway)
+        if settings.auth_jwt_public_key_file:
+            path = settings.auth_jwt_public_key_file
+            key = read_file("SLUICE_AUTH_JWT_PUBLIC_KEY_FILE", path)
+            try:
+                serialization.load_pem_public_key(key)
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"SLUICE_AUTH_JWT_PUBLIC_KEY_FILE {path} holds no PEM public key"
+                ) from None
+            return cls(key, algorithms or ["RS256", "ES256"], audience, issuer, leeway)
         return None
 
     def user(self, authorization: str | None) -> str:

@@ -4,15 +4,15 @@ the traceback goes to the server log, never to the caller."""
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from sluice.api.auth import Unauthenticated
+from sluice.api.auth import Unauthenticated, current_user
 from sluice.engine.errors import (
     AlreadyExists,
     Conflict,
@@ -24,7 +24,7 @@ from sluice.engine.errors import (
     Unavailable,
 )
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 _CODES: list[tuple[type[SluiceError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -90,7 +90,7 @@ def rpc(method: F) -> F:
         except Exception:
             if context.code() is not None:  # context.abort() already set the status
                 raise
-            log.exception("unexpected error in %s", method.__name__)
+            log.exception("unexpected error", method=method.__name__, user=current_user())
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
     return wrapper  # type: ignore[return-value]

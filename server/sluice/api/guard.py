@@ -1,5 +1,6 @@
 """A server interceptor in front of every sluice.v1 method: the request must decode and the
-caller must authenticate before the servicer sees anything.
+caller must authenticate before the servicer sees anything; every call refused (any status
+but OK) is logged with its method, code and user.
 
 Decoding is checked here because a request gRPC cannot deserialize (say, a Struct nested
 deeper than protobuf's limit) would otherwise surface as UNKNOWN; it is the caller's mistake,
@@ -12,12 +13,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import structlog
 from google.protobuf.message import DecodeError
 
-from sluice.api.auth import JwtVerifier, Unauthenticated, set_current_user
+from sluice.api.auth import JwtVerifier, Unauthenticated, current_user, set_current_user
 
 Context = grpc.aio.ServicerContext[Any, Any]
 PROTECTED_PREFIX = "/sluice.v1."
+
+log = structlog.get_logger("sluice.calls")
+
+# A caller's mistake is routine (INFO); a refused identity or an exhausted limit is worth an
+# operator's attention (WARNING). INTERNAL is logged, with its traceback, where it is raised.
+_WARN = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAVAILABLE,
+    }
+)
+_UNLOGGED = frozenset({grpc.StatusCode.OK, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
 class _Undecodable:
@@ -44,17 +60,20 @@ class Guard(grpc.aio.ServerInterceptor):
             handler: Any = await continuation(details)
             if handler is None or not details.method.startswith(PROTECTED_PREFIX):
                 return handler  # health and reflection stay open, as their clients expect
-            guarded = self._guarded[details.method] = self._guard(handler)
+            guarded = self._guarded[details.method] = self._guard(details.method, handler)
         return guarded
 
-    def _guard(self, handler: Any) -> Any:
+    def _guard(self, method: str, handler: Any) -> Any:
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             unary = handler.unary_unary
 
             async def guarded_unary(request: Any, context: Context) -> Any:
-                await self._admit(request, context)
-                return await unary(request, context)
+                try:
+                    await self._admit(request, context)
+                    return await unary(request, context)
+                finally:
+                    _log_refusal(method, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 guarded_unary, deserializer, handler.response_serializer
@@ -65,8 +84,11 @@ class Guard(grpc.aio.ServerInterceptor):
             # The API's streams send with context.write (a coroutine, not an async generator):
             # no generator layer per message sent.
             async def guarded_stream(request: Any, context: Context) -> None:
-                await self._admit(request, context)
-                await stream(request, context)
+                try:
+                    await self._admit(request, context)
+                    await stream(request, context)
+                finally:
+                    _log_refusal(method, context)
 
             return grpc.unary_stream_rpc_method_handler(
                 guarded_stream, deserializer, handler.response_serializer
@@ -81,6 +103,7 @@ class Guard(grpc.aio.ServerInterceptor):
             try:
                 user = self._verifier.user(str(authorization) if authorization else None)
             except Unauthenticated as exc:
+                set_current_user("")  # nobody: the log line of the refusal names no user
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             set_current_user(user)
         if isinstance(request, _Undecodable):
@@ -88,6 +111,17 @@ class Guard(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"the request could not be decoded: {request.error}",
             )
+
+
+def _log_refusal(method: str, context: Context) -> None:
+    code = context.code()
+    if code is None or code in _UNLOGGED:
+        return
+    # The status message is what the caller was told; it never repeats a token (see auth).
+    (log.warning if code in _WARN else log.info)(
+        "call refused", method=method, code=code.name, user=current_user() or None,
+        detail=context.details(), peer=context.peer(),
+    )  # fmt: skip
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

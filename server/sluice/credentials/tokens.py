@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import jwt
 
-from sluice.api.auth import MAX_SUBJECT, check_hs256_secret
-from sluice.config import ConfigError, environment_value
+from sluice.api.auth import MAX_SUBJECT
+from sluice.config import ConfigError, check_hmac_secret, environment_value
 
 # A dev token outliving a year is a credential someone forgot about.
 MAX_TTL = dt.timedelta(days=365)
@@ -43,7 +43,7 @@ class TokenIssuer:
             raise ConfigError(
                 "set SLUICE_AUTH_JWT_SECRET (or SLUICE_AUTH_JWT_SECRET_FILE) to the server's secret"
             )
-        check_hs256_secret(secret)
+        check_hmac_secret(secret)
         algorithms = _setting("SLUICE_AUTH_JWT_ALGORITHMS", env) or "HS256"
         if "HS256" not in (part.strip() for part in algorithms.split(",")):
             raise ConfigError(

@@ -18,12 +18,13 @@ The README's "Plugins" section is the full contract.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, Protocol, cast
+
+import structlog
 
 from sluice.engine.config_schema import (
     MAX_PROBLEMS,
@@ -36,7 +37,7 @@ from sluice.engine.config_schema import (
 from sluice.engine.model import JsonObject, Publication
 from sluice.engine.substitution import has_reference
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ class HandlerRegistry:
                 # A check tripping over a config its schema already refused adds nothing; any
                 # other failure is the plugin's bug, which must not become INTERNAL.
                 if not found:
-                    log.exception("check_config of step type %r failed", step_type)
+                    log.exception("check_config failed", step_type=step_type)
                     found = [("", f"the {step_type} step type's check_config failed: {exc!r}")]
         return cap(found)
 

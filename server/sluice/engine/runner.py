@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from sluice.engine import commands, substitution
@@ -42,8 +42,9 @@ from sluice.engine.model import (
 )
 from sluice.engine.ports import Clock, Store, SystemClock
 from sluice.engine.scheduler import Decision, decide_into
+from sluice.observability import run_log
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -146,7 +147,7 @@ class Engine:
         # All at once: their commits share transactions (group commit) instead of queueing.
         await asyncio.gather(*(resume(run) for run in runs))
         if runs:
-            log.info("recovered %d unfinished workflow(s)", len(runs))
+            log.info("recovered unfinished workflows", count=len(runs))
         return len(runs)
 
     async def drain(self, grace: float) -> None:
@@ -194,7 +195,7 @@ class Engine:
             self._active.add(owner, 1)
             # Kept in memory: the ExecuteWorkflow that usually follows need not load it back.
             self._drivers.setdefault(run.id, _Driver(stored))
-            self.bus.publish(run.id, decision.events)
+            self._publish(stored, decision.events)
         elif request_hash and stored.request_hash and stored.request_hash != request_hash:
             raise commands.request_id_reused("CreateWorkflow")
         return stored
@@ -387,8 +388,8 @@ class Engine:
                 if self._draining or (call and attempt >= STORE_RETRY_CALL_ATTEMPTS):
                     raise
                 log.warning(
-                    "could not store a change of workflow %s (attempt %d), trying again in "
-                    "%.2fs: %s", run.id, attempt, delay, exc,
+                    "could not store a change of a workflow, trying again", run_id=run.id,
+                    attempt=attempt, delay_s=delay, error=str(exc),
                 )  # fmt: skip
             await self._sleep(delay)
             delay = min(2 * delay, STORE_RETRY_MAX_DELAY)
@@ -423,7 +424,7 @@ class Engine:
         if new.status.terminal and not driver.run.status.terminal:
             self._active.add(new.owner, -1)
         driver.set_run(new)
-        self.bus.publish(new.id, decision.events)
+        self._publish(new, decision.events)
         for event in decision.events:
             if event.type is EventType.STEP_STARTED and event.step_id not in driver.tasks:
                 self._spawn(driver, event.step_id, event.attempt)
@@ -432,6 +433,11 @@ class Engine:
                 if task is not None:
                     task.cancel()
         self._forget_if_done(driver)
+
+    def _publish(self, run: Run, events: Sequence[Event]) -> None:
+        """Committed events go to watchers and to the log."""
+        self.bus.publish(run.id, events)
+        run_log.committed(run, events)
 
     def _then(self, driver: _Driver, decision: Decision) -> Decision:
         """`decision` followed by what comes next, to commit as one transaction: steps a

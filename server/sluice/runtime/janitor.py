@@ -9,15 +9,16 @@ transition like any other, a deletion of what is already gone deletes nothing).
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
+
+import structlog
 
 from sluice.engine.errors import Conflict, FailedPrecondition, NotFound, SluiceError
 from sluice.engine.ports import Clock, Store
 from sluice.engine.runner import Engine
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class Janitor:
         expired = await self._expire() if self.settings.pending_expiry else 0
         deleted = await self._delete() if self.settings.retention else 0
         if expired or deleted:
-            log.info("housekeeping: expired %d pending run(s), deleted %d", expired, deleted)
+            log.info("housekeeping swept", expired=expired, deleted=deleted)
         return Swept(expired, deleted)
 
     async def run(self) -> None:
@@ -64,7 +65,7 @@ class Janitor:
             try:
                 await self.sweep()
             except SluiceError as exc:  # e.g. the database is unavailable for a while
-                log.warning("housekeeping failed, trying again later: %s", exc)
+                log.warning("housekeeping failed; trying again later", error=str(exc))
             await asyncio.sleep(self.settings.interval.total_seconds())
 
     async def _expire(self) -> int:

@@ -10,6 +10,9 @@ How they run differs by database:
   only after that commit.
 - PostgreSQL (`AsyncExecutor`): asyncpg through SQLAlchemy's async engine, one transaction per
   write; the server does its own group commit.
+
+On a full disk the SQLite writer checkpoints the write-ahead log so that freeing space is
+enough for writes to resume (`sqlite_wal`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -27,6 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.engine.errors import Unavailable
+from sluice.store.sqlite_wal import WalKeeper
 
 T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
@@ -124,6 +129,7 @@ class SqliteExecutor:
         self._reader_local = threading.local()
         self._reader_connections: list[sa.Connection] = []
         self._reader_lock = threading.Lock()
+        self._wal = WalKeeper(Path(writer.url.database or ""))
 
     async def write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
@@ -191,15 +197,22 @@ class SqliteExecutor:
             if conn is not None:
                 conn.close()
 
-    def _commit(self, conn: sa.Connection, batch: list[_Pending]) -> None:
+    def _commit(
+        self, conn: sa.Connection, batch: list[_Pending], *, may_retry: bool = True
+    ) -> None:
         """All of `batch` in one transaction. Should one write fail, the transaction is undone
         and each write runs again in its own, so only the failing one sees its error (a
-        failure is rare: savepoints around every write would cost every batch)."""
+        failure is rare: savepoints around every write would cost every batch). A batch that
+        failed for lack of space runs again once if a checkpoint gave the log's space back."""
+        raw: Any = conn.connection.dbapi_connection
+        self._wal.before_write(raw)
         try:
             with conn.begin():
                 for pending in batch:
                     pending.result = pending.work(conn)
         except Exception as error:
+            if may_retry and self._wal.write_failed(raw, error):
+                return self._commit(conn, batch, may_retry=False)
             if len(batch) == 1 or unavailable(error):
                 # The database itself failed (say, locked past the busy timeout): every write
                 # would fail the same way, so all of them get the error at once.
@@ -209,6 +222,8 @@ class SqliteExecutor:
             for pending in batch:
                 pending.result = None
                 self._commit(conn, [pending])
+            return
+        self._wal.after_commit(raw)
 
 
 def _settle_all(batch: list[_Pending]) -> None:

@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from importlib import resources
 
 import sqlalchemy as sa
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sluice.store.errors import StoreSetupError
 
-class SchemaError(RuntimeError):
+log = structlog.get_logger(__name__)
+
+
+class SchemaError(StoreSetupError):
     """The database's schema is not the one this server can run on."""
 
 
@@ -108,4 +113,8 @@ async def prepare(engine: AsyncEngine, *, migrate: bool) -> SchemaState:
             "run `sluice db upgrade` (back the database up first) or start with --migrate"
         )
     await upgrade(engine)
+    if found.current is None:
+        log.info("database schema created", revision=found.head)
+    else:
+        log.info("database schema upgraded", revision=found.head, previous=found.current)
     return await state(engine)

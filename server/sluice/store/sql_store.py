@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,8 +37,9 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.ports import RunFilter, RunKey, RunPage
-from sluice.store import codec
+from sluice.store import codec, sqlite_file, sqlite_wal, urls
 from sluice.store import migrate as migrate_schema
+from sluice.store.errors import opening
 from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
 from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
 from sluice.store.sqlite_raw import RawStatement
@@ -59,17 +59,19 @@ class SqlStore:
     async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
         """Connect and make sure the schema is one this code runs on: an empty database is
         created at the latest revision, an older one is upgraded only with `migrate`, a newer
-        one is refused (SchemaError)."""
+        one is refused (SchemaError). A database that cannot be used as configured (missing,
+        unreachable, refusing the user) raises StoreSetupError saying what to do."""
         engine = create_engine(url)
         try:
-            await migrate_schema.prepare(engine, migrate=migrate)
+            with opening(engine.url):
+                await migrate_schema.prepare(engine, migrate=migrate)
         except BaseException:
             await engine.dispose()
             raise
         if engine.dialect.name != "sqlite":
             return cls(AsyncExecutor(engine))
         await engine.dispose()  # migrations done; SQLite's own threads take over
-        return cls(SqliteExecutor(*_sqlite_engines(url)))
+        return cls(SqliteExecutor(*_sqlite_engines(engine.url)))
 
     async def close(self) -> None:
         await self._db.close()
@@ -658,7 +660,7 @@ def _event_from_row(r: Any) -> Event:
     )
 
 
-def _sqlite_engines(url: str) -> tuple[sa.Engine, sa.Engine]:
+def _sqlite_engines(url: str | URL) -> tuple[sa.Engine, sa.Engine]:
     """The writer's and the readers' engines on the same file, with the pysqlite driver.
 
     pysqlite's own transaction handling is switched off (isolation_level None) so SQLAlchemy
@@ -682,15 +684,17 @@ def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; for SQLite, creates the file's folder and sets the pragmas a
-    server needs (WAL, a busy timeout, foreign keys, full fsync on commit)."""
-    parsed = make_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+def create_engine(url: str | URL) -> AsyncEngine:
+    """An async engine for `url` (any form `urls` accepts). For SQLite, creates the file and
+    its folder and sets the pragmas a server needs (WAL, a busy timeout, foreign keys, full
+    fsync on commit). StoreSetupError for a URL or SQLite file the store cannot use."""
+    parsed = urls.normalize(url)
+    path = urls.sqlite_path(parsed)
+    sqlite = path is not None
+    if path is not None:
+        sqlite_file.check(path)
     engine = create_async_engine(
-        url, pool_pre_ping=not sqlite, connect_args=_busy_timeout(parsed) if sqlite else {}
+        parsed, pool_pre_ping=not sqlite, connect_args=_busy_timeout(parsed) if sqlite else {}
     )
     if sqlite:
         sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -711,4 +715,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    sqlite_wal.pragmas(cursor)
     cursor.close()

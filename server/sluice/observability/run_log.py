@@ -1,0 +1,105 @@
+"""A run's life in the log: one line per event a user would look for, with the run's id (and
+the step's) as fields.
+
+Called with every committed batch of events, so it must cost next to nothing for the events it
+does not log (a step started or completed, a gate passed): one dictionary look-up each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from sluice.engine.model import Event, EventType, Run, RunStatus
+
+log = structlog.get_logger("sluice.runs")
+
+
+def committed(run: Run, events: Sequence[Event]) -> None:
+    """Log what `events`, just committed, did to `run` (its state after them)."""
+    for event in events:
+        line = _LINES.get(event.type)
+        if line is not None:
+            line(run, event)
+
+
+def _created(run: Run, event: Event) -> None:
+    log.info(
+        "workflow created", run_id=run.id, user=run.owner,
+        template_id=run.template.id, template_version=run.template.version,
+    )  # fmt: skip
+
+
+def _started(run: Run, event: Event) -> None:
+    log.info(
+        "workflow started", run_id=run.id, user=run.owner,
+        auto_approve=run.options.auto_approve,
+    )  # fmt: skip
+
+
+def _paused(run: Run, event: Event) -> None:
+    log.info(
+        "workflow paused", run_id=run.id, user=run.owner,
+        reason=str(event.details.get("reason", "")), gate_id=event.gate_id or None,
+    )  # fmt: skip
+
+
+def _resumed(run: Run, event: Event) -> None:
+    log.info("workflow resumed", run_id=run.id, user=run.owner)
+
+
+def _finished(run: Run, event: Event) -> None:
+    began = run.started_at or run.created_at
+    duration = (event.time - began).total_seconds()
+    status = event.run_status or run.status
+    if status is RunStatus.FAILED:
+        log.warning(
+            "workflow finished", run_id=run.id, user=run.owner, status=status.value,
+            duration_s=round(duration, 3), error=run.error,
+        )  # fmt: skip
+        return
+    reason = event.details.get("reason") if status is RunStatus.CANCELLED else None
+    log.info(
+        "workflow finished", run_id=run.id, user=run.owner, status=status.value,
+        duration_s=round(duration, 3), reason=reason,
+    )  # fmt: skip
+
+
+def _step_retrying(run: Run, event: Event) -> None:
+    log.warning(
+        "step retrying", run_id=run.id, step_id=event.step_id, attempt=event.attempt,
+        error=str(event.details.get("error", "")),
+        delay_s=event.details.get("delaySeconds"),
+    )  # fmt: skip
+
+
+def _step_failed(run: Run, event: Event) -> None:
+    log.warning(
+        "step failed", run_id=run.id, step_id=event.step_id, attempt=event.attempt,
+        error=str(event.details.get("error", "")),
+        optional=run.template.step(event.step_id).optional,
+    )  # fmt: skip
+
+
+def _gate_failed(run: Run, event: Event) -> None:
+    log.info(
+        "gate failed" if event.type is EventType.GATE_FAILED else "gate rejected",
+        run_id=run.id, step_id=event.step_id, gate_id=event.gate_id,
+        detail=str(event.details.get("message", "")),
+    )  # fmt: skip
+
+
+_LINES: dict[EventType, Callable[[Run, Event], None]] = {
+    EventType.WORKFLOW_CREATED: _created,
+    EventType.WORKFLOW_STARTED: _started,
+    EventType.WORKFLOW_PAUSED: _paused,
+    EventType.WORKFLOW_RESUMED: _resumed,
+    EventType.WORKFLOW_COMPLETED: _finished,
+    EventType.WORKFLOW_FAILED: _finished,
+    EventType.WORKFLOW_CANCELLED: _finished,
+    EventType.STEP_RETRYING: _step_retrying,
+    EventType.STEP_FAILED: _step_failed,
+    EventType.GATE_FAILED: _gate_failed,
+    EventType.GATE_REJECTED: _gate_failed,
+}
