@@ -71,3 +71,22 @@ async def test_show_gives_each_gates_condition_and_action(sluice: Sluice) -> Non
     [fair] = [line for line in listing.lines if line.startswith(" fair-housing ")]
     assert 'output.issues.filter(i, i.check == "compliance").size() == 0' in fair
     assert fair.split()[-1] == "abort"
+
+
+async def test_validate_says_how_to_spell_an_enum_value(sluice: Sluice, tmp_path: Path) -> None:
+    path = tmp_path / "short.json"
+    path.write_text(
+        json.dumps(
+            template(
+                "short", step("a", "generate", config={"contentType": "email"}),
+                gates=[{"id": "ok", "stepId": "a", "action": "ABORT",
+                        "threshold": {"metric": "wordCount", "threshold": 1,
+                                      "operator": "COMPARISON_OPERATOR_GTE"}}],
+            )
+        )
+    )  # fmt: skip
+    result = await sluice("template", "validate", str(path))
+    assert result.code == 2
+    assert "qualityGates[0].action: ABORT is not a GateAction value; write GATE_ACTION_ABORT" in (
+        result.err
+    )

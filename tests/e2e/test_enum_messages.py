@@ -59,3 +59,17 @@ async def test_an_unspecified_status_filter_names_the_statuses(client: WorkflowC
     names = NAMED.findall(violation.description)
     assert names == [f"WORKFLOW_STATUS_{s}" for s in
                      ("PENDING", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED")]  # fmt: skip
+
+
+async def test_a_short_enum_name_in_json_says_what_to_write_instead(
+    client: WorkflowClient,
+) -> None:
+    """The proto JSON parser refuses "PAUSE" (it wants GATE_ACTION_PAUSE); the client's error
+    names the field and the value to write, where protobuf's names neither usefully."""
+    short = threshold(action="PAUSE", operator="COMPARISON_OPERATOR_GTE")
+    with pytest.raises(InvalidArgumentError) as refused:
+        await client.validate_template(short)
+    [violation] = refused.value.violations
+    assert violation.field == "template"
+    assert "qualityGates[0].action: PAUSE is not a GateAction value" in violation.description
+    assert "write GATE_ACTION_PAUSE" in violation.description

@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
-
 from sluice.cli.outcome import InputError
 from sluice.client import Template, WorkflowStatus
-from sluice.client._values import enum_names, enum_value
+from sluice.client._values import enum_names, enum_value, parse_template
 
 
 def parse_params(pairs: Iterable[str], params_file: Path | None = None) -> dict[str, Any]:
@@ -58,8 +56,8 @@ def load_template(path: Path) -> Template:
     if not isinstance(data, dict):
         raise InputError(f"template file {path}: expected a JSON object")
     try:
-        return json_format.ParseDict(data, Template())
-    except json_format.ParseError as error:
+        return parse_template(data)
+    except ValueError as error:
         raise InputError(f"template file {path}: {error}") from None
 
 

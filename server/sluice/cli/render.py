@@ -85,9 +85,13 @@ def to_json(message: Message, *, compact: bool = False) -> str:
     return json_format.MessageToJson(message, indent=None if compact else 2)
 
 
-def list_json(key: str, messages: Iterable[Message]) -> str:
-    """A list response's shape (`{"workflows": [...]}`), so scripts read one object."""
-    return json.dumps({key: [json_format.MessageToDict(m) for m in messages]}, indent=2)
+def list_json(key: str, messages: Iterable[Message], next_page_token: str = "") -> str:
+    """A list response's shape (`{"workflows": [...]}`, the list there even when empty, and
+    `nextPageToken` when more follow), so scripts read one object."""
+    found: dict[str, object] = {key: [json_format.MessageToDict(m) for m in messages]}
+    if next_page_token:
+        found["nextPageToken"] = next_page_token
+    return json.dumps(found, indent=2)
 
 
 # --- templates -----------------------------------------------------------------------------------

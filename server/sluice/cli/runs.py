@@ -14,7 +14,6 @@ from sluice.cli.connection import DEFAULT_ADDRESS, Address, CaFile, Connection, 
 from sluice.cli.outcome import ExitCode, exit_code_for_status, run_command
 from sluice.cli.state import RunView
 from sluice.client import Workflow, WorkflowClient
-from sluice.v1.workflow_service_pb2 import ListWorkflowsResponse
 
 Live = Annotated[
     bool | None,
@@ -222,9 +221,7 @@ def list_runs(
                 if not next_token or (not all_pages and len(found) >= limit):
                     break
         if json_output:
-            print(
-                render.to_json(ListWorkflowsResponse(workflows=found, next_page_token=next_token))
-            )
+            print(render.list_json("workflows", found, next_token))
             return ExitCode.OK
         render.console().print(render.runs_table(found))
         if next_token:

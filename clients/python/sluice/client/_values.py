@@ -3,11 +3,12 @@ InvalidArgumentError naming the field, raised before any call, as the server wou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NoReturn, Protocol, TypeAlias
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import descriptor_pool, json_format, struct_pb2, timestamp_pb2
 
 from sluice.client.errors import FieldViolation, InvalidArgumentError
 from sluice.v1 import template_pb2, workflow_pb2
@@ -99,9 +100,35 @@ def template(value: TemplateLike) -> template_pb2.Template:
     if isinstance(value, template_pb2.Template):
         return value
     try:
-        return json_format.ParseDict(dict(value), template_pb2.Template())
-    except (json_format.ParseError, TypeError, ValueError) as error:
+        return parse_template(value)
+    except ValueError as error:
         _invalid(FieldViolation("template", f"is not a template in proto JSON: {error}"))
+
+
+_BAD_ENUM = re.compile(r"Invalid enum value (\S+) for enum type (\S+) at (\S+?)\.*$")
+
+
+def parse_template(data: Mapping[str, Any]) -> template_pb2.Template:
+    """A Template from its proto-JSON form. ValueError says what is wrong; for an enum value
+    the parser does not know (`"action": "PAUSE"`) it names the values to write instead
+    (`GATE_ACTION_PAUSE`), which protobuf's own message does not."""
+    try:
+        return json_format.ParseDict(dict(data), template_pb2.Template())
+    except json_format.ParseError as error:
+        found = _BAD_ENUM.search(str(error))
+        if found is None:
+            raise ValueError(str(error)) from None
+        given, type_name, where = found.groups()
+        enum = descriptor_pool.Default().FindEnumTypeByName(type_name)
+        names = [v.name for v in enum.values if v.number != 0]
+        guess = next((n for n in names if n.endswith("_" + given.strip('"').upper())), None)
+        hint = f"write {guess}" if guess else f"write one of {', '.join(names)}"
+        raise ValueError(
+            f"{where.removeprefix('Template.')}: {given} is not a {enum.name} value; {hint} "
+            "(proto JSON spells enum values in full)"
+        ) from None
+    except (TypeError, AttributeError) as error:
+        raise ValueError(str(error)) from None
 
 
 def struct(value: Mapping[str, Any] | None, field: str) -> struct_pb2.Struct:
