@@ -13,8 +13,10 @@ terminal, for a person.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import TextIO
 
 import structlog
@@ -38,14 +40,16 @@ def configure(level: str = "INFO", output: str = "auto", stream: TextIO | None =
         if as_json
         else [structlog.dev.ConsoleRenderer(colors=terminal)]
     )
+    # Sluice's own JSON lines take one processor instead of six: every run logs a few lines,
+    # and the chain cost 30 us a line under load (8 % of the server's time at 500 runs/s).
+    own: list[Processor] = (
+        [_drop_unset, _render_json]
+        if as_json
+        else [_drop_unset, structlog.stdlib.add_logger_name,
+              structlog.processors.add_log_level, stamp, *render]
+    )  # fmt: skip
     structlog.configure(
-        processors=[
-            _drop_unset,
-            structlog.stdlib.add_logger_name,
-            structlog.processors.add_log_level,
-            stamp,
-            *render,
-        ],
+        processors=own,
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=lambda name="sluice", *_: _NamedWriter(stream, name),
         cache_logger_on_first_use=True,
@@ -84,6 +88,29 @@ def _drop_unset(_logger: object, _method: str, event: EventDict) -> EventDict:
     if None in event.values():
         return {key: value for key, value in event.items() if value is not None}
     return event
+
+
+def _render_json(logger: object, method: str, event: EventDict) -> str:
+    """The whole JSON line at once: the common fields first, then the line's own."""
+    if "exc_info" in event:
+        event = structlog.processors.format_exc_info(logger, method, event)
+    text = event.pop("event", "")
+    line = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "level": _LEVELS.get(method, method),
+        "logger": getattr(logger, "name", None),
+        "message": text,
+    }
+    line.update(event)
+    return _ENCODE(line)
+
+
+# Built once: json.dumps with an argument builds an encoder on every call.
+_ENCODE = json.JSONEncoder(default=repr).encode
+
+
+# structlog calls the method "warn" or "exception" for some levels; the line says the level.
+_LEVELS = {"warn": "warning", "exception": "error", "critical": "critical"}
 
 
 def _json_fields(_logger: object, _method: str, event: EventDict) -> EventDict:
