@@ -25,7 +25,7 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
-from sluice.observability import logs
+from sluice.observability import logs, run_log
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
@@ -95,6 +95,7 @@ class SluiceServer:
             ),
             clock=self.clock,
             sleep=self._sleep,
+            on_committed=[run_log.committed],
         )
         catalog = TemplateCatalog(self.store, load_predefined(), self.registry, self.clock)
         workflows = Workflows(

@@ -42,11 +42,11 @@ from sluice.engine.model import (
 )
 from sluice.engine.ports import Clock, Store, SystemClock
 from sluice.engine.scheduler import Decision, decide_into
-from sluice.observability import run_log
 
 log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+Observer = Callable[[Run, Sequence[Event]], None]
 
 # A store that fails for a moment (Unavailable) is tried again after 0.05 s, 0.1 s, ... at most
 # 5 s apart: a call's change 3 times in all, the engine's own until stored or shut down.
@@ -118,12 +118,16 @@ class Engine:
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         bus: EventBus | None = None,
+        on_committed: Sequence[Observer] = (),
     ) -> None:
+        """`on_committed`: called with a run and the events just committed to it (its state
+        after them), after its watchers are told; the server logs runs this way."""
         self.store = store
         self.handlers = handlers
         self.settings = settings
         self.clock = clock or SystemClock()
         self.bus = bus or EventBus()
+        self._observers = tuple(on_committed)
         self._sleep = sleep
         self._drivers: dict[str, _Driver] = {}
         self._active = ActiveRunCounts(store)
@@ -437,7 +441,8 @@ class Engine:
     def _publish(self, run: Run, events: Sequence[Event]) -> None:
         """Committed events go to watchers and to the log."""
         self.bus.publish(run.id, events)
-        run_log.committed(run, events)
+        for observe in self._observers:
+            observe(run, events)
 
     def _then(self, driver: _Driver, decision: Decision) -> Decision:
         """`decision` followed by what comes next, to commit as one transaction: steps a
