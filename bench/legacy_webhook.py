@@ -41,6 +41,7 @@ class LegacyClient:
     """The old client behind the current `post_json` signature (it returned only the status)."""
 
     def __init__(self, allow: WebhookAllowList) -> None:
+        self.allow = allow  # what notify's check_config reads
         self._old = WebhookClient(allow)
 
     async def post_json(
