@@ -97,7 +97,9 @@ async def test_list_pages_views_and_creation_times(sluice: Sluice, client: Workf
         len(json.loads((await sluice("list", "--created-after", "1h", "--json")).out)["workflows"])
         == 5
     )
-    assert json.loads((await sluice("list", "--created-before", "7d", "--json")).out) == {"workflows": []}
+    assert json.loads((await sluice("list", "--created-before", "7d", "--json")).out) == {
+        "workflows": []
+    }
 
     bad = await sluice("list", "--created-after", "yesterday")
     assert bad.code == 2 and "--created-after 'yesterday': expected an ISO 8601 time" in bad.err
