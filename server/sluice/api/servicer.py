@@ -221,15 +221,15 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         budget = self._max_message_bytes - _RESPONSE_MARGIN
         next_cursor = page.next_cursor
         for i, run in enumerate(page.runs):
-            workflow = convert.run_to_proto(run, now, full=full)
+            workflow = convert.run_to_proto(run, now, into=response.workflows.add(), full=full)
             budget -= workflow.ByteSize() + _FIELD_OVERHEAD
             if budget < 0 and i > 0:
                 # A page holds what fits in one message (AIP-158 allows a short page); the
                 # rest follows from the last run sent.
+                del response.workflows[-1]
                 last = page.runs[i - 1]
                 next_cursor = (last.created_at, last.id)
                 break
-            response.workflows.append(workflow)
         if next_cursor is not None:
             response.next_page_token = encode_cursor(next_cursor, filters)
         return response

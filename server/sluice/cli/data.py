@@ -11,18 +11,17 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-# Doubles are exact integers up to 2**53; beyond that a float is what was stored.
-_EXACT = 2**53
+from sluice.json_numbers import whole_numbers
 
 
 def plain(value: struct_pb2.Struct | struct_pb2.Value | struct_pb2.ListValue) -> Any:
     """The Python data of a Struct, Value or ListValue, integral numbers as ints."""
-    return _integral(json_format.MessageToDict(value))
+    return whole_numbers(json_format.MessageToDict(value))
 
 
 def number(value: float) -> str:
     """`0.7` as 0.7 and `3.0` as 3."""
-    return json.dumps(_integral(value))
+    return json.dumps(whole_numbers(value))
 
 
 def to_text(data: Any, *, indent: int | None = None) -> str:
@@ -43,13 +42,3 @@ def summary_lines(
     if len(data) > max_keys:
         lines.append(f"… {len(data) - max_keys} more")
     return lines, cut
-
-
-def _integral(data: Any) -> Any:
-    if isinstance(data, float) and data.is_integer() and abs(data) <= _EXACT:
-        return int(data)
-    if isinstance(data, dict):
-        return {key: _integral(value) for key, value in data.items()}
-    if isinstance(data, list):
-        return [_integral(item) for item in data]
-    return data

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult
+from sluice.json_numbers import whole_numbers
 from sluice.steps import _schema
 from sluice.steps._config import fmt_number
 from sluice.steps._schema import Schema
@@ -160,7 +161,7 @@ class HttpStep:
         content: bytes | None = None
         content_type = ""
         if config.get("body") is not None:
-            content = json.dumps(_whole_numbers(config["body"]), separators=(",", ":")).encode()
+            content = json.dumps(whole_numbers(config["body"]), separators=(",", ":")).encode()
             content_type = "application/json"
         elif "bodyText" in config:
             content = str(config["bodyText"]).encode()
@@ -217,14 +218,3 @@ def _text(value: Any) -> str:
 
 def _query_value(value: Any) -> str | list[str]:
     return [_text(item) for item in value] if isinstance(value, list) else _text(value)
-
-
-def _whole_numbers(value: Any) -> Any:
-    """3.0 -> 3 all through a JSON value: receivers that want an integer may refuse 3.0."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, Mapping):
-        return {key: _whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(item) for item in value]
-    return value

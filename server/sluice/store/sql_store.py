@@ -44,7 +44,6 @@ from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
 from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
 from sluice.store.sqlite_raw import RawStatement
 
-_TERMINAL = frozenset(s for s in RunStatus if s.terminal)
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
 )
@@ -209,11 +208,7 @@ class SqlStore:
             status = RunStatus(found)
             if status.terminal:
                 # Steps, gates, events and outbox records go with it (ON DELETE CASCADE).
-                conn.execute(
-                    runs.delete().where(
-                        runs.c.id == run_id, runs.c.status.in_([s.value for s in _TERMINAL])
-                    )
-                )
+                conn.execute(runs.delete().where(runs.c.id == run_id))
             return status
 
         return await self._db.write(delete)
