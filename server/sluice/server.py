@@ -23,9 +23,9 @@ from sluice.api.tls import server_credentials
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
-from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
+from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient

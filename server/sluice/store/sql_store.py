@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from sluice.engine.errors import Conflict
+from sluice.engine.errors import Conflict, LeaseLost
 from sluice.engine.model import (
     Event,
     EventType,
@@ -36,12 +36,21 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import RunFilter, RunKey, RunPage
+from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
 from sluice.store import codec, sqlite_file, sqlite_wal, urls
 from sluice.store import migrate as migrate_schema
 from sluice.store.errors import opening
 from sluice.store.executors import AsyncExecutor, Executor, SqliteExecutor
-from sluice.store.schema import events, gate_results, outbox, runs, step_runs, templates
+from sluice.store.schema import (
+    events,
+    gate_results,
+    outbox,
+    run_commands,
+    runs,
+    step_runs,
+    templates,
+    timers,
+)
 from sluice.store.sqlite_raw import RawStatement
 
 _TERMINAL_EVENTS = frozenset(
@@ -77,7 +86,16 @@ class SqlStore:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    async def create_run(self, run: Run, new_events: Sequence[Event]) -> Run:
+    async def create_run(
+        self,
+        run: Run,
+        new_events: Sequence[Event],
+        *,
+        then: Callable[[sa.Connection], object] | None = None,
+    ) -> Run:
+        """`then`: more work on the new run in the same transaction (not for an existing run
+        returned for its request id)."""
+
         def insert(conn: sa.Connection) -> Run:
             if run.request_id:
                 existing = _run_id_for_request(conn, run.owner, run.request_id)
@@ -98,6 +116,8 @@ class SqlStore:
                 for statement, _, rows in inserts:
                     if rows:
                         conn.execute(statement, rows)
+            if then is not None:
+                then(conn)
             return run
 
         try:
@@ -125,6 +145,10 @@ class SqlStore:
         run: Run,
         new_events: Sequence[Event],
         publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        timers: Mapping[str, datetime | None] | None = None,
+        fence: Fence | None = None,
+        command: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
         step_ids = sorted({e.step_id for e in new_events if e.step_id})
         ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
@@ -138,15 +162,27 @@ class SqlStore:
             for step_id, p in publications
         ]  # fmt: skip
         run_row = {**_run_row(run), "k_id": run.id, "k_version": run.version - 1}
+        if fence is not None:
+            run_row |= {"k_lease_owner": fence.owner, "k_lease_epoch": fence.epoch}
+        timer_work = _timer_work(run.id, timers) if timers else ()
+        command_row = (
+            {"k_id": command[0], "outcome": dict(command[1]), "done_at": run.updated_at}
+            if command is not None
+            else None
+        )
 
         def write(conn: sa.Connection) -> None:
-            if conn.dialect.name == "sqlite":
+            for statement, params in timer_work:
+                conn.execute(statement, params)
+            if command_row is not None:
+                conn.execute(_FINISH_COMMAND, command_row)
+            if conn.dialect.name == "sqlite" and fence is None:
                 return _write_raw(
                     conn, run.id, run_row, step_rows, gate_rows, event_rows, outbox_rows
                 )
-            result = conn.execute(_UPDATE_RUN, run_row)
+            result = conn.execute(_UPDATE_RUN if fence is None else _UPDATE_FENCED_RUN, run_row)
             if result.rowcount != 1:
-                raise Conflict(f"workflow {run.id} was changed by another writer")
+                _raise_lost_write(conn, run.id, fence)
             if step_rows:
                 conn.execute(_UPDATE_STEP, step_rows)
             if gate_rows:
@@ -160,6 +196,25 @@ class SqlStore:
             await self._db.write(write)
         except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
             raise Conflict(f"workflow {run.id} was changed by another writer") from exc
+
+    async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
+        ids = list(run_ids)
+        query = sa.select(timers.c.run_id, timers.c.key, timers.c.fire_at).where(
+            timers.c.run_id.in_(ids)
+        )
+        return await self._db.read(
+            lambda conn: [Timer(r, k, codec.utc(at) or at) for r, k, at in conn.execute(query)]
+        )
+
+    async def get_run_any(self, run_id: str) -> Run | None:
+        """The run whatever its owner (for a server taking runs over, never for a caller)."""
+        query = sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id)
+
+        def load(conn: sa.Connection) -> Run | None:
+            found = _load_runs(conn, query)
+            return found[0] if found else None
+
+        return await self._db.read(load)
 
     async def get_run(self, owner: str, run_id: str) -> Run | None:
         query = sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id, runs.c.owner == owner)
@@ -428,6 +483,7 @@ def _assemble_runs(
             ended_at=codec.utc(s["ended_at"]),
             output=s["output"] if outputs else None,
             error=s["error"],
+            retry_at=codec.utc(s["retry_at"]),
         )
     gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
     for g in gate_rows:
@@ -482,13 +538,22 @@ def _keyed_update(table: sa.Table, keys: tuple[str, ...], fields: tuple[str, ...
     )
 
 
-_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error")
+_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error", "retry_at")
 _GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
 _RUN_FIELDS = (
     "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
     "updated_at", "last_sequence", "version", "start_request_id", "start_request_hash",
 )  # fmt: skip
 _UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
+_UPDATE_FENCED_RUN = _keyed_update(
+    runs, ("id", "version", "lease_owner", "lease_epoch"), _RUN_FIELDS
+)
+_FINISH_COMMAND = _keyed_update(run_commands, ("id",), ("outcome", "done_at"))
+_DELETE_TIMERS = timers.delete().where(
+    timers.c.run_id == sa.bindparam("run_id"),
+    timers.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
+_INSERT_TIMERS = timers.insert()
 _UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
 _UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
 _INSERT_EVENTS = events.insert()
@@ -560,6 +625,26 @@ def _execute_raw(
     return changed
 
 
+def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> list[tuple[Any, Any]]:
+    """The statements that set and clear a run's timers (set = replace: delete, then insert)."""
+    work: list[tuple[Any, Any]] = [(_DELETE_TIMERS, {"run_id": run_id, "keys": list(changes)})]
+    rows = [{"run_id": run_id, "key": k, "fire_at": at} for k, at in changes.items() if at]
+    if rows:
+        work.append((_INSERT_TIMERS, rows))
+    return work
+
+
+def _raise_lost_write(conn: sa.Connection, run_id: str, fence: Fence | None) -> None:
+    """A run's UPDATE matched nothing: say whether the lease or the version moved."""
+    if fence is not None:
+        row = conn.execute(
+            sa.select(runs.c.lease_owner, runs.c.lease_epoch).where(runs.c.id == run_id)
+        ).first()
+        if row is None or (row.lease_owner, row.lease_epoch) != (fence.owner, fence.epoch):
+            raise LeaseLost(f"workflow {run_id} is leased to another server now")
+    raise Conflict(f"workflow {run_id} was changed by another writer")
+
+
 def _keyed(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {(f"k_{k}" if k in keys else k): v for k, v in row.items()}
 
@@ -575,6 +660,9 @@ def _run_identity(run: Run) -> dict[str, Any]:
         "created_at": run.created_at,
         "request_id": run.request_id or None,
         "request_hash": run.request_hash or None,
+        "lease_owner": None,
+        "lease_epoch": 0,
+        "lease_expires_at": None,
     }
 
 
@@ -612,6 +700,7 @@ def _step_row(run: Run, s: StepRun) -> dict[str, Any]:
         "ended_at": s.ended_at,
         "output": s.output,
         "error": s.error,
+        "retry_at": s.retry_at,
     }
 
 
