@@ -208,6 +208,8 @@ class LeaseStore(Protocol):
         """Delete a command not yet carried out; False when it already was."""
         ...
 
+    async def close(self) -> None: ...
+
 
 Notice = Callable[[str, Sequence[str]], None]
 

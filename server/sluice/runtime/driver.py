@@ -283,6 +283,7 @@ class Engine:
             except SluiceError as exc:
                 log.warning("could not release leases: they expire instead", error=str(exc))
             await self.cluster.notifier.close()
+            await self.cluster.leases.close()
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -817,11 +818,14 @@ class Engine:
             return decision
         now = self.clock.now()
         if not self._draining:
-            just_started = {e.step_id for e in decision.events if e.type is EventType.STEP_STARTED}
+            # Attempts still under way here: running, just started, or finished with their
+            # outcome waiting for the next flush. Any other RUNNING step was cut off.
+            under_way = {e.step_id for e in decision.events if e.type is EventType.STEP_STARTED}
+            under_way.update(o.step_id for o in driver.finished)
             for step in list(run.steps.values()):
                 if (
                     step.status is StepStatus.RUNNING
-                    and step.step_id not in just_started
+                    and step.step_id not in under_way
                     and not self.dispatcher.running(run.id, step.step_id)
                 ):
                     decision.emit(

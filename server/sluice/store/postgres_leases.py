@@ -13,12 +13,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import URL
 
 from sluice.engine.model import Event, Run
 from sluice.engine.ports import StoredCommand
-from sluice.store.executors import Executor
+from sluice.store.executors import AsyncExecutor, Executor
 from sluice.store.schema import run_commands
-from sluice.store.sql_store import SqlStore
+from sluice.store.sql_store import SqlStore, create_engine
 
 _IDS = sa.bindparam("ids", type_=ARRAY(sa.String))
 
@@ -81,11 +82,15 @@ _PENDING = (
 
 
 class PostgresLeases:
-    """The LeaseStore port on the store's own connections."""
+    """The LeaseStore port. Its statements have connections of their own: a renewal queued
+    behind a busy server's transitions could arrive after its leases expired."""
 
-    def __init__(self, store: SqlStore, executor: Executor) -> None:
+    def __init__(self, store: SqlStore, url: str | URL) -> None:
         self._store = store
-        self._db = executor
+        self._db: Executor = AsyncExecutor(create_engine(url, pool_size=2, max_overflow=2))
+
+    async def close(self) -> None:
+        await self._db.close()
 
     async def create_leased(
         self, run: Run, events: Sequence[Event], owner: str, ttl: timedelta

@@ -81,6 +81,10 @@ class SqlStore:
         await engine.dispose()  # migrations done; SQLite's own threads take over
         return cls(SqliteExecutor(*_sqlite_engines(engine.url)))
 
+    @property
+    def executor(self) -> Executor:
+        return self._db
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -768,7 +772,7 @@ def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
-def create_engine(url: str | URL) -> AsyncEngine:
+def create_engine(url: str | URL, **options: Any) -> AsyncEngine:
     """An async engine for `url` (any form `urls` accepts). For SQLite, creates the file and
     its folder and sets the pragmas a server needs (WAL, a busy timeout, foreign keys, full
     fsync on commit). StoreSetupError for a URL or SQLite file the store cannot use."""
@@ -778,7 +782,10 @@ def create_engine(url: str | URL) -> AsyncEngine:
     if path is not None:
         sqlite_file.check(path)
     engine = create_async_engine(
-        parsed, pool_pre_ping=not sqlite, connect_args=_busy_timeout(parsed) if sqlite else {}
+        parsed,
+        pool_pre_ping=not sqlite,
+        connect_args=_busy_timeout(parsed) if sqlite else {},
+        **options,
     )
     if sqlite:
         sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
