@@ -30,8 +30,9 @@ from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
 from sluice.steps.webhook import WebhookAllowList
+from sluice.store.base import SqlStore
 from sluice.store.errors import StoreSetupError
-from sluice.store.sql_store import SqlStore
+from sluice.store.factory import open_store
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
 from sluice.v1 import workflow_service_pb2, workflow_service_pb2_grpc
@@ -82,7 +83,7 @@ class SluiceServer:
     async def start(self) -> int:
         # The port first: a server that cannot listen must not touch (or migrate) a database.
         server = self._server = self._bind()
-        self.store = await SqlStore.open(self.settings.database_url, migrate=self.settings.migrate)
+        self.store = await open_store(self.settings.database_url, migrate=self.settings.migrate)
         self.engine = Engine(
             self.store,
             self.registry,

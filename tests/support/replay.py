@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sluice.engine.model import Event, Run
 from sluice.engine.transitions import apply
-from sluice.store.sql_store import SqlStore
+from sluice.store.base import SqlStore
 
 
 def replay(stored: Run, events: list[Event]) -> Run:
