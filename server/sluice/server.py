@@ -40,10 +40,11 @@ from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
 from sluice.steps.webhook import WebhookAllowList
 from sluice.store import urls
+from sluice.store.base import SqlStore
 from sluice.store.errors import StoreSetupError
+from sluice.store.factory import open_store
 from sluice.store.postgres_leases import PostgresLeases
 from sluice.store.postgres_notify import PostgresNotifier
-from sluice.store.sql_store import SqlStore
 from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
@@ -100,7 +101,7 @@ class SluiceServer:
         if sqlite is not None:
             self._sqlite_lock = ServerLock(sqlite)
             self._sqlite_lock.acquire()
-        self.store = await SqlStore.open(self.settings.database_url, migrate=self.settings.migrate)
+        self.store = await open_store(self.settings.database_url, migrate=self.settings.migrate)
         self.engine = Engine(
             self.store,
             self.registry,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sluice.client import EventType, WorkflowClient, WorkflowEvent, WorkflowStatus
-from sluice.store.sql_store import SqlStore
+from sluice.store.factory import open_store
 from tests.support.plugin import read_ledger
 from tests.support.process import ServerProcess, free_port
 from tests.support.receiver import Receiver, running_receiver
@@ -93,7 +93,7 @@ async def until_event(
 
 async def check_logs(database_url: str, run_ids: Sequence[str]) -> None:
     """Every run's log is gapless 1..n and replays to its stored state."""
-    store = await SqlStore.open(database_url)
+    store = await open_store(database_url)
     try:
         for run_id in run_ids:
             await assert_log_matches_state(store, "local", run_id)

@@ -10,7 +10,7 @@ from sluice.engine.errors import Conflict, FailedPrecondition
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.model import ExecutionOptions, RunStatus, StepSpec, Template
 from sluice.runtime.driver import Engine
-from sluice.store.sql_store import SqlStore
+from sluice.store.factory import open_store
 from tests.support.handlers import Calls, register
 
 
@@ -18,8 +18,8 @@ async def test_a_stale_writer_loses_and_catches_up(database_url: str) -> None:
     calls = Calls()
     registry = HandlerRegistry()
     register(registry, calls)
-    store_a = await SqlStore.open(database_url)
-    store_b = await SqlStore.open(database_url)
+    store_a = await open_store(database_url)
+    store_b = await open_store(database_url)
     a, b = Engine(store_a, registry), Engine(store_b, registry)
     try:
         template = Template(id="t", steps=(StepSpec("s", "latch", config={"latch": "hold"}),))

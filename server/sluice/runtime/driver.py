@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -116,7 +116,7 @@ class _Driver:
         self.lock = asyncio.Lock()
         self.finished: list[Outcome] = []
         self.flusher: asyncio.Task[None] | None = None
-        self.wake: asyncio.TimerHandle | None = None
+        self.wake: asyncio.Task[None] | None = None
         self.dropped = False
         # Made only while someone waits: most runs are never waited on (an asyncio.Event here
         # cost about 700 bytes, a tenth of a holding run's memory).
@@ -780,21 +780,21 @@ class Engine:
         for observe in self._observers:
             observe(run, events)
 
-    def _arm(self, driver: _Driver, at: Any) -> None:
-        """Wake the run at `at` (its earliest timer), replacing the wake set before."""
-        if driver.wake is not None:
+    def _arm(self, driver: _Driver, at: datetime | None) -> None:
+        """Wake the run at `at` (its earliest timer), replacing the wake set before. (Through
+        the engine's `sleep`, so a test with a clock of its own passes time at will.)"""
+        if driver.wake is not None and driver.wake is not asyncio.current_task():
             driver.wake.cancel()
-            driver.wake = None
+        driver.wake = None
         if at is None or self._draining:
             return
         delay = max(0.0, (at - self.clock.now()).total_seconds())
-        driver.wake = asyncio.get_running_loop().call_later(delay, self._wake_soon, driver)
+        driver.wake = asyncio.create_task(self._wake_after(driver, delay))
 
-    def _wake_soon(self, driver: _Driver) -> None:
+    async def _wake_after(self, driver: _Driver, delay: float) -> None:
+        await self._sleep(delay)
         driver.wake = None
-        task = asyncio.create_task(self._wake(driver))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        await self._wake(driver)
 
     async def _wake(self, driver: _Driver) -> None:
         """A timer of the run fell due: decide again (the retry it waited for starts)."""

@@ -17,9 +17,10 @@ from sqlalchemy.engine import URL
 
 from sluice.engine.model import Event, Run
 from sluice.engine.ports import StoredCommand
+from sluice.store.base import SqlStore
 from sluice.store.executors import AsyncExecutor, Executor
+from sluice.store.postgres import create_engine
 from sluice.store.schema import run_commands
-from sluice.store.sql_store import SqlStore, create_engine
 
 _IDS = sa.bindparam("ids", type_=ARRAY(sa.String))
 
@@ -85,7 +86,7 @@ class PostgresLeases:
     """The LeaseStore port. Its statements have connections of their own: a renewal queued
     behind a busy server's transitions could arrive after its leases expired."""
 
-    def __init__(self, store: SqlStore, url: str | URL) -> None:
+    def __init__(self, store: SqlStore, url: URL) -> None:
         self._store = store
         self._db: Executor = AsyncExecutor(create_engine(url, pool_size=2, max_overflow=2))
 
