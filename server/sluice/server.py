@@ -97,11 +97,11 @@ class SluiceServer:
     async def start(self) -> int:
         # The port first: a server that cannot listen must not touch (or migrate) a database.
         server = self._server = self._bind()
+        self.store = await open_store(self.settings.database_url, migrate=self.settings.migrate)
         sqlite = urls.sqlite_path(urls.normalize(self.settings.database_url))
         if sqlite is not None:
             self._sqlite_lock = ServerLock(sqlite)
             self._sqlite_lock.acquire()
-        self.store = await open_store(self.settings.database_url, migrate=self.settings.migrate)
         self.engine = Engine(
             self.store,
             self.registry,
@@ -117,7 +117,9 @@ class SluiceServer:
             on_committed=[run_log.committed],
             cluster=self._cluster(self.store) if sqlite is None else None,
         )
-        catalog = TemplateCatalog(self.store, load_predefined(), self.registry, self.clock)
+        catalog = TemplateCatalog(
+            self.store, load_predefined(), self.registry, self.clock, shared=sqlite is None
+        )
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
         )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sluice.client import EventType, WorkflowClient, WorkflowEvent, WorkflowStatus
+from sluice.client.errors import NotFoundError
 from sluice.store.factory import open_store
 from tests.support.plugin import read_ledger
 from tests.support.process import ServerProcess, free_port
@@ -80,6 +83,10 @@ class Servers:
 
 async def events_of(client: WorkflowClient, run_id: str) -> list[WorkflowEvent]:
     return [e async for e in client.watch(run_id)]
+
+
+async def reconnecting(client: WorkflowClient, run_id: str) -> list[WorkflowEvent]:
+    return [e async for e in client.watch(run_id, reconnect=True, initial_backoff=0.1)]
 
 
 async def until_event(
@@ -271,3 +278,58 @@ async def test_a_retry_waits_out_its_backoff_across_a_kill(servers: Servers) -> 
     second = next(e for e in events if e.type == E.EVENT_TYPE_STEP_STARTED and e.attempt == 2)
     assert second.time.ToDatetime(UTC) >= retry_at, "the attempt ran before its backoff was over"
     await check_logs(servers.database_url, [run.id])
+
+
+async def test_a_template_deleted_on_one_server_is_gone_on_the_others_within_a_second(
+    servers: Servers,
+) -> None:
+    a, b = await servers.start(2)
+    async with WorkflowClient(a.address) as on_a, WorkflowClient(b.address) as on_b:
+        await on_a.create_template(template("shared", step("s", "work")))
+        await on_b.create_workflow("shared", version=1)  # B has version 1 in its cache now
+        await on_a.delete_template("shared")
+        deleted = time.monotonic()
+        while True:
+            try:
+                await on_b.create_workflow("shared", version=1)
+            except NotFoundError:
+                break
+            assert time.monotonic() - deleted < 3, "B still runs a template deleted on A"
+            await asyncio.sleep(0.1)
+
+
+def _restart_postgresql() -> None:
+    """Restart the PostgreSQL cluster the tests use (fast shutdown: connections are cut)."""
+    (version,) = os.listdir("/etc/postgresql")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.skipif(not shutil.which("pg_ctlcluster"), reason="needs pg_ctlcluster")
+async def test_a_postgresql_restart_under_load_loses_nothing(servers: Servers) -> None:
+    a, b = await servers.start(2)
+    async with WorkflowClient(a.address) as on_a, WorkflowClient(b.address) as on_b:
+        clients = [on_a, on_b]
+        runs = []
+        for i in range(40):
+            run = await clients[i % 2].create_workflow(DIAMOND)
+            await clients[i % 2].execute_workflow(run.id)
+            runs.append(run.id)
+        await until_event(on_a, runs[-1], E.EVENT_TYPE_STEP_STARTED)
+
+        await asyncio.to_thread(_restart_postgresql)
+
+        # Each watch reconnects if the restart cut it, and goes on from its last event.
+        finished = await asyncio.wait_for(
+            asyncio.gather(*(reconnecting(clients[i % 2], r) for i, r in enumerate(runs))), 60
+        )
+        final = [await on_b.get_workflow(r) for r in runs]
+
+    assert {w.status for w in final} == {WorkflowStatus.WORKFLOW_STATUS_COMPLETED}
+    for events in finished:
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    await check_logs(servers.database_url, runs)

@@ -71,9 +71,10 @@ def _problem(path: Path, error: sqlite3.Error) -> str:
 
 
 class ServerLock:
-    """Held by the one server a SQLite database may have: a second server on the same file
-    would drive the same runs without leases. (An advisory lock the kernel drops when the
-    process dies, however it dies.)"""
+    """Held by the one server process a SQLite database may have: a second server on the same
+    file would drive the same runs without leases. (A POSIX record lock: the kernel drops it
+    when the process dies, however it dies; it belongs to the process, so servers a test starts
+    inside one process share it.)"""
 
     def __init__(self, path: Path) -> None:
         self._database = path
@@ -83,8 +84,8 @@ class ServerLock:
     def acquire(self) -> None:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             os.close(fd)
             raise StoreSetupError(
                 f"another Sluice server is using the SQLite database {self._database}: SQLite "
