@@ -2,8 +2,8 @@
 it did in it (commits, rows, bytes).
 
 The server is `SLUICE_BENCH_POSTGRES` (default postgresql://postgres@127.0.0.1:5432/postgres,
-trust auth); the benchmarks connect to its `postgres` database to create and drop databases
-named sluice_bench_<random> and never touch any other. pg_stat_statements needs
+trust auth; `make` passes its POSTGRES_URL); the benchmarks connect to its `postgres` database
+to create and drop databases named sluice_bench_<random> and never touch any other. pg_stat_statements needs
 shared_preload_libraries and so a restart of the cluster (others run tests on it), so the work
 is counted with what needs no extension: pg_stat_database (transactions) and
 pg_stat_user_tables (rows), per database. A backend sends its counts to the shared statistics
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,14 +26,16 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bench import common
 
-ADMIN_URL = os.environ.get("SLUICE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The server: its scheme may name a driver (the Makefile's POSTGRES_URL says +asyncpg) and its
+# database is not used (the benchmarks work in `postgres` and in their own databases).
+ADMIN_URL = os.environ.get("SLUICE_BENCH_POSTGRES") or "postgresql://postgres@127.0.0.1/postgres"
 PREFIX = "sluice_bench_"
 T = TypeVar("T")
 
 
 def _url(database: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
+    server = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", ADMIN_URL).rpartition("/")[0]
+    return f"{server}/{database}"
 
 
 def _with(database: str, work: Callable[[Any], Awaitable[T]]) -> T:
