@@ -400,7 +400,8 @@ def render(
 
     out += _webhooks(results.get("webhooks", {}))
     out += _lists(results.get("lists", {}))
-    out += ["", "## Floor (same run, same machine)", ""]
+    if floor:  # not with --only naming other scenarios
+        out += ["", "## Floor (same run, same machine)", ""]
     if "error" in floor:
         out.append(f"**error**: {floor['error']}")
     elif floor:
@@ -475,6 +476,8 @@ def _webhooks(w: dict[str, Any]) -> list[str]:
 
 
 def _peers(results: dict[str, dict[str, Any]], s: dict[str, Any], t: dict[str, Any]) -> list[str]:
+    if "dbos" not in results and "temporal" not in results:
+        return []  # --only without them (dbos-pg has its own section)
     out = [
         "",
         "## Peers on diamond-5 (same run)",
