@@ -39,7 +39,11 @@ def postgres_usage(
     tables: dict[str, dict[str, int]], runs: int, compact: dict[str, int]
 ) -> dict[str, Any]:
     sizes = {name.removeprefix("public."): t["bytes"] for name, t in tables.items()}
-    return _per_run(runs, sum(sizes.values()), sizes, sum(compact.values()))
+    compacted = {name.removeprefix("public."): size for name, size in compact.items()}
+    return _per_run(
+        runs, sum(sizes.values()), sizes, sum(compact.values()),
+        compact_tables=dict(sorted(compacted.items(), key=lambda kv: -kv[1])),
+    )  # fmt: skip
 
 
 def _per_run(
