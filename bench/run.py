@@ -574,7 +574,7 @@ def _median(values: list[Any]) -> Any:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run under a minute")
+    p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run")
     p.add_argument("--scale", type=float, default=None, help="size factor (SLUICE_BENCH_SCALE)")
     p.add_argument(
         "--only", default="", help="comma-separated scenario names; `postgres`: the PostgreSQL set"
