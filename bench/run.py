@@ -351,13 +351,13 @@ def render(
             f"/ {per_wf(t['workflows_per_s'], orm)} "
             f"| latency p50 {t['latency_ms_p50']:.0f} ms, p99 {t['latency_ms_p99']:.0f} ms; {_cpu(t)} |"
         )
-    for key, load in (
+    for key, kind in (
         ("watch", "no-op steps: the runs outpace delivery"),
         ("watch-steady", f"steps of {STEADY_STEP_SECONDS * 1000:.0f} ms +/- 50 %"),
     ):
         w = results.get(key, {})
         if "error" in w:
-            out.append(f"| watch fan-out ({load}) | | **error** | | {w['error']} |")
+            out.append(f"| watch fan-out ({kind}) | | **error** | | {w['error']} |")
             continue
         if not w:
             continue
@@ -367,7 +367,7 @@ def render(
             else "-"
         )
         out.append(
-            f"| watch fan-out ({w['watchers']} streams over {w['runs']} running runs, {load}) "
+            f"| watch fan-out ({w['watchers']} streams over {w['runs']} running runs, {kind}) "
             f"| events/s delivered; latency p50 / p99 "
             f"| {w['events_per_s']:,.0f}; {w['latency_ms_p50']:.0f} / {w['latency_ms_p99']:.0f} ms "
             f"| {ratio} | {w['events_delivered']:,} events; latency from the event's server "
