@@ -28,8 +28,10 @@ class Server:
         listen: str = "127.0.0.1:0",
         database_url: str | None = None,
         name: str = "server",
+        root: Path = ROOT,
         **settings: str,
     ) -> None:
+        """`root`: the checkout whose server to run (with its own .venv), to compare builds."""
         self.workdir = workdir
         self.database = workdir / "sluice.db"
         self.database_url = database_url or f"sqlite+aiosqlite:///{self.database}"
@@ -37,6 +39,7 @@ class Server:
         self.plugin = plugin
         self.listen = listen
         self.settings = settings
+        self.root = root
         self.address = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # time.time() just before the process was spawned
@@ -56,7 +59,7 @@ class Server:
         self._starts += 1
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(self.root),
             "SLUICE_LISTEN": self.listen,
             "SLUICE_DATABASE_URL": self.database_url,
             "SLUICE_PLUGINS": self.plugin,
@@ -65,8 +68,9 @@ class Server:
         log = self.log.open("wb")
         self.started_at = time.time()
         begin = time.perf_counter()
+        python = sys.executable if self.root == ROOT else str(self.root / ".venv/bin/python")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sluice.server"], env=env, cwd=ROOT, stderr=log
+            [python, "-m", "sluice.server"], env=env, cwd=self.root, stderr=log
         )
         log.close()
         deadline = begin + timeout

@@ -26,15 +26,8 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
-from sluice.runtime.driver import (
-    COMMANDS,
-    EVENTS,
-    Cluster,
-    ClusterSettings,
-    Engine,
-    EngineSettings,
-    Sleep,
-)
+from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, ClusterSettings
+from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient

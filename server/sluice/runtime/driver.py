@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,10 +46,11 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import Clock, Fence, LeaseStore, Notifier, Store, SystemClock
+from sluice.engine.ports import Clock, Fence, Store, SystemClock
 from sluice.engine.scheduler import Decision, attempt_failed, decide_into, wake_at
 from sluice.runtime.active_runs import ActiveRunCounts
 from sluice.runtime.bus import EventBus
+from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, LeaseKeeper
 from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
 
 log = structlog.get_logger(__name__)
@@ -63,10 +64,6 @@ STORE_RETRY_FIRST_DELAY = 0.05
 STORE_RETRY_MAX_DELAY = 5.0
 STORE_RETRY_CALL_ATTEMPTS = 3
 
-# Notice channels between servers: a run's log grew; a run has a stored command.
-EVENTS = "events"
-COMMANDS = "commands"
-
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -77,32 +74,6 @@ class EngineSettings:
     max_watchers_per_run: int = 100
     # A step's output (as JSON) larger than this fails the step: it is stored and streamed.
     max_output_bytes: int = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """Leases for several servers on one database."""
-
-    lease_ttl: timedelta = timedelta(seconds=30)
-    renew_every: timedelta = timedelta(seconds=5)
-    # Runs this server drives at most; past it, new runs are left for the others to claim.
-    max_runs: int = 10_000
-    claim_batch: int = 100
-    # How often a watcher or waiter on a run driven elsewhere reads the store without a notice.
-    recheck: timedelta = timedelta(seconds=1)
-
-
-@dataclass(slots=True)
-class Cluster:
-    """What a server needs to share a database with others."""
-
-    leases: LeaseStore
-    notifier: Notifier
-    settings: ClusterSettings = ClusterSettings()
-    server_id: str = ""
-
-    def __post_init__(self) -> None:
-        self.server_id = self.server_id or uuid.uuid4().hex[:16]
 
 
 class _Driver:
@@ -206,7 +177,8 @@ class Engine:
         if self.cluster is not None:
             await self.cluster.notifier.start(self._on_notice)
             count = await self._claim()
-            self._heartbeat = asyncio.create_task(self._keep_leases(), name="leases")
+            keeper = LeaseKeeper(self.cluster, self._leased, self._drop, self._after_renewal)
+            self._heartbeat = asyncio.create_task(keeper.run(), name="leases")
         else:
             runs = await self.store.unfinished_runs()
             drivers = [self._drivers.setdefault(run.id, _Driver(run)) for run in runs]
@@ -539,6 +511,9 @@ class Engine:
         self._resume_soon([driver])
         return driver
 
+    def _leased(self) -> dict[str, _Driver]:
+        return {d.run.id: d for d in self._drivers.values() if d.fence is not None}
+
     def _resume_soon(self, drivers: Sequence[_Driver]) -> None:
         task = asyncio.create_task(self._resume(drivers))
         self._background.add(task)
@@ -575,37 +550,9 @@ class Engine:
             await self._resume(drivers)
         return len(drivers)
 
-    async def _keep_leases(self) -> None:
-        """Every `renew_every`: extend this server's leases (dropping the runs it lost), take
-        on runs whose lease expired, and carry out commands a lost notice left waiting."""
-        assert self.cluster is not None
-        cluster = self.cluster
-        ttl = cluster.settings.lease_ttl.total_seconds()
-        renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(cluster.settings.renew_every.total_seconds())
-            held = {d.run.id: d for d in self._drivers.values() if d.fence is not None}
-            started = time.monotonic()
-            try:
-                kept = await cluster.leases.renew(
-                    self.server_id, list(held), cluster.settings.lease_ttl
-                )
-            except Unavailable as exc:
-                if time.monotonic() - renewed > ttl:
-                    # Others may take these runs now: stop them rather than run them twice.
-                    for driver in held.values():
-                        self._drop(driver, "could not renew its lease in time")
-                log.warning("could not renew leases", error=str(exc))
-                continue
-            renewed = started
-            for run_id, driver in held.items():
-                if run_id not in kept:
-                    self._drop(driver, "its lease expired and another server took it")
-            try:
-                await self._claim()
-                await self._carry_out_pending(list(kept))
-            except Unavailable as exc:
-                log.warning("could not claim workflows", error=str(exc))
+    async def _after_renewal(self, kept: Set[str]) -> None:
+        await self._claim()
+        await self._carry_out_pending(list(kept))
 
     # --- commands from other servers ------------------------------------------------------
 
