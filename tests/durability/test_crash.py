@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sluice.client import EventType, WorkflowClient, WorkflowEvent, WorkflowStatus
-from sluice.store.sql_store import SqlStore
+from sluice.store.factory import open_store
 from tests.support.plugin import read_ledger
 from tests.support.process import ServerProcess, free_port
 from tests.support.replay import assert_log_matches_state
@@ -85,7 +85,7 @@ async def test_runs_survive_the_death_of_the_server(
     rerun = [key for key, numbers in attempts.items() if len(numbers) > 1]
     assert rerun, "the death cut no step off: the test did not exercise recovery"
 
-    store = await SqlStore.open(database_url)
+    store = await open_store(database_url)
     try:
         for run in runs:
             events = await assert_log_matches_state(store, "local", run.id)

@@ -9,7 +9,7 @@ import pytest
 
 from sluice.store import sqlite_file, urls
 from sluice.store.errors import StoreSetupError
-from sluice.store.sql_store import SqlStore
+from sluice.store.factory import open_store
 from tests.support.disks import read_only, tmpfs
 
 
@@ -85,4 +85,4 @@ def test_a_read_only_sqlite_file_or_folder_is_named(tmp_path: Path) -> None:
 
 async def test_opening_the_store_says_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(StoreSetupError, match="is a folder"):
-        await SqlStore.open(f"sqlite:///{tmp_path}")
+        await open_store(f"sqlite:///{tmp_path}")

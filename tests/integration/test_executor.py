@@ -10,11 +10,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from sluice.store.executors import SqliteExecutor
-from sluice.store.sql_store import _sqlite_engines
+from sluice.store.sqlite import sqlite_engines
 
 
 async def test_a_failing_write_in_a_batch_undoes_only_itself(tmp_path: Path) -> None:
-    executor = SqliteExecutor(*_sqlite_engines(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    executor = SqliteExecutor(*sqlite_engines(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
     try:
         await executor.write(lambda c: c.exec_driver_sql("CREATE TABLE t (v INTEGER PRIMARY KEY)"))
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from sluice.engine.model import RunStatus
 from sluice.engine.ports import RunFilter
-from sluice.store.sql_store import SqlStore, create_engine, page_query
+from sluice.store.base import page_query
+from sluice.store.factory import create_engine, open_store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -42,7 +43,7 @@ def _plan(conn: sa.Connection, query: sa.Select[Any]) -> list[str]:
 async def test_each_filter_is_an_index_range_in_list_order(
     database_url: str, where: RunFilter, cursor: tuple[datetime, str] | None
 ) -> None:
-    await (await SqlStore.open(database_url)).close()  # the schema, migrated
+    await (await open_store(database_url)).close()  # the schema, migrated
     engine = create_engine(database_url)
     status = where.statuses[0] if where.statuses else None
     query = page_query("alice", where, status, cursor, 51)

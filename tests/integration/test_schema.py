@@ -14,12 +14,12 @@ from alembic.runtime.migration import MigrationContext
 
 from sluice.engine.model import StepSpec, Template
 from sluice.store import codec, migrate
+from sluice.store.factory import create_engine, open_store
 from sluice.store.schema import metadata, templates
-from sluice.store.sql_store import SqlStore, create_engine
 
 
 async def test_empty_database_is_created_at_the_latest_revision(database_url: str) -> None:
-    store = await SqlStore.open(database_url)
+    store = await open_store(database_url)
     await store.close()
     engine = create_engine(database_url)
     try:
@@ -36,14 +36,14 @@ async def test_empty_database_is_created_at_the_latest_revision(database_url: st
 
 
 async def test_a_newer_schema_is_refused(database_url: str) -> None:
-    await (await SqlStore.open(database_url)).close()
+    await (await open_store(database_url)).close()
     engine = create_engine(database_url)
     async with engine.begin() as conn:
         await conn.execute(sa.text("UPDATE alembic_version SET version_num = 'from-the-future'"))
     await engine.dispose()
 
     with pytest.raises(migrate.SchemaError, match="newer than this Sluice knows"):
-        await SqlStore.open(database_url, migrate=True)
+        await open_store(database_url, migrate=True)
 
     cli = [sys.executable, "-m", "sluice.server", "--listen", "127.0.0.1:0",
            "--database-url", database_url]  # fmt: skip
@@ -74,7 +74,7 @@ async def test_a_database_with_foreign_tables_is_refused(database_url: str) -> N
         await conn.execute(sa.text("CREATE TABLE runs (id INTEGER PRIMARY KEY)"))
     await engine.dispose()
     with pytest.raises(migrate.SchemaError, match="no migration history"):
-        await SqlStore.open(database_url)
+        await open_store(database_url)
 
 
 async def test_a_database_at_0001_upgrades_with_its_data(database_url: str) -> None:
@@ -93,9 +93,9 @@ async def test_a_database_at_0001_upgrades_with_its_data(database_url: str) -> N
     finally:
         await engine.dispose()
     with pytest.raises(migrate.SchemaError, match="older than"):
-        await SqlStore.open(database_url)
+        await open_store(database_url)
 
-    store = await SqlStore.open(database_url, migrate=True)
+    store = await open_store(database_url, migrate=True)
     try:
         [kept] = await store.list_templates("local")
         assert (kept.id, kept.version) == ("mine", 1)

@@ -18,7 +18,7 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.transitions import apply
-from sluice.store.sql_store import SqlStore
+from sluice.store.factory import open_store
 
 NOW = datetime(2026, 5, 17, 8, 30, 12, 345678, tzinfo=UTC)
 
@@ -32,7 +32,7 @@ async def test_a_run_and_its_transitions_read_back_unchanged(database_url: str) 
     run = Run.new(id="00000000-0000-4000-8000-0000000000aa", owner="u", template=template,
                   params={"p": [1, {"x": None}], "q": "text"}, now=NOW)  # fmt: skip
     created = [apply(run, Event(EventType.WORKFLOW_CREATED, NOW))]
-    store = await SqlStore.open(database_url)
+    store = await open_store(database_url)
     try:
         await store.create_run(run, created)
         later = NOW + timedelta(seconds=1, microseconds=7)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sluice.engine.model import Event, Run
+from sluice.engine.ports import Store
 from sluice.engine.transitions import apply
-from sluice.store.sql_store import SqlStore
 
 
 def replay(stored: Run, events: list[Event]) -> Run:
@@ -19,7 +19,7 @@ def replay(stored: Run, events: list[Event]) -> Run:
     return run
 
 
-async def assert_log_matches_state(store: SqlStore, owner: str, run_id: str) -> list[Event]:
+async def assert_log_matches_state(store: Store, owner: str, run_id: str) -> list[Event]:
     """The run's events are numbered 1..n with no gap and replay to the stored state.
 
     The run may still be moving (a step finishing in a paused run): the first `last_sequence`

@@ -75,7 +75,7 @@ def _on_database(database_url: str, work: Callable[[AsyncEngine], Awaitable[T]])
     """`work` on an engine for the URL; a database that cannot be used as given (or a schema
     this Sluice cannot handle) ends the command with one line and exit code 2."""
     from sluice.store.errors import StoreSetupError, opening
-    from sluice.store.sql_store import create_engine
+    from sluice.store.factory import create_engine
 
     async def run() -> T:
         engine = create_engine(database_url)

@@ -1,6 +1,6 @@
 """The hot-path statements, executed on the raw sqlite3 cursor.
 
-The statements are still the SQLAlchemy constructs of `sql_store` (one definition of the SQL);
+The statements are still the SQLAlchemy constructs of `base` (one definition of the SQL);
 this only skips SQLAlchemy's per-execution work on SQLite, where the writer thread's
 interpreter time bounds throughput: each statement is compiled once, and values are converted
 the way SQLAlchemy's SQLite types store them (JSON as text, datetimes as

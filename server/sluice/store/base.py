@@ -1,0 +1,549 @@
+"""The Store on SQLAlchemy 2 Core: the SQL both databases share.
+
+Each operation is a plain function of a synchronous `Connection`, run by the subclass's
+executor (see `executors`). A transition is a compare-and-set UPDATE of the run, executemany
+UPDATEs of the steps and gates it touched and multi-row INSERTs of its events and outbox
+records. How those batched writes reach the database is the one thing a subclass decides
+(`_execute`): SQLite (`sqlite.py`) runs them on its own cursor, PostgreSQL (`postgres.py`)
+through SQLAlchemy. `factory.open_store` picks the subclass by URL.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from sluice.engine.errors import Conflict, LeaseLost
+from sluice.engine.model import (
+    Event,
+    EventType,
+    GateResult,
+    Publication,
+    Run,
+    RunStatus,
+    StepRun,
+    Template,
+)
+from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
+from sluice.store import codec, rows
+from sluice.store.executors import Executor
+from sluice.store.schema import (
+    events,
+    gate_results,
+    outbox,
+    run_commands,
+    runs,
+    step_runs,
+    templates,
+    timers,
+)
+
+_TERMINAL_EVENTS = frozenset(
+    {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
+)
+_ACTIVE = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+
+# A batch of writes: each statement with the rows it runs for (executemany; none: skipped).
+Writes = Sequence[tuple[sa.Insert | sa.Update, list[dict[str, Any]]]]
+
+
+class SqlStore(ABC):
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
+        """`factory.open_store`, under the name the store had when it was one class."""
+        from sluice.store.factory import open_store  # the factory imports the subclasses
+
+        return await open_store(url, migrate=migrate)
+
+    @abstractmethod
+    def _execute(self, conn: sa.Connection, writes: Writes) -> int:
+        """Run each statement for its rows, in `conn`'s transaction; the number of rows the
+        first statement changed. Integrity errors come out as SQLAlchemy's IntegrityError."""
+
+    @property
+    def executor(self) -> Executor:
+        return self._db
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        run: Run,
+        new_events: Sequence[Event],
+        *,
+        then: Callable[[sa.Connection], object] | None = None,
+    ) -> Run:
+        """`then`: more work on the new run in the same transaction (not for an existing run
+        returned for its request id)."""
+
+        def insert(conn: sa.Connection) -> Run:
+            if run.request_id:
+                existing = _run_id_for_request(conn, run.owner, run.request_id)
+                if existing is not None:
+                    found = _load_runs(conn, sa.select(*RUN_COLUMNS).where(runs.c.id == existing))
+                    return found[0]
+            self._execute(
+                conn,
+                [
+                    (INSERT_RUN, [{**rows.run_row(run), **rows.run_identity(run)}]),
+                    (INSERT_STEPS, [rows.step_row(run, s) | {"position": i}
+                                    for i, s in enumerate(run.steps.values())]),
+                    (INSERT_GATES, [rows.gate_row(run, g) | {"position": i}
+                                    for i, g in enumerate(run.gates.values())]),
+                    (INSERT_EVENTS, [rows.event_row(e) for e in new_events]),
+                ],
+            )  # fmt: skip
+            if then is not None:
+                then(conn)
+            return run
+
+        try:
+            return await self._db.write(insert)
+        except IntegrityError:
+            # Two calls with one request_id raced past the check (PostgreSQL): the winner's run.
+            if not run.request_id:
+                raise
+            found = await self.get_run_by_request(run.owner, run.request_id)
+            if found is None:
+                raise
+            return found
+
+    async def get_run_by_request(self, owner: str, request_id: str) -> Run | None:
+        def load(conn: sa.Connection) -> Run | None:
+            existing = _run_id_for_request(conn, owner, request_id)
+            if existing is None:
+                return None
+            return _load_runs(conn, sa.select(*RUN_COLUMNS).where(runs.c.id == existing))[0]
+
+        return await self._db.read(load)
+
+    async def commit(
+        self,
+        run: Run,
+        new_events: Sequence[Event],
+        publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        timers: Mapping[str, datetime | None] | None = None,
+        fence: Fence | None = None,
+        command: tuple[int, Mapping[str, Any]] | None = None,
+    ) -> None:
+        step_ids = sorted({e.step_id for e in new_events if e.step_id})
+        ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
+        gate_ids = sorted(set(run.gates) if ends else {e.gate_id for e in new_events if e.gate_id})
+        step_rows = [rows.keyed(rows.step_row(run, run.steps[s]), "run_id", "step_id")
+                     for s in step_ids]  # fmt: skip
+        gate_rows = [rows.keyed(rows.gate_row(run, run.gates[g]), "run_id", "gate_id")
+                     for g in gate_ids]  # fmt: skip
+        event_rows = [rows.event_row(e) for e in new_events]
+        outbox_rows = [
+            {"run_id": run.id, "step_id": step_id, "kind": p.kind, "channel": p.channel,
+             "payload": dict(p.payload), "created_at": run.updated_at}
+            for step_id, p in publications
+        ]  # fmt: skip
+        run_row = {**rows.run_row(run), "k_id": run.id, "k_version": run.version - 1}
+        if fence is not None:
+            run_row |= {"k_lease_owner": fence.owner, "k_lease_epoch": fence.epoch}
+        timer_work = _timer_work(run.id, timers) if timers else ()
+        command_row = (
+            {"k_id": command[0], "outcome": dict(command[1]), "done_at": run.updated_at}
+            if command is not None
+            else None
+        )
+
+        def write(conn: sa.Connection) -> None:
+            for statement, params in timer_work:
+                conn.execute(statement, params)
+            if command_row is not None:
+                conn.execute(_FINISH_COMMAND, command_row)
+            if fence is None:
+                changed = self._execute(conn, [(UPDATE_RUN, [run_row])])
+            else:  # fenced by the run's lease (several servers: PostgreSQL)
+                changed = conn.execute(_UPDATE_FENCED_RUN, run_row).rowcount
+            if changed != 1:
+                _raise_lost_write(conn, run.id, fence)
+            self._execute(
+                conn,
+                [
+                    (UPDATE_STEP, step_rows),
+                    (UPDATE_GATE, gate_rows),
+                    (INSERT_EVENTS, event_rows),
+                    (INSERT_OUTBOX, outbox_rows),
+                ],
+            )
+
+        try:
+            await self._db.write(write)
+        except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
+            raise Conflict(f"workflow {run.id} was changed by another writer") from exc
+
+    async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
+        query = sa.select(timers.c.run_id, timers.c.key, timers.c.fire_at).where(
+            timers.c.run_id.in_(list(run_ids))
+        )
+        return await self._db.read(
+            lambda conn: [Timer(r, k, codec.utc(at) or at) for r, k, at in conn.execute(query)]
+        )
+
+    async def get_run_any(self, run_id: str) -> Run | None:
+        query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id)
+
+        def load(conn: sa.Connection) -> Run | None:
+            found = _load_runs(conn, query)
+            return found[0] if found else None
+
+        return await self._db.read(load)
+
+    async def get_run(self, owner: str, run_id: str) -> Run | None:
+        query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id, runs.c.owner == owner)
+
+        def load(conn: sa.Connection) -> Run | None:
+            found = _load_runs(conn, query)
+            return found[0] if found else None
+
+        return await self._db.read(load)
+
+    async def list_runs(
+        self,
+        owner: str,
+        where: RunFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        outputs: bool = True,
+    ) -> RunPage:
+        # One query per status (or one without): each is a range of an index that ends in
+        # (created_at, id), read newest first and cut at the page, so a page costs its own
+        # rows whatever the table holds. `status IN (...)` instead makes the database either
+        # sort every matching run or walk the owner's runs past every non-matching one.
+        queries = [page_query(owner, where, status, after, limit + 1) for status in
+                   (where.statuses or (None,))]  # fmt: skip
+
+        def load(conn: sa.Connection) -> list[Run]:
+            found = [row for query in queries for row in conn.execute(query).mappings()]
+            if len(queries) > 1:
+                found.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
+            return _assemble_runs(conn, found[: limit + 1], outputs=outputs)
+
+        found = await self._db.read(load)
+        more = len(found) > limit
+        found = found[:limit]
+        cursor = (found[-1].created_at, found[-1].id) if more and found else None
+        return RunPage(found, cursor)
+
+    async def delete_run(self, owner: str, run_id: str) -> RunStatus | None:
+        def delete(conn: sa.Connection) -> RunStatus | None:
+            found = conn.execute(
+                sa.select(runs.c.status).where(runs.c.id == run_id, runs.c.owner == owner)
+            ).scalar_one_or_none()
+            if found is None:
+                return None
+            status = RunStatus(found)
+            if status.terminal:
+                # Steps, gates, events and outbox records go with it (ON DELETE CASCADE).
+                conn.execute(runs.delete().where(runs.c.id == run_id))
+            return status
+
+        return await self._db.write(delete)
+
+    async def pending_runs_created_before(self, cutoff: datetime, limit: int) -> list[RunKey]:
+        query = (
+            sa.select(runs.c.owner, runs.c.id)
+            .where(runs.c.status == RunStatus.PENDING.value, runs.c.created_at < cutoff)
+            .order_by(runs.c.created_at)
+            .limit(limit)
+        )
+        return await self._db.read(
+            lambda conn: [RunKey(owner, run_id) for owner, run_id in conn.execute(query)]
+        )
+
+    async def delete_runs_ended_before(self, cutoff: datetime, limit: int) -> int:
+        oldest = (
+            sa.select(runs.c.id)
+            .where(runs.c.ended_at < cutoff)
+            .order_by(runs.c.ended_at)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        statement = runs.delete().where(runs.c.id.in_(oldest))
+        return await self._db.write(lambda conn: int(conn.execute(statement).rowcount))
+
+    async def count_active_runs(self, owner: str) -> int:
+        params = {"owner": owner}
+        return await self._db.read(
+            lambda conn: int(conn.execute(_COUNT_ACTIVE, params).scalar_one())
+        )
+
+    async def unfinished_runs(self) -> list[Run]:
+        query = (
+            sa.select(*RUN_COLUMNS)
+            .where(runs.c.status.in_([RunStatus.RUNNING.value, RunStatus.PAUSED.value]))
+            .order_by(runs.c.created_at)
+        )
+        return await self._db.read(lambda conn: _load_runs(conn, query))
+
+    async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        query = (
+            sa.select(events)
+            .where(events.c.run_id == run_id, events.c.sequence > after_sequence)
+            .order_by(events.c.sequence)
+            .limit(limit)
+        )
+        return await self._db.read(
+            lambda conn: [rows.event_from_row(r) for r in conn.execute(query).mappings()]
+        )
+
+    async def list_outbox(self, run_id: str) -> list[dict[str, Any]]:
+        query = sa.select(outbox).where(outbox.c.run_id == run_id).order_by(outbox.c.id)
+        return await self._db.read(lambda conn: [dict(r) for r in conn.execute(query).mappings()])
+
+    # --- templates ----------------------------------------------------------------------------
+
+    async def add_template(self, template: Template) -> Template:
+        def insert(conn: sa.Connection) -> Template:
+            latest = conn.execute(
+                sa.select(sa.func.max(templates.c.version)).where(
+                    templates.c.owner == template.owner, templates.c.id == template.id
+                )
+            ).scalar_one_or_none()
+            stored = replace(template, version=(latest or 0) + 1)
+            conn.execute(
+                templates.insert().values(
+                    owner=stored.owner,
+                    id=stored.id,
+                    version=stored.version,
+                    body=codec.template_to_json(stored),
+                    created_at=stored.created_at,
+                )
+            )
+            return stored
+
+        return await self._db.write(insert)
+
+    async def delete_template(self, owner: str, template_id: str, version: int) -> int:
+        # Marked, not removed: add_template numbers after the highest version ever registered,
+        # so a version number never names two different templates.
+        statement = (
+            templates.update()
+            .where(
+                templates.c.owner == owner,
+                templates.c.id == template_id,
+                templates.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=sa.func.now())
+        )
+        if version:
+            statement = statement.where(templates.c.version == version)
+        return await self._db.write(lambda conn: int(conn.execute(statement).rowcount))
+
+    async def latest_template_version(self, owner: str, template_id: str) -> int | None:
+        params = {"owner": owner, "id": template_id}
+        return await self._db.read(
+            lambda conn: conn.execute(_LATEST_VERSION, params).scalar_one_or_none()
+        )
+
+    async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
+        query = sa.select(templates.c.body).where(
+            templates.c.owner == owner,
+            templates.c.id == template_id,
+            templates.c.deleted_at.is_(None),
+        )
+        if version:
+            query = query.where(templates.c.version == version)
+        query = query.order_by(templates.c.version.desc()).limit(1)
+        body = await self._db.read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return codec.template_from_json(body) if body is not None else None
+
+    async def list_templates(self, owner: str) -> list[Template]:
+        latest = (
+            sa.select(templates.c.id, sa.func.max(templates.c.version).label("version"))
+            .where(templates.c.owner == owner, templates.c.deleted_at.is_(None))
+            .group_by(templates.c.id)
+            .subquery()
+        )
+        query = (
+            sa.select(templates.c.body)
+            .join(
+                latest,
+                sa.and_(templates.c.id == latest.c.id, templates.c.version == latest.c.version),
+            )
+            .where(templates.c.owner == owner)
+            .order_by(templates.c.id)
+        )
+        bodies = await self._db.read(lambda conn: list(conn.execute(query).scalars()))
+        return [codec.template_from_json(b) for b in bodies]
+
+
+def _run_id_for_request(conn: sa.Connection, owner: str, request_id: str) -> str | None:
+    query = sa.select(runs.c.id).where(runs.c.owner == owner, runs.c.request_id == request_id)
+    return conn.execute(query).scalar_one_or_none()
+
+
+def page_query(
+    owner: str,
+    where: RunFilter,
+    status: RunStatus | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """What list_runs asks for one status (or none): newest first, after the cursor. (Public so
+    a test can check every combination of filters is served by an index.)"""
+    query = sa.select(*RUN_COLUMNS).where(runs.c.owner == owner)
+    if status is not None:
+        query = query.where(runs.c.status == status.value)
+    if where.template_id:
+        query = query.where(runs.c.template_id == where.template_id)
+    if where.created_from is not None:
+        query = query.where(runs.c.created_at >= where.created_from)
+    if where.created_before is not None and after is None:
+        # Past the first page the cursor is the upper bound (it came from a page of this very
+        # filter, so it lies below created_before): two upper bounds would make the database
+        # seek to one and filter by the other, reading every row between them.
+        query = query.where(runs.c.created_at < where.created_before)
+    if after is not None:
+        # A row value, which both databases turn into one index seek; the equivalent
+        # `a < x OR (a = x AND b < y)` is not always recognised as a range.
+        created, last_id = after
+        query = query.where(
+            sa.tuple_(runs.c.created_at, runs.c.id)
+            < sa.tuple_(
+                sa.bindparam(None, created, type_=runs.c.created_at.type),
+                sa.bindparam(None, last_id, type_=runs.c.id.type),
+            )
+        )
+    return query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+
+
+# The template snapshot is read as text (see rows.snapshot_from_text).
+RUN_COLUMNS = [
+    *(c for c in runs.c if c.name != "template"),
+    sa.cast(runs.c.template, sa.Text).label("template"),
+]
+
+
+def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
+    return _assemble_runs(conn, conn.execute(query).mappings().all())
+
+
+_STEP_COLUMNS_WITHOUT_OUTPUT = [c for c in step_runs.c if c.name != "output"]
+
+
+def _assemble_runs(
+    conn: sa.Connection, found: Sequence[sa.RowMapping], *, outputs: bool = True
+) -> list[Run]:
+    """Runs from their rows, with their steps (and outputs, unless left out) and gates."""
+    if not found:
+        return []
+    ids = [r["id"] for r in found]
+    step_columns = list(step_runs.c) if outputs else _STEP_COLUMNS_WITHOUT_OUTPUT
+    step_rows = conn.execute(
+        sa.select(*step_columns).where(step_runs.c.run_id.in_(ids)).order_by(step_runs.c.position)
+    ).mappings()
+    gate_rows = conn.execute(
+        sa.select(gate_results)
+        .where(gate_results.c.run_id.in_(ids))
+        .order_by(gate_results.c.position)
+    ).mappings()
+    steps_by_run: dict[str, dict[str, StepRun]] = {i: {} for i in ids}
+    for s in step_rows:
+        steps_by_run[s["run_id"]][s["step_id"]] = rows.step_from_row(s, output=outputs)
+    gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
+    for g in gate_rows:
+        gates_by_run[g["run_id"]][g["gate_id"]] = rows.gate_from_row(g)
+    return [rows.run_from_row(r, steps_by_run[r["id"]], gates_by_run[r["id"]]) for r in found]
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+def _keyed_update(table: sa.Table, keys: tuple[str, ...], fields: tuple[str, ...]) -> sa.Update:
+    """UPDATE table SET fields WHERE keys, all as bind parameters (keys bound as "k_<name>").
+
+    Built once at import: a constant statement keeps its SQLAlchemy cache key memoized, so the
+    hot path neither rebuilds nor re-keys it.
+    """
+    return (
+        table.update()
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+        .values({f: sa.bindparam(f) for f in fields})
+    )
+
+
+_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error", "retry_at")
+_GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
+_RUN_FIELDS = (
+    "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
+    "updated_at", "last_sequence", "version", "start_request_id", "start_request_hash",
+)  # fmt: skip
+
+# The batched writes of create_run and commit: the statements a subclass's _execute receives.
+INSERT_RUN = runs.insert()
+INSERT_STEPS = step_runs.insert()
+INSERT_GATES = gate_results.insert()
+INSERT_EVENTS = events.insert()
+INSERT_OUTBOX = outbox.insert()
+UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
+UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
+UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
+# Outside the hot path (run with SQLAlchemy on every database): the lease-fenced update of a
+# run, a command's outcome, timers.
+_UPDATE_FENCED_RUN = _keyed_update(
+    runs, ("id", "version", "lease_owner", "lease_epoch"), _RUN_FIELDS
+)
+_FINISH_COMMAND = _keyed_update(run_commands, ("id",), ("outcome", "done_at"))
+_DELETE_TIMERS = timers.delete().where(
+    timers.c.run_id == sa.bindparam("run_id"),
+    timers.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
+_INSERT_TIMERS = timers.insert()
+# Each with its table, for a subclass that compiles them itself.
+BATCHED: tuple[tuple[sa.Insert | sa.Update, sa.Table], ...] = (
+    (INSERT_RUN, runs),
+    (INSERT_STEPS, step_runs),
+    (INSERT_GATES, gate_results),
+    (INSERT_EVENTS, events),
+    (INSERT_OUTBOX, outbox),
+    (UPDATE_RUN, runs),
+    (UPDATE_STEP, step_runs),
+    (UPDATE_GATE, gate_results),
+)
+
+_COUNT_ACTIVE = sa.select(sa.func.count()).where(
+    runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)
+)
+_LATEST_VERSION = sa.select(sa.func.max(templates.c.version)).where(
+    templates.c.owner == sa.bindparam("owner"),
+    templates.c.id == sa.bindparam("id"),
+    templates.c.deleted_at.is_(None),
+)
+
+
+def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> list[tuple[Any, Any]]:
+    """The statements that set and clear a run's timers (set = replace: delete, then insert)."""
+    work: list[tuple[Any, Any]] = [(_DELETE_TIMERS, {"run_id": run_id, "keys": list(changes)})]
+    rows_ = [{"run_id": run_id, "key": k, "fire_at": at} for k, at in changes.items() if at]
+    if rows_:
+        work.append((_INSERT_TIMERS, rows_))
+    return work
+
+
+def _raise_lost_write(conn: sa.Connection, run_id: str, fence: Fence | None) -> None:
+    """A run's UPDATE matched nothing: say whether its lease or its version moved."""
+    if fence is not None:
+        row = conn.execute(
+            sa.select(runs.c.lease_owner, runs.c.lease_epoch).where(runs.c.id == run_id)
+        ).first()
+        if row is None or (row.lease_owner, row.lease_epoch) != (fence.owner, fence.epoch):
+            raise LeaseLost(f"workflow {run_id} is leased to another server now")
+    raise Conflict(f"workflow {run_id} was changed by another writer")

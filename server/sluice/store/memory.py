@@ -1,0 +1,292 @@
+"""The Store in memory, for engine tests that need no SQL: same semantics as the SQL stores
+(owner isolation, the version compare-and-set, request_id dedupe, list pages and cursors,
+delete rules, template versions never reused), checked against them by
+tests/integration/test_store_conformance.py.
+
+It writes what the SQL stores write and nothing more: a commit changes the run's mutable
+fields and only the steps and gates its events name (every gate when the run ends), so an
+engine bug that leaves a change out of its events shows here as it would on a database.
+Values go in and come out as copies: a caller changing what it holds changes nothing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sluice.engine.errors import Conflict
+from sluice.engine.model import (
+    Event,
+    EventType,
+    Publication,
+    Run,
+    RunStatus,
+    Template,
+)
+from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
+
+_TERMINAL_EVENTS = frozenset(
+    {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
+)
+_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED})
+_UNFINISHED = frozenset({RunStatus.RUNNING, RunStatus.PAUSED})
+# What a commit changes of the run itself (as the SQL stores' UPDATE of runs).
+_RUN_FIELDS = (
+    "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
+    "updated_at", "last_sequence", "version", "start_request_id", "start_request_hash",
+)  # fmt: skip
+
+
+@dataclass
+class _StoredRun:
+    run: Run
+    events: list[Event] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    timers: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass
+class _StoredTemplate:
+    template: Template
+    deleted: bool = False
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._runs: dict[str, _StoredRun] = {}
+        self._by_request: dict[tuple[str, str], str] = {}
+        # (owner, id) -> every version ever registered, oldest first (deleted ones marked).
+        self._templates: dict[tuple[str, str], list[_StoredTemplate]] = {}
+        self._outbox_ids = itertools.count(1)
+
+    async def close(self) -> None:
+        return None
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    async def create_run(self, run: Run, events: Sequence[Event]) -> Run:
+        await _suspend()
+        if run.request_id:
+            existing = self._by_request.get((run.owner, run.request_id))
+            if existing is not None:
+                return self._runs[existing].run.copy()
+        if run.id in self._runs:
+            raise ValueError(f"a run with id {run.id} exists")  # the SQL stores' IntegrityError
+        self._runs[run.id] = _StoredRun(run.copy(), list(events))
+        if run.request_id:
+            self._by_request[(run.owner, run.request_id)] = run.id
+        return run
+
+    async def get_run_by_request(self, owner: str, request_id: str) -> Run | None:
+        await _suspend()
+        run_id = self._by_request.get((owner, request_id))
+        return self._runs[run_id].run.copy() if run_id is not None else None
+
+    async def commit(
+        self,
+        run: Run,
+        events: Sequence[Event],
+        publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        timers: Mapping[str, datetime | None] | None = None,
+        fence: Fence | None = None,
+        command: tuple[int, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """As the SQL stores' commit; leases and stored commands belong to several servers
+        on PostgreSQL, which this store never serves (`fence` and `command` must be None)."""
+        assert fence is None and command is None, "the memory store serves one server"
+        await _suspend()
+        stored = self._runs.get(run.id)
+        if stored is None or stored.run.version != run.version - 1:
+            raise Conflict(f"workflow {run.id} was changed by another writer")
+        known = {e.sequence for e in stored.events}
+        if any(e.sequence in known for e in events):
+            raise Conflict(f"workflow {run.id} was changed by another writer")
+        kept = stored.run
+        for name in _RUN_FIELDS:
+            setattr(kept, name, getattr(run, name))
+        ends = any(e.type in _TERMINAL_EVENTS for e in events)
+        for step_id in {e.step_id for e in events if e.step_id}:
+            kept.steps[step_id] = replace(run.steps[step_id])
+        for gate_id in set(run.gates) if ends else {e.gate_id for e in events if e.gate_id}:
+            kept.gates[gate_id] = replace(run.gates[gate_id])
+        stored.events.extend(events)
+        for key, at in (timers or {}).items():
+            if at is None:
+                stored.timers.pop(key, None)
+            else:
+                stored.timers[key] = at
+        stored.outbox.extend(
+            {"id": next(self._outbox_ids), "run_id": run.id, "step_id": step_id,
+             "kind": p.kind, "channel": p.channel, "payload": dict(p.payload),
+             "created_at": run.updated_at}
+            for step_id, p in publications
+        )  # fmt: skip
+
+    async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
+        await _suspend()
+        found = (self._runs.get(run_id) for run_id in run_ids)
+        return [
+            Timer(s.run.id, k, at) for s in found if s is not None for k, at in s.timers.items()
+        ]
+
+    async def get_run_any(self, run_id: str) -> Run | None:
+        await _suspend()
+        stored = self._runs.get(run_id)
+        return stored.run.copy() if stored is not None else None
+
+    async def get_run(self, owner: str, run_id: str) -> Run | None:
+        await _suspend()
+        stored = self._runs.get(run_id)
+        if stored is None or stored.run.owner != owner:
+            return None
+        return stored.run.copy()
+
+    async def list_runs(
+        self,
+        owner: str,
+        where: RunFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        outputs: bool = True,
+    ) -> RunPage:
+        await _suspend()
+        matching = sorted(
+            (s.run for s in self._runs.values() if _matches(s.run, owner, where, after)),
+            key=lambda r: (r.created_at, r.id),
+            reverse=True,
+        )
+        page = [_without_outputs(r) if not outputs else r.copy() for r in matching[:limit]]
+        more = len(matching) > limit
+        cursor = (page[-1].created_at, page[-1].id) if more and page else None
+        return RunPage(page, cursor)
+
+    async def delete_run(self, owner: str, run_id: str) -> RunStatus | None:
+        await _suspend()
+        stored = self._runs.get(run_id)
+        if stored is None or stored.run.owner != owner:
+            return None
+        status = stored.run.status
+        if status.terminal:
+            self._forget(run_id)
+        return status
+
+    async def pending_runs_created_before(self, cutoff: datetime, limit: int) -> list[RunKey]:
+        await _suspend()
+        pending = sorted(
+            (s.run for s in self._runs.values()
+             if s.run.status is RunStatus.PENDING and s.run.created_at < cutoff),
+            key=lambda r: r.created_at,
+        )  # fmt: skip
+        return [RunKey(r.owner, r.id) for r in pending[:limit]]
+
+    async def delete_runs_ended_before(self, cutoff: datetime, limit: int) -> int:
+        await _suspend()
+        ended = sorted(
+            (s.run for s in self._runs.values()
+             if s.run.ended_at is not None and s.run.ended_at < cutoff),
+            key=lambda r: r.ended_at or cutoff,
+        )[:limit]  # fmt: skip
+        for run in ended:
+            self._forget(run.id)
+        return len(ended)
+
+    async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+        await _suspend()
+        stored = self._runs.get(run_id)
+        if stored is None:
+            return []
+        # Stored in sequence order: each commit appends the events after the last one.
+        return [e for e in stored.events if e.sequence > after_sequence][:limit]
+
+    async def list_outbox(self, run_id: str) -> list[dict[str, Any]]:
+        await _suspend()
+        stored = self._runs.get(run_id)
+        return [dict(r) for r in stored.outbox] if stored is not None else []
+
+    async def count_active_runs(self, owner: str) -> int:
+        await _suspend()
+        return sum(
+            1 for s in self._runs.values() if s.run.owner == owner and s.run.status in _ACTIVE
+        )
+
+    async def unfinished_runs(self) -> list[Run]:
+        await _suspend()
+        unfinished = [s.run for s in self._runs.values() if s.run.status in _UNFINISHED]
+        return [r.copy() for r in sorted(unfinished, key=lambda r: r.created_at)]
+
+    def _forget(self, run_id: str) -> None:
+        stored = self._runs.pop(run_id)
+        if stored.run.request_id:
+            self._by_request.pop((stored.run.owner, stored.run.request_id), None)
+
+    # --- templates ----------------------------------------------------------------------------
+
+    async def add_template(self, template: Template) -> Template:
+        await _suspend()
+        versions = self._templates.setdefault((template.owner, template.id), [])
+        added = replace(template, version=len(versions) + 1)
+        versions.append(_StoredTemplate(added))
+        return added
+
+    async def latest_template_version(self, owner: str, template_id: str) -> int | None:
+        await _suspend()
+        live = self._live_versions(owner, template_id)
+        return live[-1].version if live else None
+
+    async def get_template(self, owner: str, template_id: str, version: int) -> Template | None:
+        await _suspend()
+        live = self._live_versions(owner, template_id)
+        if version:
+            live = [t for t in live if t.version == version]
+        return live[-1] if live else None
+
+    async def list_templates(self, owner: str) -> list[Template]:
+        await _suspend()
+        latest = (
+            self._live_versions(owner, template_id)
+            for (o, template_id) in sorted(self._templates)
+            if o == owner
+        )
+        return [live[-1] for live in latest if live]
+
+    async def delete_template(self, owner: str, template_id: str, version: int) -> int:
+        await _suspend()
+        deleted = 0
+        for stored in self._templates.get((owner, template_id), []):
+            if not stored.deleted and version in (0, stored.template.version):
+                stored.deleted = True
+                deleted += 1
+        return deleted
+
+    def _live_versions(self, owner: str, template_id: str) -> list[Template]:
+        return [s.template for s in self._templates.get((owner, template_id), []) if not s.deleted]
+
+
+async def _suspend() -> None:
+    """Give other tasks a turn, as a call to a database does: the engine's tests then see the
+    interleavings it meets in production, not ones only a store that never waits allows."""
+    await asyncio.sleep(0)
+
+
+def _matches(run: Run, owner: str, where: RunFilter, after: tuple[datetime, str] | None) -> bool:
+    return (
+        run.owner == owner
+        and (not where.statuses or run.status in where.statuses)
+        and (not where.template_id or run.template.id == where.template_id)
+        and (where.created_from is None or run.created_at >= where.created_from)
+        and (where.created_before is None or run.created_at < where.created_before)
+        and (after is None or (run.created_at, run.id) < after)
+    )
+
+
+def _without_outputs(run: Run) -> Run:
+    copy = run.copy()
+    for step in copy.steps.values():
+        step.output = None
+    return copy

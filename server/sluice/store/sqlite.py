@@ -1,0 +1,101 @@
+"""The Store on a SQLite file: pysqlite on the store's own threads (`SqliteExecutor`).
+
+A whole transaction costs one thread hop, concurrent transitions share one commit, and the
+batched writes of a transition run on SQLite's own cursor (`sqlite_raw`): the writer thread's
+interpreter time bounds throughput here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sluice.store import sqlite_file, sqlite_wal
+from sluice.store.base import BATCHED, SqlStore, Writes
+from sluice.store.executors import SqliteExecutor
+from sluice.store.sqlite_raw import RawStatement
+
+# Each batched statement compiled once for SQLite's cursor, found by the statement itself.
+_RAW = {statement: RawStatement(statement, table) for statement, table in BATCHED}
+
+
+class SqliteStore(SqlStore):
+    @classmethod
+    def on_file(cls, url: str | URL) -> SqliteStore:
+        """The store on the (migrated) database file of `url`."""
+        return cls(SqliteExecutor(*sqlite_engines(url)))
+
+    def _execute(self, conn: sa.Connection, writes: Writes) -> int:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        changed = 0
+        try:
+            for i, (statement, values) in enumerate(writes):
+                if values:
+                    count = _RAW[statement].execute(cursor, values)
+                    changed = count if i == 0 else changed
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(statement=None, params=None, orig=exc) from exc
+        except sqlite3.OperationalError as exc:  # e.g. "database is locked"
+            raise OperationalError(statement=None, params=None, orig=exc) from exc
+        finally:
+            cursor.close()
+        return changed
+
+
+def create_engine(url: URL, path: Path) -> AsyncEngine:
+    """An async engine (aiosqlite) on the file at `path`, for migrations and admin commands:
+    creates the file and its folder, and sets the pragmas a server needs (WAL, a busy
+    timeout, foreign keys, full fsync on commit). StoreSetupError for a file it cannot use."""
+    sqlite_file.check(path)
+    engine = create_async_engine(url, connect_args=_busy_timeout(url))
+    sa_event.listen(engine.sync_engine, "connect", _pragmas)
+    return engine
+
+
+def sqlite_engines(url: str | URL) -> tuple[sa.Engine, sa.Engine]:
+    """The writer's and the readers' engines on the same file, with the pysqlite driver.
+
+    pysqlite's own transaction handling is switched off (isolation_level None) so SQLAlchemy
+    issues BEGIN itself: BEGIN IMMEDIATE for the writer, which takes the write lock up front
+    (no deadlock-prone lock upgrades with another process), plain BEGIN for readers.
+    """
+    sync_url = make_url(url).set(drivername="sqlite")
+    made = []
+    for begin in ("BEGIN IMMEDIATE", "BEGIN"):
+        engine = sa.create_engine(
+            sync_url, connect_args={"check_same_thread": False, **_busy_timeout(sync_url)}
+        )
+        sa_event.listen(engine, "connect", _pragmas)
+        sa_event.listen(engine, "connect", _manual_transactions)
+        sa_event.listen(engine, "begin", lambda conn, sql=begin: conn.exec_driver_sql(sql))
+        made.append(engine)
+    return made[0], made[1]
+
+
+def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+# How long a SQLite write waits for another connection's lock before it fails (and the engine
+# retries it): the URL's `?timeout=SECONDS`, as pysqlite reads it, or this.
+BUSY_TIMEOUT_SECONDS = 5.0
+
+
+def _busy_timeout(url: URL) -> dict[str, Any]:
+    return {} if "timeout" in url.query else {"timeout": BUSY_TIMEOUT_SECONDS}
+
+
+def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    sqlite_wal.pragmas(cursor)
+    cursor.close()

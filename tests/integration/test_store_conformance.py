@@ -1,0 +1,319 @@
+"""One Store protocol, three stores: the in-memory one, a SQLite file and (with
+SLUICE_TEST_DATABASE_URL) PostgreSQL answer every check here the same, so the memory store the
+engine tests run on cannot drift from the databases the server runs on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sluice.engine.errors import Conflict
+from sluice.engine.model import (
+    Event,
+    EventType,
+    ExecutionOptions,
+    GateAction,
+    GateSpec,
+    GateStatus,
+    GateType,
+    Operator,
+    Publication,
+    Run,
+    RunStatus,
+    StepSpec,
+    StepStatus,
+    Template,
+)
+from sluice.engine.ports import RunFilter, RunKey, Store
+from sluice.engine.transitions import apply
+from sluice.store.factory import open_store
+from sluice.store.memory import MemoryStore
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+GATE = GateSpec("g", GateType.THRESHOLD, "a", GateAction.CONTINUE, metric="score",
+                operator=Operator.GTE, threshold=0.5)  # fmt: skip
+ONE = Template("one", steps=(StepSpec("a", "sleep"), StepSpec("b", "sleep", dependencies=("a",))),
+               gates=(GATE,))  # fmt: skip
+OTHER = Template("other", steps=ONE.steps, gates=ONE.gates)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
+) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        opened: Store = MemoryStore()
+    elif request.param == "sqlite":
+        opened = await open_store(f"sqlite:///{tmp_path / 'conformance.db'}")
+    elif database_url.startswith("postgresql"):  # SLUICE_TEST_DATABASE_URL names a server
+        opened = await open_store(database_url)
+    else:
+        pytest.skip("PostgreSQL: set SLUICE_TEST_DATABASE_URL (make test-postgres)")
+    yield opened
+    await opened.close()
+
+
+def new_run(
+    n: int, *, owner: str = "alice", template: Template = ONE, request_id: str = ""
+) -> tuple[Run, list[Event]]:
+    """Run number n, created n minutes after T0, with its first event applied."""
+    run = Run.new(id=f"00000000-0000-4000-8000-{n:012d}", owner=owner, template=template,
+                  params={"n": n, "nested": {"list": [1, None]}}, now=T0 + timedelta(minutes=n))  # fmt: skip
+    run.request_id = request_id
+    return run, [apply(run, Event(EventType.WORKFLOW_CREATED, run.created_at))]
+
+
+async def created(store: Store, n: int, **kwargs: object) -> Run:
+    run, events = new_run(n, **kwargs)  # type: ignore[arg-type]
+    return await store.create_run(run, events)
+
+
+async def advance(
+    store: Store, run: Run, *events: Event, publications: Sequence[tuple[str, Publication]] = ()
+) -> list[Event]:
+    """Apply `events` to `run` and commit them as the engine does (version one up)."""
+    applied = [apply(run, e) for e in events]
+    run.version += 1
+    await store.commit(run, applied, publications)
+    return applied
+
+
+def at(run: Run, seconds: float) -> datetime:
+    return run.created_at + timedelta(seconds=seconds)
+
+
+async def started(store: Store, run: Run) -> None:
+    await advance(
+        store, run,
+        Event(EventType.WORKFLOW_STARTED, at(run, 1), details={"autoApprove": True}),
+        Event(EventType.STEP_STARTED, at(run, 1), "a", attempt=1),
+    )  # fmt: skip
+
+
+async def completed(store: Store, run: Run) -> None:
+    await started(store, run)
+    output = {"score": 0.75, "text": "ünïcode"}
+    await advance(
+        store, run,
+        Event(EventType.STEP_COMPLETED, at(run, 2), "a", attempt=1, details={"output": output}),
+        Event(EventType.GATE_PASSED, at(run, 2), "a", "g", details={"observedValue": 0.75, "message": "ok"}),
+        Event(EventType.STEP_STARTED, at(run, 2), "b", attempt=1),
+    )  # fmt: skip
+    await advance(
+        store, run,
+        Event(EventType.STEP_COMPLETED, at(run, 3), "b", attempt=1, details={"output": {}}),
+        Event(EventType.WORKFLOW_COMPLETED, at(run, 3)),
+    )  # fmt: skip
+
+
+async def test_what_is_written_reads_back(store: Store) -> None:
+    run = await created(store, 1)
+    await completed(store, run)
+
+    back = await store.get_run("alice", run.id)
+    assert back is not None
+    assert (back.id, back.owner, back.template.id, back.params) == (
+        run.id, "alice", "one", {"n": 1, "nested": {"list": [1, None]}},
+    )  # fmt: skip
+    assert back.template.step("b").dependencies == ("a",)
+    assert (back.status, back.version, back.last_sequence, back.options) == (
+        RunStatus.COMPLETED, 3, run.last_sequence, ExecutionOptions(auto_approve=True),
+    )  # fmt: skip
+    assert (back.created_at, back.started_at, back.ended_at, back.updated_at) == (
+        run.created_at, at(run, 1), at(run, 3), at(run, 3),
+    )  # fmt: skip
+    assert back.steps == run.steps
+    assert back.steps["a"].output == {"score": 0.75, "text": "ünïcode"}
+    assert back.gates == run.gates
+    assert back.gates["g"].status is GateStatus.PASSED
+
+
+async def test_events_come_back_in_order_from_any_point(store: Store) -> None:
+    run = await created(store, 1)
+    await completed(store, run)
+    every = await store.list_events(run.id, 0, 100)
+    assert [e.sequence for e in every] == list(range(1, run.last_sequence + 1))
+    assert [e.type for e in every[:3]] == [
+        EventType.WORKFLOW_CREATED, EventType.WORKFLOW_STARTED, EventType.STEP_STARTED,
+    ]  # fmt: skip
+    assert every[-1].run_status is RunStatus.COMPLETED
+    assert every[3].details == {"output": {"score": 0.75, "text": "ünïcode"}}
+    assert [e.sequence for e in await store.list_events(run.id, 2, 3)] == [3, 4, 5]
+    assert await store.list_events(run.id, run.last_sequence, 10) == []
+    assert await store.list_events("00000000-0000-4000-8000-999999999999", 0, 10) == []
+
+
+async def test_a_stale_or_skipping_version_conflicts_and_changes_nothing(store: Store) -> None:
+    run = await created(store, 1)
+    await started(store, run)  # version 1
+
+    stale = run.copy()
+    stale.version = 1  # what another writer would hold: the version already stored
+    with pytest.raises(Conflict):
+        await store.commit(stale, [apply(stale, Event(EventType.WORKFLOW_PAUSED, at(run, 5)))])
+    ahead = run.copy()
+    ahead.version = 3
+    with pytest.raises(Conflict):
+        await store.commit(ahead, [apply(ahead, Event(EventType.WORKFLOW_PAUSED, at(run, 5)))])
+    # The right version, but an event number already stored: someone else's log.
+    duplicate = run.copy()
+    duplicate.version = 2
+    event = apply(duplicate, Event(EventType.WORKFLOW_PAUSED, at(run, 5)))
+    reused = Event(event.type, event.time, sequence=2, run_id=run.id, run_status=event.run_status)
+    with pytest.raises(Conflict):
+        await store.commit(duplicate, [reused])
+
+    back = await store.get_run("alice", run.id)
+    assert back is not None
+    assert (back.status, back.version, back.last_sequence) == (RunStatus.RUNNING, 1, 3)
+    assert len(await store.list_events(run.id, 0, 100)) == 3
+
+
+async def test_a_commit_writes_only_what_its_events_name(store: Store) -> None:
+    run = await created(store, 1)
+    await started(store, run)
+    run.steps["b"].error = "changed without an event"
+    await advance(store, run, Event(EventType.WORKFLOW_PAUSED, at(run, 2)))
+    back = await store.get_run("alice", run.id)
+    assert back is not None
+    assert (back.status, back.steps["b"].error) == (RunStatus.PAUSED, "")
+
+
+async def test_a_request_id_gives_back_the_first_run(store: Store) -> None:
+    first = await created(store, 1, request_id="req-1")
+    again = await created(store, 2, request_id="req-1")
+    assert again.id == first.id
+    elsewhere = await created(store, 3, owner="bob", request_id="req-1")
+    assert elsewhere.id != first.id
+    assert [r.id for r in (await store.list_runs("alice", RunFilter(), limit=10, after=None)).runs] == [first.id]  # fmt: skip
+    assert await store.get_run_by_request("alice", "req-1") is not None  # type: ignore[attr-defined]
+    assert await store.get_run_by_request("alice", "req-2") is None  # type: ignore[attr-defined]
+
+
+async def test_another_owner_sees_and_deletes_nothing(store: Store) -> None:
+    run = await created(store, 1)
+    await completed(store, run)
+    assert await store.get_run("bob", run.id) is None
+    assert (await store.list_runs("bob", RunFilter(), limit=10, after=None)).runs == []
+    assert await store.delete_run("bob", run.id) is None
+    assert await store.count_active_runs("bob") == 0
+    assert await store.get_run("alice", run.id) is not None
+
+
+async def test_pages_newest_first_with_cursors_and_filters(store: Store) -> None:
+    runs = [await created(store, n, template=ONE if n % 2 else OTHER) for n in range(1, 8)]
+    for run in runs[:3]:
+        await started(store, run)  # 1-3 RUNNING, 4-7 PENDING
+    await completed(store, runs[3])  # 4 COMPLETED
+
+    def ids(page: list[Run]) -> list[int]:
+        return [int(r.id[-12:]) for r in page]
+
+    first = await store.list_runs("alice", RunFilter(), limit=3, after=None)
+    assert ids(first.runs) == [7, 6, 5]
+    assert first.next_cursor == (runs[4].created_at, runs[4].id)
+    second = await store.list_runs("alice", RunFilter(), limit=3, after=first.next_cursor)
+    assert ids(second.runs) == [4, 3, 2]
+    last = await store.list_runs("alice", RunFilter(), limit=3, after=second.next_cursor)
+    assert (ids(last.runs), last.next_cursor) == ([1], None)
+
+    async def matching(where: RunFilter, limit: int = 10) -> list[int]:
+        found, after = [], None
+        while True:
+            page = await store.list_runs("alice", where, limit=limit, after=after)
+            found += ids(page.runs)
+            if page.next_cursor is None:
+                return found
+            after = page.next_cursor
+
+    statuses = (RunStatus.RUNNING, RunStatus.COMPLETED)
+    assert await matching(RunFilter(statuses=statuses), limit=2) == [4, 3, 2, 1]
+    assert await matching(RunFilter(statuses=(RunStatus.PENDING,))) == [7, 6, 5]
+    assert await matching(RunFilter(template_id="other"), limit=1) == [6, 4, 2]
+    assert await matching(RunFilter(template_id="one", statuses=(RunStatus.RUNNING,))) == [3, 1]
+    window = RunFilter(created_from=runs[1].created_at, created_before=runs[5].created_at)
+    assert await matching(window, limit=2) == [5, 4, 3, 2]
+
+    bare = await store.list_runs("alice", RunFilter(), limit=10, after=None, outputs=False)
+    [done] = [r for r in bare.runs if r.id == runs[3].id]
+    assert (done.steps["a"].status, done.steps["a"].output) == (StepStatus.COMPLETED, None)
+
+
+async def test_only_ended_runs_are_deleted_with_their_logs(store: Store) -> None:
+    running, ended, pending = [await created(store, n) for n in (1, 2, 3)]
+    await started(store, running)
+    await completed(store, ended)
+
+    assert await store.delete_run("alice", running.id) is RunStatus.RUNNING
+    assert await store.get_run("alice", running.id) is not None
+    assert await store.delete_run("alice", ended.id) is RunStatus.COMPLETED
+    assert await store.get_run("alice", ended.id) is None
+    assert await store.list_events(ended.id, 0, 10) == []
+    assert await store.delete_run("alice", ended.id) is None
+    assert await store.count_active_runs("alice") == 2
+    assert [r.id for r in await store.unfinished_runs()] == [running.id]
+    assert await store.pending_runs_created_before(T0 + timedelta(hours=1), 10) == [
+        RunKey("alice", pending.id)
+    ]
+    assert await store.pending_runs_created_before(pending.created_at, 10) == []
+
+
+async def test_retention_deletes_the_oldest_ended_runs_first(store: Store) -> None:
+    runs = [await created(store, n) for n in (1, 2, 3)]
+    for run in runs:
+        await completed(store, run)
+    later = await created(store, 4)
+    await started(store, later)
+
+    cutoff = T0 + timedelta(hours=1)
+    assert await store.delete_runs_ended_before(cutoff, 2) == 2
+    assert [await store.get_run("alice", r.id) is None for r in runs] == [True, True, False]
+    assert await store.delete_runs_ended_before(cutoff, 10) == 1
+    assert await store.get_run("alice", later.id) is not None
+
+
+async def test_outbox_records_come_with_their_commit(store: Store) -> None:
+    run = await created(store, 1)
+    await started(store, run)
+    await advance(
+        store, run, Event(EventType.STEP_COMPLETED, at(run, 2), "a", attempt=1),
+        publications=[("a", Publication("post", "blog", {"k": [1, 2]})),
+                      ("a", Publication("notification", "ops", {}))],
+    )  # fmt: skip
+    records = await store.list_outbox(run.id)  # type: ignore[attr-defined]
+    assert [(r["step_id"], r["kind"], r["channel"], r["payload"]) for r in records] == [
+        ("a", "post", "blog", {"k": [1, 2]}),
+        ("a", "notification", "ops", {}),
+    ]
+    assert records[0]["id"] < records[1]["id"]
+
+
+async def test_template_versions_are_never_reused(store: Store) -> None:
+    def mine(owner: str = "alice", id: str = "mine") -> Template:
+        return Template(id, name="Mine", steps=(StepSpec("a", "sleep", config={"x": 1}),),
+                        owner=owner, created_at=T0)  # fmt: skip
+
+    assert [(await store.add_template(mine())).version for _ in range(2)] == [1, 2]
+    assert (await store.add_template(mine(id="another"))).version == 1
+    assert (await store.add_template(mine(owner="bob"))).version == 1
+    assert await store.delete_template("alice", "mine", 2) == 1
+    assert await store.delete_template("alice", "mine", 2) == 0
+    assert await store.latest_template_version("alice", "mine") == 1
+    assert (await store.add_template(mine())).version == 3
+
+    got = await store.get_template("alice", "mine", 0)
+    assert got is not None
+    assert (got.version, got.name, got.owner, got.steps[0].config) == (3, "Mine", "alice", {"x": 1})
+    assert await store.get_template("alice", "mine", 2) is None
+    assert await store.get_template("bob", "another", 0) is None
+    listed = await store.list_templates("alice")
+    assert [(t.id, t.version) for t in listed] == [("another", 1), ("mine", 3)]
+
+    assert await store.delete_template("alice", "mine", 0) == 2
+    assert await store.latest_template_version("alice", "mine") is None
+    assert await store.get_template("alice", "mine", 1) is None
+    assert (await store.add_template(mine())).version == 4
+    assert [(t.id, t.version) for t in await store.list_templates("bob")] == [("mine", 1)]
