@@ -162,8 +162,7 @@ async def main() -> None:
     for round_ in range(args.rounds):
         for up in ups:
             for name, make in variants.items():
-                where = workdir / f"watch-{round_}-{up}-{len(lags)}"
-                where.mkdir()
+                where = Path(tempfile.mkdtemp(prefix=f"watch-{round_}-{up:g}-", dir=workdir))
                 lags.setdefault((up, name), []).append(await watch_failover(where, up, make))
     print()
     print("| A up before the kill, s | channel | B serving -> watch resumes, s (each round) |")
