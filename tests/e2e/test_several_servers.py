@@ -175,3 +175,10 @@ async def test_tls_and_tokens_with_several_servers(
     ) as misnamed:
         with pytest.raises(UnavailableError):  # no certificate names it
             await misnamed.list_templates(timeout=5)
+
+
+async def test_a_dns_target_goes_through_grpcs_resolver(server: SluiceServer) -> None:
+    # localhost may name 127.0.0.1 and ::1: round_robin uses the one the server listens on.
+    async with WorkflowClient(f"dns:///localhost:{server.port}") as client:
+        for _ in range(4):
+            assert await client.list_templates(timeout=5)
