@@ -8,7 +8,7 @@ TS := clients/typescript
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-peers clean
+.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-peers clean
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint    ruff, mypy and buf lint"
 	@echo "make proto   regenerate generated/ from proto/"
 	@echo "make bench   the benchmark suite (several minutes); bench-quick for a smoke run"
+	@echo "make bench-postgres  Sluice on PostgreSQL beside SQLite and DBOS on PostgreSQL, 3 rounds"
 	@echo "make bench-peers  install DBOS and Temporal into bench/.peers-venv for comparison"
 
 $(VENV)/.installed: pyproject.toml
@@ -77,12 +78,19 @@ check-generated: proto
 	git diff --exit-code --stat -- generated $(TS)/src/gen
 	test -z "$$(git status --porcelain -- generated $(TS)/src/gen)"
 
-# Benchmarks: not part of `make test`. Figures go to bench/results/latest.md.
+# Benchmarks: not part of `make test`. Figures go to bench/results/latest.md. The PostgreSQL
+# scenarios create (and drop) their own databases on POSTGRES_URL's server.
 bench: $(VENV)/.installed
-	$(PY) -m bench.run $(BENCH_ARGS)
+	SLUICE_BENCH_POSTGRES=$(POSTGRES_URL) $(PY) -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.installed
-	$(PY) -m bench.run --quick
+	SLUICE_BENCH_POSTGRES=$(POSTGRES_URL) $(PY) -m bench.run --quick
+
+# Sluice on PostgreSQL beside Sluice on SQLite and DBOS on PostgreSQL, interleaved, to
+# bench/results/postgres.md; BENCH_ARGS="--replicas 1,2,3" adds 2 and 3 servers on one database.
+bench-postgres: $(VENV)/.installed
+	SLUICE_BENCH_POSTGRES=$(POSTGRES_URL) $(PY) -m bench.run --only postgres --rounds 3 \
+		--output bench/results/postgres.md $(BENCH_ARGS)
 
 bench-peers:
 	PYTHON=$(PYTHON) bench/install_peers.sh

@@ -47,6 +47,9 @@ class CpuMeter:
         wall = time.perf_counter() - self.wall
         return 100 * (_cpu() - self.cpu) / wall if wall > 0 else 0.0
 
+    def seconds(self) -> float:
+        return _cpu() - self.cpu
+
 
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -55,10 +58,39 @@ def _cpu() -> float:
 
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of another process, from /proc/<pid>/stat."""
+    return _proc_stat(pid)[0]
+
+
+def _proc_stat(pid: int) -> tuple[float, int, float]:
+    """(user + system CPU seconds, parent pid, CPU seconds of its children that have exited
+    and been waited for) of a process, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    own = (int(fields[11]) + int(fields[12])) / ticks
+    return own, int(fields[1]), (int(fields[13]) + int(fields[14])) / ticks
+
+
+def parent_pid(pid: int) -> int:
+    return _proc_stat(pid)[1]
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds spent so far by a process and its children, those alive (read one by one
+    from /proc) and those that have exited (in the root's reaped-children time): for
+    PostgreSQL's server process, the whole cluster, backends that came and went included."""
+    own, _, reaped = _proc_stat(root)
+    total = own + reaped
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cpu, parent, _ = _proc_stat(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        if parent == root:
+            total += cpu
+    return total
 
 
 def rss_kb(pid: int) -> int:

@@ -1,14 +1,17 @@
 """The benchmark orchestrator (`make bench`).
 
 Runs each scenario in its own client process against its own Sluice server process (a fresh
-SQLite file in a temporary directory, default settings unless the scenario needs a limit
-raised), then the floor and, when bench/.peers-venv/ exists, the peers on the same workload.
-Prints a Markdown table, writes it to bench/results/latest.md, and exits 1 if any Sluice
-scenario or the floor errored (a peer that cannot run is reported as "not available").
+SQLite file in a temporary directory, or for the pg- scenarios a fresh PostgreSQL database,
+default settings unless the scenario needs a limit raised), then the floor and, when
+bench/.peers-venv/ exists, the peers on the same workload. Prints a Markdown table, writes it
+to bench/results/latest.md, and exits 1 if any Sluice scenario or the floor errored (a peer
+that cannot run, or PostgreSQL when it is not reachable, is reported as "not available").
 
     .venv/bin/python -m bench.run            # full run (several minutes)
     .venv/bin/python -m bench.run --quick    # smoke run, sizes x0.1 (SLUICE_BENCH_SCALE=0.1)
     .venv/bin/python -m bench.run --only sequential,floor --no-peers
+    .venv/bin/python -m bench.run --only postgres --rounds 3   # SQLite, PostgreSQL, DBOS-PG
+    .venv/bin/python -m bench.run --only postgres --replicas 1,2,3   # 2 and 3 servers too
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import disk, pgreport, pgstat
 from bench.server import ROOT, Server
 
 BENCH = Path(__file__).resolve().parent
@@ -56,38 +61,97 @@ class Scenario:
     args: tuple[str, ...] = ()
     server: dict[str, str] | None = field(default_factory=dict)  # None: no server to start
     peer: bool = False
+    postgres: bool = False  # on a fresh PostgreSQL database (the server's or the peer's)
+    replicas: int = 1  # servers on the one database
+    # The database's work (PostgreSQL's counts, the server's statements) and bytes per run.
+    measure: bool = False
+    repeat: bool = False  # run in every round (--rounds): the comparisons to interleave
 
 
 SCENARIOS = (
     Scenario("floor", "bench.floor", server=None),
-    Scenario("sequential", "bench.scenarios.sequential"),
-    Scenario("throughput", "bench.scenarios.throughput"),
+    Scenario("sequential", "bench.scenarios.sequential", repeat=True),
+    Scenario("pg-sequential", "bench.scenarios.sequential", postgres=True, repeat=True),
+    Scenario("throughput", "bench.scenarios.throughput", measure=True, repeat=True),
+    Scenario(
+        "pg-throughput", "bench.scenarios.throughput", postgres=True, measure=True, repeat=True
+    ),
+    Scenario(
+        "dbos-pg",
+        "bench.peers.dbos_diamond",
+        server=None,
+        peer=True,
+        postgres=True,
+        measure=True,
+        repeat=True,
+    ),
     Scenario("watch", "bench.scenarios.watch"),
+    Scenario("pg-watch", "bench.scenarios.watch", postgres=True),
     Scenario("watch-steady", "bench.scenarios.watch", ("--step-seconds", str(STEADY_STEP_SECONDS))),
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
     Scenario("recovery", "bench.scenarios.recovery", server=None),
     Scenario("webhooks", "bench.scenarios.webhooks", server=WEBHOOKS),
     Scenario("lists", "bench.scenarios.lists", server=None),
-    Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True),
+    Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True, repeat=True),
     Scenario("temporal", "bench.peers.temporal_diamond", server=None, peer=True),
 )
+# --only postgres: Sluice on PostgreSQL beside Sluice on SQLite and DBOS on PostgreSQL.
+POSTGRES_GROUP = ("sequential", "pg-sequential", "throughput", "pg-throughput", "dbos-pg",
+                  "watch", "pg-watch")  # fmt: skip
+
+
+def replicas(counts: Sequence[int]) -> list[Scenario]:
+    """pg-throughput with N servers on one database, for each N > 1 in `counts` (N = 1 is
+    pg-throughput itself). Until the servers share the runs by lease, each drives every run
+    it sees: the figures for N > 1 mean something once that work has landed."""
+    base = next(sc for sc in SCENARIOS if sc.name == "pg-throughput")
+    return [replace(base, name=f"pg-throughput-x{n}", replicas=n) for n in counts if n > 1]
+
+
+def choose(only: set[str], no_peers: bool, replica_counts: Sequence[int]) -> list[Scenario]:
+    extra = replicas(replica_counts)
+    names = set(only)
+    if "postgres" in names:
+        names |= set(POSTGRES_GROUP)
+    if "pg-throughput" in names:  # with --replicas, its N-server versions go with it
+        names |= {sc.name for sc in extra}
+    everything: list[Scenario] = []
+    for sc in SCENARIOS:
+        everything.append(sc)
+        if sc.name == "pg-throughput":
+            everything += extra
+    return [
+        sc for sc in everything if (not names or sc.name in names) and not (no_peers and sc.peer)
+    ]
 
 
 def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
-    """Run one scenario; its result, or {"error": ...} (peers: {"unavailable": ...})."""
+    """Run one scenario; its result, or {"error": ...} (peers, and PostgreSQL when it cannot be
+    reached: {"unavailable": ...})."""
     python = sys.executable
     if scenario.peer:
         if not PEERS_PYTHON.exists():
             return {"unavailable": "bench/.peers-venv/ missing (run `make bench-peers`)"}
         python = str(PEERS_PYTHON)
+    if scenario.postgres and (reason := pgstat.available()):
+        return {"unavailable": reason}
     with tempfile.TemporaryDirectory(prefix=f"sluice-bench-{scenario.name}-") as tmp:
-        server: Server | None = None
+        servers: list[Server] = []
+        database = ""
         command = [python, "-m", scenario.module, "--scale", str(scale), *scenario.args]
         try:
+            if scenario.postgres:
+                database = pgstat.create_database()
+                command += _postgres_args(scenario, database)
             if scenario.server is not None:
-                server = Server(Path(tmp), **scenario.server).start()
-                command += ["--address", server.address, "--pid", str(server.pid)]
+                servers = _start_servers(scenario, Path(tmp), database)
+                command += ["--address", ",".join(s.address for s in servers),
+                            "--pid", ",".join(str(s.pid) for s in servers)]  # fmt: skip
+                if scenario.measure and database:
+                    # Each server's statement counts, read before and after the measured part.
+                    sockets = (s.settings["bench_sql_counts"] for s in servers)
+                    command += ["--sql-counts", ",".join(sockets)]
             elif scenario.name in ("recovery", "lists"):
                 command += ["--workdir", tmp]
             done = subprocess.run(
@@ -95,19 +159,95 @@ def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )  # fmt: skip
             result = _last_json(done.stdout)
+            exited = [s for s in servers if s.process and s.process.poll() is not None]
             if done.returncode != 0 or result is None or "error" in result:
                 reason = (result or {}).get("error") or _tail(done.stderr) or "no output"
                 result = {"error": f"exit {done.returncode}: {reason}"}
-            elif server is not None and server.process and server.process.poll() is not None:
-                result = {"error": f"server exited: {_tail(server.log.read_text())}"}
+            elif exited:
+                result = {"error": f"server exited: {_tail(exited[0].log.read_text())}"}
+            elif scenario.measure:
+                for server in servers:
+                    server.stop()  # a clean stop: SQLite checkpoints its log into the file
+                result.update(_store_figures(scenario, servers, database))
         except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
             result = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
-            if server is not None:
+            for server in servers:
                 server.kill()
+            if database:
+                _drop(database)
     if scenario.peer and "error" in result:
         return {"unavailable": result["error"]}
     return result
+
+
+def _postgres_args(scenario: Scenario, database: str) -> list[str]:
+    """What a PostgreSQL scenario's client is told: a peer, its database; a measured one,
+    PostgreSQL's process (for its CPU) and the database (to see others' activity)."""
+    args = ["--database-url", pgstat.url(database)] if scenario.peer else []
+    if scenario.measure:
+        args += ["--pg-pid", str(pgstat.postmaster_pid())]
+        if not scenario.peer:
+            args += ["--pg-database", database]
+    return args
+
+
+def _start_servers(scenario: Scenario, workdir: Path, database: str) -> list[Server]:
+    settings = dict(scenario.server or {})
+    plugin = settings.pop("plugin", "bench.noop:register")
+    count_sql = scenario.measure and bool(database)
+    servers = []
+    for i in range(scenario.replicas):
+        if count_sql:  # SLUICE_BENCH_SQL_COUNTS: where the server's plugin answers
+            settings["bench_sql_counts"] = str(workdir / f"sql-{i}.sock")
+        servers.append(
+            Server(
+                workdir,
+                name=f"server{i}",
+                database_url=pgstat.url(database) if database else None,
+                plugin=plugin + (",bench.sqlcount:register" if count_sql else ""),
+                **settings,
+            )
+        )
+    try:
+        for server in servers:
+            server.start()
+    except BaseException:
+        for server in servers:
+            server.kill()
+        raise
+    return servers
+
+
+def _store_figures(scenario: Scenario, servers: list[Server], database: str) -> dict[str, Any]:
+    """After a measured scenario, its clients and servers gone: bytes on disk per stored run
+    and, on PostgreSQL, what PostgreSQL counted in the database over its whole life (schema,
+    warm-up and measured runs: divided by the runs it holds)."""
+    if not database:
+        return {"store": disk.sqlite_usage(servers[0].database)}
+    pgstat.wait_idle(database)
+    usage = pgstat.usage(database)
+    runs = pgstat.count(database, "dbos.workflow_status" if scenario.peer else "runs")
+    per_run = (lambda n: n / runs) if runs else (lambda n: 0.0)
+    return {
+        "store": disk.postgres_usage(usage.tables, runs, pgstat.compact_sizes(database)),
+        "pg_per_run": {
+            "commits": per_run(usage.commits),
+            "rollbacks": per_run(usage.rollbacks),
+            "inserted": per_run(usage.total("inserted")),
+            "updated": per_run(usage.total("updated")),
+            "hot_updated": per_run(usage.total("hot_updated")),
+            "deleted": per_run(usage.total("deleted")),
+        },
+        "pg_tables": usage.tables,
+    }
+
+
+def _drop(database: str) -> None:
+    try:
+        pgstat.drop_database(database)
+    except Exception as exc:  # reported, not raised: the figures are already taken
+        print(f"   could not drop database {database}: {exc}", file=sys.stderr, flush=True)
 
 
 def _last_json(stdout: str) -> dict[str, Any] | None:
@@ -149,7 +289,9 @@ def render(
     seconds: float,
     load: tuple[float, float],
     revision: str,
+    rounds: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
+    rounds = rounds or {name: [result] for name, result in results.items()}
     floor = results.get("floor", {})
     ok = "error" not in floor and bool(floor)
     echo1, echo64 = floor.get("echo_1_per_s"), floor.get("echo_64_per_s")
@@ -169,17 +311,23 @@ def render(
         f"took {seconds:.0f} s; "
         f"load average {load[0]:.2f} at start, {load[1]:.2f} at end (other work on the machine "
         "skews the figures). "
-        "Each scenario: a fresh server process (SQLite file store, WAL, synchronous=FULL) "
-        "and a separate client process over gRPC on loopback. Workload diamond-5: five no-op "
-        "steps a -> (b, c) -> d -> e, a registered template, every transition committed.",
+        "Each scenario: a fresh server process (SQLite file store, WAL, synchronous=FULL; "
+        "the pg- scenarios: a fresh PostgreSQL database) and a separate client process over "
+        "gRPC on loopback. Workload diamond-5: five no-op steps a -> (b, c) -> d -> e, a "
+        "registered template, every transition committed."
+        + (
+            f" The compared scenarios ran {max(len(r) for r in rounds.values())} rounds, "
+            "interleaved; each figure is the median."
+            if max((len(r) for r in rounds.values()), default=1) > 1
+            else ""
+        ),
         "",
         "## Sluice",
         "",
         "| scenario | figure | value | floor ops per workflow: echo / raw commit / SQLAlchemy commit | notes |",
         "|---|---|---|---|---|",
     ]
-    err = _errors(results, ("sequential", "throughput", "watch", "watch-steady", "memory-paused",
-                            "memory-active", "recovery", "webhooks", "lists", "floor"))  # fmt: skip
+    err = [(name, r["error"]) for name, r in results.items() if "error" in r]
 
     s = results.get("sequential", {})
     if "error" in s:
@@ -203,13 +351,13 @@ def render(
             f"/ {per_wf(t['workflows_per_s'], orm)} "
             f"| latency p50 {t['latency_ms_p50']:.0f} ms, p99 {t['latency_ms_p99']:.0f} ms; {_cpu(t)} |"
         )
-    for key, load in (
+    for key, kind in (
         ("watch", "no-op steps: the runs outpace delivery"),
         ("watch-steady", f"steps of {STEADY_STEP_SECONDS * 1000:.0f} ms +/- 50 %"),
     ):
         w = results.get(key, {})
         if "error" in w:
-            out.append(f"| watch fan-out ({load}) | | **error** | | {w['error']} |")
+            out.append(f"| watch fan-out ({kind}) | | **error** | | {w['error']} |")
             continue
         if not w:
             continue
@@ -219,7 +367,7 @@ def render(
             else "-"
         )
         out.append(
-            f"| watch fan-out ({w['watchers']} streams over {w['runs']} running runs, {load}) "
+            f"| watch fan-out ({w['watchers']} streams over {w['runs']} running runs, {kind}) "
             f"| events/s delivered; latency p50 / p99 "
             f"| {w['events_per_s']:,.0f}; {w['latency_ms_p50']:.0f} / {w['latency_ms_p99']:.0f} ms "
             f"| {ratio} | {w['events_delivered']:,} events; latency from the event's server "
@@ -252,7 +400,8 @@ def render(
 
     out += _webhooks(results.get("webhooks", {}))
     out += _lists(results.get("lists", {}))
-    out += ["", "## Floor (same run, same machine)", ""]
+    if floor:  # not with --only naming other scenarios
+        out += ["", "## Floor (same run, same machine)", ""]
     if "error" in floor:
         out.append(f"**error**: {floor['error']}")
     elif floor:
@@ -270,6 +419,10 @@ def render(
         ]
 
     out += _peers(results, s, t)
+    out += pgreport.comparison(results, rounds)
+    out += pgreport.database_work(results)
+    out += pgreport.bytes_per_run(results)
+    out += pgreport.replicas(results, rounds)
     if err:
         out += ["", "## Errors", "", *[f"- {name}: {text}" for name, text in err]]
     return "\n".join(out) + "\n"
@@ -323,6 +476,8 @@ def _webhooks(w: dict[str, Any]) -> list[str]:
 
 
 def _peers(results: dict[str, dict[str, Any]], s: dict[str, Any], t: dict[str, Any]) -> list[str]:
+    if "dbos" not in results and "temporal" not in results:
+        return []  # --only without them (dbos-pg has its own section)
     out = [
         "",
         "## Peers on diamond-5 (same run)",
@@ -364,10 +519,6 @@ def _peers(results: dict[str, dict[str, Any]], s: dict[str, Any], t: dict[str, A
     return out
 
 
-def _errors(results: dict[str, dict[str, Any]], names: Sequence[str]) -> list[tuple[str, str]]:
-    return [(n, results[n]["error"]) for n in names if "error" in results.get(n, {})]
-
-
 def _revision() -> str:
     """The commit the server code is at, and whether the working tree differs from it."""
     try:
@@ -394,41 +545,89 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
+def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario's rounds as one result: the first error if a round errored (or the reason
+    a peer was not available), else each figure's median over the rounds."""
+    for key in ("error", "unavailable"):
+        failed = [r for r in rounds if key in r]
+        if failed:
+            return {key: failed[0][key] + (f" (in {len(failed)} of {len(rounds)} rounds)"
+                                           if len(rounds) > 1 else "")}  # fmt: skip
+    merged = _median(rounds)
+    assert isinstance(merged, dict)
+    return {**merged, "rounds": len(rounds)}
+
+
+def _median(values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, bool) or first is None or isinstance(first, str):
+        return first
+    if isinstance(first, int | float):
+        numbers = [v for v in values if isinstance(v, int | float)]
+        return statistics.median(numbers)
+    if isinstance(first, dict):
+        return {k: _median([v[k] for v in values if k in v]) for k in first}
+    if isinstance(first, list) and all(len(v) == len(first) for v in values):
+        return [_median([v[i] for v in values]) for i in range(len(first))]
+    return first
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run under a minute")
+    p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run")
     p.add_argument("--scale", type=float, default=None, help="size factor (SLUICE_BENCH_SCALE)")
-    p.add_argument("--only", default="", help="comma-separated scenario names")
+    p.add_argument(
+        "--only", default="", help="comma-separated scenario names; `postgres`: the PostgreSQL set"
+    )
     p.add_argument("--no-peers", action="store_true", help="skip DBOS and Temporal")
+    p.add_argument(
+        "--rounds", type=int, default=1,
+        help="run the compared scenarios (Sluice on SQLite and PostgreSQL, DBOS) this many\n"
+             "times, interleaved, and report each figure's median",
+    )  # fmt: skip
+    p.add_argument(
+        "--replicas", default="1",
+        help="servers on one PostgreSQL database for pg-throughput, comma-separated: 1,2,3\n"
+             "(N > 1 gives meaningful figures once servers share runs by lease)",
+    )  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args()
     scale = args.scale or (0.1 if args.quick else float(os.environ.get("SLUICE_BENCH_SCALE", 1)))
     only = {n.strip() for n in args.only.split(",") if n.strip()}
-    chosen = [
-        sc for sc in SCENARIOS
-        if (not only or sc.name in only) and not (args.no_peers and sc.peer)
-    ]  # fmt: skip
-    results: dict[str, dict[str, Any]] = {}
+    replica_counts = sorted({int(n) for n in args.replicas.split(",") if n.strip()})
+    chosen = choose(only, args.no_peers, replica_counts)
+    rounds: dict[str, list[dict[str, Any]]] = {}
     begin = time.perf_counter()
     load_start = os.getloadavg()[0]
     revision = _revision()
-    for scenario in chosen:
-        print(f"-- {scenario.name} ...", file=sys.stderr, flush=True)
-        started = time.perf_counter()
-        results[scenario.name] = run_scenario(scenario, scale)
-        print(
-            f"   {time.perf_counter() - started:.0f} s: {json.dumps(results[scenario.name])}",
-            file=sys.stderr,
-            flush=True,
-        )
+    for number in range(1, max(1, args.rounds) + 1):
+        # Round 1 runs everything; later rounds the compared scenarios, in reverse order every
+        # other round, so that drift in the machine's load falls on each system alike.
+        order = chosen if number == 1 else [sc for sc in chosen if sc.repeat]
+        if number % 2 == 0:
+            order = order[::-1]
+        for scenario in order:
+            label = f" (round {number})" if args.rounds > 1 else ""
+            print(f"-- {scenario.name}{label} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            result = run_scenario(scenario, scale)
+            rounds.setdefault(scenario.name, []).append(result)
+            print(
+                f"   {time.perf_counter() - started:.0f} s: {json.dumps(result)}",
+                file=sys.stderr,
+                flush=True,
+            )
+    results = {name: merge(each) for name, each in rounds.items()}
     if (now := _revision()) != revision:
         revision += f" at the start, {now} at the end"
     load = (load_start, os.getloadavg()[0])
-    table = render(results, scale, time.perf_counter() - begin, load, revision)
+    table = render(results, scale, time.perf_counter() - begin, load, revision, rounds)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table, encoding="utf-8")
-    (args.output.with_suffix(".json")).write_text(json.dumps(results, indent=2) + "\n")
+    (args.output.with_suffix(".json")).write_text(
+        json.dumps({"results": results, "rounds": rounds}, indent=2) + "\n"
+    )
     if any("error" in r for r in results.values()):
         sys.exit(1)
 

@@ -1,4 +1,5 @@
-"""A Sluice server in its own process with a fresh SQLite file, for the benchmarks."""
+"""A Sluice server in its own process, for the benchmarks: a fresh SQLite file in its working
+directory, or the database a `database_url` names (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,20 @@ class Server:
         *,
         plugin: str = "bench.noop:register",
         listen: str = "127.0.0.1:0",
+        database_url: str | None = None,
+        name: str = "server",
+        root: Path = ROOT,
         **settings: str,
     ) -> None:
+        """`root`: the checkout whose server to run (with its own .venv), to compare builds."""
         self.workdir = workdir
         self.database = workdir / "sluice.db"
+        self.database_url = database_url or f"sqlite+aiosqlite:///{self.database}"
+        self.name = name  # the log's name: several servers may share a working directory
         self.plugin = plugin
         self.listen = listen
         self.settings = settings
+        self.root = root
         self.address = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # time.time() just before the process was spawned
@@ -45,23 +53,24 @@ class Server:
 
     @property
     def log(self) -> Path:
-        return self.workdir / f"server-{self._starts}.log"
+        return self.workdir / f"{self.name}-{self._starts}.log"
 
     def start(self, timeout: float = 120) -> Server:
         self._starts += 1
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(self.root),
             "SLUICE_LISTEN": self.listen,
-            "SLUICE_DATABASE_URL": f"sqlite+aiosqlite:///{self.database}",
+            "SLUICE_DATABASE_URL": self.database_url,
             "SLUICE_PLUGINS": self.plugin,
             **{f"SLUICE_{k.upper()}": v for k, v in self.settings.items()},
         }
         log = self.log.open("wb")
         self.started_at = time.time()
         begin = time.perf_counter()
+        python = sys.executable if self.root == ROOT else str(self.root / ".venv/bin/python")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sluice.server"], env=env, cwd=ROOT, stderr=log
+            [python, "-m", "sluice.server"], env=env, cwd=self.root, stderr=log
         )
         log.close()
         deadline = begin + timeout

@@ -1,9 +1,11 @@
-"""Diamond-5 on DBOS Transact (SQLite system database, default settings), run from
-bench/.peers-venv/: five no-op async steps a -> (b, c with asyncio.gather) -> d -> e in one
-async workflow; every step's result is checkpointed in the database as DBOS always does.
+"""Diamond-5 on DBOS Transact (SQLite system database, or the PostgreSQL one
+`--database-url` names; default settings), run from bench/.peers-venv/: five no-op async steps
+a -> (b, c with asyncio.gather) -> d -> e in one async workflow; every step's result is
+checkpointed in the database as DBOS always does.
 
 DBOS is a library: the workflows run in this process (there is no server to call), so the
-figures include no RPC. Prints one JSON line: sequential and throughput.
+figures include no RPC. Prints one JSON line: sequential and throughput, and the CPU this
+process (and, with `--pg-pid`, PostgreSQL) spent per workflow in the throughput part.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
+
+from bench.common import tree_cpu_seconds
 
 
 @DBOS.step()
@@ -44,7 +49,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-async def bench(sequential: int, throughput: int, in_flight: int) -> dict[str, float]:
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def bench(sequential: int, throughput: int, in_flight: int, pg_pid: int) -> dict[str, float]:
     for _ in range(10):
         await run_one()
     took: list[float] = []
@@ -58,37 +68,58 @@ async def bench(sequential: int, throughput: int, in_flight: int) -> dict[str, f
         async with gate:
             await run_one()
 
+    cpu = own_cpu_seconds()
+    pg_cpu = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
     begin = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(throughput)))
     wall = time.perf_counter() - begin
-    return {
+    cpu = own_cpu_seconds() - cpu
+    result = {
         "ms_median": percentile(took, 50),
         "ms_p99": percentile(took, 99),
         "workflows_per_s": throughput / wall,
         "steps_per_s": 5 * throughput / wall,
+        "cpu_pct": 100 * cpu / wall,
+        "cpu_ms_per_workflow": 1000 * cpu / throughput,
     }
+    if pg_pid:
+        pg_cpu = tree_cpu_seconds(pg_pid) - pg_cpu
+        result["pg_cpu_pct"] = 100 * pg_cpu / wall
+        result["pg_cpu_ms_per_workflow"] = 1000 * pg_cpu / throughput
+    return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scale", type=float, default=float(os.environ.get("SLUICE_BENCH_SCALE", 1)))
     p.add_argument("--in-flight", type=int, default=500)
+    p.add_argument("--database-url", default="", help="PostgreSQL system database (default SQLite)")
+    p.add_argument("--pg-pid", type=int, default=0, help="PostgreSQL's server process id")
     args = p.parse_args()
     sequential = max(20, round(200 * args.scale))
     throughput = max(100, round(2000 * args.scale))
     with tempfile.TemporaryDirectory(prefix="sluice-bench-dbos-") as tmp:
         config: DBOSConfig = {
             "name": "bench-diamond",
-            "system_database_url": f"sqlite:///{Path(tmp) / 'dbos.sqlite'}",
+            "system_database_url": args.database_url or f"sqlite:///{Path(tmp) / 'dbos.sqlite'}",
             "log_level": "WARNING",
         }
         DBOS(config=config)
         DBOS.launch()
         try:
-            result = asyncio.run(bench(sequential, throughput, args.in_flight))
+            result = asyncio.run(bench(sequential, throughput, args.in_flight, args.pg_pid))
         finally:
             DBOS.destroy()
-    print(json.dumps({"version": f"dbos {version('dbos')}", "workflows": sequential, **result}))
+    print(
+        json.dumps(
+            {
+                "version": f"dbos {version('dbos')}",
+                "workflows": sequential,
+                "throughput_workflows": throughput,
+                **result,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -69,6 +69,12 @@ class Settings:
     pending_expiry: timedelta = timedelta(hours=24)
     retention: timedelta = timedelta(0)
     housekeeping_interval: timedelta = timedelta(minutes=1)
+    # Several servers on one PostgreSQL database: how long a server's lease on a run lasts
+    # without renewal (a dead server's runs move on after it), how often leases are renewed,
+    # and how many runs one server drives at most (past it, new runs go to the others).
+    lease_ttl: timedelta = timedelta(seconds=30)
+    lease_renew: timedelta = timedelta(seconds=5)
+    max_runs_per_server: int = 10_000
 
     @property
     def http_connections(self) -> int:
@@ -200,6 +206,9 @@ _OPTIONS: dict[str, _Option] = {
     "pending_expiry": _Option("SLUICE_PENDING_EXPIRY_HOURS", "hours after which a run never executed is cancelled; 0 never", _hours),
     "retention": _Option("SLUICE_RETENTION_DAYS", "days after which an ended run is deleted with its events; 0 keeps them", _days),
     "housekeeping_interval": _Option("SLUICE_HOUSEKEEPING_INTERVAL_SECONDS", "seconds between expiry and retention sweeps", _seconds),
+    "lease_ttl": _Option("SLUICE_LEASE_TTL_SECONDS", "seconds a server's lease on a run lasts unrenewed (PostgreSQL, several servers)", _seconds),
+    "lease_renew": _Option("SLUICE_LEASE_RENEW_SECONDS", "seconds between lease renewals and claims of other servers' expired runs", _seconds),
+    "max_runs_per_server": _Option("SLUICE_MAX_RUNS_PER_SERVER", "runs one server drives at once; past it, new runs are left to the other servers", _positive_int),
 }  # fmt: skip
 
 
@@ -309,6 +318,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
 
 def check(settings: Settings) -> None:
     """Refuse settings that would start an unsafe or broken server."""
+    if settings.lease_renew >= settings.lease_ttl:
+        raise ConfigError(
+            f"SLUICE_LEASE_RENEW_SECONDS ({settings.lease_renew.total_seconds():g}) must be "
+            f"shorter than SLUICE_LEASE_TTL_SECONDS ({settings.lease_ttl.total_seconds():g}), "
+            "or leases expire between renewals"
+        )
     if settings.auth_jwt_secret and settings.auth_jwt_public_key_file:
         raise ConfigError(
             "set either SLUICE_AUTH_JWT_SECRET or SLUICE_AUTH_JWT_PUBLIC_KEY_FILE, not both"

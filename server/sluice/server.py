@@ -8,6 +8,7 @@ import contextlib
 import gc
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 
 import grpc
@@ -23,16 +24,21 @@ from sluice.api.tls import server_credentials
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
-from sluice.engine.runner import Engine, EngineSettings, Sleep
 from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
+from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, ClusterSettings
+from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
 from sluice.steps.webhook import WebhookAllowList
+from sluice.store import urls
 from sluice.store.base import SqlStore
 from sluice.store.errors import StoreSetupError
 from sluice.store.factory import open_store
+from sluice.store.postgres_leases import PostgresLeases
+from sluice.store.postgres_notify import PostgresNotifier
+from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
 from sluice.v1 import workflow_service_pb2, workflow_service_pb2_grpc
@@ -79,11 +85,16 @@ class SluiceServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = False
+        self._sqlite_lock: ServerLock | None = None
 
     async def start(self) -> int:
         # The port first: a server that cannot listen must not touch (or migrate) a database.
         server = self._server = self._bind()
         self.store = await open_store(self.settings.database_url, migrate=self.settings.migrate)
+        sqlite = urls.sqlite_path(urls.normalize(self.settings.database_url))
+        if sqlite is not None:
+            self._sqlite_lock = ServerLock(sqlite)
+            self._sqlite_lock.acquire()
         self.engine = Engine(
             self.store,
             self.registry,
@@ -97,8 +108,11 @@ class SluiceServer:
             clock=self.clock,
             sleep=self._sleep,
             on_committed=[run_log.committed],
+            cluster=self._cluster(self.store) if sqlite is None else None,
         )
-        catalog = TemplateCatalog(self.store, load_predefined(), self.registry, self.clock)
+        catalog = TemplateCatalog(
+            self.store, load_predefined(), self.registry, self.clock, shared=sqlite is None
+        )
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
         )
@@ -143,6 +157,20 @@ class SluiceServer:
             authentication="JWT" if self.verifier else "none: single local user",
         )
         return self.port
+
+    def _cluster(self, store: SqlStore) -> Cluster:
+        """Leases and notices: several servers may share this database."""
+        settings = ClusterSettings(
+            lease_ttl=self.settings.lease_ttl,
+            renew_every=self.settings.lease_renew,
+            max_runs=self.settings.max_runs_per_server,
+        )
+        server_id = uuid.uuid4().hex[:16]
+        notifier = PostgresNotifier(
+            urls.normalize(self.settings.database_url), server_id, (EVENTS, COMMANDS)
+        )
+        leases = PostgresLeases(store, urls.normalize(self.settings.database_url))
+        return Cluster(leases, notifier, settings, server_id)
 
     def _bind(self) -> grpc.aio.Server:
         """A gRPC server bound to the configured address, not yet started; ConfigError
@@ -197,6 +225,8 @@ class SluiceServer:
         await self.http.aclose()
         if self.store is not None:
             await self.store.close()
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.release()
 
 
 async def serve(settings: config.Settings) -> None:

@@ -105,6 +105,21 @@ async def new_postgres_database() -> AsyncIterator[str]:
 
 
 @needs_postgres
+async def test_a_second_server_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'sluice.db'}"
+    first = await ServerProcess(database, tmp_path / "ledger", "127.0.0.1:0").start()
+    try:
+        second = await run_until_exit(*SERVE, "--database-url", database)
+        assert_one_line(second, "another Sluice server is using", "sluice.db", "PostgreSQL")
+        async with WorkflowClient(first.address) as client:  # the first serves on
+            await client.create_template(template("still-here", step("a", "work")))
+    finally:
+        await first.close()
+    # Once the first is gone (here killed: the lock goes with the process), one may start.
+    again = await ServerProcess(database, tmp_path / "ledger", "127.0.0.1:0").start()
+    await again.terminate()
+
+
 async def test_a_postgres_url_as_psql_takes_it_is_accepted(
     new_postgres_database: str, tmp_path: Path
 ) -> None:

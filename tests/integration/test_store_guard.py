@@ -9,7 +9,7 @@ import pytest
 from sluice.engine.errors import Conflict, FailedPrecondition
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.model import ExecutionOptions, RunStatus, StepSpec, Template
-from sluice.engine.runner import Engine
+from sluice.runtime.driver import Engine
 from sluice.store.factory import open_store
 from tests.support.handlers import Calls, register
 
@@ -28,7 +28,8 @@ async def test_a_stale_writer_loses_and_catches_up(database_url: str) -> None:
         await asyncio.wait_for(calls.started[f"{run.id}/s"].wait(), 5)
 
         await b.get_run("me", run.id)
-        stale = await b._driver("me", run.id)  # B now holds the run at its current version
+        stale = await b._hold("me", run.id)
+        assert stale is not None  # B now holds the run at its current version
         await a.pause("me", run.id, "from A")  # A moves it on
 
         with pytest.raises(Conflict):

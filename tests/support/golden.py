@@ -35,7 +35,7 @@ from sluice.engine.model import (
     StepSpec,
     Template,
 )
-from sluice.engine.runner import Engine
+from sluice.runtime.driver import Engine
 from sluice.store import codec
 from sluice.store.factory import open_store
 from tests.support.handlers import Calls, register

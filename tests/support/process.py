@@ -48,6 +48,9 @@ class ServerProcess:
             "SLUICE_LISTEN": self.listen,
             "SLUICE_PLUGINS": "tests.support.plugin:register",
             "SLUICE_TEST_LEDGER": str(self.ledger),
+            # Several servers on PostgreSQL: short leases, so a test's takeover takes seconds.
+            "SLUICE_LEASE_TTL_SECONDS": "2",
+            "SLUICE_LEASE_RENEW_SECONDS": "0.5",
             **{f"SLUICE_{k.upper()}": v for k, v in self.settings.items()},
         }
         if self.database_url:
@@ -93,6 +96,20 @@ class ServerProcess:
 
     async def terminate(self) -> int:
         return await self._signal(signal.SIGTERM)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops in its tracks, as in a long pause or a partition."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGCONT)
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     async def _signal(self, sig: signal.Signals) -> int:
         assert self._process is not None

@@ -36,13 +36,20 @@ class TemplateCatalog:
         step_types: StepTypes,
         clock: Clock,
         limits: TemplateLimits = TemplateLimits(),
+        *,
+        shared: bool = False,
     ) -> None:
+        """`shared`: other servers register and delete templates in the same database, so
+        what this catalog remembers is checked again after LATEST_TTL seconds."""
         self._store = store
         self._step_types = step_types
         self._clock = clock
         self.limits = limits
         self._predefined = {t.id: t for t in predefined}
         self._versions: dict[tuple[str, str, int], Template] = {}
+        self._shared = shared
+        # When each remembered version was last seen in the store (shared catalogs only).
+        self._seen: dict[tuple[str, str, int], float] = {}
         self._latest: dict[tuple[str, str], tuple[int, float]] = {}
         for template in self._predefined.values():
             problems = self.validate(template)
@@ -65,12 +72,21 @@ class TemplateCatalog:
             version = await self._latest_version(owner, template_id)
         key = (owner, template_id, version)
         template = self._versions.get(key)
-        if template is None:
-            template = await self._store.get_template(owner, template_id, version)
-            if template is None:
+        if template is None or self._stale(key):
+            found = await self._store.get_template(owner, template_id, version)
+            if found is None:  # never registered, or deleted (here or by another server)
+                self._versions.pop(key, None)
                 raise NotFound(f"template {template_id} version {version} not found")
+            # A version never changes: the object already decoded serves on.
+            template = template or found
             self._remember(key, template)
         return template
+
+    def _stale(self, key: tuple[str, str, int]) -> bool:
+        if not self._shared:
+            return False
+        seen = self._seen.get(key)
+        return seen is None or time.monotonic() - seen > self.LATEST_TTL
 
     async def _latest_version(self, owner: str, template_id: str) -> int:
         key = (owner, template_id)
@@ -90,6 +106,8 @@ class TemplateCatalog:
         # A registered version never changes, so one decoded object serves every run of it
         # (and its derived lookups and serialized form are built once).
         _bounded_put(self._versions, key, template, self.CACHED_VERSIONS)
+        if self._shared:
+            _bounded_put(self._seen, key, time.monotonic(), self.CACHED_VERSIONS)
 
     async def register(self, owner: str, template: Template) -> Template:
         violations = self.validate(template)

@@ -6,7 +6,9 @@ returns a Decision whose events the runner commits like any other change.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 from sluice.engine.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
 from sluice.engine.model import Event, EventType, ExecutionOptions, GateStatus, Run, RunStatus
@@ -151,3 +153,73 @@ def _options(options: ExecutionOptions) -> dict[str, bool]:
         "autoApprove": options.auto_approve,
         "notifyOnCompletion": options.notify_on_completion,
     }
+
+
+# --- commands as data -------------------------------------------------------------------------
+# A call on a run another server drives is stored as (kind, arguments) and carried out by that
+# server with the same functions; its outcome comes back as data too (`outcome_of` / `raise_`).
+
+Command = Callable[[Run, datetime], Decision]
+
+
+def build(kind: str, args: Mapping[str, Any]) -> Command:
+    """The command function for a stored (kind, arguments); KeyError for an unknown kind."""
+    return _BUILDERS[kind](args)
+
+
+def _options_from(args: Mapping[str, Any]) -> ExecutionOptions | None:
+    found = args.get("options")
+    if found is None:
+        return None
+    return ExecutionOptions(
+        auto_approve=bool(found["autoApprove"]),
+        notify_on_completion=bool(found["notifyOnCompletion"]),
+    )
+
+
+def options_arg(options: ExecutionOptions | None) -> dict[str, bool] | None:
+    return _options(options) if options is not None else None
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
+    "start": lambda a: lambda run, now: start(
+        run, now, _options_from(a) or ExecutionOptions(), a.get("requestId", ""),
+        a.get("requestHash", ""),
+    ),
+    "pause": lambda a: lambda run, now: pause(run, now, a.get("reason", "")),
+    "resume": lambda a: lambda run, now: resume(
+        run, now, _options_from(a), auto_approve=a.get("autoApprove"),
+        notify_on_completion=a.get("notifyOnCompletion"),
+    ),
+    "cancel": lambda a: lambda run, now: cancel(run, now, a.get("reason", "")),
+    "expire": lambda a: lambda run, now: expire(run, now, a.get("reason", "")),
+    "decide_gate": lambda a: lambda run, now: decide_gate(
+        run, now, a["gateId"], bool(a["approve"]), a.get("comment", "")
+    ),
+}  # fmt: skip
+
+
+def outcome_of(error: Exception | None) -> dict[str, Any]:
+    """A command's outcome as JSON data: {"ok": true}, or the error to raise to its caller."""
+    if error is None:
+        return {"ok": True}
+    outcome: dict[str, Any] = {"ok": False, "error": type(error).__name__, "message": str(error)}
+    if isinstance(error, InvalidArgument):
+        outcome["violations"] = [[v.field, v.description] for v in error.violations]
+    return outcome
+
+
+def raise_(outcome: Mapping[str, Any]) -> None:
+    """Raise the error an outcome carries (nothing for a success)."""
+    if outcome.get("ok"):
+        return
+    message = str(outcome.get("message", ""))
+    match outcome.get("error"):
+        case "InvalidArgument":
+            raise InvalidArgument([Violation(f, d) for f, d in outcome.get("violations", [])])
+        case "NotFound":
+            raise NotFound(message)
+        case "FailedPrecondition" | "IllegalTransition":
+            raise FailedPrecondition(message)
+        case _:
+            raise FailedPrecondition(message)

@@ -25,6 +25,11 @@ class Conflict(SluiceError):
     """Another writer changed the run first (compare-and-set lost)."""
 
 
+class LeaseLost(Conflict):
+    """This server no longer holds the run's lease (it expired and another server took the
+    run): nothing was written, and this server must forget the run."""
+
+
 class Unavailable(SluiceError):
     """The store cannot be reached or written right now (a lock held too long, a lost
     connection); nothing was written, and the same call may succeed later."""

@@ -259,6 +259,8 @@ class StepRun:
     ended_at: datetime | None = None
     output: JsonObject | None = None
     error: str = ""
+    # While RETRYING: when the next attempt is due (a durable timer fires it).
+    retry_at: datetime | None = None
 
     @property
     def duration(self) -> timedelta | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
 
 from sluice.engine.model import Event, Publication, Run, RunStatus, Template
 
@@ -41,6 +41,30 @@ class RunPage:
     next_cursor: tuple[datetime, str] | None
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a server holds on a run: a write of the run succeeds only while the stored
+    lease is still this one (`owner` = the server's id, `epoch` = the claim's number)."""
+
+    owner: str
+    epoch: int
+
+
+class Timer(NamedTuple):
+    run_id: str
+    key: str
+    fire_at: datetime
+
+
+class StoredCommand(NamedTuple):
+    """A call on a run, stored for the server that drives the run to carry out."""
+
+    id: int
+    run_id: str
+    kind: str
+    args: Mapping[str, Any]
+
+
 class Store(Protocol):
     """Persistence of runs, their event logs and registered templates.
 
@@ -58,13 +82,27 @@ class Store(Protocol):
         run: Run,
         events: Sequence[Event],
         publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        timers: Mapping[str, datetime | None] | None = None,
+        fence: Fence | None = None,
+        command: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
-        """Persist `run` (whose version is one more than the stored one) with its new events
-        and the steps' outbox records, in one transaction. Raises Conflict if the stored
-        version is not `run.version - 1`."""
+        """Persist `run` (whose version is one more than the stored one) with its new events,
+        the steps' outbox records, the run's timers to set (a time) or clear (None), and the
+        outcome of the stored command (id, outcome) it carries out, in one transaction.
+        Raises Conflict if the stored version is not `run.version - 1`, LeaseLost if `fence`
+        is given and no longer the run's lease."""
+        ...
+
+    async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
+        """The durable timers of these runs."""
         ...
 
     async def get_run(self, owner: str, run_id: str) -> Run | None: ...
+
+    async def get_run_any(self, run_id: str) -> Run | None:
+        """The run whatever its owner: for a server taking runs over, never for a caller."""
+        ...
 
     async def list_runs(
         self,
@@ -123,6 +161,69 @@ class Store(Protocol):
     async def delete_template(self, owner: str, template_id: str, version: int) -> int:
         """Delete one version of the owner's template, or every version (0); returns how
         many were deleted. Version numbers are never reused."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LeaseStore(Protocol):
+    """Run leases, stored commands and notifications: what several servers on one database
+    need to share runs (PostgreSQL). Expiry is judged by the database's clock."""
+
+    async def create_leased(
+        self, run: Run, events: Sequence[Event], owner: str, ttl: timedelta
+    ) -> tuple[Run, int]:
+        """`Store.create_run`, with the new run leased to `owner` (epoch returned; 0 when an
+        existing run came back for a reused request id)."""
+        ...
+
+    async def acquire(self, run_id: str, owner: str, ttl: timedelta) -> int | None:
+        """Lease the run to `owner` if no live lease holds it; the new epoch, or None."""
+        ...
+
+    async def claim(self, owner: str, limit: int, ttl: timedelta) -> list[tuple[str, int]]:
+        """Lease up to `limit` RUNNING runs whose lease expired or was released, skipping
+        rows other servers are claiming: (run id, epoch) of each."""
+        ...
+
+    async def renew(self, owner: str, run_ids: Sequence[str], ttl: timedelta) -> set[str]:
+        """Extend `owner`'s leases on these runs in one statement; the ids it still holds."""
+        ...
+
+    async def release(self, owner: str, run_ids: Sequence[str]) -> None:
+        """Give these runs' leases up: another server may claim them at once."""
+        ...
+
+    async def send_command(self, run_id: str, kind: str, args: Mapping[str, Any]) -> int: ...
+
+    async def pending_commands(self, run_ids: Sequence[str]) -> list[StoredCommand]: ...
+
+    async def finish_command(self, command_id: int, outcome: Mapping[str, Any]) -> None:
+        """Record the outcome of a command that changed nothing (it was refused)."""
+        ...
+
+    async def command_outcome(self, command_id: int) -> Mapping[str, Any] | None: ...
+
+    async def withdraw_command(self, command_id: int) -> bool:
+        """Delete a command not yet carried out; False when it already was."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+Notice = Callable[[str, Sequence[str]], None]
+
+
+class Notifier(Protocol):
+    """Tells the other servers which runs changed or have commands (the database stays the
+    truth: a notice only says "look")."""
+
+    async def start(self, notice: Notice) -> None:
+        """Listen: `notice(channel, run_ids)` for every notice another server sends."""
+        ...
+
+    def send(self, channel: str, run_id: str) -> None:
+        """Queue a notice; sent soon, batched with others."""
         ...
 
     async def close(self) -> None: ...

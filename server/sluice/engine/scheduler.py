@@ -1,8 +1,11 @@
 """What happens next in a run: a pure function from the run's state to the events to record.
 
 `decide` is called after every committed change. It never does I/O: starting a step is the
-STEP_STARTED event it returns (the runner spawns the handler once that event is committed),
-cancelling one is a STEP_CANCELLED event.
+STEP_STARTED event it returns (the runtime dispatches the handler once that event is
+committed), cancelling one is a STEP_CANCELLED event, and waiting is a time: a failed attempt
+that will be retried is a STEP_RETRYING event carrying when (`retryAt`), which the decision
+also lists as a timer for the runtime to keep durably; `decide` starts the attempt once that
+time has come.
 """
 
 from __future__ import annotations
@@ -27,15 +30,64 @@ from sluice.engine.transitions import apply
 _BLOCKED = frozenset({StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
 
 
+def retry_timer(step_id: str) -> str:
+    """The key of the timer that starts a RETRYING step's next attempt."""
+    return f"retry:{step_id}"
+
+
 @dataclass(slots=True)
 class Decision:
-    """The events to commit, already applied (in order) to `run`, a copy of the input."""
+    """The events to commit, already applied (in order) to `run`, a copy of the input, and
+    the durable timers they set (a time) or clear (None), by key, to store with them."""
 
     run: Run
     events: list[Event] = field(default_factory=list)
+    timers: dict[str, datetime | None] = field(default_factory=dict)
 
     def emit(self, event: Event) -> None:
+        step = self.run.steps.get(event.step_id) if event.step_id else None
+        was_waiting = step is not None and step.status is StepStatus.RETRYING
         self.events.append(apply(self.run, event))
+        if step is not None:
+            if step.status is StepStatus.RETRYING:
+                self.timers[retry_timer(step.step_id)] = step.retry_at
+            elif was_waiting:
+                self.timers[retry_timer(step.step_id)] = None
+
+
+def wake_at(run: Run) -> datetime | None:
+    """The earliest time at which `decide` will have something to do for `run` without any
+    other change (a retry falling due), or None."""
+    if run.status is not RunStatus.RUNNING:
+        return None
+    due = [s.retry_at for s in run.steps.values() if s.retry_at is not None]
+    return min(due) if due else None
+
+
+def attempt_failed(
+    decision: Decision, now: datetime, step_id: str, error: str, *, retryable: bool
+) -> None:
+    """A step's attempt failed: retry it after its policy's backoff (STEP_RETRYING with the
+    time), or, when it may not be retried or has no attempts left, STEP_FAILED."""
+    step = decision.run.steps[step_id]
+    policy = decision.run.template.step(step_id).retry
+    if retryable and step.attempt < policy.max_attempts:
+        delay = policy.delay_after(step.attempt)
+        details = {
+            "error": error,
+            "delaySeconds": delay.total_seconds(),
+            "retryAt": (now + delay).isoformat(),
+        }
+        decision.emit(
+            Event(EventType.STEP_RETRYING, now, step_id, attempt=step.attempt, details=details)
+        )
+    else:
+        decision.emit(
+            Event(
+                EventType.STEP_FAILED, now, step_id, attempt=step.attempt,
+                details={"error": error},
+            )
+        )  # fmt: skip
 
 
 def decide(run: Run, now: datetime, free_slots: int) -> Decision:
@@ -56,6 +108,8 @@ def decide_into(decision: Decision, now: datetime, free_slots: int) -> None:
     if _check_gates(decision, now) or _fail_on_required_failure(decision, now):
         return
     _skip_unreachable(decision, now)
+    if free_slots > 0:
+        _start_due_retries(decision, now)
     _start_ready(decision, now, free_slots)
     if all(s.status.terminal for s in decision.run.steps.values()):
         # The notification goes before the terminal event: watchers stop at that one.
@@ -153,6 +207,15 @@ def _skip_unreachable(decision: Decision, now: datetime) -> None:
         if blocked:
             reason = f"dependency {blocked[0]} {run.steps[blocked[0]].status.lower()}"
             decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details={"reason": reason}))
+
+
+def _start_due_retries(decision: Decision, now: datetime) -> None:
+    """The next attempt of each RETRYING step whose time has come (it keeps its slot)."""
+    run = decision.run
+    for step_id in run.template.order:
+        step = run.steps[step_id]
+        if step.status is StepStatus.RETRYING and (step.retry_at is None or step.retry_at <= now):
+            decision.emit(Event(EventType.STEP_STARTED, now, step_id, attempt=step.attempt + 1))
 
 
 def _start_ready(decision: Decision, now: datetime, free_slots: int) -> None:

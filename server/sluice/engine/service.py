@@ -10,8 +10,8 @@ from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.errors import InvalidArgument, ResourceExhausted
 from sluice.engine.model import Run, Template
 from sluice.engine.ports import RunFilter, RunPage
-from sluice.engine.runner import Engine
 from sluice.engine.validation import bind_params
+from sluice.runtime.driver import Engine
 
 
 class Workflows:

@@ -8,6 +8,7 @@ truth and the rows a cache of it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from sluice.engine.errors import IllegalTransition
 from sluice.engine.model import (
@@ -143,8 +144,10 @@ def _apply_step_event(run: Run, event: Event) -> None:
             step.attempt = event.attempt
             step.started_at = step.started_at or event.time
             step.error = ""
+            step.retry_at = None
         case EventType.STEP_RETRYING:
             step.error = str(details.get("error", ""))
+            step.retry_at = retry_time(event)
         case EventType.STEP_COMPLETED:
             output = details.get("output", {})
             step.output = dict(output) if isinstance(output, dict) else {}
@@ -157,7 +160,17 @@ def _apply_step_event(run: Run, event: Event) -> None:
             step.error = str(details.get("reason", ""))
             if event.type is EventType.STEP_CANCELLED:
                 step.ended_at = event.time
+                step.retry_at = None
     step.status = target
+
+
+def retry_time(event: Event) -> datetime:
+    """When the attempt after a STEP_RETRYING event is due: its `retryAt`, or (events written
+    before retries were timers) its time plus `delaySeconds`."""
+    at = event.details.get("retryAt")
+    if isinstance(at, str):
+        return datetime.fromisoformat(at)
+    return event.time + timedelta(seconds=float(event.details.get("delaySeconds", 0)))
 
 
 def _apply_gate_event(run: Run, event: Event) -> None:

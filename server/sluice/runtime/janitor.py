@@ -16,7 +16,7 @@ import structlog
 
 from sluice.engine.errors import Conflict, FailedPrecondition, NotFound, SluiceError
 from sluice.engine.ports import Clock, Store
-from sluice.engine.runner import Engine
+from sluice.runtime.driver import Engine
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ through SQLAlchemy. `factory.open_store` picks the subclass by URL.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from sluice.engine.errors import Conflict
+from sluice.engine.errors import Conflict, LeaseLost
 from sluice.engine.model import (
     Event,
     EventType,
@@ -30,17 +30,19 @@ from sluice.engine.model import (
     StepRun,
     Template,
 )
-from sluice.engine.ports import RunFilter, RunKey, RunPage
+from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
 from sluice.store import codec, rows
 from sluice.store.executors import Executor
 from sluice.store.schema import (
     events,
     gate_results,
     outbox,
+    run_commands,
     runs,
     step_runs,
     template_snapshots,
     templates,
+    timers,
 )
 
 _TERMINAL_EVENTS = frozenset(
@@ -72,12 +74,25 @@ class SqlStore(ABC):
         """Run each statement for its rows, in `conn`'s transaction; the number of rows the
         first statement changed. Integrity errors come out as SQLAlchemy's IntegrityError."""
 
+    @property
+    def executor(self) -> Executor:
+        return self._db
+
     async def close(self) -> None:
         await self._db.close()
 
     # --- runs ---------------------------------------------------------------------------------
 
-    async def create_run(self, run: Run, new_events: Sequence[Event]) -> Run:
+    async def create_run(
+        self,
+        run: Run,
+        new_events: Sequence[Event],
+        *,
+        then: Callable[[sa.Connection], object] | None = None,
+    ) -> Run:
+        """`then`: more work on the new run in the same transaction (not for an existing run
+        returned for its request id)."""
+
         def insert(conn: sa.Connection) -> Run:
             if run.request_id:
                 existing = _run_id_for_request(conn, run.owner, run.request_id)
@@ -99,6 +114,8 @@ class SqlStore(ABC):
                     (INSERT_EVENTS, [rows.event_row(e) for e in new_events]),
                 ],
             )  # fmt: skip
+            if then is not None:
+                then(conn)
             return run
 
         try:
@@ -126,6 +143,10 @@ class SqlStore(ABC):
         run: Run,
         new_events: Sequence[Event],
         publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        timers: Mapping[str, datetime | None] | None = None,
+        fence: Fence | None = None,
+        command: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
         step_ids = sorted({e.step_id for e in new_events if e.step_id})
         ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
@@ -141,10 +162,26 @@ class SqlStore(ABC):
             for step_id, p in publications
         ]  # fmt: skip
         run_row = {**rows.run_row(run), "k_id": run.id, "k_version": run.version - 1}
+        if fence is not None:
+            run_row |= {"k_lease_owner": fence.owner, "k_lease_epoch": fence.epoch}
+        timer_work = _timer_work(run.id, timers) if timers else ()
+        command_row = (
+            {"k_id": command[0], "outcome": dict(command[1]), "done_at": run.updated_at}
+            if command is not None
+            else None
+        )
 
         def write(conn: sa.Connection) -> None:
-            if self._execute(conn, [(UPDATE_RUN, [run_row])]) != 1:
-                raise Conflict(f"workflow {run.id} was changed by another writer")
+            for statement, params in timer_work:
+                conn.execute(statement, params)
+            if command_row is not None:
+                conn.execute(_FINISH_COMMAND, command_row)
+            if fence is None:
+                changed = self._execute(conn, [(UPDATE_RUN, [run_row])])
+            else:  # fenced by the run's lease (several servers: PostgreSQL)
+                changed = conn.execute(_UPDATE_FENCED_RUN, run_row).rowcount
+            if changed != 1:
+                _raise_lost_write(conn, run.id, fence)
             self._execute(
                 conn,
                 [
@@ -159,6 +196,23 @@ class SqlStore(ABC):
             await self._db.write(write)
         except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
             raise Conflict(f"workflow {run.id} was changed by another writer") from exc
+
+    async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
+        query = sa.select(timers.c.run_id, timers.c.key, timers.c.fire_at).where(
+            timers.c.run_id.in_(list(run_ids))
+        )
+        return await self._db.read(
+            lambda conn: [Timer(r, k, codec.utc(at) or at) for r, k, at in conn.execute(query)]
+        )
+
+    async def get_run_any(self, run_id: str) -> Run | None:
+        query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id)
+
+        def load(conn: sa.Connection) -> Run | None:
+            found = self._load_runs(conn, query)
+            return found[0] if found else None
+
+        return await self._db.read(load)
 
     async def get_run(self, owner: str, run_id: str) -> Run | None:
         query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id, runs.c.owner == owner)
@@ -460,7 +514,7 @@ def _keyed_update(table: sa.Table, keys: tuple[str, ...], fields: tuple[str, ...
     )
 
 
-_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error")
+_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error", "retry_at")
 _GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
 _RUN_FIELDS = (
     "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
@@ -476,6 +530,17 @@ INSERT_OUTBOX = outbox.insert()
 UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
 UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
 UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
+# Outside the hot path (run with SQLAlchemy on every database): the lease-fenced update of a
+# run, a command's outcome, timers.
+_UPDATE_FENCED_RUN = _keyed_update(
+    runs, ("id", "version", "lease_owner", "lease_epoch"), _RUN_FIELDS
+)
+_FINISH_COMMAND = _keyed_update(run_commands, ("id",), ("outcome", "done_at"))
+_DELETE_TIMERS = timers.delete().where(
+    timers.c.run_id == sa.bindparam("run_id"),
+    timers.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
+_INSERT_TIMERS = timers.insert()
 # Each with its table, for a subclass that compiles them itself.
 BATCHED: tuple[tuple[sa.Insert | sa.Update, sa.Table], ...] = (
     (INSERT_RUN, runs),
@@ -496,3 +561,23 @@ _LATEST_VERSION = sa.select(sa.func.max(templates.c.version)).where(
     templates.c.id == sa.bindparam("id"),
     templates.c.deleted_at.is_(None),
 )
+
+
+def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> list[tuple[Any, Any]]:
+    """The statements that set and clear a run's timers (set = replace: delete, then insert)."""
+    work: list[tuple[Any, Any]] = [(_DELETE_TIMERS, {"run_id": run_id, "keys": list(changes)})]
+    rows_ = [{"run_id": run_id, "key": k, "fire_at": at} for k, at in changes.items() if at]
+    if rows_:
+        work.append((_INSERT_TIMERS, rows_))
+    return work
+
+
+def _raise_lost_write(conn: sa.Connection, run_id: str, fence: Fence | None) -> None:
+    """A run's UPDATE matched nothing: say whether its lease or its version moved."""
+    if fence is not None:
+        row = conn.execute(
+            sa.select(runs.c.lease_owner, runs.c.lease_epoch).where(runs.c.id == run_id)
+        ).first()
+        if row is None or (row.lease_owner, row.lease_epoch) != (fence.owner, fence.epoch):
+            raise LeaseLost(f"workflow {run_id} is leased to another server now")
+    raise Conflict(f"workflow {run_id} was changed by another writer")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from sluice.engine.model import (
     RunStatus,
     Template,
 )
-from sluice.engine.ports import RunFilter, RunKey, RunPage
+from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
 
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
@@ -46,6 +46,7 @@ class _StoredRun:
     run: Run
     events: list[Event] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    timers: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,7 +91,14 @@ class MemoryStore:
         run: Run,
         events: Sequence[Event],
         publications: Sequence[tuple[str, Publication]] = (),
+        *,
+        timers: Mapping[str, datetime | None] | None = None,
+        fence: Fence | None = None,
+        command: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
+        """As the SQL stores' commit; leases and stored commands belong to several servers
+        on PostgreSQL, which this store never serves (`fence` and `command` must be None)."""
+        assert fence is None and command is None, "the memory store serves one server"
         await _suspend()
         stored = self._runs.get(run.id)
         if stored is None or stored.run.version != run.version - 1:
@@ -107,12 +115,29 @@ class MemoryStore:
         for gate_id in set(run.gates) if ends else {e.gate_id for e in events if e.gate_id}:
             kept.gates[gate_id] = replace(run.gates[gate_id])
         stored.events.extend(events)
+        for key, at in (timers or {}).items():
+            if at is None:
+                stored.timers.pop(key, None)
+            else:
+                stored.timers[key] = at
         stored.outbox.extend(
             {"id": next(self._outbox_ids), "run_id": run.id, "step_id": step_id,
              "kind": p.kind, "channel": p.channel, "payload": dict(p.payload),
              "created_at": run.updated_at}
             for step_id, p in publications
         )  # fmt: skip
+
+    async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
+        await _suspend()
+        found = (self._runs.get(run_id) for run_id in run_ids)
+        return [
+            Timer(s.run.id, k, at) for s in found if s is not None for k, at in s.timers.items()
+        ]
+
+    async def get_run_any(self, run_id: str) -> Run | None:
+        await _suspend()
+        stored = self._runs.get(run_id)
+        return stored.run.copy() if stored is not None else None
 
     async def get_run(self, owner: str, run_id: str) -> Run | None:
         await _suspend()

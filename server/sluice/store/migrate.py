@@ -116,8 +116,24 @@ async def new_revision(engine: AsyncEngine, message: str, rev_id: str | None = N
         await conn.run_sync(run)
 
 
+# Servers starting together on one PostgreSQL database take turns at the schema: the first
+# creates or upgrades it, the others then find it at head.
+_SCHEMA_LOCK = 0x51C3_0001
+
+
 async def prepare(engine: AsyncEngine, *, migrate: bool) -> SchemaState:
     """Bring the schema to head where that is safe or asked for; raise SchemaError otherwise."""
+    if engine.dialect.name != "postgresql":
+        return await _prepare(engine, migrate=migrate)
+    async with engine.connect() as lock:
+        await lock.execute(sa.text(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})"))
+        try:
+            return await _prepare(engine, migrate=migrate)
+        finally:
+            await lock.execute(sa.text(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})"))
+
+
+async def _prepare(engine: AsyncEngine, *, migrate: bool) -> SchemaState:
     found = await state(engine)
     if not found.known:
         raise SchemaError(

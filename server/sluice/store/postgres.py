@@ -3,6 +3,8 @@ transaction per write; the server does its own group commit."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
@@ -32,7 +34,7 @@ class PostgresStore(SqlStore):
         return changed
 
 
-def create_engine(url: URL) -> AsyncEngine:
+def create_engine(url: URL, **options: Any) -> AsyncEngine:
     """An async engine (asyncpg) on `url`; a pooled connection is checked before use, so one
     the server dropped (a restart, a failover) is replaced rather than failing a call."""
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, **options)

@@ -35,6 +35,9 @@ def run_identity(run: Run) -> dict[str, Any]:
         "created_at": run.created_at,
         "request_id": run.request_id or None,
         "request_hash": run.request_hash or None,
+        "lease_owner": None,
+        "lease_epoch": 0,
+        "lease_expires_at": None,
     }
 
 
@@ -59,7 +62,7 @@ def snapshot(template: Template) -> Snapshot:
 
 def snapshot_key(body: dict[str, Any]) -> str:
     """SHA-256 of the body as canonical JSON: equal bodies share a key, whatever their order.
-    (Migration 0003 computes the same for the runs it moves; keep the two in step.)"""
+    (Migration 0004 computes the same for the runs it moves; keep the two in step.)"""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -92,6 +95,7 @@ def step_row(run: Run, s: StepRun) -> dict[str, Any]:
         "ended_at": s.ended_at,
         "output": s.output,
         "error": s.error,
+        "retry_at": s.retry_at,
     }
 
 
@@ -149,6 +153,7 @@ def step_from_row(s: Mapping[Any, Any], *, output: bool) -> StepRun:
         ended_at=codec.utc(s["ended_at"]),
         output=s["output"] if output else None,
         error=s["error"],
+        retry_at=codec.utc(s["retry_at"]),
     )
 
 

@@ -63,6 +63,12 @@ runs = sa.Table(
     # request_id reused for a different request is refused (NULL for runs stored before 0002).
     sa.Column("request_hash", sa.String(64)),
     sa.Column("start_request_hash", sa.String(64)),
+    # The lease of the server driving the run (several servers on PostgreSQL; unused on
+    # SQLite): its id, the claim's number (every write checks both) and when it expires by
+    # the database's clock. A RUNNING run whose lease expired is claimed by another server.
+    sa.Column("lease_owner", sa.String(32)),
+    sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_expires_at", Time),
     # ListWorkflows: every filter (owner always; status, template, create time) is a range of
     # one of these, in the list's order (newest first), so a page reads only its own rows
     # (several statuses: one range each, merged).
@@ -84,6 +90,9 @@ runs = sa.Table(
     sa.ForeignKeyConstraint(
         ["template_key"], ["template_snapshots.key"], name="fk_runs_template_key"
     ),
+    sa.Index(
+        "ix_runs_claimable", "lease_expires_at", postgresql_where=sa.text("status = 'RUNNING'")
+    ),
 )
 
 step_runs = sa.Table(
@@ -100,6 +109,8 @@ step_runs = sa.Table(
     sa.Column("ended_at", Time),
     sa.Column("output", Json),
     sa.Column("error", sa.Text, nullable=False, default=""),
+    # While RETRYING: when the next attempt is due.
+    sa.Column("retry_at", Time),
 )
 
 gate_results = sa.Table(
@@ -148,4 +159,34 @@ outbox = sa.Table(
     sa.Column("payload", Json, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_outbox_run", "run_id"),
+)
+
+# A run's durable waits (a step's next attempt: key "retry:<step>"): the server driving the run
+# fires them from memory, and a server that takes the run over reads them here.
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("fire_at", Time, nullable=False),
+    sa.Index("ix_timers_fire_at", "fire_at"),
+)
+
+# Calls on a run that another server drives, for that server to carry out; the outcome is
+# written in the same transaction as the change it made.
+run_commands = sa.Table(
+    "run_commands",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("args", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False, server_default=sa.func.now()),
+    sa.Column("done_at", Time),
+    sa.Column("outcome", Json),
+    sa.Index("ix_run_commands_run", "run_id"),
 )

@@ -8,6 +8,7 @@ database), in the caller's thread, before anything else has started.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from pathlib import Path
@@ -67,3 +68,34 @@ def _problem(path: Path, error: sqlite3.Error) -> str:
         f"cannot open the SQLite database {path}: the file and its folder must be readable "
         "and writable by this user"
     )
+
+
+class ServerLock:
+    """Held by the one server process a SQLite database may have: a second server on the same
+    file would drive the same runs without leases. (A POSIX record lock: the kernel drops it
+    when the process dies, however it dies; it belongs to the process, so servers a test starts
+    inside one process share it.)"""
+
+    def __init__(self, path: Path) -> None:
+        self._database = path
+        self._path = path.with_name(path.name + ".server-lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreSetupError(
+                f"another Sluice server is using the SQLite database {self._database}: SQLite "
+                "serves one server. Stop the other one, give this one its own "
+                "SLUICE_DATABASE_URL, or run several servers on PostgreSQL (README: Running "
+                "several servers)"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -30,6 +30,11 @@ class Subscription:
                 self._queue.get_nowait()
             self._queue.put_nowait(())  # wake the reader so it notices the lag
 
+    def _offer_poke(self) -> None:
+        self.lagged = True
+        if self._queue.empty():
+            self._queue.put_nowait(())
+
     async def get(self) -> Sequence[Event]:
         """The next batch; an empty batch means "you lagged: catch up from the store"."""
         return await self._queue.get()
@@ -57,6 +62,15 @@ class EventBus:
     def publish(self, run_id: str, events: Sequence[Event]) -> None:
         for subscription in self._subscribers.get(run_id, ()):
             subscription._offer(events)
+
+    def poke(self, run_id: str) -> None:
+        """Tell the run's subscribers to read the store: its log grew elsewhere."""
+        for subscription in self._subscribers.get(run_id, ()):
+            subscription._offer_poke()
+
+    def watched(self) -> list[str]:
+        """The runs that have subscribers."""
+        return list(self._subscribers)
 
     def watcher_count(self, run_id: str) -> int:
         return len(self._subscribers.get(run_id, ()))

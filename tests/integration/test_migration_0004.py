@@ -1,4 +1,4 @@
-"""Migration 0003 moves runs' template copies into template_snapshots: a database at 0002
+"""Migration 0004 moves runs' template copies into template_snapshots: a database at 0003
 with runs comes out with every run, step, gate, event and outbox record, each run with the
 template it had, and one stored body per distinct template."""
 
@@ -17,7 +17,7 @@ from sluice.store.factory import create_engine, open_store
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 
-# The tables as they were at 0002 (only the columns these rows need are named; the rest have
+# The tables as they were at 0003 (only the columns these rows need are named; the rest have
 # no NOT NULL constraint).
 RUNS = sa.table(
     "runs", *(sa.column(c) for c in (
@@ -47,11 +47,11 @@ def _run(n: int, template: Template) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def test_runs_at_0002_keep_their_templates_and_logs(database_url: str) -> None:
+async def test_runs_at_0003_keep_their_templates_and_logs(database_url: str) -> None:
     runs = [_run(1, SHARED), _run(2, SHARED), _run(3, INLINE), _run(4, SHARED)]
     engine = create_engine(database_url)
     try:
-        await migrate.upgrade(engine, "0002")
+        await migrate.upgrade(engine, "0003")
         async with engine.begin() as conn:
             await conn.execute(RUNS.insert(), runs)
             for r in runs:

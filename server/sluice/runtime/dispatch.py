@@ -1,0 +1,169 @@
+"""Dispatch: runs a committed STEP_STARTED attempt and hands its outcome back.
+
+The driver gives the dispatcher one channel (`Deliver`, a plain callback) when it makes it;
+the dispatcher never calls into the driver otherwise. An attempt's outcome is a value
+(`Outcome`): what the step returned, or why it failed and whether another attempt may help.
+Deciding what follows (a retry at a time, or failing the step) is the pure engine's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sluice.engine import substitution
+from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
+from sluice.engine.model import Run, StepSpec, StepStatus
+from sluice.engine.ports import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt of a step ended."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    result: StepResult | None  # None: failed with `error`
+    error: str = ""
+    retryable: bool = True
+
+
+Deliver = Callable[[Outcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    max_concurrent_steps: int = 256
+    default_step_timeout: timedelta = timedelta(minutes=5)
+    # A step's output (as JSON) larger than this fails the step: it is stored and streamed.
+    max_output_bytes: int = 1024 * 1024
+
+
+class LocalDispatcher:
+    """Runs attempts with the handlers registered in this process, each in its own task."""
+
+    def __init__(
+        self,
+        handlers: HandlerRegistry,
+        deliver: Deliver,
+        clock: Clock,
+        settings: DispatchSettings = DispatchSettings(),
+    ) -> None:
+        self.handlers = handlers
+        self._deliver = deliver
+        self._clock = clock
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    def start(self, run: Run, step_id: str, attempt: int) -> None:
+        """Run attempt `attempt` of the step (committed as started) on `run` as it is now."""
+        key = (run.id, step_id)
+        self.cancel(run.id, step_id)  # a new attempt replaces an older one still running
+        task = asyncio.create_task(self._attempt(run, step_id, attempt), name=f"{run.id}/{step_id}")
+        self._tasks[key] = task
+        task.add_done_callback(lambda done: self._forget(key, done))
+
+    def running(self, run_id: str, step_id: str) -> bool:
+        return (run_id, step_id) in self._tasks
+
+    def cancel(self, run_id: str, step_id: str) -> None:
+        """Stop the step's attempt, if one runs: its outcome is never delivered."""
+        task = self._tasks.pop((run_id, step_id), None)
+        if task is not None:
+            task.cancel()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks.values())
+
+    async def stop(self) -> None:
+        """Stop every attempt at once; none is delivered (a later owner runs them again)."""
+        tasks = self.tasks()
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    async def _attempt(self, run: Run, step_id: str, attempt: int) -> None:
+        spec = run.template.step(step_id)
+        try:
+            result = await self._call(run, spec, attempt)
+            error = _unstorable(result, self._settings.max_output_bytes)
+            outcome = (
+                Outcome(run.id, step_id, attempt, None, error, retryable=False)
+                if error
+                else Outcome(run.id, step_id, attempt, result)
+            )
+        except asyncio.CancelledError:
+            raise  # cancelled by the run (already recorded) or by a stop (run again later)
+        except Exception as exc:
+            retryable = not isinstance(exc, PermanentStepError)
+            outcome = Outcome(run.id, step_id, attempt, None, describe(exc), retryable)
+        task = asyncio.current_task()
+        # Delivered only while still the step's current attempt: a cancelled one says nothing.
+        if self._tasks.get((run.id, step_id)) is task:
+            del self._tasks[(run.id, step_id)]
+            self._deliver(outcome)
+
+    async def _call(self, run: Run, spec: StepSpec, attempt: int) -> StepResult:
+        ctx = self._context(run, spec, attempt)  # built apart: this frame lives as long as the step
+        timeout = (spec.timeout or self._settings.default_step_timeout).total_seconds()
+        async with self._slots:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.handlers.get(spec.type).run(ctx)
+            except TimeoutError:
+                raise TimeoutError(f"attempt timed out after {timeout:g}s") from None
+
+    def _context(self, run: Run, spec: StepSpec, attempt: int) -> StepContext:
+        upstream_ids = run.template.upstream(spec.id)
+        upstream = {
+            step_id: step.output or {}
+            for step_id, step in run.steps.items()
+            if step_id in upstream_ids and step.status is StepStatus.COMPLETED
+        }
+        try:
+            config = substitution.resolve(dict(spec.config), run.params, upstream)
+        except substitution.SubstitutionError as exc:
+            raise PermanentStepError(str(exc)) from None
+        # Validation could not judge substituted values: the resolved config is checked here.
+        self.handlers.check_resolved(spec.type, config)
+        return StepContext(
+            run_id=run.id,
+            step_id=spec.id,
+            step_type=spec.type,
+            attempt=attempt,
+            idempotency_key=f"{run.id}/{spec.id}",
+            config=config,
+            params=run.params,
+            inputs={d: upstream[d] for d in spec.dependencies if d in upstream},
+            upstream=upstream,
+            owner=run.owner,
+            now=self._clock.now(),
+        )
+
+
+def _unstorable(result: StepResult, limit: int) -> str:
+    """Why a handler's result cannot be stored and streamed, or "" when it can."""
+    try:
+        size = len(json.dumps([result.output, result.notifications], allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        return f"the step's output is not JSON data: {exc}"
+    if size > limit:
+        return f"the step's output is {size} bytes as JSON; the limit is {limit}"
+    return ""
+
+
+def describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
