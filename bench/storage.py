@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sluice.engine.handlers import HandlerRegistry, StepContext, StepResult
 from sluice.engine.model import ExecutionOptions, StepSpec, Template
-from sluice.engine.runner import Engine
+from sluice.runtime.driver import Engine
 from sluice.store.factory import create_engine, open_store
 from sluice.templates import load_predefined
 
