@@ -10,7 +10,9 @@ import uuid
 from pathlib import Path
 
 from sluice.client import WorkflowClient
+from sluice.server import SluiceServer
 from tests.cli.conftest import Sluice, run_cli
+from tests.support.process import free_port
 from tests.support.templates import step, template
 
 CONTENT = (
@@ -48,6 +50,19 @@ async def test_templates_lists_the_predefined_ones(sluice: Sluice) -> None:
 
     shown = await sluice("template", "show", "content-to-social", "--json")
     assert json.loads(shown.out)["qualityGates"][1]["id"] == "publish-approval"
+
+
+async def test_an_address_list_with_a_dead_server_first_works(server: SluiceServer) -> None:
+    dead, other = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    result = await run_cli("run", *CONTENT, "--auto-approve", address=f"{dead},{server.address}")
+    assert result.code == 0, result.err
+    down = await run_cli("templates", address=f"{dead},{other}")
+    assert down.code == 5 and f"cannot reach the Sluice server at {dead},{other}" in down.err
+    bad = await run_cli("templates", address=f"{dead},nowhere")
+    assert (bad.code, bad.err.strip().splitlines()[0]) == (
+        2,
+        "error: invalid argument (1 field violation):",
+    )
 
 
 async def test_run_with_auto_approve_completes_and_ends_with_the_metrics(sluice: Sluice) -> None:

@@ -138,8 +138,8 @@ async def test_three_servers_complete_300_webhook_runs_each_delivered_once(
 DIAMOND = template(
     "diamond-work",
     step("a", "work", config={"seconds": 0.05}),
-    step("b", "work", "a", config={"seconds": 0.6}),
-    step("c", "work", "a", config={"seconds": 0.8}),
+    step("b", "work", "a", config={"seconds": 1.0}),
+    step("c", "work", "a", config={"seconds": 2.0}),
     step("d", "work", "b", "c", config={"seconds": 0.1}),
 )
 
@@ -147,6 +147,7 @@ DIAMOND = template(
 async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> None:
     a, b, c = await servers.start(3)
     clients = {s.address: WorkflowClient(s.address) for s in (a, b, c)}
+    everywhere = WorkflowClient([a.address, b.address, c.address])
     try:
         runs = []
         for i in range(30):
@@ -155,8 +156,13 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
             await client.execute_workflow(run.id)
             runs.append(run.id)
         mine = runs[0::3]  # created, so leased and driven, on A
-        await until_event(clients[b.address], mine[-1], E.EVENT_TYPE_STEP_STARTED)
-        await until_event(clients[b.address], mine[0], E.EVENT_TYPE_STEP_STARTED)
+        # Watchers of one of A's runs through a client that knows every server: its calls go
+        # round-robin, so of three streams one is on A, and must go on at another after the kill.
+        watchers = [asyncio.create_task(reconnecting(everywhere, mine[0])) for _ in range(3)]
+        # Until A's last run is in its longest step: the kill cuts that one off for sure.
+        async for event in clients[a.address].watch(mine[-1]):
+            if event.type == E.EVENT_TYPE_STEP_STARTED and event.step_id == "c":
+                break
 
         assert await a.kill() == -9
         killed_at = datetime.now(UTC)
@@ -166,8 +172,9 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
             LEASE_TTL + 20,
         )
         final = [await survivors[0].get_workflow(r) for r in runs]
+        watched = await asyncio.wait_for(asyncio.gather(*watchers), 20)
     finally:
-        for client in clients.values():
+        for client in [*clients.values(), everywhere]:
             await client.close()
 
     assert {w.status for w in final} == {WorkflowStatus.WORKFLOW_STATUS_COMPLETED}
@@ -191,6 +198,9 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
             if completed and event.time.ToDatetime(UTC) < killed_at:
                 assert starts[(run_id, event.step_id)] == 1, (run_id, event.step_id)
     await check_logs(servers.database_url, runs)
+    complete = [e.sequence for e in finished[0]]
+    for events in watched:  # the whole log, in order, once: across the kill
+        assert [e.sequence for e in events] == complete
 
 
 async def test_a_paused_replica_writes_nothing_for_the_runs_it_lost(servers: Servers) -> None:

@@ -12,6 +12,7 @@ from sluice.server import SluiceServer
 from tests.cli.conftest import run_cli
 from tests.conftest import ServerFactory
 from tests.support.crypto import make_pki, tls_settings
+from tests.support.process import free_port
 
 
 @pytest.fixture
@@ -66,3 +67,13 @@ async def test_plaintext_servers_and_closed_ports_keep_their_error(server: Sluic
             await client.list_templates(timeout=5)
     assert type(down.value) is UnavailableError
     assert "speaks TLS" not in down.value.message
+
+
+async def test_with_several_addresses_the_hint_names_the_one_that_speaks_tls(
+    tls_server: SluiceServer,
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    async with WorkflowClient([closed, tls_server.address]) as client:
+        with pytest.raises(ServerSpeaksTlsError) as caught:
+            await client.list_templates(timeout=5)
+    assert caught.value.message == _hint(tls_server.address)

@@ -15,6 +15,7 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import { fromConnectError } from "./errors.js";
+import { RoundRobinTransport, type Backend } from "./servers.js";
 import type { WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
 import { TemplateSchema, type Template } from "./gen/sluice/v1/template_pb.js";
 import { type Workflow, type WorkflowStatus } from "./gen/sluice/v1/workflow_pb.js";
@@ -31,8 +32,13 @@ import {
 export const DEFAULT_BASE_URL = "http://127.0.0.1:50051";
 
 export interface WorkflowClientOptions {
-  /** The server, e.g. "http://127.0.0.1:50051" (plain HTTP/2) or "https://sluice.example:443". */
-  baseUrl?: string;
+  /**
+   * The server, e.g. "http://127.0.0.1:50051" (plain HTTP/2) or "https://sluice.example:443";
+   * or several servers that share one database, as an array or one string with commas
+   * ("http://10.0.0.1:50051,http://10.0.0.2:50051"): calls go round-robin over those that are
+   * connected, and one that cannot be reached is left out until it answers again.
+   */
+  baseUrl?: string | string[];
   /**
    * PEM certificate(s) of the CA that signed a TLS server's certificate (e.g. the ca.pem of
    * `sluice cert`), trusted instead of Node's public roots. Needs an https:// baseUrl.
@@ -138,12 +144,11 @@ export interface WatchOptions {
  */
 export class WorkflowClient {
   private readonly client: Client<typeof WorkflowService>;
-  private readonly sessionManager: Http2SessionManager | undefined;
+  private readonly sessionManagers: Http2SessionManager[] = [];
 
   constructor(options: WorkflowClientOptions = {}) {
     let transport = options.transport;
     if (transport === undefined) {
-      const baseUrl = options.baseUrl ?? DEFAULT_BASE_URL;
       const headers: Record<string, string> = { ...options.headers };
       if (options.token !== undefined) {
         headers["authorization"] = `Bearer ${options.token}`;
@@ -154,23 +159,31 @@ export class WorkflowClient {
         }
         return next(req);
       };
-      const tls = tlsOptions(baseUrl, options);
-      this.sessionManager = new Http2SessionManager(baseUrl, undefined, tls);
-      transport = createGrpcTransport({
-        baseUrl,
-        sessionManager: this.sessionManager,
-        interceptors: [addHeaders, ...(options.interceptors ?? [])],
-        ...(options.defaultTimeoutMs !== undefined
-          ? { defaultTimeoutMs: options.defaultTimeoutMs }
-          : {}),
+      const backends = baseUrls(options.baseUrl).map((baseUrl): Backend => {
+        const tls = tlsOptions(baseUrl, options);
+        const sessionManager = new Http2SessionManager(baseUrl, undefined, tls);
+        this.sessionManagers.push(sessionManager);
+        const transport = createGrpcTransport({
+          baseUrl,
+          sessionManager,
+          interceptors: [addHeaders, ...(options.interceptors ?? [])],
+          ...(options.defaultTimeoutMs !== undefined
+            ? { defaultTimeoutMs: options.defaultTimeoutMs }
+            : {}),
+        });
+        return { url: baseUrl, transport, sessionManager };
       });
+      transport =
+        backends.length === 1 ? backends[0]!.transport : new RoundRobinTransport(backends);
     }
     this.client = createClient(WorkflowService, transport);
   }
 
   /** Close the HTTP/2 connection. Calls made afterwards open a new one. */
   close(): void {
-    this.sessionManager?.abort();
+    for (const sessionManager of this.sessionManagers) {
+      sessionManager.abort();
+    }
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
@@ -432,6 +445,19 @@ function toTemplate(template: TemplateLike): Template {
     return template;
   }
   return fromJson(TemplateSchema, template as JsonObject);
+}
+
+/** The server URLs in `baseUrl`: one, an array, or one string with commas. */
+function baseUrls(baseUrl: string | string[] | undefined): string[] {
+  const given = baseUrl ?? DEFAULT_BASE_URL;
+  const urls = (Array.isArray(given) ? given : [given])
+    .flatMap((url) => url.split(","))
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
+  if (urls.length === 0) {
+    throw new TypeError(`WorkflowClient: no server URL in baseUrl ${JSON.stringify(baseUrl)}`);
+  }
+  return [...new Set(urls)];
 }
 
 /** Node's HTTP/2 options trusting the CA given as `ca` or `caFile`; none without one. */

@@ -77,3 +77,13 @@ test("a CA with a plaintext URL, both forms, or an unreadable file are refused a
     return true;
   });
 });
+
+test("several https:// URLs: each is checked against its own host", async () => {
+  const both = [server.baseUrl, server.baseUrl.replace("127.0.0.1", "localhost")];
+  assert.ok((await templateIds({ baseUrl: both, caFile: certs.caFile })).length >= 3);
+  await assert.rejects(templateIds({ baseUrl: both }), (error) => {
+    assert.ok(error instanceof UnavailableError, String(error));
+    assert.match(error.message, /^the server's certificate is not trusted \(no server answers: /);
+    return true;
+  });
+});

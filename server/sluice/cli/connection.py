@@ -16,7 +16,7 @@ Address = Annotated[
     str,
     typer.Option(
         "--address", envvar="SLUICE_ADDRESS", rich_help_panel=_PANEL,
-        help="host:port of the Sluice server.",
+        help="host:port of the Sluice server; several, separated by commas, are called in turn.",
     ),
 ]  # fmt: skip
 Token = Annotated[

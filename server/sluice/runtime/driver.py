@@ -446,8 +446,12 @@ class Engine:
                     return  # the caller already has the terminal event
                 # The run ended after our read: its last events are in the store now.
             while True:
+                # The bus hears every commit of a run this server drives; a run driven
+                # elsewhere is heard of by notice, and read again every `recheck` in case one
+                # was lost. (A run this server stops driving pokes its watchers: see _drop.)
+                local = run_id in self._drivers
                 try:
-                    async with asyncio.timeout(recheck):
+                    async with asyncio.timeout(None if local else recheck):
                         events = await live.get()
                 except TimeoutError:
                     events = ()
@@ -527,6 +531,7 @@ class Engine:
         for step_id in driver.run.steps:
             self.dispatcher.cancel(driver.run.id, step_id)
         driver.lose()
+        self.bus.poke(driver.run.id)  # its watchers here now read what others commit
         log.warning("dropped a workflow this server no longer holds", run_id=driver.run.id, why=why)
 
     async def _claim(self) -> int:

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +40,7 @@ from sluice.store.schema import (
     run_commands,
     runs,
     step_runs,
+    template_snapshots,
     templates,
     timers,
 )
@@ -54,8 +55,12 @@ Writes = Sequence[tuple[sa.Insert | sa.Update, list[dict[str, Any]]]]
 
 
 class SqlStore(ABC):
+    # INSERT INTO template_snapshots ... ON CONFLICT DO NOTHING, in the database's dialect.
+    INSERT_SNAPSHOT: ClassVar[sa.Insert]
+
     def __init__(self, executor: Executor) -> None:
         self._db = executor
+        self._snapshots = _SnapshotCache()
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
@@ -92,11 +97,15 @@ class SqlStore(ABC):
             if run.request_id:
                 existing = _run_id_for_request(conn, run.owner, run.request_id)
                 if existing is not None:
-                    found = _load_runs(conn, sa.select(*RUN_COLUMNS).where(runs.c.id == existing))
+                    found = self._load_runs(
+                        conn, sa.select(*RUN_COLUMNS).where(runs.c.id == existing)
+                    )
                     return found[0]
             self._execute(
                 conn,
                 [
+                    # The run's template: stored once for all the runs with that body.
+                    (self.INSERT_SNAPSHOT, [rows.snapshot(run.template).row()]),
                     (INSERT_RUN, [{**rows.run_row(run), **rows.run_identity(run)}]),
                     (INSERT_STEPS, [rows.step_row(run, s) | {"position": i}
                                     for i, s in enumerate(run.steps.values())]),
@@ -125,7 +134,7 @@ class SqlStore(ABC):
             existing = _run_id_for_request(conn, owner, request_id)
             if existing is None:
                 return None
-            return _load_runs(conn, sa.select(*RUN_COLUMNS).where(runs.c.id == existing))[0]
+            return self._load_runs(conn, sa.select(*RUN_COLUMNS).where(runs.c.id == existing))[0]
 
         return await self._db.read(load)
 
@@ -200,7 +209,7 @@ class SqlStore(ABC):
         query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id)
 
         def load(conn: sa.Connection) -> Run | None:
-            found = _load_runs(conn, query)
+            found = self._load_runs(conn, query)
             return found[0] if found else None
 
         return await self._db.read(load)
@@ -209,7 +218,7 @@ class SqlStore(ABC):
         query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id, runs.c.owner == owner)
 
         def load(conn: sa.Connection) -> Run | None:
-            found = _load_runs(conn, query)
+            found = self._load_runs(conn, query)
             return found[0] if found else None
 
         return await self._db.read(load)
@@ -234,7 +243,7 @@ class SqlStore(ABC):
             found = [row for query in queries for row in conn.execute(query).mappings()]
             if len(queries) > 1:
                 found.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
-            return _assemble_runs(conn, found[: limit + 1], outputs=outputs)
+            return self._assemble_runs(conn, found[: limit + 1], outputs=outputs)
 
         found = await self._db.read(load)
         more = len(found) > limit
@@ -291,7 +300,7 @@ class SqlStore(ABC):
             .where(runs.c.status.in_([RunStatus.RUNNING.value, RunStatus.PAUSED.value]))
             .order_by(runs.c.created_at)
         )
-        return await self._db.read(lambda conn: _load_runs(conn, query))
+        return await self._db.read(lambda conn: self._load_runs(conn, query))
 
     async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
         query = (
@@ -384,6 +393,42 @@ class SqlStore(ABC):
         bodies = await self._db.read(lambda conn: list(conn.execute(query).scalars()))
         return [codec.template_from_json(b) for b in bodies]
 
+    def _load_runs(self, conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
+        return self._assemble_runs(conn, conn.execute(query).mappings().all())
+
+    def _assemble_runs(
+        self, conn: sa.Connection, found: Sequence[sa.RowMapping], *, outputs: bool = True
+    ) -> list[Run]:
+        """Runs from their rows, with their templates, steps (and outputs, unless left out)
+        and gates."""
+        if not found:
+            return []
+        ids = [r["id"] for r in found]
+        templates_by_key = self._snapshots.resolve(conn, {r["template_key"] for r in found})
+        step_columns = list(step_runs.c) if outputs else _STEP_COLUMNS_WITHOUT_OUTPUT
+        step_rows = conn.execute(
+            sa.select(*step_columns)
+            .where(step_runs.c.run_id.in_(ids))
+            .order_by(step_runs.c.position)
+        ).mappings()
+        gate_rows = conn.execute(
+            sa.select(gate_results)
+            .where(gate_results.c.run_id.in_(ids))
+            .order_by(gate_results.c.position)
+        ).mappings()
+        steps_by_run: dict[str, dict[str, StepRun]] = {i: {} for i in ids}
+        for s in step_rows:
+            steps_by_run[s["run_id"]][s["step_id"]] = rows.step_from_row(s, output=outputs)
+        gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
+        for g in gate_rows:
+            gates_by_run[g["run_id"]][g["gate_id"]] = rows.gate_from_row(g)
+        return [
+            rows.run_from_row(
+                r, templates_by_key[r["template_key"]], steps_by_run[r["id"]], gates_by_run[r["id"]]
+            )
+            for r in found
+        ]
+
 
 def _run_id_for_request(conn: sa.Connection, owner: str, request_id: str) -> str | None:
     query = sa.select(runs.c.id).where(runs.c.owner == owner, runs.c.request_id == request_id)
@@ -425,43 +470,32 @@ def page_query(
     return query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
 
 
-# The template snapshot is read as text (see rows.snapshot_from_text).
-RUN_COLUMNS = [
-    *(c for c in runs.c if c.name != "template"),
-    sa.cast(runs.c.template, sa.Text).label("template"),
-]
-
-
-def _load_runs(conn: sa.Connection, query: sa.Select[Any]) -> list[Run]:
-    return _assemble_runs(conn, conn.execute(query).mappings().all())
-
-
+RUN_COLUMNS = list(runs.c)
 _STEP_COLUMNS_WITHOUT_OUTPUT = [c for c in step_runs.c if c.name != "output"]
 
 
-def _assemble_runs(
-    conn: sa.Connection, found: Sequence[sa.RowMapping], *, outputs: bool = True
-) -> list[Run]:
-    """Runs from their rows, with their steps (and outputs, unless left out) and gates."""
-    if not found:
-        return []
-    ids = [r["id"] for r in found]
-    step_columns = list(step_runs.c) if outputs else _STEP_COLUMNS_WITHOUT_OUTPUT
-    step_rows = conn.execute(
-        sa.select(*step_columns).where(step_runs.c.run_id.in_(ids)).order_by(step_runs.c.position)
-    ).mappings()
-    gate_rows = conn.execute(
-        sa.select(gate_results)
-        .where(gate_results.c.run_id.in_(ids))
-        .order_by(gate_results.c.position)
-    ).mappings()
-    steps_by_run: dict[str, dict[str, StepRun]] = {i: {} for i in ids}
-    for s in step_rows:
-        steps_by_run[s["run_id"]][s["step_id"]] = rows.step_from_row(s, output=outputs)
-    gates_by_run: dict[str, dict[str, GateResult]] = {i: {} for i in ids}
-    for g in gate_rows:
-        gates_by_run[g["run_id"]][g["gate_id"]] = rows.gate_from_row(g)
-    return [rows.run_from_row(r, steps_by_run[r["id"]], gates_by_run[r["id"]]) for r in found]
+class _SnapshotCache:
+    """Templates by snapshot key, each decoded once: a key names one body for good, and the
+    runs of one template (a list page is often all of one) share one Template object, whose
+    derived lookups and serialized forms are then built once. Bounded: cleared when full."""
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._templates: dict[str, Template] = {}
+
+    def resolve(self, conn: sa.Connection, keys: set[str]) -> dict[str, Template]:
+        found = {k: t for k in keys if (t := self._templates.get(k)) is not None}
+        missing = keys - found.keys()
+        if missing:
+            query = sa.select(template_snapshots.c.key, template_snapshots.c.body).where(
+                template_snapshots.c.key.in_(sorted(missing))
+            )
+            if len(self._templates) + len(missing) > self.LIMIT:
+                self._templates.clear()
+            for key, body in conn.execute(query):
+                found[key] = self._templates[key] = codec.template_from_json(body)
+        return found
 
 
 # --- statements -------------------------------------------------------------------------------

@@ -85,6 +85,10 @@ _translated = _Translated()
 class AsyncExecutor:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # A read is several statements (a run's row, then its steps, gates and template): in
+        # one snapshot, or under READ COMMITTED a commit landing between them would give a
+        # run whose steps are newer than its row. (Read-only, so it never fails to serialize.)
+        self._reader = engine.execution_options(isolation_level="REPEATABLE READ")
 
     async def write(self, work: Work[T]) -> T:
         with _translated:
@@ -93,7 +97,7 @@ class AsyncExecutor:
 
     async def read(self, work: Work[T]) -> T:
         with _translated:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 return await conn.run_sync(work)
 
     async def close(self) -> None:

@@ -75,8 +75,32 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes a table (batch mode) by copying it and dropping the original; with
+            # foreign keys on, that DROP first deletes every row that references the table
+            # (ON DELETE CASCADE): rebuilding `runs` would empty step_runs, events and the
+            # rest. The pragma only takes effect outside a transaction, so before it begins.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(run)
+                if sqlite:
+                    await conn.run_sync(_check_foreign_keys)
+        finally:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
+
+
+def _check_foreign_keys(connection: sa.Connection) -> None:
+    """With enforcement off during the migration, check its result as a whole: a migration
+    that left a row pointing nowhere is undone."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise SchemaError(f"the migration left rows that reference nothing: {broken[:5]}")
 
 
 async def new_revision(engine: AsyncEngine, message: str, rev_id: str | None = None) -> None:

@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.store.base import SqlStore, Writes
 from sluice.store.executors import AsyncExecutor
+from sluice.store.schema import template_snapshots
 
 
 class PostgresStore(SqlStore):
+    INSERT_SNAPSHOT = postgresql.insert(template_snapshots).on_conflict_do_nothing()
+
     @classmethod
     def on_engine(cls, engine: AsyncEngine) -> PostgresStore:
         """The store on a (migrated) database; it disposes of `engine` when closed."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +30,7 @@ def run_identity(run: Run) -> dict[str, Any]:
         "owner": run.owner,
         "template_id": run.template.id,
         "template_version": run.template.version,
-        "template": snapshot(run.template),
+        "template_key": snapshot(run.template).key,
         "params": run.params,
         "created_at": run.created_at,
         "request_id": run.request_id or None,
@@ -39,19 +41,30 @@ def run_identity(run: Run) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=1024)
-def snapshot(template: Template) -> dict[str, Any]:
-    """The template as stored with each run, built once per template (they never change, and
-    every run of a registered template shares one); only ever serialized, never changed."""
-    return codec.template_to_json(template)
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A template as runs keep it: its JSON body and the key it is stored under."""
+
+    key: str
+    body: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        return {"key": self.key, "body": self.body}
 
 
 @lru_cache(maxsize=1024)
-def snapshot_from_text(text: str) -> Template:
-    """A run's template snapshot, read as text and decoded once per distinct text: the runs of
-    one template version share it (and then one Template, whose serialized forms are cached by
-    identity), where decoding it per row was a third of a list's time."""
-    return codec.template_from_json(json.loads(text))
+def snapshot(template: Template) -> Snapshot:
+    """Built once per template (they never change, and every run of a registered template
+    shares one object); the body is only ever serialized, never changed."""
+    body = codec.template_to_json(template)
+    return Snapshot(snapshot_key(body), body)
+
+
+def snapshot_key(body: dict[str, Any]) -> str:
+    """SHA-256 of the body as canonical JSON: equal bodies share a key, whatever their order.
+    (Migration 0004 computes the same for the runs it moves; keep the two in step.)"""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def run_row(run: Run) -> dict[str, Any]:
@@ -155,13 +168,16 @@ def gate_from_row(g: Mapping[Any, Any]) -> GateResult:
 
 
 def run_from_row(
-    r: Mapping[Any, Any], steps: dict[str, StepRun], gates: dict[str, GateResult]
+    r: Mapping[Any, Any],
+    template: Template,
+    steps: dict[str, StepRun],
+    gates: dict[str, GateResult],
 ) -> Run:
-    """A run from its row (the template snapshot as JSON text) and its steps and gates."""
+    """A run from its row, the template its template_key names, and its steps and gates."""
     return Run(
         id=r["id"],
         owner=r["owner"],
-        template=snapshot_from_text(r["template"]),
+        template=template,
         params=r["params"],
         created_at=codec.utc(r["created_at"]) or r["created_at"],
         status=RunStatus(r["status"]),

@@ -22,6 +22,17 @@ templates = sa.Table(
     sa.Column("deleted_at", Time),
 )
 
+# The templates runs ran, one row per distinct body: every run of a template version (or of
+# the same inline template) shares one, where a copy in each run row cost about 2 KB a run.
+# Rows are only ever added: a key names one body for good.
+template_snapshots = sa.Table(
+    "template_snapshots",
+    metadata,
+    # SHA-256 (hex) of the body as canonical JSON (sorted keys, no spaces): see rows.snapshot.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("body", Json, nullable=False),
+)
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -29,7 +40,8 @@ runs = sa.Table(
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("template_id", sa.String(64), nullable=False),
     sa.Column("template_version", sa.Integer, nullable=False),
-    sa.Column("template", Json, nullable=False),
+    # The template the run runs, as it was when the run was created.
+    sa.Column("template_key", sa.String(64), nullable=False),
     sa.Column("params", Json, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("options", Json, nullable=False),
@@ -75,6 +87,9 @@ runs = sa.Table(
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_ended", "ended_at"),
     sa.UniqueConstraint("owner", "request_id", name="uq_runs_owner_request_id"),
+    sa.ForeignKeyConstraint(
+        ["template_key"], ["template_snapshots.key"], name="fk_runs_template_key"
+    ),
     sa.Index(
         "ix_runs_claimable", "lease_expires_at", postgresql_where=sa.text("status = 'RUNNING'")
     ),

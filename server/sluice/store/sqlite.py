@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -20,13 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sluice.store import sqlite_file, sqlite_wal
 from sluice.store.base import BATCHED, SqlStore, Writes
 from sluice.store.executors import SqliteExecutor
+from sluice.store.schema import template_snapshots
 from sluice.store.sqlite_raw import RawStatement
 
+_INSERT_SNAPSHOT = sqlite.insert(template_snapshots).on_conflict_do_nothing()
 # Each batched statement compiled once for SQLite's cursor, found by the statement itself.
-_RAW = {statement: RawStatement(statement, table) for statement, table in BATCHED}
+_RAW = {
+    statement: RawStatement(statement, table)
+    for statement, table in (*BATCHED, (_INSERT_SNAPSHOT, template_snapshots))
+}
 
 
 class SqliteStore(SqlStore):
+    INSERT_SNAPSHOT = _INSERT_SNAPSHOT
+
     @classmethod
     def on_file(cls, url: str | URL) -> SqliteStore:
         """The store on the (migrated) database file of `url`."""

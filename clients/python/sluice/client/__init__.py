@@ -3,6 +3,7 @@
 from sluice.client._async import OnReconnect, WorkflowClient
 from sluice.client._connect import DEFAULT_TARGET
 from sluice.client._sync import SyncWorkflowClient
+from sluice.client._targets import Addresses
 from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import (
     AbortedError,
@@ -31,6 +32,7 @@ from sluice.v1.workflow_service_pb2 import WorkflowView
 __all__ = [
     "DEFAULT_TARGET",
     "AbortedError",
+    "Addresses",
     "AlreadyExistsError",
     "DeadlineExceededError",
     "EventType",

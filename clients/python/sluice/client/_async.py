@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import grpc
 
-from sluice.client import _values
+from sluice.client import _targets, _values
 from sluice.client._connect import Endpoint
+from sluice.client._targets import Addresses
 from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import SluiceError, from_rpc_error
 from sluice.client.tls_probe import ServerSpeaksTlsError, explain_unavailable
@@ -29,35 +31,49 @@ class WorkflowClient:
 
     def __init__(
         self,
-        target: str | None = None,
+        target: Addresses | None = None,
         *,
         token: str | None = None,
         ca_file: str | None = None,
         cert_file: str | None = None,
         key_file: str | None = None,
         tls: bool = False,
+        server_name: str | None = None,
         channel: grpc.aio.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Connect to a Sluice server.
+        """Connect to a Sluice server, or to several that share one database.
 
-        target: host:port; None reads SLUICE_ADDRESS, else 127.0.0.1:50051.
+        target: host:port; several as a list or tuple, or in one string with commas
+        ("10.0.0.1:50051,10.0.0.2:50051"); or a DNS name that resolves to several
+        ("dns:///sluice.internal:50051"). Calls go round-robin over the servers that answer;
+        one that is down is skipped. None reads SLUICE_ADDRESS (which may hold commas too),
+        else 127.0.0.1:50051. Host names in a list are looked up once, here.
         token: a JWT sent as `authorization: Bearer <token>` on every call; None reads
         SLUICE_TOKEN ("" sends none).
         ca_file: PEM CA bundle to verify the server with; turns TLS on (as does `tls=True`,
         which trusts the system's roots); None reads SLUICE_CA_FILE ("" uses none).
         cert_file / key_file: a client certificate for servers that require mutual TLS.
+        server_name: the name the servers' certificates must carry; by default the target's
+        host (with several addresses: the first one's).
         `credentials` or a ready `channel` override target and TLS.
         """
         endpoint = Endpoint.resolve(target, token, ca_file)
-        plaintext = (
-            channel is None and credentials is None and not (tls or endpoint.ca_file or cert_file)
-        )
-        self._plaintext_target = endpoint.target if plaintext else None
-        self._channel = channel or endpoint.channel(
-            cert_file=cert_file, key_file=key_file, tls=tls, credentials=credentials
-        )
+        self._probe_addresses: tuple[str, ...] = ()
+        if channel is None:
+            where = _targets.parse(endpoint.addresses)
+            if not endpoint.uses_tls(cert_file=cert_file, tls=tls, credentials=credentials):
+                self._probe_addresses = where.addresses
+            channel = endpoint.channel(
+                where,
+                cert_file=cert_file,
+                key_file=key_file,
+                tls=tls,
+                credentials=credentials,
+                server_name=server_name,
+            )
+        self._channel = channel
         self._stub = pb_grpc.WorkflowServiceStub(self._channel)
         self._metadata = endpoint.metadata(metadata)
 
@@ -81,9 +97,9 @@ class WorkflowClient:
 
     async def _error(self, exc: grpc.RpcError) -> SluiceError:
         error = from_rpc_error(exc)
-        if self._plaintext_target is None:
+        if not self._probe_addresses:
             return error
-        return await explain_unavailable(error, self._plaintext_target)
+        return await explain_unavailable(error, self._probe_addresses)
 
     # --- templates ------------------------------------------------------------------------------
 
@@ -319,10 +335,12 @@ class WorkflowClient:
         With `reconnect`, a stream broken by the server going away (UNAVAILABLE, a server-side
         cancel) is opened again from the last sequence received, with exponential backoff
         (`initial_backoff` doubling up to `max_backoff`), so the caller sees every event once
-        and in order. It gives up, raising the last error, after `give_up_after` seconds without
-        an event (None: never). `on_reconnect(error, delay)` is called before each wait, with
-        the error that broke the stream and the seconds until the next try: a caller can say
-        it is reconnecting, and that it is back when the next event arrives.
+        and in order. With several servers it reopens on one that answers; when none did, it
+        tries again as soon as the client connects to one, without waiting out the backoff.
+        It gives up, raising the last error, after `give_up_after` seconds without an event
+        (None: never). `on_reconnect(error, delay)` is called before each wait, with the error
+        that broke the stream and the most seconds until the next try: a caller can say it is
+        reconnecting, and that it is back when the next event arrives.
         """
         last = after_sequence
         delay = initial_backoff
@@ -354,9 +372,24 @@ class WorkflowClient:
                     on_reconnect(error, delay)
             finally:
                 call.cancel()
-            await asyncio.sleep(delay)
+            await self._until_reconnected(delay, least=initial_backoff)
             delay = min(delay * 2, max_backoff)
+
+    async def _until_reconnected(self, delay: float, least: float) -> None:
+        """Wait `delay` seconds, or less when the channel had no server to call: until it
+        connects to one (another address, or the same one back), but at least `least`, so
+        a server that drops every call at once cannot make the watch spin. A channel still
+        connected waits the whole delay: its server answered, with an error to back off from."""
+        connected = self._channel.get_state(try_to_connect=True) is _READY
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await asyncio.sleep(least if not connected else delay)
+                state = self._channel.get_state(try_to_connect=True)
+                while state is not _READY:
+                    await self._channel.wait_for_state_change(state)
+                    state = self._channel.get_state(try_to_connect=True)
 
 
 # Codes a restarting or unreachable server answers with; anything else is the caller's to see.
 _RECONNECT_ON = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+_READY = grpc.ChannelConnectivity.READY

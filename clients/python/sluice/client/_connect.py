@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from sluice.client._targets import Addresses, Target
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 ADDRESS_ENV = "SLUICE_ADDRESS"
 TOKEN_ENV = "SLUICE_TOKEN"
@@ -16,16 +18,17 @@ CA_FILE_ENV = "SLUICE_CA_FILE"
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A server to call: its address, the TLS roots to trust (None: plaintext) and the token."""
+    """The servers to call (one address, several, or a DNS name), the TLS roots to trust
+    (None: plaintext) and the token."""
 
-    target: str
+    addresses: Addresses
     token: str
     ca_file: str
 
     @classmethod
     def resolve(
         cls,
-        target: str | None,
+        target: Addresses | None,
         token: str | None,
         ca_file: str | None,
         env: Mapping[str, str] | None = None,
@@ -42,23 +45,31 @@ class Endpoint:
         auth = (("authorization", f"Bearer {self.token}"),) if self.token else ()
         return (*auth, *extra)
 
+    def uses_tls(
+        self, *, cert_file: str | None, tls: bool, credentials: grpc.ChannelCredentials | None
+    ) -> bool:
+        return credentials is not None or tls or bool(self.ca_file or cert_file)
+
     def channel(
         self,
+        target: Target,
         *,
         cert_file: str | None,
         key_file: str | None,
         tls: bool,
         credentials: grpc.ChannelCredentials | None,
+        server_name: str | None,
     ) -> grpc.aio.Channel:
-        if credentials is None and (tls or self.ca_file or cert_file):
+        options = target.channel_options(server_name)
+        if credentials is None and self.uses_tls(cert_file=cert_file, tls=tls, credentials=None):
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(self.ca_file),
                 private_key=_read(key_file),
                 certificate_chain=_read(cert_file),
             )
         if credentials is None:
-            return grpc.aio.insecure_channel(self.target)
-        return grpc.aio.secure_channel(self.target, credentials)
+            return grpc.aio.insecure_channel(target.uri, options=options)
+        return grpc.aio.secure_channel(target.uri, credentials, options=options)
 
 
 def _read(path: str | None) -> bytes | None:

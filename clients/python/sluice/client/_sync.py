@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from sluice.client._async import OnReconnect, WorkflowClient
+from sluice.client._targets import Addresses
 from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
@@ -32,24 +33,31 @@ class SyncWorkflowClient:
 
     def __init__(
         self,
-        target: str | None = None,
+        target: Addresses | None = None,
         *,
         token: str | None = None,
         ca_file: str | None = None,
         cert_file: str | None = None,
         key_file: str | None = None,
         tls: bool = False,
+        server_name: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Connect to a Sluice server.
+        """Connect to a Sluice server, or to several that share one database.
 
-        target: host:port; None reads SLUICE_ADDRESS, else 127.0.0.1:50051.
+        target: host:port; several as a list or tuple, or in one string with commas
+        ("10.0.0.1:50051,10.0.0.2:50051"); or a DNS name that resolves to several
+        ("dns:///sluice.internal:50051"). Calls go round-robin over the servers that answer;
+        one that is down is skipped. None reads SLUICE_ADDRESS (which may hold commas too),
+        else 127.0.0.1:50051. Host names in a list are looked up once, here.
         token: a JWT sent as `authorization: Bearer <token>` on every call; None reads
         SLUICE_TOKEN ("" sends none).
         ca_file: PEM CA bundle to verify the server with; turns TLS on (as does `tls=True`,
         which trusts the system's roots); None reads SLUICE_CA_FILE ("" uses none).
         cert_file / key_file: a client certificate for servers that require mutual TLS.
+        server_name: the name the servers' certificates must carry; by default the target's
+        host (with several addresses: the first one's).
         `credentials` overrides TLS.
         """
         self._loop = asyncio.new_event_loop()
@@ -66,6 +74,7 @@ class SyncWorkflowClient:
                 cert_file=cert_file,
                 key_file=key_file,
                 tls=tls,
+                server_name=server_name,
                 credentials=credentials,
                 metadata=metadata,
             )
@@ -318,10 +327,12 @@ class SyncWorkflowClient:
         With `reconnect`, a stream broken by the server going away (UNAVAILABLE, a server-side
         cancel) is opened again from the last sequence received, with exponential backoff
         (`initial_backoff` doubling up to `max_backoff`), so the caller sees every event once
-        and in order. It gives up, raising the last error, after `give_up_after` seconds without
-        an event (None: never). `on_reconnect(error, delay)` is called before each wait, with
-        the error that broke the stream and the seconds until the next try: a caller can say
-        it is reconnecting, and that it is back when the next event arrives.
+        and in order. With several servers it reopens on one that answers; when none did, it
+        tries again as soon as the client connects to one, without waiting out the backoff.
+        It gives up, raising the last error, after `give_up_after` seconds without an event
+        (None: never). `on_reconnect(error, delay)` is called before each wait, with the error
+        that broke the stream and the most seconds until the next try: a caller can say it is
+        reconnecting, and that it is back when the next event arrives.
         """
         return self._iterate(
             self._client.watch(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import ssl
+from collections.abc import Sequence
 
 from sluice.client.errors import SluiceError, UnavailableError
 
@@ -26,18 +27,23 @@ class ServerSpeaksTlsError(UnavailableError):
     """A plaintext call reached a server that expects TLS."""
 
 
-async def explain_unavailable(error: SluiceError, target: str) -> SluiceError:
-    """`error`, or a ServerSpeaksTlsError when it is UNAVAILABLE and `target` speaks TLS."""
-    if type(error) is not UnavailableError or not await speaks_tls(target):
+async def explain_unavailable(error: SluiceError, addresses: Sequence[str]) -> SluiceError:
+    """`error`, or a ServerSpeaksTlsError when it is UNAVAILABLE and one of `addresses` (probed
+    at once, in parallel) speaks TLS."""
+    if type(error) is not UnavailableError:
+        return error
+    answers = await asyncio.gather(*(speaks_tls(address) for address in addresses))
+    tls = [address for address, speaks in zip(addresses, answers, strict=True) if speaks]
+    if not tls:
         return error
     return ServerSpeaksTlsError(
-        f"the server at {target} speaks TLS: pass --ca-file / SLUICE_CA_FILE (or tls=True)"
+        f"the server at {tls[0]} speaks TLS: pass --ca-file / SLUICE_CA_FILE (or tls=True)"
     )
 
 
 async def speaks_tls(target: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
     """Whether a TLS handshake with `target` (host:port, [v6]:port, dns:host:port) gets a TLS
-    answer. Other target forms (unix:, several addresses) are not probed."""
+    answer. Other target forms (unix:, ipv4: lists) are not probed."""
     match = _HOST_PORT.match(target.strip())
     if match is None:
         return False
