@@ -88,6 +88,8 @@ SCENARIOS = (
     Scenario("watch", "bench.scenarios.watch"),
     Scenario("pg-watch", "bench.scenarios.watch", postgres=True),
     Scenario("watch-steady", "bench.scenarios.watch", ("--step-seconds", str(STEADY_STEP_SECONDS))),
+    Scenario("watchers", "bench.scenarios.watchers", server=MANY_RUNS),
+    Scenario("watchers-floor", "bench.scenarios.fanout_floor", server=None),
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
     Scenario("recovery", "bench.scenarios.recovery", server=None),
@@ -373,6 +375,7 @@ def render(
             f"| {ratio} | {w['events_delivered']:,} events; latency from the event's server "
             f"time (stamped just before its commit) to the client; {_cpu(w)} |"
         )
+    out += _watchers(results.get("watchers", {}), results.get("watchers-floor", {}))
     for key, label in (("memory-paused", "paused"), ("memory-active", "active")):
         m = results.get(key, {})
         if "error" in m:
@@ -453,6 +456,38 @@ def _lists(result: dict[str, Any]) -> list[str]:
             f"| {b['ms_median']:.1f} / {b['ms_p99']:.1f} | {b['ms_median'] / a['ms_median']:.2f} |"
         )
     return out
+
+
+def _watchers(w: dict[str, Any], f: dict[str, Any]) -> list[str]:
+    out = []
+    if "error" in f:
+        out.append(f"| watchers floor | | **error** | | {f['error']} |")
+    elif f:
+        out.append(
+            f"| watchers floor (the same fan-out on a bare grpc.aio server: {f['streams']:,} "
+            f"streams, {f['deliveries_per_s']:,.0f} messages/s) | latency p50 / p99 "
+            f"| {f['latency_ms_p50']:.0f} / {f['latency_ms_p99']:.0f} ms "
+            f"| | opened {f['opened']:,} in {f['open_seconds']:.1f} s; max latency "
+            f"{f['latency_ms_max']:.0f} ms; server CPU {f['server_cpu_pct']:.0f}% of one core |"
+        )
+    if "error" in w:
+        return [f"| watchers | | **error** | | {w['error']} |", *out]
+    if not w:
+        return out
+    refused = ", ".join(f"{n} {code}" for code, n in w["refused"].items()) or "none"
+    return [
+        f"| watchers ({w['watchers']:,} streams opened at once, {w['watchers'] // w['runs']} on "
+        f"each of {w['runs']:,} runs, steps of ~2 s) "
+        f"| opened; events delivered / expected; latency p50 / p99 "
+        f"| {w['opened']:,}; {w['events_delivered']:,} / {w['events_expected']:,}; "
+        f"{w['latency_ms_p50']:.0f} / {w['latency_ms_p99']:.0f} ms "
+        f"| | refused: {refused}; opened in {w['open_seconds']:.1f} s "
+        f"({w['open_server_cpu_s']:.1f} s of server CPU); {w['deliveries_per_s']:,.0f} "
+        f"deliveries/s over {w['seconds']:.0f} s, server CPU {w['server_cpu_s']:.1f} s; "
+        f"max latency {w['latency_ms_max']:.0f} ms; server RSS {w['server_rss_mb_open']:.0f} MB "
+        f"with all open; {_cpu(w)} |",
+        *out,
+    ]
 
 
 def _webhooks(w: dict[str, Any]) -> list[str]:

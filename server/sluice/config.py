@@ -60,6 +60,7 @@ class Settings:
     # Limits.
     max_active_runs_per_user: int = 1000
     max_watchers_per_run: int = 100
+    max_watchers: int = 20_000
     max_message_bytes: int = 4 * 1024 * 1024
     max_step_output_bytes: int = 1024 * 1024
     # Tuning: allocations between two young-generation garbage collections (Python's is 700).
@@ -200,6 +201,7 @@ _OPTIONS: dict[str, _Option] = {
     "insecure_listen_any": _Option("SLUICE_INSECURE_LISTEN_ANY", "allow a non-loopback address without authentication", _bool, switch=True),
     "max_active_runs_per_user": _Option("SLUICE_MAX_ACTIVE_RUNS_PER_USER", "PENDING, RUNNING or PAUSED runs one user may have", _positive_int),
     "max_watchers_per_run": _Option("SLUICE_MAX_WATCHERS_PER_RUN", "concurrent WatchWorkflow streams on one run", _positive_int),
+    "max_watchers": _Option("SLUICE_MAX_WATCHERS", "concurrent WatchWorkflow streams on the server; more is RESOURCE_EXHAUSTED", _positive_int),
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response, in bytes", _positive_int),
     "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON, in bytes; larger fails the step", _positive_int),
     "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700", _non_negative_int),

@@ -21,6 +21,7 @@ from sluice.api.auth import JwtVerifier
 from sluice.api.guard import Guard
 from sluice.api.servicer import WorkflowServicer
 from sluice.api.tls import server_credentials
+from sluice.api.watch_limit import WatchLimit, backlog_options
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
@@ -117,7 +118,10 @@ class SluiceServer:
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
         )
         servicer = WorkflowServicer(
-            workflows, self.clock, max_message_bytes=self.settings.max_message_bytes
+            workflows,
+            self.clock,
+            max_message_bytes=self.settings.max_message_bytes,
+            watch_limit=WatchLimit(self.settings.max_watchers),
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -182,6 +186,7 @@ class SluiceServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
+                *backlog_options(self.settings.max_watchers),
                 *listen.GRPC_OPTIONS,
             ],
         )

@@ -69,3 +69,14 @@ async def test_serve_takes_flags_and_variables_and_refuses_bad_ones(tmp_path: Pa
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_the_readme_configuration_table_has_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `SLUICE_")]
+    for option in config.option_help():
+        row = next((r for r in rows if f"`{option.env}`" in r.split("|")[1]), None)
+        assert row is not None, f"README's Configuration table has no row for {option.env}"
+        if option.flag is not None:
+            assert f"`{option.flag}`" in row.split("|")[2], f"{option.env}: flag {option.flag}"

@@ -21,6 +21,7 @@ from sluice.api.requests import (
     fingerprint,
     request_hash,
 )
+from sluice.api.watch_limit import WatchLimit
 from sluice.engine.model import Event, Run, RunStatus
 from sluice.engine.ports import Clock, RunFilter
 from sluice.engine.service import Workflows
@@ -48,7 +49,12 @@ R = TypeVar("R", bound=_CarriesWorkflow)
 
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     def __init__(
-        self, workflows: Workflows, clock: Clock, *, max_message_bytes: int = 4 * 1024 * 1024
+        self,
+        workflows: Workflows,
+        clock: Clock,
+        *,
+        watch_limit: WatchLimit,
+        max_message_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._workflows = workflows
         self._max_message_bytes = max_message_bytes
@@ -56,6 +62,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self._catalog = workflows.catalog
         self._clock = clock
         self._responses = _WatchResponses()
+        self._watch_limit = watch_limit
 
     def _reply(self, response_type: type[R], run: Run) -> R:
         """A reply carrying the run, built in place."""
@@ -317,12 +324,14 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if request.after_sequence < 0:
             checks.add("after_sequence", "must be 0 or more")
         checks.done()
-        events = self._engine.watch(
-            current_user(), request.workflow_id, request.after_sequence, follow=request.follow
-        )
-        async with contextlib.aclosing(events):  # a cancelled call unsubscribes at once
-            async for event in events:
-                await context.write(self._responses.get(event))
+        # Refused before it reads anything: a server at its limit answers at once, cheaply.
+        with self._watch_limit.admit():
+            events = self._engine.watch(
+                current_user(), request.workflow_id, request.after_sequence, follow=request.follow
+            )
+            async with contextlib.aclosing(events):  # a cancelled call unsubscribes at once
+                async for event in events:
+                    await context.write(self._responses.get(event))
 
 
 class _WatchResponses:
