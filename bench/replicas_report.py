@@ -149,7 +149,7 @@ def _paired_drift(rounds: Rounds, name: str) -> list[float]:
     ]
 
 
-def failover(results: Results) -> list[str]:
+def failover(results: Results, rounds: Rounds) -> list[str]:
     names = [n for n in ("pg-failover", "pg-failover-30s") if n in results]
     if not names:
         return []
@@ -162,111 +162,107 @@ def failover(results: Results) -> list[str]:
         "gets SIGKILL and the stream goes on over the other two. Time from the kill to each of "
         "the killed server's unfinished runs' first STEP_STARTED with `recovered: true` (the "
         "event's time: the clock of the server that took it over, just before its commit). "
-        f"Target: all within the lease TTL + {FAILOVER_MARGIN:g} s.",
+        f"Target: all within the lease TTL + {FAILOVER_MARGIN:g} s. One row per run of the "
+        "scenario.",
         "",
         "| leases: TTL / renew | stream | its runs at the kill | s from the kill to the first "
-        "/ median / last running again | target | survivors' claims (s after the kill): runs "
-        "taken | lost elsewhere |",
-        "|---|---|---|---|---|---|---|",
+        "/ median / last running again | target | survivors' claims, s after the kill (runs "
+        "taken by each survivor) | the survivors' own runs taken over (drops logged) | "
+        "processes ready to run (2 cores): mean / p90 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    notes: list[str] = []
     for name in names:
-        r = results[name]
-        if not _ok(r):
-            out.append(f"| {name} | {_why(r)} | | | | | |")
-            continue
-        ttl = r["lease_ttl_s"]
-        claims = ", ".join(f"{s:.1f}" for s in r["claims_logged_s"]) or "-"
-        taken = ", ".join(str(v) for v in r["took_over_by_server"].values()) or "-"
-        lost = (
-            f"{r['survivor_runs_taken_over']} runs of the survivors taken over, "
-            f"{r['survivor_drops_logged']} drops logged; {r['not_recovered']} of the killed "
-            f"server's runs never recovered; {r['runs_not_completed']} runs not completed"
-        )
-        out.append(
-            f"| {ttl:g} s / {r['lease_renew_s']:g} s | {r['rate_per_s']:g} runs/s of "
-            f"{r['steps']} x {r['step_seconds']:g} s for {r['warmup_s']:g} + {r['after_s']:g} s "
-            f"({r['runs_started']} runs) | {r['victim_runs_at_kill']} "
-            f"| {r['first_recovered_s']:.2f} / {r['median_recovered_s']:.2f} / "
-            f"{r['all_recovered_s']:.2f} "
-            f"| <= {r['target_s']:g} s: {'met' if r['target_met'] else 'not met'} "
-            f"| {claims}: {taken} | {lost} |"
-        )
-        if busy := _busy(r):
-            notes.append(f"{name}:{busy}")
+        for r in rounds.get(name, [results[name]]):
+            if not _ok(r):
+                out.append(f"| {name} | {_why(r)} | | | | | | |")
+                continue
+            ttl = r["lease_ttl_s"]
+            claims = ", ".join(f"{s:.1f}" for s in r["claims_logged_s"]) or "-"
+            taken = ", ".join(str(v) for v in r["took_over_by_server"].values()) or "-"
+            met = r["all_recovered_s"] <= ttl + FAILOVER_MARGIN
+            lost = r["not_recovered"]
+            out.append(
+                f"| {ttl:g} s / {r['lease_renew_s']:g} s | {r['rate_per_s']:g} runs/s of "
+                f"{r['steps']} x {r['step_seconds']:g} s for {r['warmup_s']:g} + "
+                f"{r['after_s']:g} s ({r['runs_started']} runs) | {r['victim_runs_at_kill']}"
+                + (f" ({lost} never ran again)" if lost else "")
+                + f" | {r['first_recovered_s']:.2f} / {r['median_recovered_s']:.2f} / "
+                f"{r['all_recovered_s']:.2f} "
+                f"| <= {ttl + FAILOVER_MARGIN:g} s: {'met' if met else 'not met'} "
+                f"| {claims} ({taken}) | {r['survivor_runs_taken_over']} "
+                f"({r['survivor_drops_logged']}) "
+                f"| {_n(r.get('runnable_mean'), 1)} / {_n(r.get('runnable_p90'), 0)} |"
+            )
     out += [
         "",
         "A dead server's leases run out between TTL - renew and TTL after the kill (it renewed "
         "them at most one renewal interval before); the survivors claim expired runs at their "
         "next renewal (up to 100 each a time), then start each cut-off step again as a new "
-        "attempt. Runs whose ExecuteWorkflow was cut off by the kill are not counted (the "
-        "client saw the call fail).",
-        *[f"\n{note}" for note in notes],
+        "attempt: all running again by about TTL + renew. Runs whose ExecuteWorkflow was cut "
+        "off by the kill are not counted (the client saw the call fail). The survivors' own "
+        "runs taken over: runs created on a surviving server that got a recovered "
+        "STEP_STARTED, i.e. whose lease that server failed to renew in time so that the other "
+        "survivor claimed them; drops: the survivors' \"dropped a workflow this server no "
+        'longer holds" log lines.',
     ]
     return out
 
 
-def watch(results: Results) -> list[str]:
+def watch(results: Results, rounds: Rounds) -> list[str]:
     r = results.get("pg-watch-replicas")
     if not r:
         return []
-    head = [
-        "",
-        "## Watch latency across servers (steady load)",
-        "",
-    ]
-    if not _ok(r):
+    head = ["", "## Watch latency across servers (steady load)", ""]
+    each = [x for x in rounds.get("pg-watch-replicas", [r]) if _ok(x)]
+    if not each:
         return [*head, _why(r)]
+    first = each[0]
     out = [
         *head,
-        f"Three servers on one fresh database; {r['runs']} runs of {r['steps']} `hold` steps of "
-        f"{r['step_seconds'] * 1000:.0f} ms (+/- 50 %), all created and driven by server A, each "
-        f"watched by {r['watchers_per_run_per_server']} streams on every server ({r['streams']} "
-        f"streams; about {r['commits_per_s']:.0f} commits/s on A, {r['events_per_s']:,.0f} "
-        "events/s delivered over all streams). Latency: arrival at the client minus the "
+        f"Three servers on one fresh database; {first['runs']} runs of {first['steps']} `hold` "
+        f"steps of {first['step_seconds'] * 1000:.0f} ms (+/- 50 %), all created and driven by "
+        f"server A, each watched by {first['watchers_per_run_per_server']} streams on every "
+        f"server ({first['streams']} streams). Latency: arrival at the client minus the "
         "event's `time` (A's clock just before its commit; one machine, one clock). On A "
         "events go to its watchers from memory after the commit; on B and C after A's notice "
-        f"(PostgreSQL NOTIFY), read from the events table. Target: p99 <= {WATCH_P99_MS:g} ms "
-        "on the other servers.",
+        "(PostgreSQL NOTIFY), read from the events table by each stream. Target: p99 <= "
+        f"{WATCH_P99_MS:g} ms on the other servers. One row per run of the scenario; the NOTIFY "
+        "column is PostgreSQL's own LISTEN/NOTIFY round trip on the same database at the same "
+        "time (a NOTIFY every 50 ms from the client), the floor under the cross-server path.",
         "",
-        "| server | events received | latency p50 / p99 / max, ms | over 1 s | events missed "
-        "| server CPU, % of one core | statements / pool checkouts per event delivered |",
-        "|---|---|---|---|---|---|---|",
+        "| run | commits/s on A; events/s delivered | on A (driving): p50 / p99 / max ms "
+        "| on B and C: p50 / p99 / max ms | target | B, C: events over 1 s; missed "
+        "| NOTIFY round trip p50 / p99 ms | processes ready to run (2 cores): mean / p90 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for i, s in enumerate(r["by_server"]):
-        label = "A (driving)" if s["role"] == "driving" else f"{'ABCDEFG'[i]} (another server)"
+    for i, x in enumerate(each, 1):
+        a, others = x["by_server"][0], x["by_server"][1:]
+        worst = max(o["latency_ms_max"] for o in others)
+        met = x["remote_latency_ms_p99"] <= WATCH_P99_MS
         out.append(
-            f"| {label} | {s['events']:,} | {s['latency_ms_p50']:.1f} / {s['latency_ms_p99']:.1f} "
-            f"/ {s['latency_ms_max']:.0f} | {s['over_1s']} | {s['missed']} | {_n(s['cpu_pct'], 0)} "
-            f"| {_n(s.get('statements_per_event'), 2)} / {_n(s.get('checkouts_per_event'), 2)} |"
+            f"| {i} | {x['commits_per_s']:.0f}; {x['events_per_s']:,.0f} "
+            f"| {a['latency_ms_p50']:.1f} / {a['latency_ms_p99']:.1f} / {a['latency_ms_max']:.0f} "
+            f"| {x['remote_latency_ms_p50']:.1f} / {x['remote_latency_ms_p99']:.1f} / {worst:.0f} "
+            f"| {'met' if met else 'not met'} "
+            f"| {sum(o['over_1s'] for o in others)}; {sum(o['missed'] for o in others)} "
+            f"| {_n(x.get('notify_ms_p50'), 1)} / {_n(x.get('notify_ms_p99'), 1)} "
+            f"| {_n(x.get('runnable_mean'), 1)} / {_n(x.get('runnable_p90'), 0)} |"
         )
-    met = "met" if r["target_met"] else "not met"
+    per_event = [
+        f"{'ABC'[i] if i < 3 else i} {s['statements_per_event']:.2f} / "
+        f"{s['checkouts_per_event']:.2f}"
+        for i, s in enumerate(first["by_server"])
+        if "statements_per_event" in s
+    ]
+    cpu = ", ".join(f"{_n(s['cpu_pct'], 0)} %" for s in first["by_server"])
     out += [
         "",
-        f"Other servers, all streams: p50 {r['remote_latency_ms_p50']:.1f} ms, p99 "
-        f"{r['remote_latency_ms_p99']:.1f} ms (target <= {WATCH_P99_MS:g} ms: {met}); on the "
-        f"driving server p50 {r['local_latency_ms_p50']:.1f} ms, p99 "
-        f"{r['local_latency_ms_p99']:.1f} ms."
-        + (
-            f" PostgreSQL's own LISTEN/NOTIFY round trip on the same database meanwhile (a "
-            f"NOTIFY every 50 ms from the client): p50 {r['notify_ms_p50']:.1f} ms, p99 "
-            f"{r['notify_ms_p99']:.1f} ms."
-            if "notify_ms_p50" in r
-            else ""
-        )
-        + _busy(r),
+        f"Each server's CPU in run 1 (of one core): {cpu}. Statements / pool checkouts per "
+        f"event delivered, run 1: {'; '.join(per_event)} (a stream on B or C reads the events "
+        "table once per notice, in a connection of its own: with k streams of a run on one "
+        "server, k reads per commit of that run).",
     ]
     return out
-
-
-def _busy(result: dict[str, Any]) -> str:
-    """How many processes were ready to run meanwhile (2 cores)."""
-    if "runnable_mean" not in result:
-        return ""
-    return (
-        f" Processes ready to run on the machine meanwhile (2 cores): {result['runnable_mean']:.1f} "
-        f"on average, {result['runnable_p90']:.0f} at p90."
-    )
 
 
 def _n(value: float | None, digits: int = 1) -> str:

@@ -483,8 +483,8 @@ def render(
     out += pgreport.database_work(results)
     out += pgreport.bytes_per_run(results)
     out += replicas_report.throughput(results, rounds)
-    out += replicas_report.failover(results)
-    out += replicas_report.watch(results)
+    out += replicas_report.failover(results, rounds)
+    out += replicas_report.watch(results, rounds)
     if err:
         out += ["", "## Errors", "", *[f"- {name}: {text}" for name, text in err]]
     return "\n".join(out) + "\n"

@@ -117,7 +117,7 @@ async def main() -> None:
     p.add_argument("--logs", default="", help="each server's log file, comma-separated")
     p.add_argument("--lease-ttl", type=float, required=True, help="the servers' lease TTL, s")
     p.add_argument("--lease-renew", type=float, required=True, help="their renewal interval, s")
-    p.add_argument("--rate", type=float, default=20.0, help="runs started per second")
+    p.add_argument("--rate", type=float, default=12.0, help="runs started per second")
     p.add_argument("--steps", type=int, default=8, help="hold steps per run, in a chain")
     p.add_argument("--step-seconds", type=float, default=0.5, help="each step's mean duration")
     p.add_argument("--warmup", type=float, default=8.0, help="seconds of stream before the kill")
@@ -181,18 +181,31 @@ async def main() -> None:
     took_over: dict[str, int] = {}
     claims: list[float] = []  # when a survivor logged taking runs over, s after the kill
     dropped = 0
+    # What the survivors logged about leases, warnings and errors: (server, message, why) ->
+    # [count, first, last] in s after the kill.
+    timeline: dict[tuple[int, str, str], list[float]] = {}
     for i, path in enumerate(logs):
         if i == victim:
             continue
         for line in _log_lines(path):
             message = str(line.get("message", ""))
+            at = datetime.fromisoformat(str(line["timestamp"])).timestamp() - killed_at
             if message.startswith("took over"):
                 took_over[addresses[i]] = took_over.get(addresses[i], 0) + int(line.get("count", 0))
-                at = datetime.fromisoformat(str(line["timestamp"])).timestamp()
-                if at >= killed_at:
-                    claims.append(at - killed_at)
+                if at >= 0:
+                    claims.append(at)
             elif message.startswith("dropped a workflow"):
                 dropped += 1
+            elif line.get("level") not in ("warning", "error"):
+                continue
+            key = (
+                i,
+                message.split("\n", 1)[0][:120],
+                str(line.get("why", line.get("error", "")))[:160],
+            )
+            seen = timeline.setdefault(key, [0, at, at])
+            seen[0] += int(line.get("count", 1))
+            seen[2] = at
     if not late:
         common.fail(f"none of the {len(held)} runs the killed server held was taken over")
     ttl = args.lease_ttl
@@ -221,6 +234,10 @@ async def main() -> None:
             "survivor_drops_logged": dropped,
             "took_over_by_server": took_over,
             "claims_logged_s": sorted(claims),
+            "survivor_log": [
+                {"server": i, "message": m, "why": w, "count": c, "first_s": f, "last_s": last}
+                for (i, m, w), (c, f, last) in sorted(timeline.items(), key=lambda kv: kv[1][1])
+            ][:30],
             "runs_not_completed": len(unfinished),
         }
     )

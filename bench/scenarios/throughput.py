@@ -21,6 +21,10 @@ from bench.notices import NoticeCounter
 from bench.scenarios.sequential import run_one
 from sluice.client import WorkflowClient
 
+# A workflow that has not come to rest after this long will not: a no-op diamond takes
+# seconds even at the back of 500 in flight on a busy machine.
+STUCK_AFTER = 300.0
+
 
 def _csv(text: str) -> list[str]:
     return [part for part in text.split(",") if part]
@@ -46,10 +50,17 @@ async def main() -> None:
         gate = asyncio.Semaphore(args.in_flight)
         latencies: list[float] = []
 
+        stuck = 0
+
         async def one(client: WorkflowClient) -> None:
+            nonlocal stuck
             async with gate:
                 begin = time.perf_counter()
-                await run_one(client, template)
+                try:
+                    await asyncio.wait_for(run_one(client, template), STUCK_AFTER)
+                except TimeoutError:
+                    stuck += 1  # reported below, rather than a benchmark that never ends
+                    return
                 latencies.append(time.perf_counter() - begin)
 
         others = await _other_transactions(args.pg_database)
@@ -67,6 +78,11 @@ async def main() -> None:
         begin = time.perf_counter()
         await asyncio.gather(*(one(clients[i % len(clients)]) for i in range(count)))
         wall = time.perf_counter() - begin
+        if stuck:
+            common.fail(
+                f"{stuck} of {count} workflows did not come to rest within {STUCK_AFTER:.0f} s "
+                "(a run left RUNNING: see the servers' logs)"
+            )
         pg_cpu = common.tree_cpu_seconds(args.pg_pid) - pg_cpu if args.pg_pid else 0.0
         server_cpu = [
             common.proc_cpu_seconds(pid) - s for pid, s in zip(pids, server_cpu, strict=True)
