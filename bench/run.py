@@ -47,7 +47,9 @@ STEADY_STEP_SECONDS = 0.2
 
 MANY_RUNS = {"max_active_runs_per_user": "100000", "max_concurrent_steps": "2000"}
 # Leases for the failover scenario: a dead server's runs move within seconds.
-FAST_LEASES = {"lease_ttl_seconds": "5", "lease_renew_seconds": "1"}
+# The failover servers log their lease calls' timing (bench/leaselog.py).
+LEASE_LOG = {"plugin": "bench.noop:register,bench.leaselog:register"}
+FAST_LEASES = {"lease_ttl_seconds": "5", "lease_renew_seconds": "1", **LEASE_LOG}
 # The webhook scenario's receiver listens on a port of its choosing on 127.0.0.1; the old
 # client it is compared with comes in as a plugin.
 WEBHOOKS = {
@@ -112,6 +114,7 @@ SCENARIOS = (
         "pg-failover-30s",
         "bench.scenarios.failover",
         ("--lease-ttl", "30", "--lease-renew", "5"),
+        LEASE_LOG,
         postgres=True,
         replicas=3,
         kills=True,

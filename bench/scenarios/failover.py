@@ -20,6 +20,7 @@ STEP_STARTED on a run whose server did not die: a lease lost under load), the su
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import common, workload
+from bench import common, leaselog, workload
 from sluice.client import EventType, WorkflowClient
 
 RECOVERED = "recovered"
@@ -184,12 +185,23 @@ async def main() -> None:
     # What the survivors logged about leases, warnings and errors: (server, message, why) ->
     # [count, first, last] in s after the kill.
     timeline: dict[tuple[int, str, str], list[float]] = {}
+    # From the bench.leaselog plugin, per survivor over the stream: the longest gap between
+    # two renewals (the lease TTL is how long one may be), the longest renewal and claim.
+    leases: dict[str, dict[str, float]] = {}
     for i, path in enumerate(logs):
         if i == victim:
             continue
+        renewals: list[float] = []
+        longest = {"renew": 0.0, "claim": 0.0}
         for line in _log_lines(path):
             message = str(line.get("message", ""))
             at = datetime.fromisoformat(str(line["timestamp"])).timestamp() - killed_at
+            if message == leaselog.MESSAGE:
+                op = str(line["op"])
+                longest[op] = max(longest[op], float(line["seconds"]))
+                if op == "renew" and at >= -warmup:
+                    renewals.append(at)  # logged as it returned: its rows are renewed
+                continue
             if message.startswith("took over"):
                 took_over[addresses[i]] = took_over.get(addresses[i], 0) + int(line.get("count", 0))
                 if at >= 0:
@@ -206,6 +218,15 @@ async def main() -> None:
             seen = timeline.setdefault(key, [0, at, at])
             seen[0] += int(line.get("count", 1))
             seen[2] = at
+        if renewals:
+            gaps = [b - a for a, b in itertools.pairwise(renewals)] or [0.0]
+            worst = max(range(len(gaps)), key=gaps.__getitem__)
+            leases[addresses[i]] = {
+                "renew_gap_max_s": gaps[worst],
+                "renew_gap_max_ends_s": renewals[worst + 1] if len(renewals) > 1 else 0.0,
+                "renew_max_s": longest["renew"],
+                "claim_max_s": longest["claim"],
+            }
     if not late:
         common.fail(f"none of the {len(held)} runs the killed server held was taken over")
     ttl = args.lease_ttl
@@ -234,6 +255,7 @@ async def main() -> None:
             "survivor_drops_logged": dropped,
             "took_over_by_server": took_over,
             "claims_logged_s": sorted(claims),
+            "survivor_leases": leases,
             "survivor_log": [
                 {"server": i, "message": m, "why": w, "count": c, "first_s": f, "last_s": last}
                 for (i, m, w), (c, f, last) in sorted(timeline.items(), key=lambda kv: kv[1][1])
