@@ -168,14 +168,19 @@ def failover(results: Results, rounds: Rounds) -> list[str]:
         "| leases: TTL / renew | stream | its runs at the kill | s from the kill to the first "
         "/ median / last running again | target | survivors' claims, s after the kill (runs "
         "taken by each survivor) | the survivors' own runs taken over (drops logged) | "
+        "each survivor's longest gap between two lease renewals, s (its longest claim) | "
         "processes ready to run (2 cores): mean / p90 |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         for r in rounds.get(name, [results[name]]):
             if not _ok(r):
-                out.append(f"| {name} | {_why(r)} | | | | | | |")
+                out.append(f"| {name} | {_why(r)} | | | | | | | |")
                 continue
+            gaps = "; ".join(
+                f"{g['renew_gap_max_s']:.1f} ({g['claim_max_s']:.1f})"
+                for g in r.get("survivor_leases", {}).values()
+            )
             ttl = r["lease_ttl_s"]
             claims = ", ".join(f"{s:.1f}" for s in r["claims_logged_s"]) or "-"
             taken = ", ".join(str(v) for v in r["took_over_by_server"].values()) or "-"
@@ -190,7 +195,7 @@ def failover(results: Results, rounds: Rounds) -> list[str]:
                 f"{r['all_recovered_s']:.2f} "
                 f"| <= {ttl + FAILOVER_MARGIN:g} s: {'met' if met else 'not met'} "
                 f"| {claims} ({taken}) | {r['survivor_runs_taken_over']} "
-                f"({r['survivor_drops_logged']}) "
+                f"({r['survivor_drops_logged']}) | {gaps or '-'} "
                 f"| {_n(r.get('runnable_mean'), 1)} / {_n(r.get('runnable_p90'), 0)} |"
             )
     out += [
@@ -203,7 +208,10 @@ def failover(results: Results, rounds: Rounds) -> list[str]:
         "runs taken over: runs created on a surviving server that got a recovered "
         "STEP_STARTED, i.e. whose lease that server failed to renew in time so that the other "
         "survivor claimed them; drops: the survivors' \"dropped a workflow this server no "
-        'longer holds" log lines.',
+        'longer holds" log lines. Renewal gaps and claims: timed in the servers by the '
+        "`bench.leaselog` plugin (a gap is the renewal interval plus whatever the heartbeat "
+        "did in between: the renewal, the claim of expired runs and their resumption); a gap "
+        "longer than the TTL lets the other servers take that server's runs.",
     ]
     return out
 
