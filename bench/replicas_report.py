@@ -8,6 +8,7 @@ import statistics
 from typing import Any
 
 from bench.pgreport import Results, Rounds, _each_round, _ok, _why
+from bench.rounds import merge
 
 # Issue 11's targets for several servers.
 CPU_DRIFT = 0.20  # a replica's CPU per workflow with 2, 3 servers within 20 % of one server's
@@ -32,12 +33,22 @@ def _replica_mean(result: dict[str, Any]) -> float:
     return statistics.fmean(per_replica(result))
 
 
+def _good(results: Results, rounds: Rounds, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The medians over the rounds that ran to the end (a round can fail for reasons of its
+    own, say another test restarting the shared PostgreSQL), and what the others said."""
+    each = rounds.get(name) or [results.get(name) or {}]
+    good = [r for r in each if _ok(r)]
+    failed = [f"round {i}: {_why(r)[-200:]}" for i, r in enumerate(each, 1) if not _ok(r) and r]
+    return (merge(good) if good else results.get(name)), "; ".join(failed)
+
+
 def throughput(results: Results, rounds: Rounds) -> list[str]:
     names = _names(results)
     if not any(n > 1 for n, _ in names):
         return []
-    single = results.get("pg-throughput")
-    base = _replica_mean(single) if _ok(single) else None  # type: ignore[arg-type]
+    merged = {name: _good(results, rounds, name) for _, name in names}
+    single = merged["pg-throughput"][0] if "pg-throughput" in merged else None
+    base = _replica_mean(single) if single and _ok(single) else None
     out = [
         "",
         "## Servers on one PostgreSQL database: throughput with 1, 2, 3 servers",
@@ -54,8 +65,11 @@ def throughput(results: Results, rounds: Rounds) -> list[str]:
         "servers / client / PostgreSQL (this database) |",
         "|---|---|---|---|---|",
     ]
+    failures = []
     for n, name in names:
-        result = results.get(name)
+        result, failed = merged[name]
+        if failed:
+            failures.append(f"{n} servers, {failed}")
         if not _ok(result):
             out.append(f"| {n} | {_why(result)} | | | |")
             continue
@@ -63,7 +77,9 @@ def throughput(results: Results, rounds: Rounds) -> list[str]:
         cpu = result["cpu_ms_per_workflow"]
         rate = f"{result['workflows_per_s']:.1f}"
         if len(rounds.get(name, [])) > 1:
-            rate += f" (rounds: {_each_round(rounds, name)})"
+            rate += (
+                f" (rounds: {_each_round(rounds, name)}" + ("; one failed" if failed else "") + ")"
+            )
         mine = per_replica(result)
         drift = ""
         if base and n > 1:
@@ -96,7 +112,7 @@ def throughput(results: Results, rounds: Rounds) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for n, name in names:
-        result = results.get(name)
+        result = merged[name][0]
         if not _ok(result):
             continue
         assert result is not None
@@ -129,14 +145,20 @@ def throughput(results: Results, rounds: Rounds) -> list[str]:
         "add to it.",
     ]
     busy = [
-        f"{n} servers {results[name]['runnable_mean']:.1f}"
+        f"{n} servers {merged[name][0]['runnable_mean']:.1f}"  # type: ignore[index]
         for n, name in names
-        if _ok(results.get(name)) and "runnable_mean" in results[name]
+        if _ok(merged[name][0]) and "runnable_mean" in merged[name][0]  # type: ignore[operator]
     ]
     if busy:
         out.append(
             "\nProcesses ready to run on the machine during each scenario (2 cores; medians "
             "over the rounds of the scenario's mean): " + ", ".join(busy) + "."
+        )
+    if failures:
+        out.append(
+            "\nRounds that did not run to the end (the medians above are over the others): "
+            + "; ".join(failures)
+            + "."
         )
     return out
 

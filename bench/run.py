@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common, disk, pgreport, pgstat, replicas_report
+from bench.rounds import merge
 from bench.server import ROOT, Server
 
 BENCH = Path(__file__).resolve().parent
@@ -350,6 +350,8 @@ def render(
     load: tuple[float, float],
     revision: str,
     rounds: dict[str, list[dict[str, Any]]] | None = None,
+    *,
+    at: str = "",
 ) -> str:
     rounds = rounds or {name: [result] for name, result in results.items()}
     floor = results.get("floor", {})
@@ -366,7 +368,7 @@ def render(
     out = [
         "# Sluice benchmark",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({_cpu_model()}); "
+        f"{at or f'{datetime.now(UTC):%Y-%m-%d %H:%M}'} UTC; {os.cpu_count()} cores ({_cpu_model()}); "
         f"Python {platform.python_version()}; Sluice at {revision}; scale {scale:g}; "
         f"took {seconds:.0f} s; "
         f"load average {load[0]:.2f} at start, {load[1]:.2f} at end (other work on the machine "
@@ -610,33 +612,6 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One scenario's rounds as one result: the first error if a round errored (or the reason
-    a peer was not available), else each figure's median over the rounds."""
-    for key in ("error", "unavailable"):
-        failed = [r for r in rounds if key in r]
-        if failed:
-            return {key: failed[0][key] + (f" (in {len(failed)} of {len(rounds)} rounds)"
-                                           if len(rounds) > 1 else "")}  # fmt: skip
-    merged = _median(rounds)
-    assert isinstance(merged, dict)
-    return {**merged, "rounds": len(rounds)}
-
-
-def _median(values: list[Any]) -> Any:
-    first = values[0]
-    if isinstance(first, bool) or first is None or isinstance(first, str):
-        return first
-    if isinstance(first, int | float):
-        numbers = [v for v in values if isinstance(v, int | float)]
-        return statistics.median(numbers)
-    if isinstance(first, dict):
-        return {k: _median([v[k] for v in values if k in v]) for k in first}
-    if isinstance(first, list) and all(len(v) == len(first) for v in values):
-        return [_median([v[i] for v in values]) for i in range(len(first))]
-    return first
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run")
@@ -653,13 +628,27 @@ def main() -> None:
     p.add_argument(
         "--replicas", default=None,
         help="servers on one PostgreSQL database for pg-throughput, comma-separated\n"
-             "(pg-throughput-xN for each N > 1); default 1,2,3 (--quick: 1,3)",
+             "(pg-throughput-xN for each N > 1); default 1,2,3 (--quick: 1: failover and\n"
+             "watch-replicas run three servers already)",
     )  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument(
+        "--render", type=Path, default=None,
+        help="write the table again from a JSON file an earlier run wrote (no scenario runs)",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        meta = saved["meta"]
+        table = render(
+            saved["results"], meta["scale"], meta["seconds"], tuple(meta["load"]),
+            meta["revision"], saved["rounds"], at=meta["at"],
+        )  # fmt: skip
+        args.output.write_text(table, encoding="utf-8")
+        return
     scale = args.scale or (0.1 if args.quick else float(os.environ.get("SLUICE_BENCH_SCALE", 1)))
     only = {n.strip() for n in args.only.split(",") if n.strip()}
-    counts = args.replicas or ("1,3" if args.quick else "1,2,3")
+    counts = args.replicas or ("1" if args.quick else "1,2,3")
     replica_counts = sorted({int(n) for n in counts.split(",") if n.strip()})
     chosen = choose(only, args.no_peers, replica_counts, quick=args.quick)
     rounds: dict[str, list[dict[str, Any]]] = {}
@@ -689,12 +678,15 @@ def main() -> None:
     if (now := _revision()) != revision:
         revision += f" at the start, {now} at the end"
     load = (load_start, os.getloadavg()[0])
-    table = render(results, scale, time.perf_counter() - begin, load, revision, rounds)
+    seconds = time.perf_counter() - begin
+    at = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    table = render(results, scale, seconds, load, revision, rounds, at=at)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table, encoding="utf-8")
+    meta = {"scale": scale, "seconds": seconds, "load": load, "revision": revision, "at": at}
     (args.output.with_suffix(".json")).write_text(
-        json.dumps({"results": results, "rounds": rounds}, indent=2) + "\n"
+        json.dumps({"results": results, "rounds": rounds, "meta": meta}, indent=2) + "\n"
     )
     if any("error" in r for r in results.values()):
         sys.exit(1)
