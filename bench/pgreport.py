@@ -57,8 +57,11 @@ def _paired(rounds: Rounds, a: str, b: str, key: str) -> list[float]:
 
 def comparison(results: Results, rounds: Rounds) -> list[str]:
     names = ("pg-sequential", "pg-throughput", "dbos-pg", "pg-watch")
-    if not any(n in results for n in ("sequential", "pg-sequential", "dbos-pg", "pg-watch")):
-        return []  # pg-throughput alone (--only replicas): its figures are in that section
+    replicas = any(n.startswith("pg-throughput-x") for n in results)
+    if not any(n in results for n in ("pg-sequential", "dbos-pg", "pg-watch")) and (
+        replicas or "pg-throughput" not in results
+    ):
+        return []  # pg-throughput with its -xN alone (--only replicas): in that section
     lite_s, lite_t = results.get("sequential"), results.get("throughput")
     pg_s, pg_t, dbos = (results.get(n) for n in ("pg-sequential", "pg-throughput", "dbos-pg"))
     count = max((len(rounds.get(n, [])) for n in names), default=1)
