@@ -121,6 +121,18 @@ SCENARIOS = (
         logs=True,
         quick=False,
     ),
+    # The same at a third of the load: 10 runs (about 35 commits/s on the driving server).
+    Scenario(
+        "pg-watch-replicas-10",
+        "bench.scenarios.replica_watch",
+        ("--runs", "10"),
+        postgres=True,
+        replicas=3,
+        count_sql=True,
+        database_url=True,
+        repeat=True,
+        quick=False,
+    ),
     Scenario(
         "pg-watch-replicas",
         "bench.scenarios.replica_watch",
@@ -141,7 +153,8 @@ SCENARIOS = (
 )
 # --only postgres: Sluice on PostgreSQL beside Sluice on SQLite and DBOS on PostgreSQL, and
 # several servers on one database; --only replicas: the latter alone.
-REPLICAS_GROUP = ("pg-throughput", "pg-failover", "pg-failover-30s", "pg-watch-replicas")
+REPLICAS_GROUP = ("pg-throughput", "pg-failover", "pg-failover-30s", "pg-watch-replicas",
+                  "pg-watch-replicas-10")  # fmt: skip
 POSTGRES_GROUP = ("sequential", "pg-sequential", "throughput", "pg-throughput", "dbos-pg",
                   "watch", "pg-watch", *REPLICAS_GROUP)  # fmt: skip
 
