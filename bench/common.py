@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -110,3 +111,93 @@ def emit(result: dict[str, Any]) -> None:
 def fail(message: str) -> None:
     emit({"error": message})
     sys.exit(1)
+
+
+class DatabaseCpu:
+    """CPU seconds spent by the PostgreSQL backends that serve one database, sampled from /proc
+    in a thread of its own: the cluster's other databases (others' tests on a shared server)
+    are left out, which PostgreSQL's whole-tree figure cannot do. A backend's process title
+    names its database ("postgres: 15/main: USER DATABASE HOST(PORT) STATE"). A backend that
+    exits between two samples loses what it spent since the last one (a pool's overflow
+    connection; at most `every` seconds of its CPU). The sampler's own CPU is `own_seconds`,
+    for the caller to take out of its process's figure."""
+
+    def __init__(self, postmaster: int, database: str, every: float = 0.2) -> None:
+        self._postmaster = postmaster
+        self._needle = f" {database} ".encode()
+        self._every = every
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self.own_seconds = 0.0
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._run, name="database-cpu", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        begin = time.thread_time()
+        while not self._stop.wait(self._every):
+            self._sample(first=False)
+        self.own_seconds = time.thread_time() - begin
+
+    def _sample(self, *, first: bool) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    title = cmdline.read()
+                if self._needle not in title + b" ":
+                    continue
+                cpu, parent, _ = _proc_stat(pid)
+            except (OSError, ValueError, IndexError):
+                continue  # exited meanwhile
+            if parent != self._postmaster:
+                continue
+            # A backend that appears after the start spent all its CPU within the window.
+            self._first.setdefault(pid, cpu if first else 0.0)
+            self._last[pid] = cpu
+
+    def stop(self) -> tuple[float, int]:
+        """(CPU seconds the database's backends spent since the start, backends seen)."""
+        self._stop.set()
+        self._thread.join()
+        self._sample(first=False)
+        total = sum(self._last[pid] - start for pid, start in self._first.items())
+        return total, len(self._first)
+
+
+class RunQueue:
+    """How busy the machine is while a scenario runs: the processes ready to run (procs_running
+    in /proc/stat, this benchmark's own included) sampled every `every` seconds in a thread. On
+    a 2-core machine anything much above 2 means the processes measured wait for a core."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self._every = every
+        self._samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="run-queue", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                with open("/proc/stat", encoding="ascii") as stat:
+                    for line in stat:
+                        if line.startswith("procs_running"):
+                            # Less this sampler itself, which is running as it reads.
+                            self._samples.append(int(line.split()[1]) - 1)
+                            break
+            except OSError:
+                return
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        if not self._samples:
+            return {}
+        return {
+            "runnable_mean": sum(self._samples) / len(self._samples),
+            "runnable_p90": percentile(self._samples, 90),
+        }

@@ -1,6 +1,6 @@
 """The PostgreSQL sections of the benchmark's table: Sluice on PostgreSQL beside Sluice on
-SQLite and DBOS on PostgreSQL, the database's work per workflow, bytes on disk per run, and
-servers sharing one database (replicas)."""
+SQLite and DBOS on PostgreSQL, the database's work per workflow and bytes on disk per run
+(several servers on one database: `bench.replicas_report`)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,11 @@ def _paired(rounds: Rounds, a: str, b: str, key: str) -> list[float]:
 
 def comparison(results: Results, rounds: Rounds) -> list[str]:
     names = ("pg-sequential", "pg-throughput", "dbos-pg", "pg-watch")
-    if not any(n in results for n in names):
-        return []
+    replicas = any(n.startswith("pg-throughput-x") for n in results)
+    if not any(n in results for n in ("pg-sequential", "dbos-pg", "pg-watch")) and (
+        replicas or "pg-throughput" not in results
+    ):
+        return []  # pg-throughput with its -xN alone (--only replicas): in that section
     lite_s, lite_t = results.get("sequential"), results.get("throughput")
     pg_s, pg_t, dbos = (results.get(n) for n in ("pg-sequential", "pg-throughput", "dbos-pg"))
     count = max((len(rounds.get(n, [])) for n in names), default=1)
@@ -203,6 +206,8 @@ def database_work(results: Results) -> list[str]:
             f"| {sql['commits']:.2f} | - |",
             f"| connections the server took from its pool, per workflow (each pre-pinged: "
             f"BEGIN, a query, ROLLBACK) | {sql['checkouts']:.2f} | - |",
+            f"| connections the server opened, per workflow (a PostgreSQL backend started for "
+            f"each) | {_few(sql.get('connects', 0))} | - |",
         ]
 
     def pg(result: dict[str, Any] | None, key: str, digits: int = 1) -> str:
@@ -306,49 +311,4 @@ def bytes_per_run(results: Results) -> list[str]:
         "the empty schema's pages (tens of KB on SQLite, a few hundred on PostgreSQL: a "
         "sizeable share at --quick's scale). Tables: as left (compacted).",
     ]
-    return out
-
-
-def replicas(results: Results, rounds: Rounds) -> list[str]:
-    more = sorted(
-        (n for n in results if n.startswith("pg-throughput-x")), key=lambda n: int(n[15:])
-    )
-    names = ["pg-throughput", *more]
-    if not any(n in results for n in names):
-        return []
-    out = [
-        "",
-        "## Servers on one PostgreSQL database (pg-throughput with N servers)",
-        "",
-        "N Sluice server processes on one fresh database; the client deals the workflows "
-        "round-robin over them (one channel per server). CPU from /proc over the measured part.",
-        "",
-        "| servers | workflows/s | CPU ms per workflow: each server / client / PostgreSQL "
-        "| CPU ms per workflow, all | CPU, % of one core: servers / client / PostgreSQL |",
-        "|---|---|---|---|---|",
-    ]
-    for name in names:
-        result = results.get(name)
-        n = 1 if name == "pg-throughput" else int(name[15:])
-        if not _ok(result):
-            out.append(f"| {n} | {_why(result)} | | | |")
-            continue
-        assert result is not None
-        cpu = result["cpu_ms_per_workflow"]
-        total = sum(cpu["servers"]) + cpu["client"] + cpu.get("postgres", 0.0)
-        rate = f"{result['workflows_per_s']:.1f}"
-        if len(rounds.get(name, [])) > 1:
-            rate += f" (rounds: {_each_round(rounds, name)})"
-        out.append(
-            f"| {n} | {rate} | {_cpu_split(result)} | {total:.1f} "
-            f"| {result['server_cpu_pct']:.0f} / {result['client_cpu_pct']:.0f} / "
-            f"{result.get('pg_cpu_pct', 0):.0f} |"
-        )
-    if not any(n.startswith("pg-throughput-x") for n in results):
-        out += [
-            "",
-            "N = 2 and 3: `--replicas 1,2,3` (`make bench-postgres BENCH_ARGS=--replicas=1,2,3`). "
-            "Not run by default: until servers share a database's runs by lease, each server "
-            "drives every run it sees, so figures for N > 1 would measure that conflict.",
-        ]
     return out

@@ -155,18 +155,26 @@ def count(name: str, table: str) -> int:
     return value
 
 
-def other_transactions(name: str) -> int:
-    """Transactions PostgreSQL has counted in every database but `name`: a rise during a
-    measurement says someone else was using the cluster (and its CPU) at the time."""
-    value: int = _with(
+def other_transactions(name: str) -> dict[str, int]:
+    """Transactions PostgreSQL has counted so far in every database but `name`, database by
+    database: a rise during a measurement says someone else was using the cluster (and its CPU)
+    at the time (`others_since`)."""
+    rows = _with(
         "postgres",
-        lambda conn: conn.fetchval(
-            "SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint FROM pg_stat_database "
-            "WHERE datname IS DISTINCT FROM $1",
+        lambda conn: conn.fetch(
+            "SELECT coalesce(datname, '') AS datname, xact_commit + xact_rollback AS n "
+            "FROM pg_stat_database WHERE datname IS DISTINCT FROM $1",
             name,
         ),
     )
-    return value
+    return {r["datname"]: int(r["n"]) for r in rows}
+
+
+def others_since(before: dict[str, int], after: dict[str, int]) -> int:
+    """Others' transactions between two `other_transactions` readings: over the databases
+    present at both (others' test databases come and go, and a dropped one takes its counts
+    with it), plus everything in those created meanwhile."""
+    return sum(n - before.get(db, 0) for db, n in after.items() if n >= before.get(db, 0))
 
 
 def postmaster_pid() -> int:
@@ -178,3 +186,17 @@ def postmaster_pid() -> int:
         return common.parent_pid(await conn.fetchval("SELECT pg_backend_pid()"))
 
     return _with("postgres", parent)
+
+
+def wal() -> dict[str, int]:
+    """The cluster's WAL counters (pg_stat_wal, cluster-wide: others' work on the same server
+    counts too): records, bytes, writes and syncs (fsyncs) of the WAL. A backend hands in its
+    counts at most once a second while busy, so a reading lags by up to a second of work."""
+    row = _with(
+        "postgres",
+        lambda conn: conn.fetchrow(
+            "SELECT wal_records, wal_bytes::bigint AS wal_bytes, wal_write, wal_sync "
+            "FROM pg_stat_wal"
+        ),
+    )
+    return {key: int(row[key]) for key in ("wal_records", "wal_bytes", "wal_write", "wal_sync")}

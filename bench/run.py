@@ -11,7 +11,7 @@ that cannot run, or PostgreSQL when it is not reachable, is reported as "not ava
     .venv/bin/python -m bench.run --quick    # smoke run, sizes x0.1 (SLUICE_BENCH_SCALE=0.1)
     .venv/bin/python -m bench.run --only sequential,floor --no-peers
     .venv/bin/python -m bench.run --only postgres --rounds 3   # SQLite, PostgreSQL, DBOS-PG
-    .venv/bin/python -m bench.run --only postgres --replicas 1,2,3   # 2 and 3 servers too
+    .venv/bin/python -m bench.run --only replicas --rounds 3   # several servers, one database
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import disk, pgreport, pgstat
+from bench import common, disk, pgreport, pgstat, replicas_report
+from bench.rounds import merge
 from bench.server import ROOT, Server
 
 BENCH = Path(__file__).resolve().parent
@@ -46,6 +46,10 @@ TIMEOUT = 900.0
 STEADY_STEP_SECONDS = 0.2
 
 MANY_RUNS = {"max_active_runs_per_user": "100000", "max_concurrent_steps": "2000"}
+# Leases for the failover scenario: a dead server's runs move within seconds.
+# The failover servers log their lease calls' timing (bench/leaselog.py).
+LEASE_LOG = {"plugin": "bench.noop:register,bench.leaselog:register"}
+FAST_LEASES = {"lease_ttl_seconds": "5", "lease_renew_seconds": "1", **LEASE_LOG}
 # The webhook scenario's receiver listens on a port of its choosing on 127.0.0.1; the old
 # client it is compared with comes in as a plugin.
 WEBHOOKS = {
@@ -63,6 +67,11 @@ class Scenario:
     peer: bool = False
     postgres: bool = False  # on a fresh PostgreSQL database (the server's or the peer's)
     replicas: int = 1  # servers on the one database
+    kills: bool = False  # the client kills a server: its exit is no error
+    logs: bool = False  # the client reads the servers' logs (--logs)
+    quick: bool = True  # run with --quick too (False: only when named in --only)
+    count_sql: bool = False  # the servers count their statements (always when `measure`)
+    database_url: bool = False  # the client is told the database's URL (--database-url)
     # The database's work (PostgreSQL's counts, the server's statements) and bytes per run.
     measure: bool = False
     repeat: bool = False  # run in every round (--rounds): the comparisons to interleave
@@ -87,6 +96,52 @@ SCENARIOS = (
     ),
     Scenario("watch", "bench.scenarios.watch"),
     Scenario("pg-watch", "bench.scenarios.watch", postgres=True),
+    # Three servers on one database: kill -9 one under a steady stream of runs (leases of 5 s
+    # renewed every second, and the defaults, 30 s and 5 s), and watchers on every server of
+    # runs one of them drives.
+    Scenario(
+        "pg-failover",
+        "bench.scenarios.failover",
+        ("--lease-ttl", "5", "--lease-renew", "1"),
+        FAST_LEASES,
+        postgres=True,
+        replicas=3,
+        kills=True,
+        logs=True,
+        repeat=True,
+    ),
+    Scenario(
+        "pg-failover-30s",
+        "bench.scenarios.failover",
+        ("--lease-ttl", "30", "--lease-renew", "5"),
+        LEASE_LOG,
+        postgres=True,
+        replicas=3,
+        kills=True,
+        logs=True,
+        quick=False,
+    ),
+    # The same at a third of the load: 10 runs (about 35 commits/s on the driving server).
+    Scenario(
+        "pg-watch-replicas-10",
+        "bench.scenarios.replica_watch",
+        ("--runs", "10"),
+        postgres=True,
+        replicas=3,
+        count_sql=True,
+        database_url=True,
+        repeat=True,
+        quick=False,
+    ),
+    Scenario(
+        "pg-watch-replicas",
+        "bench.scenarios.replica_watch",
+        postgres=True,
+        replicas=3,
+        count_sql=True,
+        database_url=True,
+        repeat=True,
+    ),
     Scenario("watch-steady", "bench.scenarios.watch", ("--step-seconds", str(STEADY_STEP_SECONDS))),
     Scenario("watchers", "bench.scenarios.watchers", server=MANY_RUNS),
     Scenario("watchers-floor", "bench.scenarios.fanout_floor", server=None),
@@ -98,24 +153,30 @@ SCENARIOS = (
     Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True, repeat=True),
     Scenario("temporal", "bench.peers.temporal_diamond", server=None, peer=True),
 )
-# --only postgres: Sluice on PostgreSQL beside Sluice on SQLite and DBOS on PostgreSQL.
+# --only postgres: Sluice on PostgreSQL beside Sluice on SQLite and DBOS on PostgreSQL, and
+# several servers on one database; --only replicas: the latter alone.
+REPLICAS_GROUP = ("pg-throughput", "pg-failover", "pg-failover-30s", "pg-watch-replicas",
+                  "pg-watch-replicas-10")  # fmt: skip
 POSTGRES_GROUP = ("sequential", "pg-sequential", "throughput", "pg-throughput", "dbos-pg",
-                  "watch", "pg-watch")  # fmt: skip
+                  "watch", "pg-watch", *REPLICAS_GROUP)  # fmt: skip
 
 
 def replicas(counts: Sequence[int]) -> list[Scenario]:
     """pg-throughput with N servers on one database, for each N > 1 in `counts` (N = 1 is
-    pg-throughput itself). Until the servers share the runs by lease, each drives every run
-    it sees: the figures for N > 1 mean something once that work has landed."""
+    pg-throughput itself): pg-throughput-x2, -x3, ..."""
     base = next(sc for sc in SCENARIOS if sc.name == "pg-throughput")
     return [replace(base, name=f"pg-throughput-x{n}", replicas=n) for n in counts if n > 1]
 
 
-def choose(only: set[str], no_peers: bool, replica_counts: Sequence[int]) -> list[Scenario]:
+def choose(
+    only: set[str], no_peers: bool, replica_counts: Sequence[int], quick: bool = False
+) -> list[Scenario]:
     extra = replicas(replica_counts)
     names = set(only)
     if "postgres" in names:
         names |= set(POSTGRES_GROUP)
+    if "replicas" in names:
+        names |= set(REPLICAS_GROUP)
     if "pg-throughput" in names:  # with --replicas, its N-server versions go with it
         names |= {sc.name for sc in extra}
     everything: list[Scenario] = []
@@ -124,7 +185,11 @@ def choose(only: set[str], no_peers: bool, replica_counts: Sequence[int]) -> lis
         if sc.name == "pg-throughput":
             everything += extra
     return [
-        sc for sc in everything if (not names or sc.name in names) and not (no_peers and sc.peer)
+        sc
+        for sc in everything
+        if (not names or sc.name in names)
+        and not (no_peers and sc.peer)
+        and (sc.quick or not quick or sc.name in only)
     ]
 
 
@@ -150,10 +215,12 @@ def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
                 servers = _start_servers(scenario, Path(tmp), database)
                 command += ["--address", ",".join(s.address for s in servers),
                             "--pid", ",".join(str(s.pid) for s in servers)]  # fmt: skip
-                if scenario.measure and database:
+                if (scenario.measure or scenario.count_sql) and database:
                     # Each server's statement counts, read before and after the measured part.
                     sockets = (s.settings["bench_sql_counts"] for s in servers)
                     command += ["--sql-counts", ",".join(sockets)]
+                if scenario.logs:
+                    command += ["--logs", ",".join(str(s.log) for s in servers)]
             elif scenario.name in ("recovery", "lists"):
                 command += ["--workdir", tmp]
             done = subprocess.run(
@@ -162,6 +229,8 @@ def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
             )  # fmt: skip
             result = _last_json(done.stdout)
             exited = [s for s in servers if s.process and s.process.poll() is not None]
+            if scenario.kills:  # the client's kill -9 is part of the scenario
+                exited = [s for s in exited if s.process and s.process.returncode != -9]
             if done.returncode != 0 or result is None or "error" in result:
                 reason = (result or {}).get("error") or _tail(done.stderr) or "no output"
                 result = {"error": f"exit {done.returncode}: {reason}"}
@@ -186,7 +255,9 @@ def run_scenario(scenario: Scenario, scale: float) -> dict[str, Any]:
 def _postgres_args(scenario: Scenario, database: str) -> list[str]:
     """What a PostgreSQL scenario's client is told: a peer, its database; a measured one,
     PostgreSQL's process (for its CPU) and the database (to see others' activity)."""
-    args = ["--database-url", pgstat.url(database)] if scenario.peer else []
+    args = (
+        ["--database-url", pgstat.url(database)] if scenario.peer or scenario.database_url else []
+    )
     if scenario.measure:
         args += ["--pg-pid", str(pgstat.postmaster_pid())]
         if not scenario.peer:
@@ -197,7 +268,7 @@ def _postgres_args(scenario: Scenario, database: str) -> list[str]:
 def _start_servers(scenario: Scenario, workdir: Path, database: str) -> list[Server]:
     settings = dict(scenario.server or {})
     plugin = settings.pop("plugin", "bench.noop:register")
-    count_sql = scenario.measure and bool(database)
+    count_sql = (scenario.measure or scenario.count_sql) and bool(database)
     servers = []
     for i in range(scenario.replicas):
         if count_sql:  # SLUICE_BENCH_SQL_COUNTS: where the server's plugin answers
@@ -213,7 +284,9 @@ def _start_servers(scenario: Scenario, workdir: Path, database: str) -> list[Ser
         )
     try:
         for server in servers:
-            server.start()
+            server.spawn()
+        for server in servers:
+            server.ready()
     except BaseException:
         for server in servers:
             server.kill()
@@ -292,6 +365,8 @@ def render(
     load: tuple[float, float],
     revision: str,
     rounds: dict[str, list[dict[str, Any]]] | None = None,
+    *,
+    at: str = "",
 ) -> str:
     rounds = rounds or {name: [result] for name, result in results.items()}
     floor = results.get("floor", {})
@@ -308,7 +383,7 @@ def render(
     out = [
         "# Sluice benchmark",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({_cpu_model()}); "
+        f"{at or f'{datetime.now(UTC):%Y-%m-%d %H:%M}'} UTC; {os.cpu_count()} cores ({_cpu_model()}); "
         f"Python {platform.python_version()}; Sluice at {revision}; scale {scale:g}; "
         f"took {seconds:.0f} s; "
         f"load average {load[0]:.2f} at start, {load[1]:.2f} at end (other work on the machine "
@@ -330,6 +405,7 @@ def render(
         "|---|---|---|---|---|",
     ]
     err = [(name, r["error"]) for name, r in results.items() if "error" in r]
+    sluice_rows = len(out)
 
     s = results.get("sequential", {})
     if "error" in s:
@@ -402,6 +478,8 @@ def render(
         )
 
     out += _webhooks(results.get("webhooks", {}))
+    if len(out) == sluice_rows:  # --only naming none of its scenarios: no empty table
+        del out[sluice_rows - 5 :]
     out += _lists(results.get("lists", {}))
     if floor:  # not with --only naming other scenarios
         out += ["", "## Floor (same run, same machine)", ""]
@@ -425,7 +503,9 @@ def render(
     out += pgreport.comparison(results, rounds)
     out += pgreport.database_work(results)
     out += pgreport.bytes_per_run(results)
-    out += pgreport.replicas(results, rounds)
+    out += replicas_report.throughput(results, rounds)
+    out += replicas_report.failover(results, rounds)
+    out += replicas_report.watch(results, rounds)
     if err:
         out += ["", "## Errors", "", *[f"- {name}: {text}" for name, text in err]]
     return "\n".join(out) + "\n"
@@ -580,33 +660,6 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One scenario's rounds as one result: the first error if a round errored (or the reason
-    a peer was not available), else each figure's median over the rounds."""
-    for key in ("error", "unavailable"):
-        failed = [r for r in rounds if key in r]
-        if failed:
-            return {key: failed[0][key] + (f" (in {len(failed)} of {len(rounds)} rounds)"
-                                           if len(rounds) > 1 else "")}  # fmt: skip
-    merged = _median(rounds)
-    assert isinstance(merged, dict)
-    return {**merged, "rounds": len(rounds)}
-
-
-def _median(values: list[Any]) -> Any:
-    first = values[0]
-    if isinstance(first, bool) or first is None or isinstance(first, str):
-        return first
-    if isinstance(first, int | float):
-        numbers = [v for v in values if isinstance(v, int | float)]
-        return statistics.median(numbers)
-    if isinstance(first, dict):
-        return {k: _median([v[k] for v in values if k in v]) for k in first}
-    if isinstance(first, list) and all(len(v) == len(first) for v in values):
-        return [_median([v[i] for v in values]) for i in range(len(first))]
-    return first
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="sizes x0.1: a smoke run")
@@ -621,16 +674,31 @@ def main() -> None:
              "times, interleaved, and report each figure's median",
     )  # fmt: skip
     p.add_argument(
-        "--replicas", default="1",
-        help="servers on one PostgreSQL database for pg-throughput, comma-separated: 1,2,3\n"
-             "(N > 1 gives meaningful figures once servers share runs by lease)",
+        "--replicas", default=None,
+        help="servers on one PostgreSQL database for pg-throughput, comma-separated\n"
+             "(pg-throughput-xN for each N > 1); default 1,2,3 (--quick: 1: failover and\n"
+             "watch-replicas run three servers already)",
     )  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument(
+        "--render", type=Path, default=None,
+        help="write the table again from a JSON file an earlier run wrote (no scenario runs)",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        meta = saved["meta"]
+        table = render(
+            saved["results"], meta["scale"], meta["seconds"], tuple(meta["load"]),
+            meta["revision"], saved["rounds"], at=meta["at"],
+        )  # fmt: skip
+        args.output.write_text(table, encoding="utf-8")
+        return
     scale = args.scale or (0.1 if args.quick else float(os.environ.get("SLUICE_BENCH_SCALE", 1)))
     only = {n.strip() for n in args.only.split(",") if n.strip()}
-    replica_counts = sorted({int(n) for n in args.replicas.split(",") if n.strip()})
-    chosen = choose(only, args.no_peers, replica_counts)
+    counts = args.replicas or ("1" if args.quick else "1,2,3")
+    replica_counts = sorted({int(n) for n in counts.split(",") if n.strip()})
+    chosen = choose(only, args.no_peers, replica_counts, quick=args.quick)
     rounds: dict[str, list[dict[str, Any]]] = {}
     begin = time.perf_counter()
     load_start = os.getloadavg()[0]
@@ -645,7 +713,9 @@ def main() -> None:
             label = f" (round {number})" if args.rounds > 1 else ""
             print(f"-- {scenario.name}{label} ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
+            machine = common.RunQueue()
             result = run_scenario(scenario, scale)
+            result.update(machine.stop())
             rounds.setdefault(scenario.name, []).append(result)
             print(
                 f"   {time.perf_counter() - started:.0f} s: {json.dumps(result)}",
@@ -656,12 +726,15 @@ def main() -> None:
     if (now := _revision()) != revision:
         revision += f" at the start, {now} at the end"
     load = (load_start, os.getloadavg()[0])
-    table = render(results, scale, time.perf_counter() - begin, load, revision, rounds)
+    seconds = time.perf_counter() - begin
+    at = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+    table = render(results, scale, seconds, load, revision, rounds, at=at)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table, encoding="utf-8")
+    meta = {"scale": scale, "seconds": seconds, "load": load, "revision": revision, "at": at}
     (args.output.with_suffix(".json")).write_text(
-        json.dumps({"results": results, "rounds": rounds}, indent=2) + "\n"
+        json.dumps({"results": results, "rounds": rounds, "meta": meta}, indent=2) + "\n"
     )
     if any("error" in r for r in results.values()):
         sys.exit(1)

@@ -44,6 +44,7 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # time.time() just before the process was spawned
         self.ready_after = 0.0  # seconds from spawn to "serving on" in the log
+        self._spawned = 0.0  # time.perf_counter() at the spawn
         self._starts = 0
 
     @property
@@ -56,6 +57,11 @@ class Server:
         return self.workdir / f"{self.name}-{self._starts}.log"
 
     def start(self, timeout: float = 120) -> Server:
+        return self.spawn().ready(timeout)
+
+    def spawn(self) -> Server:
+        """Start the process without waiting for it to serve (several servers start at once:
+        they take turns at the schema themselves)."""
         self._starts += 1
         env = {
             **os.environ,
@@ -73,6 +79,13 @@ class Server:
             [python, "-m", "sluice.server"], env=env, cwd=self.root, stderr=log
         )
         log.close()
+        self._spawned = begin
+        return self
+
+    def ready(self, timeout: float = 120) -> Server:
+        """Wait until the process serves (its address then known)."""
+        assert self.process is not None
+        begin = self._spawned
         deadline = begin + timeout
         while time.perf_counter() < deadline:
             if match := _SERVING.search(self.log.read_text(errors="replace")):

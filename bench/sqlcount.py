@@ -14,6 +14,9 @@ executions of one prepared statement, in one round trip). Not counted: BEGIN, CO
 ROLLBACK, which asyncpg sends itself (PostgreSQL's own transaction counts are in
 `bench.pgstat`), and the connection pool's pre-ping (SQLAlchemy's asyncpg driver pings in a
 transaction of its own, BEGIN, ";", ROLLBACK, on every checkout: `checkouts` counts them).
+`connects` counts the connections the pools opened: each starts a PostgreSQL backend and runs
+the driver's set-up queries (a pool's overflow connections are closed when given back while
+the pool is full, and opened again on the next burst).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class _Counts:
         self.by_verb: dict[str, int] = {}
         self.commits = 0
         self.checkouts = 0  # connections taken from the pool: each is pre-pinged
+        self.connects = 0  # new connections opened (a PostgreSQL backend started for each)
         self._verbs: dict[str, str] = {}  # statement text -> its first word (texts repeat)
 
     def executed(self, statement: str, parameters: Any, executemany: bool) -> None:
@@ -55,6 +59,7 @@ class _Counts:
             "by_verb": dict(self.by_verb),
             "commits": self.commits,
             "checkouts": self.checkouts,
+            "connects": self.connects,
         }
 
 
@@ -73,6 +78,10 @@ def _commit(conn: Any) -> None:
 
 def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     _counts.checkouts += 1
+
+
+def _connect(dbapi_connection: Any, record: Any) -> None:
+    _counts.connects += 1
 
 
 def _serve(path: str) -> None:
@@ -94,6 +103,7 @@ def register(registry: object) -> None:
     event.listen(Engine, "before_cursor_execute", _before_cursor_execute)
     event.listen(Engine, "commit", _commit)
     event.listen(Pool, "checkout", _checkout)
+    event.listen(Pool, "connect", _connect)
     threading.Thread(target=_serve, args=(path,), name="bench-sqlcount", daemon=True).start()
 
 
@@ -117,6 +127,7 @@ def delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         "rows": after["rows"] - before["rows"],
         "commits": after["commits"] - before["commits"],
         "checkouts": after["checkouts"] - before["checkouts"],
+        "connects": after.get("connects", 0) - before.get("connects", 0),
         "by_verb": {
             v: after["by_verb"].get(v, 0) - before["by_verb"].get(v, 0) for v in sorted(verbs)
         },

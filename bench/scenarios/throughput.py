@@ -4,7 +4,9 @@ With several servers (`--address A,B,...`, replicas on one database) the workflo
 round-robin: workflow i is created and executed on server i mod N, over one channel per
 server. CPU is measured per process over the measured part: each server's (`--pid`, in the
 same order), this client's, and with `--pg-pid` (PostgreSQL's server process) PostgreSQL's,
-every process of the cluster included. With `--sql-counts` (each server's socket from the
+every process of the cluster included, and with `--pg-database` as well that of the backends
+serving this database alone (others' tests share the cluster), with the cluster's WAL
+writes and syncs over the same part. With `--sql-counts` (each server's socket from the
 `bench.sqlcount` plugin) the statements the servers sent over the same part.
 """
 
@@ -14,9 +16,14 @@ import asyncio
 import time
 from typing import Any
 
-from bench import common, sqlcount, workload
+from bench import common, pgstat, sqlcount, workload
+from bench.notices import NoticeCounter
 from bench.scenarios.sequential import run_one
 from sluice.client import WorkflowClient
+
+# A workflow that has not come to rest after this long will not: a no-op diamond takes
+# seconds even at the back of 500 in flight on a busy machine.
+STUCK_AFTER = 300.0
 
 
 def _csv(text: str) -> list[str]:
@@ -43,30 +50,53 @@ async def main() -> None:
         gate = asyncio.Semaphore(args.in_flight)
         latencies: list[float] = []
 
+        stuck = 0
+
         async def one(client: WorkflowClient) -> None:
+            nonlocal stuck
             async with gate:
                 begin = time.perf_counter()
-                await run_one(client, template)
+                try:
+                    await asyncio.wait_for(run_one(client, template), STUCK_AFTER)
+                except TimeoutError:
+                    stuck += 1  # reported below, rather than a benchmark that never ends
+                    return
                 latencies.append(time.perf_counter() - begin)
 
         others = await _other_transactions(args.pg_database)
+        wal = await _wal(args.pg_database)
+        listener = await NoticeCounter.start(args.pg_database) if args.pg_database else None
         sql_before = [sqlcount.read(path) for path in sockets]
+        own_db = (
+            common.DatabaseCpu(args.pg_pid, args.pg_database)
+            if args.pg_pid and args.pg_database
+            else None
+        )
         cpu = common.CpuMeter()
         server_cpu = [common.proc_cpu_seconds(pid) for pid in pids]
         pg_cpu = common.tree_cpu_seconds(args.pg_pid) if args.pg_pid else 0.0
         begin = time.perf_counter()
         await asyncio.gather(*(one(clients[i % len(clients)]) for i in range(count)))
         wall = time.perf_counter() - begin
+        if stuck:
+            common.fail(
+                f"{stuck} of {count} workflows did not come to rest within {STUCK_AFTER:.0f} s "
+                "(a run left RUNNING: see the servers' logs)"
+            )
         pg_cpu = common.tree_cpu_seconds(args.pg_pid) - pg_cpu if args.pg_pid else 0.0
         server_cpu = [
             common.proc_cpu_seconds(pid) - s for pid, s in zip(pids, server_cpu, strict=True)
         ]
-        client_cpu = cpu.seconds()
+        db_cpu, backends = own_db.stop() if own_db else (0.0, 0)
+        # The sampler thread's CPU is the benchmark's, not the client's.
+        client_cpu = cpu.seconds() - (own_db.own_seconds if own_db else 0.0)
         sql = [
             sqlcount.delta(sqlcount.read(path), b)
             for path, b in zip(sockets, sql_before, strict=True)
         ]
-        others = await _other_transactions(args.pg_database) - others
+        others = pgstat.others_since(others, await _other_transactions(args.pg_database))
+        notices = await listener.stop() if listener else None
+        wal_after = await _wal(args.pg_database)
     finally:
         for client in clients:
             await client.close()
@@ -90,12 +120,25 @@ async def main() -> None:
     }
     if args.pg_pid:
         result["pg_cpu_pct"] = 100 * pg_cpu / wall
+    if own_db:
+        # The backends serving this database alone, without the rest of the cluster.
+        result["cpu_ms_per_workflow"]["postgres_database"] = 1000 * db_cpu / count
+        result["pg_database_cpu_pct"] = 100 * db_cpu / wall
+        result["pg_backends"] = backends
+    if notices is not None:
+        # The servers' NOTIFYs (each a transaction of its own in PostgreSQL, with an XID and
+        # so a WAL flush at commit), and how many run ids each carried.
+        result["notices_per_workflow"] = notices[0] / count
+        result["run_ids_per_notice"] = notices[1] / notices[0] if notices[0] else 0.0
+    if wal and wal_after:
+        result["wal_per_workflow"] = {k: (wal_after[k] - wal[k]) / count for k in wal}
+        result["wal_syncs_per_s"] = (wal_after["wal_sync"] - wal["wal_sync"]) / wall
     if args.pg_database:
         # Transactions in the cluster's other databases meanwhile (counted as PostgreSQL
         # hands them in, within a second or so): others' load on the machine and in pg_cpu.
         result["pg_other_transactions"] = others
     if sql:
-        keys = ("statements", "rows", "commits", "checkouts")
+        keys = ("statements", "rows", "commits", "checkouts", "connects")
         verbs = sorted({v for s in sql for v in s["by_verb"]})
         result["sql_per_workflow"] = {
             **{key: sum(s[key] for s in sql) / count for key in keys},
@@ -104,11 +147,15 @@ async def main() -> None:
     common.emit(result)
 
 
-async def _other_transactions(database: str) -> int:
+async def _wal(database: str) -> dict[str, int]:
     if not database:
-        return 0
-    from bench import pgstat  # only when measuring PostgreSQL
+        return {}
+    return await asyncio.to_thread(pgstat.wal)
 
+
+async def _other_transactions(database: str) -> dict[str, int]:
+    if not database:
+        return {}
     # pgstat's calls run their own event loop: in a thread of their own.
     return await asyncio.to_thread(pgstat.other_transactions, database)
 
