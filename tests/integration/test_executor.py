@@ -7,9 +7,12 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from sluice.store.executors import SqliteExecutor
+from sluice.engine.errors import Unavailable
+from sluice.store.executors import AsyncExecutor, SqliteExecutor
 from sluice.store.sqlite import sqlite_engines
 
 
@@ -37,5 +40,20 @@ async def test_a_failing_write_in_a_batch_undoes_only_itself(tmp_path: Path) -> 
             lambda c: [v for (v,) in c.exec_driver_sql("SELECT v FROM t ORDER BY v")]
         )
         assert stored == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    finally:
+        await executor.close()
+
+
+async def test_a_pool_with_no_connection_free_in_time_is_unavailable(tmp_path: Path) -> None:
+    """The engine retries Unavailable; a pool timeout once escaped as SQLAlchemy's own
+    TimeoutError, and the step result it was storing was lost (the run stuck RUNNING)."""
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}", pool_size=1, max_overflow=0, pool_timeout=0.1
+    )
+    executor = AsyncExecutor(engine)
+    try:
+        async with engine.connect():  # the pool's only connection, held
+            with pytest.raises(Unavailable, match="the database is unavailable"):
+                await executor.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
     finally:
         await executor.close()

@@ -68,6 +68,7 @@ class LeaseKeeper(Generic[Held]):
         self._held = held
         self._lose = lose
         self._then = then
+        self._after: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         settings = self._cluster.settings
@@ -94,7 +95,18 @@ class LeaseKeeper(Generic[Held]):
             for run_id, item in held.items():
                 if run_id not in kept:
                     self._lose(item, "its lease expired and another server took it")
-            try:
-                await self._then(kept)
-            except Unavailable as exc:
-                log.warning("could not claim workflows", error=str(exc))
+            # Beside the heartbeat, never in its way: taking over a dead server's runs takes
+            # seconds, and renewals waiting for it let this server's own leases expire.
+            if self._after is None or self._after.done():
+                self._after = asyncio.create_task(self._after_renewal(kept))
+
+    async def _after_renewal(self, kept: Set[str]) -> None:
+        try:
+            await self._then(kept)
+        except Unavailable as exc:
+            log.warning("could not claim workflows", error=str(exc))
+
+    async def stop(self) -> None:
+        if self._after is not None:
+            self._after.cancel()
+            await asyncio.gather(self._after, return_exceptions=True)

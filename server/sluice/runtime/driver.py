@@ -157,6 +157,7 @@ class Engine:
         )
         self._background: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._keeper: LeaseKeeper[_Driver] | None = None
         # Set once shutdown begins: no step starts any more (running ones may finish).
         self._draining = False
 
@@ -177,8 +178,8 @@ class Engine:
         if self.cluster is not None:
             await self.cluster.notifier.start(self._on_notice)
             count = await self._claim()
-            keeper = LeaseKeeper(self.cluster, self._leased, self._drop, self._after_renewal)
-            self._heartbeat = asyncio.create_task(keeper.run(), name="leases")
+            self._keeper = LeaseKeeper(self.cluster, self._leased, self._drop, self._after_renewal)
+            self._heartbeat = asyncio.create_task(self._keeper.run(), name="leases")
         else:
             runs = await self.store.unfinished_runs()
             drivers = [self._drivers.setdefault(run.id, _Driver(run)) for run in runs]
@@ -243,6 +244,8 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._keeper is not None:
+            await self._keeper.stop()
         await self.dispatcher.stop()
         for driver in self._drivers.values():
             if driver.wake is not None:

@@ -58,7 +58,11 @@ _UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "55000")
 def unavailable(error: BaseException) -> bool:
     """Whether `error` says the database could not do the work now (a lock held past the busy
     timeout, a lost or refused connection, a full disk) rather than that the work is wrong."""
-    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | OSError):
+    # sqlalchemy's TimeoutError: no pooled connection came free in time (the database slow
+    # or locked): "not now" too, though no DBAPI error says so.
+    if isinstance(
+        error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | OSError
+    ):
         return True
     if isinstance(error, sa_exc.DBAPIError):
         sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
@@ -74,7 +78,9 @@ class _Translated:
         return None
 
     def __exit__(self, kind: object, error: BaseException | None, _tb: object) -> None:
-        if isinstance(error, sa_exc.DBAPIError | OSError) and unavailable(error):
+        if isinstance(error, sa_exc.DBAPIError | sa_exc.TimeoutError | OSError) and unavailable(
+            error
+        ):
             detail = error.orig if isinstance(error, sa_exc.DBAPIError) else error
             raise Unavailable(f"the database is unavailable: {detail}") from error
 
