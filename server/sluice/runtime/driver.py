@@ -100,6 +100,8 @@ class Cluster:
     notifier: Notifier
     settings: ClusterSettings = ClusterSettings()
     server_id: str = ""
+    # The store's commits carry the notice of their events themselves (in their transaction).
+    commits_notify: bool = False
 
     def __post_init__(self) -> None:
         self.server_id = self.server_id or uuid.uuid4().hex[:16]
@@ -775,7 +777,7 @@ class Engine:
         """Committed events go to watchers (here and, through a notice, elsewhere) and to the
         log."""
         self.bus.publish(run.id, events)
-        if self.cluster is not None:
+        if self.cluster is not None and not self.cluster.commits_notify:
             self.cluster.notifier.send(EVENTS, run.id)
         for observe in self._observers:
             observe(run, events)

@@ -26,11 +26,14 @@ from sluice.engine.model import Event, Run
 from sluice.store.base import SqlStore, Transition, Writes, creation_writes, lost_write
 from sluice.store.executors import AsyncExecutor
 from sluice.store.postgres_group_commit import GroupCommit
+from sluice.store.postgres_notify import payloads
 from sluice.store.postgres_writes import (
     LEASES_SQL,
-    CommitStatement,
-    CreateStatement,
+    NO_NOTICES,
     Creation,
+    Notices,
+    commit_statement,
+    create_statement,
 )
 
 # Writer connections, each taking the writes waiting when it is free: two let one batch be
@@ -42,12 +45,20 @@ class PostgresStore(SqlStore):
     def __init__(self, executor: AsyncExecutor, writes: GroupCommit) -> None:
         super().__init__(executor)
         self._writes = writes
+        self._commits = _Commits()
+        self._creations = _Creations()
 
     @classmethod
     def on_engine(cls, engine: AsyncEngine) -> PostgresStore:
         """The store on a (migrated) database; it disposes of `engine` when closed."""
         dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         return cls(AsyncExecutor(engine), GroupCommit(dsn, writers=WRITERS))
+
+    def carry_notices(self, channel: str, server_id: str) -> None:
+        """From now on every batch of creations and transitions also sends the notice naming
+        its runs on `channel` (as `server_id`; see `postgres_notify`), which PostgreSQL
+        delivers once the batch commits: a notice costs no transaction of its own."""
+        self._commits.notices = self._creations.notices = (channel, server_id)
 
     async def close(self) -> None:
         await self._writes.close()
@@ -65,7 +76,7 @@ class PostgresStore(SqlStore):
 
     async def _commit(self, t: Transition) -> None:
         try:
-            await self._writes.write(_COMMITS, t, t.run_id)
+            await self._writes.write(self._commits, t, t.run_id)
         except asyncpg.IntegrityConstraintViolationError as exc:
             # A duplicate event sequence: someone else won the race.
             raise Conflict(f"workflow {t.run_id} was changed by another writer") from exc
@@ -91,7 +102,7 @@ class PostgresStore(SqlStore):
         self, run: Run, new_events: Sequence[Event], lease: tuple[str, timedelta] | None
     ) -> Run:
         creation = Creation(creation_writes(run, new_events), lease)
-        if await self._writes.write(_CREATIONS, creation, run.id):
+        if await self._writes.write(self._creations, creation, run.id):
             return run
         # Not inserted: its owner already used its request id (perhaps in this very batch).
         found = await self.get_run_by_request(run.owner, run.request_id) if run.request_id else None
@@ -100,18 +111,29 @@ class PostgresStore(SqlStore):
         return found
 
 
-class _Commits:
-    """Transitions, as `CommitStatement`: a run whose compare-and-set matched nothing gets
-    LeaseLost or Conflict (as `base.lost_write` decides from its lease, read afterwards)."""
+class _Kind:
+    """What the batches of one kind share: their statement's notices (see `carry_notices`)."""
 
-    statement = CommitStatement()
+    def __init__(self) -> None:
+        self.notices: tuple[str, str] | None = None  # (PostgreSQL channel, server id)
+
+    def _notices(self, run_ids: list[str]) -> Notices:
+        if self.notices is None or not run_ids:
+            return NO_NOTICES
+        channel, server_id = self.notices
+        texts = payloads(server_id, run_ids)
+        return [channel] * len(texts), texts
+
+
+class _Commits(_Kind):
+    """Transitions, as `commit_statement`: a run whose compare-and-set matched nothing gets
+    LeaseLost or Conflict (as `base.lost_write` decides from its lease, read afterwards)."""
 
     async def run(self, conn: asyncpg.Connection, batch: Sequence[Transition]) -> list[object]:
         # By run id: batches and lease renewals then tend to lock runs in the same order.
         ordered = sorted(batch, key=lambda t: t.run_id)
-        written = {
-            r[0] for r in await conn.fetch(self.statement.sql, *self.statement.arguments(ordered))
-        }
+        sql, arguments = commit_statement(ordered, self._notices([t.run_id for t in ordered]))
+        written = {r[0] for r in await conn.fetch(sql, *arguments)}
         lost = [t for t in batch if t.run_id not in written]
         leases: dict[str, tuple[str | None, int]] = {}
         fenced = [t.run_id for t in lost if t.fence is not None]
@@ -123,20 +145,13 @@ class _Commits:
         ]
 
 
-class _Creations:
-    """New runs, as `CreateStatement`: True for each run inserted."""
-
-    statement = CreateStatement()
+class _Creations(_Kind):
+    """New runs, as `create_statement`: True for each run inserted."""
 
     async def run(self, conn: asyncpg.Connection, batch: Sequence[Creation]) -> list[object]:
-        inserted = {
-            r[0] for r in await conn.fetch(self.statement.sql, *self.statement.arguments(batch))
-        }
+        sql, arguments = create_statement(batch, self._notices([c.run_id for c in batch]))
+        inserted = {r[0] for r in await conn.fetch(sql, *arguments)}
         return [c.run_id in inserted for c in batch]
-
-
-_COMMITS = _Commits()
-_CREATIONS = _Creations()
 
 
 def create_engine(url: URL, **options: Any) -> AsyncEngine:
