@@ -10,8 +10,9 @@ one `noop` step. This process is the client (gRPC on loopback):
   latency of each.
 
 For each part, PostgreSQL's own count of the transactions committed (and rolled back) in the
-database (pg_stat_database), per workflow: read after a pause long enough for the backends to
-hand in their statistics, which they do at most once a second. With `--statements` instead,
+database (pg_stat_database, autovacuum's included), per workflow: read after a pause long
+enough for the backends to hand in their statistics; and the CPU per workflow of the server,
+of the database's backends and of this client. With `--statements` instead,
 one (smaller) round with `log_statement = all` set on the database and the statements it logs
 counted per workflow by kind (BEGIN, COMMIT, UPDATE, ...): PostgreSQL's own log, so whatever
 the driver or library sends is counted (pg_stat_statements would need a restart of the
@@ -120,12 +121,12 @@ async def transactions(name: str) -> tuple[int, int]:
     return int(row["xact_commit"]), int(row["xact_rollback"])
 
 
-async def postmaster_pid() -> int:
-    async def parent(conn: Any) -> int:
-        # Read while the backend lives: it exits with the connection.
-        return _stat(await conn.fetchval("SELECT pg_backend_pid()"))[1]
-
-    return await _admin(parent)
+async def backends(name: str) -> list[int]:
+    """The processes of the backends serving database `name` now."""
+    rows = await _admin(
+        lambda conn: conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    )
+    return [int(r["pid"]) for r in rows]
 
 
 def _stat(pid: int) -> tuple[float, int, float]:
@@ -140,42 +141,117 @@ def _stat(pid: int) -> tuple[float, int, float]:
     )
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of PostgreSQL's server process and every backend, living or exited."""
-    own, _, reaped = _stat(root)
-    total = own + reaped
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cpu, parent, _ = _stat(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == root:
-                total += cpu
-    return total
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = _stat(pid)[0]
+        except (OSError, ValueError, IndexError):
+            continue  # exited
+    return found
+
+
+MARK = "bench-mark:"
+
+
+async def mark(database: str, name: str) -> None:
+    """A line in PostgreSQL's log that starts or ends a measured part (see StatementLog)."""
+    conn = await asyncpg.connect(_server_url(database), timeout=10)
+    try:
+        await conn.execute(f"SELECT '{MARK}{name}'")
+    finally:
+        await conn.close()
 
 
 class StatementLog:
-    """The statements PostgreSQL logged for one database (log_statement = all), by kind."""
+    """What PostgreSQL logged for one database (log_statement = all) between the marks of each
+    part (`mark`): statements by kind, and transactions as each backend ran them (a statement
+    outside BEGIN ... COMMIT is a transaction of its own), with how many wrote (and so waited
+    for their commit to be flushed)."""
 
-    _LINE = re.compile(r"@(\S+) LOG:  (?:statement|execute [^:]*): \s*(\w+)")
+    _ENTRY = re.compile(
+        r"^\d{4}-\d\d-\d\d [\d:.]+ \w+ \[(\d+)\] \S+@(\S+) LOG:  (?:statement|execute [^:]*): "
+    )
+    _WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|pg_notify)\b", re.IGNORECASE)
 
     def __init__(self, database: str) -> None:
         self.database = database
         self.offset = PG_LOG.stat().st_size
 
-    def take(self) -> Counter[str]:
-        """The statements logged since the last take."""
-        counts: Counter[str] = Counter()
+    def _entries(self) -> list[tuple[int, str]]:
         with PG_LOG.open("rb") as log:
             log.seek(self.offset)
-            data = log.read()
-        self.offset += len(data)
-        for line in data.decode(errors="replace").splitlines():
-            match = self._LINE.search(line)
-            if match and match.group(1) == self.database:
-                counts[match.group(2).upper()] += 1
-        return counts
+            text = log.read().decode(errors="replace")
+        entries: list[tuple[int, str]] = []
+        current: list[Any] | None = None
+        for line in text.splitlines():
+            match = self._ENTRY.match(line)
+            if match:
+                current = (
+                    [int(match.group(1)), line[match.end() :]]
+                    if match.group(2) == self.database
+                    else None
+                )
+                if current is not None:
+                    entries.append(current)  # type: ignore[arg-type]
+            elif current is not None and not line[:4].isdigit():
+                current[1] += "\n" + line
+            else:
+                current = None
+        return [(pid, text) for pid, text in entries]
+
+    def parts(self) -> dict[str, dict[str, Any]]:
+        """By part name: statements by kind, commits, writing commits, rollbacks."""
+        found: dict[str, dict[str, Any]] = {}
+        part: dict[str, Any] | None = None
+        open_: dict[int, bool] = {}  # pid -> whether its open transaction wrote
+        for pid, text in self._entries():
+            if MARK in text:
+                name = text.split(MARK, 1)[1].split("'", 1)[0]
+                if name.endswith("-start"):
+                    part = found[name.removesuffix("-start")] = {
+                        "kinds": Counter(), "commits": 0, "writes": 0, "rollbacks": 0,
+                    }  # fmt: skip
+                else:
+                    part = None
+                continue
+            verb = (text.split(None, 1) or ["?"])[0].rstrip(";").upper()
+            if verb == "SELECT" and "pg_notify" in text:
+                verb = "NOTIFY"
+            elif not verb:
+                verb = "; (a pool's ping)"
+            wrote = bool(self._WRITES.search(text))
+            if part is not None:
+                part["kinds"][verb] += 1
+            if verb in ("BEGIN", "START"):
+                open_[pid] = False
+            elif verb in ("COMMIT", "END") and pid in open_:
+                if part is not None:
+                    part["commits"] += 1
+                    part["writes"] += open_.pop(pid)
+                else:
+                    open_.pop(pid)
+            elif verb == "ROLLBACK":
+                open_.pop(pid, None)
+                if part is not None:
+                    part["rollbacks"] += 1
+            elif pid in open_:
+                open_[pid] = open_[pid] or wrote
+            elif part is not None:
+                part["commits"] += 1
+                part["writes"] += wrote
+        return found
+
+
+def statement_figures(counted: dict[str, Any], prefix: str, workflows: int) -> dict[str, Any]:
+    kinds: Counter[str] = counted["kinds"]
+    return {
+        f"{prefix}_statements_per_wf": {k: v / workflows for k, v in sorted(kinds.items())},
+        f"{prefix}_statements_total_per_wf": sum(kinds.values()) / workflows,
+        f"{prefix}_log_commits_per_wf": counted["commits"] / workflows,
+        f"{prefix}_log_write_commits_per_wf": counted["writes"] / workflows,
+        f"{prefix}_log_rollbacks_per_wf": counted["rollbacks"] / workflows,
+    }
 
 
 # --- a Sluice server --------------------------------------------------------------------------
@@ -236,19 +312,27 @@ async def run_one(client: WorkflowClient, template: str) -> None:
         raise RuntimeError(f"run {run.id} ended {WorkflowStatus.Name(done.status)}: {done.error}")
 
 
-class Part:
-    """What one measured part cost: wall time, transactions, CPU, statements."""
+def _spent(before: dict[int, float]) -> float:
+    """CPU seconds the backends alive at `before` spent since (a backend that exited
+    meanwhile is left out: the servers keep their connections)."""
+    now = cpu_seconds(list(before))
+    return sum(now[pid] - cpu for pid, cpu in before.items() if pid in now)
 
-    def __init__(self, database: str, server_pid: int, pg_pid: int, log: StatementLog | None):
-        self.database, self.server_pid, self.pg_pid, self.log = database, server_pid, pg_pid, log
+
+class Part:
+    """What one measured part cost: wall time, transactions, CPU; with `marks`, its start and
+    end marked in PostgreSQL's log (for StatementLog)."""
+
+    def __init__(self, name: str, database: str, server_pid: int, *, marks: bool) -> None:
+        self.name, self.database, self.server_pid, self.marks = name, database, server_pid, marks
 
     async def __aenter__(self) -> Part:
         self.xact = await transactions(self.database)
-        if self.log is not None:
-            self.log.take()
+        if self.marks:
+            await mark(self.database, f"{self.name}-start")
         self.cpu = (
             common.proc_cpu_seconds(self.server_pid),
-            tree_cpu_seconds(self.pg_pid),
+            cpu_seconds(await backends(self.database)),
             time.process_time(),
         )
         self.begin = time.perf_counter()
@@ -258,40 +342,34 @@ class Part:
         self.wall = time.perf_counter() - self.begin
         self.cpu_used = (
             common.proc_cpu_seconds(self.server_pid) - self.cpu[0],
-            tree_cpu_seconds(self.pg_pid) - self.cpu[1],
+            _spent(self.cpu[1]),
             time.process_time() - self.cpu[2],
         )
+        if self.marks:
+            await mark(self.database, f"{self.name}-end")
         after = await transactions(self.database)
         self.commits, self.rollbacks = after[0] - self.xact[0], after[1] - self.xact[1]
-        self.statements = self.log.take() if self.log is not None else Counter()
 
-    def figures(self, prefix: str, workflows: int) -> dict[str, Any]:
+    def figures(self, workflows: int) -> dict[str, Any]:
         server, pg, client = self.cpu_used
-        out = {
+        prefix = self.name
+        return {
             f"{prefix}_commits_per_wf": self.commits / workflows,
             f"{prefix}_rollbacks_per_wf": self.rollbacks / workflows,
             f"{prefix}_cpu_ms_per_wf": {
                 "server": 1000 * server / workflows,
-                "postgres": 1000 * pg / workflows,
+                "database backends": 1000 * pg / workflows,
                 "client": 1000 * client / workflows,
             },
         }
-        if self.log is not None:
-            out[f"{prefix}_statements_per_wf"] = {
-                k: v / workflows for k, v in sorted(self.statements.items())
-            }
-            out[f"{prefix}_statements_total_per_wf"] = sum(self.statements.values()) / workflows
-        return out
 
 
-async def bench_sluice(
-    checkout: Path, args: argparse.Namespace, workdir: Path, pg_pid: int
-) -> dict[str, Any]:
+async def bench_sluice(checkout: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     database = await create_database(args.statements)
+    log = StatementLog(database) if args.statements else None
     server = SluiceProcess(checkout, database, workdir)
     try:
         server.start()
-        log = StatementLog(database) if args.statements else None
         result: dict[str, Any] = {}
         async with WorkflowClient(server.address) as client:
             template = (await client.create_template(ONE_STEP)).id
@@ -299,7 +377,7 @@ async def bench_sluice(
                 await run_one(client, template)
 
             took: list[float] = []
-            async with Part(database, server.pid, pg_pid, log) as part:
+            async with Part("seq", database, server.pid, marks=log is not None) as part:
                 for _ in range(args.sequential):
                     begin = time.perf_counter()
                     await run_one(client, template)
@@ -308,7 +386,7 @@ async def bench_sluice(
                 "seq_ms_p50": common.percentile(took, 50),
                 "seq_ms_p99": common.percentile(took, 99),
                 "seq_ms_mean": statistics.fmean(took),
-                **part.figures("seq", args.sequential),
+                **part.figures(args.sequential),
             }
 
             left = args.throughput
@@ -322,22 +400,34 @@ async def bench_sluice(
                     await run_one(client, template)
                     latencies.append(1000 * (time.perf_counter() - begin))
 
-            async with Part(database, server.pid, pg_pid, log) as part:
+            async with Part("tput", database, server.pid, marks=log is not None) as part:
                 await asyncio.gather(*(caller() for _ in range(args.clients)))
             result |= {
                 "tput_wf_per_s": args.throughput / part.wall,
                 "tput_ms_p50": common.percentile(latencies, 50),
                 "tput_ms_p99": common.percentile(latencies, 99),
-                **part.figures("tput", args.throughput),
+                **part.figures(args.throughput),
             }
+        if log is not None:
+            result |= _statements(log, args)
         return result
     finally:
         server.stop()
         await drop_database(database)
 
 
+def _statements(log: StatementLog, args: argparse.Namespace) -> dict[str, Any]:
+    parts = log.parts()
+    out: dict[str, Any] = {}
+    for name, workflows in (("seq", args.sequential), ("tput", args.throughput)):
+        if name in parts:
+            out |= statement_figures(parts[name], name, workflows)
+    return out
+
+
 async def bench_dbos(args: argparse.Namespace) -> dict[str, Any]:
-    database = await create_database(False)
+    database = await create_database(args.statements)
+    log = StatementLog(database) if args.statements else None
     try:
         command = [
             str(PEERS_PYTHON), "-m", "bench.peers.dbos_one_step",
@@ -345,6 +435,7 @@ async def bench_dbos(args: argparse.Namespace) -> dict[str, Any]:
             "--admin-url", _server_url("postgres"),
             "--sequential", str(args.sequential), "--throughput", str(args.throughput),
             "--clients", str(args.clients),
+            *(["--marks"] if log is not None else []),
         ]  # fmt: skip
         done = await asyncio.to_thread(
             subprocess.run, command, cwd=ROOT, capture_output=True, text=True, timeout=1800
@@ -352,6 +443,8 @@ async def bench_dbos(args: argparse.Namespace) -> dict[str, Any]:
         if done.returncode != 0:
             raise RuntimeError(f"DBOS failed:\n{done.stderr[-3000:]}")
         value: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        if log is not None:
+            value |= _statements(log, args)
         return value
     finally:
         await drop_database(database)
@@ -369,8 +462,12 @@ _FIGURES = (
     ("seq_rollbacks_per_wf", "sequential: PostgreSQL rollbacks per workflow", "{:.2f}"),
     ("tput_commits_per_wf", "throughput: PostgreSQL commits per workflow", "{:.2f}"),
     ("tput_rollbacks_per_wf", "throughput: PostgreSQL rollbacks per workflow", "{:.2f}"),
-    ("seq_statements_total_per_wf", "sequential: statements per workflow", "{:.1f}"),
-    ("tput_statements_total_per_wf", "throughput: statements per workflow", "{:.1f}"),
+    ("seq_statements_total_per_wf", "sequential: statements per workflow (log)", "{:.2f}"),
+    ("seq_log_commits_per_wf", "sequential: transactions per workflow (log)", "{:.2f}"),
+    ("seq_log_write_commits_per_wf", "sequential: of which wrote (log)", "{:.2f}"),
+    ("tput_statements_total_per_wf", "throughput: statements per workflow (log)", "{:.2f}"),
+    ("tput_log_commits_per_wf", "throughput: transactions per workflow (log)", "{:.2f}"),
+    ("tput_log_write_commits_per_wf", "throughput: of which wrote (log)", "{:.2f}"),
 )
 
 
@@ -455,7 +552,7 @@ def main() -> None:
     for spec in args.system:
         name, _, path = spec.partition("=")
         systems[name] = Path(path).resolve()
-    if not args.no_dbos and not args.statements and PEERS_PYTHON.exists():
+    if not args.no_dbos and PEERS_PYTHON.exists():
         systems["dbos"] = None
     if args.only:
         systems = {k: v for k, v in systems.items() if k in args.only.split(",")}
@@ -465,7 +562,6 @@ def main() -> None:
 
 
 async def run(args: argparse.Namespace, systems: dict[str, Path | None]) -> None:
-    pg_pid = await postmaster_pid()
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
     order = list(systems)
     with tempfile.TemporaryDirectory(prefix="sluice-bench-pg-") as tmp:
@@ -473,11 +569,18 @@ async def run(args: argparse.Namespace, systems: dict[str, Path | None]) -> None
             shift = round_ % len(order)
             for name in order[shift:] + order[:shift]:
                 checkout = systems[name]
-                print(f"round {round_ + 1}: {name} ...", file=sys.stderr, flush=True)
-                if checkout is None:
-                    figures = await bench_dbos(args)
-                else:
-                    figures = await bench_sluice(checkout, args, Path(tmp), pg_pid)
+                for attempt in (1, 2):
+                    print(f"round {round_ + 1}: {name} ...", file=sys.stderr, flush=True)
+                    try:
+                        if checkout is None:
+                            figures = await bench_dbos(args)
+                        else:
+                            figures = await bench_sluice(checkout, args, Path(tmp))
+                        break
+                    except Exception as exc:  # say, PostgreSQL restarted under the run
+                        if attempt == 2:
+                            raise
+                        print(f"   failed, once more: {exc!r}", file=sys.stderr, flush=True)
                 print(f"   {json.dumps(figures)}", file=sys.stderr, flush=True)
                 results[name].append(figures)
     text = report(results, args)

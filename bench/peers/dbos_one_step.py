@@ -61,15 +61,27 @@ async def commits(admin_url: str, database: str) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
+async def mark(args: argparse.Namespace, name: str) -> None:
+    """With --marks: a statement in the database's log that starts or ends a measured part
+    (bench/postgres_hotpath.py counts the statements between)."""
+    if args.marks:
+        async with await psycopg.AsyncConnection.connect(
+            args.database_url, autocommit=True
+        ) as conn:
+            await conn.execute(f"SELECT 'bench-mark:{name}'")
+
+
 async def bench(args: argparse.Namespace) -> dict[str, float]:
     for _ in range(10):
         await run_one()
     before = await commits(args.admin_url, args.database)
+    await mark(args, "seq-start")
     took: list[float] = []
     for _ in range(args.sequential):
         begin = time.perf_counter()
         await run_one()
         took.append((time.perf_counter() - begin) * 1000)
+    await mark(args, "seq-end")
     after = await commits(args.admin_url, args.database)
     result = {
         "seq_ms_p50": percentile(took, 50),
@@ -91,9 +103,11 @@ async def bench(args: argparse.Namespace) -> dict[str, float]:
             latencies.append((time.perf_counter() - begin) * 1000)
 
     before = await commits(args.admin_url, args.database)
+    await mark(args, "tput-start")
     begin = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(args.clients)))
     wall = time.perf_counter() - begin
+    await mark(args, "tput-end")
     after = await commits(args.admin_url, args.database)
     result |= {
         "tput_wf_per_s": args.throughput / wall,
@@ -113,6 +127,7 @@ def main() -> None:
     p.add_argument("--sequential", type=int, default=200)
     p.add_argument("--throughput", type=int, default=2000)
     p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--marks", action="store_true", help="mark each part in the database's log")
     args = p.parse_args()
     config: DBOSConfig = {
         "name": "bench-one-step",
