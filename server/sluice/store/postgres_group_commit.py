@@ -27,7 +27,7 @@ import asyncpg
 import structlog
 
 from sluice.engine.errors import Unavailable
-from sluice.store.executors import _UNAVAILABLE_SQLSTATES
+from sluice.store.executors import _TRY_AGAIN_SQLSTATES, _UNAVAILABLE_SQLSTATES
 
 log = structlog.get_logger(__name__)
 
@@ -167,7 +167,7 @@ class GroupCommit:
             if unavailable(error):
                 raise
             if len(mine) == 1:
-                settled[mine[0]] = (False, error)
+                settled[mine[0]] = (False, _for_caller(error))
                 return
             for i in mine:
                 try:
@@ -175,7 +175,7 @@ class GroupCommit:
                 except Exception as alone:
                     if unavailable(alone):
                         raise
-                    settled[i] = (False, alone)
+                    settled[i] = (False, _for_caller(alone))
                 else:
                     settled[i] = _outcome(outcome)
             return
@@ -187,6 +187,15 @@ class GroupCommit:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.terminate()
+
+
+def _for_caller(error: Exception) -> Exception:
+    """A deadlock or serialization failure of a write run alone: `Unavailable`, which its
+    caller tries again (another batch of runs, or a lease renewal, held a lock it wanted)."""
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    if sqlstate.startswith(_TRY_AGAIN_SQLSTATES):
+        return Unavailable(f"the database could not do it now: {error}")
+    return error
 
 
 def _outcome(value: object) -> tuple[bool, Any]:
