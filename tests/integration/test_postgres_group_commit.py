@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from sluice.engine.errors import Conflict, LeaseLost
+from sluice.engine.errors import Conflict, LeaseLost, Unavailable
 from sluice.engine.model import Event, EventType, Run, RunStatus, StepSpec, Template
 from sluice.engine.ports import Fence
 from sluice.engine.transitions import apply
@@ -190,3 +190,24 @@ async def test_a_request_id_used_twice_in_one_batch_gives_back_the_first_run(
 
     assert [r.id for r in got] == [first.id, first.id]
     assert await store.get_run_any(second.id) is None
+
+
+async def test_a_connection_the_database_ended_is_replaced_and_callers_may_try_again(
+    store: PostgresStore, db: asyncpg.Connection
+) -> None:
+    """The writer's connection ended between two writes (a restart, an administrator): the
+    next write fails with Unavailable at most (the engine tries again), never with a driver
+    error, and the one after works on a new connection. asyncpg reports such a connection in
+    several ways depending on when it noticed, so this goes round a few times."""
+    runs = await created(store, 10)
+    for run in runs:
+        await db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        events = started(run)
+        try:
+            await store.commit(run, events, fence=Fence(ME, 1))
+        except Unavailable:
+            await store.commit(run, events, fence=Fence(ME, 1))  # as the engine would
+        assert await db.fetchval("SELECT version FROM runs WHERE id = $1", run.id) == 1

@@ -3,9 +3,11 @@
 Each operation is a plain function of a synchronous `Connection`, run by the subclass's
 executor (see `executors`). A transition is a compare-and-set UPDATE of the run, executemany
 UPDATEs of the steps and gates it touched and multi-row INSERTs of its events and outbox
-records. How those batched writes reach the database is the one thing a subclass decides
-(`_execute`): SQLite (`sqlite.py`) runs them on its own cursor, PostgreSQL (`postgres.py`)
-through SQLAlchemy. `factory.open_store` picks the subclass by URL.
+records (`transition` builds its rows). How those batched writes reach the database is what a
+subclass decides: SQLite (`sqlite.py`) runs them on its own cursor (`_execute`); PostgreSQL
+(`postgres.py`) writes a run's creation and its transitions with its own group commit
+(`_commit`, `create_run`) and the rest through SQLAlchemy. `factory.open_store` picks the
+subclass by URL.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import structlog
+from asyncpg.exceptions import InternalClientError
 
 from sluice.engine.errors import Unavailable
 from sluice.store.executors import _TRY_AGAIN_SQLSTATES, _UNAVAILABLE_SQLSTATES
@@ -52,8 +53,10 @@ class _Pending(Generic[I]):
 
 def unavailable(error: BaseException) -> bool:
     """Whether asyncpg's `error` says "not now" (a lost or refused connection, a database
-    shutting down or not accepting connections) rather than "wrong"."""
-    if isinstance(error, OSError | asyncpg.InterfaceError | TimeoutError):
+    shutting down or not accepting connections) rather than "wrong". A connection asyncpg
+    finds in a state it cannot go on from (InternalClientError: the server ended the session
+    between two statements, say) is as good as lost."""
+    if isinstance(error, OSError | asyncpg.InterfaceError | InternalClientError | TimeoutError):
         return True
     sqlstate = str(getattr(error, "sqlstate", "") or "")
     return bool(sqlstate) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

@@ -54,26 +54,29 @@ def _array_of(kind: sa.types.TypeEngine[Any]) -> str:
     return "TEXT" if isinstance(kind, sa.String) else kind.compile(dialect=_DIALECT)
 
 
-# The JSON text of values that recur by identity (the template snapshot of every run of a
-# template is one dict, rows.snapshot): built once each. Bounded: cleared when full.
-_TEXTS: dict[int, tuple[object, str]] = {}
-_TEXTS_MAX = 256
-
-
 def _json(value: Any) -> str:
     # SQLAlchemy's JSON type stores Python None as JSON null, not SQL NULL: so does this.
     if not value and isinstance(value, dict):
         return "{}"  # most event details and step outputs
-    if isinstance(value, dict) and len(value) > 4:
-        known = _TEXTS.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        if len(_TEXTS) >= _TEXTS_MAX:
-            _TEXTS.clear()
-        text = json.dumps(value)
-        _TEXTS[id(value)] = (value, text)
-        return text
     return json.dumps(value)
+
+
+# The text of each template snapshot (a run's `template` column): every run of a template
+# shares one dict (rows.snapshot), never changed once built, so it is serialized once.
+# Bounded: cleared when full; each entry holds its dict, so an id is not reused meanwhile.
+_SNAPSHOTS: dict[int, tuple[object, str]] = {}
+_SNAPSHOTS_MAX = 256
+
+
+def _snapshot_json(value: Any) -> str:
+    known = _SNAPSHOTS.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
+        _SNAPSHOTS.clear()
+    text = json.dumps(value)
+    _SNAPSHOTS[id(value)] = (value, text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,10 @@ class _Part:
         return (*typed, *self.extra)
 
     @cached_property
-    def _json(self) -> tuple[int, ...]:
+    def _json(self) -> tuple[tuple[int, Callable[[Any], str]], ...]:
+        """Where the JSON columns are, each with its serializer."""
         return tuple(
-            i
+            (i, _snapshot_json if self.table is runs and n == "template" else _json)
             for i, n in enumerate(self.names)
             if isinstance(self.table.c[n.removeprefix("k_")].type, sa.JSON)
         )
@@ -108,8 +112,8 @@ class _Part:
         for row in rows:
             for column, name in zip(columns, names, strict=True):
                 column.append(row.get(name))
-        for i in self._json:
-            columns[i] = [_json(v) for v in columns[i]]
+        for i, serialize in self._json:
+            columns[i] = [serialize(v) for v in columns[i]]
         return columns
 
 
