@@ -211,3 +211,30 @@ async def test_a_connection_the_database_ended_is_replaced_and_callers_may_try_a
         except Unavailable:
             await store.commit(run, events, fence=Fence(ME, 1))  # as the engine would
         assert await db.fetchval("SELECT version FROM runs WHERE id = $1", run.id) == 1
+
+
+async def test_closing_the_store_answers_every_write_waiting(database_url: str) -> None:
+    """Writes waiting or in flight when the store closes are answered (committed, or
+    Unavailable: the engine stores them again once a store is back), never left hanging.
+    Closed after 0, 1, 2, ... turns of the loop: before the writer took them, while it builds
+    their statement, while the database runs it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL: set SLUICE_TEST_DATABASE_URL (make test-postgres)")
+    for turns in range(8):
+        opened = await open_store(database_url)
+        assert isinstance(opened, PostgresStore)
+        runs = []
+        for n in range(5):
+            run, events = new_run(100 * turns + n)
+            await opened.create_leased_run(run, events, ME, TTL)
+            runs.append(run)
+        writes = [
+            asyncio.create_task(opened.commit(r, started(r), fence=Fence(ME, 1))) for r in runs
+        ]
+        for _ in range(turns):
+            await asyncio.sleep(0)
+
+        await opened.close()
+
+        results = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 10)
+        assert all(r is None or isinstance(r, Unavailable) for r in results), (turns, results)

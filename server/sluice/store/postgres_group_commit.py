@@ -131,7 +131,10 @@ class GroupCommit:
                     conn = self._connections[slot] = await asyncpg.connect(self._dsn)
                 for kind in {id(p.kind): p.kind for p in batch}.values():
                     await self._run(conn, kind, batch, settled)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # closed with these in flight: they may or may not
+                for pending in batch:  # have committed, as when a connection is lost
+                    if not pending.future.done():
+                        pending.future.set_exception(Unavailable("the store was closed"))
                 raise
             except Exception as error:
                 if not unavailable(error):
