@@ -37,8 +37,9 @@ from sluice.store import urls
 from sluice.store.base import SqlStore
 from sluice.store.errors import StoreSetupError
 from sluice.store.factory import open_store
+from sluice.store.postgres import PostgresStore
 from sluice.store.postgres_leases import PostgresLeases
-from sluice.store.postgres_notify import PostgresNotifier
+from sluice.store.postgres_notify import PostgresNotifier, channel_name
 from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
@@ -174,7 +175,11 @@ class SluiceServer:
             urls.normalize(self.settings.database_url), server_id, (EVENTS, COMMANDS)
         )
         leases = PostgresLeases(store, urls.normalize(self.settings.database_url))
-        return Cluster(leases, notifier, settings, server_id)
+        carried = False
+        if isinstance(store, PostgresStore):  # in each commit's transaction, not one more each
+            store.carry_notices(channel_name(EVENTS), server_id)
+            carried = True
+        return Cluster(leases, notifier, settings, server_id, commits_notify=carried)
 
     def _bind(self) -> grpc.aio.Server:
         """A gRPC server bound to the configured address, not yet started; ConfigError

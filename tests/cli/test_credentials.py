@@ -113,7 +113,10 @@ async def test_token_is_accepted_by_a_server_with_that_secret(
     cli = await run_cli("list", "--token", token, "--json", address=server.address)
     assert cli.code == 0, cli.err
     assert run.id in cli.out
-    other = await start_server(auth_jwt_secret=SECRET.upper())
+    # Its own database: SQLite serves one server.
+    other = await start_server(
+        auth_jwt_secret=SECRET.upper(), database_url=f"sqlite:///{tmp_path / 'other.db'}"
+    )
     async with WorkflowClient(other.address, token=token) as client:
         with pytest.raises(UnauthenticatedError):
             await client.list_templates()

@@ -142,9 +142,12 @@ async def test_tokens_never_reach_the_log(
         assert secret not in str(logged)
 
 
-async def test_the_expiry_leeway_is_a_setting(start_server: ServerFactory) -> None:
+async def test_the_expiry_leeway_is_a_setting(start_server: ServerFactory, tmp_path: Path) -> None:
     lenient = await start_server(auth_jwt_secret=SECRET)  # 30 s, the default
-    strict = await start_server(auth_jwt_secret=SECRET, auth_jwt_leeway=timedelta(0))
+    strict = await start_server(  # its own database: SQLite serves one server
+        auth_jwt_secret=SECRET, auth_jwt_leeway=timedelta(0),
+        database_url=f"sqlite:///{tmp_path / 'strict.db'}",
+    )  # fmt: skip
     expired = token("alice", expires_in=-10)
     async with WorkflowClient(lenient.address, token=expired) as client:
         assert len(await client.list_templates()) >= 3

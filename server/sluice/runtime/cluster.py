@@ -51,6 +51,8 @@ class Cluster:
     notifier: Notifier
     settings: ClusterSettings = ClusterSettings()
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    # The store's commits carry the notice of their events themselves (in their transaction).
+    commits_notify: bool = False
 
 
 class LeaseKeeper(Generic[Held]):

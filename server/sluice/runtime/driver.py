@@ -730,7 +730,7 @@ class Engine:
         """Committed events go to watchers (here and, through a notice, elsewhere) and to the
         log."""
         self.bus.publish(run.id, events)
-        if self.cluster is not None:
+        if self.cluster is not None and not self.cluster.commits_notify:
             self.cluster.notifier.send(EVENTS, run.id)
         for observe in self._observers:
             observe(run, events)

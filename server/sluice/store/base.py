@@ -3,16 +3,18 @@
 Each operation is a plain function of a synchronous `Connection`, run by the subclass's
 executor (see `executors`). A transition is a compare-and-set UPDATE of the run, executemany
 UPDATEs of the steps and gates it touched and multi-row INSERTs of its events and outbox
-records. How those batched writes reach the database is the one thing a subclass decides
-(`_execute`): SQLite (`sqlite.py`) runs them on its own cursor, PostgreSQL (`postgres.py`)
-through SQLAlchemy. `factory.open_store` picks the subclass by URL.
+records (`transition` builds its rows). How those batched writes reach the database is what a
+subclass decides: SQLite (`sqlite.py`) runs them on its own cursor (`_execute`); PostgreSQL
+(`postgres.py`) writes a run's creation and its transitions with its own group commit
+(`_commit`, `create_run`) and the rest through SQLAlchemy. `factory.open_store` picks the
+subclass by URL.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -106,14 +108,9 @@ class SqlStore(ABC):
                 [
                     # The run's template: stored once for all the runs with that body.
                     (self.INSERT_SNAPSHOT, [rows.snapshot(run.template).row()]),
-                    (INSERT_RUN, [{**rows.run_row(run), **rows.run_identity(run)}]),
-                    (INSERT_STEPS, [rows.step_row(run, s) | {"position": i}
-                                    for i, s in enumerate(run.steps.values())]),
-                    (INSERT_GATES, [rows.gate_row(run, g) | {"position": i}
-                                    for i, g in enumerate(run.gates.values())]),
-                    (INSERT_EVENTS, [rows.event_row(e) for e in new_events]),
+                    *creation_writes(run, new_events),
                 ],
-            )  # fmt: skip
+            )
             if then is not None:
                 then(conn)
             return run
@@ -148,54 +145,37 @@ class SqlStore(ABC):
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
-        step_ids = sorted({e.step_id for e in new_events if e.step_id})
-        ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
-        gate_ids = sorted(set(run.gates) if ends else {e.gate_id for e in new_events if e.gate_id})
-        step_rows = [rows.keyed(rows.step_row(run, run.steps[s]), "run_id", "step_id")
-                     for s in step_ids]  # fmt: skip
-        gate_rows = [rows.keyed(rows.gate_row(run, run.gates[g]), "run_id", "gate_id")
-                     for g in gate_ids]  # fmt: skip
-        event_rows = [rows.event_row(e) for e in new_events]
-        outbox_rows = [
-            {"run_id": run.id, "step_id": step_id, "kind": p.kind, "channel": p.channel,
-             "payload": dict(p.payload), "created_at": run.updated_at}
-            for step_id, p in publications
-        ]  # fmt: skip
-        run_row = {**rows.run_row(run), "k_id": run.id, "k_version": run.version - 1}
-        if fence is not None:
-            run_row |= {"k_lease_owner": fence.owner, "k_lease_epoch": fence.epoch}
-        timer_work = _timer_work(run.id, timers) if timers else ()
-        command_row = (
-            {"k_id": command[0], "outcome": dict(command[1]), "done_at": run.updated_at}
-            if command is not None
-            else None
-        )
+        try:
+            await self._commit(transition(run, new_events, publications, timers, fence, command))
+        except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
+            raise Conflict(f"workflow {run.id} was changed by another writer") from exc
+
+    async def _commit(self, t: Transition) -> None:
+        """Write `t` in one transaction: LeaseLost or Conflict (and nothing written) when the
+        run's compare-and-set UPDATE matches no row."""
 
         def write(conn: sa.Connection) -> None:
-            for statement, params in timer_work:
+            for statement, params in _timer_work(t.run_id, t.timers) if t.timers else ():
                 conn.execute(statement, params)
-            if command_row is not None:
-                conn.execute(_FINISH_COMMAND, command_row)
-            if fence is None:
-                changed = self._execute(conn, [(UPDATE_RUN, [run_row])])
+            if t.command is not None:
+                conn.execute(_FINISH_COMMAND, t.command)
+            if t.fence is None:
+                changed = self._execute(conn, [(UPDATE_RUN, [t.run])])
             else:  # fenced by the run's lease (several servers: PostgreSQL)
-                changed = conn.execute(_UPDATE_FENCED_RUN, run_row).rowcount
+                changed = conn.execute(_UPDATE_FENCED_RUN, t.run).rowcount
             if changed != 1:
-                _raise_lost_write(conn, run.id, fence)
+                _raise_lost_write(conn, t.run_id, t.fence)
             self._execute(
                 conn,
                 [
-                    (UPDATE_STEP, step_rows),
-                    (UPDATE_GATE, gate_rows),
-                    (INSERT_EVENTS, event_rows),
-                    (INSERT_OUTBOX, outbox_rows),
+                    (UPDATE_STEP, t.steps),
+                    (UPDATE_GATE, t.gates),
+                    (INSERT_EVENTS, t.events),
+                    (INSERT_OUTBOX, t.outbox),
                 ],
             )
 
-        try:
-            await self._db.write(write)
-        except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
-            raise Conflict(f"workflow {run.id} was changed by another writer") from exc
+        await self._db.write(write)
 
     async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
         query = sa.select(timers.c.run_id, timers.c.key, timers.c.fire_at).where(
@@ -430,6 +410,75 @@ class SqlStore(ABC):
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The rows one commit writes, whatever the database: the run's compare-and-set UPDATE
+    (`run`: its new columns, the keys bound as k_id, k_version and, when fenced, k_lease_owner
+    and k_lease_epoch), the steps and gates it changed, its events and outbox records, its
+    timers (set or, with None, cleared) and the outcome of the stored command it carried out
+    (`command`: k_id, outcome, done_at)."""
+
+    run_id: str
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+    gates: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+    timers: Mapping[str, datetime | None]
+    command: dict[str, Any] | None
+    fence: Fence | None
+
+
+def transition(
+    run: Run,
+    new_events: Sequence[Event],
+    publications: Sequence[tuple[str, Publication]] = (),
+    timers: Mapping[str, datetime | None] | None = None,
+    fence: Fence | None = None,
+    command: tuple[int, Mapping[str, Any]] | None = None,
+) -> Transition:
+    """What `SqlStore.commit` writes for `run` (its state after `new_events`)."""
+    step_ids = sorted({e.step_id for e in new_events if e.step_id})
+    ends = any(e.type in _TERMINAL_EVENTS for e in new_events)
+    gate_ids = sorted(set(run.gates) if ends else {e.gate_id for e in new_events if e.gate_id})
+    run_row = {**rows.run_row(run), "k_id": run.id, "k_version": run.version - 1}
+    if fence is not None:
+        run_row |= {"k_lease_owner": fence.owner, "k_lease_epoch": fence.epoch}
+    return Transition(
+        run_id=run.id,
+        run=run_row,
+        steps=[rows.keyed(rows.step_row(run, run.steps[s]), "run_id", "step_id")
+               for s in step_ids],
+        gates=[rows.keyed(rows.gate_row(run, run.gates[g]), "run_id", "gate_id")
+               for g in gate_ids],
+        events=[rows.event_row(e) for e in new_events],
+        outbox=[
+            {"run_id": run.id, "step_id": step_id, "kind": p.kind, "channel": p.channel,
+             "payload": dict(p.payload), "created_at": run.updated_at}
+            for step_id, p in publications
+        ],
+        timers=timers or {},
+        command=(
+            {"k_id": command[0], "outcome": dict(command[1]), "done_at": run.updated_at}
+            if command is not None
+            else None
+        ),
+        fence=fence,
+    )  # fmt: skip
+
+
+def creation_writes(run: Run, new_events: Sequence[Event]) -> Writes:
+    """The rows a new run is stored with: the run, its steps and gates, its first events."""
+    return [
+        (INSERT_RUN, [{**rows.run_row(run), **rows.run_identity(run)}]),
+        (INSERT_STEPS, [rows.step_row(run, s) | {"position": i}
+                        for i, s in enumerate(run.steps.values())]),
+        (INSERT_GATES, [rows.gate_row(run, g) | {"position": i}
+                        for i, g in enumerate(run.gates.values())]),
+        (INSERT_EVENTS, [rows.event_row(e) for e in new_events]),
+    ]  # fmt: skip
+
+
 def _run_id_for_request(conn: sa.Connection, owner: str, request_id: str) -> str | None:
     query = sa.select(runs.c.id).where(runs.c.owner == owner, runs.c.request_id == request_id)
     return conn.execute(query).scalar_one_or_none()
@@ -574,10 +623,19 @@ def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> list[tup
 
 def _raise_lost_write(conn: sa.Connection, run_id: str, fence: Fence | None) -> None:
     """A run's UPDATE matched nothing: say whether its lease or its version moved."""
+    lease = None
     if fence is not None:
-        row = conn.execute(
+        lease = conn.execute(
             sa.select(runs.c.lease_owner, runs.c.lease_epoch).where(runs.c.id == run_id)
         ).first()
-        if row is None or (row.lease_owner, row.lease_epoch) != (fence.owner, fence.epoch):
-            raise LeaseLost(f"workflow {run_id} is leased to another server now")
-    raise Conflict(f"workflow {run_id} was changed by another writer")
+    raise lost_write(run_id, fence, None if lease is None else (lease[0], lease[1]))
+
+
+def lost_write(
+    run_id: str, fence: Fence | None, lease: tuple[str | None, int] | None
+) -> LeaseLost | Conflict:
+    """Why a run's compare-and-set UPDATE matched no row, given the lease stored now (None:
+    no such run): LeaseLost when a fenced write's lease moved, else Conflict (its version did)."""
+    if fence is not None and (lease is None or lease != (fence.owner, fence.epoch)):
+        return LeaseLost(f"workflow {run_id} is leased to another server now")
+    return Conflict(f"workflow {run_id} was changed by another writer")

@@ -9,7 +9,8 @@ How they run differs by database:
   ONE transaction (group commit): one fsync for many runs' transitions, each caller released
   only after that commit.
 - PostgreSQL (`AsyncExecutor`): asyncpg through SQLAlchemy's async engine, one transaction per
-  write; the server does its own group commit.
+  write, for everything but the hot path: a run's creation and its transitions have their
+  own group commit on asyncpg directly (`postgres_group_commit`).
 
 On a full disk the SQLite writer checkpoints the write-ahead log so that freeing space is
 enough for writes to resume (`sqlite_wal`).
@@ -53,6 +54,9 @@ class Executor(Protocol):
 # insufficient resources, operator intervention (shutdown, "cannot connect now"), and 55000,
 # which is what a database that is not accepting connections answers.
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "55000")
+# A deadlock or a serialization failure: the same work succeeds when tried again (a lease
+# renewal that met a batch of transitions locking the same runs in another order).
+_TRY_AGAIN_SQLSTATES = ("40P01", "40001")
 
 
 def unavailable(error: BaseException) -> bool:
@@ -66,7 +70,9 @@ def unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, sa_exc.DBAPIError):
         sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
-        return error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        return error.connection_invalidated or sqlstate.startswith(
+            _UNAVAILABLE_SQLSTATES + _TRY_AGAIN_SQLSTATES
+        )
     return False
 
 

@@ -19,7 +19,7 @@ from sluice.engine.model import Event, Run
 from sluice.engine.ports import StoredCommand
 from sluice.store.base import SqlStore
 from sluice.store.executors import AsyncExecutor, Executor
-from sluice.store.postgres import create_engine
+from sluice.store.postgres import PostgresStore, create_engine
 from sluice.store.schema import run_commands
 
 _IDS = sa.bindparam("ids", type_=ARRAY(sa.String))
@@ -96,10 +96,13 @@ class PostgresLeases:
     async def create_leased(
         self, run: Run, events: Sequence[Event], owner: str, ttl: timedelta
     ) -> tuple[Run, int]:
-        params = {"owner": owner, "ttl": ttl.total_seconds(), "id": run.id}
-        stored = await self._store.create_run(
-            run, events, then=lambda conn: conn.execute(_LEASE_NEW, params)
-        )
+        if isinstance(self._store, PostgresStore):  # the run and its lease in one statement
+            stored = await self._store.create_leased_run(run, events, owner, ttl)
+        else:
+            params = {"owner": owner, "ttl": ttl.total_seconds(), "id": run.id}
+            stored = await self._store.create_run(
+                run, events, then=lambda conn: conn.execute(_LEASE_NEW, params)
+            )
         return stored, 1 if stored.id == run.id else 0
 
     async def acquire(self, run_id: str, owner: str, ttl: timedelta) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 import structlog
@@ -96,7 +96,7 @@ class PostgresNotifier:
                 if conn is None or conn.is_closed():
                     continue  # lost: the re-checks find these changes
                 for channel, run_ids in queued.items():
-                    for payload in _payloads(self._server_id, run_ids):
+                    for payload in payloads(self._server_id, run_ids):
                         try:
                             await conn.execute(
                                 "SELECT pg_notify($1, $2)", _PREFIX + channel, payload
@@ -113,16 +113,22 @@ class PostgresNotifier:
         self._notice(channel.removeprefix(_PREFIX), ids.split(","))
 
 
-def _payloads(server_id: str, run_ids: set[str]) -> list[str]:
-    payloads: list[str] = []
+def channel_name(channel: str) -> str:
+    """The PostgreSQL channel a notice channel is sent on."""
+    return _PREFIX + channel
+
+
+def payloads(server_id: str, run_ids: Iterable[str]) -> list[str]:
+    """Notices naming `run_ids`, from `server_id`, each within PostgreSQL's payload limit."""
+    made: list[str] = []
     chunk: list[str] = []
     size = len(server_id) + 1
     for run_id in run_ids:
         if size + len(run_id) + 1 > _MAX_PAYLOAD and chunk:
-            payloads.append(f"{server_id}:{','.join(chunk)}")
+            made.append(f"{server_id}:{','.join(chunk)}")
             chunk, size = [], len(server_id) + 1
         chunk.append(run_id)
         size += len(run_id) + 1
     if chunk:
-        payloads.append(f"{server_id}:{','.join(chunk)}")
-    return payloads
+        made.append(f"{server_id}:{','.join(chunk)}")
+    return made

@@ -19,12 +19,7 @@ from sluice.store.errors import StoreSetupError
 def check(path: Path) -> None:
     """Create `path` (and its folder) as a SQLite database in WAL mode if it is missing, or
     check that it is one Sluice can write; StoreSetupError saying why not."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StoreSetupError(
-            f"cannot create the folder {path.parent} for the SQLite database: {error.strerror}"
-        ) from None
+    _make_folder(path)
     if path.is_dir():
         raise StoreSetupError(
             f"the SQLite database {path} is a folder; name a file in SLUICE_DATABASE_URL"
@@ -39,6 +34,15 @@ def check(path: Path) -> None:
             connection.close()
     except sqlite3.Error as error:
         raise StoreSetupError(_problem(path, error)) from None
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreSetupError(
+            f"cannot create the folder {path.parent} for the SQLite database: {error.strerror}"
+        ) from None
 
 
 def _problem(path: Path, error: sqlite3.Error) -> str:
@@ -82,6 +86,7 @@ class ServerLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        _make_folder(self._database)  # taken before the database is opened (and its folder made)
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
