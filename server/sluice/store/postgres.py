@@ -5,9 +5,10 @@ commit (`postgres_group_commit`): the transitions and creations waiting at a mom
 statement (`postgres_writes`), one round trip and one transaction. Everything else (reads,
 templates, deletions, housekeeping) runs on SQLAlchemy's async engine (`AsyncExecutor`).
 
-Measured on this 2-core machine under load (bench/postgres_hotpath.py), one-step workflows:
-a transition through SQLAlchemy cost about 8 round trips (the pool's pre-ping, BEGIN, one per
-statement, COMMIT), a millisecond each here; now one round trip per batch of transitions.
+Measured with bench/postgres_hotpath.py (one-step workflows, one server, 2 cores): through
+SQLAlchemy a workflow cost 27 statements and 9 transactions (the pool's pre-ping, BEGIN, one
+statement per table, COMMIT, a NOTIFY of its own); now 3 statements, 3 transactions, one at a
+time, and 0.2 with 64 callers, whose writes share statements: 536 workflows/s against 120.
 """
 
 from __future__ import annotations
