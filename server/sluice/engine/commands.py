@@ -219,7 +219,5 @@ def raise_(outcome: Mapping[str, Any]) -> None:
             raise InvalidArgument([Violation(f, d) for f, d in outcome.get("violations", [])])
         case "NotFound":
             raise NotFound(message)
-        case "FailedPrecondition" | "IllegalTransition":
-            raise FailedPrecondition(message)
-        case _:
+        case _:  # FailedPrecondition (or IllegalTransition): the run's state refused it
             raise FailedPrecondition(message)

@@ -49,7 +49,7 @@ from sluice.engine.model import (
 from sluice.engine.ports import Clock, Fence, Store, SystemClock
 from sluice.engine.scheduler import Decision, attempt_failed, decide_into, wake_at
 from sluice.runtime.active_runs import ActiveRunCounts
-from sluice.runtime.bus import EventBus
+from sluice.runtime.bus import EventBus, Subscription
 from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, LeaseKeeper
 from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
 
@@ -408,7 +408,7 @@ class Engine:
                     return run if run.status.resting else await self.wait_until_rest(owner, run_id)
                 await self._next_notice(changes)
 
-    async def _next_notice(self, changes: Any) -> None:
+    async def _next_notice(self, changes: Subscription) -> None:
         timeout = self.cluster.settings.recheck.total_seconds() if self.cluster else None
         try:
             async with asyncio.timeout(timeout):
