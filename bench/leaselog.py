@@ -41,5 +41,5 @@ def _timed(
 def register(registry: object) -> None:
     """Adds no step type; wraps the lease calls once per process."""
     if getattr(PostgresLeases.renew, "__wrapped__", None) is None:
-        PostgresLeases.renew = _timed("renew", PostgresLeases.renew, len)  # type: ignore[method-assign]
+        PostgresLeases.renew = _timed("renew", PostgresLeases.renew, int)  # type: ignore[method-assign]
         Engine._claim = _timed("claim", Engine._claim, int)  # type: ignore[method-assign]

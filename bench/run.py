@@ -144,6 +144,7 @@ SCENARIOS = (
     ),
     Scenario("watch-steady", "bench.scenarios.watch", ("--step-seconds", str(STEADY_STEP_SECONDS))),
     Scenario("watchers", "bench.scenarios.watchers", server=MANY_RUNS),
+    Scenario("pg-watchers", "bench.scenarios.watchers", server=MANY_RUNS, postgres=True),
     Scenario("watchers-floor", "bench.scenarios.fanout_floor", server=None),
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
@@ -158,7 +159,7 @@ SCENARIOS = (
 REPLICAS_GROUP = ("pg-throughput", "pg-failover", "pg-failover-30s", "pg-watch-replicas",
                   "pg-watch-replicas-10")  # fmt: skip
 POSTGRES_GROUP = ("sequential", "pg-sequential", "throughput", "pg-throughput", "dbos-pg",
-                  "watch", "pg-watch", *REPLICAS_GROUP)  # fmt: skip
+                  "watch", "pg-watch", "watchers", "pg-watchers", *REPLICAS_GROUP)  # fmt: skip
 
 
 def replicas(counts: Sequence[int]) -> list[Scenario]:
@@ -452,6 +453,7 @@ def render(
             f"time (stamped just before its commit) to the client; {_cpu(w)} |"
         )
     out += _watchers(results.get("watchers", {}), results.get("watchers-floor", {}))
+    out += _watchers(results.get("pg-watchers", {}), {}, store="PostgreSQL")
     for key, label in (("memory-paused", "paused"), ("memory-active", "active")):
         m = results.get(key, {})
         if "error" in m:
@@ -538,7 +540,7 @@ def _lists(result: dict[str, Any]) -> list[str]:
     return out
 
 
-def _watchers(w: dict[str, Any], f: dict[str, Any]) -> list[str]:
+def _watchers(w: dict[str, Any], f: dict[str, Any], store: str = "SQLite") -> list[str]:
     out = []
     if "error" in f:
         out.append(f"| watchers floor | | **error** | | {f['error']} |")
@@ -551,13 +553,13 @@ def _watchers(w: dict[str, Any], f: dict[str, Any]) -> list[str]:
             f"{f['latency_ms_max']:.0f} ms; server CPU {f['server_cpu_pct']:.0f}% of one core |"
         )
     if "error" in w:
-        return [f"| watchers | | **error** | | {w['error']} |", *out]
+        return [f"| watchers ({store}) | | **error** | | {w['error']} |", *out]
     if not w:
         return out
     refused = ", ".join(f"{n} {code}" for code, n in w["refused"].items()) or "none"
     return [
-        f"| watchers ({w['watchers']:,} streams opened at once, {w['watchers'] // w['runs']} on "
-        f"each of {w['runs']:,} runs, steps of ~2 s) "
+        f"| watchers ({store}: {w['watchers']:,} streams opened at once, "
+        f"{w['watchers'] // w['runs']} on each of {w['runs']:,} runs, steps of ~2 s) "
         f"| opened; events delivered / expected; latency p50 / p99 "
         f"| {w['opened']:,}; {w['events_delivered']:,} / {w['events_expected']:,}; "
         f"{w['latency_ms_p50']:.0f} / {w['latency_ms_p99']:.0f} ms "
@@ -565,7 +567,8 @@ def _watchers(w: dict[str, Any], f: dict[str, Any]) -> list[str]:
         f"({w['open_server_cpu_s']:.1f} s of server CPU); {w['deliveries_per_s']:,.0f} "
         f"deliveries/s over {w['seconds']:.0f} s, server CPU {w['server_cpu_s']:.1f} s; "
         f"max latency {w['latency_ms_max']:.0f} ms; server RSS {w['server_rss_mb_open']:.0f} MB "
-        f"with all open; {_cpu(w)} |",
+        f"with all open; latency p99 in each 4 s from the first delivery: "
+        f"{', '.join(f'{v:.0f}' for v in w.get('latency_ms_p99_by_window', []))} ms; {_cpu(w)} |",
         *out,
     ]
 

@@ -58,6 +58,7 @@ async def main() -> None:
         received = [0] * watchers
         never_opened = [0]
         latencies: list[float] = []
+        arrivals: list[tuple[float, float]] = []  # (receipt time, latency): p99 over time
 
         async def watch(i: int) -> None:
             nonlocal opened
@@ -70,7 +71,9 @@ async def main() -> None:
                         if opened == watchers:
                             all_open.set()
                         continue
-                    latencies.append(now - (event.time.seconds + event.time.nanos / 1e9))
+                    latency = now - (event.time.seconds + event.time.nanos / 1e9)
+                    latencies.append(latency)
+                    arrivals.append((now, latency))
             except SluiceError as error:
                 failed[error.code.name] += 1
                 if received[i] == 0:  # never opened: the burst is over for this one too
@@ -126,8 +129,24 @@ async def main() -> None:
             "server_cpu_pct": 100 * run_cpu / wall if run_cpu is not None else None,
             "client_cpu_pct": client_cpu,
             "server_rss_mb_open": rss_open / 1024,
+            "latency_ms_p99_by_window": _by_window(arrivals, WINDOW_SECONDS),
         }
     )
+
+
+WINDOW_SECONDS = 4.0
+
+
+def _by_window(arrivals: list[tuple[float, float]], seconds: float) -> list[float]:
+    """p99 latency (ms) in each `seconds`-long window from the first receipt: where in the run
+    (the start burst, the steady middle, the tail) the slow deliveries fall."""
+    if not arrivals:
+        return []
+    first = min(at for at, _ in arrivals)
+    windows: dict[int, list[float]] = collections.defaultdict(list)
+    for at, latency in arrivals:
+        windows[int((at - first) // seconds)].append(latency)
+    return [round(1000 * common.percentile(windows[k], 99), 1) for k in sorted(windows)]
 
 
 async def _create(clients: list[WorkflowClient], template: str, runs: int) -> list[str]:

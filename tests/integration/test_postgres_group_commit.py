@@ -29,7 +29,6 @@ from sluice.store.postgres_leases import PostgresLeases
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ONE = Template("one", steps=(StepSpec("a", "sleep"),))
-TTL = timedelta(minutes=5)
 ME = "server-a"
 
 
@@ -72,7 +71,7 @@ async def created(store: PostgresStore, count: int) -> list[Run]:
     runs = []
     for n in range(count):
         run, events = new_run(n)
-        await store.create_leased_run(run, events, ME, TTL)
+        await store.create_leased_run(run, events, ME)
         runs.append(run)
     return runs
 
@@ -89,7 +88,7 @@ async def test_new_runs_and_transitions_waiting_together_share_one_transaction(
     earlier = await created(store, 6)
     fresh = [new_run(n) for n in range(100, 106)]
     writes: list[Any] = [store.commit(r, started(r), fence=Fence(ME, 1)) for r in earlier]
-    writes += [store.create_leased_run(r, events, ME, TTL) for r, events in fresh]
+    writes += [store.create_leased_run(r, events, ME) for r, events in fresh]
 
     await asyncio.gather(*writes)
 
@@ -184,8 +183,8 @@ async def test_a_request_id_used_twice_in_one_batch_gives_back_the_first_run(
     first.request_id = second.request_id = "req-1"
 
     got = await asyncio.gather(
-        store.create_leased_run(first, first_events, ME, TTL),
-        store.create_leased_run(second, second_events, ME, TTL),
+        store.create_leased_run(first, first_events, ME),
+        store.create_leased_run(second, second_events, ME),
     )
 
     assert [r.id for r in got] == [first.id, first.id]
@@ -226,7 +225,7 @@ async def test_closing_the_store_answers_every_write_waiting(database_url: str) 
         runs = []
         for n in range(5):
             run, events = new_run(100 * turns + n)
-            await opened.create_leased_run(run, events, ME, TTL)
+            await opened.create_leased_run(run, events, ME)
             runs.append(run)
         writes = [
             asyncio.create_task(opened.commit(r, started(r), fence=Fence(ME, 1))) for r in runs

@@ -168,30 +168,43 @@ class Store(Protocol):
 
 class LeaseStore(Protocol):
     """Run leases, stored commands and notifications: what several servers on one database
-    need to share runs (PostgreSQL). Expiry is judged by the database's clock."""
+    need to share runs (PostgreSQL).
 
-    async def create_leased(
-        self, run: Run, events: Sequence[Event], owner: str, ttl: timedelta
-    ) -> tuple[Run, int]:
+    A run's lease names its owner, a server, and an epoch that every claim moves on; it lives
+    as long as the owner's heartbeat, which one `renew` extends for all its runs. Expiry is
+    judged by the database's clock."""
+
+    async def join(self, owner: str, ttl: timedelta) -> None:
+        """Start `owner`'s heartbeat, live for `ttl`; or start it again after it expired, letting
+        go of the runs it held before (whichever server claims them first takes them)."""
+        ...
+
+    async def renew(self, owner: str, ttl: timedelta) -> bool:
+        """Extend `owner`'s heartbeat, and so every lease it holds, by `ttl`; False when it had
+        expired already (others may hold its runs now: forget them, then `join` again)."""
+        ...
+
+    async def create_leased(self, run: Run, events: Sequence[Event], owner: str) -> tuple[Run, int]:
         """`Store.create_run`, with the new run leased to `owner` (epoch returned; 0 when an
         existing run came back for a reused request id)."""
         ...
 
-    async def acquire(self, run_id: str, owner: str, ttl: timedelta) -> int | None:
-        """Lease the run to `owner` if no live lease holds it; the new epoch, or None."""
+    async def acquire(self, run_id: str, owner: str) -> int | None:
+        """Lease the run to `owner` if no live server holds it; the new epoch, or None."""
         ...
 
-    async def claim(self, owner: str, limit: int, ttl: timedelta) -> list[tuple[str, int]]:
-        """Lease up to `limit` RUNNING runs whose lease expired or was released, skipping
-        rows other servers are claiming: (run id, epoch) of each."""
+    async def claim(self, owner: str, limit: int) -> list[tuple[str, int]]:
+        """Lease up to `limit` RUNNING runs held by no live server, skipping rows other
+        servers are claiming: (run id, epoch) of each."""
         ...
 
-    async def renew(self, owner: str, run_ids: Sequence[str], ttl: timedelta) -> set[str]:
-        """Extend `owner`'s leases on these runs in one statement; the ids it still holds."""
+    async def leave(self, owner: str, run_ids: Sequence[str]) -> None:
+        """Give these runs' leases up and end `owner`'s heartbeat: others may claim its runs
+        at once."""
         ...
 
-    async def release(self, owner: str, run_ids: Sequence[str]) -> None:
-        """Give these runs' leases up: another server may claim them at once."""
+    async def forget_servers(self) -> int:
+        """Delete servers gone for long whose runs all ended or were taken; how many."""
         ...
 
     async def send_command(self, run_id: str, kind: str, args: Mapping[str, Any]) -> int: ...

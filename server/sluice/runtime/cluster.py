@@ -1,11 +1,12 @@
 """Several servers on one database: the settings, the parts, and the heartbeat that keeps a
 server's leases.
 
-The driver holds runs; this module keeps the leases it holds them by. Every `renew_every` the
-keeper renews every lease in one statement and tells the driver which runs it lost (another
-server took them after they expired); then the driver claims runs whose lease expired. A
-server that cannot renew in time (the database unreachable, or the process stopped past the
-lease's expiry) drops its runs itself rather than run them beside their next holder.
+The driver holds runs; this module keeps the leases it holds them by. They live as long as
+the server's heartbeat: every `renew_every` the keeper renews it (one row, whatever the number
+of runs), then the driver claims runs whose server's heartbeat stopped. A server that cannot
+renew in time (the database unreachable, or the process stopped past the lease's expiry), or
+finds its heartbeat expired, drops its runs itself rather than run them beside their next
+holder, and starts a new heartbeat.
 """
 
 from __future__ import annotations
@@ -73,34 +74,37 @@ class LeaseKeeper(Generic[Held]):
         self._after: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        """The heartbeat, from a `join` made just before."""
         settings = self._cluster.settings
         ttl = settings.lease_ttl.total_seconds()
         renewed = time.monotonic()
         while True:
             await asyncio.sleep(settings.renew_every.total_seconds())
-            held = dict(self._held())
-            if time.monotonic() - renewed > ttl:
-                # Stopped (or starved) past the leases' expiry: others may hold these runs now.
-                # Checked before anything awaits, so no step of them takes another turn.
-                for item in held.values():
-                    self._lose(item, "its lease expired before this server could renew it")
-                held = {}
+            # Stopped (or starved) past the leases' expiry: others may hold these runs now.
+            # Checked before anything awaits, so no step of them takes another turn.
+            lapsed = time.monotonic() - renewed > ttl
+            if lapsed:
+                self._lose_all()
             started = time.monotonic()
+            leases, me = self._cluster.leases, self._cluster.server_id
             try:
-                kept = await self._cluster.leases.renew(
-                    self._cluster.server_id, list(held), settings.lease_ttl
-                )
+                if lapsed or not await leases.renew(me, settings.lease_ttl):
+                    self._lose_all()  # expired by the database's clock (if not by this one's)
+                    # A new heartbeat; what this server held before is let go, to be claimed.
+                    await leases.join(me, settings.lease_ttl)
             except Unavailable as exc:
                 log.warning("could not renew leases", error=str(exc))
                 continue
             renewed = started
-            for run_id, item in held.items():
-                if run_id not in kept:
-                    self._lose(item, "its lease expired and another server took it")
+            kept = set(self._held())
             # Beside the heartbeat, never in its way: taking over a dead server's runs takes
             # seconds, and renewals waiting for it let this server's own leases expire.
             if self._after is None or self._after.done():
                 self._after = asyncio.create_task(self._after_renewal(kept))
+
+    def _lose_all(self) -> None:
+        for item in list(self._held().values()):
+            self._lose(item, "its lease expired before this server could renew it")
 
     async def _after_renewal(self, kept: Set[str]) -> None:
         try:

@@ -177,6 +177,8 @@ class Engine:
         then on, every heartbeat claims more)."""
         if self.cluster is not None:
             await self.cluster.notifier.start(self._on_notice)
+            await self.cluster.leases.join(self.server_id, self.cluster.settings.lease_ttl)
+            await self.cluster.leases.forget_servers()  # a row per server start: keep few
             count = await self._claim()
             self._keeper = LeaseKeeper(self.cluster, self._leased, self._drop, self._after_renewal)
             self._heartbeat = asyncio.create_task(self._keeper.run(), name="leases")
@@ -253,8 +255,7 @@ class Engine:
         if self.cluster is not None:
             held = [d.run.id for d in self._drivers.values() if d.fence is not None]
             try:
-                if held:
-                    await self.cluster.leases.release(self.server_id, held)
+                await self.cluster.leases.leave(self.server_id, held)
             except SluiceError as exc:
                 log.warning("could not release leases: they expire instead", error=str(exc))
             await self.cluster.notifier.close()
@@ -282,7 +283,7 @@ class Engine:
             # Leased here from the start: the ExecuteWorkflow that usually follows, on any
             # server, is carried out by this one, which has the run in memory.
             stored, epoch = await self.cluster.leases.create_leased(
-                decision.run, decision.events, self.server_id, self.cluster.settings.lease_ttl
+                decision.run, decision.events, self.server_id
             )
             fence = Fence(self.server_id, epoch) if epoch else None
         else:
@@ -506,9 +507,7 @@ class Engine:
             return _Driver(run)  # nothing will change it: keep it out of memory
         if self.cluster is None:
             return self._drivers.setdefault(run_id, _Driver(run))
-        epoch = await self.cluster.leases.acquire(
-            run_id, self.server_id, self.cluster.settings.lease_ttl
-        )
+        epoch = await self.cluster.leases.acquire(run_id, self.server_id)
         if epoch is None:
             return None
         # Read again under the lease: the state before it may have changed since.
@@ -544,7 +543,7 @@ class Engine:
         if free <= 0 or self._draining:
             return 0
         claimed = await cluster.leases.claim(
-            self.server_id, min(free, cluster.settings.claim_batch), cluster.settings.lease_ttl
+            self.server_id, min(free, cluster.settings.claim_batch)
         )
         drivers = []
         for run_id, epoch in claimed:

@@ -14,7 +14,6 @@ time, and 0.2 with 64 callers, whose writes share statements: 536 workflows/s ag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -93,15 +92,11 @@ class PostgresStore(SqlStore):
             return await super().create_run(run, new_events, then=then)
         return await self._create(run, new_events, None)
 
-    async def create_leased_run(
-        self, run: Run, new_events: Sequence[Event], owner: str, ttl: timedelta
-    ) -> Run:
-        """`create_run`, the new run leased to `owner` for `ttl` (by the database's clock)."""
-        return await self._create(run, new_events, (owner, ttl))
+    async def create_leased_run(self, run: Run, new_events: Sequence[Event], owner: str) -> Run:
+        """`create_run`, the new run leased to the server `owner`."""
+        return await self._create(run, new_events, owner)
 
-    async def _create(
-        self, run: Run, new_events: Sequence[Event], lease: tuple[str, timedelta] | None
-    ) -> Run:
+    async def _create(self, run: Run, new_events: Sequence[Event], lease: str | None) -> Run:
         snapshot = rows.snapshot(run.template)
         if snapshot.key not in self._stored_snapshots:
             # Its own transaction, before the run's: a snapshot never changes and is never

@@ -1,8 +1,13 @@
 """Run leases and stored commands on PostgreSQL: what lets several servers share runs.
 
-Expiry is judged by the database's clock (`now()`), never a server's: servers whose clocks
-disagree still agree on who holds a run. A claim takes rows with FOR UPDATE SKIP LOCKED, so
-servers claiming at the same moment split the runs between them instead of queueing.
+A run's lease is its owner (a server's id) and an epoch, and lives as long as the owner's
+heartbeat: one row per server in `servers`, whose expiry each renewal moves on. One statement
+renews every lease a server holds, touching no run (a write of a run never waits for a
+renewal, nor deadlocks with one). Expiry is judged by the database's clock (`now()`), never a
+server's: servers whose clocks disagree still agree on who holds a run. A claim takes the runs
+of servers whose heartbeat stopped with FOR UPDATE SKIP LOCKED, so servers claiming at the same
+moment split the runs between them instead of queueing; every claim or takeover moves the
+epoch on, and every write of a run checks owner and epoch (fencing).
 """
 
 from __future__ import annotations
@@ -24,54 +29,87 @@ from sluice.store.schema import run_commands
 
 _IDS = sa.bindparam("ids", type_=ARRAY(sa.String))
 
-_ACQUIRE = sa.text(
+# A server's heartbeat: its row's expiry moves on, unless it already passed (then others may
+# be claiming its runs: it must `join` again). clock_timestamp(), not now(): a renewal that
+# waited for a claim's lock on the row judges the expiry after that claim, not before it.
+_RENEW = sa.text(
     """
-    UPDATE runs SET lease_owner = :owner, lease_epoch = lease_epoch + 1,
-           lease_expires_at = now() + make_interval(secs => :ttl)
-    WHERE id = :id
-      AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
+    UPDATE servers SET expires_at = now() + make_interval(secs => :ttl)
+    WHERE id = :owner AND expires_at > clock_timestamp()
+    RETURNING id
+    """
+)
+
+_JOIN = sa.text(
+    """
+    INSERT INTO servers (id, expires_at) VALUES (:owner, now() + make_interval(secs => :ttl))
+    ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    """
+)
+
+# What a server held before its lease lapsed (or before it left) is let go, for any server's
+# next claim. The runs others claimed meanwhile have another owner and are not touched.
+_LET_GO = sa.text(
+    """
+    UPDATE runs SET lease_owner = NULL
+    WHERE lease_owner = :owner AND status IN ('PENDING', 'RUNNING', 'PAUSED')
+    """
+)
+
+_RELEASE = sa.text(
+    "UPDATE runs SET lease_owner = NULL WHERE id = ANY(:ids) AND lease_owner = :owner"
+).bindparams(_IDS)
+
+_LEAVE = sa.text("UPDATE servers SET expires_at = now() WHERE id = :owner")
+
+# The servers whose heartbeat stopped, locked against a late renewal until the claim commits
+# (a renewal waits, then finds the row expired): their runs cannot be renewed while taken.
+_DEAD = "SELECT id FROM servers WHERE expires_at < now() FOR SHARE"
+
+# A run no live server holds: no owner, or its owner's heartbeat stopped.
+_ACQUIRE = sa.text(
+    f"""
+    UPDATE runs SET lease_owner = :owner, lease_epoch = lease_epoch + 1
+    WHERE id = :id AND (lease_owner IS NULL OR lease_owner IN ({_DEAD}))
     RETURNING lease_epoch
     """
 )
 
-# The oldest expiries first: the runs that have waited longest for a new server.
+# Every candidate first, from the index of unfinished runs' owners (MATERIALIZED: with a
+# LIMIT the planner would rather scan the table, hoping to meet claimable rows early, and
+# there usually are none), then up to `limit` of them locked. The owner is checked again on
+# the locked row: another server's claim may have committed in between.
 _CLAIM = sa.text(
-    """
-    WITH claimable AS (
+    f"""
+    WITH dead AS MATERIALIZED ({_DEAD}),
+    candidates AS MATERIALIZED (
         SELECT id FROM runs
         WHERE status = 'RUNNING'
-          AND (lease_expires_at IS NULL OR lease_expires_at < now())
-        ORDER BY lease_expires_at NULLS FIRST
+          AND (lease_owner IS NULL OR lease_owner = ANY(ARRAY(SELECT id FROM dead)))
+    ),
+    claimable AS (
+        SELECT runs.id FROM runs JOIN candidates USING (id)
+        WHERE runs.status = 'RUNNING'
+          AND (runs.lease_owner IS NULL OR runs.lease_owner = ANY(ARRAY(SELECT id FROM dead)))
         LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF runs SKIP LOCKED
     )
-    UPDATE runs SET lease_owner = :owner, lease_epoch = runs.lease_epoch + 1,
-           lease_expires_at = now() + make_interval(secs => :ttl)
+    UPDATE runs SET lease_owner = :owner, lease_epoch = runs.lease_epoch + 1
     FROM claimable WHERE runs.id = claimable.id
     RETURNING runs.id, runs.lease_epoch
     """
 )
 
-_RENEW = sa.text(
-    """
-    UPDATE runs SET lease_expires_at = now() + make_interval(secs => :ttl)
-    WHERE id = ANY(:ids) AND lease_owner = :owner
-    RETURNING id
-    """
-).bindparams(_IDS)
+_LEASE_NEW = sa.text("UPDATE runs SET lease_owner = :owner, lease_epoch = 1 WHERE id = :id")
 
-_RELEASE = sa.text(
+# Servers gone for a day whose runs all ended or were taken: nothing names them any more.
+_FORGET = sa.text(
     """
-    UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = ANY(:ids) AND lease_owner = :owner
-    """
-).bindparams(_IDS)
-
-_LEASE_NEW = sa.text(
-    """
-    UPDATE runs SET lease_owner = :owner, lease_epoch = 1,
-           lease_expires_at = now() + make_interval(secs => :ttl)
-    WHERE id = :id
+    DELETE FROM servers
+    WHERE expires_at < now() - interval '1 day'
+      AND NOT EXISTS (
+          SELECT 1 FROM runs WHERE runs.lease_owner = servers.id
+            AND runs.status IN ('PENDING', 'RUNNING', 'PAUSED'))
     """
 )
 
@@ -93,39 +131,55 @@ class PostgresLeases:
     async def close(self) -> None:
         await self._db.close()
 
-    async def create_leased(
-        self, run: Run, events: Sequence[Event], owner: str, ttl: timedelta
-    ) -> tuple[Run, int]:
+    async def create_leased(self, run: Run, events: Sequence[Event], owner: str) -> tuple[Run, int]:
         if isinstance(self._store, PostgresStore):  # the run and its lease in one statement
-            stored = await self._store.create_leased_run(run, events, owner, ttl)
+            stored = await self._store.create_leased_run(run, events, owner)
         else:
-            params = {"owner": owner, "ttl": ttl.total_seconds(), "id": run.id}
+            params = {"owner": owner, "id": run.id}
             stored = await self._store.create_run(
                 run, events, then=lambda conn: conn.execute(_LEASE_NEW, params)
             )
         return stored, 1 if stored.id == run.id else 0
 
-    async def acquire(self, run_id: str, owner: str, ttl: timedelta) -> int | None:
-        params = {"owner": owner, "ttl": ttl.total_seconds(), "id": run_id}
+    async def join(self, owner: str, ttl: timedelta) -> None:
+        params = {"owner": owner, "ttl": ttl.total_seconds()}
+
+        def join(conn: sa.Connection) -> None:
+            conn.execute(_JOIN, params)
+            conn.execute(_LET_GO, params)
+
+        await self._db.write(join)
+
+    async def renew(self, owner: str, ttl: timedelta) -> bool:
+        params = {"owner": owner, "ttl": ttl.total_seconds()}
+        return await self._db.write(
+            lambda conn: conn.execute(_RENEW, params).scalar_one_or_none() is not None
+        )
+
+    async def acquire(self, run_id: str, owner: str) -> int | None:
+        params = {"owner": owner, "id": run_id}
         return await self._db.write(
             lambda conn: conn.execute(_ACQUIRE, params).scalar_one_or_none()
         )
 
-    async def claim(self, owner: str, limit: int, ttl: timedelta) -> list[tuple[str, int]]:
-        params = {"owner": owner, "ttl": ttl.total_seconds(), "limit": limit}
+    async def claim(self, owner: str, limit: int) -> list[tuple[str, int]]:
+        params = {"owner": owner, "limit": limit}
         return await self._db.write(
-            lambda conn: [(r.id, r.lease_epoch) for r in conn.execute(_CLAIM, params)]
+            lambda conn: [(str(i), int(e)) for i, e in conn.execute(_CLAIM, params)]
         )
 
-    async def renew(self, owner: str, run_ids: Sequence[str], ttl: timedelta) -> set[str]:
-        if not run_ids:
-            return set()
-        params = {"owner": owner, "ttl": ttl.total_seconds(), "ids": list(run_ids)}
-        return await self._db.write(lambda conn: set(conn.execute(_RENEW, params).scalars()))
-
-    async def release(self, owner: str, run_ids: Sequence[str]) -> None:
+    async def leave(self, owner: str, run_ids: Sequence[str]) -> None:
         params = {"owner": owner, "ids": list(run_ids)}
-        await self._db.write(lambda conn: conn.execute(_RELEASE, params))
+
+        def leave(conn: sa.Connection) -> None:
+            if run_ids:
+                conn.execute(_RELEASE, params)
+            conn.execute(_LEAVE, params)
+
+        await self._db.write(leave)
+
+    async def forget_servers(self) -> int:
+        return await self._db.write(lambda conn: conn.execute(_FORGET).rowcount)
 
     async def send_command(self, run_id: str, kind: str, args: Mapping[str, Any]) -> int:
         statement = (

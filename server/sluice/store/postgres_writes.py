@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -142,7 +141,7 @@ _NOTICES = _Part(
     extra=(("channel", "TEXT"), ("payload", "TEXT")),
 )
 
-_RUN_COLUMNS = tuple(c.name for c in runs.c if c.name != "lease_expires_at")
+_RUN_COLUMNS = tuple(c.name for c in runs.c)
 _OUTBOX_COLUMNS = ("run_id", "step_id", "kind", "channel", "payload", "created_at")
 
 _PARTS = (
@@ -219,14 +218,12 @@ _PARTS = (
         runs,
         _RUN_COLUMNS,
         lambda unnest: (
-            f"""INSERT INTO runs ({", ".join(_RUN_COLUMNS)}, lease_expires_at)
-    SELECT {", ".join(f"v.{n}" for n in _RUN_COLUMNS)},
-           now() + make_interval(secs => v.lease_seconds)
+            f"""INSERT INTO runs ({", ".join(_RUN_COLUMNS)})
+    SELECT {", ".join(f"v.{n}" for n in _RUN_COLUMNS)}
     FROM {unnest}
     ON CONFLICT DO NOTHING
     RETURNING id"""
         ),
-        extra=(("lease_seconds", "FLOAT8"),),
     ),
     _all_columns(step_runs, "c"),
     _all_columns(gate_results, "c"),
@@ -281,10 +278,7 @@ def write_statement(
         if t.command is not None:
             rows["r_commands"].append(t.command | {"run_id": t.run_id})
     for c in creations:
-        lease: dict[str, Any] = {"lease_owner": None, "lease_epoch": 0, "lease_seconds": None}
-        if c.lease is not None:
-            owner, ttl = c.lease
-            lease = {"lease_owner": owner, "lease_epoch": 1, "lease_seconds": ttl.total_seconds()}
+        lease = {"lease_owner": c.lease, "lease_epoch": 1 if c.lease is not None else 0}
         rows["c"].append(c.rows["runs"][0] | lease)
         for table in (step_runs, gate_results, events):
             rows[f"c_{table.name}"] += c.rows.get(table.name, ())
@@ -310,12 +304,12 @@ LEASES_SQL = "SELECT id, lease_owner, lease_epoch FROM runs WHERE id = ANY($1::v
 
 
 class Creation:
-    """A new run's rows (`base.creation_writes`) and, on a cluster, the lease it is created
-    with: (server id, time to live; the expiry is set by the database's clock)."""
+    """A new run's rows (`base.creation_writes`) and, on a cluster, the server it is leased
+    to from the start (its lease lives as long as that server's heartbeat)."""
 
     __slots__ = ("lease", "rows", "run_id")
 
-    def __init__(self, writes: Writes, lease: tuple[str, timedelta] | None) -> None:
+    def __init__(self, writes: Writes, lease: str | None) -> None:
         self.rows: dict[str, Rows] = {
             statement.table.name: rows  # type: ignore[union-attr]
             for statement, rows in writes

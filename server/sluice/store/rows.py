@@ -37,7 +37,6 @@ def run_identity(run: Run) -> dict[str, Any]:
         "request_hash": run.request_hash or None,
         "lease_owner": None,
         "lease_epoch": 0,
-        "lease_expires_at": None,
     }
 
 

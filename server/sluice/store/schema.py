@@ -9,6 +9,19 @@ metadata = sa.MetaData()
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 Time = sa.DateTime(timezone=True)
+UNFINISHED = sa.text("status IN ('PENDING', 'RUNNING', 'PAUSED')")
+
+# One row per server process on the database (several servers on PostgreSQL): its heartbeat.
+# Every run the server leases lives as long as this row: one renewal a heartbeat for all of
+# them, and no write of a run waits for (or deadlocks with) a renewal. `expires_at` is set by
+# the database's clock.
+servers = sa.Table(
+    "servers",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("started_at", Time, nullable=False, server_default=sa.func.now()),
+)
 
 templates = sa.Table(
     "templates",
@@ -64,11 +77,11 @@ runs = sa.Table(
     sa.Column("request_hash", sa.String(64)),
     sa.Column("start_request_hash", sa.String(64)),
     # The lease of the server driving the run (several servers on PostgreSQL; unused on
-    # SQLite): its id, the claim's number (every write checks both) and when it expires by
-    # the database's clock. A RUNNING run whose lease expired is claimed by another server.
+    # SQLite): the server's id and the claim's number; every write checks both. The lease
+    # lives as long as its server's row in `servers`: a RUNNING run whose server's row expired
+    # (or with no server) is claimed by another.
     sa.Column("lease_owner", sa.String(32)),
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("lease_expires_at", Time),
     # ListWorkflows: every filter (owner always; status, template, create time) is a range of
     # one of these, in the list's order (newest first), so a page reads only its own rows
     # (several statuses: one range each, merged).
@@ -90,9 +103,8 @@ runs = sa.Table(
     sa.ForeignKeyConstraint(
         ["template_key"], ["template_snapshots.key"], name="fk_runs_template_key"
     ),
-    sa.Index(
-        "ix_runs_claimable", "lease_expires_at", postgresql_where=sa.text("status = 'RUNNING'")
-    ),
+    # A claim's runs (RUNNING, of a dead server or none) and a server's unfinished runs.
+    sa.Index("ix_runs_lease_owner", "lease_owner", postgresql_where=UNFINISHED),
 )
 
 step_runs = sa.Table(
