@@ -144,7 +144,9 @@ SCENARIOS = (
     ),
     Scenario("watch-steady", "bench.scenarios.watch", ("--step-seconds", str(STEADY_STEP_SECONDS))),
     Scenario("watchers", "bench.scenarios.watchers", server=MANY_RUNS),
-    Scenario("pg-watchers", "bench.scenarios.watchers", server=MANY_RUNS, postgres=True),
+    Scenario(
+        "pg-watchers", "bench.scenarios.watchers", server=MANY_RUNS, postgres=True, repeat=True
+    ),
     Scenario("watchers-floor", "bench.scenarios.fanout_floor", server=None),
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),

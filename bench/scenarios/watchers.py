@@ -91,6 +91,7 @@ async def main() -> None:
         gc.freeze()
 
         cpu = common.CpuMeter()
+        pauses = _GcPauses()  # the instrument's own stalls, told apart from the server's
         server_cpu = common.proc_cpu_seconds(args.pid) if args.pid else 0.0
         rss_open = common.rss_kb(args.pid) if args.pid else 0
         begin = time.perf_counter()
@@ -102,6 +103,7 @@ async def main() -> None:
         await asyncio.gather(*(start(i, run_id) for i, run_id in enumerate(ids)))
         await asyncio.wait_for(asyncio.gather(*tasks), 600)
         wall = time.perf_counter() - begin
+        pauses.stop()
         client_cpu = cpu.percent()
         run_cpu = common.proc_cpu_seconds(args.pid) - server_cpu if args.pid else None
         logs = {i: (await clients[0].get_workflow(i)).last_sequence for i in ids}
@@ -130,11 +132,33 @@ async def main() -> None:
             "client_cpu_pct": client_cpu,
             "server_rss_mb_open": rss_open / 1024,
             "latency_ms_p99_by_window": _by_window(arrivals, WINDOW_SECONDS),
+            "client_gc_pauses": len(pauses.seconds),
+            "client_gc_ms_max": 1000 * max(pauses.seconds, default=0.0),
+            "client_gc_ms_total": 1000 * sum(pauses.seconds),
         }
     )
 
 
 WINDOW_SECONDS = 4.0
+
+
+class _GcPauses:
+    """This process's garbage collections while the runs run, each one's duration: a long one
+    stalls every stream's receipt, which reads as delivery latency."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds.append(time.perf_counter() - self._began)
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._on_gc)
 
 
 def _by_window(arrivals: list[tuple[float, float]], seconds: float) -> list[float]:

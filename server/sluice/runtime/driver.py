@@ -52,6 +52,7 @@ from sluice.runtime.active_runs import ActiveRunCounts
 from sluice.runtime.bus import EventBus, Subscription
 from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, LeaseKeeper
 from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
+from sluice.runtime.event_reads import SharedEventReads
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +157,7 @@ class Engine:
             ),
         )
         self._background: set[asyncio.Task[Any]] = set()
+        self._event_reads = SharedEventReads(store.list_events)
         self._heartbeat: asyncio.Task[None] | None = None
         self._keeper: LeaseKeeper[_Driver] | None = None
         # Set once shutdown begins: no step starts any more (running ones may finish).
@@ -462,7 +464,7 @@ class Engine:
                     live.lagged = True
                 if live.lagged or (events and events[0].sequence > last + 1):
                     live.lagged = False
-                    events = await self.store.list_events(run_id, last, page)
+                    events = await self._event_reads.read(run_id, last, page)
                 for event in events:
                     if event.sequence <= last:
                         continue
