@@ -256,7 +256,8 @@ def watch(results: Results, rounds: Rounds) -> list[str]:
         "load). Latency: arrival at the client minus the event's `time` (A's clock just before "
         "its commit; one machine, one clock). On A events go to its watchers from memory after "
         "the commit; on B and C after A's notice (PostgreSQL NOTIFY), read from the events "
-        f"table by each stream. Target: p99 <= {WATCH_P99_MS:g} ms on the other servers. One "
+        "table once for all of a run's streams there. "
+        f"Target: p99 <= {WATCH_P99_MS:g} ms on the other servers. One "
         "row per run of a scenario; the NOTIFY column is PostgreSQL's own LISTEN/NOTIFY round "
         "trip on the same database at the same time (a NOTIFY every 50 ms from the client), "
         "the floor under the cross-server path.",
@@ -293,9 +294,9 @@ def watch(results: Results, rounds: Rounds) -> list[str]:
     out += [
         "",
         f"Each server's CPU in the first row (of one core): {cpu}. Statements / pool checkouts "
-        f"per event delivered there: {'; '.join(per_event)} (a stream on B or C reads the "
-        "events table once per notice, in a connection of its own: with k streams of a run on "
-        "one server, k reads per commit of that run).",
+        f"per event delivered there: {'; '.join(per_event)} (on B or C the streams of a run "
+        "share one read of the events table per notice: one statement per commit of the run "
+        "and server, whatever the number of its streams there).",
     ]
     return out
 
