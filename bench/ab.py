@@ -1,11 +1,13 @@
 """Two builds of the server, compared interleaved on this noisy machine.
 
-    python -m bench.ab /path/to/other/checkout [--rounds 3] [--scale 1]
+    python -m bench.ab /path/to/other/checkout [--rounds 3] [--scale 1] [--watchers]
 
 Each round runs the sequential and throughput scenarios (SQLite, one server, the same client
 code: this checkout's) against a server of this checkout and one of the other checkout (which
 needs its own `.venv`: `make .venv/.installed` there), in alternating order, each on a fresh
-database; then prints each figure per round and the medians' ratio (this / other).
+database; then prints each figure per round and the medians' ratio (this / other). With
+`--watchers`, each round also runs the 10,000-watcher scenario on a server of each (a minute
+each).
 """
 
 from __future__ import annotations
@@ -26,12 +28,19 @@ FIGURES = (
     ("throughput", "workflows_per_s", "throughput workflows/s"),
     ("throughput", "cpu_ms_per_workflow", "server CPU ms per workflow"),
 )
+WATCHER_FIGURES = (
+    ("watchers", "latency_ms_p50", "watchers latency ms p50"),
+    ("watchers", "latency_ms_p99", "watchers latency ms p99"),
+    ("watchers", "server_cpu_s", "watchers server CPU s"),
+)
+# As bench.run's watchers scenario: 1,000 runs active at once, 8,000 steps in flight.
+MANY_RUNS = {"max_active_runs_per_user": "100000", "max_concurrent_steps": "2000"}
 
 
 def _scenario(name: str, server: Server, scale: float) -> dict[str, Any]:
     args = [sys.executable, "-m", f"bench.scenarios.{name}", "--address", server.address]
     args += ["--scale", str(scale)]
-    if name == "throughput":
+    if name in ("throughput", "watchers"):
         args += ["--pid", str(server.pid)]
     out = subprocess.run(args, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -47,7 +56,9 @@ def main() -> None:
     p.add_argument("other", type=Path, help="the other checkout (with its .venv)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--watchers", action="store_true", help="the 10,000-watcher scenario too")
     args = p.parse_args()
+    measured = FIGURES + (WATCHER_FIGURES if args.watchers else ())
     builds = {"this": ROOT, "other": args.other.resolve()}
     figures: dict[tuple[str, str], list[float]] = {}
     for round_ in range(args.rounds):
@@ -61,12 +72,19 @@ def main() -> None:
                     }
                 finally:
                     server.stop()
-            for scenario, key, label in FIGURES:
+            if args.watchers:
+                with tempfile.TemporaryDirectory() as workdir:
+                    server = Server(Path(workdir), root=builds[build], **MANY_RUNS).start()
+                    try:
+                        results["watchers"] = _scenario("watchers", server, args.scale)
+                    finally:
+                        server.stop()
+            for scenario, key, label in measured:
                 value = _figure(results[scenario], key)
                 figures.setdefault((build, label), []).append(value)
                 print(f"round {round_ + 1} {build:5} {label}: {value:.2f}", flush=True)
     print()
-    for _, _, label in FIGURES:
+    for _, _, label in measured:
         this = statistics.median(figures[("this", label)])
         other = statistics.median(figures[("other", label)])
         print(f"{label}: this {this:.2f}, other {other:.2f}, this/other {this / other:.3f}")

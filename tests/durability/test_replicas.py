@@ -85,8 +85,18 @@ async def events_of(client: WorkflowClient, run_id: str) -> list[WorkflowEvent]:
     return [e async for e in client.watch(run_id)]
 
 
-async def reconnecting(client: WorkflowClient, run_id: str) -> list[WorkflowEvent]:
-    return [e async for e in client.watch(run_id, reconnect=True, initial_backoff=0.1)]
+async def reconnecting(
+    client: WorkflowClient, run_id: str, breaks: list[object] | None = None
+) -> list[WorkflowEvent]:
+    """The run's whole log through a watch that reconnects; each break it survived goes to
+    `breaks`."""
+    on_reconnect = (lambda error, _: breaks.append(error)) if breaks is not None else None
+    return [
+        e
+        async for e in client.watch(
+            run_id, reconnect=True, initial_backoff=0.1, on_reconnect=on_reconnect
+        )
+    ]
 
 
 async def until_event(
@@ -158,7 +168,10 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
         mine = runs[0::3]  # created, so leased and driven, on A
         # Watchers of one of A's runs through a client that knows every server: its calls go
         # round-robin, so of three streams one is on A, and must go on at another after the kill.
-        watchers = [asyncio.create_task(reconnecting(everywhere, mine[0])) for _ in range(3)]
+        breaks: list[object] = []
+        watchers = [
+            asyncio.create_task(reconnecting(everywhere, mine[0], breaks)) for _ in range(3)
+        ]
         # Until A's last run is in its longest step: the kill cuts that one off for sure.
         async for event in clients[a.address].watch(mine[-1]):
             if event.type == E.EVENT_TYPE_STEP_STARTED and event.step_id == "c":
@@ -199,6 +212,7 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
                 assert starts[(run_id, event.step_id)] == 1, (run_id, event.step_id)
     await check_logs(servers.database_url, runs)
     complete = [e.sequence for e in finished[0]]
+    assert breaks, "no watcher was on the killed server: no reconnect was tested"
     for events in watched:  # the whole log, in order, once: across the kill
         assert [e.sequence for e in events] == complete
 

@@ -3,11 +3,10 @@
 The SQL itself is written once, as plain functions of a synchronous SQLAlchemy `Connection`.
 How they run differs by database:
 
-- SQLite (`SqliteExecutor`): one writer thread and two reader threads, each with its own
-  pysqlite connection. A write costs one thread hop for the whole transaction instead of one
-  per statement (aiosqlite's model), and the writer commits every write that is waiting in
-  ONE transaction (group commit): one fsync for many runs' transitions, each caller released
-  only after that commit.
+- SQLite (`SqliteExecutor`): writes on the event loop's thread and their commit on a thread
+  of its own, reads on two reader threads, each with its own pysqlite connection. Every write
+  waiting at a moment shares ONE transaction (group commit): one fsync for many runs'
+  transitions, each caller released only after that commit.
 - PostgreSQL (`AsyncExecutor`): asyncpg through SQLAlchemy's async engine, one transaction per
   write, for everything but the hot path: a run's creation and its transitions have their
   own group commit on asyncpg directly (`postgres_group_commit`).
@@ -19,8 +18,10 @@ enough for writes to resume (`sqlite_wal`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,6 +127,17 @@ class _Pending:
 
 
 class SqliteExecutor:
+    """SQLite's writes on the event loop's thread, their commits on a thread of their own;
+    reads on two reader threads.
+
+    The writes waiting at a moment share one transaction (group commit): their statements run
+    on the loop's thread, then the commit (the fsync) on the committer thread while the loop
+    goes on; the next batch starts once it returns. Statements ran on a writer thread before:
+    pysqlite gives up the GIL around every statement and takes it back from a busy event loop
+    (up to the interpreter's 5 ms switch interval each time), so a batch of two transitions
+    took 2.4-3.5 ms where its commit alone takes 0.34 ms, and under load commits queued for
+    hundreds of milliseconds (bench/README.md). Now a batch hands the GIL over twice."""
+
     # How many waiting writes one transaction takes at most: enough to amortise the fsync,
     # few enough that no caller waits long behind the others.
     MAX_BATCH = 256
@@ -133,11 +145,11 @@ class SqliteExecutor:
     def __init__(self, writer: sa.Engine, reader: sa.Engine) -> None:
         self._engine = writer
         self._reader = reader
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(
-            target=self._write_loop, name="sluice-sqlite-writer", daemon=True
-        )
-        self._writer.start()
+        self._waiting: deque[_Pending] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._conn: sa.Connection | None = None  # the writer's, kept across transactions
+        self._closed = False
+        self._committer = _Committer()
         # Two readers: SQLite in WAL mode reads concurrently, and a call's independent reads
         # (say, a template and a count) can overlap. Each thread keeps its connection (a pool
         # checkout and return per read cost more than many reads themselves).
@@ -148,9 +160,13 @@ class SqliteExecutor:
         self._wal = WalKeeper(Path(writer.url.database or ""))
 
     async def write(self, work: Work[T]) -> T:
+        if self._closed:
+            raise Unavailable("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Pending(work, future, loop))
+        self._waiting.append(_Pending(work, future, loop))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush(), name="sluice-sqlite-writes")
         with _translated:
             return await future
 
@@ -159,11 +175,15 @@ class SqliteExecutor:
             return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, work)
 
     async def close(self) -> None:
-        self._queue.put(None)
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)  # the writes already waiting are made
+        await self._committer.close()
         self._readers.shutdown(wait=True)
         for conn in self._reader_connections:
             conn.close()
+        if self._conn is not None:
+            self._conn.close()
         self._engine.dispose()
         self._reader.dispose()
 
@@ -178,42 +198,25 @@ class SqliteExecutor:
         finally:
             conn.rollback()  # end the read transaction: the next read sees what committed since
 
-    def _write_loop(self) -> None:
-        conn: sa.Connection | None = None  # kept across transactions, as the readers' are
+    async def _flush(self) -> None:
+        """Write batches until none waits."""
         try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                while len(batch) < self.MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)  # finish this batch, then stop
-                        break
-                    batch.append(item)
+            while self._waiting:
+                batch = [
+                    self._waiting.popleft() for _ in range(min(self.MAX_BATCH, len(self._waiting)))
+                ]
                 try:
-                    if conn is None or conn.invalidated:
-                        conn = self._engine.connect()
-                    self._commit(conn, batch)
+                    if self._conn is None or self._conn.invalidated:
+                        self._conn = self._engine.connect()
+                    await self._commit(self._conn, batch)
                 except Exception as error:  # could not even connect
                     for pending in batch:
                         pending.result, pending.error = None, error
-                # One wake-up per event loop for the whole batch, not one per write: each costs
-                # a write to the loop's self-pipe and a turn of the loop.
-                by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-                for pending in batch:
-                    by_loop.setdefault(pending.loop, []).append(pending)
-                for loop, settled in by_loop.items():
-                    loop.call_soon_threadsafe(_settle_all, settled)
+                _settle(batch)
         finally:
-            if conn is not None:
-                conn.close()
+            self._flusher = None
 
-    def _commit(
+    async def _commit(
         self, conn: sa.Connection, batch: list[_Pending], *, may_retry: bool = True
     ) -> None:
         """All of `batch` in one transaction. Should one write fail, the transaction is undone
@@ -221,14 +224,20 @@ class SqliteExecutor:
         failure is rare: savepoints around every write would cost every batch). A batch that
         failed for lack of space runs again once if a checkpoint gave the log's space back."""
         raw: Any = conn.connection.dbapi_connection
-        self._wal.before_write(raw)
+        if self._wal.full:
+            await self._committer.run(self._wal.before_write, raw)
+        transaction = conn.begin()
         try:
-            with conn.begin():
-                for pending in batch:
-                    pending.result = pending.work(conn)
+            for pending in batch:
+                pending.result = pending.work(conn)
+            await self._committer.run(self._commit_now, transaction, raw)
         except Exception as error:
-            if may_retry and self._wal.write_failed(raw, error):
-                return self._commit(conn, batch, may_retry=False)
+            # (A commit that failed leaves its transaction inactive but still the
+            # connection's: it must be rolled back before the next one can begin.)
+            with contextlib.suppress(Exception):
+                transaction.rollback()
+            if may_retry and await self._committer.run(self._wal.write_failed, raw, error):
+                return await self._commit(conn, batch, may_retry=False)
             if len(batch) == 1 or unavailable(error):
                 # The database itself failed (say, locked past the busy timeout): every write
                 # would fail the same way, so all of them get the error at once.
@@ -237,9 +246,64 @@ class SqliteExecutor:
                 return
             for pending in batch:
                 pending.result = None
-                self._commit(conn, [pending])
-            return
+                await self._commit(conn, [pending])
+
+    def _commit_now(self, transaction: sa.RootTransaction, raw: Any) -> None:
+        """(On the committer thread.) The fsync, then the log's upkeep."""
+        transaction.commit()
         self._wal.after_commit(raw)
+
+
+class _Committer:
+    """The thread SQLite's commits (and checkpoints) run on, fed by a queue: lighter than an
+    executor's futures on a path every transaction takes."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None]
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="sluice-sqlite-commit", daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((lambda: fn(*args), future))
+        return await future
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            call, future = item
+            try:
+                outcome: tuple[bool, Any] = (True, call())
+            except BaseException as error:  # handed to the waiting caller, whatever it is
+                outcome = (False, error)
+            future.get_loop().call_soon_threadsafe(_resolve, future, outcome)
+
+
+def _resolve(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _settle(batch: list[_Pending]) -> None:
+    """Each caller gets its result or error (on its own loop, should it have another)."""
+    here = asyncio.get_running_loop()
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in batch:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, settled in by_loop.items():
+        if loop is here:
+            _settle_all(settled)
+        else:
+            loop.call_soon_threadsafe(_settle_all, settled)
 
 
 def _settle_all(batch: list[_Pending]) -> None:

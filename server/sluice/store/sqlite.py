@@ -1,8 +1,8 @@
-"""The Store on a SQLite file: pysqlite on the store's own threads (`SqliteExecutor`).
+"""The Store on a SQLite file, through pysqlite (`SqliteExecutor`).
 
-A whole transaction costs one thread hop, concurrent transitions share one commit, and the
-batched writes of a transition run on SQLite's own cursor (`sqlite_raw`): the writer thread's
-interpreter time bounds throughput here.
+Writes run on the event loop's thread and commit on a thread of their own, concurrent
+transitions share one commit, and the batched writes of a transition run on SQLite's own
+cursor (`sqlite_raw`): interpreter time bounds throughput here. Reads run on two threads.
 """
 
 from __future__ import annotations

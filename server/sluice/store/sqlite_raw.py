@@ -1,7 +1,7 @@
 """The hot-path statements, executed on the raw sqlite3 cursor.
 
 The statements are still the SQLAlchemy constructs of `base` (one definition of the SQL);
-this only skips SQLAlchemy's per-execution work on SQLite, where the writer thread's
+this only skips SQLAlchemy's per-execution work on SQLite, where the writes'
 interpreter time bounds throughput: each statement is compiled once, and values are converted
 the way SQLAlchemy's SQLite types store them (JSON as text, datetimes as
 "YYYY-MM-DD HH:MM:SS.ffffff" in UTC), so rows written here read back through SQLAlchemy
@@ -31,7 +31,7 @@ def _json(value: Any) -> Any:
 
 # Formatted times by value: a run's times (created, started, each step's start) are written
 # again with every transition, and a lookup costs a twentieth of formatting. Bounded: cleared
-# when full. (Only the writer thread formats.)
+# when full. (Only the writes, on the event loop's thread, format.)
 _FORMATTED: dict[datetime, str] = {}
 _FORMATTED_MAX = 4096
 

@@ -54,6 +54,11 @@ class WalKeeper:
         self._commits = 0
         self._next_check = 0  # the commit after which the log's size is looked at again
 
+    @property
+    def full(self) -> bool:
+        """A write failed for lack of space and no checkpoint has worked since."""
+        return self._disk_full
+
     def before_write(self, connection: sqlite3.Connection) -> None:
         if self._disk_full:
             self.checkpoint(connection)
