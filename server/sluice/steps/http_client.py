@@ -18,6 +18,11 @@ aiohttp did the same in 0.27 s with 0.03 s of CPU. The guarantees:
 - each request is bounded by its timeout from the moment it has a connection slot to the end
   of its response: a request waiting for a slot behind slow endpoints does not lose its time;
 - every request carries `Idempotency-Key: <run id>/<step id>`;
+- a connection refused, reset or dropped before any answer came is tried again at once, up to
+  3 tries within the request's timeout (tenacity): a transient fault of the network or of a
+  kept-alive connection the receiver closed, not worth failing the attempt and waiting out
+  the step's backoff. An answer, whatever its status, is never requested again here: the
+  step's retry policy decides, with its durable timer;
 - the response body is read as a stream up to `SLUICE_HTTP_MAX_RESPONSE_BYTES` and kept
   (see `_reply.py`); past the limit it is cut and marked truncated.
 """
@@ -32,6 +37,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from sluice.steps._reply import HttpReply, read_reply
 from sluice.steps.errors import PermanentStepError, StepError
@@ -44,6 +56,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 WEBHOOK_USER_AGENT = "sluice-webhook/1"
 # Answers that may well be different next time: a retry may get another.
 _RETRYABLE_STATUS = frozenset({408, 429})
+# No answer came: refused, reset, or closed by the receiver before it answered.
+_TRANSIENT = (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+TRIES = 3
 
 
 class HttpClient:
@@ -104,23 +119,36 @@ class HttpClient:
         request_headers.update(headers or {})
         request_headers["Idempotency-Key"] = idempotency_key
         session = self._client()
+        tries = AsyncRetrying(
+            retry=retry_if_exception_type(_TRANSIENT),
+            stop=stop_after_attempt(TRIES),
+            wait=wait_exponential(multiplier=0.05, max=0.5),
+        )
         async with self._slots:
             try:
-                async with (
-                    asyncio.timeout(timeout),
-                    session.request(
-                        method, url, params=query, headers=request_headers, data=content,
-                        allow_redirects=False,
-                    ) as response,
-                ):  # fmt: skip
-                    return await read_reply(response, self.max_response_bytes, keep_headers)
+                async with asyncio.timeout(timeout):
+                    async for attempt in tries:
+                        with attempt:
+                            async with session.request(
+                                method, url, params=query, headers=request_headers,
+                                data=content, allow_redirects=False,
+                            ) as response:  # fmt: skip
+                                return await read_reply(
+                                    response, self.max_response_bytes, keep_headers
+                                )
             except TimeoutError:
                 raise StepError(f"{label} to {host} timed out after {timeout:g}s") from None
             except aiohttp.InvalidURL as exc:
                 raise PermanentStepError(f"URL {url!r} is malformed: {exc}") from None
+            except RetryError as exc:
+                last = exc.last_attempt.exception()
+                raise StepError(
+                    f"{label} to {host} failed ({TRIES} tries): {last or type(last).__name__}"
+                ) from None
             except aiohttp.ClientError as exc:
-                # Refused connections, DNS failures, resets, malformed answers.
+                # DNS failures, malformed answers.
                 raise StepError(f"{label} to {host} failed: {exc or type(exc).__name__}") from None
+        raise AssertionError("unreachable: tenacity returns or raises")
 
     async def post_json(
         self, url: str, payload: Mapping[str, Any], *, idempotency_key: str

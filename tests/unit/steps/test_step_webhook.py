@@ -338,3 +338,48 @@ async def test_notify_step_keeps_the_answer(
     ctx = make_ctx("notify", {"message": "Done", "webhookUrl": receiver.url("/n")})
     result = await NotifyStep(client()).run(ctx)
     assert result.output["webhookResponse"]["body"] == {"ticket": 42}
+
+
+async def test_a_connection_dropped_before_any_answer_is_tried_again_within_the_attempt() -> None:
+    """A kept-alive connection the receiver closed, or one it dropped before answering, is
+    the classic transient error: the request goes again at once (same Idempotency-Key) rather
+    than failing the attempt and waiting out the step's backoff."""
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )  # fmt: skip
+        await reader.readexactly(length)
+        requests.append(head)
+        if len(requests) > 1:  # the first is dropped unanswered
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hooks = HttpClient(WebhookAllowList.parse(f"127.0.0.1:{port}"), timeout_seconds=5.0)
+    try:
+        reply = await hooks.post_json(f"http://127.0.0.1:{port}/", {}, idempotency_key="r/s")
+    finally:
+        await hooks.aclose()
+        server.close()
+
+    assert reply.status == 200
+    assert len(requests) == 2
+    assert all(b"Idempotency-Key: r/s" in head for head in requests)
+
+
+async def test_a_receiver_that_keeps_refusing_fails_the_attempt_after_a_few_tries() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hooks = HttpClient(WebhookAllowList.parse(f"127.0.0.1:{port}"), timeout_seconds=5.0)
+    try:
+        with pytest.raises(StepError, match=r"failed \(3 tries\)"):
+            await hooks.post_json(f"http://127.0.0.1:{port}/", {}, idempotency_key="k")
+    finally:
+        await hooks.aclose()
