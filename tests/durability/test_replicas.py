@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import pytest
 
 from sluice.client import EventType, WorkflowClient, WorkflowEvent, WorkflowStatus
@@ -158,6 +159,15 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
     a, b, c = await servers.start(3)
     clients = {s.address: WorkflowClient(s.address) for s in (a, b, c)}
     everywhere = WorkflowClient([a.address, b.address, c.address])
+    # Watchers of one of A's runs through a client that knows every server (round-robin:
+    # the streams spread over the servers), and one surely on A: the same addresses, A
+    # first, picked first. Each must go on at another server after the kill.
+    on_a_first = WorkflowClient(
+        channel=grpc.aio.insecure_channel(
+            "ipv4:" + ",".join(s.address for s in (a, b, c)),
+            options=[("grpc.service_config", '{"loadBalancingConfig": [{"pick_first": {}}]}')],
+        )
+    )
     try:
         runs = []
         for i in range(30):
@@ -166,12 +176,9 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
             await client.execute_workflow(run.id)
             runs.append(run.id)
         mine = runs[0::3]  # created, so leased and driven, on A
-        # Watchers of one of A's runs through a client that knows every server: its calls go
-        # round-robin, so of three streams one is on A, and must go on at another after the kill.
         breaks: list[object] = []
-        watchers = [
-            asyncio.create_task(reconnecting(everywhere, mine[0], breaks)) for _ in range(3)
-        ]
+        watchers = [asyncio.create_task(reconnecting(everywhere, mine[0])) for _ in range(3)]
+        watchers.append(asyncio.create_task(reconnecting(on_a_first, mine[0], breaks)))
         # Until A's last run is in its longest step: the kill cuts that one off for sure.
         async for event in clients[a.address].watch(mine[-1]):
             if event.type == E.EVENT_TYPE_STEP_STARTED and event.step_id == "c":
@@ -187,7 +194,7 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
         final = [await survivors[0].get_workflow(r) for r in runs]
         watched = await asyncio.wait_for(asyncio.gather(*watchers), 20)
     finally:
-        for client in [*clients.values(), everywhere]:
+        for client in [*clients.values(), everywhere, on_a_first]:
             await client.close()
 
     assert {w.status for w in final} == {WorkflowStatus.WORKFLOW_STATUS_COMPLETED}
@@ -212,7 +219,7 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
                 assert starts[(run_id, event.step_id)] == 1, (run_id, event.step_id)
     await check_logs(servers.database_url, runs)
     complete = [e.sequence for e in finished[0]]
-    assert breaks, "no watcher was on the killed server: no reconnect was tested"
+    assert breaks, "the watcher on the killed server saw no break: no reconnect was tested"
     for events in watched:  # the whole log, in order, once: across the kill
         assert [e.sequence for e in events] == complete
 
@@ -280,6 +287,43 @@ async def test_a_watcher_and_a_cancel_on_another_replica(servers: Servers) -> No
     ledger = [e for e in servers.ledger_entries() if e["run"] == run.id]
     assert [e["phase"] for e in ledger] == ["start"], "the step was stopped, never finished"
     assert {e["pid"] for e in ledger} == {a.pid}, "A ran the step"
+
+
+async def test_a_paused_runs_running_step_finishes_elsewhere_when_its_server_dies(
+    servers: Servers,
+) -> None:
+    """Pausing lets running steps finish. If the run's server dies meanwhile, another takes
+    the run over and runs the cut-off step again (the run stays PAUSED), rather than leaving
+    it RUNNING until someone resumes the run."""
+    a, b = await servers.start(2)
+    tpl = template(
+        "paused",
+        step("long", "work", config={"seconds": 2}),
+        step("next", "work", "long", config={"seconds": 0}),
+    )
+    async with WorkflowClient(a.address) as on_a, WorkflowClient(b.address) as on_b:
+        run = await on_a.create_workflow(tpl)
+        await on_a.execute_workflow(run.id)
+        await until_event(on_a, run.id, E.EVENT_TYPE_STEP_STARTED)
+        paused = await on_a.pause_workflow(run.id, reason="hold on")
+        assert paused.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
+        assert await a.kill() == -9
+
+        finished = await asyncio.wait_for(
+            until_event(on_b, run.id, E.EVENT_TYPE_STEP_COMPLETED), LEASE_TTL + 10
+        )
+        still = await on_b.get_workflow(run.id)
+        await on_b.resume_workflow(run.id)
+        events = await asyncio.wait_for(events_of(on_b, run.id), 10)
+
+    assert finished.step_id == "long" and finished.attempt == 2
+    assert still.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
+    assert events[-1].type == E.EVENT_TYPE_WORKFLOW_COMPLETED
+    ledger = [e for e in servers.ledger_entries() if e["run"] == run.id and e["step"] == "long"]
+    assert [(e["attempt"], e["phase"], e["pid"]) for e in ledger] == [
+        (1, "start", a.pid), (2, "start", b.pid), (2, "finish", b.pid),
+    ]  # fmt: skip
+    await check_logs(servers.database_url, [run.id])
 
 
 async def test_a_retry_waits_out_its_backoff_across_a_kill(servers: Servers) -> None:

@@ -75,21 +75,36 @@ _ACQUIRE = sa.text(
     """
 )
 
-# Every candidate first, from the index of unfinished runs' owners (MATERIALIZED: with a
-# LIMIT the planner would rather scan the table, hoping to meet claimable rows early, and
-# there usually are none), then up to `limit` of them locked. The owner is checked again on
-# the locked row: another server's claim may have committed in between.
+# Every candidate first, by owner from the index of unfinished runs' owners: those with none,
+# and those of each dead server that still owns any (usually neither, and the claim reads
+# nothing; a dead server whose runs were all taken drops out). MATERIALIZED: with a LIMIT
+# the planner would rather scan the table, hoping to meet claimable rows early. Then up to
+# `limit` of them are locked, the owner checked again on the locked row (another server's
+# claim may have committed in between). RUNNING runs need a server; so do PAUSED ones with a
+# step still running (a pause lets running steps finish: one cut off is run again), the
+# other PAUSED runs only once resumed (`acquire`).
 _CLAIM = sa.text(
     f"""
-    WITH dead AS MATERIALIZED ({_DEAD}),
+    WITH dead AS MATERIALIZED (
+        SELECT id FROM servers
+        WHERE expires_at < now()
+          AND EXISTS (
+              SELECT 1 FROM runs WHERE runs.lease_owner = servers.id
+                AND runs.status IN ('PENDING', 'RUNNING', 'PAUSED'))
+        FOR SHARE
+    ),
     candidates AS MATERIALIZED (
-        SELECT id FROM runs
-        WHERE status = 'RUNNING'
-          AND (lease_owner IS NULL OR lease_owner = ANY(ARRAY(SELECT id FROM dead)))
+        SELECT id FROM runs WHERE lease_owner IS NULL AND status IN ('RUNNING', 'PAUSED')
+        UNION ALL
+        SELECT runs.id FROM dead JOIN runs ON runs.lease_owner = dead.id
+        WHERE runs.status IN ('RUNNING', 'PAUSED')
     ),
     claimable AS (
         SELECT runs.id FROM runs JOIN candidates USING (id)
-        WHERE runs.status = 'RUNNING'
+        WHERE (runs.status = 'RUNNING'
+               OR (runs.status = 'PAUSED' AND EXISTS (
+                   SELECT 1 FROM step_runs
+                   WHERE step_runs.run_id = runs.id AND step_runs.status = 'RUNNING')))
           AND (runs.lease_owner IS NULL OR runs.lease_owner = ANY(ARRAY(SELECT id FROM dead)))
         LIMIT :limit
         FOR UPDATE OF runs SKIP LOCKED
