@@ -11,10 +11,16 @@ import {
   type MessageInitShape,
 } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  Code,
+  createClient,
+  type Client,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
-import { fromConnectError } from "./errors.js";
+import { fromConnectError, type SluiceError } from "./errors.js";
 import { RoundRobinTransport, type Backend } from "./servers.js";
 import type { WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
 import { TemplateSchema, type Template } from "./gen/sluice/v1/template_pb.js";
@@ -135,6 +141,20 @@ export interface WatchOptions {
   follow?: boolean;
   /** Aborting it closes the stream; the iteration then ends without an error. */
   signal?: AbortSignal;
+  /**
+   * Open a stream broken by the server going away (UNAVAILABLE, or cancelled by the server)
+   * again from the last sequence received, after a backoff, so every event arrives once and in
+   * order. With several servers it reopens on one that answers.
+   */
+  reconnect?: boolean;
+  /** The first wait before reopening, in ms (100); it doubles after each failed try. */
+  initialBackoffMs?: number;
+  /** The longest wait between tries, in ms (5,000). */
+  maxBackoffMs?: number;
+  /** Give up, throwing the last error, after this many ms without an event (120,000); null: never. */
+  giveUpAfterMs?: number | null;
+  /** Called before each wait with the error that broke the stream and the wait in ms. */
+  onReconnect?: (error: SluiceError, delayMs: number) => void;
 }
 
 /**
@@ -395,42 +415,77 @@ export class WorkflowClient {
   /**
    * The run's events after `afterSequence`: the stored ones, then live ones as they commit,
    * numbered with no gap. Ends after the terminal event unless `follow`; aborting `signal` (or
-   * breaking out of the loop) closes the stream. To resume a broken stream, call it again with
-   * the last `sequence` seen.
+   * breaking out of the loop) closes the stream. With `reconnect`, a stream the server broke
+   * is opened again from the last sequence received; without, call it again with that
+   * `afterSequence` to resume.
    */
   async *watch(
     id: string,
     options: WatchOptions = {},
   ): AsyncGenerator<WorkflowEvent, void, undefined> {
-    const controller = new AbortController();
     const outer = options.signal;
-    const onAbort = (): void => controller.abort(outer?.reason);
-    if (outer?.aborted) {
-      return;
-    }
-    outer?.addEventListener("abort", onAbort, { once: true });
-    const request = {
-      workflowId: id,
-      afterSequence: BigInt(options.afterSequence ?? 0),
-      follow: options.follow ?? false,
-    };
-    try {
-      const stream = this.client.watchWorkflow(request, { signal: controller.signal });
-      for await (const response of stream) {
-        if (response.event !== undefined) {
-          yield response.event;
-        }
-      }
-    } catch (error) {
+    const initialBackoffMs = options.initialBackoffMs ?? 100;
+    const maxBackoffMs = options.maxBackoffMs ?? 5_000;
+    const giveUpAfterMs = options.giveUpAfterMs === undefined ? 120_000 : options.giveUpAfterMs;
+    let last = BigInt(options.afterSequence ?? 0);
+    let delayMs = initialBackoffMs;
+    let brokenSince: number | undefined;
+    for (;;) {
       if (outer?.aborted) {
         return;
       }
-      throw fromConnectError(error);
-    } finally {
-      outer?.removeEventListener("abort", onAbort);
-      controller.abort();
+      const controller = new AbortController();
+      const onAbort = (): void => controller.abort(outer?.reason);
+      outer?.addEventListener("abort", onAbort, { once: true });
+      const request = { workflowId: id, afterSequence: last, follow: options.follow ?? false };
+      try {
+        const stream = this.client.watchWorkflow(request, { signal: controller.signal });
+        for await (const response of stream) {
+          if (response.event !== undefined) {
+            delayMs = initialBackoffMs;
+            brokenSince = undefined;
+            last = response.event.sequence;
+            yield response.event;
+          }
+        }
+        return;
+      } catch (error) {
+        if (outer?.aborted) {
+          return;
+        }
+        const failure = fromConnectError(error);
+        brokenSince ??= Date.now();
+        const givenUp = giveUpAfterMs !== null && Date.now() - brokenSince > giveUpAfterMs;
+        if (!options.reconnect || !RECONNECT_ON.has(failure.code) || givenUp) {
+          throw failure;
+        }
+        options.onReconnect?.(failure, delayMs);
+      } finally {
+        outer?.removeEventListener("abort", onAbort);
+        controller.abort();
+      }
+      await sleep(delayMs, outer);
+      delayMs = Math.min(delayMs * 2, maxBackoffMs);
     }
   }
+}
+
+// Codes a restarting or unreachable server answers with; anything else is the caller's to see.
+const RECONNECT_ON = new Set<Code>([Code.Unavailable, Code.Canceled]);
+
+/** Waits `ms`, or less if `signal` aborts meanwhile. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((done) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      done();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      done();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 function callOptions(options: CallOptions): CallOptions {

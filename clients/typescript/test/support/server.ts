@@ -36,11 +36,30 @@ export class ServerProcess {
   baseUrl = "";
   /** Everything the server wrote to stderr, for failure messages. */
   log = "";
+  /** The server's working folder: its database, and whatever a test keeps beside it. */
+  readonly dir = mkdtempSync(join(tmpdir(), "sluice-ts-"));
   private child: ChildProcess | undefined;
-  private readonly dir = mkdtempSync(join(tmpdir(), "sluice-ts-"));
 
   /** `settings`: more SLUICE_* variables for the server; a certificate makes it serve TLS. */
   constructor(private readonly settings: Record<string, string> = {}) {}
+
+  /** One more SLUICE_* variable, for the next start. */
+  setting(name: string, value: string): void {
+    this.settings[name] = value;
+  }
+
+  /** kill -9, then the server again on the same database and the same address. */
+  async killAndStartAgain(): Promise<void> {
+    const child = this.child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((done) => child.once("exit", () => done()));
+      child.kill("SIGKILL");
+      await exited;
+    }
+    this.settings["SLUICE_LISTEN"] = new URL(this.baseUrl).host;
+    this.log = "";
+    await this.start();
+  }
 
   async start(): Promise<this> {
     const scheme = this.settings["SLUICE_TLS_CERT_FILE"] ? "https" : "http";
