@@ -84,7 +84,7 @@ _ACQUIRE = sa.text(
 # step still running (a pause lets running steps finish: one cut off is run again), the
 # other PAUSED runs only once resumed (`acquire`).
 _CLAIM = sa.text(
-    f"""
+    """
     WITH dead AS MATERIALIZED (
         SELECT id FROM servers
         WHERE expires_at < now()
