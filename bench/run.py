@@ -143,7 +143,7 @@ SCENARIOS = (
         repeat=True,
     ),
     Scenario("watch-steady", "bench.scenarios.watch", ("--step-seconds", str(STEADY_STEP_SECONDS))),
-    Scenario("watchers", "bench.scenarios.watchers", server=MANY_RUNS),
+    Scenario("watchers", "bench.scenarios.watchers", server=MANY_RUNS, repeat=True),
     Scenario(
         "pg-watchers", "bench.scenarios.watchers", server=MANY_RUNS, postgres=True, repeat=True
     ),
