@@ -13,6 +13,7 @@ time, and 0.2 with 64 callers, whose writes share statements: 536 workflows/s ag
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ class PostgresStore(SqlStore):
         self._writes = writes
         self._kind = _Writes()
         self._stored_snapshots: set[str] = set()
+        self._storing_snapshots: dict[str, asyncio.Future[None]] = {}
 
     @classmethod
     def on_engine(cls, engine: AsyncEngine) -> PostgresStore:
@@ -96,17 +98,28 @@ class PostgresStore(SqlStore):
         """`create_run`, the new run leased to the server `owner`."""
         return await self._create(run, new_events, owner)
 
+    async def _store_snapshot(self, snapshot: rows.Snapshot) -> None:
+        """Its own transaction, before the run's: a snapshot never changes and is never
+        deleted, so one stored for a run that then fails is simply there for the next. (In the
+        batch statement a sibling's INSERT is not visible to the runs' key check.)"""
+        row = snapshot.row()
+        await self._db.write(lambda conn: conn.execute(self.INSERT_SNAPSHOT, row))
+        if len(self._stored_snapshots) > 4096:
+            self._stored_snapshots.clear()
+        self._stored_snapshots.add(snapshot.key)
+
     async def _create(self, run: Run, new_events: Sequence[Event], lease: str | None) -> Run:
         snapshot = rows.snapshot(run.template)
         if snapshot.key not in self._stored_snapshots:
-            # Its own transaction, before the run's: a snapshot never changes and is never
-            # deleted, so one stored for a run that then fails is simply there for the next.
-            # (In the batch statement a sibling's INSERT is not visible to the runs' key check.)
-            row = snapshot.row()
-            await self._db.write(lambda conn: conn.execute(self.INSERT_SNAPSHOT, row))
-            if len(self._stored_snapshots) > 4096:
-                self._stored_snapshots.clear()
-            self._stored_snapshots.add(snapshot.key)
+            # Creations of one new template at once share one insert of its snapshot, and go
+            # on in the order they came (a shared future wakes its waiters in that order): the
+            # first of two creations with one request id is the one that stays.
+            storing = self._storing_snapshots.get(snapshot.key)
+            if storing is None:
+                storing = asyncio.ensure_future(self._store_snapshot(snapshot))
+                self._storing_snapshots[snapshot.key] = storing
+                storing.add_done_callback(lambda _: self._storing_snapshots.pop(snapshot.key))
+            await asyncio.shield(storing)
         creation = Creation(creation_writes(run, new_events), lease)
         if await self._writes.write(self._kind, creation, run.id):
             return run
