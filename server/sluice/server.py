@@ -193,6 +193,7 @@ class SluiceServer:
                 ("grpc.max_send_message_length", limit),
                 *backlog_options(self.settings.max_watchers),
                 *listen.GRPC_OPTIONS,
+                *KEEPALIVE_OPTIONS,
             ],
         )
         address = self.settings.listen
@@ -265,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)  # logging is not set up yet
         raise SystemExit(2) from None
     run(settings)
+
+
+# Clients ping while their calls are in flight, to notice a server that stopped answering
+# (the Python client every 20 s). gRPC servers answer a client pinging more often than every 5
+# minutes with GOAWAY ("too_many_pings"); a ping a second costs nothing worth refusing.
+KEEPALIVE_OPTIONS = (("grpc.http2.min_ping_interval_without_data_ms", 1_000),)
 
 
 def run(settings: config.Settings) -> None:

@@ -42,6 +42,7 @@ class WorkflowClient:
         channel: grpc.aio.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        keepalive: float | None = _targets.KEEPALIVE_SECONDS,
     ) -> None:
         """Connect to a Sluice server, or to several that share one database.
 
@@ -58,6 +59,10 @@ class WorkflowClient:
         server_name: the name the servers' certificates must carry; by default the target's
         host (with several addresses: the first one's).
         `credentials` or a ready `channel` override target and TLS.
+        keepalive: seconds between pings while calls are in flight; a server that stops
+        answering without closing the connection (stopped, cut off) fails them UNAVAILABLE
+        within that plus up to 10 s (a watch with `reconnect` goes on at another server).
+        None: no pings.
         """
         endpoint = Endpoint.resolve(target, token, ca_file)
         self._probe_addresses: tuple[str, ...] = ()
@@ -72,6 +77,7 @@ class WorkflowClient:
                 tls=tls,
                 credentials=credentials,
                 server_name=server_name,
+                keepalive=keepalive,
             )
         self._channel = channel
         self._stub = pb_grpc.WorkflowServiceStub(self._channel)

@@ -59,8 +59,9 @@ class Endpoint:
         tls: bool,
         credentials: grpc.ChannelCredentials | None,
         server_name: str | None,
+        keepalive: float | None,
     ) -> grpc.aio.Channel:
-        options = target.channel_options(server_name)
+        options = target.channel_options(server_name, keepalive)
         if credentials is None and self.uses_tls(cert_file=cert_file, tls=tls, credentials=None):
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(self.ca_file),

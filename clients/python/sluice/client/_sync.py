@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from sluice.client._async import OnReconnect, WorkflowClient
-from sluice.client._targets import Addresses
+from sluice.client._targets import KEEPALIVE_SECONDS, Addresses
 from sluice.client._values import StatusLike, TemplateLike, ViewLike
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
@@ -43,6 +43,7 @@ class SyncWorkflowClient:
         server_name: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        keepalive: float | None = KEEPALIVE_SECONDS,
     ) -> None:
         """Connect to a Sluice server, or to several that share one database.
 
@@ -59,6 +60,7 @@ class SyncWorkflowClient:
         server_name: the name the servers' certificates must carry; by default the target's
         host (with several addresses: the first one's).
         `credentials` overrides TLS.
+        keepalive: seconds between pings while calls are in flight (see WorkflowClient).
         """
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -77,6 +79,7 @@ class SyncWorkflowClient:
                 server_name=server_name,
                 credentials=credentials,
                 metadata=metadata,
+                keepalive=keepalive,
             )
 
         self._client = self._run(connect())

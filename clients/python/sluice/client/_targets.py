@@ -40,6 +40,13 @@ _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 # Retrying every 2 s at most costs one refused connect per dead address.
 _INITIAL_RECONNECT_BACKOFF_MS = 100
 _MAX_RECONNECT_BACKOFF_MS = 2_000
+# While calls are in flight (a watch waiting for events, a `wait`), a ping every this many
+# seconds, answered within KEEPALIVE_TIMEOUT_SECONDS or the connection is dropped and its calls
+# fail UNAVAILABLE: a server that stopped answering without closing the connection (a stopped
+# process, a lost machine, a partition) is noticed in seconds rather than never. The servers
+# accept a ping a second (sluice.server.KEEPALIVE_OPTIONS).
+KEEPALIVE_SECONDS = 20.0
+KEEPALIVE_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +59,9 @@ class Target:
     # names none itself: several addresses make one URI that is no host name.
     authority: str | None = None
 
-    def channel_options(self, server_name: str | None) -> list[tuple[str, str | int]]:
+    def channel_options(
+        self, server_name: str | None, keepalive: float | None = KEEPALIVE_SECONDS
+    ) -> list[tuple[str, str | int]]:
         options: list[tuple[str, str | int]] = [
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.initial_reconnect_backoff_ms", _INITIAL_RECONNECT_BACKOFF_MS),
@@ -63,6 +72,18 @@ class Target:
             # at once (UNAVAILABLE, "Connection refused"). Each client keeps its own.
             ("grpc.use_local_subchannel_pool", 1),
         ]
+        if keepalive is not None:
+            timeout_ms = round(min(keepalive, KEEPALIVE_TIMEOUT_SECONDS) * 1000)
+            options += [
+                ("grpc.keepalive_time_ms", round(keepalive * 1000)),
+                ("grpc.keepalive_timeout_ms", timeout_ms),
+                # gRPC 1.85 waits for a ping's answer this long, whatever the keepalive's
+                # timeout says (60 s by default; seen with GRPC_TRACE=http2_ping).
+                ("grpc.http2.ping_timeout_ms", timeout_ms),
+                # gRPC stops pinging after two pings with no data sent between them, and a
+                # watcher sends none: without this a quiet watch would be watched no more.
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
         authority = server_name or self.authority
         if authority:
             options.append(("grpc.default_authority", authority))
