@@ -58,6 +58,13 @@ export interface WorkflowClientOptions {
   headers?: Record<string, string>;
   /** Timeout of each call in milliseconds, unless the call sets its own; watch() has none. */
   defaultTimeoutMs?: number;
+  /**
+   * While streams are open (a watch waiting for events), a PING every this many ms (20,000),
+   * answered within 10 s or the connection closes and its calls fail UNAVAILABLE: a server that
+   * stopped answering without closing the connection (a paused process, a lost machine) is
+   * noticed, and a watch with `reconnect` goes on elsewhere. null: no pings.
+   */
+  keepaliveMs?: number | null;
   /** Extra Connect interceptors, run after the one that adds the metadata. */
   interceptors?: Interceptor[];
   /** Use this transport instead of creating one (baseUrl, TLS, token and headers are ignored). */
@@ -181,7 +188,15 @@ export class WorkflowClient {
       };
       const backends = baseUrls(options.baseUrl).map((baseUrl): Backend => {
         const tls = tlsOptions(baseUrl, options);
-        const sessionManager = new Http2SessionManager(baseUrl, undefined, tls);
+        const keepaliveMs = options.keepaliveMs === undefined ? KEEPALIVE_MS : options.keepaliveMs;
+        const pings =
+          keepaliveMs === null
+            ? undefined
+            : {
+                pingIntervalMs: keepaliveMs,
+                pingTimeoutMs: Math.min(keepaliveMs, KEEPALIVE_TIMEOUT_MS),
+              };
+        const sessionManager = new Http2SessionManager(baseUrl, pings, tls);
         this.sessionManagers.push(sessionManager);
         const transport = createGrpcTransport({
           baseUrl,
@@ -469,6 +484,10 @@ export class WorkflowClient {
     }
   }
 }
+
+// As the Python client's: a PING every 20 s while streams are open, answered within 10 s.
+const KEEPALIVE_MS = 20_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
 
 // Codes a restarting or unreachable server answers with; anything else is the caller's to see.
 const RECONNECT_ON = new Set<Code>([Code.Unavailable, Code.Canceled]);

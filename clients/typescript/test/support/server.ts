@@ -48,6 +48,16 @@ export class ServerProcess {
     this.settings[name] = value;
   }
 
+  /** SIGSTOP: the process stops in its tracks, its connections open, as when cut off. */
+  pause(): void {
+    this.child?.kill("SIGSTOP");
+  }
+
+  /** SIGCONT after pause(). */
+  unpause(): void {
+    this.child?.kill("SIGCONT");
+  }
+
   /** kill -9, then the server again on the same database and the same address. */
   async killAndStartAgain(): Promise<void> {
     const child = this.child;
