@@ -164,7 +164,8 @@ class SluiceServer:
         return self.port
 
     def _cluster(self, store: SqlStore) -> Cluster:
-        """Leases and notices: several servers may share this database."""
+        """Leases and notices: several servers may share this database (PostgreSQL)."""
+        assert isinstance(store, PostgresStore), "only PostgreSQL is shared by servers"
         settings = ClusterSettings(
             lease_ttl=self.settings.lease_ttl,
             renew_every=self.settings.lease_renew,
@@ -175,11 +176,9 @@ class SluiceServer:
             urls.normalize(self.settings.database_url), server_id, (EVENTS, COMMANDS)
         )
         leases = PostgresLeases(store, urls.normalize(self.settings.database_url))
-        carried = False
-        if isinstance(store, PostgresStore):  # in each commit's transaction, not one more each
-            store.carry_notices(channel_name(EVENTS), server_id)
-            carried = True
-        return Cluster(leases, notifier, settings, server_id, commits_notify=carried)
+        # In each commit's transaction, not one more each.
+        store.carry_notices(channel_name(EVENTS), server_id)
+        return Cluster(leases, notifier, settings, server_id, commits_notify=True)
 
     def _bind(self) -> grpc.aio.Server:
         """A gRPC server bound to the configured address, not yet started; ConfigError

@@ -13,7 +13,7 @@ subclass by URL.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -85,16 +85,7 @@ class SqlStore(ABC):
 
     # --- runs ---------------------------------------------------------------------------------
 
-    async def create_run(
-        self,
-        run: Run,
-        new_events: Sequence[Event],
-        *,
-        then: Callable[[sa.Connection], object] | None = None,
-    ) -> Run:
-        """`then`: more work on the new run in the same transaction (not for an existing run
-        returned for its request id)."""
-
+    async def create_run(self, run: Run, new_events: Sequence[Event]) -> Run:
         def insert(conn: sa.Connection) -> Run:
             if run.request_id:
                 existing = _run_id_for_request(conn, run.owner, run.request_id)
@@ -111,8 +102,6 @@ class SqlStore(ABC):
                     *creation_writes(run, new_events),
                 ],
             )
-            if then is not None:
-                then(conn)
             return run
 
         try:

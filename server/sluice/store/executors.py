@@ -209,7 +209,7 @@ class SqliteExecutor:
                     if self._conn is None or self._conn.invalidated:
                         self._conn = self._engine.connect()
                     await self._commit(self._conn, batch)
-                except Exception as error:  # could not even connect
+                except Exception as error:  # could not connect, or not even begin
                     for pending in batch:
                         pending.result, pending.error = None, error
                 _settle(batch)

@@ -14,7 +14,7 @@ time, and 0.2 with 64 callers, whose writes share statements: 536 workflows/s ag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -83,15 +83,7 @@ class PostgresStore(SqlStore):
             # A duplicate event sequence: someone else won the race.
             raise Conflict(f"workflow {t.run_id} was changed by another writer") from exc
 
-    async def create_run(
-        self,
-        run: Run,
-        new_events: Sequence[Event],
-        *,
-        then: Callable[[sa.Connection], object] | None = None,
-    ) -> Run:
-        if then is not None:  # more work in the same transaction: only SQLAlchemy runs that
-            return await super().create_run(run, new_events, then=then)
+    async def create_run(self, run: Run, new_events: Sequence[Event]) -> Run:
         return await self._create(run, new_events, None)
 
     async def create_leased_run(self, run: Run, new_events: Sequence[Event], owner: str) -> Run:

@@ -22,7 +22,6 @@ from sqlalchemy.engine import URL
 
 from sluice.engine.model import Event, Run
 from sluice.engine.ports import StoredCommand
-from sluice.store.base import SqlStore
 from sluice.store.executors import AsyncExecutor, Executor
 from sluice.store.postgres import PostgresStore, create_engine
 from sluice.store.schema import run_commands
@@ -115,8 +114,6 @@ _CLAIM = sa.text(
     """
 )
 
-_LEASE_NEW = sa.text("UPDATE runs SET lease_owner = :owner, lease_epoch = 1 WHERE id = :id")
-
 # Servers gone for a day whose runs all ended or were taken: nothing names them any more.
 _FORGET = sa.text(
     """
@@ -139,7 +136,7 @@ class PostgresLeases:
     """The LeaseStore port. Its statements have connections of their own: a renewal queued
     behind a busy server's transitions could arrive after its leases expired."""
 
-    def __init__(self, store: SqlStore, url: URL) -> None:
+    def __init__(self, store: PostgresStore, url: URL) -> None:
         self._store = store
         self._db: Executor = AsyncExecutor(create_engine(url, pool_size=2, max_overflow=2))
 
@@ -147,13 +144,7 @@ class PostgresLeases:
         await self._db.close()
 
     async def create_leased(self, run: Run, events: Sequence[Event], owner: str) -> tuple[Run, int]:
-        if isinstance(self._store, PostgresStore):  # the run and its lease in one statement
-            stored = await self._store.create_leased_run(run, events, owner)
-        else:
-            params = {"owner": owner, "id": run.id}
-            stored = await self._store.create_run(
-                run, events, then=lambda conn: conn.execute(_LEASE_NEW, params)
-            )
+        stored = await self._store.create_leased_run(run, events, owner)  # one statement
         return stored, 1 if stored.id == run.id else 0
 
     async def join(self, owner: str, ttl: timedelta) -> None:

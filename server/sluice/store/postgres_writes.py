@@ -129,6 +129,22 @@ def _all_columns(table: sa.Table, root: str) -> _Part:
     return _Part(f"{root}_{table.name}", table, names, _insert(table, names, root))
 
 
+def _update_of_run(name: str, table: sa.Table, key: str, fields: Sequence[str]) -> _Part:
+    """`fields` of a run's rows of `table` (a step, a gate: by run and `key`), for the runs
+    the transitions' UPDATE wrote."""
+    return _Part(
+        name,
+        table,
+        ("k_run_id", f"k_{key}", *fields),
+        lambda unnest: (
+            f"""UPDATE {table.name} SET {_set(fields)}
+    FROM {unnest}
+    WHERE {table.name}.run_id = v.k_run_id AND {table.name}.{key} = v.k_{key}
+      AND {_written("r", "v.k_run_id")}"""
+        ),
+    )
+
+
 # A notice per (channel, payload), sent by PostgreSQL when the statement's transaction
 # commits (no transaction of its own). It adds a row with a NULL id to the result.
 _NOTICES = _Part(
@@ -160,28 +176,8 @@ _PARTS = (
         ),
         extra=(("fenced", "BOOLEAN"),),
     ),
-    _Part(
-        "r_steps",
-        step_runs,
-        ("k_run_id", "k_step_id", *_STEP_FIELDS),
-        lambda unnest: (
-            f"""UPDATE step_runs SET {_set(_STEP_FIELDS)}
-    FROM {unnest}
-    WHERE step_runs.run_id = v.k_run_id AND step_runs.step_id = v.k_step_id
-      AND {_written("r", "v.k_run_id")}"""
-        ),
-    ),
-    _Part(
-        "r_gates",
-        gate_results,
-        ("k_run_id", "k_gate_id", *_GATE_FIELDS),
-        lambda unnest: (
-            f"""UPDATE gate_results SET {_set(_GATE_FIELDS)}
-    FROM {unnest}
-    WHERE gate_results.run_id = v.k_run_id AND gate_results.gate_id = v.k_gate_id
-      AND {_written("r", "v.k_run_id")}"""
-        ),
-    ),
+    _update_of_run("r_steps", step_runs, "step_id", _STEP_FIELDS),
+    _update_of_run("r_gates", gate_results, "gate_id", _GATE_FIELDS),
     _all_columns(events, "r"),
     _Part("r_outbox", outbox, _OUTBOX_COLUMNS, _insert(outbox, _OUTBOX_COLUMNS, "r")),
     _Part(
