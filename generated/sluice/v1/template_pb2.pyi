@@ -177,13 +177,17 @@ class StepSpec(_message.Message):
     OPTIONAL_FIELD_NUMBER: _builtins.int
     RETRY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    TASK_TYPE_FIELD_NUMBER: _builtins.int
+    SCHEDULE_TO_START_TIMEOUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier, unique within the template: 1-63 characters of lowercase
     letters, digits, '-' and '_', starting with a letter.
     """
     type: _builtins.str
     """Step type: one of the built-in types "generate", "review", "schedule",
-    "post", "analyze", "transform", "notify", or a type the server registers.
+    "post", "analyze", "transform", "notify", "task", or a type the server
+    registers. A "task" step is served by workers (WorkerService): it names
+    its task_type.
     """
     name: _builtins.str
     """Human-readable name."""
@@ -191,6 +195,11 @@ class StepSpec(_message.Message):
     """What the step does."""
     optional: _builtins.bool
     """When true, a failure of this step does not fail the run."""
+    task_type: _builtins.str
+    """For a step of type "task" (and only for one): the task type workers poll
+    for, 1-100 characters of letters, digits, '.', '_', '-', ':' and '/',
+    starting with a letter (e.g. "images.resize").
+    """
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """Free-form configuration for the step's handler. String values may contain
@@ -209,7 +218,15 @@ class StepSpec(_message.Message):
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """Longest time one attempt may take; an attempt that takes longer fails.
-        Unset means the server's default step timeout.
+        Unset means the server's default step timeout. For a "task" step this is
+        the time from a worker receiving the task to its result (start to close).
+        """
+
+    @_builtins.property
+    def schedule_to_start_timeout(self) -> _duration_pb2.Duration:
+        """For a step of type "task": longest time an attempt waits in the queue
+        for a worker to take it (schedule to start); past it the attempt fails as
+        timed out and the retry policy decides. Unset means 1 hour.
         """
 
     def __init__(
@@ -224,10 +241,12 @@ class StepSpec(_message.Message):
         optional: _builtins.bool = ...,
         retry: Global___RetryPolicy | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        task_type: _builtins.str = ...,
+        schedule_to_start_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "retry", b"retry", "schedule_to_start_timeout", b"schedule_to_start_timeout", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dependencies", b"dependencies", "description", b"description", "id", b"id", "name", b"name", "optional", b"optional", "retry", b"retry", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dependencies", b"dependencies", "description", b"description", "id", b"id", "name", b"name", "optional", b"optional", "retry", b"retry", "schedule_to_start_timeout", b"schedule_to_start_timeout", "task_type", b"task_type", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

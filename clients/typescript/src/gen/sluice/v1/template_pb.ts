@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/template.proto.
  */
 export const file_sluice_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLrAQoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iowEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIogCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSABCCwoJY29uZGl0aW9uImgKElRocmVzaG9sZENvbmRpdGlvbhIOCgZtZXRyaWMYASABKAkSLwoIb3BlcmF0b3IYAiABKA4yHS5zbHVpY2UudjEuQ29tcGFyaXNvbk9wZXJhdG9yEhEKCXRocmVzaG9sZBgDIAEoASIpChNWYWxpZGF0aW9uQ29uZGl0aW9uEhIKCmV4cHJlc3Npb24YASABKAkiEwoRQXBwcm92YWxDb25kaXRpb24ibwoJUGFyYW1TcGVjEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEAoIcmVxdWlyZWQYAyABKAgSLQoNZGVmYXVsdF92YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSrkAQoSQ29tcGFyaXNvbk9wZXJhdG9yEiMKH0NPTVBBUklTT05fT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIaChZDT01QQVJJU09OX09QRVJBVE9SX0dUEAESGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9HVEUQAhIaChZDT01QQVJJU09OX09QRVJBVE9SX0xUEAMSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9MVEUQBBIaChZDT01QQVJJU09OX09QRVJBVE9SX0VREAUSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9ORVEQBipxCgpHYXRlQWN0aW9uEhsKF0dBVEVfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGAoUR0FURV9BQ1RJT05fQ09OVElOVUUQARIVChFHQVRFX0FDVElPTl9QQVVTRRACEhUKEUdBVEVfQUNUSU9OX0FCT1JUEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK8AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iowEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIogCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSABCCwoJY29uZGl0aW9uImgKElRocmVzaG9sZENvbmRpdGlvbhIOCgZtZXRyaWMYASABKAkSLwoIb3BlcmF0b3IYAiABKA4yHS5zbHVpY2UudjEuQ29tcGFyaXNvbk9wZXJhdG9yEhEKCXRocmVzaG9sZBgDIAEoASIpChNWYWxpZGF0aW9uQ29uZGl0aW9uEhIKCmV4cHJlc3Npb24YASABKAkiEwoRQXBwcm92YWxDb25kaXRpb24ibwoJUGFyYW1TcGVjEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSEAoIcmVxdWlyZWQYAyABKAgSLQoNZGVmYXVsdF92YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSrkAQoSQ29tcGFyaXNvbk9wZXJhdG9yEiMKH0NPTVBBUklTT05fT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIaChZDT01QQVJJU09OX09QRVJBVE9SX0dUEAESGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9HVEUQAhIaChZDT01QQVJJU09OX09QRVJBVE9SX0xUEAMSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9MVEUQBBIaChZDT01QQVJJU09OX09QRVJBVE9SX0VREAUSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9ORVEQBipxCgpHYXRlQWN0aW9uEhsKF0dBVEVfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGAoUR0FURV9BQ1RJT05fQ09OVElOVUUQARIVChFHQVRFX0FDVElPTl9QQVVTRRACEhUKEUdBVEVfQUNUSU9OX0FCT1JUEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A workflow template: a DAG of typed steps, the quality gates checked between
@@ -113,7 +113,9 @@ export type StepSpec = Message<"sluice.v1.StepSpec"> & {
 
   /**
    * Step type: one of the built-in types "generate", "review", "schedule",
-   * "post", "analyze", "transform", "notify", or a type the server registers.
+   * "post", "analyze", "transform", "notify", "task", or a type the server
+   * registers. A "task" step is served by workers (WorkerService): it names
+   * its task_type.
    *
    * @generated from field: string type = 2;
    */
@@ -165,11 +167,30 @@ export type StepSpec = Message<"sluice.v1.StepSpec"> & {
 
   /**
    * Longest time one attempt may take; an attempt that takes longer fails.
-   * Unset means the server's default step timeout.
+   * Unset means the server's default step timeout. For a "task" step this is
+   * the time from a worker receiving the task to its result (start to close).
    *
    * @generated from field: google.protobuf.Duration timeout = 9;
    */
   timeout?: Duration | undefined;
+
+  /**
+   * For a step of type "task" (and only for one): the task type workers poll
+   * for, 1-100 characters of letters, digits, '.', '_', '-', ':' and '/',
+   * starting with a letter (e.g. "images.resize").
+   *
+   * @generated from field: string task_type = 10;
+   */
+  taskType: string;
+
+  /**
+   * For a step of type "task": longest time an attempt waits in the queue
+   * for a worker to take it (schedule to start); past it the attempt fails as
+   * timed out and the retry policy decides. Unset means 1 hour.
+   *
+   * @generated from field: google.protobuf.Duration schedule_to_start_timeout = 11;
+   */
+  scheduleToStartTimeout?: Duration | undefined;
 };
 
 /**
