@@ -329,6 +329,8 @@ class Worker:
                 self._log_break(error, delay)
             else:
                 if self._stopping.is_set():
+                    # The server saw the half-close: it sends no more tasks.
+                    log.info("task stream closed", worker_id=self.worker_id)
                     return
                 log.info("task stream ended by the server; reopening", retry_in=delay)
             # A stream that lived or brought work was a good connection: start the backoff over.
