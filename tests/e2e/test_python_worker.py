@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -322,6 +324,44 @@ async def test_the_example_worker_serves_echo_and_stops_on_sigterm(
             printed, _ = await process.communicate()
         assert process.returncode == 0, printed.decode()
         assert b"worker stopped" in printed
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def readme_blocks() -> list[str]:
+    """The ```python blocks of the Python client README's "Workers" section."""
+    text = (ROOT / "clients" / "python" / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Workers\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)^```", section, flags=re.M | re.S)
+
+
+async def test_the_readme_worker_serves_the_readme_template(
+    server: SluiceServer, client: WorkflowClient, tmp_path: Path
+) -> None:
+    worker_code, template_code = readme_blocks()[:2]
+    script = tmp_path / "readme_worker.py"
+    script.write_text(worker_code)
+    env = {**os.environ, "SLUICE_ADDRESS": server.address, "SLUICE_TOKEN": ""}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        # The template block as written, in a function so its `await`s run here.
+        namespace: dict[str, Any] = {}
+        body = textwrap.indent(template_code + "return locals()\n", "    ")
+        exec(f"async def block(client):\n{body}", namespace)
+        ran = await namespace["block"](client)
+        done = ran["done"]
+        assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED, done.error
+        assert output(done, "greet") == {"greeting": "hello ADA"}
+        assert [s.attempt for s in done.steps] == [1, 2]
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            printed, _ = await process.communicate()
+        assert process.returncode == 0, printed.decode()
     finally:
         if process.returncode is None:
             process.kill()

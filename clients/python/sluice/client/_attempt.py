@@ -12,7 +12,15 @@ from typing import Any
 import grpc
 import structlog
 
-from sluice.client._outcome import Completed, Failed, Outcome, error_text, raised, returned
+from sluice.client._outcome import (
+    Completed,
+    Failed,
+    Outcome,
+    TaskError,
+    error_text,
+    raised,
+    returned,
+)
 from sluice.client._task import Task
 from sluice.v1 import worker_service_pb2 as pb
 from sluice.v1 import worker_service_pb2_grpc as pb_grpc
@@ -119,12 +127,10 @@ class Attempt:
         if error is None:
             return returned(handler.result())
         outcome = raised(error)
-        self.log.warning(
-            "task failed",
-            error=outcome.error,
-            non_retryable=outcome.non_retryable,
-            exc_info=error,
-        )
+        if isinstance(error, TaskError):  # the handler said what went wrong: no traceback
+            self.log.info("task failed", error=outcome.error, non_retryable=outcome.non_retryable)
+        else:
+            self.log.warning("task failed", error=outcome.error, exc_info=error)
         return outcome
 
     async def _keep_lease(self) -> None:
