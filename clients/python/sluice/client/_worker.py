@@ -302,8 +302,7 @@ class Worker:
         """Cancel whatever still runs and close the connection."""
         leftovers = [serving, *self._running.values(), *self._signal_stops]
         for task in leftovers:
-            if task is not asyncio.current_task():
-                task.cancel()
+            task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
         await self._connection.channel.close()
         self._stopped.set()
@@ -425,7 +424,7 @@ class _Stream:
                 if self._owed:
                     credits, self._owed = self._owed, 0
                     await call.write(pb.StreamTasksRequest(credits=credits))
-        except (grpc.RpcError, asyncio.InvalidStateError):
+        except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             return  # the stream ended; its reader sees why
 
 
