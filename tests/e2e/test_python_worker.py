@@ -189,13 +189,15 @@ async def test_no_more_than_concurrency_handlers_run_at_once(
     n = 2
     worker = make_worker(server, concurrency=n)
     active, most, started = 0, 0, 0
-    release = asyncio.Event()
+    release, reached = asyncio.Event(), asyncio.Event()
 
     @worker.task("slow")
     async def slow(task: Task) -> dict[str, Any]:
         nonlocal active, most, started
         active, started = active + 1, started + 1
         most = max(most, active)
+        if started == n:
+            reached.set()
         try:
             await release.wait()
         finally:
@@ -206,7 +208,10 @@ async def test_no_more_than_concurrency_handlers_run_at_once(
     run = await client.create_workflow(tpl)
     finished = asyncio.create_task(client.execute_workflow(run.id, wait=True, timeout=20))
     async with serving(worker):
-        # Every task is queued or held, and the worker holds exactly `n` of them.
+        async with asyncio.timeout(10):
+            await reached.wait()
+
+        # Every other task waits in the queue, and the worker holds no more than it runs.
         async def held_n() -> bool:
             stats = await queue(client, "slow")
             return stats.active == n and stats.queued == 2 * n
