@@ -1,10 +1,14 @@
-"""Python client for Sluice: `WorkflowClient` (async) and `SyncWorkflowClient` (blocking)."""
+"""Python client for Sluice: `WorkflowClient` (async) and `SyncWorkflowClient` (blocking), and
+`Worker`, which serves "task" steps with async Python functions."""
 
 from sluice.client._async import OnReconnect, WorkflowClient
 from sluice.client._connect import DEFAULT_TARGET
+from sluice.client._outcome import NonRetryableError, TaskError
 from sluice.client._sync import SyncWorkflowClient
 from sluice.client._targets import Addresses
+from sluice.client._task import Task
 from sluice.client._values import StatusLike, TemplateLike, ViewLike
+from sluice.client._worker import Worker
 from sluice.client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -40,6 +44,7 @@ __all__ = [
     "FieldViolation",
     "GateStatus",
     "InvalidArgumentError",
+    "NonRetryableError",
     "NotFoundError",
     "OnReconnect",
     "PermissionDeniedError",
@@ -48,11 +53,14 @@ __all__ = [
     "StatusLike",
     "StepStatus",
     "SyncWorkflowClient",
+    "Task",
+    "TaskError",
     "Template",
     "TemplateLike",
     "UnauthenticatedError",
     "UnavailableError",
     "ViewLike",
+    "Worker",
     "Workflow",
     "WorkflowClient",
     "WorkflowEvent",

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import grpc
 
 from sluice.client import _targets, _values
-from sluice.client._connect import Endpoint
+from sluice.client._connect import connect
 from sluice.client._targets import Addresses
 from sluice.client._values import StatusLike, TemplateLike, ViewLike
-from sluice.client.errors import SluiceError, from_rpc_error
-from sluice.client.tls_probe import ServerSpeaksTlsError, explain_unavailable
+from sluice.client.errors import SluiceError
+from sluice.client.tls_probe import ServerSpeaksTlsError
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
@@ -64,24 +64,22 @@ class WorkflowClient:
         within that plus up to 10 s (a watch with `reconnect` goes on at another server).
         None: no pings.
         """
-        endpoint = Endpoint.resolve(target, token, ca_file)
-        self._probe_addresses: tuple[str, ...] = ()
-        if channel is None:
-            where = _targets.parse(endpoint.addresses)
-            if not endpoint.uses_tls(cert_file=cert_file, tls=tls, credentials=credentials):
-                self._probe_addresses = where.addresses
-            channel = endpoint.channel(
-                where,
-                cert_file=cert_file,
-                key_file=key_file,
-                tls=tls,
-                credentials=credentials,
-                server_name=server_name,
-                keepalive=keepalive,
-            )
-        self._channel = channel
+        self._connection = connect(
+            target,
+            token=token,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            tls=tls,
+            server_name=server_name,
+            channel=channel,
+            credentials=credentials,
+            metadata=metadata,
+            keepalive=keepalive,
+        )
+        self._channel = self._connection.channel
         self._stub = pb_grpc.WorkflowServiceStub(self._channel)
-        self._metadata = endpoint.metadata(metadata)
+        self._metadata = self._connection.metadata
 
     async def close(self) -> None:
         """Close the connection; calls in flight are cancelled."""
@@ -102,10 +100,7 @@ class WorkflowClient:
             raise await self._error(exc) from None
 
     async def _error(self, exc: grpc.RpcError) -> SluiceError:
-        error = from_rpc_error(exc)
-        if not self._probe_addresses:
-            return error
-        return await explain_unavailable(error, self._probe_addresses)
+        return await self._connection.error(exc)
 
     # --- templates ------------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from sluice.client import _targets
 from sluice.client._targets import Addresses, Target
+from sluice.client.errors import SluiceError, from_rpc_error
+from sluice.client.tls_probe import explain_unavailable
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 ADDRESS_ENV = "SLUICE_ADDRESS"
@@ -71,6 +74,57 @@ class Endpoint:
         if credentials is None:
             return grpc.aio.insecure_channel(target.uri, options=options)
         return grpc.aio.secure_channel(target.uri, credentials, options=options)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A channel with what every call on it sends, shared by WorkflowClient and Worker so both
+    connect the same way (addresses, TLS, token, keepalive)."""
+
+    channel: grpc.aio.Channel
+    metadata: tuple[tuple[str, str], ...]
+    # Plaintext only: the addresses to probe for TLS when a call fails UNAVAILABLE.
+    probe_addresses: tuple[str, ...] = ()
+
+    async def error(self, exc: grpc.RpcError) -> SluiceError:
+        """The typed error for a failed call; a plaintext call that reached a TLS server says so."""
+        error = from_rpc_error(exc)
+        if not self.probe_addresses:
+            return error
+        return await explain_unavailable(error, self.probe_addresses)
+
+
+def connect(
+    target: Addresses | None,
+    *,
+    token: str | None,
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    tls: bool,
+    server_name: str | None,
+    channel: grpc.aio.Channel | None,
+    credentials: grpc.ChannelCredentials | None,
+    metadata: Sequence[tuple[str, str]],
+    keepalive: float | None,
+) -> Connection:
+    """The connection the clients' constructor arguments describe (see WorkflowClient)."""
+    endpoint = Endpoint.resolve(target, token, ca_file)
+    probe: tuple[str, ...] = ()
+    if channel is None:
+        where = _targets.parse(endpoint.addresses)
+        if not endpoint.uses_tls(cert_file=cert_file, tls=tls, credentials=credentials):
+            probe = where.addresses
+        channel = endpoint.channel(
+            where,
+            cert_file=cert_file,
+            key_file=key_file,
+            tls=tls,
+            credentials=credentials,
+            server_name=server_name,
+            keepalive=keepalive,
+        )
+    return Connection(channel, endpoint.metadata(metadata), probe)
 
 
 def _read(path: str | None) -> bytes | None:

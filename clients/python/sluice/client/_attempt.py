@@ -1,0 +1,212 @@
+"""One task on a worker, from receipt to report: the handler, the heartbeats that hold its
+lease, and the result sent back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import structlog
+
+from sluice.client._outcome import (
+    Completed,
+    Failed,
+    Outcome,
+    TaskError,
+    error_text,
+    raised,
+    returned,
+)
+from sluice.client._task import Task
+from sluice.v1 import worker_service_pb2 as pb
+from sluice.v1 import worker_service_pb2_grpc as pb_grpc
+
+# An async function from a task to the step's output.
+Handler = Callable[[Task], Coroutine[Any, Any, Mapping[str, Any]]]
+
+log = structlog.get_logger("sluice.worker")
+
+# Every unary call's deadline: a server that does not answer within it is treated as
+# unavailable, and the call is tried again.
+CALL_TIMEOUT_SECONDS = 10.0
+# A heartbeat or report that failed for want of a server is tried again after this, doubling.
+RETRY_INITIAL_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+# How long a result is offered to an unreachable server when the task names no deadline.
+REPORT_PATIENCE = timedelta(minutes=1)
+
+# The lease is gone (timed out, handed to another worker, the run cancelled, or no such task
+# for this user): the work is no longer this worker's, and a result would be refused.
+LEASE_GONE = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND})
+# Answers that say nothing about the task: the server was not reached, or not in time.
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+# CompleteTask refusing the output itself (too large, not a JSON value the server takes): no
+# attempt would be accepted, so the step fails now rather than timing out.
+OUTPUT_REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
+
+
+@dataclass(frozen=True, slots=True)
+class Calls:
+    """The worker's connection, as an attempt uses it."""
+
+    stub: pb_grpc.WorkerServiceAsyncStub
+    metadata: tuple[tuple[str, str], ...]
+    heartbeat_interval: float
+
+
+class Attempt:
+    """Runs one task. `abandon` stops it without a report (lease lost, run cancelled, worker
+    stopped); otherwise its handler's outcome is reported once the handler ends."""
+
+    def __init__(self, message: pb.Task, handler: Handler | None, calls: Calls) -> None:
+        self.task = Task.from_proto(message)
+        self._handler = handler
+        self._calls = calls
+        self._running: asyncio.Task[Mapping[str, Any]] | None = None
+        # Why the work is no longer ours; set once, and then nothing is reported.
+        self.abandoned: str | None = None
+        self.log = log.bind(
+            task_type=self.task.task_type,
+            workflow_id=self.task.workflow_id,
+            step_id=self.task.step_id,
+            attempt=self.task.attempt,
+        )
+
+    @property
+    def handler_running(self) -> bool:
+        return self._running is not None and not self._running.done()
+
+    def abandon(self, reason: str) -> None:
+        """Stop the handler (it sees asyncio.CancelledError) and report nothing."""
+        if self.abandoned is None:
+            self.abandoned = reason
+        if self._running is not None:
+            self._running.cancel()
+
+    async def run(self) -> None:
+        if self._handler is None:  # the server sent a type this worker did not ask for
+            await self._report(
+                Failed(f"no handler for task type {self.task.task_type!r}", non_retryable=True)
+            )
+            return
+        # The first heartbeat goes out at once, beside the handler: it extends the lease from
+        # the short heartbeat deadline to the step's timeout, and a task whose run was
+        # cancelled meanwhile is stopped within one round trip.
+        self._running = asyncio.create_task(self._handler(self.task))
+        beats = asyncio.create_task(self._keep_lease())
+        try:
+            await asyncio.wait({self._running})
+        finally:
+            beats.cancel()
+            if not self._running.done():  # this runner was cancelled: take the handler along
+                self._running.cancel()
+                await asyncio.wait({self._running})
+        if self.abandoned is not None:
+            self.log.info("task abandoned", reason=self.abandoned)
+            return
+        await self._report(self._outcome(self._running))
+
+    def _outcome(self, handler: asyncio.Task[Mapping[str, Any]]) -> Outcome:
+        if handler.cancelled():  # cancelled by the handler's own code, not by this worker
+            return Failed("the handler was cancelled")
+        error = handler.exception()
+        if error is None:
+            return returned(handler.result())
+        outcome = raised(error)
+        if isinstance(error, TaskError):  # the handler said what went wrong: no traceback
+            self.log.info("task failed", error=outcome.error, non_retryable=outcome.non_retryable)
+        else:
+            self.log.warning("task failed", error=outcome.error, exc_info=error)
+        return outcome
+
+    async def _keep_lease(self) -> None:
+        request = pb.HeartbeatTaskRequest(task_token=self.task.token)
+        interval = self._calls.heartbeat_interval
+        retry = RETRY_INITIAL_SECONDS
+        while True:
+            try:
+                response = await self._calls.stub.HeartbeatTask(
+                    request, metadata=self._calls.metadata, timeout=CALL_TIMEOUT_SECONDS
+                )
+            except grpc.RpcError as error:
+                code = _code(error)
+                if code in LEASE_GONE:
+                    self.log.warning("task lease lost; handler stopped", code=code.name)
+                    self.abandon(f"lease lost ({code.name})")
+                    return
+                self.log.warning("task heartbeat failed", code=code.name, retry_in=retry)
+                await asyncio.sleep(min(retry, interval))
+                retry = min(retry * 2, interval)
+                continue
+            if response.cancelled:
+                self.log.info("task cancelled by its run; handler stopped")
+                self.abandon("the run was cancelled")
+                return
+            retry = RETRY_INITIAL_SECONDS
+            await asyncio.sleep(interval)
+
+    async def _report(self, outcome: Outcome) -> None:
+        give_up = self.task.deadline or datetime.now(UTC) + REPORT_PATIENCE
+        retry = RETRY_INITIAL_SECONDS
+        while True:
+            try:
+                await self._send(outcome)
+            except grpc.RpcError as error:
+                code = _code(error)
+                if code in LEASE_GONE:
+                    self.log.warning("task result refused: the lease is gone", code=code.name)
+                    return
+                if isinstance(outcome, Completed) and code in OUTPUT_REFUSED:
+                    message = error_text(f"the server refused the output: {_details(error)}")
+                    self.log.warning("task output refused", error=message)
+                    outcome = Failed(message, non_retryable=True)
+                    continue
+                if code not in TRANSIENT or datetime.now(UTC) >= give_up:
+                    self.log.error(
+                        "task result not reported", code=code.name, error=_details(error)
+                    )
+                    return
+                self.log.warning("task result not reported yet", code=code.name, retry_in=retry)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, RETRY_MAX_SECONDS)
+                continue
+            if isinstance(outcome, Completed):
+                self.log.info("task completed")
+            else:
+                self.log.info("task failure reported", non_retryable=outcome.non_retryable)
+            return
+
+    async def _send(self, outcome: Outcome) -> None:
+        stub, metadata = self._calls.stub, self._calls.metadata
+        if isinstance(outcome, Completed):
+            await stub.CompleteTask(
+                outcome.request(self.task.token), metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
+            )
+        else:
+            await stub.FailTask(
+                outcome.request(self.task.token), metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
+            )
+
+
+def _code(error: grpc.RpcError) -> grpc.StatusCode:
+    code = getattr(error, "code", None)
+    return code() if callable(code) else grpc.StatusCode.UNKNOWN
+
+
+def _details(error: grpc.RpcError) -> str:
+    details = getattr(error, "details", None)
+    return (details() if callable(details) else None) or str(error)
