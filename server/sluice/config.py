@@ -76,6 +76,11 @@ class Settings:
     lease_ttl: timedelta = timedelta(seconds=30)
     lease_renew: timedelta = timedelta(seconds=5)
     max_runs_per_server: int = 10_000
+    # Task steps (WorkerService): how soon a worker must acknowledge a task it took (a
+    # heartbeat or its result), and how long an attempt waits for a worker when its step does
+    # not say (schedule to start).
+    task_ack_timeout: timedelta = timedelta(seconds=30)
+    task_schedule_to_start: timedelta = timedelta(hours=1)
 
     @property
     def http_connections(self) -> int:
@@ -211,6 +216,8 @@ _OPTIONS: dict[str, _Option] = {
     "lease_ttl": _Option("SLUICE_LEASE_TTL_SECONDS", "seconds a server's lease on a run lasts unrenewed (PostgreSQL, several servers)", _seconds),
     "lease_renew": _Option("SLUICE_LEASE_RENEW_SECONDS", "seconds between lease renewals and claims of other servers' expired runs", _seconds),
     "max_runs_per_server": _Option("SLUICE_MAX_RUNS_PER_SERVER", "runs one server drives at once; past it, new runs are left to the other servers", _positive_int),
+    "task_ack_timeout": _Option("SLUICE_TASK_ACK_TIMEOUT_SECONDS", "seconds a worker has to acknowledge a task it took (a heartbeat or its result) before the attempt times out", _seconds),
+    "task_schedule_to_start": _Option("SLUICE_TASK_SCHEDULE_TO_START_SECONDS", "seconds a task step's attempt waits for a worker when its step sets no schedule_to_start_timeout", _seconds),
 }  # fmt: skip
 
 

@@ -22,14 +22,16 @@ from sluice.api.guard import Guard
 from sluice.api.servicer import WorkflowServicer
 from sluice.api.tls import server_credentials
 from sluice.api.watch_limit import WatchLimit, backlog_options
+from sluice.api.worker_servicer import WorkerServicer
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
-from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, ClusterSettings
+from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.janitor import Housekeeping, Janitor
+from sluice.runtime.tasks import TaskSettings
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
 from sluice.steps.webhook import WebhookAllowList
@@ -43,7 +45,12 @@ from sluice.store.postgres_notify import PostgresNotifier, channel_name
 from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
-from sluice.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+from sluice.v1 import (
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+    workflow_service_pb2,
+    workflow_service_pb2_grpc,
+)
 
 log = structlog.get_logger("sluice.server")
 
@@ -51,6 +58,7 @@ log = structlog.get_logger("sluice.server")
 OPERATOR_ERRORS = (config.ConfigError, StoreSetupError)
 
 SERVICE_NAME = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+WORKER_SERVICE_NAME = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
 class SluiceServer:
@@ -106,6 +114,12 @@ class SluiceServer:
                 default_step_timeout=self.settings.default_step_timeout,
                 max_watchers_per_run=self.settings.max_watchers_per_run,
                 max_output_bytes=self.settings.max_step_output_bytes,
+                tasks=TaskSettings(
+                    schedule_to_start=self.settings.task_schedule_to_start,
+                    ack_window=self.settings.task_ack_timeout,
+                    default_timeout=self.settings.default_step_timeout,
+                    max_input_bytes=self.settings.max_message_bytes - 64 * 1024,
+                ),
             ),
             clock=self.clock,
             sleep=self._sleep,
@@ -125,10 +139,19 @@ class SluiceServer:
             watch_limit=WatchLimit(self.settings.max_watchers),
         )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
+            WorkerServicer(
+                self.engine.task_queue,
+                self.clock,
+                max_output_bytes=self.settings.max_step_output_bytes,
+            ),
+            server,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
+                WORKER_SERVICE_NAME,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -148,7 +171,7 @@ class SluiceServer:
         )
         if self.janitor.settings.enabled:
             self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
-        for name in ("", SERVICE_NAME):
+        for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             f"sluice serving on {self.address}",
@@ -173,7 +196,9 @@ class SluiceServer:
         )
         server_id = uuid.uuid4().hex[:16]
         notifier = PostgresNotifier(
-            urls.normalize(self.settings.database_url), server_id, (EVENTS, COMMANDS)
+            urls.normalize(self.settings.database_url),
+            server_id,
+            (EVENTS, COMMANDS, TASKS, ATTEMPTS),
         )
         leases = PostgresLeases(store, urls.normalize(self.settings.database_url))
         # In each commit's transaction, not one more each.

@@ -186,6 +186,10 @@ def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
         optional=pb.optional,
         retry=retry,
         timeout=_td(pb.timeout) if pb.HasField("timeout") else None,
+        task_type=pb.task_type,
+        schedule_to_start=(
+            _td(pb.schedule_to_start_timeout) if pb.HasField("schedule_to_start_timeout") else None
+        ),
     )
 
 
@@ -214,7 +218,7 @@ def template_to_proto(
     for s in t.steps:
         step = pb.steps.add(
             id=s.id, type=s.type, name=s.name, description=s.description,
-            dependencies=s.dependencies, optional=s.optional,
+            dependencies=s.dependencies, optional=s.optional, task_type=s.task_type,
         )  # fmt: skip
         dict_to_struct(s.config, step.config)
         if s.retry != _DEFAULT_RETRY:
@@ -223,6 +227,7 @@ def template_to_proto(
             _duration(s.retry.initial_backoff, step.retry.initial_backoff)
             _duration(s.retry.max_backoff, step.retry.max_backoff)
         _duration(s.timeout, step.timeout)
+        _duration(s.schedule_to_start, step.schedule_to_start_timeout)
     for g in t.gates:
         gate = pb.quality_gates.add(
             id=g.id, name=g.name, step_id=g.step_id, action=_gate_action_to_proto(g.action)

@@ -93,7 +93,20 @@ class Guard(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 guarded_stream, deserializer, handler.response_serializer
             )
-        return handler  # no client-streaming methods in the API
+        if handler.stream_stream is not None:
+            bidi = handler.stream_stream
+
+            async def guarded_bidi(requests: Any, context: Context) -> None:
+                try:
+                    await self._admit(None, context)
+                    await bidi(_decoded(requests, context), context)
+                finally:
+                    _log_refusal(method, context)
+
+            return grpc.stream_stream_rpc_method_handler(
+                guarded_bidi, deserializer, handler.response_serializer
+            )
+        return handler  # no client-streaming-only methods in the API
 
     async def _admit(self, request: Any, context: Context) -> None:
         if self._verifier is not None:
@@ -122,6 +135,17 @@ def _log_refusal(method: str, context: Context) -> None:
         "call refused", method=method, code=code.name, user=current_user() or None,
         detail=context.details(), peer=context.peer(),
     )  # fmt: skip
+
+
+async def _decoded(requests: Any, context: Context) -> Any:
+    """A stream's requests, ending it with INVALID_ARGUMENT at the first undecodable one."""
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a request could not be decoded: {request.error}",
+            )
+        yield request
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

@@ -166,6 +166,18 @@ class StepSpec:
     optional: bool = False
     retry: RetryPolicy = RetryPolicy()
     timeout: timedelta | None = None
+    # A step of type TASK_STEP_TYPE is served by workers that poll for its task type.
+    task_type: str = ""
+    # How long such a step's attempt may wait for a worker (None: the server's default).
+    schedule_to_start: timedelta | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.type == TASK_STEP_TYPE
+
+
+# The step type served by workers (WorkerService) rather than a handler in the server.
+TASK_STEP_TYPE = "task"
 
 
 @dataclass(frozen=True, slots=True)

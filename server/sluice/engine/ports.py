@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from sluice.engine.model import Event, Publication, Run, RunStatus, Template
@@ -65,8 +66,130 @@ class StoredCommand(NamedTuple):
     args: Mapping[str, Any]
 
 
-class Store(Protocol):
-    """Persistence of runs, their event logs and registered templates.
+class TaskState(StrEnum):
+    """Where a task (the worker side of one attempt of a "task" step) stands."""
+
+    QUEUED = "queued"  # waiting for a worker
+    ACTIVE = "active"  # leased to a worker
+    COMPLETED = "completed"  # the worker's output is in `result`
+    FAILED = "failed"  # the worker's (or the server's) error is in `result`
+    TIMED_OUT = "timed_out"  # no worker took it, or its lease ran out
+    CANCELLED = "cancelled"  # the run stopped the step
+
+    @property
+    def open(self) -> bool:
+        return self in (TaskState.QUEUED, TaskState.ACTIVE)
+
+
+class TaskKey(NamedTuple):
+    """What a task token names: one delivery of one attempt of one step."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    delivery: int  # the task's lease epoch: one more each time a worker takes it
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A stored task: the current attempt of a "task" step and its worker side."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    owner: str
+    task_type: str
+    state: TaskState
+    delivery: int
+    queued_at: datetime
+    start_by: datetime  # schedule-to-start deadline
+    run_timeout: timedelta  # start to close, from a worker taking it
+    # The task's input: config, params, inputs, upstream, retriesLeft, templateId.
+    input: Mapping[str, Any]
+    worker: str | None = None
+    activated_at: datetime | None = None
+    # Active: the heartbeat deadline until acknowledged, then activated_at + run_timeout.
+    expires_at: datetime | None = None
+    acked: bool = False
+    # Completed: {"output": {...}}; failed: {"error", "retryable", "retryAfter" (seconds)}.
+    result: Mapping[str, Any] | None = None
+
+    @property
+    def key(self) -> TaskKey:
+        return TaskKey(self.run_id, self.step_id, self.attempt, self.delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWrites:
+    """A commit's tasks: attempts of "task" steps just started (queued, replacing the step's
+    previous task) and steps whose open task the run stopped."""
+
+    queued: Sequence[TaskRecord] = ()
+    cancelled: Sequence[str] = ()  # step ids
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    task_type: str
+    queued: int
+    active: int
+    oldest_queued_at: datetime | None
+
+
+class TaskStore(Protocol):
+    """The worker side of "task" steps. Every change is a compare-and-set on the task's state
+    and delivery, so any server may make it and a stale token changes nothing. Times come from
+    the caller's clock."""
+
+    async def tasks_of(self, run_ids: Iterable[str]) -> list[TaskRecord]: ...
+
+    async def get_task(self, run_id: str, step_id: str) -> TaskRecord | None: ...
+
+    async def activate_tasks(
+        self,
+        owner: str,
+        task_types: Sequence[str],
+        limit: int,
+        worker: str,
+        now: datetime,
+        ack_window: timedelta,
+    ) -> list[TaskRecord]:
+        """Lease up to `limit` of the owner's queued tasks of these types, oldest first, to
+        `worker`, skipping tasks other servers are taking: their delivery moves on, and they
+        must be acknowledged by `now + ack_window`."""
+        ...
+
+    async def acknowledge_task(self, owner: str, key: TaskKey) -> tuple[bool, TaskRecord | None]:
+        """A heartbeat: the first one extends the lease to activated_at + run_timeout.
+        (Whether this one did, the task as it is afterwards; None: no such task of the
+        owner's.)"""
+        ...
+
+    async def finish_task(
+        self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
+    ) -> tuple[bool, TaskRecord | None]:
+        """Record the worker's result (COMPLETED or FAILED) if `key` still holds the owner's
+        task: (whether it was recorded, the task as it is now; None: no such task)."""
+        ...
+
+    async def release_tasks(self, keys: Sequence[TaskKey], max_deliveries: int) -> list[TaskRecord]:
+        """Hand tasks whose worker went away back to the queue (or fail them, once delivered
+        `max_deliveries` times); the tasks changed."""
+        ...
+
+    async def expire_task(self, key: TaskKey, state: TaskState, acked: bool, reason: str) -> bool:
+        """Time the task out (`reason`: the attempt's error) if it is still as its follower
+        saw it: in `state` under `key`'s delivery, acknowledged or not (an acknowledgement
+        moves its deadline)."""
+        ...
+
+    async def queue_stats(self, owner: str | None) -> list[QueueStats]:
+        """Per task type with open tasks: queued, active, the oldest queued (None: everyone's)."""
+        ...
+
+
+class Store(TaskStore, Protocol):
+    """Persistence of runs, their event logs, their tasks and registered templates.
 
     Every query that reads a run or template takes its owner: a row of another owner is
     as invisible as a row that does not exist.
@@ -86,10 +209,12 @@ class Store(Protocol):
         timers: Mapping[str, datetime | None] | None = None,
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
+        tasks: TaskWrites | None = None,
     ) -> None:
         """Persist `run` (whose version is one more than the stored one) with its new events,
-        the steps' outbox records, the run's timers to set (a time) or clear (None), and the
-        outcome of the stored command (id, outcome) it carries out, in one transaction.
+        the steps' outbox records, the run's timers to set (a time) or clear (None), the
+        outcome of the stored command (id, outcome) it carries out and its tasks queued or
+        cancelled, in one transaction.
         Raises Conflict if the stored version is not `run.version - 1`, LeaseLost if `fence`
         is given and no longer the run's lease."""
         ...

@@ -11,7 +11,7 @@ time has come.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sluice.engine import gates
 from sluice.engine.model import (
@@ -65,14 +65,21 @@ def wake_at(run: Run) -> datetime | None:
 
 
 def attempt_failed(
-    decision: Decision, now: datetime, step_id: str, error: str, *, retryable: bool
+    decision: Decision,
+    now: datetime,
+    step_id: str,
+    error: str,
+    *,
+    retryable: bool,
+    retry_after: timedelta | None = None,
 ) -> None:
-    """A step's attempt failed: retry it after its policy's backoff (STEP_RETRYING with the
-    time), or, when it may not be retried or has no attempts left, STEP_FAILED."""
+    """A step's attempt failed: retry it after its policy's backoff, or `retry_after` when the
+    step's worker asked for its own (STEP_RETRYING with the time), or, when it may not be
+    retried or has no attempts left, STEP_FAILED."""
     step = decision.run.steps[step_id]
     policy = decision.run.template.step(step_id).retry
     if retryable and step.attempt < policy.max_attempts:
-        delay = policy.delay_after(step.attempt)
+        delay = retry_after if retry_after is not None else policy.delay_after(step.attempt)
         details = {
             "error": error,
             "delaySeconds": delay.total_seconds(),

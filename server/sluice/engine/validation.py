@@ -19,10 +19,21 @@ from sluice.engine import expressions, substitution
 from sluice.engine.config_schema import Problem, field_path
 from sluice.engine.errors import Violation
 from sluice.engine.graph import find_cycle, upstream_of
-from sluice.engine.model import GateAction, GateType, Operator, ParamSpec, Template
+from sluice.engine.model import (
+    TASK_STEP_TYPE,
+    GateAction,
+    GateType,
+    Operator,
+    ParamSpec,
+    StepSpec,
+    Template,
+)
 
 TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# Task types travel in notices between servers as comma-separated lists: no comma, no space.
+TASK_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9._:/-]{0,99}$")
+TASK_TYPE_RULE = "must be 1-100 letters, digits, '.', '_', '-', ':' or '/', starting with a letter"
 PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 METRIC = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,15}$")
 
@@ -183,6 +194,7 @@ def _check_steps(
             elif dep in step.dependencies[:j]:
                 bad(f"{where}.dependencies[{j}]", f"lists {dep!r} twice")
         _check_retry_and_timeout(where, step.retry, step.timeout, limits, bad)
+        _check_task(where, step, limits, bad)
         _check_references(where, step.config, step.id, graph, param_names, bad)
 
     cycle = find_cycle({k: tuple(d for d in v if d in ids and d != k) for k, v in graph.items()})
@@ -207,6 +219,29 @@ def _check_retry_and_timeout(
         bad(f"{where}.retry.max_backoff", "must not be shorter than initial_backoff")
     if timeout is not None and not timedelta(0) < timeout <= limits.max_timeout:
         bad(f"{where}.timeout", f"must be more than 0s and at most {limits.max_timeout}")
+
+
+def _check_task(where: str, step: StepSpec, limits: TemplateLimits, bad: Any) -> None:
+    """A "task" step names its task type; no other step names one."""
+    if step.remote:
+        if not step.task_type:
+            bad(f"{where}.task_type", f'is required for a step of type "{TASK_STEP_TYPE}"')
+        elif not TASK_TYPE.match(step.task_type):
+            bad(f"{where}.task_type", TASK_TYPE_RULE)
+        start = step.schedule_to_start
+        if start is not None and not timedelta(0) < start <= limits.max_timeout:
+            bad(
+                f"{where}.schedule_to_start_timeout",
+                f"must be more than 0s and at most {limits.max_timeout}",
+            )
+    else:
+        if step.task_type:
+            bad(f"{where}.task_type", f'only a step of type "{TASK_STEP_TYPE}" names a task type')
+        if step.schedule_to_start is not None:
+            bad(
+                f"{where}.schedule_to_start_timeout",
+                f'only a step of type "{TASK_STEP_TYPE}" waits for a worker',
+            )
 
 
 def _check_references(

@@ -26,9 +26,12 @@ from sluice.engine.ports import LeaseStore, Notifier
 
 log = structlog.get_logger(__name__)
 
-# Notice channels between servers: a run's log grew; a run has a stored command.
+# Notice channels between servers: a run's log grew; a run has a stored command; tasks of
+# these types were queued (workers' polls look); a task of the run changed (its follower looks).
 EVENTS = "events"
 COMMANDS = "commands"
+TASKS = "tasks"
+ATTEMPTS = "attempts"
 
 Held = TypeVar("Held")
 

@@ -13,10 +13,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sluice.engine import substitution
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
-from sluice.engine.model import Run, StepSpec, StepStatus
+from sluice.engine.model import JsonObject, Run, StepSpec, StepStatus
 from sluice.engine.ports import Clock
 
 
@@ -30,6 +31,8 @@ class Outcome:
     result: StepResult | None  # None: failed with `error`
     error: str = ""
     retryable: bool = True
+    # A worker's own wait before the next attempt, instead of the retry policy's backoff.
+    retry_after: timedelta | None = None
 
 
 Deliver = Callable[[Outcome], None]
@@ -124,31 +127,49 @@ class LocalDispatcher:
                 raise TimeoutError(f"attempt timed out after {timeout:g}s") from None
 
     def _context(self, run: Run, spec: StepSpec, attempt: int) -> StepContext:
-        upstream_ids = run.template.upstream(spec.id)
-        upstream = {
-            step_id: step.output or {}
-            for step_id, step in run.steps.items()
-            if step_id in upstream_ids and step.status is StepStatus.COMPLETED
-        }
-        try:
-            config = substitution.resolve(dict(spec.config), run.params, upstream)
-        except substitution.SubstitutionError as exc:
-            raise PermanentStepError(str(exc)) from None
-        # Validation could not judge substituted values: the resolved config is checked here.
-        self.handlers.check_resolved(spec.type, config)
+        resolved = resolve(run, spec, self.handlers)
         return StepContext(
             run_id=run.id,
             step_id=spec.id,
             step_type=spec.type,
             attempt=attempt,
             idempotency_key=f"{run.id}/{spec.id}",
-            config=config,
+            config=resolved.config,
             params=run.params,
-            inputs={d: upstream[d] for d in spec.dependencies if d in upstream},
-            upstream=upstream,
+            inputs=resolved.inputs,
+            upstream=resolved.upstream,
             owner=run.owner,
             now=self._clock.now(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What an attempt of a step works on, as the run stands when it starts."""
+
+    config: dict[str, Any]
+    # Outputs of the step's direct dependencies, and of every completed step upstream.
+    inputs: dict[str, JsonObject]
+    upstream: dict[str, JsonObject]
+
+
+def resolve(run: Run, spec: StepSpec, handlers: HandlerRegistry) -> Resolved:
+    """The step's config with its substitutions resolved and checked, and its upstream
+    outputs; PermanentStepError when the config cannot be resolved or does not fit."""
+    upstream_ids = run.template.upstream(spec.id)
+    upstream = {
+        step_id: step.output or {}
+        for step_id, step in run.steps.items()
+        if step_id in upstream_ids and step.status is StepStatus.COMPLETED
+    }
+    try:
+        config = substitution.resolve(dict(spec.config), run.params, upstream)
+    except substitution.SubstitutionError as exc:
+        raise PermanentStepError(str(exc)) from None
+    # Validation could not judge substituted values: the resolved config is checked here.
+    handlers.check_resolved(spec.type, config)
+    inputs = {d: upstream[d] for d in spec.dependencies if d in upstream}
+    return Resolved(config, inputs, upstream)
 
 
 def _unstorable(result: StepResult, limit: int) -> str:

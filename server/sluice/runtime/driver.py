@@ -19,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,13 +46,15 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import Clock, Fence, Store, SystemClock
+from sluice.engine.ports import Clock, Fence, Store, SystemClock, TaskRecord, TaskState
 from sluice.engine.scheduler import Decision, attempt_failed, decide_into, wake_at
 from sluice.runtime.active_runs import ActiveRunCounts
 from sluice.runtime.bus import EventBus, Subscription
-from sluice.runtime.cluster import COMMANDS, EVENTS, Cluster, LeaseKeeper
+from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, LeaseKeeper
 from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
 from sluice.runtime.event_reads import SharedEventReads
+from sluice.runtime.task_queue import TaskQueue
+from sluice.runtime.tasks import NOTHING_QUEUED, Queued, RemoteDispatcher, TaskSettings
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +77,7 @@ class EngineSettings:
     max_watchers_per_run: int = 100
     # A step's output (as JSON) larger than this fails the step: it is stored and streamed.
     max_output_bytes: int = 1024 * 1024
+    tasks: TaskSettings = field(default_factory=TaskSettings)
 
 
 class _Driver:
@@ -156,6 +159,19 @@ class Engine:
                 max_output_bytes=settings.max_output_bytes,
             ),
         )
+        # Task steps: this server follows the tasks of the runs it drives (`remote`); workers
+        # take and report on any run's tasks through `task_queue`.
+        task_settings = settings.tasks
+        if cluster is not None and task_settings.recheck is None:
+            task_settings = replace(task_settings, recheck=cluster.settings.renew_every)
+        self.remote = RemoteDispatcher(store, handlers, self._on_outcome, self.clock, task_settings)
+        self.task_queue = TaskQueue(
+            store,
+            self.clock,
+            self._tasks_changed,
+            task_settings,
+            recheck=cluster.settings.recheck if cluster is not None else None,
+        )
         self._background: set[asyncio.Task[Any]] = set()
         self._event_reads = SharedEventReads(store.list_events)
         self._heartbeat: asyncio.Task[None] | None = None
@@ -202,6 +218,7 @@ class Engine:
                 pending.setdefault(command.run_id, []).append(command)
         timers = await self.store.timers_of([d.run.id for d in drivers]) if drivers else []
         due = {t.run_id: t.fire_at for t in sorted(timers, key=lambda t: t.fire_at, reverse=True)}
+        await self._follow_tasks(drivers)
 
         async def resume(driver: _Driver) -> None:
             async with driver.lock:
@@ -220,6 +237,22 @@ class Engine:
         for driver, result in zip(drivers, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, LeaseLost):
                 log.error("could not resume a workflow", run_id=driver.run.id, error=repr(result))
+
+    async def _follow_tasks(self, drivers: Sequence[_Driver]) -> None:
+        """Follow the tasks of task steps a previous server left running: their workers
+        carry on (a task finished meanwhile is delivered at once)."""
+        remote = {
+            (d.run.id, s.step_id): s.attempt
+            for d in drivers
+            for s in d.run.steps.values()
+            if s.status is StepStatus.RUNNING and d.run.template.step(s.step_id).remote
+        }
+        if not remote:
+            return
+        for task in await self.store.tasks_of({run_id for run_id, _ in remote}):
+            followed = self.remote.running(task.run_id, task.step_id)
+            if remote.get((task.run_id, task.step_id)) == task.attempt and not followed:
+                self.remote.start(task.run_id, task.step_id, task.attempt)
 
     async def drain(self, grace: float) -> None:
         """Graceful stop: start no new step, give running ones `grace` seconds to finish (their
@@ -251,6 +284,7 @@ class Engine:
         if self._keeper is not None:
             await self._keeper.stop()
         await self.dispatcher.stop()
+        await self.remote.stop()
         for driver in self._drivers.values():
             if driver.wake is not None:
                 driver.wake.cancel()
@@ -534,6 +568,7 @@ class Engine:
             del self._drivers[driver.run.id]
         for step_id in driver.run.steps:
             self.dispatcher.cancel(driver.run.id, step_id)
+            self.remote.cancel(driver.run.id, step_id)
         driver.lose()
         self.bus.poke(driver.run.id)  # its watchers here now read what others commit
         log.warning("dropped a workflow this server no longer holds", run_id=driver.run.id, why=why)
@@ -568,6 +603,15 @@ class Engine:
     def _on_notice(self, channel: str, run_ids: Sequence[str]) -> None:
         """Another server committed to these runs or stored commands for them (no ids: notices
         may have been lost, look at everything)."""
+        if channel == TASKS:
+            self.task_queue.wake(run_ids or None)  # (task types, here)
+            return
+        if channel == ATTEMPTS:
+            if not run_ids:
+                self.remote.poke_all()
+            for run_id in run_ids:
+                self.remote.poke(run_id)
+            return
         if not run_ids:
             run_ids = list(self._drivers) if channel == COMMANDS else self.bus.watched()
         if channel == COMMANDS:
@@ -660,6 +704,7 @@ class Engine:
         decision: Decision,
         publications: Sequence[tuple[str, Publication]],
         command: tuple[int, Mapping[str, Any]] | None,
+        queued: Queued,
         *,
         call: bool,
     ) -> None:
@@ -672,6 +717,7 @@ class Engine:
                 return await self.store.commit(
                     run, decision.events, publications,
                     timers=decision.timers or None, fence=driver.fence, command=command,
+                    tasks=queued.writes if queued is not NOTHING_QUEUED else None,
                 )  # fmt: skip
             except Unavailable as exc:
                 if self._draining or (call and attempt >= STORE_RETRY_CALL_ATTEMPTS):
@@ -702,8 +748,9 @@ class Engine:
         """
         new = decision.run
         new.version = driver.run.version + 1
+        queued = self.remote.writes(new, decision.events)
         try:
-            await self._store(driver, new, decision, publications, command, call=call)
+            await self._store(driver, new, decision, publications, command, queued, call=call)
         except LeaseLost:
             self._drop(driver, "its lease was taken by another server")
             raise
@@ -720,10 +767,17 @@ class Engine:
         self._publish(new, decision.events)
         for event in decision.events:
             if event.type is EventType.STEP_STARTED:
-                if not self._draining:
+                if new.template.step(event.step_id).remote:
+                    # Followed even while draining: its worker carries on regardless.
+                    refused = queued.refused.get(event.step_id)
+                    self.remote.start(new.id, event.step_id, event.attempt, refused)
+                elif not self._draining:
                     self.dispatcher.start(new, event.step_id, event.attempt)
             elif event.type is EventType.STEP_CANCELLED:
                 self.dispatcher.cancel(new.id, event.step_id)
+                self.remote.cancel(new.id, event.step_id)
+        if queued.writes.queued:
+            self._tasks_queued(queued.task_types)
         self._arm(driver, wake_at(new))
         self._forget_if_done(driver)
 
@@ -782,7 +836,7 @@ class Engine:
                 if (
                     step.status is StepStatus.RUNNING
                     and step.step_id not in under_way
-                    and not self.dispatcher.running(run.id, step.step_id)
+                    and not self._attempt_running(run.id, step.step_id)
                 ):
                     decision.emit(
                         Event(
@@ -835,8 +889,9 @@ class Engine:
                     publications += [(outcome.step_id, p) for p in outcome.result.publications]
                 else:
                     attempt_failed(
-                        decision, now, outcome.step_id, outcome.error, retryable=outcome.retryable
-                    )
+                        decision, now, outcome.step_id, outcome.error,
+                        retryable=outcome.retryable, retry_after=outcome.retry_after,
+                    )  # fmt: skip
             try:
                 if decision.events:
                     await self._commit(driver, self._then(driver, decision), publications)
@@ -846,7 +901,30 @@ class Engine:
                 pass
 
     def _running_steps(self, driver: _Driver) -> bool:
-        return any(self.dispatcher.running(driver.run.id, s) for s in driver.run.steps)
+        return any(self._attempt_running(driver.run.id, s) for s in driver.run.steps)
+
+    def _attempt_running(self, run_id: str, step_id: str) -> bool:
+        return self.dispatcher.running(run_id, step_id) or self.remote.running(run_id, step_id)
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def _tasks_changed(self, tasks: Sequence[TaskRecord]) -> None:
+        """Workers took, reported on or handed back these tasks: their followers look again
+        (here, or by notice on the server driving the run); tasks queued again wake polls."""
+        for task in tasks:
+            if task.run_id in self._drivers:
+                self.remote.poke(task.run_id, task.step_id)
+            elif self.cluster is not None:
+                self.cluster.notifier.send(ATTEMPTS, task.run_id)
+        requeued = {t.task_type for t in tasks if t.state is TaskState.QUEUED}
+        if requeued:
+            self._tasks_queued(requeued)
+
+    def _tasks_queued(self, task_types: Set[str]) -> None:
+        self.task_queue.wake(task_types)
+        if self.cluster is not None:
+            for task_type in task_types:
+                self.cluster.notifier.send(TASKS, task_type)
 
     def _forget_if_done(self, driver: _Driver) -> None:
         """A run that ended and has no step task left needs no memory: the store has it."""

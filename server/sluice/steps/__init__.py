@@ -18,6 +18,7 @@ from sluice.steps.notify import NotifyStep
 from sluice.steps.post import PostStep
 from sluice.steps.review import ReviewStep
 from sluice.steps.schedule import ScheduleStep
+from sluice.steps.task import TaskStep
 from sluice.steps.transform import TransformStep
 from sluice.steps.webhook import WebhookAllowList
 
@@ -27,7 +28,7 @@ BUILTIN_STEP_TYPES = (
 
 
 def builtin_registry(http: HttpClient | None = None) -> HandlerRegistry:
-    """A registry of the eight built-in handlers, sharing `http` for their requests.
+    """A registry of the built-in handlers (and the worker-served "task" type), sharing `http` for their requests.
 
     Without `http`, steps that name a URL (a webhook, an `http` step) fail permanently with a
     message naming SLUICE_WEBHOOK_ALLOW: no allow-list means no outgoing calls.
@@ -43,6 +44,7 @@ def builtin_registry(http: HttpClient | None = None) -> HandlerRegistry:
             "transform": TransformStep(),
             "notify": NotifyStep(client),
             "http": HttpStep(client),
+            "task": TaskStep(),
         }
     )
 
@@ -59,6 +61,7 @@ __all__ = [
     "ReviewStep",
     "ScheduleStep",
     "StepError",
+    "TaskStep",
     "TransformStep",
     "WebhookAllowList",
     "builtin_registry",

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -32,7 +32,18 @@ from sluice.engine.model import (
     StepRun,
     Template,
 )
-from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
+from sluice.engine.ports import (
+    Fence,
+    QueueStats,
+    RunFilter,
+    RunKey,
+    RunPage,
+    TaskKey,
+    TaskRecord,
+    TaskState,
+    TaskWrites,
+    Timer,
+)
 from sluice.store import codec, rows
 from sluice.store.executors import Executor
 from sluice.store.schema import (
@@ -42,6 +53,7 @@ from sluice.store.schema import (
     run_commands,
     runs,
     step_runs,
+    tasks,
     template_snapshots,
     templates,
     timers,
@@ -133,9 +145,11 @@ class SqlStore(ABC):
         timers: Mapping[str, datetime | None] | None = None,
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
+        tasks: TaskWrites | None = None,
     ) -> None:
+        t = transition(run, new_events, publications, timers, fence, command, tasks)
         try:
-            await self._commit(transition(run, new_events, publications, timers, fence, command))
+            await self._commit(t)
         except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
             raise Conflict(f"workflow {run.id} was changed by another writer") from exc
 
@@ -163,8 +177,176 @@ class SqlStore(ABC):
                     (INSERT_OUTBOX, t.outbox),
                 ],
             )
+            if t.tasks:  # a new attempt's task replaces the step's last one
+                conn.execute(_DELETE_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.tasks])
+                conn.execute(_INSERT_TASKS, t.tasks)
+            if t.cancelled_tasks:
+                conn.execute(_CANCEL_TASKS, t.cancelled_tasks)
 
         await self._db.write(write)
+
+    # --- tasks (WorkerService) ----------------------------------------------------------------
+
+    async def tasks_of(self, run_ids: Iterable[str]) -> list[TaskRecord]:
+        query = sa.select(tasks).where(tasks.c.run_id.in_(list(run_ids)))
+        return await self._db.read(
+            lambda conn: [rows.task_from_row(r) for r in conn.execute(query).mappings()]
+        )
+
+    async def get_task(self, run_id: str, step_id: str) -> TaskRecord | None:
+        query = sa.select(tasks).where(tasks.c.run_id == run_id, tasks.c.step_id == step_id)
+
+        def load(conn: sa.Connection) -> TaskRecord | None:
+            found = conn.execute(query).mappings().first()
+            return rows.task_from_row(found) if found is not None else None
+
+        return await self._db.read(load)
+
+    async def activate_tasks(
+        self,
+        owner: str,
+        task_types: Sequence[str],
+        limit: int,
+        worker: str,
+        now: datetime,
+        ack_window: timedelta,
+    ) -> list[TaskRecord]:
+        # SKIP LOCKED on PostgreSQL: pollers on several servers take different tasks rather
+        # than queue behind each other (SQLite has one writer and renders no FOR UPDATE).
+        oldest = (
+            sa.select(tasks.c.run_id, tasks.c.step_id)
+            .where(
+                tasks.c.state == TaskState.QUEUED.value,
+                tasks.c.owner == owner,
+                tasks.c.task_type.in_(list(task_types)),
+            )
+            .order_by(tasks.c.queued_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            tasks.update()
+            .where(sa.tuple_(tasks.c.run_id, tasks.c.step_id).in_(oldest))
+            .values(
+                state=TaskState.ACTIVE.value,
+                delivery=tasks.c.delivery + 1,
+                worker=worker,
+                activated_at=now,
+                expires_at=now + ack_window,
+                acked=False,
+            )
+            .returning(*tasks.c)
+        )
+
+        def activate(conn: sa.Connection) -> list[TaskRecord]:
+            taken = [rows.task_from_row(r) for r in conn.execute(statement).mappings()]
+            return sorted(taken, key=lambda t: t.queued_at)
+
+        return await self._db.write(activate)
+
+    async def acknowledge_task(self, owner: str, key: TaskKey) -> tuple[bool, TaskRecord | None]:
+        def acknowledge(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
+            found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
+            if found is None or found["owner"] != owner:
+                return False, None
+            task = rows.task_from_row(found)
+            if task.key != key or task.state is not TaskState.ACTIVE or task.acked:
+                return False, task
+            assert task.activated_at is not None
+            expires_at = task.activated_at + task.run_timeout
+            changed = conn.execute(
+                _open_task(key, TaskState.ACTIVE).where(tasks.c.acked.is_(False))
+                .values(acked=True, expires_at=expires_at)
+            ).rowcount  # fmt: skip
+            if not changed:  # changed since read: as it is now
+                found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
+                return False, rows.task_from_row(found) if found is not None else None
+            return True, replace(task, acked=True, expires_at=expires_at)
+
+        return await self._db.write(acknowledge)
+
+    async def finish_task(
+        self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
+    ) -> tuple[bool, TaskRecord | None]:
+        statement = (
+            _open_task(key, TaskState.ACTIVE)
+            .where(tasks.c.owner == owner)
+            .values(state=state.value, result=result)
+        )
+
+        def finish(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
+            changed = conn.execute(statement).rowcount == 1
+            found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
+            if found is None or found["owner"] != owner:
+                return False, None
+            return changed, rows.task_from_row(found)
+
+        return await self._db.write(finish)
+
+    async def release_tasks(self, keys: Sequence[TaskKey], max_deliveries: int) -> list[TaskRecord]:
+        failed = {
+            "error": f"the task was handed to {max_deliveries} workers and none finished it",
+            "retryable": True,
+        }
+
+        def release(conn: sa.Connection) -> list[TaskRecord]:
+            changed: list[TaskRecord] = []
+            for key in keys:
+                requeue = (
+                    _open_task(key, TaskState.ACTIVE)
+                    .where(tasks.c.delivery < max_deliveries)
+                    .values(
+                        state=TaskState.QUEUED.value,
+                        worker=None,
+                        activated_at=None,
+                        expires_at=None,
+                        acked=False,
+                    )
+                )
+                if not conn.execute(requeue).rowcount:
+                    give_up = _open_task(key, TaskState.ACTIVE).values(
+                        state=TaskState.FAILED.value, result=failed
+                    )
+                    if not conn.execute(give_up).rowcount:
+                        continue  # finished or taken meanwhile
+                found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
+                if found is not None:
+                    changed.append(rows.task_from_row(found))
+            return changed
+
+        return await self._db.write(release)
+
+    async def expire_task(self, key: TaskKey, state: TaskState, acked: bool, reason: str) -> bool:
+        statement = (
+            _open_task(key, state)
+            .where(tasks.c.acked.is_(acked))
+            .values(state=TaskState.TIMED_OUT.value, result={"error": reason, "retryable": True})
+        )
+        return bool(await self._db.write(lambda conn: conn.execute(statement).rowcount))
+
+    async def queue_stats(self, owner: str | None) -> list[QueueStats]:
+        queued = tasks.c.state == TaskState.QUEUED.value
+        query = (
+            sa.select(
+                tasks.c.task_type,
+                sa.func.sum(sa.case((queued, 1), else_=0)),
+                sa.func.sum(sa.case((queued, 0), else_=1)),
+                sa.func.min(sa.case((queued, tasks.c.queued_at), else_=None)),
+            )
+            .where(tasks.c.state.in_([TaskState.QUEUED.value, TaskState.ACTIVE.value]))
+            .group_by(tasks.c.task_type)
+            .order_by(tasks.c.task_type)
+        )
+        if owner is not None:
+            query = query.where(tasks.c.owner == owner)
+
+        def load(conn: sa.Connection) -> list[QueueStats]:
+            return [
+                QueueStats(task_type, int(waiting), int(held), _time(oldest))
+                for task_type, waiting, held, oldest in conn.execute(query)
+            ]
+
+        return await self._db.read(load)
 
     async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
         query = sa.select(timers.c.run_id, timers.c.key, timers.c.fire_at).where(
@@ -416,6 +598,8 @@ class Transition:
     timers: Mapping[str, datetime | None]
     command: dict[str, Any] | None
     fence: Fence | None
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # tasks queued (whole rows)
+    cancelled_tasks: list[dict[str, Any]] = field(default_factory=list)  # run_id, step_id
 
 
 def transition(
@@ -425,6 +609,7 @@ def transition(
     timers: Mapping[str, datetime | None] | None = None,
     fence: Fence | None = None,
     command: tuple[int, Mapping[str, Any]] | None = None,
+    task_writes: TaskWrites | None = None,
 ) -> Transition:
     """What `SqlStore.commit` writes for `run` (its state after `new_events`)."""
     step_ids = sorted({e.step_id for e in new_events if e.step_id})
@@ -453,6 +638,10 @@ def transition(
             else None
         ),
         fence=fence,
+        tasks=[rows.task_row(t) for t in task_writes.queued] if task_writes else [],
+        cancelled_tasks=(
+            [{"run_id": run.id, "step_id": s} for s in task_writes.cancelled] if task_writes else []
+        ),
     )  # fmt: skip
 
 
@@ -579,6 +768,20 @@ _DELETE_TIMERS = timers.delete().where(
     timers.c.key.in_(sa.bindparam("keys", expanding=True)),
 )
 _INSERT_TIMERS = timers.insert()
+_DELETE_TASKS = tasks.delete().where(
+    tasks.c.run_id == sa.bindparam("k_run_id"), tasks.c.step_id == sa.bindparam("k_step_id")
+)
+_INSERT_TASKS = tasks.insert()
+_OPEN_STATES = [TaskState.QUEUED.value, TaskState.ACTIVE.value]
+_CANCEL_TASKS = (
+    tasks.update()
+    .where(
+        tasks.c.run_id == sa.bindparam("run_id"),
+        tasks.c.step_id == sa.bindparam("step_id"),
+        tasks.c.state.in_(_OPEN_STATES),
+    )
+    .values(state=TaskState.CANCELLED.value)
+)
 # Each with its table, for a subclass that compiles them itself.
 BATCHED: tuple[tuple[sa.Insert | sa.Update, sa.Table], ...] = (
     (INSERT_RUN, runs),
@@ -608,6 +811,28 @@ def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> list[tup
     if rows_:
         work.append((_INSERT_TIMERS, rows_))
     return work
+
+
+def _task_query(run_id: str, step_id: str) -> sa.Select[Any]:
+    return sa.select(tasks).where(tasks.c.run_id == run_id, tasks.c.step_id == step_id)
+
+
+def _open_task(key: TaskKey, state: TaskState) -> sa.Update:
+    """UPDATE of the task `key` names, while it is in `state` under that delivery."""
+    return tasks.update().where(
+        tasks.c.run_id == key.run_id,
+        tasks.c.step_id == key.step_id,
+        tasks.c.attempt == key.attempt,
+        tasks.c.delivery == key.delivery,
+        tasks.c.state == state.value,
+    )
+
+
+def _time(value: Any) -> datetime | None:
+    """A timestamp from an aggregate: SQLite may hand it back as text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return codec.utc(value)
 
 
 def _raise_lost_write(conn: sa.Connection, run_id: str, fence: Fence | None) -> None:

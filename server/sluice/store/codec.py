@@ -78,7 +78,19 @@ def _step_to_json(s: StepSpec) -> dict[str, Any]:
             "maxBackoff": s.retry.max_backoff.total_seconds(),
         },
         "timeout": s.timeout.total_seconds() if s.timeout is not None else None,
+        **(
+            {
+                "taskType": s.task_type,
+                "scheduleToStart": _seconds(s.schedule_to_start),
+            }
+            if s.remote
+            else {}
+        ),
     }
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None else None
 
 
 def _step_from_json(d: dict[str, Any]) -> StepSpec:
@@ -99,6 +111,12 @@ def _step_from_json(d: dict[str, Any]) -> StepSpec:
             max_backoff=timedelta(seconds=r["maxBackoff"]),
         ),
         timeout=timedelta(seconds=timeout) if timeout is not None else None,
+        task_type=d.get("taskType", ""),
+        schedule_to_start=(
+            timedelta(seconds=d["scheduleToStart"])
+            if d.get("scheduleToStart") is not None
+            else None
+        ),
     )
 
 

@@ -15,7 +15,7 @@ import asyncio
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sluice.engine.errors import Conflict
@@ -27,7 +27,18 @@ from sluice.engine.model import (
     RunStatus,
     Template,
 )
-from sluice.engine.ports import Fence, RunFilter, RunKey, RunPage, Timer
+from sluice.engine.ports import (
+    Fence,
+    QueueStats,
+    RunFilter,
+    RunKey,
+    RunPage,
+    TaskKey,
+    TaskRecord,
+    TaskState,
+    TaskWrites,
+    Timer,
+)
 
 _TERMINAL_EVENTS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED}
@@ -62,6 +73,7 @@ class MemoryStore:
         # (owner, id) -> every version ever registered, oldest first (deleted ones marked).
         self._templates: dict[tuple[str, str], list[_StoredTemplate]] = {}
         self._outbox_ids = itertools.count(1)
+        self._tasks: dict[tuple[str, str], TaskRecord] = {}
 
     async def close(self) -> None:
         return None
@@ -95,6 +107,7 @@ class MemoryStore:
         timers: Mapping[str, datetime | None] | None = None,
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
+        tasks: TaskWrites | None = None,
     ) -> None:
         """As the SQL stores' commit; leases and stored commands belong to several servers
         on PostgreSQL, which this store never serves (`fence` and `command` must be None)."""
@@ -126,6 +139,127 @@ class MemoryStore:
              "created_at": run.updated_at}
             for step_id, p in publications
         )  # fmt: skip
+        for task in tasks.queued if tasks else ():
+            self._tasks[(task.run_id, task.step_id)] = task
+        for step_id in tasks.cancelled if tasks else ():
+            found = self._tasks.get((run.id, step_id))
+            if found is not None and found.state.open:
+                self._tasks[(run.id, step_id)] = replace(found, state=TaskState.CANCELLED)
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    async def tasks_of(self, run_ids: Iterable[str]) -> list[TaskRecord]:
+        await _suspend()
+        wanted = set(run_ids)
+        return [t for t in self._tasks.values() if t.run_id in wanted]
+
+    async def get_task(self, run_id: str, step_id: str) -> TaskRecord | None:
+        await _suspend()
+        return self._tasks.get((run_id, step_id))
+
+    async def activate_tasks(
+        self,
+        owner: str,
+        task_types: Sequence[str],
+        limit: int,
+        worker: str,
+        now: datetime,
+        ack_window: timedelta,
+    ) -> list[TaskRecord]:
+        await _suspend()
+        queued = sorted(
+            (
+                t for t in self._tasks.values()
+                if t.state is TaskState.QUEUED and t.owner == owner and t.task_type in task_types
+            ),
+            key=lambda t: t.queued_at,
+        )[:limit]  # fmt: skip
+        taken = [
+            replace(
+                t, state=TaskState.ACTIVE, delivery=t.delivery + 1, worker=worker,
+                activated_at=now, expires_at=now + ack_window, acked=False,
+            )
+            for t in queued
+        ]  # fmt: skip
+        for t in taken:
+            self._tasks[(t.run_id, t.step_id)] = t
+        return taken
+
+    def _holding(self, key: TaskKey, state: TaskState) -> TaskRecord | None:
+        found = self._tasks.get((key.run_id, key.step_id))
+        return found if found is not None and found.key == key and found.state is state else None
+
+    async def acknowledge_task(self, owner: str, key: TaskKey) -> tuple[bool, TaskRecord | None]:
+        await _suspend()
+        found = self._tasks.get((key.run_id, key.step_id))
+        if found is None or found.owner != owner:
+            return False, None
+        task = self._holding(key, TaskState.ACTIVE)
+        if task is None or task.acked:
+            return False, found
+        assert task.activated_at is not None
+        task = replace(task, acked=True, expires_at=task.activated_at + task.run_timeout)
+        self._tasks[(key.run_id, key.step_id)] = task
+        return True, task
+
+    async def finish_task(
+        self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
+    ) -> tuple[bool, TaskRecord | None]:
+        await _suspend()
+        found = self._tasks.get((key.run_id, key.step_id))
+        if found is None or found.owner != owner:
+            return False, None
+        task = self._holding(key, TaskState.ACTIVE)
+        if task is not None:
+            self._tasks[(key.run_id, key.step_id)] = replace(task, state=state, result=result)
+        return task is not None, self._tasks.get((key.run_id, key.step_id))
+
+    async def release_tasks(self, keys: Sequence[TaskKey], max_deliveries: int) -> list[TaskRecord]:
+        await _suspend()
+        changed = []
+        for key in keys:
+            task = self._holding(key, TaskState.ACTIVE)
+            if task is None:
+                continue
+            if task.delivery < max_deliveries:
+                task = replace(
+                    task, state=TaskState.QUEUED, worker=None, activated_at=None,
+                    expires_at=None, acked=False,
+                )  # fmt: skip
+            else:
+                error = f"the task was handed to {max_deliveries} workers and none finished it"
+                task = replace(
+                    task, state=TaskState.FAILED, result={"error": error, "retryable": True}
+                )
+            self._tasks[(key.run_id, key.step_id)] = task
+            changed.append(task)
+        return changed
+
+    async def expire_task(self, key: TaskKey, state: TaskState, acked: bool, reason: str) -> bool:
+        await _suspend()
+        task = self._holding(key, state)
+        if task is None or task.acked != acked:
+            return False
+        self._tasks[(key.run_id, key.step_id)] = replace(
+            task, state=TaskState.TIMED_OUT, result={"error": reason, "retryable": True}
+        )
+        return True
+
+    async def queue_stats(self, owner: str | None) -> list[QueueStats]:
+        await _suspend()
+        by_type: dict[str, list[TaskRecord]] = {}
+        for t in self._tasks.values():
+            if t.state.open and (owner is None or t.owner == owner):
+                by_type.setdefault(t.task_type, []).append(t)
+        return [
+            QueueStats(
+                task_type,
+                sum(t.state is TaskState.QUEUED for t in found),
+                sum(t.state is TaskState.ACTIVE for t in found),
+                min((t.queued_at for t in found if t.state is TaskState.QUEUED), default=None),
+            )
+            for task_type, found in sorted(by_type.items())
+        ]
 
     async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:
         await _suspend()
@@ -224,6 +358,8 @@ class MemoryStore:
         stored = self._runs.pop(run_id)
         if stored.run.request_id:
             self._by_request.pop((stored.run.owner, stored.run.request_id), None)
+        for key in [k for k in self._tasks if k[0] == run_id]:
+            del self._tasks[key]
 
     # --- templates ----------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from sluice.store.schema import (
     run_commands,
     runs,
     step_runs,
+    tasks,
     timers,
 )
 
@@ -158,6 +159,8 @@ _NOTICES = _Part(
 )
 
 _RUN_COLUMNS = tuple(c.name for c in runs.c)
+_TASK_COLUMNS = tuple(c.name for c in tasks.c)
+_TASK_KEYS = ("run_id", "step_id")
 _OUTBOX_COLUMNS = ("run_id", "step_id", "kind", "channel", "payload", "created_at")
 
 _PARTS = (
@@ -206,6 +209,28 @@ _PARTS = (
             f"""UPDATE run_commands SET outcome = v.outcome, done_at = v.done_at
     FROM {unnest}
     WHERE run_commands.id = v.k_id AND {_written("r")}"""
+        ),
+    ),
+    # A new attempt's task replaces the step's last one; a step the run stopped, its task.
+    _Part(
+        "r_tasks",
+        tasks,
+        _TASK_COLUMNS,
+        lambda unnest: (
+            _insert(tasks, _TASK_COLUMNS, "r")(unnest)
+            + "\n    ON CONFLICT (run_id, step_id) DO UPDATE SET "
+            + ", ".join(f"{n} = EXCLUDED.{n}" for n in _TASK_COLUMNS if n not in _TASK_KEYS)
+        ),
+    ),
+    _Part(
+        "r_tasks_cancelled",
+        tasks,
+        _TASK_KEYS,
+        lambda unnest: (
+            f"""UPDATE tasks SET state = 'cancelled'
+    FROM {unnest}
+    WHERE tasks.run_id = v.run_id AND tasks.step_id = v.step_id
+      AND tasks.state IN ('queued', 'active') AND {_written("r")}"""
         ),
     ),
     # Creations: the run (none when its owner already used its request id), then its rows.
@@ -273,6 +298,8 @@ def write_statement(
             rows["r_timers" if at is not None else "r_cleared"].append(timer)
         if t.command is not None:
             rows["r_commands"].append(t.command | {"run_id": t.run_id})
+        rows["r_tasks"] += t.tasks
+        rows["r_tasks_cancelled"] += t.cancelled_tasks
     for c in creations:
         lease = {"lease_owner": c.lease, "lease_epoch": 1 if c.lease is not None else 0}
         rows["c"].append(c.rows["runs"][0] | lease)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +21,7 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
+from sluice.engine.ports import TaskRecord, TaskState
 from sluice.store import codec
 
 
@@ -196,3 +198,49 @@ def run_from_row(
         request_hash=r["request_hash"] or "",
         start_request_hash=r["start_request_hash"] or "",
     )
+
+
+def task_row(t: TaskRecord) -> dict[str, Any]:
+    return {
+        "run_id": t.run_id,
+        "step_id": t.step_id,
+        "attempt": t.attempt,
+        "owner": t.owner,
+        "task_type": t.task_type,
+        "state": t.state.value,
+        "delivery": t.delivery,
+        "queued_at": t.queued_at,
+        "start_by": t.start_by,
+        "run_timeout": t.run_timeout.total_seconds(),
+        "input": dict(t.input),
+        "worker": t.worker,
+        "activated_at": t.activated_at,
+        "expires_at": t.expires_at,
+        "acked": t.acked,
+        "result": dict(t.result) if t.result is not None else None,
+    }
+
+
+def task_from_row(r: Mapping[Any, Any]) -> TaskRecord:
+    return TaskRecord(
+        run_id=r["run_id"],
+        step_id=r["step_id"],
+        attempt=r["attempt"],
+        owner=r["owner"],
+        task_type=r["task_type"],
+        state=TaskState(r["state"]),
+        delivery=r["delivery"],
+        queued_at=_utc(r["queued_at"]),
+        start_by=_utc(r["start_by"]),
+        run_timeout=timedelta(seconds=r["run_timeout"]),
+        input=r["input"],
+        worker=r["worker"],
+        activated_at=codec.utc(r["activated_at"]),
+        expires_at=codec.utc(r["expires_at"]),
+        acked=bool(r["acked"]),
+        result=r["result"],
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return codec.utc(value) or value

@@ -202,3 +202,40 @@ run_commands = sa.Table(
     sa.Column("outcome", Json),
     sa.Index("ix_run_commands_run", "run_id"),
 )
+
+# The worker side of each "task" step's current attempt (WorkerService), one row per step: a
+# new attempt replaces it. Queued with the STEP_STARTED that starts the attempt (same
+# transaction), then leased to a worker (`delivery` moves on each time: the task token names
+# it), then completed / failed / timed out, or cancelled with the step. Any server changes it,
+# by compare-and-set; the server driving the run follows it and commits the step's outcome.
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column(
+        "run_id", sa.String(36), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("step_id", sa.String(64), primary_key=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("task_type", sa.String(100), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("delivery", sa.Integer, nullable=False),
+    sa.Column("queued_at", Time, nullable=False),
+    sa.Column("start_by", Time, nullable=False),
+    sa.Column("run_timeout", sa.Float, nullable=False),  # seconds
+    sa.Column("input", Json, nullable=False),
+    sa.Column("worker", sa.String(200)),
+    sa.Column("activated_at", Time),
+    sa.Column("expires_at", Time),
+    sa.Column("acked", sa.Boolean, nullable=False),
+    sa.Column("result", Json),
+    # What workers poll: an owner's queued tasks of some types, oldest first.
+    sa.Index(
+        "ix_tasks_queued",
+        "owner",
+        "task_type",
+        "queued_at",
+        postgresql_where=sa.text("state = 'queued'"),
+        sqlite_where=sa.text("state = 'queued'"),
+    ),
+)

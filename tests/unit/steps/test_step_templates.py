@@ -14,6 +14,7 @@ import pytest
 from google.protobuf import json_format
 
 from sluice.engine.handlers import StepContext
+from sluice.engine.model import TASK_STEP_TYPE
 from sluice.steps import BUILTIN_STEP_TYPES, builtin_registry
 from sluice.v1 import template_pb2
 from tests.unit.steps.conftest import run_step
@@ -46,7 +47,8 @@ def test_template_parses_and_uses_builtin_types(template_id: str) -> None:
         assert step.type in BUILTIN_STEP_TYPES
         assert step.type in registry
         assert step.name and step.description
-    assert set(BUILTIN_STEP_TYPES) == set(registry.types())
+    # Every handler of the server, and the step type served by workers.
+    assert {*BUILTIN_STEP_TYPES, TASK_STEP_TYPE} == set(registry.types())
 
 
 def test_content_to_social_shape() -> None:

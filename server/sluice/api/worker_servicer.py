@@ -1,0 +1,251 @@
+"""sluice.v1.WorkerService: request checks and conversions around the task queue. No rules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import grpc
+
+from sluice.api import task_tokens
+from sluice.api.auth import current_user
+from sluice.api.convert import _duration, _td, _timestamp, dict_to_struct, struct_to_dict
+from sluice.api.errors import rpc
+from sluice.api.requests import Checks
+from sluice.engine.errors import InvalidArgument
+from sluice.engine.ports import Clock, TaskKey, TaskRecord
+from sluice.engine.validation import TASK_TYPE, TASK_TYPE_RULE
+from sluice.runtime.task_queue import MAX_CREDITS, TaskQueue, WorkerSession
+from sluice.v1 import worker_service_pb2 as pb
+from sluice.v1 import worker_service_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+MAX_TASK_TYPES = 100
+MAX_POLLED = 100
+MAX_WORKER_ID = 200
+MAX_ERROR = 10_000
+DEFAULT_POLL_WAIT = timedelta(seconds=20)
+MAX_POLL_WAIT = timedelta(seconds=60)
+MAX_RETRY_AFTER = timedelta(hours=24)
+
+
+class WorkerServicer(pb_grpc.WorkerServiceServicer):
+    def __init__(self, queue: TaskQueue, clock: Clock, *, max_output_bytes: int) -> None:
+        self._queue = queue
+        self._clock = clock
+        self._max_output_bytes = max_output_bytes
+
+    @rpc
+    # Sends with context.write, as WatchWorkflow does (the stub describes a generator).
+    async def StreamTasks(  # type: ignore[override]
+        self, requests: AsyncIterator[pb.StreamTasksRequest], context: Context
+    ) -> None:
+        first = await anext(requests, None)
+        if first is None:
+            return  # closed before asking for anything
+        checks = Checks()
+        task_types = _task_types(first.task_types, checks)
+        _worker_id(first.worker_id, checks)
+        _credits(first.credits, checks)
+        checks.done()
+        session = self._queue.session(current_user(), task_types, first.worker_id or context.peer())
+        session.grant(first.credits)
+        problems: list[Exception] = []
+        reader = asyncio.create_task(_read_credits(requests, session, problems))
+        clean = False
+        try:
+            while tasks := await session.next():
+                for task in tasks:
+                    await context.write(pb.StreamTasksResponse(task=self._task(task)))
+            if problems:
+                raise problems[0]
+            clean = True
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if clean:
+                session.forget()
+            else:  # broken, refused or stopped: its tasks go to the next worker now
+                await asyncio.shield(session.hand_back())
+
+    @rpc
+    async def PollTasks(
+        self, request: pb.PollTasksRequest, context: Context
+    ) -> pb.PollTasksResponse:
+        checks = Checks()
+        task_types = _task_types(request.task_types, checks)
+        if not 0 <= request.max_tasks <= MAX_POLLED:
+            checks.add("max_tasks", f"must be between 0 and {MAX_POLLED} (0 means 1)")
+        wait = _td(request.wait) if request.HasField("wait") else DEFAULT_POLL_WAIT
+        if not timedelta(0) <= wait <= MAX_POLL_WAIT:
+            checks.add("wait", f"must be between 0s and {MAX_POLL_WAIT.total_seconds():g}s")
+        _worker_id(request.worker_id, checks)
+        checks.done()
+        taken = await self._queue.poll(
+            current_user(),
+            task_types,
+            request.max_tasks or 1,
+            request.worker_id or context.peer(),
+            wait.total_seconds(),
+        )
+        return pb.PollTasksResponse(tasks=[self._task(t) for t in taken])
+
+    @rpc
+    async def CompleteTask(
+        self, request: pb.CompleteTaskRequest, context: Context
+    ) -> pb.CompleteTaskResponse:
+        checks = Checks()
+        key = _token(request.task_token, checks)
+        output = struct_to_dict(request.output)
+        problem = _unstorable(output, self._max_output_bytes)
+        if problem:
+            checks.add("output", problem)
+        checks.done()
+        assert key is not None
+        await self._queue.complete(current_user(), key, output)
+        return pb.CompleteTaskResponse()
+
+    @rpc
+    async def FailTask(self, request: pb.FailTaskRequest, context: Context) -> pb.FailTaskResponse:
+        checks = Checks()
+        key = _token(request.task_token, checks)
+        if not request.error:
+            checks.add("error", "is required: say what went wrong")
+        else:
+            checks.text("error", request.error, MAX_ERROR)
+        retry_after = _td(request.retry_after) if request.HasField("retry_after") else None
+        if retry_after is not None and not timedelta(0) <= retry_after <= MAX_RETRY_AFTER:
+            checks.add("retry_after", f"must be between 0s and {MAX_RETRY_AFTER}")
+        checks.done()
+        assert key is not None
+        await self._queue.fail(
+            current_user(),
+            key,
+            request.error,
+            retryable=not request.non_retryable,
+            retry_after=retry_after,
+        )
+        return pb.FailTaskResponse()
+
+    @rpc
+    async def HeartbeatTask(
+        self, request: pb.HeartbeatTaskRequest, context: Context
+    ) -> pb.HeartbeatTaskResponse:
+        checks = Checks()
+        key = _token(request.task_token, checks)
+        checks.done()
+        assert key is not None
+        cancelled = await self._queue.heartbeat(current_user(), key)
+        return pb.HeartbeatTaskResponse(cancelled=cancelled)
+
+    @rpc
+    async def ListTaskQueues(
+        self, request: pb.ListTaskQueuesRequest, context: Context
+    ) -> pb.ListTaskQueuesResponse:
+        now = self._clock.now()
+        response = pb.ListTaskQueuesResponse()
+        for stats in await self._queue.stats(current_user()):
+            queue = response.queues.add(
+                task_type=stats.task_type, queued=stats.queued, active=stats.active
+            )
+            if stats.oldest_queued_at is not None:
+                _timestamp(stats.oldest_queued_at, queue.oldest_queue_time)
+                _duration(max(timedelta(0), now - stats.oldest_queued_at), queue.oldest_age)
+        return response
+
+    def _task(self, task: TaskRecord) -> pb.Task:
+        given = task.input
+        message = pb.Task(
+            task_token=task_tokens.encode(task.key),
+            task_type=task.task_type,
+            workflow_id=task.run_id,
+            step_id=task.step_id,
+            attempt=task.attempt,
+            idempotency_key=f"{task.run_id}/{task.step_id}",
+            retries_left=int(given.get("retriesLeft", 0)),
+            template_id=str(given.get("templateId", "")),
+        )
+        dict_to_struct(given.get("config"), message.config)
+        dict_to_struct(given.get("params"), message.params)
+        for step_id, output in (given.get("inputs") or {}).items():
+            dict_to_struct(output, message.inputs[step_id])
+        for step_id, output in (given.get("upstream") or {}).items():
+            dict_to_struct(output, message.upstream[step_id])
+        _timestamp(task.expires_at, message.heartbeat_deadline)
+        if task.activated_at is not None:
+            _timestamp(task.activated_at + task.run_timeout, message.deadline)
+        _timestamp(task.queued_at, message.queue_time)
+        return message
+
+
+async def _read_credits(
+    requests: AsyncIterator[pb.StreamTasksRequest],
+    session: WorkerSession,
+    problems: list[Exception],
+) -> None:
+    """Credits the worker grants after its first message; its half-close ends the session's
+    supply. A message that breaks the rules ends the stream with INVALID_ARGUMENT, and a
+    stream that breaks hands the worker's tasks back (`problems` says which)."""
+    try:
+        async for request in requests:
+            checks = Checks()
+            if request.task_types:
+                checks.add("task_types", "is set in the first message of the stream only")
+            if request.worker_id:
+                checks.add("worker_id", "is set in the first message of the stream only")
+            _credits(request.credits, checks)
+            if checks.violations:
+                problems.append(InvalidArgument(checks.violations))
+                break
+            session.grant(request.credits)
+    except Exception as exc:  # the stream broke, or a message could not be decoded
+        problems.append(exc)
+    finally:
+        session.close()
+
+
+def _task_types(given: Any, checks: Checks) -> list[str]:
+    types = list(dict.fromkeys(given))
+    if not types:
+        checks.add("task_types", "is required: name the task types this worker serves")
+    elif len(types) > MAX_TASK_TYPES:
+        checks.add("task_types", f"has more than {MAX_TASK_TYPES} entries")
+    for i, task_type in enumerate(given):
+        if not TASK_TYPE.match(task_type):
+            checks.add(f"task_types[{i}]", TASK_TYPE_RULE)
+    return types
+
+
+def _worker_id(value: str, checks: Checks) -> None:
+    checks.text("worker_id", value, MAX_WORKER_ID)
+
+
+def _credits(value: int, checks: Checks) -> None:
+    if not 0 <= value <= MAX_CREDITS:
+        checks.add("credits", f"must be between 0 and {MAX_CREDITS}")
+
+
+def _token(token: str, checks: Checks) -> TaskKey | None:
+    if not token:
+        checks.add("task_token", "is required")
+        return None
+    key = task_tokens.decode(token)
+    if key is None:
+        checks.add("task_token", "is not a task token this service handed out")
+    return key
+
+
+def _unstorable(output: dict[str, Any], limit: int) -> str:
+    try:
+        size = len(json.dumps(output, allow_nan=False, separators=(",", ":")))
+    except ValueError:
+        return "must be JSON data: NaN and infinities are not"
+    if size > limit:
+        return f"is {size} bytes as JSON; the limit is {limit}"
+    return ""

@@ -1,0 +1,267 @@
+"""The workers' side of task steps: taking tasks, reporting on them, handing them back.
+
+Every call works on the task rows (`TaskStore`), by compare-and-set on the task's state and
+delivery (its lease epoch): a worker whose lease moved on (its task timed out, went to another
+worker, or was cancelled with its step) changes nothing and is told why. Whatever changes a
+task is reported through `changed`, which pokes the task's follower (on this server or, by
+notice, on the one driving the run).
+
+Waiting polls sleep until a task of one of their types is queued here (`wake`), or another
+server's notice says so, or every `recheck` on several servers, in case a notice was lost.
+A stream of tasks (`WorkerSession`) holds credits: it takes no more tasks than its worker
+granted, and hands back those it holds when it breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sluice.engine.errors import FailedPrecondition, NotFound
+from sluice.engine.ports import Clock, QueueStats, TaskKey, TaskRecord, TaskState, TaskStore
+from sluice.runtime.tasks import TaskSettings
+
+Changed = Callable[[Sequence[TaskRecord]], None]
+
+# Credits a stream may hold at once: more would only fill the worker's memory.
+MAX_CREDITS = 1000
+
+
+class TaskQueue:
+    def __init__(
+        self,
+        store: TaskStore,
+        clock: Clock,
+        changed: Changed,
+        settings: TaskSettings = TaskSettings(),
+        recheck: timedelta | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._changed = changed
+        self.settings = settings
+        self._recheck = recheck.total_seconds() if recheck is not None else None
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._holders: dict[TaskKey, WorkerSession] = {}
+
+    # --- taking tasks -----------------------------------------------------------------------
+
+    def wake(self, task_types: Iterable[str] | None = None) -> None:
+        """Tasks of these types were queued (None: any may have been): waiting polls look."""
+        types = list(self._waiting) if task_types is None else task_types
+        for task_type in types:
+            for woken in self._waiting.pop(task_type, ()):
+                if not woken.done():
+                    woken.set_result(None)
+
+    async def poll(
+        self,
+        owner: str,
+        task_types: Sequence[str],
+        limit: int,
+        worker: str,
+        wait: float | None,
+        stop: asyncio.Future[None] | None = None,
+    ) -> list[TaskRecord]:
+        """Take up to `limit` of the owner's queued tasks of these types, waiting up to `wait`
+        seconds (None: until `stop`) for one to come; [] when none came or `stop` is done."""
+        deadline = None if wait is None else time.monotonic() + wait
+        loop = asyncio.get_running_loop()
+        while True:
+            woken: asyncio.Future[None] = loop.create_future()
+            for task_type in task_types:  # before looking: a task queued meanwhile wakes us
+                self._waiting.setdefault(task_type, set()).add(woken)
+            try:
+                taken = await self._take(owner, task_types, limit, worker)
+                if taken:
+                    self._changed(taken)
+                    return taken
+                left = None if deadline is None else deadline - time.monotonic()
+                if (left is not None and left <= 0) or (stop is not None and stop.done()):
+                    return []
+                if self._recheck is not None:
+                    left = self._recheck if left is None else min(left, self._recheck)
+                waits: list[asyncio.Future[Any]] = [woken] if stop is None else [woken, stop]
+                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task_type in task_types:
+                    waiting = self._waiting.get(task_type)
+                    if waiting is not None:
+                        waiting.discard(woken)
+                        if not waiting:
+                            del self._waiting[task_type]
+
+    async def _take(
+        self, owner: str, task_types: Sequence[str], limit: int, worker: str
+    ) -> list[TaskRecord]:
+        """Activate tasks; a caller that goes away meanwhile (its deadline, its stream) hands
+        them straight back rather than leave them to time out."""
+        taking = asyncio.ensure_future(
+            self._store.activate_tasks(
+                owner, task_types, limit, worker, self._clock.now(), self.settings.ack_window
+            )
+        )
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.release([t.key for t in await taking])
+            raise
+
+    def session(self, owner: str, task_types: Sequence[str], worker: str) -> WorkerSession:
+        return WorkerSession(self, owner, task_types, worker)
+
+    # --- reports ----------------------------------------------------------------------------
+
+    async def heartbeat(self, owner: str, key: TaskKey) -> bool:
+        """The worker is on it; True when its step was cancelled (stop, report nothing)."""
+        acknowledged, task = await self._store.acknowledge_task(owner, key)
+        if task is None:
+            raise NotFound(_unknown(key))
+        if task.key == key and task.state is TaskState.CANCELLED:
+            return True
+        if task.key != key or task.state is not TaskState.ACTIVE:
+            raise FailedPrecondition(_why_not(task, key))
+        if acknowledged:
+            self._changed([task])  # its deadline moved: the follower reads it again
+        return False
+
+    async def complete(self, owner: str, key: TaskKey, output: Mapping[str, Any]) -> None:
+        await self._finish(owner, key, TaskState.COMPLETED, {"output": dict(output)})
+
+    async def fail(
+        self,
+        owner: str,
+        key: TaskKey,
+        error: str,
+        *,
+        retryable: bool,
+        retry_after: timedelta | None,
+    ) -> None:
+        result: dict[str, Any] = {"error": error, "retryable": retryable}
+        if retry_after is not None:
+            result["retryAfter"] = retry_after.total_seconds()
+        await self._finish(owner, key, TaskState.FAILED, result)
+
+    async def _finish(
+        self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
+    ) -> None:
+        recorded, task = await self._store.finish_task(owner, key, state, result)
+        if task is None:
+            raise NotFound(_unknown(key))
+        if recorded:
+            self._release_hold(key)
+            self._changed([task])
+        elif not (task.key == key and task.state is state and task.result == result):
+            raise FailedPrecondition(_why_not(task, key))
+        # else: the same report again, already recorded: OK, nothing changes.
+
+    async def release(self, keys: Sequence[TaskKey]) -> None:
+        """Hand back tasks whose worker went away: queued again for the next worker."""
+        if not keys:
+            return
+        changed = await self._store.release_tasks(keys, self.settings.max_deliveries)
+        if changed:
+            self._changed(changed)
+
+    async def stats(self, owner: str | None) -> list[QueueStats]:
+        return await self._store.queue_stats(owner)
+
+    def _hold(self, key: TaskKey, session: WorkerSession) -> None:
+        self._holders[key] = session
+        session.held.add(key)
+
+    def _release_hold(self, key: TaskKey) -> None:
+        session = self._holders.pop(key, None)
+        if session is not None:
+            session.held.discard(key)
+
+
+class WorkerSession:
+    """One worker's stream: the tasks it may still receive (credits) and those it holds."""
+
+    def __init__(
+        self, queue: TaskQueue, owner: str, task_types: Sequence[str], worker: str
+    ) -> None:
+        self._queue = queue
+        self.owner = owner
+        self.task_types = list(task_types)
+        self.worker = worker
+        self.credits = 0
+        self.held: set[TaskKey] = set()
+        self.closed = False
+        self._nudge: asyncio.Future[None] | None = None
+
+    def grant(self, credits: int) -> None:
+        self.credits = min(MAX_CREDITS, self.credits + credits)
+        self._wake()
+
+    def close(self) -> None:
+        """The worker sends no more: take no more tasks for it (it keeps those it holds)."""
+        self.closed = True
+        self._wake()
+
+    async def next(self) -> list[TaskRecord]:
+        """The next tasks for the worker, within its credits; [] once closed."""
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            self._nudge = loop.create_future()
+            if self.credits <= 0:
+                await self._nudge
+                continue
+            taken = await self._queue.poll(
+                self.owner, self.task_types, self.credits, self.worker, None, stop=self._nudge
+            )
+            if taken:
+                self.credits -= len(taken)
+                for task in taken:
+                    self._queue._hold(task.key, self)
+                return taken
+        return []
+
+    async def hand_back(self) -> None:
+        """The stream broke: every task the worker still holds goes back to the queue."""
+        held, self.held = list(self.held), set()
+        for key in held:
+            self._queue._holders.pop(key, None)
+        await self._queue.release(held)
+
+    def forget(self) -> None:
+        """The stream ended cleanly: the worker reports on what it holds with unary calls."""
+        for key in self.held:
+            self._queue._holders.pop(key, None)
+        self.held = set()
+
+    def _wake(self) -> None:
+        if self._nudge is not None and not self._nudge.done():
+            self._nudge.set_result(None)
+
+
+def _unknown(key: TaskKey) -> str:
+    return f"no task of step {key.step_id!r} of workflow {key.run_id}"
+
+
+def _why_not(task: TaskRecord, key: TaskKey) -> str:
+    """Why a report with `key` is refused, the task being as it is now."""
+    if task.attempt != key.attempt:
+        return (
+            f"attempt {key.attempt} of step {key.step_id!r} is over: attempt {task.attempt} "
+            "runs now"
+        )
+    if task.delivery != key.delivery:
+        return (
+            "the task was handed to another worker: this worker's lease ended (its stream "
+            "closed or it did not acknowledge the task in time)"
+        )
+    if task.state is TaskState.CANCELLED:
+        return "the step was cancelled: its result is not wanted"
+    if task.state is TaskState.TIMED_OUT:
+        error = (task.result or {}).get("error", "")
+        return f"the task timed out: {error}" if error else "the task timed out"
+    if task.state in (TaskState.COMPLETED, TaskState.FAILED):
+        return f"the task was already reported {task.state.value} with another result"
+    return f"the task is {task.state.value}"

@@ -1,0 +1,269 @@
+"""Remote dispatch: attempts of "task" steps, served by workers through the store.
+
+An attempt of a task step is queued as a task row in the very transaction that commits its
+STEP_STARTED (`RemoteDispatcher.writes`): no attempt can start without its task, nor a task
+exist for an attempt that did not start. Workers take it and report on it through any server
+(`task_queue.TaskQueue`); the row is the truth of where it stands. The server driving the run
+follows the row (`start`): it wakes when poked (a change made on this server, or another's
+notice) or at the task's next deadline, and delivers the attempt's outcome through the same
+channel as local handlers (`Deliver`) once the row is finished, or times the task out when
+a deadline passes first:
+- queued past its schedule-to-start deadline: no worker took it;
+- active past its heartbeat deadline: its worker never acknowledged it;
+- acknowledged past activation + the step's timeout: its worker did not finish in time.
+A timeout fails the attempt, and the retry policy decides, as for any step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepResult
+from sluice.engine.model import Event, EventType, Run, StepSpec
+from sluice.engine.ports import Clock, TaskRecord, TaskState, TaskStore, TaskWrites
+from sluice.runtime.dispatch import Deliver, Outcome, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSettings:
+    # How long an attempt waits for a worker when its step does not say.
+    schedule_to_start: timedelta = timedelta(hours=1)
+    # A worker must acknowledge a task (a heartbeat or its result) this soon after taking it.
+    ack_window: timedelta = timedelta(seconds=30)
+    # A task whose worker's stream broke goes back to the queue; after this many deliveries
+    # the attempt fails instead (a task that kills every worker must not loop for ever).
+    max_deliveries: int = 5
+    # Start-to-close when the step sets no timeout.
+    default_timeout: timedelta = timedelta(minutes=5)
+    # A task's input (config, params, upstream outputs) as JSON, at most: it travels in one
+    # message to the worker.
+    max_input_bytes: int = 4 * 1024 * 1024 - 64 * 1024
+    # Several servers: how often a follower reads its task without being poked, in case a
+    # notice was lost (None: one server, every change is made here and pokes).
+    recheck: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A commit's task writes, and the attempts whose task could not be built (their error)."""
+
+    writes: TaskWrites
+    refused: dict[str, str]
+
+    @property
+    def task_types(self) -> set[str]:
+        return {t.task_type for t in self.writes.queued}
+
+
+NOTHING_QUEUED = Queued(TaskWrites(), {})
+
+
+class RemoteDispatcher:
+    """Follows the tasks of the attempts of task steps this server drives."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        handlers: HandlerRegistry,
+        deliver: Deliver,
+        clock: Clock,
+        settings: TaskSettings = TaskSettings(),
+    ) -> None:
+        self._store = store
+        self._handlers = handlers
+        self._deliver = deliver
+        self._clock = clock
+        self.settings = settings
+        self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._pokes: dict[tuple[str, str], asyncio.Event] = {}
+        self._steps_of: dict[str, set[str]] = {}
+
+    # --- the driver's side ------------------------------------------------------------------
+
+    def writes(self, run: Run, events: Sequence[Event]) -> Queued:
+        """The tasks a commit of `events` (the run's state after them) queues and cancels."""
+        queued: list[TaskRecord] = []
+        cancelled: list[str] = []
+        refused: dict[str, str] = {}
+        for event in events:
+            if event.type is EventType.STEP_STARTED:
+                spec = run.template.step(event.step_id)
+                if spec.remote:
+                    try:
+                        queued.append(self._task(run, spec, event.attempt, event.time))
+                    except PermanentStepError as exc:
+                        refused[spec.id] = str(exc)
+            elif event.type is EventType.STEP_CANCELLED and run.template.step(event.step_id).remote:
+                cancelled.append(event.step_id)
+        if not queued and not cancelled and not refused:
+            return NOTHING_QUEUED
+        # A step started and stopped in one commit has no task to queue.
+        queued = [t for t in queued if t.step_id not in cancelled]
+        return Queued(TaskWrites(queued, cancelled), refused)
+
+    def _task(self, run: Run, spec: StepSpec, attempt: int, now: datetime) -> TaskRecord:
+        resolved = resolve(run, spec, self._handlers)
+        task_input = {
+            "config": resolved.config,
+            "params": run.params,
+            "inputs": resolved.inputs,
+            "upstream": resolved.upstream,
+            "retriesLeft": max(0, spec.retry.max_attempts - attempt),
+            "templateId": run.template.id,
+        }
+        size = len(json.dumps(task_input, separators=(",", ":")))
+        if size > self.settings.max_input_bytes:
+            raise PermanentStepError(
+                f"the task's input (config, params and upstream outputs) is {size} bytes as "
+                f"JSON; the limit is {self.settings.max_input_bytes}"
+            )
+        return TaskRecord(
+            run_id=run.id,
+            step_id=spec.id,
+            attempt=attempt,
+            owner=run.owner,
+            task_type=spec.task_type,
+            state=TaskState.QUEUED,
+            delivery=0,
+            queued_at=now,
+            start_by=now + (spec.schedule_to_start or self.settings.schedule_to_start),
+            run_timeout=spec.timeout or self.settings.default_timeout,
+            input=task_input,
+        )
+
+    def start(self, run_id: str, step_id: str, attempt: int, refused: str | None = None) -> None:
+        """Follow the task of attempt `attempt` (committed: queued with its STEP_STARTED, or
+        found in the store when a run is taken up); `refused`: its task could not be built,
+        the attempt fails at once."""
+        if refused is not None:
+            self._deliver(Outcome(run_id, step_id, attempt, None, refused, retryable=False))
+            return
+        key = (run_id, step_id)
+        self.cancel(run_id, step_id)
+        self._pokes[key] = asyncio.Event()
+        self._steps_of.setdefault(run_id, set()).add(step_id)
+        task = asyncio.create_task(
+            self._follow(run_id, step_id, attempt), name=f"task {run_id}/{step_id}"
+        )
+        self._followers[key] = task
+        task.add_done_callback(lambda done: self._forget(key, done))
+
+    def running(self, run_id: str, step_id: str) -> bool:
+        return (run_id, step_id) in self._followers
+
+    def cancel(self, run_id: str, step_id: str) -> None:
+        """Stop following: the attempt's outcome is never delivered (its task, cancelled in
+        the same commit as the step, tells its worker so on its next heartbeat)."""
+        task = self._followers.pop((run_id, step_id), None)
+        if task is not None:
+            task.cancel()
+            self._unpoke(run_id, step_id)
+
+    def poke(self, run_id: str, step_id: str | None = None) -> None:
+        """A task of the run changed (or may have): its follower reads it again."""
+        for step in (step_id,) if step_id is not None else self._steps_of.get(run_id, ()):
+            poke = self._pokes.get((run_id, step))
+            if poke is not None:
+                poke.set()
+
+    def poke_all(self) -> None:
+        for poke in self._pokes.values():
+            poke.set()
+
+    async def stop(self) -> None:
+        tasks = list(self._followers.values())
+        self._followers.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._followers.get(key) is task:
+            del self._followers[key]
+            self._unpoke(*key)
+
+    def _unpoke(self, run_id: str, step_id: str) -> None:
+        self._pokes.pop((run_id, step_id), None)
+        steps = self._steps_of.get(run_id)
+        if steps is not None:
+            steps.discard(step_id)
+            if not steps:
+                del self._steps_of[run_id]
+
+    # --- following a task -------------------------------------------------------------------
+
+    async def _follow(self, run_id: str, step_id: str, attempt: int) -> None:
+        poke = self._pokes[(run_id, step_id)]
+        recheck = self.settings.recheck.total_seconds() if self.settings.recheck else None
+        while True:
+            poke.clear()  # before reading: a change made while we read pokes again
+            task = await self._store.get_task(run_id, step_id)
+            if task is None or task.attempt != attempt or task.state is TaskState.CANCELLED:
+                return  # the run moved on without this attempt: nothing to say
+            outcome = _outcome(task)
+            if outcome is not None:
+                self._finish(run_id, step_id, outcome)
+                return
+            due, reason = self._deadline(task)
+            wait = (due - self._clock.now()).total_seconds()
+            if wait <= 0:
+                await self._store.expire_task(task.key, task.state, task.acked, reason)
+                continue  # timed out, or changed meanwhile: read it again
+            if recheck is not None:
+                wait = min(wait, recheck)
+            try:
+                async with asyncio.timeout(wait):
+                    await poke.wait()
+            except TimeoutError:
+                pass
+
+    def _deadline(self, task: TaskRecord) -> tuple[datetime, str]:
+        """When the task times out as it stands, and what its attempt's error then says."""
+        if task.state is TaskState.QUEUED:
+            waited = _seconds(task.start_by - task.queued_at)
+            return task.start_by, f"no worker took the task within {waited} (schedule to start)"
+        assert task.expires_at is not None
+        if not task.acked:
+            return task.expires_at, (
+                f"worker {task.worker!r} neither acknowledged the task nor reported on it within "
+                f"{_seconds(self.settings.ack_window)} of taking it"
+            )
+        return task.expires_at, (
+            f"worker {task.worker!r} did not finish the task within "
+            f"{_seconds(task.run_timeout)} (the step's timeout)"
+        )
+
+    def _finish(self, run_id: str, step_id: str, outcome: Outcome) -> None:
+        # Delivered only while still the step's follower: a cancelled one says nothing.
+        if self._followers.get((run_id, step_id)) is asyncio.current_task():
+            del self._followers[(run_id, step_id)]
+            self._unpoke(run_id, step_id)
+            self._deliver(outcome)
+
+
+def _outcome(task: TaskRecord) -> Outcome | None:
+    """The attempt's outcome once its task is finished (None while it is open)."""
+    result = task.result or {}
+    if task.state is TaskState.COMPLETED:
+        output = StepResult(output=dict(result.get("output") or {}))
+        return Outcome(task.run_id, task.step_id, task.attempt, output)
+    if task.state in (TaskState.FAILED, TaskState.TIMED_OUT):
+        after = result.get("retryAfter")
+        return Outcome(
+            task.run_id,
+            task.step_id,
+            task.attempt,
+            None,
+            str(result.get("error") or "the task failed"),
+            retryable=bool(result.get("retryable", True)),
+            retry_after=timedelta(seconds=after) if after is not None else None,
+        )
+    return None
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g}s"
