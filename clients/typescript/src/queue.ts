@@ -40,24 +40,30 @@ export class RequestQueue<T> implements AsyncIterable<T> {
     this.onPull = listener;
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<T, undefined> {
-    return {
-      next: () => {
+  // An async generator, not a bare iterator: Connect needs throw() on the request iterator.
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    try {
+      for (;;) {
         this.pulls += 1;
         this.onPull?.(this.pulls);
         const item = this.items.shift();
-        if (item !== undefined) return Promise.resolve({ value: item, done: false });
-        if (this.ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => (this.waiting = resolve));
-      },
-      // The stream stopped reading (it broke, or was cancelled): later pushes are dropped.
-      return: () => {
-        this.ended = true;
-        this.items.length = 0;
-        this.finish();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+        if (item !== undefined) {
+          yield item;
+          continue;
+        }
+        if (this.ended) return;
+        const next = await new Promise<IteratorResult<T, undefined>>(
+          (resolve) => (this.waiting = resolve),
+        );
+        if (next.done === true) return;
+        yield next.value;
+      }
+    } finally {
+      // The stream stopped reading (it ended, broke, or was cancelled): later pushes drop.
+      this.ended = true;
+      this.items.length = 0;
+      this.waiting = undefined;
+    }
   }
 
   private finish(): void {

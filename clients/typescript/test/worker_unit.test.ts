@@ -99,7 +99,7 @@ describe("outcomeOfValue", () => {
       assert.ok(outcome.kind === "fail" && outcome.nonRetryable);
       assert.match(
         outcome.kind === "fail" ? outcome.error : "",
-        new RegExp(`^the handler of task type "upper" ${shown.replace(/[()]/g, "\\$&")}, not a JSON object`),
+        new RegExp(`^the handler of task type "upper" ${escape(shown)}, not a JSON object`),
       );
     });
   }
@@ -114,6 +114,10 @@ describe("outcomeOfValue", () => {
     }
   });
 });
+
+function escape(text: string): string {
+  return text.replace(/[()]/g, "\\$&");
+}
 
 describe("outcomeOfError", () => {
   test("any error is retryable, named", () => {
@@ -198,9 +202,11 @@ describe("RequestQueue", () => {
 
     const other = new RequestQueue<number>();
     other.push(1);
+    other.push(2);
     const it2 = other[Symbol.asyncIterator]();
-    await it2.return!();
-    assert.equal(other.push(2), false);
+    assert.deepEqual(await it2.next(), { value: 1, done: false });
+    await it2.return();
+    assert.equal(other.push(3), false);
     assert.deepEqual(await it2.next(), { value: undefined, done: true });
   });
 });
