@@ -9,6 +9,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import {
+  InvalidArgumentError,
   NonRetryableError,
   StepStatus,
   Worker,
@@ -375,8 +376,9 @@ describe("a worker serving task steps", () => {
   test("stop() takes no more tasks, lets the running one finish and report", async () => {
     const started = deferred();
     const gate = deferred();
+    // One slot: the second task can only come on a credit granted after stop(), which never is.
     const { worker, running } = await startWorker(
-      {},
+      { concurrency: 1 },
       {
         "ts-slow": async (task) => {
           started.resolve();
@@ -410,8 +412,10 @@ describe("a worker serving task steps", () => {
     assert.equal(stopped, false, "stop() waits for the running handler");
 
     gate.resolve();
+    // Within 10 s of a 20 s grace: the server ended the half-closed stream, as it should.
     await within(10_000, "stop() to return", stopping);
     await running;
+    await within(10_000, "the first run to end", watchToEnd(created.id));
     const first = await client.getWorkflow(created.id);
     assert.equal(first.status, WorkflowStatus.COMPLETED, first.error);
     assert.deepEqual(step(first, "a").output, { done: "a" });
@@ -448,5 +452,15 @@ describe("a worker serving task steps", () => {
     assert.ok(lines.seen.some((line) => /nothing reported/.test(line.message)));
     const run = await client.getWorkflow(created.id);
     assert.equal(run.status, WorkflowStatus.RUNNING, "nothing was reported");
+  });
+
+  test("a stream the server refuses for good rejects run() with the typed error", async () => {
+    const worker = new Worker({ baseUrl: server.baseUrl, logger: new Lines().logger() });
+    worker.register("not a task type!", () => ({}));
+    await assert.rejects(within(10_000, "run() to reject", worker.run()), (error) => {
+      assert.ok(error instanceof InvalidArgumentError);
+      assert.equal(error.violations[0]?.field, "task_types[0]");
+      return true;
+    });
   });
 });
