@@ -13,7 +13,6 @@
 import { hostname } from "node:os";
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 
 import { fromConnectError, type SluiceError } from "./errors.js";
@@ -23,13 +22,8 @@ import {
   type Task,
 } from "./gen/sluice/v1/worker_service_pb.js";
 import { RequestQueue } from "./queue.js";
-import {
-  outcomeOfError,
-  outcomeOfValue,
-  toTaskInfo,
-  type Outcome,
-  type TaskInfo,
-} from "./task.js";
+import { outcomeOfError, outcomeOfValue, toTaskInfo, type TaskInfo } from "./task.js";
+import { TaskLease, abortReason, reasonText, sleep, type LeaseSettings } from "./task_lease.js";
 import { openConnection, type Connection, type ConnectionOptions } from "./transport.js";
 
 /** Runs one task: resolves to the step's output, a JSON object; throwing fails the task. */
@@ -69,10 +63,7 @@ type StreamRequest = MessageInitShape<typeof StreamTasksRequestSchema>;
 
 /** A task the worker holds, from its arrival until it is reported or given up. */
 interface Held {
-  readonly task: Task;
-  readonly fields: LogFields;
-  /** Aborted to stop the handler: the run was cancelled, the lease is gone, the worker halts. */
-  readonly control: AbortController;
+  readonly lease: TaskLease;
   /** The stream it came on. */
   readonly stream: number;
   /** Settles when the handler does (at once when it never started). */
@@ -90,16 +81,6 @@ const RETRY_STREAM = new Set<Code>([
   Code.Internal,
   Code.Unknown,
 ]);
-// A heartbeat or report failing with these is tried again (until the task's deadline): the
-// server restarting, a connection lost. Repeating a completion the server took is OK.
-const RETRY_CALL = new Set<Code>([
-  Code.Unavailable,
-  Code.DeadlineExceeded,
-  Code.Aborted,
-  Code.ResourceExhausted,
-]);
-// The lease moved on: the task timed out, went to another worker, or its run was cancelled.
-const LEASE_GONE = new Set<Code>([Code.FailedPrecondition, Code.NotFound]);
 
 const DEFAULT_LOGGER: WorkerLogger = {
   debug: () => {},
@@ -126,8 +107,7 @@ export class Worker {
   private readonly client: Client<typeof WorkerService>;
   private readonly concurrency: number;
   private readonly workerId: string;
-  private readonly heartbeatIntervalMs: number;
-  private readonly callTimeoutMs: number;
+  private readonly lease: LeaseSettings;
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly onStreamOpen: (() => void) | undefined;
@@ -152,12 +132,17 @@ export class Worker {
       throw new RangeError(`Worker: concurrency must be 1-1000, not ${options.concurrency}`);
     }
     this.workerId = (options.workerId ?? `${hostname()}-${process.pid}`).slice(0, 200);
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 10_000;
-    this.callTimeoutMs = options.callTimeoutMs ?? 10_000;
     this.initialBackoffMs = options.initialBackoffMs ?? 100;
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.onStreamOpen = options.onStreamOpen;
     this.log = options.logger ?? DEFAULT_LOGGER;
+    this.lease = {
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+      callTimeoutMs: options.callTimeoutMs ?? 10_000,
+      initialBackoffMs: this.initialBackoffMs,
+      maxBackoffMs: this.maxBackoffMs,
+      log: this.log,
+    };
     this.connection = openConnection(options, "Worker");
     this.client = createClient(WorkerService, this.connection.transport);
   }
@@ -312,32 +297,29 @@ export class Worker {
   /** Stop the handlers of the tasks that came on `stream`: their tokens are stale. */
   private abandon(stream: number, why: string): void {
     for (const held of this.held.values()) {
-      if (held.stream === stream) held.control.abort(abortReason(why));
+      if (held.stream === stream) held.lease.control.abort(abortReason(why));
     }
   }
 
   // --- one task -----------------------------------------------------------------------------
 
   private take(task: Task, stream: number): void {
-    const held: Held = {
-      task,
-      fields: {
-        taskType: task.taskType,
-        workflowId: task.workflowId,
-        stepId: task.stepId,
-        attempt: task.attempt,
-      },
-      control: new AbortController(),
-      stream,
-      handlerSettled: Promise.resolve(),
+    const fields = {
+      taskType: task.taskType,
+      workflowId: task.workflowId,
+      stepId: task.stepId,
+      attempt: task.attempt,
     };
-    const onHalt = (): void => held.control.abort(this.halt.signal.reason);
+    const control = new AbortController();
+    const lease = new TaskLease(this.client, task, fields, control, this.halt.signal, this.lease);
+    const held: Held = { lease, stream, handlerSettled: Promise.resolve() };
+    const onHalt = (): void => control.abort(this.halt.signal.reason);
     this.halt.signal.addEventListener("abort", onHalt, { once: true });
     this.held.set(task.taskToken, held);
     this.busy += 1;
     const lifecycle = this.serveTask(held)
       .catch((error: unknown) => {
-        this.log.error("task handling failed", { ...held.fields, error: String(error) });
+        this.log.error("task handling failed", { ...fields, error: String(error) });
       })
       .finally(() => {
         this.held.delete(task.taskToken);
@@ -356,17 +338,18 @@ export class Worker {
   }
 
   private async serveTask(held: Held): Promise<void> {
-    const { task, control } = held;
-    this.log.debug("task received", held.fields);
+    const { lease } = held;
+    const { task, control } = lease;
+    this.log.debug("task received", lease.fields);
     const handler = this.handlers.get(task.taskType);
     if (handler === undefined) {
       // The server sends only the types asked for; a report beats a timeout all the same.
       const error = `this worker has no handler for task type ${JSON.stringify(task.taskType)}`;
       const retryAfterMs = undefined;
-      await this.report(held, { kind: "fail", error, nonRetryable: false, retryAfterMs });
+      await lease.report({ kind: "fail", error, nonRetryable: false, retryAfterMs });
       return;
     }
-    if (!(await this.acknowledge(held))) return;
+    if (!(await lease.acknowledge())) return;
 
     const outcome = Promise.resolve()
       .then(() => handler(toTaskInfo(task, control.signal)))
@@ -375,7 +358,7 @@ export class Worker {
         (error: unknown) => outcomeOfError(error),
       );
     held.handlerSettled = outcome;
-    const heartbeats = this.heartbeat(held);
+    const heartbeats = lease.heartbeat();
     const stopped = new Promise<undefined>((done) => {
       if (control.signal.aborted) done(undefined);
       control.signal.addEventListener("abort", () => done(undefined), { once: true });
@@ -384,185 +367,11 @@ export class Worker {
     heartbeats.stop();
     if (result === undefined || control.signal.aborted) {
       this.log.info("task handler stopped; nothing reported", {
-        ...held.fields,
+        ...lease.fields,
         reason: reasonText(control.signal.reason),
       });
       return;
     }
-    await this.report(held, result);
+    await lease.report(result);
   }
-
-  /** The first heartbeat, at once: whether the lease holds and the handler should run. */
-  private async acknowledge(held: Held): Promise<boolean> {
-    const { task, control } = held;
-    const deadline = task.heartbeatDeadline;
-    const until = deadline !== undefined ? timestampMs(deadline) : Date.now() + 30_000;
-    let delayMs = this.initialBackoffMs;
-    for (;;) {
-      try {
-        const response = await this.client.heartbeatTask(
-          { taskToken: task.taskToken },
-          { signal: control.signal, timeoutMs: this.callTimeoutMs },
-        );
-        if (response.cancelled) {
-          this.log.info("task's run cancelled before it started; nothing reported", held.fields);
-          return false;
-        }
-        return true;
-      } catch (error) {
-        if (control.signal.aborted) {
-          this.log.info("task given up before it started", {
-            ...held.fields,
-            reason: reasonText(control.signal.reason),
-          });
-          return false;
-        }
-        const failure = fromConnectError(error);
-        const fields = { ...held.fields, code: failure.codeName, error: failure.message };
-        if (LEASE_GONE.has(failure.code)) {
-          this.log.warn("task lease gone before it started; nothing reported", fields);
-          return false;
-        }
-        if (!RETRY_CALL.has(failure.code) || Date.now() + delayMs >= until) {
-          this.log.error("cannot acknowledge the task; it will time out", fields);
-          return false;
-        }
-        this.log.warn("acknowledging the task failed; trying again", { ...fields, delayMs });
-      }
-      await sleep(delayMs, control.signal);
-      delayMs = Math.min(delayMs * 2, this.maxBackoffMs);
-    }
-  }
-
-  /** Heartbeats every interval while the handler runs; a cancel or lost lease aborts it. */
-  private heartbeat(held: Held): { stop(): void } {
-    const { task, control } = held;
-    let stopped = false;
-    let timer: NodeJS.Timeout | undefined;
-    const beat = async (): Promise<void> => {
-      try {
-        const response = await this.client.heartbeatTask(
-          { taskToken: task.taskToken },
-          { signal: control.signal, timeoutMs: this.callTimeoutMs },
-        );
-        if (stopped) return;
-        if (response.cancelled) {
-          control.abort(abortReason("the task's run was cancelled"));
-          return;
-        }
-      } catch (error) {
-        if (stopped || control.signal.aborted) return;
-        const failure = fromConnectError(error);
-        if (LEASE_GONE.has(failure.code)) {
-          this.log.warn("task lease gone; stopping its handler", {
-            ...held.fields,
-            code: failure.codeName,
-            error: failure.message,
-          });
-          control.abort(abortReason(`the task's lease is gone (${failure.codeName})`));
-          return;
-        }
-        // Anything else may pass (a server restarting): the next beat tells.
-        this.log.warn("heartbeat failed", {
-          ...held.fields,
-          code: failure.codeName,
-          error: failure.message,
-        });
-      }
-      if (!stopped) timer = setTimeout(() => void beat(), this.heartbeatIntervalMs);
-    };
-    timer = setTimeout(() => void beat(), this.heartbeatIntervalMs);
-    return {
-      stop: () => {
-        stopped = true;
-        clearTimeout(timer);
-      },
-    };
-  }
-
-  /** CompleteTask or FailTask, tried again while the server is unreachable, until the deadline. */
-  private async report(held: Held, outcome: Outcome): Promise<void> {
-    const { task } = held;
-    const until = task.deadline !== undefined ? timestampMs(task.deadline) : Date.now() + 300_000;
-    const options = { signal: this.halt.signal, timeoutMs: this.callTimeoutMs };
-    let delayMs = this.initialBackoffMs;
-    for (;;) {
-      try {
-        if (outcome.kind === "complete") {
-          const request = { taskToken: task.taskToken, output: outcome.output };
-          await this.client.completeTask(request, options);
-          this.log.debug("task completed", held.fields);
-        } else {
-          await this.client.failTask(
-            {
-              taskToken: task.taskToken,
-              error: outcome.error,
-              nonRetryable: outcome.nonRetryable,
-              ...(outcome.retryAfterMs !== undefined
-                ? { retryAfter: durationFromMs(outcome.retryAfterMs) }
-                : {}),
-            },
-            options,
-          );
-          this.log.info("task failed", {
-            ...held.fields,
-            error: outcome.error,
-            nonRetryable: outcome.nonRetryable,
-          });
-        }
-        return;
-      } catch (error) {
-        if (this.halt.signal.aborted) {
-          this.log.warn("the worker stopped before the task's result was reported", held.fields);
-          return;
-        }
-        const failure = fromConnectError(error);
-        const fields = { ...held.fields, code: failure.codeName, error: failure.message };
-        if (LEASE_GONE.has(failure.code)) {
-          this.log.warn("task result refused: its lease is gone", fields);
-          return;
-        }
-        if (outcome.kind === "complete" && failure.code === Code.InvalidArgument) {
-          // An output the server refuses (too large) would be refused again: the step fails
-          // with the reason rather than timing out.
-          this.log.warn("task output refused; failing the task", fields);
-          const error = `the server refused the task's output: ${failure.message}`;
-          outcome = { kind: "fail", error, nonRetryable: true, retryAfterMs: undefined };
-          continue;
-        }
-        if (!RETRY_CALL.has(failure.code) || Date.now() + delayMs >= until) {
-          this.log.error("cannot report the task's result; it will time out", fields);
-          return;
-        }
-        this.log.warn("reporting the task's result failed; trying again", { ...fields, delayMs });
-      }
-      await sleep(delayMs, this.halt.signal);
-      delayMs = Math.min(delayMs * 2, this.maxBackoffMs);
-    }
-  }
-}
-
-/** Waits `ms`, or less if `signal` aborts meanwhile. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((done) => {
-    if (signal.aborted) return done();
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      done();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      done();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** An AbortSignal's reason as fetch() and friends expect one: an AbortError. */
-function abortReason(message: string): DOMException {
-  return new DOMException(message, "AbortError");
-}
-
-function reasonText(reason: unknown): string {
-  return reason instanceof Error ? reason.message : String(reason);
 }
