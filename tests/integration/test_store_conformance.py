@@ -27,7 +27,7 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import RunFilter, RunKey, Store
+from sluice.engine.ports import RunFilter, RunKey, Store, TaskRecord, TaskState, TaskWrites
 from sluice.engine.transitions import apply
 from sluice.store.factory import open_store
 from sluice.store.memory import MemoryStore
@@ -317,3 +317,115 @@ async def test_template_versions_are_never_reused(store: Store) -> None:
     assert await store.get_template("alice", "mine", 1) is None
     assert (await store.add_template(mine())).version == 4
     assert [(t.id, t.version) for t in await store.list_templates("bob")] == [("mine", 1)]
+
+
+# --- tasks (WorkerService) --------------------------------------------------------------------
+
+
+def queued_task(run: Run, step_id: str = "a", *, attempt: int = 1, minute: int = 0) -> TaskRecord:
+    at = T0 + timedelta(minutes=minute)
+    return TaskRecord(
+        run_id=run.id, step_id=step_id, attempt=attempt, owner=run.owner, task_type="echo",
+        state=TaskState.QUEUED, delivery=0, queued_at=at, start_by=at + timedelta(hours=1),
+        run_timeout=timedelta(seconds=90), input={"config": {"x": [1, None]}},
+    )  # fmt: skip
+
+
+async def tasks_started(store: Store, run: Run, *tasks: TaskRecord) -> None:
+    """Commit STEP_STARTED of each task's step, its task queued in the same commit (the run
+    started first if it has not)."""
+    events = []
+    if run.status is RunStatus.PENDING:
+        events.append(apply(run, Event(EventType.WORKFLOW_STARTED, T0, details={})))
+    events += [
+        apply(run, Event(EventType.STEP_STARTED, T0, t.step_id, attempt=t.attempt)) for t in tasks
+    ]
+    run.version += 1
+    await store.commit(run, events, tasks=TaskWrites(queued=tasks))
+
+
+async def test_tasks_are_taken_oldest_first_by_their_owner_only(store: Store) -> None:
+    alices = [await created(store, n) for n in (1, 2)]
+    bobs = await created(store, 3, owner="bob")
+    await tasks_started(store, alices[1], queued_task(alices[1], minute=1))
+    await tasks_started(store, alices[0], queued_task(alices[0], minute=2))
+    await tasks_started(store, bobs, queued_task(bobs))
+
+    assert await store.activate_tasks("carol", ["echo"], 10, "w", T0, timedelta(seconds=5)) == []
+    assert await store.activate_tasks("alice", ["other"], 10, "w", T0, timedelta(seconds=5)) == []
+    first = await store.activate_tasks("alice", ["echo"], 1, "w1", T0, timedelta(seconds=5))
+    assert [(t.run_id, t.state, t.delivery, t.worker) for t in first] == [
+        (alices[1].id, TaskState.ACTIVE, 1, "w1")
+    ]
+    assert first[0].expires_at == T0 + timedelta(seconds=5) and not first[0].acked
+    assert first[0].input == {"config": {"x": [1, None]}}
+    rest = await store.activate_tasks("alice", ["echo", "x"], 10, "w2", T0, timedelta(seconds=5))
+    assert [t.run_id for t in rest] == [alices[0].id]
+    stats = await store.queue_stats(None)
+    assert [(s.task_type, s.queued, s.active) for s in stats] == [("echo", 1, 2)]
+    assert stats[0].oldest_queued_at == T0
+    assert [(s.queued, s.active) for s in await store.queue_stats("alice")] == [(0, 2)]
+
+
+async def test_a_task_changes_only_for_the_delivery_that_holds_it(store: Store) -> None:
+    run = await created(store, 1)
+    await tasks_started(store, run, queued_task(run))
+    (task,) = await store.activate_tasks("alice", ["echo"], 1, "w", T0, timedelta(seconds=5))
+
+    stale = task.key._replace(delivery=0)
+    assert await store.finish_task("alice", stale, TaskState.COMPLETED, {"output": {}}) == (
+        False, task,
+    )  # fmt: skip
+    assert await store.finish_task("bob", task.key, TaskState.COMPLETED, {}) == (False, None)
+    assert await store.acknowledge_task("bob", task.key) == (False, None)
+    acknowledged, acked = await store.acknowledge_task("alice", task.key)
+    assert acknowledged and acked is not None and acked.acked
+    assert acked.expires_at == T0 + timedelta(seconds=90)  # activation + the step's timeout
+    assert await store.acknowledge_task("alice", task.key) == (False, acked)
+
+    done, finished = await store.finish_task(
+        "alice", task.key, TaskState.COMPLETED, {"output": {"n": 1}}
+    )
+    assert done and finished is not None
+    assert (finished.state, finished.result) == (TaskState.COMPLETED, {"output": {"n": 1}})
+    assert (await store.finish_task("alice", task.key, TaskState.FAILED, {}))[0] is False
+    assert await store.expire_task(task.key, TaskState.ACTIVE, True, "late") is False
+    assert await store.tasks_of([run.id]) == [finished]
+
+
+async def test_tasks_handed_back_are_queued_again_until_their_last_delivery(store: Store) -> None:
+    run = await created(store, 1)
+    await tasks_started(store, run, queued_task(run))
+    for delivery in (1, 2):
+        (task,) = await store.activate_tasks("alice", ["echo"], 1, "w", T0, timedelta(seconds=5))
+        assert task.delivery == delivery
+        (back,) = await store.release_tasks([task.key], max_deliveries=2)
+        if delivery == 1:
+            assert (back.state, back.worker, back.expires_at) == (TaskState.QUEUED, None, None)
+    assert back.state is TaskState.FAILED
+    assert back.result == {
+        "error": "the task was handed to 2 workers and none finished it", "retryable": True,
+    }  # fmt: skip
+    assert await store.release_tasks([task.key], max_deliveries=2) == []
+
+
+async def test_a_new_attempt_replaces_the_task_and_a_stop_cancels_it(store: Store) -> None:
+    run = await created(store, 1)
+    await tasks_started(store, run, queued_task(run))
+    assert await store.expire_task(
+        queued_task(run).key, TaskState.QUEUED, False, "no worker"
+    )  # fmt: skip
+    (expired,) = await store.tasks_of([run.id])
+    assert (expired.state, expired.result) == (
+        TaskState.TIMED_OUT, {"error": "no worker", "retryable": True},
+    )  # fmt: skip
+
+    await tasks_started(store, run, queued_task(run, attempt=2))
+    (second,) = await store.tasks_of([run.id])
+    assert (second.attempt, second.state, second.result) == (2, TaskState.QUEUED, None)
+    events = [apply(run, Event(EventType.STEP_CANCELLED, T0, "a", attempt=2))]
+    run.version += 1
+    await store.commit(run, events, tasks=TaskWrites(cancelled=["a"]))
+    got = await store.get_task(run.id, "a")
+    assert got is not None and got.state is TaskState.CANCELLED
+    assert await store.get_task(run.id, "b") is None

@@ -157,7 +157,10 @@ class TaskQueue:
             self._release_hold(key)
             self._changed([task])
         elif not (task.key == key and task.state is state and task.result == result):
-            raise FailedPrecondition(_why_not(task, key))
+            why = _why_not(task, key)
+            if task.key == key and task.state is state:
+                why += " with another result"
+            raise FailedPrecondition(why)
         # else: the same report again, already recorded: OK, nothing changes.
 
     async def release(self, keys: Sequence[TaskKey]) -> None:
@@ -263,5 +266,5 @@ def _why_not(task: TaskRecord, key: TaskKey) -> str:
         error = (task.result or {}).get("error", "")
         return f"the task timed out: {error}" if error else "the task timed out"
     if task.state in (TaskState.COMPLETED, TaskState.FAILED):
-        return f"the task was already reported {task.state.value} with another result"
+        return f"the task was already reported {task.state.value}"
     return f"the task is {task.state.value}"

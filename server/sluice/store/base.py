@@ -181,7 +181,9 @@ class SqlStore(ABC):
                 conn.execute(_DELETE_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.tasks])
                 conn.execute(_INSERT_TASKS, t.tasks)
             if t.cancelled_tasks:
-                conn.execute(_CANCEL_TASKS, t.cancelled_tasks)
+                conn.execute(
+                    _CANCEL_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.cancelled_tasks]
+                )
 
         await self._db.write(write)
 
@@ -776,8 +778,8 @@ _OPEN_STATES = [TaskState.QUEUED.value, TaskState.ACTIVE.value]
 _CANCEL_TASKS = (
     tasks.update()
     .where(
-        tasks.c.run_id == sa.bindparam("run_id"),
-        tasks.c.step_id == sa.bindparam("step_id"),
+        tasks.c.run_id == sa.bindparam("k_run_id"),
+        tasks.c.step_id == sa.bindparam("k_step_id"),
         tasks.c.state.in_(_OPEN_STATES),
     )
     .values(state=TaskState.CANCELLED.value)
