@@ -195,6 +195,7 @@ export class Worker {
       );
     }
     await this.running.catch(() => {});
+    clearTimeout(this.graceTimer); // run() may have ended before stop() (a refused stream)
   }
 
   // --- the stream ---------------------------------------------------------------------------

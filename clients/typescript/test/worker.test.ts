@@ -462,5 +462,44 @@ describe("a worker serving task steps", () => {
       assert.equal(error.violations[0]?.field, "task_types[0]");
       return true;
     });
+    await within(1_000, "stop() after run() ended", worker.stop());
+  });
+
+  test("a task past the step's timeout loses its lease: the handler is aborted", async () => {
+    const started = deferred();
+    const aborted = deferred<unknown>();
+    const lines = new Lines();
+    const { worker, running } = await startWorker(
+      { logger: lines.logger() },
+      {
+        "ts-late": (task) =>
+          new Promise((_, reject) => {
+            started.resolve();
+            task.signal.addEventListener("abort", () => {
+              aborted.resolve(task.signal.reason);
+              reject(task.signal.reason as Error);
+            });
+          }),
+      },
+    );
+    try {
+      const created = await client.createWorkflow({
+        id: "ts-late",
+        name: "late",
+        steps: [{ id: "a", type: "task", taskType: "ts-late", timeout: "1s" }],
+      });
+      await client.executeWorkflow(created.id);
+      await within(10_000, "the handler to start", started.promise);
+      const reason = await within(10_000, "the handler's signal to abort", aborted.promise);
+      assert.match((reason as Error).message, /lease is gone/);
+      await within(10_000, "the run to end", watchToEnd(created.id));
+      const run = await client.getWorkflow(created.id);
+      assert.equal(run.status, WorkflowStatus.FAILED);
+      assert.match(step(run, "a").error, /did not finish the task within 1s/);
+      assert.ok(!lines.seen.some((line) => /task failed/.test(line.message)), "nothing reported");
+    } finally {
+      await worker.stop(1_000);
+      await running;
+    }
   });
 });
