@@ -252,7 +252,7 @@ class Engine:
         for task in await self.store.tasks_of({run_id for run_id, _ in remote}):
             followed = self.remote.running(task.run_id, task.step_id)
             if remote.get((task.run_id, task.step_id)) == task.attempt and not followed:
-                self.remote.start(task.run_id, task.step_id, task.attempt)
+                self.remote.start(task.run_id, task.step_id, task.attempt, task=task)
 
     async def drain(self, grace: float) -> None:
         """Graceful stop: start no new step, give running ones `grace` seconds to finish (their
@@ -770,7 +770,8 @@ class Engine:
                 if new.template.step(event.step_id).remote:
                     # Followed even while draining: its worker carries on regardless.
                     refused = queued.refused.get(event.step_id)
-                    self.remote.start(new.id, event.step_id, event.attempt, refused)
+                    task = queued.task(event.step_id)
+                    self.remote.start(new.id, event.step_id, event.attempt, refused, task)
                 elif not self._draining:
                     self.dispatcher.start(new, event.step_id, event.attempt)
             elif event.type is EventType.STEP_CANCELLED:
@@ -913,7 +914,7 @@ class Engine:
         (here, or by notice on the server driving the run); tasks queued again wake polls."""
         for task in tasks:
             if task.run_id in self._drivers:
-                self.remote.poke(task.run_id, task.step_id)
+                self.remote.poke(task.run_id, task.step_id, task)
             elif self.cluster is not None:
                 self.cluster.notifier.send(ATTEMPTS, task.run_id)
         requeued = {t.task_type for t in tasks if t.state is TaskState.QUEUED}

@@ -44,19 +44,23 @@ class TaskQueue:
         self._clock = clock
         self._changed = changed
         self.settings = settings
-        self._recheck = recheck.total_seconds() if recheck is not None else None
+        self.recheck = recheck.total_seconds() if recheck is not None else None
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._sessions: set[WorkerSession] = set()
         self._holders: dict[TaskKey, WorkerSession] = {}
 
     # --- taking tasks -----------------------------------------------------------------------
 
     def wake(self, task_types: Iterable[str] | None = None) -> None:
         """Tasks of these types were queued (None: any may have been): waiting polls look."""
-        types = list(self._waiting) if task_types is None else task_types
+        types = set(self._waiting) if task_types is None else set(task_types)
         for task_type in types:
             for woken in self._waiting.pop(task_type, ()):
                 if not woken.done():
                     woken.set_result(None)
+        for session in self._sessions:
+            if task_types is None or not types.isdisjoint(session.task_types):
+                session.queued()
 
     async def poll(
         self,
@@ -83,8 +87,8 @@ class TaskQueue:
                 left = None if deadline is None else deadline - time.monotonic()
                 if (left is not None and left <= 0) or (stop is not None and stop.done()):
                     return []
-                if self._recheck is not None:
-                    left = self._recheck if left is None else min(left, self._recheck)
+                if self.recheck is not None:
+                    left = self.recheck if left is None else min(left, self.recheck)
                 waits: list[asyncio.Future[Any]] = [woken] if stop is None else [woken, stop]
                 await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -113,7 +117,10 @@ class TaskQueue:
             raise
 
     def session(self, owner: str, task_types: Sequence[str], worker: str) -> WorkerSession:
-        return WorkerSession(self, owner, task_types, worker)
+        """A stream's session; it ends with `forget` or `hand_back`."""
+        session = WorkerSession(self, owner, task_types, worker)
+        self._sessions.add(session)
+        return session
 
     # --- reports ----------------------------------------------------------------------------
 
@@ -185,7 +192,12 @@ class TaskQueue:
 
 
 class WorkerSession:
-    """One worker's stream: the tasks it may still receive (credits) and those it holds."""
+    """One worker's stream: the tasks it may still receive (credits) and those it holds.
+
+    It looks at the queue when it has credits and may find something: at first, after a look
+    that filled its credits (more may wait), and after a task of its types was queued (`wake`
+    marks it `pending`, whenever that happens, so none is missed between two looks); with
+    several servers also every `recheck`, in case a notice was lost."""
 
     def __init__(
         self, queue: TaskQueue, owner: str, task_types: Sequence[str], worker: str
@@ -197,6 +209,7 @@ class WorkerSession:
         self.credits = 0
         self.held: set[TaskKey] = set()
         self.closed = False
+        self.pending = True
         self._nudge: asyncio.Future[None] | None = None
 
     def grant(self, credits: int) -> None:
@@ -208,26 +221,42 @@ class WorkerSession:
         self.closed = True
         self._wake()
 
+    def queued(self) -> None:
+        """A task of one of its types was queued (or may have been)."""
+        self.pending = True
+        self._wake()
+
     async def next(self) -> list[TaskRecord]:
         """The next tasks for the worker, within its credits; [] once closed."""
         loop = asyncio.get_running_loop()
+        recheck = self._queue.recheck
         while not self.closed:
-            self._nudge = loop.create_future()
-            if self.credits <= 0:
-                await self._nudge
+            if self.credits > 0 and self.pending:
+                self.pending = False
+                asked = self.credits
+                taken = await self._queue._take(self.owner, self.task_types, asked, self.worker)
+                if len(taken) == asked:
+                    self.pending = True  # more may wait
+                if taken:
+                    self._queue._changed(taken)
+                    self.credits -= len(taken)
+                    for task in taken:
+                        self._queue._hold(task.key, self)
+                    return taken
                 continue
-            taken = await self._queue.poll(
-                self.owner, self.task_types, self.credits, self.worker, None, stop=self._nudge
-            )
-            if taken:
-                self.credits -= len(taken)
-                for task in taken:
-                    self._queue._hold(task.key, self)
-                return taken
+            self._nudge = loop.create_future()
+            try:
+                async with asyncio.timeout(recheck):
+                    await self._nudge
+            except TimeoutError:
+                self.pending = True
+            finally:
+                self._nudge = None
         return []
 
     async def hand_back(self) -> None:
         """The stream broke: every task the worker still holds goes back to the queue."""
+        self._queue._sessions.discard(self)
         held, self.held = list(self.held), set()
         for key in held:
             self._queue._holders.pop(key, None)
@@ -235,6 +264,7 @@ class WorkerSession:
 
     def forget(self) -> None:
         """The stream ended cleanly: the worker reports on what it holds with unary calls."""
+        self._queue._sessions.discard(self)
         for key in self.held:
             self._queue._holders.pop(key, None)
         self.held = set()

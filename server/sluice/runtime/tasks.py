@@ -58,6 +58,9 @@ class Queued:
     def task_types(self) -> set[str]:
         return {t.task_type for t in self.writes.queued}
 
+    def task(self, step_id: str) -> TaskRecord | None:
+        return next((t for t in self.writes.queued if t.step_id == step_id), None)
+
 
 NOTHING_QUEUED = Queued(TaskWrites(), {})
 
@@ -80,6 +83,8 @@ class RemoteDispatcher:
         self.settings = settings
         self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._pokes: dict[tuple[str, str], asyncio.Event] = {}
+        # The task as the change that poked its follower left it: read instead of the store.
+        self._told: dict[tuple[str, str], TaskRecord] = {}
         self._steps_of: dict[str, set[str]] = {}
 
     # --- the driver's side ------------------------------------------------------------------
@@ -135,22 +140,31 @@ class RemoteDispatcher:
             input=task_input,
         )
 
-    def start(self, run_id: str, step_id: str, attempt: int, refused: str | None = None) -> None:
+    def start(
+        self,
+        run_id: str,
+        step_id: str,
+        attempt: int,
+        refused: str | None = None,
+        task: TaskRecord | None = None,
+    ) -> None:
         """Follow the task of attempt `attempt` (committed: queued with its STEP_STARTED, or
-        found in the store when a run is taken up); `refused`: its task could not be built,
-        the attempt fails at once."""
+        found in the store when a run is taken up; `task`: as it was committed or found);
+        `refused`: its task could not be built, the attempt fails at once."""
         if refused is not None:
             self._deliver(Outcome(run_id, step_id, attempt, None, refused, retryable=False))
             return
         key = (run_id, step_id)
         self.cancel(run_id, step_id)
         self._pokes[key] = asyncio.Event()
+        if task is not None:
+            self._told[key] = task
         self._steps_of.setdefault(run_id, set()).add(step_id)
-        task = asyncio.create_task(
+        follower = asyncio.create_task(
             self._follow(run_id, step_id, attempt), name=f"task {run_id}/{step_id}"
         )
-        self._followers[key] = task
-        task.add_done_callback(lambda done: self._forget(key, done))
+        self._followers[key] = follower
+        follower.add_done_callback(lambda done: self._forget(key, done))
 
     def running(self, run_id: str, step_id: str) -> bool:
         return (run_id, step_id) in self._followers
@@ -163,11 +177,18 @@ class RemoteDispatcher:
             task.cancel()
             self._unpoke(run_id, step_id)
 
-    def poke(self, run_id: str, step_id: str | None = None) -> None:
-        """A task of the run changed (or may have): its follower reads it again."""
+    def poke(self, run_id: str, step_id: str | None = None, task: TaskRecord | None = None) -> None:
+        """A task of the run changed (or may have): its follower looks again, at `task` when
+        the change made here says how it left the task, else in the store. (A finished task
+        is never replaced by an older report of it: what a follower is told may come out of
+        order, and only finished states are final; the rest its compare-and-sets check.)"""
         for step in (step_id,) if step_id is not None else self._steps_of.get(run_id, ()):
             poke = self._pokes.get((run_id, step))
             if poke is not None:
+                if task is not None:
+                    told = self._told.get((run_id, step))
+                    if told is None or told.state.open:
+                        self._told[(run_id, step)] = task
                 poke.set()
 
     def poke_all(self) -> None:
@@ -188,6 +209,7 @@ class RemoteDispatcher:
 
     def _unpoke(self, run_id: str, step_id: str) -> None:
         self._pokes.pop((run_id, step_id), None)
+        self._told.pop((run_id, step_id), None)
         steps = self._steps_of.get(run_id)
         if steps is not None:
             steps.discard(step_id)
@@ -197,11 +219,12 @@ class RemoteDispatcher:
     # --- following a task -------------------------------------------------------------------
 
     async def _follow(self, run_id: str, step_id: str, attempt: int) -> None:
-        poke = self._pokes[(run_id, step_id)]
+        key = (run_id, step_id)
+        poke = self._pokes[key]
         recheck = self.settings.recheck.total_seconds() if self.settings.recheck else None
         while True:
             poke.clear()  # before reading: a change made while we read pokes again
-            task = await self._store.get_task(run_id, step_id)
+            task = self._told.pop(key, None) or await self._store.get_task(run_id, step_id)
             if task is None or task.attempt != attempt or task.state is TaskState.CANCELLED:
                 return  # the run moved on without this attempt: nothing to say
             outcome = _outcome(task)

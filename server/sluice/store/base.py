@@ -196,13 +196,7 @@ class SqlStore(ABC):
         )
 
     async def get_task(self, run_id: str, step_id: str) -> TaskRecord | None:
-        query = sa.select(tasks).where(tasks.c.run_id == run_id, tasks.c.step_id == step_id)
-
-        def load(conn: sa.Connection) -> TaskRecord | None:
-            found = conn.execute(query).mappings().first()
-            return rows.task_from_row(found) if found is not None else None
-
-        return await self._db.read(load)
+        return await self._db.read(lambda conn: _task_now(conn, run_id, step_id))
 
     async def activate_tasks(
         self,
@@ -213,56 +207,28 @@ class SqlStore(ABC):
         now: datetime,
         ack_window: timedelta,
     ) -> list[TaskRecord]:
-        # SKIP LOCKED on PostgreSQL: pollers on several servers take different tasks rather
-        # than queue behind each other (SQLite has one writer and renders no FOR UPDATE).
-        oldest = (
-            sa.select(tasks.c.run_id, tasks.c.step_id)
-            .where(
-                tasks.c.state == TaskState.QUEUED.value,
-                tasks.c.owner == owner,
-                tasks.c.task_type.in_(list(task_types)),
-            )
-            .order_by(tasks.c.queued_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            tasks.update()
-            .where(sa.tuple_(tasks.c.run_id, tasks.c.step_id).in_(oldest))
-            .values(
-                state=TaskState.ACTIVE.value,
-                delivery=tasks.c.delivery + 1,
-                worker=worker,
-                activated_at=now,
-                expires_at=now + ack_window,
-                acked=False,
-            )
-            .returning(*tasks.c)
-        )
+        values = {
+            "k_owner": owner, "k_types": list(task_types), "k_limit": limit,
+            "worker": worker, "activated_at": now, "expires_at": now + ack_window,
+        }  # fmt: skip
 
         def activate(conn: sa.Connection) -> list[TaskRecord]:
-            taken = [rows.task_from_row(r) for r in conn.execute(statement).mappings()]
-            return sorted(taken, key=lambda t: t.queued_at)
+            found = conn.execute(_ACTIVATE_TASKS, values).mappings()
+            return sorted((rows.task_from_row(r) for r in found), key=lambda t: t.queued_at)
 
         return await self._db.write(activate)
 
     async def acknowledge_task(self, owner: str, key: TaskKey) -> tuple[bool, TaskRecord | None]:
         def acknowledge(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
-            found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
-            if found is None or found["owner"] != owner:
+            task = _task_now(conn, key.run_id, key.step_id)
+            if task is None or task.owner != owner:
                 return False, None
-            task = rows.task_from_row(found)
             if task.key != key or task.state is not TaskState.ACTIVE or task.acked:
                 return False, task
             assert task.activated_at is not None
             expires_at = task.activated_at + task.run_timeout
-            changed = conn.execute(
-                _open_task(key, TaskState.ACTIVE).where(tasks.c.acked.is_(False))
-                .values(acked=True, expires_at=expires_at)
-            ).rowcount  # fmt: skip
-            if not changed:  # changed since read: as it is now
-                found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
-                return False, rows.task_from_row(found) if found is not None else None
+            if not conn.execute(_ACK_TASK, {**_task_key(key), "expires_at": expires_at}).rowcount:
+                return False, _task_now(conn, key.run_id, key.step_id)  # changed since read
             return True, replace(task, acked=True, expires_at=expires_at)
 
         return await self._db.write(acknowledge)
@@ -270,18 +236,14 @@ class SqlStore(ABC):
     async def finish_task(
         self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
     ) -> tuple[bool, TaskRecord | None]:
-        statement = (
-            _open_task(key, TaskState.ACTIVE)
-            .where(tasks.c.owner == owner)
-            .values(state=state.value, result=result)
-        )
+        values = {**_task_key(key), "k_owner": owner, "state": state.value, "result": result}
 
         def finish(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
-            changed = conn.execute(statement).rowcount == 1
-            found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
-            if found is None or found["owner"] != owner:
+            changed = conn.execute(_FINISH_TASK, values).rowcount == 1
+            task = _task_now(conn, key.run_id, key.step_id)
+            if task is None or task.owner != owner:
                 return False, None
-            return changed, rows.task_from_row(found)
+            return changed, task
 
         return await self._db.write(finish)
 
@@ -294,37 +256,23 @@ class SqlStore(ABC):
         def release(conn: sa.Connection) -> list[TaskRecord]:
             changed: list[TaskRecord] = []
             for key in keys:
-                requeue = (
-                    _open_task(key, TaskState.ACTIVE)
-                    .where(tasks.c.delivery < max_deliveries)
-                    .values(
-                        state=TaskState.QUEUED.value,
-                        worker=None,
-                        activated_at=None,
-                        expires_at=None,
-                        acked=False,
-                    )
-                )
-                if not conn.execute(requeue).rowcount:
-                    give_up = _open_task(key, TaskState.ACTIVE).values(
-                        state=TaskState.FAILED.value, result=failed
-                    )
-                    if not conn.execute(give_up).rowcount:
-                        continue  # finished or taken meanwhile
-                found = conn.execute(_task_query(key.run_id, key.step_id)).mappings().first()
-                if found is not None:
-                    changed.append(rows.task_from_row(found))
+                values = {**_task_key(key), "k_max": max_deliveries, "result": failed}
+                requeued = conn.execute(_REQUEUE_TASK, values).rowcount
+                if not requeued and not conn.execute(_GIVE_UP_TASK, values).rowcount:
+                    continue  # finished or taken meanwhile
+                task = _task_now(conn, key.run_id, key.step_id)
+                if task is not None:
+                    changed.append(task)
             return changed
 
         return await self._db.write(release)
 
     async def expire_task(self, key: TaskKey, state: TaskState, acked: bool, reason: str) -> bool:
-        statement = (
-            _open_task(key, state)
-            .where(tasks.c.acked.is_(acked))
-            .values(state=TaskState.TIMED_OUT.value, result={"error": reason, "retryable": True})
-        )
-        return bool(await self._db.write(lambda conn: conn.execute(statement).rowcount))
+        values = {
+            **_task_key(key), "k_state": state.value, "k_acked": acked,
+            "result": {"error": reason, "retryable": True},
+        }  # fmt: skip
+        return bool(await self._db.write(lambda conn: conn.execute(_EXPIRE_TASK, values).rowcount))
 
     async def queue_stats(self, owner: str | None) -> list[QueueStats]:
         queued = tasks.c.state == TaskState.QUEUED.value
@@ -784,6 +732,73 @@ _CANCEL_TASKS = (
     )
     .values(state=TaskState.CANCELLED.value)
 )
+# The workers' side of tasks, each a compare-and-set on a task's state and delivery (built
+# once: a statement built per call cost more than running it).
+_GET_TASK = sa.select(tasks).where(
+    tasks.c.run_id == sa.bindparam("k_run_id"), tasks.c.step_id == sa.bindparam("k_step_id")
+)
+_HELD = (
+    tasks.c.run_id == sa.bindparam("k_run_id"),
+    tasks.c.step_id == sa.bindparam("k_step_id"),
+    tasks.c.attempt == sa.bindparam("k_attempt"),
+    tasks.c.delivery == sa.bindparam("k_delivery"),
+)
+_ACTIVE_HELD = (*_HELD, tasks.c.state == TaskState.ACTIVE.value)
+# SKIP LOCKED on PostgreSQL: pollers on several servers take different tasks rather than
+# queue behind each other (SQLite has one writer and renders no FOR UPDATE).
+_OLDEST_QUEUED = (
+    sa.select(tasks.c.run_id, tasks.c.step_id)
+    .where(
+        tasks.c.state == TaskState.QUEUED.value,
+        tasks.c.owner == sa.bindparam("k_owner"),
+        tasks.c.task_type.in_(sa.bindparam("k_types", expanding=True)),
+    )
+    .order_by(tasks.c.queued_at)
+    .limit(sa.bindparam("k_limit", type_=sa.Integer))
+    .with_for_update(skip_locked=True)
+)
+_ACTIVATE_TASKS = (
+    tasks.update()
+    .where(sa.tuple_(tasks.c.run_id, tasks.c.step_id).in_(_OLDEST_QUEUED))
+    .values(
+        state=TaskState.ACTIVE.value,
+        delivery=tasks.c.delivery + 1,
+        worker=sa.bindparam("worker"),
+        activated_at=sa.bindparam("activated_at"),
+        expires_at=sa.bindparam("expires_at"),
+        acked=False,
+    )
+    .returning(*tasks.c)
+)
+_ACK_TASK = (
+    tasks.update()
+    .where(*_ACTIVE_HELD, tasks.c.acked.is_(False))
+    .values(acked=True, expires_at=sa.bindparam("expires_at"))
+)
+_FINISH_TASK = (
+    tasks.update()
+    .where(*_ACTIVE_HELD, tasks.c.owner == sa.bindparam("k_owner"))
+    .values(state=sa.bindparam("state"), result=sa.bindparam("result"))
+)
+_REQUEUE_TASK = (
+    tasks.update()
+    .where(*_ACTIVE_HELD, tasks.c.delivery < sa.bindparam("k_max"))
+    .values(
+        state=TaskState.QUEUED.value, worker=None, activated_at=None, expires_at=None, acked=False
+    )
+)
+_GIVE_UP_TASK = (
+    tasks.update()
+    .where(*_ACTIVE_HELD)
+    .values(state=TaskState.FAILED.value, result=sa.bindparam("result"))
+)
+_EXPIRE_TASK = (
+    tasks.update()
+    .where(
+        *_HELD, tasks.c.state == sa.bindparam("k_state"), tasks.c.acked == sa.bindparam("k_acked")
+    )
+    .values(state=TaskState.TIMED_OUT.value, result=sa.bindparam("result"))
+)
 # Each with its table, for a subclass that compiles them itself.
 BATCHED: tuple[tuple[sa.Insert | sa.Update, sa.Table], ...] = (
     (INSERT_RUN, runs),
@@ -815,19 +830,16 @@ def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> list[tup
     return work
 
 
-def _task_query(run_id: str, step_id: str) -> sa.Select[Any]:
-    return sa.select(tasks).where(tasks.c.run_id == run_id, tasks.c.step_id == step_id)
+def _task_now(conn: sa.Connection, run_id: str, step_id: str) -> TaskRecord | None:
+    found = conn.execute(_GET_TASK, {"k_run_id": run_id, "k_step_id": step_id}).mappings().first()
+    return rows.task_from_row(found) if found is not None else None
 
 
-def _open_task(key: TaskKey, state: TaskState) -> sa.Update:
-    """UPDATE of the task `key` names, while it is in `state` under that delivery."""
-    return tasks.update().where(
-        tasks.c.run_id == key.run_id,
-        tasks.c.step_id == key.step_id,
-        tasks.c.attempt == key.attempt,
-        tasks.c.delivery == key.delivery,
-        tasks.c.state == state.value,
-    )
+def _task_key(key: TaskKey) -> dict[str, Any]:
+    return {
+        "k_run_id": key.run_id, "k_step_id": key.step_id,
+        "k_attempt": key.attempt, "k_delivery": key.delivery,
+    }  # fmt: skip
 
 
 def _time(value: Any) -> datetime | None:
