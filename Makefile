@@ -37,7 +37,9 @@ $(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
 run: $(VENV)/.installed
 	$(VENV)/bin/sluice serve
 
+# The TypeScript client is built first: tests/e2e/test_typescript_worker.py runs its example worker.
 test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
+	cd $(TS) && npm run --silent build
 	$(PY) -m pytest
 	cd $(TS) && npm test --silent
 

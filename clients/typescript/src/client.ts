@@ -1,8 +1,6 @@
 // The TypeScript client: the verbs of the Python client (sluice.client.WorkflowClient) over
 // sluice.v1.WorkflowService, spoken as plain gRPC over HTTP/2 with Connect's Node transport.
 
-import { readFileSync } from "node:fs";
-
 import {
   fromJson,
   isMessage,
@@ -11,17 +9,10 @@ import {
   type MessageInitShape,
 } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import {
-  Code,
-  createClient,
-  type Client,
-  type Interceptor,
-  type Transport,
-} from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 
 import { fromConnectError, type SluiceError } from "./errors.js";
-import { RoundRobinTransport, type Backend } from "./servers.js";
+import { openConnection, type ConnectionOptions } from "./transport.js";
 import type { WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
 import { TemplateSchema, type Template } from "./gen/sluice/v1/template_pb.js";
 import { type Workflow, type WorkflowStatus } from "./gen/sluice/v1/workflow_pb.js";
@@ -35,41 +26,14 @@ import {
   type ValidateTemplateResponse,
 } from "./gen/sluice/v1/workflow_service_pb.js";
 
-export const DEFAULT_BASE_URL = "http://127.0.0.1:50051";
+export { DEFAULT_BASE_URL } from "./transport.js";
 
-export interface WorkflowClientOptions {
-  /**
-   * The server, e.g. "http://127.0.0.1:50051" (plain HTTP/2) or "https://sluice.example:443";
-   * or several servers that share one database, as an array or one string with commas
-   * ("http://10.0.0.1:50051,http://10.0.0.2:50051"): calls go round-robin over those that are
-   * connected, and one that cannot be reached is left out until it answers again.
-   */
-  baseUrl?: string | string[];
-  /**
-   * PEM certificate(s) of the CA that signed a TLS server's certificate (e.g. the ca.pem of
-   * `sluice cert`), trusted instead of Node's public roots. Needs an https:// baseUrl.
-   */
-  ca?: string | Buffer;
-  /** Path of a PEM CA file, read once when the client is made; the same as `ca`. */
-  caFile?: string;
-  /** Sent as `authorization: Bearer <token>` metadata on every call. */
-  token?: string;
-  /** More metadata sent on every call. */
-  headers?: Record<string, string>;
-  /** Timeout of each call in milliseconds, unless the call sets its own; watch() has none. */
-  defaultTimeoutMs?: number;
-  /**
-   * While streams are open (a watch waiting for events), a PING every this many ms (20,000),
-   * answered within 10 s or the connection closes and its calls fail UNAVAILABLE: a server that
-   * stopped answering without closing the connection (a paused process, a lost machine) is
-   * noticed, and a watch with `reconnect` goes on elsewhere. null: no pings.
-   */
-  keepaliveMs?: number | null;
-  /** Extra Connect interceptors, run after the one that adds the metadata. */
-  interceptors?: Interceptor[];
-  /** Use this transport instead of creating one (baseUrl, TLS, token and headers are ignored). */
-  transport?: Transport;
-}
+/**
+ * Where the server is and how to talk to it: `baseUrl` (one server, an array, or one string with
+ * commas), `ca`/`caFile`, `token`, `headers`, `defaultTimeoutMs`, `keepaliveMs`,
+ * `interceptors`, or a ready `transport` (see ConnectionOptions).
+ */
+export interface WorkflowClientOptions extends ConnectionOptions {}
 
 /** Per-call options accepted by every verb. */
 export interface CallOptions {
@@ -171,54 +135,17 @@ export interface WatchOptions {
  */
 export class WorkflowClient {
   private readonly client: Client<typeof WorkflowService>;
-  private readonly sessionManagers: Http2SessionManager[] = [];
+  private readonly connection: { close(): void };
 
   constructor(options: WorkflowClientOptions = {}) {
-    let transport = options.transport;
-    if (transport === undefined) {
-      const headers: Record<string, string> = { ...options.headers };
-      if (options.token !== undefined) {
-        headers["authorization"] = `Bearer ${options.token}`;
-      }
-      const addHeaders: Interceptor = (next) => (req) => {
-        for (const [name, value] of Object.entries(headers)) {
-          req.header.set(name, value);
-        }
-        return next(req);
-      };
-      const backends = baseUrls(options.baseUrl).map((baseUrl): Backend => {
-        const tls = tlsOptions(baseUrl, options);
-        const keepaliveMs = options.keepaliveMs === undefined ? KEEPALIVE_MS : options.keepaliveMs;
-        const pings =
-          keepaliveMs === null
-            ? undefined
-            : {
-                pingIntervalMs: keepaliveMs,
-                pingTimeoutMs: Math.min(keepaliveMs, KEEPALIVE_TIMEOUT_MS),
-              };
-        const sessionManager = new Http2SessionManager(baseUrl, pings, tls);
-        this.sessionManagers.push(sessionManager);
-        const transport = createGrpcTransport({
-          baseUrl,
-          sessionManager,
-          interceptors: [addHeaders, ...(options.interceptors ?? [])],
-          ...(options.defaultTimeoutMs !== undefined
-            ? { defaultTimeoutMs: options.defaultTimeoutMs }
-            : {}),
-        });
-        return { url: baseUrl, transport, sessionManager };
-      });
-      transport =
-        backends.length === 1 ? backends[0]!.transport : new RoundRobinTransport(backends);
-    }
-    this.client = createClient(WorkflowService, transport);
+    const connection = openConnection(options, "WorkflowClient");
+    this.connection = connection;
+    this.client = createClient(WorkflowService, connection.transport);
   }
 
   /** Close the HTTP/2 connection. Calls made afterwards open a new one. */
   close(): void {
-    for (const sessionManager of this.sessionManagers) {
-      sessionManager.abort();
-    }
+    this.connection.close();
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
@@ -485,10 +412,6 @@ export class WorkflowClient {
   }
 }
 
-// As the Python client's: a PING every 20 s while streams are open, answered within 10 s.
-const KEEPALIVE_MS = 20_000;
-const KEEPALIVE_TIMEOUT_MS = 10_000;
-
 // Codes a restarting or unreachable server answers with; anything else is the caller's to see.
 const RECONNECT_ON = new Set<Code>([Code.Unavailable, Code.Canceled]);
 
@@ -519,46 +442,6 @@ function toTemplate(template: TemplateLike): Template {
     return template;
   }
   return fromJson(TemplateSchema, template as JsonObject);
-}
-
-/** The server URLs in `baseUrl`: one, an array, or one string with commas. */
-function baseUrls(baseUrl: string | string[] | undefined): string[] {
-  const given = baseUrl ?? DEFAULT_BASE_URL;
-  const urls = (Array.isArray(given) ? given : [given])
-    .flatMap((url) => url.split(","))
-    .map((url) => url.trim())
-    .filter((url) => url !== "");
-  if (urls.length === 0) {
-    throw new TypeError(`WorkflowClient: no server URL in baseUrl ${JSON.stringify(baseUrl)}`);
-  }
-  return [...new Set(urls)];
-}
-
-/** Node's HTTP/2 options trusting the CA given as `ca` or `caFile`; none without one. */
-function tlsOptions(
-  baseUrl: string,
-  options: Pick<WorkflowClientOptions, "ca" | "caFile">,
-): { ca: string | Buffer } | undefined {
-  if (options.ca !== undefined && options.caFile !== undefined) {
-    throw new TypeError("WorkflowClient: pass either ca or caFile, not both");
-  }
-  if (options.ca === undefined && options.caFile === undefined) {
-    return undefined;
-  }
-  if (!baseUrl.startsWith("https://")) {
-    throw new TypeError(
-      `WorkflowClient: a CA is for TLS servers; use an https:// baseUrl (not ${baseUrl})`,
-    );
-  }
-  if (options.ca !== undefined) {
-    return { ca: options.ca };
-  }
-  try {
-    return { ca: readFileSync(options.caFile!) };
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`WorkflowClient: cannot read caFile ${options.caFile}: ${reason}`);
-  }
 }
 
 function required<T>(value: T | undefined, field: string): T {

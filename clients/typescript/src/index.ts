@@ -32,10 +32,20 @@ export {
   type FieldViolation,
   type SluiceErrorOptions,
 } from "./errors.js";
+export type { ConnectionOptions } from "./transport.js";
+export {
+  Worker,
+  type WorkerOptions,
+  type TaskHandler,
+  type WorkerLogger,
+  type LogFields,
+} from "./worker.js";
+export { TaskError, NonRetryableError, type TaskInfo, type TaskErrorOptions } from "./task.js";
 
 // The generated messages, enums and the service descriptor.
 export * from "./gen/sluice/v1/event_pb.js";
 export * from "./gen/sluice/v1/template_pb.js";
 export * from "./gen/sluice/v1/workflow_pb.js";
 export * from "./gen/sluice/v1/workflow_service_pb.js";
+export * from "./gen/sluice/v1/worker_service_pb.js";
 export { BadRequestSchema, type BadRequest } from "./gen/google/rpc/error_details_pb.js";

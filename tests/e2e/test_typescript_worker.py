@@ -1,0 +1,102 @@
+"""The TypeScript example worker (clients/typescript/examples/worker.ts) serving a run made from
+Python: a worker in another language, over the wire, as a user runs it from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from sluice.client import EventType, StepStatus, WorkflowClient, WorkflowStatus
+from tests.conftest import ServerFactory
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_JS = REPO / "clients" / "typescript" / "dist" / "examples" / "worker.js"
+
+TEMPLATE = {
+    "id": "shout",
+    "name": "shout",
+    "params": [{"name": "text", "required": True}],
+    "steps": [
+        {
+            "id": "shout",
+            "type": "task",
+            "taskType": "upper",
+            "config": {"text": "{{ params.text }}"},
+        },
+        {
+            "id": "show",
+            "type": "transform",
+            "dependencies": ["shout"],
+            "config": {
+                "transformation": "format",
+                "format": "text",
+                "inputData": "{{ steps.shout.text }}",
+            },
+        },
+    ],
+}
+
+
+@pytest.fixture
+def node() -> str:
+    if not WORKER_JS.exists():
+        pytest.skip(
+            f"{WORKER_JS.relative_to(REPO)} is not built: run `npm run build` in "
+            "clients/typescript (`make test` does)"
+        )
+    found = shutil.which("node")
+    if found is None:
+        pytest.skip("node is not on PATH")
+    return found
+
+
+async def test_typescript_worker_serves_a_task_step(
+    start_server: ServerFactory, node: str, tmp_path: Path
+) -> None:
+    server = await start_server()
+    log = tmp_path / "worker.log"
+    with log.open("wb") as stderr:
+        worker = await asyncio.create_subprocess_exec(
+            node,
+            str(WORKER_JS),
+            "--base-url",
+            f"http://{server.address}",
+            "--task-type",
+            "upper",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    assert worker.stdout is not None
+    try:
+        line = await asyncio.wait_for(worker.stdout.readline(), 20)
+        assert line == b"worker ready\n", f"{line!r}; worker log:\n{log.read_text()}"
+
+        async with WorkflowClient(server.address) as client:
+            run = await client.create_workflow(TEMPLATE, {"text": "quiet words"})
+            done = await client.execute_workflow(run.id, wait=True, timeout=30)
+            assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED, (
+                f"{done.error}; worker log:\n{log.read_text()}"
+            )
+            steps = {step.step_id: step for step in done.steps}
+            assert steps["shout"].status == StepStatus.STEP_STATUS_COMPLETED
+            assert dict(steps["shout"].output) == {"text": "QUIET WORDS"}
+            assert "QUIET WORDS" in str(steps["show"].output["result"])
+
+            events = [e async for e in client.watch(run.id)]
+            shout = [e for e in events if e.step_id == "shout"]
+            assert [e.type for e in shout] == [
+                EventType.EVENT_TYPE_STEP_STARTED,
+                EventType.EVENT_TYPE_STEP_COMPLETED,
+            ]
+            assert {e.attempt for e in shout} == {1}
+
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 15) == 0, log.read_text()
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
