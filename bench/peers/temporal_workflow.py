@@ -4,16 +4,21 @@ Kept free of other imports: Temporal's sandbox re-imports this module for every 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity, workflow
 
 TASK_QUEUE = "bench-diamond"
 TIMEOUT = timedelta(seconds=60)
 
+# Per activity: milliseconds from its scheduling (the server's time) to its start here.
+DISPATCH_MS: list[float] = []
+
 
 @activity.defn
 async def noop(name: str) -> dict[str, str]:
+    scheduled = activity.info().current_attempt_scheduled_time
+    DISPATCH_MS.append((datetime.now(UTC) - scheduled).total_seconds() * 1000)
     return {}
 
 

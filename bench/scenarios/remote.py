@@ -8,6 +8,7 @@ CPU per workflow: the server's, and the worker's for remote steps.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import subprocess
@@ -62,53 +63,35 @@ async def sequential(client: WorkflowClient, template: str, count: int) -> list[
     return took
 
 
-async def main() -> None:
-    p = common.parser(__doc__ or "")
-    p.add_argument("--in-flight", type=int, default=200)
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each kind")
-    args = p.parse_args()
+async def measure(args: argparse.Namespace, worker: subprocess.Popen[str]) -> dict[str, Any]:
     count = common.scaled(1000, args.scale, minimum=100)
     seq_count = common.scaled(100, args.scale, minimum=20)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "bench.task_worker", "--address", args.address,
-         "--task-type", TASK_TYPE, "--in-flight", str(IN_FLIGHT_TASKS)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert worker.stdout is not None
-        if worker.stdout.readline().strip() != "worker ready":
-            raise RuntimeError("the bench worker did not start")
-        async with WorkflowClient(args.address) as client:
-            builtin = await workload.register(client, workload.diamond())
-            remote = await workload.register(client, remote_diamond())
-            for _ in range(10):
-                await run_one(client, builtin)
-                await run_one(client, remote)
-            kinds = {"builtin": builtin, "remote": remote}
-            rounds: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
-            latency: dict[str, list[float]] = {k: [] for k in kinds}
-            worker_cpu_remote = 0.0
-            for i in range(args.rounds):
-                order = list(kinds) if i % 2 == 0 else list(reversed(kinds))
-                for kind in order:
-                    before = common.proc_cpu_seconds(worker.pid)
-                    rounds[kind].append(
-                        await throughput(client, kinds[kind], count, args.in_flight, args.pid)
-                    )
-                    if kind == "remote":
-                        worker_cpu_remote += common.proc_cpu_seconds(worker.pid) - before
-            for kind in kinds:
-                latency[kind] = await sequential(client, kinds[kind], seq_count)
-    finally:
-        worker.terminate()
-        out, _ = worker.communicate(timeout=60)
-    dispatch = json.loads(out.strip().splitlines()[-1])
+    async with WorkflowClient(args.address) as client:
+        builtin = await workload.register(client, workload.diamond())
+        remote = await workload.register(client, remote_diamond())
+        for _ in range(10):
+            await run_one(client, builtin)
+            await run_one(client, remote)
+        kinds = {"builtin": builtin, "remote": remote}
+        rounds: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+        latency: dict[str, list[float]] = {}
+        worker_cpu_remote = 0.0
+        for i in range(args.rounds):
+            for kind in list(kinds) if i % 2 == 0 else list(reversed(kinds)):
+                before = common.proc_cpu_seconds(worker.pid)
+                rounds[kind].append(
+                    await throughput(client, kinds[kind], count, args.in_flight, args.pid)
+                )
+                if kind == "remote":
+                    worker_cpu_remote += common.proc_cpu_seconds(worker.pid) - before
+        for kind in kinds:
+            latency[kind] = await sequential(client, kinds[kind], seq_count)
 
     def median(kind: str, key: str) -> float:
         values = sorted(r[key] for r in rounds[kind])
         return values[len(values) // 2]
 
-    result = {
+    return {
         "workflows": count,
         "rounds": args.rounds,
         "builtin_workflows_per_s": median("builtin", "workflows_per_s"),
@@ -123,12 +106,37 @@ async def main() -> None:
         "builtin_sequential_ms_p99": common.percentile(latency["builtin"], 99),
         "remote_sequential_ms_p99": common.percentile(latency["remote"], 99),
         "remote_tasks_per_s": 5 * median("remote", "workflows_per_s"),
-        "dispatch_ms_p50": dispatch["dispatch_ms_p50"],
-        "dispatch_ms_p99": dispatch["dispatch_ms_p99"],
-        "tasks_dispatched": dispatch["tasks"],
     }
-    common.emit(result)
+
+
+def main() -> None:
+    p = common.parser(__doc__ or "")
+    p.add_argument("--in-flight", type=int, default=200)
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each kind")
+    args = p.parse_args()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bench.task_worker", "--address", args.address,
+         "--task-type", TASK_TYPE, "--in-flight", str(IN_FLIGHT_TASKS)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "worker ready":
+            raise RuntimeError("the bench worker did not start")
+        result = asyncio.run(measure(args, worker))
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=60)
+    dispatch = json.loads(out.strip().splitlines()[-1])
+    common.emit(
+        result
+        | {
+            "dispatch_ms_p50": dispatch["dispatch_ms_p50"],
+            "dispatch_ms_p99": dispatch["dispatch_ms_p99"],
+            "tasks_dispatched": dispatch["tasks"],
+        }
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -248,6 +248,8 @@ class SluiceServer:
             self._housekeeping.cancel()
             await asyncio.gather(self._housekeeping, return_exceptions=True)
         await self._health.enter_graceful_shutdown()
+        if self.engine is not None:
+            self.engine.task_queue.close_sessions()  # their workers go on elsewhere, at once
         grace = self.settings.shutdown_grace.total_seconds()
         # New calls are refused at once; in-flight calls and running steps share the grace.
         server_stopped = (

@@ -1,5 +1,5 @@
-// One task's calls to the server while a worker holds it: the acknowledgement as it arrives,
-// heartbeats while its handler runs, and the report of its outcome. Each call that fails while
+// One task's calls to the server while a worker holds it: heartbeats while its handler runs (the
+// first acknowledges the task), and the report of its outcome. Each call that fails while
 // the server is unreachable is tried again (within the task's deadlines); a lease that is gone
 // (FAILED_PRECONDITION / NOT_FOUND) or a cancelled run ends the task here without a report.
 
@@ -21,6 +21,8 @@ const RETRY_CALL = new Set<Code>([
 ]);
 // The lease moved on: the task timed out, went to another worker, or its run was cancelled.
 const LEASE_GONE = new Set<Code>([Code.FailedPrecondition, Code.NotFound]);
+// The first heartbeat waits at most this long: see `firstHeartbeatMs`.
+const FIRST_HEARTBEAT_MS = 1000;
 
 export interface LeaseSettings {
   heartbeatIntervalMs: number;
@@ -48,54 +50,29 @@ export class TaskLease {
     return this.settings.log;
   }
 
-  /** The first heartbeat, at once: whether the lease holds and the handler should run. */
-  async acknowledge(): Promise<boolean> {
-    const { task, control } = this;
-    const deadline = task.heartbeatDeadline;
-    const until = deadline !== undefined ? timestampMs(deadline) : Date.now() + 30_000;
-    let delayMs = this.settings.initialBackoffMs;
-    for (;;) {
-      try {
-        const response = await this.client.heartbeatTask(
-          { taskToken: task.taskToken },
-          { signal: control.signal, timeoutMs: this.settings.callTimeoutMs },
-        );
-        if (response.cancelled) {
-          this.log.info("task's run cancelled before it started; nothing reported", this.fields);
-          return false;
-        }
-        return true;
-      } catch (error) {
-        if (control.signal.aborted) {
-          this.log.info("task given up before it started", {
-            ...this.fields,
-            reason: reasonText(control.signal.reason),
-          });
-          return false;
-        }
-        const failure = fromConnectError(error);
-        const fields = { ...this.fields, code: failure.codeName, error: failure.message };
-        if (LEASE_GONE.has(failure.code)) {
-          this.log.warn("task lease gone before it started; nothing reported", fields);
-          return false;
-        }
-        if (!RETRY_CALL.has(failure.code) || Date.now() + delayMs >= until) {
-          this.log.error("cannot acknowledge the task; it will time out", fields);
-          return false;
-        }
-        this.log.warn("acknowledging the task failed; trying again", { ...fields, delayMs });
-      }
-      await sleep(delayMs, control.signal);
-      delayMs = Math.min(delayMs * 2, this.settings.maxBackoffMs);
-    }
+  /**
+   * When the first heartbeat goes: a second after the task arrived, or a quarter of the time
+   * to its heartbeat deadline if that is sooner. A handler done by then acknowledges the task
+   * with its result, and a task costs the server one call less.
+   */
+  firstHeartbeatMs(): number {
+    const deadline = this.task.heartbeatDeadline;
+    const left = deadline !== undefined ? timestampMs(deadline) - Date.now() : Infinity;
+    return Math.max(0, Math.min(FIRST_HEARTBEAT_MS, this.settings.heartbeatIntervalMs, left / 4));
   }
 
-  /** Heartbeats every interval while the handler runs; a cancel or lost lease aborts it. */
-  heartbeat(): { stop(): void } {
+  /**
+   * Heartbeats while the handler runs, the first after `firstMs` (the first extends the lease
+   * to the step's timeout), then every interval; a cancel or a lost lease aborts the handler.
+   * A beat that fails otherwise (the server unreachable) is tried again sooner than the next.
+   */
+  heartbeat(firstMs: number): { stop(): void } {
     const { task, control } = this;
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
+    let retryMs = this.settings.initialBackoffMs;
     const beat = async (): Promise<void> => {
+      let nextMs = this.settings.heartbeatIntervalMs;
       try {
         const response = await this.client.heartbeatTask(
           { taskToken: task.taskToken },
@@ -106,6 +83,7 @@ export class TaskLease {
           control.abort(abortReason("the task's run was cancelled"));
           return;
         }
+        retryMs = this.settings.initialBackoffMs;
       } catch (error) {
         if (stopped || control.signal.aborted) return;
         const failure = fromConnectError(error);
@@ -118,22 +96,47 @@ export class TaskLease {
           control.abort(abortReason(`the task's lease is gone (${failure.codeName})`));
           return;
         }
-        // Anything else may pass (a server restarting): the next beat tells.
+        // Anything else may pass (a server restarting): the next beat, soon, tells.
         this.log.warn("heartbeat failed", {
           ...this.fields,
           code: failure.codeName,
           error: failure.message,
         });
+        nextMs = Math.min(retryMs, nextMs);
+        retryMs = Math.min(retryMs * 2, this.settings.maxBackoffMs);
       }
-      if (!stopped) timer = setTimeout(() => void beat(), this.settings.heartbeatIntervalMs);
+      if (!stopped) timer = setTimeout(() => void beat(), nextMs);
     };
-    timer = setTimeout(() => void beat(), this.settings.heartbeatIntervalMs);
+    timer = setTimeout(() => void beat(), firstMs);
     return {
       stop: () => {
         stopped = true;
         clearTimeout(timer);
       },
     };
+  }
+
+  /**
+   * The worker stopped before the handler finished: the attempt failed (retryable), so the
+   * step's retry policy decides now rather than when the attempt times out. One try, with its
+   * own deadline (the worker is closing).
+   */
+  async reportStopped(): Promise<void> {
+    const error = "the worker stopped before the task finished";
+    try {
+      await this.client.failTask(
+        { taskToken: this.task.taskToken, error, nonRetryable: false },
+        { timeoutMs: this.settings.callTimeoutMs },
+      );
+      this.log.info("task interrupted; reported failed", this.fields);
+    } catch (caught) {
+      const failure = fromConnectError(caught);
+      this.log.warn("task interrupted; its failure was not reported", {
+        ...this.fields,
+        code: failure.codeName,
+        error: failure.message,
+      });
+    }
   }
 
   /** CompleteTask or FailTask, tried again while the server is unreachable, until the deadline. */

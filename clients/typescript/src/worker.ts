@@ -3,9 +3,10 @@
 //
 // One StreamTasks stream brings the tasks, never more than the credits granted: `concurrency`
 // when the stream opens, one more each time a task is done, so at most `concurrency` handlers
-// run at once. Each task is acknowledged with HeartbeatTask as soon as it arrives (that
-// extends its lease to the step's timeout), heartbeated while its handler runs, and reported
-// with CompleteTask or FailTask. A heartbeat that says the run was cancelled, or a lease that is
+// run at once. Each task's handler starts as it arrives; a first HeartbeatTask a second later
+// acknowledges it (extending its lease to the step's timeout) unless its result comes first,
+// then heartbeats follow while the handler runs, and it is reported with CompleteTask or
+// FailTask. A heartbeat that says the run was cancelled, or a lease that is
 // gone (FAILED_PRECONDITION / NOT_FOUND), aborts the handler's signal and nothing is reported.
 // A broken stream is opened again after a backoff; the server hands the broken stream's
 // unfinished tasks to other workers at once, so their handlers here are aborted too.
@@ -350,8 +351,6 @@ export class Worker {
       await lease.report({ kind: "fail", error, nonRetryable: false, retryAfterMs });
       return;
     }
-    if (!(await lease.acknowledge())) return;
-
     const outcome = Promise.resolve()
       .then(() => handler(toTaskInfo(task, control.signal)))
       .then(
@@ -359,7 +358,7 @@ export class Worker {
         (error: unknown) => outcomeOfError(error),
       );
     held.handlerSettled = outcome;
-    const heartbeats = lease.heartbeat();
+    const heartbeats = lease.heartbeat(lease.firstHeartbeatMs());
     const stopped = new Promise<undefined>((done) => {
       if (control.signal.aborted) done(undefined);
       control.signal.addEventListener("abort", () => done(undefined), { once: true });
@@ -367,6 +366,10 @@ export class Worker {
     const result = await Promise.race([outcome, stopped]);
     heartbeats.stop();
     if (result === undefined || control.signal.aborted) {
+      if (this.halt.signal.aborted && control.signal.reason === this.halt.signal.reason) {
+        await lease.reportStopped();
+        return;
+      }
       this.log.info("task handler stopped; nothing reported", {
         ...lease.fields,
         reason: reasonText(control.signal.reason),

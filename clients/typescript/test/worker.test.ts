@@ -426,7 +426,7 @@ describe("a worker serving task steps", () => {
     );
   });
 
-  test("stop() aborts the handlers still running when the grace runs out", async () => {
+  test("stop() aborts the handlers still running when the grace runs out and reports them failed", async () => {
     const started = deferred<TaskInfo>();
     const lines = new Lines();
     const { worker, running } = await startWorker(
@@ -449,9 +449,12 @@ describe("a worker serving task steps", () => {
     await running;
     assert.ok(task.signal.aborted);
     assert.match((task.signal.reason as Error).message, /the worker stopped/);
-    assert.ok(lines.seen.some((line) => /nothing reported/.test(line.message)));
+    assert.ok(lines.seen.some((line) => /interrupted; reported failed/.test(line.message)));
+    // The attempt failed at once (retryable; this step has no retry left), not at its timeout.
+    await within(10_000, "the run to end", watchToEnd(created.id));
     const run = await client.getWorkflow(created.id);
-    assert.equal(run.status, WorkflowStatus.RUNNING, "nothing was reported");
+    assert.equal(run.status, WorkflowStatus.FAILED);
+    assert.equal(run.steps[0]?.error, "the worker stopped before the task finished");
   });
 
   test("a stream the server refuses for good rejects run() with the typed error", async () => {

@@ -53,6 +53,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         _worker_id(first.worker_id, checks)
         _credits(first.credits, checks)
         checks.done()
+        # Headers now: the worker knows its stream was accepted before any task comes.
+        await context.send_initial_metadata(())
         session = self._queue.session(current_user(), task_types, first.worker_id or context.peer())
         session.grant(first.credits)
         problems: list[Exception] = []

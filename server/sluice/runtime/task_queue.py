@@ -48,6 +48,7 @@ class TaskQueue:
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
         self._sessions: set[WorkerSession] = set()
         self._holders: dict[TaskKey, WorkerSession] = {}
+        self._closing = False
 
     # --- taking tasks -----------------------------------------------------------------------
 
@@ -87,6 +88,8 @@ class TaskQueue:
                 left = None if deadline is None else deadline - time.monotonic()
                 if (left is not None and left <= 0) or (stop is not None and stop.done()):
                     return []
+                if self._closing:
+                    return []
                 if self.recheck is not None:
                     left = self.recheck if left is None else min(left, self.recheck)
                 waits: list[asyncio.Future[Any]] = [woken] if stop is None else [woken, stop]
@@ -115,6 +118,15 @@ class TaskQueue:
             with contextlib.suppress(Exception):
                 await self.release([t.key for t in await taking])
             raise
+
+    def close_sessions(self) -> None:
+        """The server is stopping: every stream ends now, cleanly (its worker keeps the tasks
+        it holds and reports them, here until the end or to another server), and waiting
+        polls return empty."""
+        self._closing = True
+        for session in list(self._sessions):
+            session.close()
+        self.wake()
 
     def session(self, owner: str, task_types: Sequence[str], worker: str) -> WorkerSession:
         """A stream's session; it ends with `forget` or `hand_back`."""

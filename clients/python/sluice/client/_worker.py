@@ -271,7 +271,7 @@ class Worker:
 
     async def _drain(self, serving: asyncio.Task[None]) -> None:
         """Wait, until the stop's grace is over, for the stream to end and the handlers to
-        finish; then abandon the handlers still running."""
+        finish; then interrupt the handlers still running (each reports a retryable failure)."""
         loop = asyncio.get_running_loop()
         while True:
             pending = {task for task in (serving, *self._running.values()) if not task.done()}
@@ -289,10 +289,10 @@ class Worker:
                 moved.cancel()
         for attempt in list(self._running):
             if attempt.handler_running:
-                attempt.abandon("the worker stopped before the handler finished")
+                attempt.interrupt("the worker stopped before the task finished")
         if not serving.done():
             # The server has not ended the stream after our half-close: break it, which also
-            # hands back at once the tasks just abandoned.
+            # hands back at once the tasks just interrupted.
             serving.cancel()
         runners = list(self._running.values())
         if runners:
