@@ -32,6 +32,7 @@ from typing import Any
 
 from bench import common, disk, pgreport, pgstat, replicas_report
 from bench.rounds import merge
+from bench.scenarios.remote import IN_FLIGHT_TASKS
 from bench.server import ROOT, Server
 
 BENCH = Path(__file__).resolve().parent
@@ -155,6 +156,16 @@ SCENARIOS = (
     Scenario("lists", "bench.scenarios.lists", server=None),
     Scenario("dbos", "bench.peers.dbos_diamond", server=None, peer=True, repeat=True),
     Scenario("temporal", "bench.peers.temporal_diamond", server=None, peer=True),
+    # Steps served by a worker process (8 tasks in flight) beside built-in steps, and Temporal's
+    # activities with the same limit on its worker.
+    Scenario("remote", "bench.scenarios.remote"),
+    Scenario(
+        "temporal-remote",
+        "bench.peers.temporal_diamond",
+        ("--activities-in-flight", "8", "--in-flight", "200"),
+        server=None,
+        peer=True,
+    ),
 )
 # --only postgres: Sluice on PostgreSQL beside Sluice on SQLite and DBOS on PostgreSQL, and
 # several servers on one database; --only replicas: the latter alone.
@@ -504,6 +515,7 @@ def render(
         ]
 
     out += _peers(results, s, t)
+    out += _remote(results.get("remote", {}), results.get("temporal-remote", {}))
     out += pgreport.comparison(results, rounds)
     out += pgreport.database_work(results)
     out += pgreport.bytes_per_run(results)
@@ -513,6 +525,56 @@ def render(
     if err:
         out += ["", "## Errors", "", *[f"- {name}: {text}" for name, text in err]]
     return "\n".join(out) + "\n"
+
+
+def _remote(r: dict[str, Any], temporal: dict[str, Any]) -> list[str]:
+    """Steps served by a worker process beside built-in ones (and Temporal's activities)."""
+    if not r:
+        return []
+    if "error" in r:
+        return ["", "## Remote steps (workers)", "", f"**error**: {r['error']}"]
+    cost = r["remote_server_cpu_ms"] / r["builtin_server_cpu_ms"]
+    slower = r["builtin_workflows_per_s"] / r["remote_workflows_per_s"]
+    out = [
+        "",
+        "## Remote steps (workers)",
+        "",
+        f"Diamond-5 with every step a `task` served by one worker process holding "
+        f"{IN_FLIGHT_TASKS} tasks at once (bench/task_worker.py: the raw API, StreamTasks "
+        f"credits, CompleteTask at once), beside diamond-5 of built-in no-op steps on the same "
+        f"server; {r['workflows']} workflows, up to 200 in flight, {r['rounds']} rounds each, "
+        f"interleaved (medians). Target: remote steps cost under 2x built-in ones.",
+        "",
+        "| figure | built-in steps | remote steps | remote / built-in |",
+        "|---|---|---|---|",
+        f"| throughput, workflows/s (rounds) | {r['builtin_workflows_per_s']:.1f} "
+        f"({', '.join(f'{x:.0f}' for x in r['builtin_rounds'])}) "
+        f"| {r['remote_workflows_per_s']:.1f} ({', '.join(f'{x:.0f}' for x in r['remote_rounds'])}) "
+        f"| {1 / slower:.2f} ({r['remote_tasks_per_s']:.0f} tasks/s) |",
+        f"| server CPU ms per workflow | {r['builtin_server_cpu_ms']:.1f} "
+        f"| {r['remote_server_cpu_ms']:.1f} (+ worker {r['remote_worker_cpu_ms']:.1f}) "
+        f"| {cost:.2f} (target < 2: {'met' if cost < 2 else 'not met'}) |",
+        f"| sequential ms per workflow, median / p99 | {r['builtin_sequential_ms_median']:.1f} / "
+        f"{r['builtin_sequential_ms_p99']:.1f} | {r['remote_sequential_ms_median']:.1f} / "
+        f"{r['remote_sequential_ms_p99']:.1f} "
+        f"| {r['remote_sequential_ms_median'] / r['builtin_sequential_ms_median']:.2f} |",
+        f"| dispatch, task queued -> worker received, p50 / p99 ms (throughput runs: includes "
+        f"the wait for one of the worker's {IN_FLIGHT_TASKS} slots) | | "
+        f"{r['dispatch_ms_p50']:.0f} / {r['dispatch_ms_p99']:.0f} | |",
+    ]
+    if temporal and "error" not in temporal:
+        out += [
+            "",
+            f"Temporal ({temporal['version']}; dev server, SQLite) on the same workload with "
+            f"its worker's max_concurrent_activities = {IN_FLIGHT_TASKS}: "
+            f"{temporal['workflows_per_s']:.1f} workflows/s, sequential "
+            f"{temporal['ms_median']:.0f} ms per workflow, activity dispatch (scheduled -> "
+            f"started) p50 {temporal.get('dispatch_ms_p50', float('nan')):.0f} / p99 "
+            f"{temporal.get('dispatch_ms_p99', float('nan')):.0f} ms.",
+        ]
+    elif temporal:
+        out += ["", f"Temporal: **error**: {temporal['error']}"]
+    return out
 
 
 def _lists(result: dict[str, Any]) -> list[str]:

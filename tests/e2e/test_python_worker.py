@@ -240,16 +240,16 @@ async def test_a_graceful_stop_finishes_running_handlers_and_reports_them(
 
     first = await client.create_workflow(template("one", task_step("a", "slow")))
     finished = asyncio.create_task(client.execute_workflow(first.id, wait=True, timeout=20))
-    with capture_logs() as logged:
-        run = asyncio.create_task(worker.run())
-        async with asyncio.timeout(10):
-            await started.wait()
-        stopping = asyncio.create_task(worker.stop(grace=10))
+    run = asyncio.create_task(worker.run())
+    async with asyncio.timeout(10):
+        await started.wait()
+    assert (await queue(client, "slow")).workers == 1
+    stopping = asyncio.create_task(worker.stop(grace=10))
 
-        async def stream_closed() -> bool:
-            return any(line["event"] == "task stream closed" for line in logged)
+    async def half_closed() -> bool:  # the server knows: no task goes to this worker now
+        return (await queue(client, "slow")).workers == 0
 
-        await until(stream_closed)
+    await until(half_closed)
     # The worker takes no new task now, though it has free slots...
     second = await client.create_workflow(template("two", task_step("a", "slow")))
     await client.execute_workflow(second.id)

@@ -80,9 +80,9 @@ class RawWorker:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def _call(self, method: Any, request: Any) -> Any:
+    async def _call(self, method: Any, request: Any, timeout: float = 30) -> Any:
         try:
-            return await method(request, metadata=self.metadata, timeout=30)
+            return await method(request, metadata=self.metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
 
@@ -95,7 +95,7 @@ class RawWorker:
             wait=duration_pb2.Duration(seconds=int(wait), nanos=int(wait % 1 * 1e9)),
             worker_id="raw-test-worker",
         )
-        response = await self._call(self.stub.PollTasks, request)
+        response = await self._call(self.stub.PollTasks, request, timeout=wait + 30)
         return list(response.tasks)
 
     async def poll_one(self, *task_types: str, wait: float = 10.0) -> wpb.Task:

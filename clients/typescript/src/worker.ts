@@ -119,6 +119,8 @@ export class Worker {
   private readonly stopping = new AbortController();
   /** Aborted when stop()'s grace runs out: every handler, call and wait stops. */
   private readonly halt = new AbortController();
+  // Whether a stream was open when the grace ran out (breaking it handed its tasks back).
+  private handedBack = false;
   private graceTimer: NodeJS.Timeout | undefined;
   /** The open stream's request side, where credits are granted; undefined between streams. */
   private requests: RequestQueue<StreamRequest> | undefined;
@@ -177,8 +179,9 @@ export class Worker {
 
   /**
    * Stop gracefully: take no more tasks (the stream is half-closed), let the running handlers
-   * finish and report within `graceMs` (30,000), then abort the rest (they report nothing and
-   * their tasks time out on the server). Resolves once run() has returned.
+   * finish and report within `graceMs` (30,000), then abort the rest (their tasks go back to
+   * the server at once, or, with no stream open, are reported failed). Resolves once run() has
+   * returned.
    */
   async stop(graceMs = 30_000): Promise<void> {
     if (this.running === undefined) {
@@ -190,10 +193,13 @@ export class Worker {
       this.log.info("stopping", { workerId: this.workerId, running: this.held.size, graceMs });
       this.stopping.abort();
       this.requests?.end(); // the half-close: the server sends no more tasks and ends the stream
-      this.graceTimer = setTimeout(
-        () => this.halt.abort(abortReason("the worker stopped before the task finished")),
-        graceMs,
-      );
+      this.graceTimer = setTimeout(() => {
+        // The server keeps a half-closed stream open until its tasks are reported: the halt
+        // breaks it, which hands the tasks still running back at once, to the next worker.
+        // Only when no stream is open are they reported failed (retryable).
+        this.handedBack = this.requests !== undefined;
+        this.halt.abort(abortReason("the worker stopped before the task finished"));
+      }, graceMs);
     }
     await this.running.catch(() => {});
     clearTimeout(this.graceTimer); // run() may have ended before stop() (a refused stream)
@@ -367,7 +373,11 @@ export class Worker {
     heartbeats.stop();
     if (result === undefined || control.signal.aborted) {
       if (this.halt.signal.aborted && control.signal.reason === this.halt.signal.reason) {
-        await lease.reportStopped();
+        if (this.handedBack) {
+          this.log.info("task handed back to the server: the worker stopped", lease.fields);
+        } else {
+          await lease.reportStopped();
+        }
         return;
       }
       this.log.info("task handler stopped; nothing reported", {

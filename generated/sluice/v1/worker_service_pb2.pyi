@@ -463,7 +463,9 @@ class ListTaskQueuesResponse(_message.Message):
     QUEUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def queues(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskQueue]:
-        """One per task type with tasks waiting or held, by task type."""
+        """One per task type with tasks waiting or held, or a worker streaming, by
+        task type.
+        """
 
     def __init__(
         self,
@@ -489,12 +491,17 @@ class TaskQueue(_message.Message):
     ACTIVE_FIELD_NUMBER: _builtins.int
     OLDEST_QUEUE_TIME_FIELD_NUMBER: _builtins.int
     OLDEST_AGE_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
     task_type: _builtins.str
     """The task type."""
     queued: _builtins.int
     """Tasks waiting for a worker."""
     active: _builtins.int
     """Tasks held by workers."""
+    workers: _builtins.int
+    """StreamTasks streams of the caller's open on the server that answered and
+    taking tasks of this type (a half-closed one no longer counts).
+    """
     @_builtins.property
     def oldest_queue_time(self) -> _timestamp_pb2.Timestamp:
         """When the oldest waiting task was queued; unset when none waits."""
@@ -511,10 +518,11 @@ class TaskQueue(_message.Message):
         active: _builtins.int = ...,
         oldest_queue_time: _timestamp_pb2.Timestamp | None = ...,
         oldest_age: _duration_pb2.Duration | None = ...,
+        workers: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_age", b"oldest_age", "oldest_queue_time", b"oldest_queue_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "oldest_age", b"oldest_age", "oldest_queue_time", b"oldest_queue_time", "queued", b"queued", "task_type", b"task_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "oldest_age", b"oldest_age", "oldest_queue_time", b"oldest_queue_time", "queued", b"queued", "task_type", b"task_type", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

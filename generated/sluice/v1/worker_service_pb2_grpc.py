@@ -113,7 +113,9 @@ class WorkerServiceServicer:
         """Streams tasks of the given types as they become ready, never more than the
         credits the worker granted: the first request names the task types and
         grants credits; each later one grants more (typically one per task
-        finished). Closing the stream hands back the tasks not yet finished.
+        finished). A stream that breaks hands back the tasks not yet reported. A
+        worker that half-closes it gets no more tasks and keeps those it holds; the
+        server ends the stream (OK) once they are reported.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

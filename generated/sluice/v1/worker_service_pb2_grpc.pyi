@@ -57,7 +57,9 @@ class WorkerServiceStub:
     """Streams tasks of the given types as they become ready, never more than the
     credits the worker granted: the first request names the task types and
     grants credits; each later one grants more (typically one per task
-    finished). Closing the stream hands back the tasks not yet finished.
+    finished). A stream that breaks hands back the tasks not yet reported. A
+    worker that half-closes it gets no more tasks and keeps those it holds; the
+    server ends the stream (OK) once they are reported.
     """
     PollTasks: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.PollTasksRequest, _worker_service_pb2.PollTasksResponse]
     """Long-polls for up to max_tasks tasks of the given types: returns as soon
@@ -109,7 +111,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """Streams tasks of the given types as they become ready, never more than the
     credits the worker granted: the first request names the task types and
     grants credits; each later one grants more (typically one per task
-    finished). Closing the stream hands back the tasks not yet finished.
+    finished). A stream that breaks hands back the tasks not yet reported. A
+    worker that half-closes it gets no more tasks and keeps those it holds; the
+    server ends the stream (OK) once they are reported.
     """
     PollTasks: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.PollTasksRequest, _worker_service_pb2.PollTasksResponse]  # type: ignore[assignment]
     """Long-polls for up to max_tasks tasks of the given types: returns as soon
@@ -164,7 +168,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams tasks of the given types as they become ready, never more than the
         credits the worker granted: the first request names the task types and
         grants credits; each later one grants more (typically one per task
-        finished). Closing the stream hands back the tasks not yet finished.
+        finished). A stream that breaks hands back the tasks not yet reported. A
+        worker that half-closes it gets no more tasks and keeps those it holds; the
+        server ends the stream (OK) once they are reported.
         """
 
     @_abc_1.abstractmethod

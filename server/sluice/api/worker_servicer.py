@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+import structlog
 
 from sluice.api import task_tokens
 from sluice.api.auth import current_user
@@ -24,6 +25,7 @@ from sluice.v1 import worker_service_pb2 as pb
 from sluice.v1 import worker_service_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+log = structlog.get_logger("sluice.workers")
 
 MAX_TASK_TYPES = 100
 MAX_POLLED = 100
@@ -66,15 +68,22 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     await context.write(pb.StreamTasksResponse(task=self._task(task)))
             if problems:
                 raise problems[0]
+            # Half-closed: the worker reports what it holds, then the stream ends (cleanly).
+            await session.reported()
             clean = True
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+            held = len(session.held)
             if clean:
                 session.forget()
             else:  # broken, refused or stopped: its tasks go to the next worker now
                 await asyncio.shield(session.hand_back())
+            log.info(
+                "worker stream ended", worker=session.worker, task_types=task_types,
+                clean=clean, handed_back=0 if clean else held,
+            )  # fmt: skip
 
     @rpc
     async def PollTasks(
@@ -151,15 +160,18 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self, request: pb.ListTaskQueuesRequest, context: Context
     ) -> pb.ListTaskQueuesResponse:
         now = self._clock.now()
-        response = pb.ListTaskQueuesResponse()
+        streaming = self._queue.streaming(current_user())
+        queues: dict[str, pb.TaskQueue] = {}
         for stats in await self._queue.stats(current_user()):
-            queue = response.queues.add(
+            queue = queues[stats.task_type] = pb.TaskQueue(
                 task_type=stats.task_type, queued=stats.queued, active=stats.active
             )
             if stats.oldest_queued_at is not None:
                 _timestamp(stats.oldest_queued_at, queue.oldest_queue_time)
                 _duration(max(timedelta(0), now - stats.oldest_queued_at), queue.oldest_age)
-        return response
+        for task_type, count in streaming.items():
+            queues.setdefault(task_type, pb.TaskQueue(task_type=task_type)).workers = count
+        return pb.ListTaskQueuesResponse(queues=[queues[t] for t in sorted(queues)])
 
     def _task(self, task: TaskRecord) -> pb.Task:
         given = task.input

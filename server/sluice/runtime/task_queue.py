@@ -126,6 +126,7 @@ class TaskQueue:
         self._closing = True
         for session in list(self._sessions):
             session.close()
+            session._wake()
         self.wake()
 
     def session(self, owner: str, task_types: Sequence[str], worker: str) -> WorkerSession:
@@ -193,6 +194,15 @@ class TaskQueue:
     async def stats(self, owner: str | None) -> list[QueueStats]:
         return await self._store.queue_stats(owner)
 
+    def streaming(self, owner: str | None) -> dict[str, int]:
+        """Per task type: this server's streams that take tasks of it (not half-closed)."""
+        counts: dict[str, int] = {}
+        for session in self._sessions:
+            if not session.closed and (owner is None or session.owner == owner):
+                for task_type in session.task_types:
+                    counts[task_type] = counts.get(task_type, 0) + 1
+        return counts
+
     def _hold(self, key: TaskKey, session: WorkerSession) -> None:
         self._holders[key] = session
         session.held.add(key)
@@ -201,6 +211,7 @@ class TaskQueue:
         session = self._holders.pop(key, None)
         if session is not None:
             session.held.discard(key)
+            session._wake()
 
 
 class WorkerSession:
@@ -229,7 +240,7 @@ class WorkerSession:
         self._wake()
 
     def close(self) -> None:
-        """The worker sends no more: take no more tasks for it (it keeps those it holds)."""
+        """The worker sends no more (or the server stops): take no more tasks for it."""
         self.closed = True
         self._wake()
 
@@ -265,6 +276,28 @@ class WorkerSession:
             finally:
                 self._nudge = None
         return []
+
+    async def reported(self, every: float = 1.0) -> None:
+        """Once the worker half-closed its stream: returns when it has reported every task it
+        holds (here, or to another server: those are looked up every `every` seconds), or the
+        server stops. The stream stays open meanwhile, so a worker that dies now still hands
+        its tasks back at once (a connection lost can look like a half-close to the reader)."""
+        loop = asyncio.get_running_loop()
+        while self.held and not self._queue._closing:
+            self._nudge = loop.create_future()
+            try:
+                async with asyncio.timeout(every):
+                    await self._nudge
+                continue
+            except TimeoutError:
+                pass
+            finally:
+                self._nudge = None
+            for key in list(self.held):
+                task = await self._queue._store.get_task(key.run_id, key.step_id)
+                if task is None or task.key != key or task.state is not TaskState.ACTIVE:
+                    self._queue._holders.pop(key, None)
+                    self.held.discard(key)
 
     async def hand_back(self) -> None:
         """The stream broke: every task the worker still holds goes back to the queue."""

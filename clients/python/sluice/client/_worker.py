@@ -271,7 +271,8 @@ class Worker:
 
     async def _drain(self, serving: asyncio.Task[None]) -> None:
         """Wait, until the stop's grace is over, for the stream to end and the handlers to
-        finish; then interrupt the handlers still running (each reports a retryable failure)."""
+        finish; then stop the handlers still running (their tasks handed back, or reported
+        failed)."""
         loop = asyncio.get_running_loop()
         while True:
             pending = {task for task in (serving, *self._running.values()) if not task.done()}
@@ -287,12 +288,17 @@ class Worker:
                 )
             finally:
                 moved.cancel()
+        # The server keeps a half-closed stream open until its tasks are reported: breaking it
+        # hands those still running back at once, to the next worker, as the same attempt.
+        # Only when the stream has ended already are they reported failed (retryable).
+        handed_back = not serving.done()
         for attempt in list(self._running):
             if attempt.handler_running:
-                attempt.interrupt("the worker stopped before the task finished")
-        if not serving.done():
-            # The server has not ended the stream after our half-close: break it, which also
-            # hands back at once the tasks just interrupted.
+                if handed_back:
+                    attempt.abandon("the worker stopped; the server hands the task on")
+                else:
+                    attempt.interrupt("the worker stopped before the task finished")
+        if handed_back:
             serving.cancel()
         runners = list(self._running.values())
         if runners:
