@@ -40,7 +40,7 @@ run: $(VENV)/.installed
 # The TypeScript client is built first: tests/e2e/test_typescript_worker.py runs its example worker.
 test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 	cd $(TS) && npm run --silent build
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 	cd $(TS) && npm test --silent
 
 # Each test gets a fresh database on that server (created and dropped by the fixture).
