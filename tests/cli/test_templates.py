@@ -90,3 +90,17 @@ async def test_validate_says_how_to_spell_an_enum_value(sluice: Sluice, tmp_path
     assert "qualityGates[0].action: ABORT is not a GateAction value; write GATE_ACTION_ABORT" in (
         result.err
     )
+
+
+async def test_show_names_the_task_type_of_a_step_served_by_workers(
+    sluice: Sluice, tmp_path: Path
+) -> None:
+    path = tmp_path / "remote.json"
+    served = step("resize", "task", taskType="images.resize")
+    path.write_text(json.dumps(template("remote", served, step("after", "sleep", "resize"))))
+    assert (await sluice("template", "create", str(path))).code == 0
+
+    shown = await sluice("template", "show", "remote")
+    assert shown.code == 0, shown.err
+    [row] = [line.split() for line in shown.lines if line.split()[:1] == ["resize"]]
+    assert row[1:3] == ["task", "images.resize"]

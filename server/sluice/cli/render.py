@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sluice.cli import data
-from sluice.cli.state import RunView
+from sluice.cli.state import RunView, step_kind
 from sluice.client import (
     EventType,
     GateStatus,
@@ -117,7 +117,7 @@ def template_detail(template: Template) -> Group:
         params.add_row(p.name, "yes" if p.required else "", default, p.description)
     steps = Table("step", "type", "depends on", "optional", box=None, header_style="bold")
     for s in template.steps:
-        steps.add_row(s.id, s.type, ", ".join(s.dependencies), "yes" if s.optional else "")
+        steps.add_row(s.id, step_kind(s), ", ".join(s.dependencies), "yes" if s.optional else "")
     gates = Table(
         "gate", "after step", "type", "condition", "on failure", box=None, header_style="bold"
     )

@@ -20,6 +20,7 @@ from sluice.client import (
     WorkflowEvent,
     WorkflowStatus,
 )
+from sluice.v1 import template_pb2
 from sluice.v1.workflow_pb2 import GateType
 
 E = EventType
@@ -167,7 +168,12 @@ class RunView:
 
 
 def steps_of(template: Template) -> dict[str, StepView]:
-    return {s.id: StepView(s.id, s.type, s.optional) for s in template.steps}
+    return {s.id: StepView(s.id, step_kind(s), s.optional) for s in template.steps}
+
+
+def step_kind(spec: template_pb2.StepSpec) -> str:
+    """A step's type as shown: a step served by workers with its task type."""
+    return f"task {spec.task_type}" if spec.type == "task" and spec.task_type else spec.type
 
 
 def gates_of(template: Template) -> dict[str, GateView]:
