@@ -126,7 +126,7 @@ class TaskQueue:
         self._closing = True
         for session in list(self._sessions):
             session.close()
-            session._wake()
+            session.nudge()
         self.wake()
 
     def session(self, owner: str, task_types: Sequence[str], worker: str) -> WorkerSession:
@@ -174,7 +174,7 @@ class TaskQueue:
         if task is None:
             raise NotFound(_unknown(key))
         if recorded:
-            self._release_hold(key)
+            self.unhold(key)
             self._changed([task])
         elif not (task.key == key and task.state is state and task.result == result):
             why = _why_not(task, key)
@@ -203,15 +203,40 @@ class TaskQueue:
                     counts[task_type] = counts.get(task_type, 0) + 1
         return counts
 
-    def _hold(self, key: TaskKey, session: WorkerSession) -> None:
-        self._holders[key] = session
-        session.held.add(key)
+    # --- what a session asks of its queue -------------------------------------------------------
 
-    def _release_hold(self, key: TaskKey) -> None:
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def take_for(self, session: WorkerSession, limit: int) -> list[TaskRecord]:
+        """Tasks for a stream, now held by it (its worker reports on them anywhere)."""
+        taken = await self._take(session.owner, session.task_types, limit, session.worker)
+        if taken:
+            self._changed(taken)
+            for task in taken:
+                self._holders[task.key] = session
+                session.held.add(task.key)
+        return taken
+
+    async def still_held(self, key: TaskKey) -> bool:
+        """Whether the task is still leased under `key` (not reported, timed out or moved)."""
+        task = await self._store.get_task(key.run_id, key.step_id)
+        return task is not None and task.key == key and task.state is TaskState.ACTIVE
+
+    def end(self, session: WorkerSession) -> list[TaskKey]:
+        """The session is over: what it still held."""
+        self._sessions.discard(session)
+        held, session.held = list(session.held), set()
+        for key in held:
+            self._holders.pop(key, None)
+        return held
+
+    def unhold(self, key: TaskKey) -> None:
         session = self._holders.pop(key, None)
         if session is not None:
             session.held.discard(key)
-            session._wake()
+            session.nudge()
 
 
 class WorkerSession:
@@ -237,17 +262,17 @@ class WorkerSession:
 
     def grant(self, credits: int) -> None:
         self.credits = min(MAX_CREDITS, self.credits + credits)
-        self._wake()
+        self.nudge()
 
     def close(self) -> None:
         """The worker sends no more (or the server stops): take no more tasks for it."""
         self.closed = True
-        self._wake()
+        self.nudge()
 
     def queued(self) -> None:
         """A task of one of its types was queued (or may have been)."""
         self.pending = True
-        self._wake()
+        self.nudge()
 
     async def next(self) -> list[TaskRecord]:
         """The next tasks for the worker, within its credits; [] once closed."""
@@ -257,14 +282,11 @@ class WorkerSession:
             if self.credits > 0 and self.pending:
                 self.pending = False
                 asked = self.credits
-                taken = await self._queue._take(self.owner, self.task_types, asked, self.worker)
+                taken = await self._queue.take_for(self, asked)
                 if len(taken) == asked:
                     self.pending = True  # more may wait
                 if taken:
-                    self._queue._changed(taken)
                     self.credits -= len(taken)
-                    for task in taken:
-                        self._queue._hold(task.key, self)
                     return taken
                 continue
             self._nudge = loop.create_future()
@@ -283,7 +305,7 @@ class WorkerSession:
         server stops. The stream stays open meanwhile, so a worker that dies now still hands
         its tasks back at once (a connection lost can look like a half-close to the reader)."""
         loop = asyncio.get_running_loop()
-        while self.held and not self._queue._closing:
+        while self.held and not self._queue.closing:
             self._nudge = loop.create_future()
             try:
                 async with asyncio.timeout(every):
@@ -294,27 +316,19 @@ class WorkerSession:
             finally:
                 self._nudge = None
             for key in list(self.held):
-                task = await self._queue._store.get_task(key.run_id, key.step_id)
-                if task is None or task.key != key or task.state is not TaskState.ACTIVE:
-                    self._queue._holders.pop(key, None)
-                    self.held.discard(key)
+                if not await self._queue.still_held(key):
+                    self._queue.unhold(key)
 
     async def hand_back(self) -> None:
         """The stream broke: every task the worker still holds goes back to the queue."""
-        self._queue._sessions.discard(self)
-        held, self.held = list(self.held), set()
-        for key in held:
-            self._queue._holders.pop(key, None)
-        await self._queue.release(held)
+        await self._queue.release(self._queue.end(self))
 
     def forget(self) -> None:
         """The stream ended cleanly: the worker reports on what it holds with unary calls."""
-        self._queue._sessions.discard(self)
-        for key in self.held:
-            self._queue._holders.pop(key, None)
-        self.held = set()
+        self._queue.end(self)
 
-    def _wake(self) -> None:
+    def nudge(self) -> None:
+        """Wake the session if it waits (for credits, a task, or its worker's reports)."""
         if self._nudge is not None and not self._nudge.done():
             self._nudge.set_result(None)
 
