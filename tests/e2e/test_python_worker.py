@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -309,21 +310,25 @@ async def test_cancelling_the_run_cancels_the_handler_at_its_next_heartbeat(
     assert final.status == WorkflowStatus.WORKFLOW_STATUS_CANCELLED
 
 
-async def test_the_example_worker_serves_echo_and_stops_on_sigterm(
+async def test_the_example_worker_serves_the_example_template_and_stops_on_sigterm(
     server: SluiceServer, client: WorkflowClient
 ) -> None:
     env = {**os.environ, "SLUICE_TOKEN": "", "PYTHONUNBUFFERED": "1"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "examples" / "worker.py"),
-        "--address", server.address, "--task-type", "echo", "--concurrency", "2",
+        "--address", server.address, "--task-type", "echo", "--task-type", "upper",
+        "--concurrency", "2",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
-        tpl = template("demo", task_step("a", "echo", config={"text": "hi"}))
-        run = await client.create_workflow(tpl)
+        # The README's demo: examples/workers.json, served by this worker.
+        tpl = json.loads((ROOT / "examples" / "workers.json").read_text(encoding="utf-8"))
+        run = await client.create_workflow(tpl, {"text": "hi"})
         done = await client.execute_workflow(run.id, wait=True, timeout=30)
         assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED, done.error
-        assert output(done, "a") == {"echo": {"text": "hi"}, "inputs": {}, "attempt": 1}
+        assert output(done, "echo") == {"echo": {"text": "hi"}, "inputs": {}, "attempt": 1}
+        assert output(done, "shout") == {"text": "HI"}
+        assert output(done, "format")["result"] == "HI"
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             printed, _ = await process.communicate()

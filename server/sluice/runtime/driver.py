@@ -54,7 +54,7 @@ from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, L
 from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
 from sluice.runtime.event_reads import SharedEventReads
 from sluice.runtime.task_queue import TaskQueue
-from sluice.runtime.tasks import NOTHING_QUEUED, Queued, RemoteDispatcher, TaskSettings
+from sluice.runtime.tasks import Queued, RemoteDispatcher, TaskSettings
 
 log = structlog.get_logger(__name__)
 
@@ -717,7 +717,7 @@ class Engine:
                 return await self.store.commit(
                     run, decision.events, publications,
                     timers=decision.timers or None, fence=driver.fence, command=command,
-                    tasks=queued.writes if queued is not NOTHING_QUEUED else None,
+                    tasks=queued.writes,
                 )  # fmt: skip
             except Unavailable as exc:
                 if self._draining or (call and attempt >= STORE_RETRY_CALL_ATTEMPTS):

@@ -69,12 +69,11 @@ class TaskQueue:
         task_types: Sequence[str],
         limit: int,
         worker: str,
-        wait: float | None,
-        stop: asyncio.Future[None] | None = None,
+        wait: float,
     ) -> list[TaskRecord]:
         """Take up to `limit` of the owner's queued tasks of these types, waiting up to `wait`
-        seconds (None: until `stop`) for one to come; [] when none came or `stop` is done."""
-        deadline = None if wait is None else time.monotonic() + wait
+        seconds for one to come; [] when none came (or the server is stopping)."""
+        deadline = time.monotonic() + wait
         loop = asyncio.get_running_loop()
         while True:
             woken: asyncio.Future[None] = loop.create_future()
@@ -85,15 +84,12 @@ class TaskQueue:
                 if taken:
                     self._changed(taken)
                     return taken
-                left = None if deadline is None else deadline - time.monotonic()
-                if (left is not None and left <= 0) or (stop is not None and stop.done()):
-                    return []
-                if self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing:
                     return []
                 if self.recheck is not None:
-                    left = self.recheck if left is None else min(left, self.recheck)
-                waits: list[asyncio.Future[Any]] = [woken] if stop is None else [woken, stop]
-                await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                    left = min(left, self.recheck)
+                await asyncio.wait([woken], timeout=left)
             finally:
                 for task_type in task_types:
                     waiting = self._waiting.get(task_type)
@@ -126,7 +122,6 @@ class TaskQueue:
         self._closing = True
         for session in list(self._sessions):
             session.close()
-            session.nudge()
         self.wake()
 
     def session(self, owner: str, task_types: Sequence[str], worker: str) -> WorkerSession:
