@@ -20,7 +20,7 @@ from sluice.v1 import worker_service_pb2 as wpb
 from sluice.v1 import worker_service_pb2_grpc as wgrpc
 
 
-async def work(address: str, task_type: str, in_flight: int) -> None:
+async def work(address: str, task_type: str, in_flight: int, unary: bool) -> None:
     channel = grpc.aio.insecure_channel(address)
     stub = wgrpc.WorkerServiceStub(channel)
     requests: asyncio.Queue[wpb.StreamTasksRequest | None] = asyncio.Queue()
@@ -38,12 +38,18 @@ async def work(address: str, task_type: str, in_flight: int) -> None:
     cpu = common.CpuMeter()
 
     async def finish(task: wpb.Task) -> None:
-        await stub.CompleteTask(wpb.CompleteTaskRequest(task_token=task.task_token))
-        requests.put_nowait(wpb.StreamTasksRequest(credits=1))
+        done = wpb.CompleteTaskRequest(task_token=task.task_token)
+        if unary:
+            await stub.CompleteTask(done)
+            requests.put_nowait(wpb.StreamTasksRequest(credits=1))
+        else:  # the result and the credit it frees in one message
+            requests.put_nowait(wpb.StreamTasksRequest(credits=1, completed=[done]))
 
     async def receive() -> None:
         print("worker ready", flush=True)
         async for response in call:
+            if not response.HasField("task"):
+                continue  # answers to results: all OK here (the benchmark checks the runs)
             received = time.time()
             latencies.append((received - response.task.queue_time.ToNanoseconds() / 1e9) * 1000)
             job = asyncio.create_task(finish(response.task))
@@ -82,8 +88,11 @@ def main() -> None:
     p.add_argument("--address", required=True)
     p.add_argument("--task-type", default="bench.noop")
     p.add_argument("--in-flight", type=int, default=8)
+    p.add_argument(
+        "--unary", action="store_true", help="report results with CompleteTask, not on the stream"
+    )
     args = p.parse_args()
-    asyncio.run(work(args.address, args.task_type, args.in_flight))
+    asyncio.run(work(args.address, args.task_type, args.in_flight, args.unary))
 
 
 if __name__ == "__main__":

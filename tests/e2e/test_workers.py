@@ -308,3 +308,55 @@ async def test_polls_wait_for_a_task_and_wake_when_it_is_queued(
             (task,) = await polling
         assert task.workflow_id == run.id
         assert await worker.poll(wait=0) == []
+
+
+async def test_results_reported_on_the_stream_are_recorded_and_answered_like_the_calls(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    template = task_template(then=False, retry={"maxAttempts": 1})
+    runs = [await client.create_workflow(template, {"text": f"t{i}"}) for i in range(3)]
+    for run in runs:
+        await client.execute_workflow(run.id)
+    async with RawWorker(server.address) as worker:
+        stream = TaskStream(worker, "echo", credits=2)
+        first, second = await stream.next_task(), await stream.next_task()
+
+        # Two results in one message: both recorded, each answered OK.
+        stream.report(
+            completed={first.task_token: {"shout": "ONE"}},
+            failed={second.task_token: "the printer is on fire"},
+        )
+        reports = await stream.next_reports()
+        assert {(r.task_token, r.code) for r in reports} == {
+            (first.task_token, 0),
+            (second.task_token, 0),
+        }
+        # The same result again is OK; another result, a bad token and a bad output are
+        # answered with the status the unary calls give, and the stream carries on.
+        stream.report(completed={first.task_token: {"shout": "ONE"}})
+        assert [r.code for r in await stream.next_reports()] == [grpc.StatusCode.OK.value[0]]
+        stream.report(completed={first.task_token: {"shout": "TWO"}})
+        (refused,) = await stream.next_reports()
+        assert refused.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        assert "another result" in refused.message
+        stream.report(completed={"not-a-token": {}})
+        (bad,) = await stream.next_reports()
+        assert bad.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "task_token" in bad.message
+
+        # One more credit, one more task; its result on the stream as it half-closes.
+        stream.grant(1)
+        third = await stream.next_task()
+        stream.report(completed={third.task_token: {"shout": "THREE"}})
+        stream.half_close()  # the answer still comes before the stream ends
+        assert [r.code for r in await stream.next_reports()] == [0]
+        assert await stream.end() == grpc.StatusCode.OK
+
+    outcomes = {}
+    for run in runs:
+        done = await finished(client, run.id)
+        outcomes[done.id] = (done.status, dict(done.steps[0].output), done.steps[0].error)
+    assert outcomes[first.workflow_id] == (COMPLETED, {"shout": "ONE"}, "")
+    assert outcomes[second.workflow_id][0] == WorkflowStatus.WORKFLOW_STATUS_FAILED
+    assert "the printer is on fire" in outcomes[second.workflow_id][2]
+    assert outcomes[third.workflow_id] == (COMPLETED, {"shout": "THREE"}, "")

@@ -143,14 +143,42 @@ class TaskStream:
     def grant(self, credits: int) -> None:
         self._requests.put_nowait(wpb.StreamTasksRequest(credits=credits))
 
+    def report(
+        self,
+        completed: dict[str, dict[str, Any]] | None = None,
+        failed: dict[str, str] | None = None,
+        credits: int = 0,
+    ) -> None:
+        """Results on the stream (outputs, or errors, by task token), with credits."""
+        request = wpb.StreamTasksRequest(credits=credits)
+        for token, output in (completed or {}).items():
+            request.completed.add(task_token=token).output.update(output)
+        for token, error in (failed or {}).items():
+            request.failed.add(task_token=token, error=error)
+        self._requests.put_nowait(request)
+
     def half_close(self) -> None:
         self._requests.put_nowait(None)
 
     async def next_task(self, timeout: float = 10.0) -> wpb.Task:
+        """The next task (answers to results that come first are skipped)."""
+        while not (response := await self._read(timeout)).HasField("task"):
+            pass
+        return response.task
+
+    async def next_reports(self, timeout: float = 10.0) -> list[wpb.TaskReport]:
+        """The answers to results reported on the stream, in the next message (a task there
+        fails the test: grant no credit while waiting for answers)."""
+        response = await self._read(timeout)
+        assert not response.HasField("task"), "a task came where answers were expected"
+        return list(response.reports)
+
+    async def _read(self, timeout: float) -> wpb.StreamTasksResponse:
         async with asyncio.timeout(timeout):
             response = await self.call.read()
         assert isinstance(response, wpb.StreamTasksResponse), "the stream ended"
-        return response.task
+        assert response.HasField("task") != bool(response.reports), "a task or answers"
+        return response
 
     async def end(self, timeout: float = 10.0) -> grpc.StatusCode:
         """Read until the server ends the stream; its status."""

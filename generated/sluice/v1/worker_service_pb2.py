@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/v1/worker_service.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x05\n\x04Task\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\'\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06params\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x06inputs\x18\t \x03(\x0b\x32\x1b.sluice.v1.Task.InputsEntry\x12/\n\x08upstream\x18\n \x03(\x0b\x32\x1d.sluice.v1.Task.UpstreamEntry\x12\x36\n\x12heartbeat_deadline\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cretries_left\x18\r \x01(\x05\x12.\n\nqueue_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btemplate_id\x18\x0f \x01(\t\x1a\x46\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x1aH\n\rUpstreamEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\"L\n\x12StreamTasksRequest\x12\x12\n\ntask_types\x18\x01 \x03(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x05\"4\n\x13StreamTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.sluice.v1.Task\"u\n\x10PollTasksRequest\x12\x12\n\ntask_types\x18\x01 \x03(\t\x12\x11\n\tmax_tasks\x18\x02 \x01(\x05\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tworker_id\x18\x04 \x01(\t\"3\n\x11PollTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.sluice.v1.Task\"R\n\x13\x43ompleteTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x16\n\x14\x43ompleteTaskResponse\"{\n\x0f\x46\x61ilTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x15\n\rnon_retryable\x18\x03 \x01(\x08\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x12\n\x10\x46\x61ilTaskResponse\"*\n\x14HeartbeatTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\"*\n\x15HeartbeatTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"\x17\n\x15ListTaskQueuesRequest\">\n\x16ListTaskQueuesResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.sluice.v1.TaskQueue\"\xb5\x01\n\tTaskQueue\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x05\x12\x35\n\x11oldest_queue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\noldest_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07workers\x18\x06 \x01(\x05\x32\xea\x03\n\rWorkerService\x12P\n\x0bStreamTasks\x12\x1d.sluice.v1.StreamTasksRequest\x1a\x1e.sluice.v1.StreamTasksResponse(\x01\x30\x01\x12\x46\n\tPollTasks\x12\x1b.sluice.v1.PollTasksRequest\x1a\x1c.sluice.v1.PollTasksResponse\x12O\n\x0c\x43ompleteTask\x12\x1e.sluice.v1.CompleteTaskRequest\x1a\x1f.sluice.v1.CompleteTaskResponse\x12\x43\n\x08\x46\x61ilTask\x12\x1a.sluice.v1.FailTaskRequest\x1a\x1b.sluice.v1.FailTaskResponse\x12R\n\rHeartbeatTask\x12\x1f.sluice.v1.HeartbeatTaskRequest\x1a .sluice.v1.HeartbeatTaskResponse\x12U\n\x0eListTaskQueues\x12 .sluice.v1.ListTaskQueuesRequest\x1a!.sluice.v1.ListTaskQueuesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/v1/worker_service.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x05\n\x04Task\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x11\n\ttask_type\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\'\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06params\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x06inputs\x18\t \x03(\x0b\x32\x1b.sluice.v1.Task.InputsEntry\x12/\n\x08upstream\x18\n \x03(\x0b\x32\x1d.sluice.v1.Task.UpstreamEntry\x12\x36\n\x12heartbeat_deadline\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cretries_left\x18\r \x01(\x05\x12.\n\nqueue_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btemplate_id\x18\x0f \x01(\t\x1a\x46\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x1aH\n\rUpstreamEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\"\xab\x01\n\x12StreamTasksRequest\x12\x12\n\ntask_types\x18\x01 \x03(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x05\x12\x31\n\tcompleted\x18\x04 \x03(\x0b\x32\x1e.sluice.v1.CompleteTaskRequest\x12*\n\x06\x66\x61iled\x18\x05 \x03(\x0b\x32\x1a.sluice.v1.FailTaskRequest\"\\\n\x13StreamTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.sluice.v1.Task\x12&\n\x07reports\x18\x02 \x03(\x0b\x32\x15.sluice.v1.TaskReport\"?\n\nTaskReport\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"u\n\x10PollTasksRequest\x12\x12\n\ntask_types\x18\x01 \x03(\t\x12\x11\n\tmax_tasks\x18\x02 \x01(\x05\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tworker_id\x18\x04 \x01(\t\"3\n\x11PollTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.sluice.v1.Task\"R\n\x13\x43ompleteTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x16\n\x14\x43ompleteTaskResponse\"{\n\x0f\x46\x61ilTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x15\n\rnon_retryable\x18\x03 \x01(\x08\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x12\n\x10\x46\x61ilTaskResponse\"*\n\x14HeartbeatTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\"*\n\x15HeartbeatTaskResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"\x17\n\x15ListTaskQueuesRequest\">\n\x16ListTaskQueuesResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.sluice.v1.TaskQueue\"\xb5\x01\n\tTaskQueue\x12\x11\n\ttask_type\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x05\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x05\x12\x35\n\x11oldest_queue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\noldest_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07workers\x18\x06 \x01(\x05\x32\xea\x03\n\rWorkerService\x12P\n\x0bStreamTasks\x12\x1d.sluice.v1.StreamTasksRequest\x1a\x1e.sluice.v1.StreamTasksResponse(\x01\x30\x01\x12\x46\n\tPollTasks\x12\x1b.sluice.v1.PollTasksRequest\x1a\x1c.sluice.v1.PollTasksResponse\x12O\n\x0c\x43ompleteTask\x12\x1e.sluice.v1.CompleteTaskRequest\x1a\x1f.sluice.v1.CompleteTaskResponse\x12\x43\n\x08\x46\x61ilTask\x12\x1a.sluice.v1.FailTaskRequest\x1a\x1b.sluice.v1.FailTaskResponse\x12R\n\rHeartbeatTask\x12\x1f.sluice.v1.HeartbeatTaskRequest\x1a .sluice.v1.HeartbeatTaskResponse\x12U\n\x0eListTaskQueues\x12 .sluice.v1.ListTaskQueuesRequest\x1a!.sluice.v1.ListTaskQueuesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,32 +44,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASK_INPUTSENTRY']._serialized_end=707
   _globals['_TASK_UPSTREAMENTRY']._serialized_start=709
   _globals['_TASK_UPSTREAMENTRY']._serialized_end=781
-  _globals['_STREAMTASKSREQUEST']._serialized_start=783
-  _globals['_STREAMTASKSREQUEST']._serialized_end=859
-  _globals['_STREAMTASKSRESPONSE']._serialized_start=861
-  _globals['_STREAMTASKSRESPONSE']._serialized_end=913
-  _globals['_POLLTASKSREQUEST']._serialized_start=915
-  _globals['_POLLTASKSREQUEST']._serialized_end=1032
-  _globals['_POLLTASKSRESPONSE']._serialized_start=1034
-  _globals['_POLLTASKSRESPONSE']._serialized_end=1085
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1087
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1169
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1171
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1193
-  _globals['_FAILTASKREQUEST']._serialized_start=1195
-  _globals['_FAILTASKREQUEST']._serialized_end=1318
-  _globals['_FAILTASKRESPONSE']._serialized_start=1320
-  _globals['_FAILTASKRESPONSE']._serialized_end=1338
-  _globals['_HEARTBEATTASKREQUEST']._serialized_start=1340
-  _globals['_HEARTBEATTASKREQUEST']._serialized_end=1382
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=1384
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1426
-  _globals['_LISTTASKQUEUESREQUEST']._serialized_start=1428
-  _globals['_LISTTASKQUEUESREQUEST']._serialized_end=1451
-  _globals['_LISTTASKQUEUESRESPONSE']._serialized_start=1453
-  _globals['_LISTTASKQUEUESRESPONSE']._serialized_end=1515
-  _globals['_TASKQUEUE']._serialized_start=1518
-  _globals['_TASKQUEUE']._serialized_end=1699
-  _globals['_WORKERSERVICE']._serialized_start=1702
-  _globals['_WORKERSERVICE']._serialized_end=2192
+  _globals['_STREAMTASKSREQUEST']._serialized_start=784
+  _globals['_STREAMTASKSREQUEST']._serialized_end=955
+  _globals['_STREAMTASKSRESPONSE']._serialized_start=957
+  _globals['_STREAMTASKSRESPONSE']._serialized_end=1049
+  _globals['_TASKREPORT']._serialized_start=1051
+  _globals['_TASKREPORT']._serialized_end=1114
+  _globals['_POLLTASKSREQUEST']._serialized_start=1116
+  _globals['_POLLTASKSREQUEST']._serialized_end=1233
+  _globals['_POLLTASKSRESPONSE']._serialized_start=1235
+  _globals['_POLLTASKSRESPONSE']._serialized_end=1286
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1288
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1370
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=1372
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=1394
+  _globals['_FAILTASKREQUEST']._serialized_start=1396
+  _globals['_FAILTASKREQUEST']._serialized_end=1519
+  _globals['_FAILTASKRESPONSE']._serialized_start=1521
+  _globals['_FAILTASKRESPONSE']._serialized_end=1539
+  _globals['_HEARTBEATTASKREQUEST']._serialized_start=1541
+  _globals['_HEARTBEATTASKREQUEST']._serialized_end=1583
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=1585
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1627
+  _globals['_LISTTASKQUEUESREQUEST']._serialized_start=1629
+  _globals['_LISTTASKQUEUESREQUEST']._serialized_end=1652
+  _globals['_LISTTASKQUEUESRESPONSE']._serialized_start=1654
+  _globals['_LISTTASKQUEUESRESPONSE']._serialized_end=1716
+  _globals['_TASKQUEUE']._serialized_start=1719
+  _globals['_TASKQUEUE']._serialized_end=1900
+  _globals['_WORKERSERVICE']._serialized_start=1903
+  _globals['_WORKERSERVICE']._serialized_end=2393
 # @@protoc_insertion_point(module_scope)

@@ -172,6 +172,8 @@ class StreamTasksRequest(_message.Message):
     TASK_TYPES_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """The worker's name, for logs and ListTaskQueues (e.g. host and pid).
     First message only; up to 200 characters.
@@ -186,16 +188,31 @@ class StreamTasksRequest(_message.Message):
         message; later messages leave it empty.
         """
 
+    @_builtins.property
+    def completed(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompleteTaskRequest]:
+        """Results of tasks, reported on the stream instead of with CompleteTask:
+        checked and recorded exactly as that call would, and answered with a
+        TaskReport each. Typically sent with the credit the finished task frees.
+        """
+
+    @_builtins.property
+    def failed(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailTaskRequest]:
+        """Failures of tasks, reported on the stream instead of with FailTask; each
+        answered with a TaskReport.
+        """
+
     def __init__(
         self,
         *,
         task_types: _abc.Iterable[_builtins.str] | None = ...,
         worker_id: _builtins.str = ...,
         credits: _builtins.int = ...,
+        completed: _abc.Iterable[Global___CompleteTaskRequest] | None = ...,
+        failed: _abc.Iterable[Global___FailTaskRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "task_types", b"task_types", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "credits", b"credits", "failed", b"failed", "task_types", b"task_types", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -203,27 +220,72 @@ Global___StreamTasksRequest: _TypeAlias = StreamTasksRequest  # noqa: Y015
 
 @_typing.final
 class StreamTasksResponse(_message.Message):
-    """A message of a StreamTasks stream, from the server."""
+    """A message of a StreamTasks stream, from the server: a task, or answers to
+    results the worker reported on the stream.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_FIELD_NUMBER: _builtins.int
+    REPORTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def task(self) -> Global___Task:
         """A task for the worker, sent against one credit."""
+
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskReport]:
+        """Answers to results reported on this stream, each once recorded (or
+        refused). A result not answered when the stream breaks may or may not
+        have been recorded: report it again with CompleteTask or FailTask, which
+        answer OK for a result already recorded.
+        """
 
     def __init__(
         self,
         *,
         task: Global___Task | None = ...,
+        reports: _abc.Iterable[Global___TaskReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamTasksResponse: _TypeAlias = StreamTasksResponse  # noqa: Y015
+
+@_typing.final
+class TaskReport(_message.Message):
+    """The answer to one result reported on a StreamTasks stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_TOKEN_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    task_token: _builtins.str
+    """The token the result named."""
+    code: _builtins.int
+    """The gRPC status code CompleteTask or FailTask would have answered: 0 (OK)
+    when recorded or already recorded, 9 (FAILED_PRECONDITION) when the
+    task's lease moved on, 5 (NOT_FOUND), 3 (INVALID_ARGUMENT).
+    """
+    message: _builtins.str
+    """Why, when the code is not OK."""
+    def __init__(
+        self,
+        *,
+        task_token: _builtins.str = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "task_token", b"task_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskReport: _TypeAlias = TaskReport  # noqa: Y015
 
 @_typing.final
 class PollTasksRequest(_message.Message):

@@ -57,7 +57,9 @@ class WorkerServiceStub:
     """Streams tasks of the given types as they become ready, never more than the
     credits the worker granted: the first request names the task types and
     grants credits; each later one grants more (typically one per task
-    finished). A stream that breaks hands back the tasks not yet reported. A
+    finished). Results may travel on the stream too, with the credit they
+    free (one message instead of a CompleteTask call and a credit); each is
+    answered. A stream that breaks hands back the tasks not yet reported. A
     worker that half-closes it gets no more tasks and keeps those it holds; the
     server ends the stream (OK) once they are reported.
     """
@@ -111,7 +113,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """Streams tasks of the given types as they become ready, never more than the
     credits the worker granted: the first request names the task types and
     grants credits; each later one grants more (typically one per task
-    finished). A stream that breaks hands back the tasks not yet reported. A
+    finished). Results may travel on the stream too, with the credit they
+    free (one message instead of a CompleteTask call and a credit); each is
+    answered. A stream that breaks hands back the tasks not yet reported. A
     worker that half-closes it gets no more tasks and keeps those it holds; the
     server ends the stream (OK) once they are reported.
     """
@@ -168,7 +172,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams tasks of the given types as they become ready, never more than the
         credits the worker granted: the first request names the task types and
         grants credits; each later one grants more (typically one per task
-        finished). A stream that breaks hands back the tasks not yet reported. A
+        finished). Results may travel on the stream too, with the credit they
+        free (one message instead of a CompleteTask call and a credit); each is
+        answered. A stream that breaks hands back the tasks not yet reported. A
         worker that half-closes it gets no more tasks and keeps those it holds; the
         server ends the stream (OK) once they are reported.
         """

@@ -43,9 +43,14 @@ MAX_VIOLATIONS = 40
 MAX_TEXT = 300
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], error: SluiceError) -> None:
+def status_of(error: SluiceError) -> tuple[grpc.StatusCode, str]:
+    """The status code and message an error is answered with."""
     code = next((c for kind, c in _CODES if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
-    message = _cut(str(error), 4 * MAX_TEXT)
+    return code, _cut(str(error), 4 * MAX_TEXT)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: SluiceError) -> None:
+    code, message = status_of(error)
     status = status_pb2.Status(code=code.value[0], message=message)
     if isinstance(error, InvalidArgument):
         violations = [(_cut(v.field, 200), _cut(v.description, MAX_TEXT)) for v in error.violations]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +15,9 @@ import structlog
 from sluice.api import task_tokens
 from sluice.api.auth import current_user
 from sluice.api.convert import _duration, _td, _timestamp, dict_to_struct, struct_to_dict
-from sluice.api.errors import rpc
+from sluice.api.errors import rpc, status_of
 from sluice.api.requests import Checks
-from sluice.engine.errors import InvalidArgument
+from sluice.engine.errors import InvalidArgument, SluiceError
 from sluice.engine.ports import Clock, TaskKey, TaskRecord
 from sluice.engine.validation import TASK_TYPE, TASK_TYPE_RULE
 from sluice.runtime.task_queue import MAX_CREDITS, TaskQueue, WorkerSession
@@ -58,23 +58,44 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         # Headers now: the worker knows its stream was accepted before any task comes.
         await context.send_initial_metadata(())
         session = self._queue.session(current_user(), task_types, first.worker_id or context.peer())
-        session.grant(first.credits)
+        # Tasks and the answers to results reported on the stream go out from two places; gRPC
+        # takes one message at a time.
+        writing = asyncio.Lock()
+
+        async def send(response: pb.StreamTasksResponse) -> None:
+            async with writing:
+                await context.write(response)
+
+        reporting: set[asyncio.Task[None]] = set()
+
+        def take(request: pb.StreamTasksRequest) -> None:
+            session.grant(request.credits)
+            if request.completed or request.failed:
+                job = asyncio.create_task(self._report(request, send))
+                reporting.add(job)
+                job.add_done_callback(reporting.discard)
+
+        take(first)
         problems: list[Exception] = []
-        reader = asyncio.create_task(_read_credits(requests, session, problems))
+        reader = asyncio.create_task(_read(requests, session, take, problems))
         clean = False
         try:
             while tasks := await session.next():
                 for task in tasks:
-                    await context.write(pb.StreamTasksResponse(task=self._task(task)))
+                    await send(pb.StreamTasksResponse(task=self._task(task)))
             if problems:
                 raise problems[0]
             # Half-closed: the worker reports what it holds, then the stream ends (cleanly).
             await session.reported()
+            await asyncio.gather(*reporting)  # their answers go out before the stream ends
             clean = True
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+            # Results received are recorded before anything is handed back.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(asyncio.gather(*reporting, return_exceptions=True))
             held = len(session.held)
             if clean:
                 session.forget()
@@ -84,6 +105,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 "worker stream ended", worker=session.worker, task_types=task_types,
                 clean=clean, handed_back=0 if clean else held,
             )  # fmt: skip
+
+    async def _report(
+        self,
+        request: pb.StreamTasksRequest,
+        send: Callable[[pb.StreamTasksResponse], Awaitable[None]],
+    ) -> None:
+        """Record the results a stream message carries, together, and answer each."""
+        reports = await asyncio.gather(
+            *(_answer(r.task_token, self._complete(r)) for r in request.completed),
+            *(_answer(r.task_token, self._fail(r)) for r in request.failed),
+        )
+        with contextlib.suppress(Exception):  # a stream gone: its worker reports again
+            await send(pb.StreamTasksResponse(reports=reports))
 
     @rpc
     async def PollTasks(
@@ -111,6 +145,15 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def CompleteTask(
         self, request: pb.CompleteTaskRequest, context: Context
     ) -> pb.CompleteTaskResponse:
+        await self._complete(request)
+        return pb.CompleteTaskResponse()
+
+    @rpc
+    async def FailTask(self, request: pb.FailTaskRequest, context: Context) -> pb.FailTaskResponse:
+        await self._fail(request)
+        return pb.FailTaskResponse()
+
+    async def _complete(self, request: pb.CompleteTaskRequest) -> None:
         checks = Checks()
         key = _token(request.task_token, checks)
         output = struct_to_dict(request.output)
@@ -120,10 +163,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         checks.done()
         assert key is not None
         await self._queue.complete(current_user(), key, output)
-        return pb.CompleteTaskResponse()
 
-    @rpc
-    async def FailTask(self, request: pb.FailTaskRequest, context: Context) -> pb.FailTaskResponse:
+    async def _fail(self, request: pb.FailTaskRequest) -> None:
         checks = Checks()
         key = _token(request.task_token, checks)
         if not request.error:
@@ -142,7 +183,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             retryable=not request.non_retryable,
             retry_after=retry_after,
         )
-        return pb.FailTaskResponse()
 
     @rpc
     async def HeartbeatTask(
@@ -198,14 +238,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         return message
 
 
-async def _read_credits(
+async def _read(
     requests: AsyncIterator[pb.StreamTasksRequest],
     session: WorkerSession,
+    take: Callable[[pb.StreamTasksRequest], None],
     problems: list[Exception],
 ) -> None:
-    """Credits the worker grants after its first message; its half-close ends the session's
-    supply. A message that breaks the rules ends the stream with INVALID_ARGUMENT, and a
-    stream that breaks hands the worker's tasks back (`problems` says which)."""
+    """The worker's messages after its first: credits and results (`take`); its half-close
+    ends the session's supply. A message that breaks the rules ends the stream with
+    INVALID_ARGUMENT, and a stream that breaks hands the worker's tasks back (`problems` says
+    which)."""
     try:
         async for request in requests:
             checks = Checks()
@@ -217,11 +259,28 @@ async def _read_credits(
             if checks.violations:
                 problems.append(InvalidArgument(checks.violations))
                 break
-            session.grant(request.credits)
+            take(request)
     except Exception as exc:  # the stream broke, or a message could not be decoded
         problems.append(exc)
     finally:
         session.close()
+
+
+async def _answer(token: str, recording: Awaitable[None]) -> pb.TaskReport:
+    """What a result reported on a stream got: the status its unary call would have."""
+    try:
+        await recording
+    except SluiceError as exc:
+        code, message = status_of(exc)
+        return pb.TaskReport(task_token=token, code=code.value[0], message=message)
+    except Exception:
+        log.exception("unexpected error recording a result", user=current_user())
+        return pb.TaskReport(
+            task_token=token,
+            code=grpc.StatusCode.INTERNAL.value[0],
+            message="internal error; see the server log",
+        )
+    return pb.TaskReport(task_token=token)
 
 
 def _task_types(given: Any, checks: Checks) -> list[str]:

@@ -239,11 +239,13 @@ class SqlStore(ABC):
         values = {**_task_key(key), "k_owner": owner, "state": state.value, "result": result}
 
         def finish(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
-            changed = conn.execute(_FINISH_TASK, values).rowcount == 1
-            task = _task_now(conn, key.run_id, key.step_id)
+            finished = conn.execute(_FINISH_TASK, values).mappings().first()
+            if finished is not None:
+                return True, rows.task_from_row(finished)
+            task = _task_now(conn, key.run_id, key.step_id)  # why not: the caller says
             if task is None or task.owner != owner:
                 return False, None
-            return changed, task
+            return False, task
 
         return await self._db.write(finish)
 
@@ -779,6 +781,7 @@ _FINISH_TASK = (
     tasks.update()
     .where(*_ACTIVE_HELD, tasks.c.owner == sa.bindparam("k_owner"))
     .values(state=sa.bindparam("state"), result=sa.bindparam("result"))
+    .returning(*tasks.c)
 )
 _REQUEUE_TASK = (
     tasks.update()

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/worker_service.proto.
  */
 export const file_sluice_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zbHVpY2UvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSKABQoEVGFzaxISCgp0YXNrX3Rva2VuGAEgASgJEhEKCXRhc2tfdHlwZRgCIAEoCRITCgt3b3JrZmxvd19pZBgDIAEoCRIPCgdzdGVwX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEicKBmNvbmZpZxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoGcGFyYW1zGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgZpbnB1dHMYCSADKAsyGy5zbHVpY2UudjEuVGFzay5JbnB1dHNFbnRyeRIvCgh1cHN0cmVhbRgKIAMoCzIdLnNsdWljZS52MS5UYXNrLlVwc3RyZWFtRW50cnkSNgoSaGVhcnRiZWF0X2RlYWRsaW5lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcmV0cmllc19sZWZ0GA0gASgFEi4KCnF1ZXVlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3RlbXBsYXRlX2lkGA8gASgJGkYKC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Q6AjgBGkgKDVVwc3RyZWFtRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdDoCOAEiTAoSU3RyZWFtVGFza3NSZXF1ZXN0EhIKCnRhc2tfdHlwZXMYASADKAkSEQoJd29ya2VyX2lkGAIgASgJEg8KB2NyZWRpdHMYAyABKAUiNAoTU3RyZWFtVGFza3NSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8uc2x1aWNlLnYxLlRhc2sidQoQUG9sbFRhc2tzUmVxdWVzdBISCgp0YXNrX3R5cGVzGAEgAygJEhEKCW1heF90YXNrcxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCXdvcmtlcl9pZBgEIAEoCSIzChFQb2xsVGFza3NSZXNwb25zZRIeCgV0YXNrcxgBIAMoCzIPLnNsdWljZS52MS5UYXNrIlIKE0NvbXBsZXRlVGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoCRInCgZvdXRwdXQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IhYKFENvbXBsZXRlVGFza1Jlc3BvbnNlInsKD0ZhaWxUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgJEg0KBWVycm9yGAIgASgJEhUKDW5vbl9yZXRyeWFibGUYAyABKAgSLgoLcmV0cnlfYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iEgoQRmFpbFRhc2tSZXNwb25zZSIqChRIZWFydGJlYXRUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgJIioKFUhlYXJ0YmVhdFRhc2tSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiFwoVTGlzdFRhc2tRdWV1ZXNSZXF1ZXN0Ij4KFkxpc3RUYXNrUXVldWVzUmVzcG9uc2USJAoGcXVldWVzGAEgAygLMhQuc2x1aWNlLnYxLlRhc2tRdWV1ZSK1AQoJVGFza1F1ZXVlEhEKCXRhc2tfdHlwZRgBIAEoCRIOCgZxdWV1ZWQYAiABKAUSDgoGYWN0aXZlGAMgASgFEjUKEW9sZGVzdF9xdWV1ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgpvbGRlc3RfYWdlGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3dvcmtlcnMYBiABKAUy6gMKDVdvcmtlclNlcnZpY2USUAoLU3RyZWFtVGFza3MSHS5zbHVpY2UudjEuU3RyZWFtVGFza3NSZXF1ZXN0Gh4uc2x1aWNlLnYxLlN0cmVhbVRhc2tzUmVzcG9uc2UoATABEkYKCVBvbGxUYXNrcxIbLnNsdWljZS52MS5Qb2xsVGFza3NSZXF1ZXN0Ghwuc2x1aWNlLnYxLlBvbGxUYXNrc1Jlc3BvbnNlEk8KDENvbXBsZXRlVGFzaxIeLnNsdWljZS52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0Gh8uc2x1aWNlLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlEkMKCEZhaWxUYXNrEhouc2x1aWNlLnYxLkZhaWxUYXNrUmVxdWVzdBobLnNsdWljZS52MS5GYWlsVGFza1Jlc3BvbnNlElIKDUhlYXJ0YmVhdFRhc2sSHy5zbHVpY2UudjEuSGVhcnRiZWF0VGFza1JlcXVlc3QaIC5zbHVpY2UudjEuSGVhcnRiZWF0VGFza1Jlc3BvbnNlElUKDkxpc3RUYXNrUXVldWVzEiAuc2x1aWNlLnYxLkxpc3RUYXNrUXVldWVzUmVxdWVzdBohLnNsdWljZS52MS5MaXN0VGFza1F1ZXVlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch5zbHVpY2UvdjEvd29ya2VyX3NlcnZpY2UucHJvdG8SCXNsdWljZS52MSKABQoEVGFzaxISCgp0YXNrX3Rva2VuGAEgASgJEhEKCXRhc2tfdHlwZRgCIAEoCRITCgt3b3JrZmxvd19pZBgDIAEoCRIPCgdzdGVwX2lkGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEicKBmNvbmZpZxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJwoGcGFyYW1zGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgZpbnB1dHMYCSADKAsyGy5zbHVpY2UudjEuVGFzay5JbnB1dHNFbnRyeRIvCgh1cHN0cmVhbRgKIAMoCzIdLnNsdWljZS52MS5UYXNrLlVwc3RyZWFtRW50cnkSNgoSaGVhcnRiZWF0X2RlYWRsaW5lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcmV0cmllc19sZWZ0GA0gASgFEi4KCnF1ZXVlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3RlbXBsYXRlX2lkGA8gASgJGkYKC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Q6AjgBGkgKDVVwc3RyZWFtRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdDoCOAEiqwEKElN0cmVhbVRhc2tzUmVxdWVzdBISCgp0YXNrX3R5cGVzGAEgAygJEhEKCXdvcmtlcl9pZBgCIAEoCRIPCgdjcmVkaXRzGAMgASgFEjEKCWNvbXBsZXRlZBgEIAMoCzIeLnNsdWljZS52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0EioKBmZhaWxlZBgFIAMoCzIaLnNsdWljZS52MS5GYWlsVGFza1JlcXVlc3QiXAoTU3RyZWFtVGFza3NSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8uc2x1aWNlLnYxLlRhc2sSJgoHcmVwb3J0cxgCIAMoCzIVLnNsdWljZS52MS5UYXNrUmVwb3J0Ij8KClRhc2tSZXBvcnQSEgoKdGFza190b2tlbhgBIAEoCRIMCgRjb2RlGAIgASgFEg8KB21lc3NhZ2UYAyABKAkidQoQUG9sbFRhc2tzUmVxdWVzdBISCgp0YXNrX3R5cGVzGAEgAygJEhEKCW1heF90YXNrcxgCIAEoBRInCgR3YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhEKCXdvcmtlcl9pZBgEIAEoCSIzChFQb2xsVGFza3NSZXNwb25zZRIeCgV0YXNrcxgBIAMoCzIPLnNsdWljZS52MS5UYXNrIlIKE0NvbXBsZXRlVGFza1JlcXVlc3QSEgoKdGFza190b2tlbhgBIAEoCRInCgZvdXRwdXQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IhYKFENvbXBsZXRlVGFza1Jlc3BvbnNlInsKD0ZhaWxUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgJEg0KBWVycm9yGAIgASgJEhUKDW5vbl9yZXRyeWFibGUYAyABKAgSLgoLcmV0cnlfYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iEgoQRmFpbFRhc2tSZXNwb25zZSIqChRIZWFydGJlYXRUYXNrUmVxdWVzdBISCgp0YXNrX3Rva2VuGAEgASgJIioKFUhlYXJ0YmVhdFRhc2tSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiFwoVTGlzdFRhc2tRdWV1ZXNSZXF1ZXN0Ij4KFkxpc3RUYXNrUXVldWVzUmVzcG9uc2USJAoGcXVldWVzGAEgAygLMhQuc2x1aWNlLnYxLlRhc2tRdWV1ZSK1AQoJVGFza1F1ZXVlEhEKCXRhc2tfdHlwZRgBIAEoCRIOCgZxdWV1ZWQYAiABKAUSDgoGYWN0aXZlGAMgASgFEjUKEW9sZGVzdF9xdWV1ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgpvbGRlc3RfYWdlGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB3dvcmtlcnMYBiABKAUy6gMKDVdvcmtlclNlcnZpY2USUAoLU3RyZWFtVGFza3MSHS5zbHVpY2UudjEuU3RyZWFtVGFza3NSZXF1ZXN0Gh4uc2x1aWNlLnYxLlN0cmVhbVRhc2tzUmVzcG9uc2UoATABEkYKCVBvbGxUYXNrcxIbLnNsdWljZS52MS5Qb2xsVGFza3NSZXF1ZXN0Ghwuc2x1aWNlLnYxLlBvbGxUYXNrc1Jlc3BvbnNlEk8KDENvbXBsZXRlVGFzaxIeLnNsdWljZS52MS5Db21wbGV0ZVRhc2tSZXF1ZXN0Gh8uc2x1aWNlLnYxLkNvbXBsZXRlVGFza1Jlc3BvbnNlEkMKCEZhaWxUYXNrEhouc2x1aWNlLnYxLkZhaWxUYXNrUmVxdWVzdBobLnNsdWljZS52MS5GYWlsVGFza1Jlc3BvbnNlElIKDUhlYXJ0YmVhdFRhc2sSHy5zbHVpY2UudjEuSGVhcnRiZWF0VGFza1JlcXVlc3QaIC5zbHVpY2UudjEuSGVhcnRiZWF0VGFza1Jlc3BvbnNlElUKDkxpc3RUYXNrUXVldWVzEiAuc2x1aWNlLnYxLkxpc3RUYXNrUXVldWVzUmVxdWVzdBohLnNsdWljZS52MS5MaXN0VGFza1F1ZXVlc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One attempt of a "task" step, handed to a worker.
@@ -166,6 +166,23 @@ export type StreamTasksRequest = Message<"sluice.v1.StreamTasksRequest"> & {
    * @generated from field: int32 credits = 3;
    */
   credits: number;
+
+  /**
+   * Results of tasks, reported on the stream instead of with CompleteTask:
+   * checked and recorded exactly as that call would, and answered with a
+   * TaskReport each. Typically sent with the credit the finished task frees.
+   *
+   * @generated from field: repeated sluice.v1.CompleteTaskRequest completed = 4;
+   */
+  completed: CompleteTaskRequest[];
+
+  /**
+   * Failures of tasks, reported on the stream instead of with FailTask; each
+   * answered with a TaskReport.
+   *
+   * @generated from field: repeated sluice.v1.FailTaskRequest failed = 5;
+   */
+  failed: FailTaskRequest[];
 };
 
 /**
@@ -176,7 +193,8 @@ export const StreamTasksRequestSchema: GenMessage<StreamTasksRequest> = /*@__PUR
   messageDesc(file_sluice_v1_worker_service, 1);
 
 /**
- * A message of a StreamTasks stream, from the server.
+ * A message of a StreamTasks stream, from the server: a task, or answers to
+ * results the worker reported on the stream.
  *
  * @generated from message sluice.v1.StreamTasksResponse
  */
@@ -187,6 +205,16 @@ export type StreamTasksResponse = Message<"sluice.v1.StreamTasksResponse"> & {
    * @generated from field: sluice.v1.Task task = 1;
    */
   task?: Task | undefined;
+
+  /**
+   * Answers to results reported on this stream, each once recorded (or
+   * refused). A result not answered when the stream breaks may or may not
+   * have been recorded: report it again with CompleteTask or FailTask, which
+   * answer OK for a result already recorded.
+   *
+   * @generated from field: repeated sluice.v1.TaskReport reports = 2;
+   */
+  reports: TaskReport[];
 };
 
 /**
@@ -195,6 +223,43 @@ export type StreamTasksResponse = Message<"sluice.v1.StreamTasksResponse"> & {
  */
 export const StreamTasksResponseSchema: GenMessage<StreamTasksResponse> = /*@__PURE__*/
   messageDesc(file_sluice_v1_worker_service, 2);
+
+/**
+ * The answer to one result reported on a StreamTasks stream.
+ *
+ * @generated from message sluice.v1.TaskReport
+ */
+export type TaskReport = Message<"sluice.v1.TaskReport"> & {
+  /**
+   * The token the result named.
+   *
+   * @generated from field: string task_token = 1;
+   */
+  taskToken: string;
+
+  /**
+   * The gRPC status code CompleteTask or FailTask would have answered: 0 (OK)
+   * when recorded or already recorded, 9 (FAILED_PRECONDITION) when the
+   * task's lease moved on, 5 (NOT_FOUND), 3 (INVALID_ARGUMENT).
+   *
+   * @generated from field: int32 code = 2;
+   */
+  code: number;
+
+  /**
+   * Why, when the code is not OK.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message sluice.v1.TaskReport.
+ * Use `create(TaskReportSchema)` to create a new message.
+ */
+export const TaskReportSchema: GenMessage<TaskReport> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_worker_service, 3);
 
 /**
  * Request of PollTasks.
@@ -237,7 +302,7 @@ export type PollTasksRequest = Message<"sluice.v1.PollTasksRequest"> & {
  * Use `create(PollTasksRequestSchema)` to create a new message.
  */
 export const PollTasksRequestSchema: GenMessage<PollTasksRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 3);
+  messageDesc(file_sluice_v1_worker_service, 4);
 
 /**
  * Response of PollTasks.
@@ -258,7 +323,7 @@ export type PollTasksResponse = Message<"sluice.v1.PollTasksResponse"> & {
  * Use `create(PollTasksResponseSchema)` to create a new message.
  */
 export const PollTasksResponseSchema: GenMessage<PollTasksResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 4);
+  messageDesc(file_sluice_v1_worker_service, 5);
 
 /**
  * Request of CompleteTask.
@@ -287,7 +352,7 @@ export type CompleteTaskRequest = Message<"sluice.v1.CompleteTaskRequest"> & {
  * Use `create(CompleteTaskRequestSchema)` to create a new message.
  */
 export const CompleteTaskRequestSchema: GenMessage<CompleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 5);
+  messageDesc(file_sluice_v1_worker_service, 6);
 
 /**
  * Response of CompleteTask.
@@ -302,7 +367,7 @@ export type CompleteTaskResponse = Message<"sluice.v1.CompleteTaskResponse"> & {
  * Use `create(CompleteTaskResponseSchema)` to create a new message.
  */
 export const CompleteTaskResponseSchema: GenMessage<CompleteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 6);
+  messageDesc(file_sluice_v1_worker_service, 7);
 
 /**
  * Request of FailTask.
@@ -345,7 +410,7 @@ export type FailTaskRequest = Message<"sluice.v1.FailTaskRequest"> & {
  * Use `create(FailTaskRequestSchema)` to create a new message.
  */
 export const FailTaskRequestSchema: GenMessage<FailTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 7);
+  messageDesc(file_sluice_v1_worker_service, 8);
 
 /**
  * Response of FailTask.
@@ -360,7 +425,7 @@ export type FailTaskResponse = Message<"sluice.v1.FailTaskResponse"> & {
  * Use `create(FailTaskResponseSchema)` to create a new message.
  */
 export const FailTaskResponseSchema: GenMessage<FailTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 8);
+  messageDesc(file_sluice_v1_worker_service, 9);
 
 /**
  * Request of HeartbeatTask.
@@ -381,7 +446,7 @@ export type HeartbeatTaskRequest = Message<"sluice.v1.HeartbeatTaskRequest"> & {
  * Use `create(HeartbeatTaskRequestSchema)` to create a new message.
  */
 export const HeartbeatTaskRequestSchema: GenMessage<HeartbeatTaskRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 9);
+  messageDesc(file_sluice_v1_worker_service, 10);
 
 /**
  * Response of HeartbeatTask.
@@ -403,7 +468,7 @@ export type HeartbeatTaskResponse = Message<"sluice.v1.HeartbeatTaskResponse"> &
  * Use `create(HeartbeatTaskResponseSchema)` to create a new message.
  */
 export const HeartbeatTaskResponseSchema: GenMessage<HeartbeatTaskResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 10);
+  messageDesc(file_sluice_v1_worker_service, 11);
 
 /**
  * Request of ListTaskQueues.
@@ -418,7 +483,7 @@ export type ListTaskQueuesRequest = Message<"sluice.v1.ListTaskQueuesRequest"> &
  * Use `create(ListTaskQueuesRequestSchema)` to create a new message.
  */
 export const ListTaskQueuesRequestSchema: GenMessage<ListTaskQueuesRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 11);
+  messageDesc(file_sluice_v1_worker_service, 12);
 
 /**
  * Response of ListTaskQueues.
@@ -440,7 +505,7 @@ export type ListTaskQueuesResponse = Message<"sluice.v1.ListTaskQueuesResponse">
  * Use `create(ListTaskQueuesResponseSchema)` to create a new message.
  */
 export const ListTaskQueuesResponseSchema: GenMessage<ListTaskQueuesResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 12);
+  messageDesc(file_sluice_v1_worker_service, 13);
 
 /**
  * The caller's tasks of one task type.
@@ -497,7 +562,7 @@ export type TaskQueue = Message<"sluice.v1.TaskQueue"> & {
  * Use `create(TaskQueueSchema)` to create a new message.
  */
 export const TaskQueueSchema: GenMessage<TaskQueue> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_worker_service, 13);
+  messageDesc(file_sluice_v1_worker_service, 14);
 
 /**
  * Serves the steps of type "task" to workers: processes in any language that
@@ -528,7 +593,9 @@ export const WorkerService: GenService<{
    * Streams tasks of the given types as they become ready, never more than the
    * credits the worker granted: the first request names the task types and
    * grants credits; each later one grants more (typically one per task
-   * finished). A stream that breaks hands back the tasks not yet reported. A
+   * finished). Results may travel on the stream too, with the credit they
+   * free (one message instead of a CompleteTask call and a credit); each is
+   * answered. A stream that breaks hands back the tasks not yet reported. A
    * worker that half-closes it gets no more tasks and keeps those it holds; the
    * server ends the stream (OK) once they are reported.
    *
