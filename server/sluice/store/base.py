@@ -65,7 +65,7 @@ _TERMINAL_EVENTS = frozenset(
 _ACTIVE = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
 
 # A batch of writes: each statement with the rows it runs for (executemany; none: skipped).
-Writes = Sequence[tuple[sa.Insert | sa.Update, list[dict[str, Any]]]]
+Writes = Sequence[tuple[sa.Insert | sa.Update | sa.Delete, list[dict[str, Any]]]]
 
 
 class SqlStore(ABC):
@@ -87,6 +87,13 @@ class SqlStore(ABC):
     def _execute(self, conn: sa.Connection, writes: Writes) -> int:
         """Run each statement for its rows, in `conn`'s transaction; the number of rows the
         first statement changed. Integrity errors come out as SQLAlchemy's IntegrityError."""
+
+    def _returning(
+        self, conn: sa.Connection, statement: sa.Update, values: dict[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        """Run an UPDATE ... RETURNING for one set of values; the rows it returned, as
+        SQLAlchemy reads them (SQLite overrides it with its own cursor)."""
+        return [dict(row) for row in conn.execute(statement, values).mappings()]
 
     @property
     def executor(self) -> Executor:
@@ -177,12 +184,17 @@ class SqlStore(ABC):
                     (INSERT_OUTBOX, t.outbox),
                 ],
             )
-            if t.tasks:  # a new attempt's task replaces the step's last one
-                conn.execute(_DELETE_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.tasks])
-                conn.execute(_INSERT_TASKS, t.tasks)
-            if t.cancelled_tasks:
-                conn.execute(
-                    _CANCEL_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.cancelled_tasks]
+            if t.tasks or t.cancelled_tasks:  # a new attempt's task replaces the step's last
+                self._execute(
+                    conn,
+                    [
+                        (DELETE_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.tasks]),
+                        (INSERT_TASKS, t.tasks),
+                        (
+                            CANCEL_TASKS,
+                            [rows.keyed(r, "run_id", "step_id") for r in t.cancelled_tasks],
+                        ),
+                    ],
                 )
 
         await self._db.write(write)
@@ -239,9 +251,9 @@ class SqlStore(ABC):
         values = {**_task_key(key), "k_owner": owner, "state": state.value, "result": result}
 
         def finish(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
-            finished = conn.execute(_FINISH_TASK, values).mappings().first()
-            if finished is not None:
-                return True, rows.task_from_row(finished)
+            finished = self._returning(conn, FINISH_TASK, values)
+            if finished:
+                return True, rows.task_from_row(finished[0])
             task = _task_now(conn, key.run_id, key.step_id)  # why not: the caller says
             if task is None or task.owner != owner:
                 return False, None
@@ -720,19 +732,26 @@ _DELETE_TIMERS = timers.delete().where(
     timers.c.key.in_(sa.bindparam("keys", expanding=True)),
 )
 _INSERT_TIMERS = timers.insert()
-_DELETE_TASKS = tasks.delete().where(
+DELETE_TASKS = tasks.delete().where(
     tasks.c.run_id == sa.bindparam("k_run_id"), tasks.c.step_id == sa.bindparam("k_step_id")
 )
-_INSERT_TASKS = tasks.insert()
-_OPEN_STATES = [TaskState.QUEUED.value, TaskState.ACTIVE.value]
-_CANCEL_TASKS = (
+INSERT_TASKS = tasks.insert()
+
+
+def _state_is(*states: TaskState) -> sa.ColumnElement[bool]:
+    """The task's state is one of these, as SQL literals: the statements that use it bind
+    only column values (which `sqlite_raw` compiles them for)."""
+    return tasks.c.state.in_([sa.literal_column(f"'{state.value}'") for state in states])
+
+
+CANCEL_TASKS = (
     tasks.update()
     .where(
         tasks.c.run_id == sa.bindparam("k_run_id"),
         tasks.c.step_id == sa.bindparam("k_step_id"),
-        tasks.c.state.in_(_OPEN_STATES),
+        _state_is(TaskState.QUEUED, TaskState.ACTIVE),
     )
-    .values(state=TaskState.CANCELLED.value)
+    .values(state=sa.literal_column(f"'{TaskState.CANCELLED.value}'"))
 )
 # The workers' side of tasks, each a compare-and-set on a task's state and delivery (built
 # once: a statement built per call cost more than running it).
@@ -745,7 +764,7 @@ _HELD = (
     tasks.c.attempt == sa.bindparam("k_attempt"),
     tasks.c.delivery == sa.bindparam("k_delivery"),
 )
-_ACTIVE_HELD = (*_HELD, tasks.c.state == TaskState.ACTIVE.value)
+_ACTIVE_HELD = (*_HELD, _state_is(TaskState.ACTIVE))
 # SKIP LOCKED on PostgreSQL: pollers on several servers take different tasks rather than
 # queue behind each other (SQLite has one writer and renders no FOR UPDATE).
 _OLDEST_QUEUED = (
@@ -777,7 +796,7 @@ _ACK_TASK = (
     .where(*_ACTIVE_HELD, tasks.c.acked.is_(False))
     .values(acked=True, expires_at=sa.bindparam("expires_at"))
 )
-_FINISH_TASK = (
+FINISH_TASK = (
     tasks.update()
     .where(*_ACTIVE_HELD, tasks.c.owner == sa.bindparam("k_owner"))
     .values(state=sa.bindparam("state"), result=sa.bindparam("result"))
@@ -803,7 +822,7 @@ _EXPIRE_TASK = (
     .values(state=TaskState.TIMED_OUT.value, result=sa.bindparam("result"))
 )
 # Each with its table, for a subclass that compiles them itself.
-BATCHED: tuple[tuple[sa.Insert | sa.Update, sa.Table], ...] = (
+BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (INSERT_RUN, runs),
     (INSERT_STEPS, step_runs),
     (INSERT_GATES, gate_results),
@@ -812,7 +831,12 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update, sa.Table], ...] = (
     (UPDATE_RUN, runs),
     (UPDATE_STEP, step_runs),
     (UPDATE_GATE, gate_results),
+    (DELETE_TASKS, tasks),
+    (INSERT_TASKS, tasks),
+    (CANCEL_TASKS, tasks),
 )
+# The UPDATE ... RETURNING statements `_returning` receives, each with its table.
+RETURNING: tuple[tuple[sa.Update, sa.Table], ...] = ((FINISH_TASK, tasks),)
 
 _COUNT_ACTIVE = sa.select(sa.func.count()).where(
     runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)

@@ -8,6 +8,7 @@ cursor (`sqlite_raw`): interpreter time bounds throughput here. Reads run on two
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.store import sqlite_file, sqlite_wal
-from sluice.store.base import BATCHED, SqlStore, Writes
+from sluice.store.base import BATCHED, RETURNING, SqlStore, Writes
 from sluice.store.executors import SqliteExecutor
 from sluice.store.schema import template_snapshots
-from sluice.store.sqlite_raw import RawStatement
+from sluice.store.sqlite_raw import RawReturning, RawStatement
 
 _INSERT_SNAPSHOT = sqlite.insert(template_snapshots).on_conflict_do_nothing()
 # Each batched statement compiled once for SQLite's cursor, found by the statement itself.
@@ -30,6 +31,7 @@ _RAW = {
     statement: RawStatement(statement, table)
     for statement, table in (*BATCHED, (_INSERT_SNAPSHOT, template_snapshots))
 }
+_RAW_RETURNING = {statement: RawReturning(statement, table) for statement, table in RETURNING}
 
 
 class SqliteStore(SqlStore):
@@ -55,6 +57,18 @@ class SqliteStore(SqlStore):
         finally:
             cursor.close()
         return changed
+
+
+    def _returning(
+        self, conn: sa.Connection, statement: sa.Update, values: dict[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            return list(_RAW_RETURNING[statement].rows(cursor, values))
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(statement=None, params=None, orig=exc) from exc
+        finally:
+            cursor.close()
 
 
 def create_engine(url: URL, path: Path) -> AsyncEngine:

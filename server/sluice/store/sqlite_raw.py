@@ -50,7 +50,7 @@ def _datetime(value: datetime | None) -> str | None:
 
 
 class RawStatement:
-    def __init__(self, statement: sa.Insert | sa.Update, table: sa.Table) -> None:
+    def __init__(self, statement: sa.Insert | sa.Update | sa.Delete, table: sa.Table) -> None:
         compiled = statement.compile(dialect=_DIALECT)
         assert compiled.positiontup is not None, "the SQLite dialect binds positionally"
         self.sql = str(compiled)
@@ -77,6 +77,36 @@ class RawStatement:
         else:
             cursor.executemany(self.sql, values)
         return int(cursor.rowcount)
+
+
+class RawReturning(RawStatement):
+    """An UPDATE ... RETURNING whose rows come back as SQLAlchemy would read them."""
+
+    def __init__(self, statement: sa.Update, table: sa.Table) -> None:
+        super().__init__(statement, table)
+        self._table = table
+
+    def rows(self, cursor: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self.execute(cursor, [values])
+        names = [d[0] for d in cursor.description]
+        readers = [_reader(self._table.c[name].type) for name in names]
+        return [
+            {
+                name: value if read is None or value is None else read(value)
+                for name, read, value in zip(names, readers, row, strict=True)
+            }
+            for row in cursor.fetchall()
+        ]
+
+
+def _reader(kind: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
+    if isinstance(kind, sa.JSON):
+        return json.loads
+    if isinstance(kind, sa.DateTime):
+        return datetime.fromisoformat
+    if isinstance(kind, sa.Boolean):
+        return bool
+    return None
 
 
 def _converter(kind: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
