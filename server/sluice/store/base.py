@@ -12,6 +12,7 @@ subclass by URL.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -220,12 +221,14 @@ class SqlStore(ABC):
         ack_window: timedelta,
     ) -> list[TaskRecord]:
         values = {
-            "k_owner": owner, "k_types": list(task_types), "k_limit": limit,
+            "k_owner": owner, "k_limit": limit,
             "worker": worker, "activated_at": now, "expires_at": now + ack_window,
         }  # fmt: skip
+        values.update({f"k_type{i}": task_type for i, task_type in enumerate(task_types)})
+        statement = activate_tasks(len(task_types))
 
         def activate(conn: sa.Connection) -> list[TaskRecord]:
-            found = conn.execute(_ACTIVATE_TASKS, values).mappings()
+            found = self._returning(conn, statement, values)
             return sorted((rows.task_from_row(r) for r in found), key=lambda t: t.queued_at)
 
         return await self._db.write(activate)
@@ -765,32 +768,40 @@ _HELD = (
     tasks.c.delivery == sa.bindparam("k_delivery"),
 )
 _ACTIVE_HELD = (*_HELD, _state_is(TaskState.ACTIVE))
-# SKIP LOCKED on PostgreSQL: pollers on several servers take different tasks rather than
-# queue behind each other (SQLite has one writer and renders no FOR UPDATE).
-_OLDEST_QUEUED = (
-    sa.select(tasks.c.run_id, tasks.c.step_id)
-    .where(
-        tasks.c.state == TaskState.QUEUED.value,
-        tasks.c.owner == sa.bindparam("k_owner"),
-        tasks.c.task_type.in_(sa.bindparam("k_types", expanding=True)),
+
+
+@functools.cache
+def activate_tasks(types: int) -> sa.Update:
+    """Activate an owner's oldest queued tasks of `types` task types (bound as k_type0...):
+    one statement per number of types, built once, so SQLite's raw cursor can run it.
+    SKIP LOCKED on PostgreSQL: pollers on several servers take different tasks rather than
+    queue behind each other (SQLite has one writer and renders no FOR UPDATE)."""
+    oldest_queued = (
+        sa.select(tasks.c.run_id, tasks.c.step_id)
+        .where(
+            _state_is(TaskState.QUEUED),
+            tasks.c.owner == sa.bindparam("k_owner"),
+            tasks.c.task_type.in_([sa.bindparam(f"k_type{i}") for i in range(types)]),
+        )
+        .order_by(tasks.c.queued_at)
+        .limit(sa.bindparam("k_limit", type_=sa.Integer))
+        .with_for_update(skip_locked=True)
     )
-    .order_by(tasks.c.queued_at)
-    .limit(sa.bindparam("k_limit", type_=sa.Integer))
-    .with_for_update(skip_locked=True)
-)
-_ACTIVATE_TASKS = (
-    tasks.update()
-    .where(sa.tuple_(tasks.c.run_id, tasks.c.step_id).in_(_OLDEST_QUEUED))
-    .values(
-        state=TaskState.ACTIVE.value,
-        delivery=tasks.c.delivery + 1,
-        worker=sa.bindparam("worker"),
-        activated_at=sa.bindparam("activated_at"),
-        expires_at=sa.bindparam("expires_at"),
-        acked=False,
+    return (
+        tasks.update()
+        .where(sa.tuple_(tasks.c.run_id, tasks.c.step_id).in_(oldest_queued))
+        .values(
+            state=sa.literal_column(f"'{TaskState.ACTIVE.value}'"),
+            delivery=tasks.c.delivery + sa.literal_column("1"),
+            worker=sa.bindparam("worker"),
+            activated_at=sa.bindparam("activated_at"),
+            expires_at=sa.bindparam("expires_at"),
+            acked=sa.false(),
+        )
+        .returning(*tasks.c)
     )
-    .returning(*tasks.c)
-)
+
+
 _ACK_TASK = (
     tasks.update()
     .where(*_ACTIVE_HELD, tasks.c.acked.is_(False))

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sluice.store import sqlite_file, sqlite_wal
 from sluice.store.base import BATCHED, RETURNING, SqlStore, Writes
 from sluice.store.executors import SqliteExecutor
-from sluice.store.schema import template_snapshots
+from sluice.store.schema import tasks, template_snapshots
 from sluice.store.sqlite_raw import RawReturning, RawStatement
 
 _INSERT_SNAPSHOT = sqlite.insert(template_snapshots).on_conflict_do_nothing()
@@ -58,13 +58,15 @@ class SqliteStore(SqlStore):
             cursor.close()
         return changed
 
-
     def _returning(
         self, conn: sa.Connection, statement: sa.Update, values: dict[str, Any]
     ) -> list[Mapping[str, Any]]:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            return list(_RAW_RETURNING[statement].rows(cursor, values))
+            raw = _RAW_RETURNING.get(statement)
+            if raw is None:  # a task activation, built per number of types
+                raw = _RAW_RETURNING[statement] = RawReturning(statement, tasks)
+            return list(raw.rows(cursor, values))
         except sqlite3.OperationalError as exc:
             raise OperationalError(statement=None, params=None, orig=exc) from exc
         finally:

@@ -55,11 +55,15 @@ class RawStatement:
         assert compiled.positiontup is not None, "the SQLite dialect binds positionally"
         self.sql = str(compiled)
         self.names: tuple[str, ...] = tuple(compiled.positiontup)
+        # What each position binds when a row leaves it out: the statement's own literals
+        # (e.g. the OFFSET 0 SQLite adds to a bound LIMIT), else NULL.
+        self._binds = tuple((name, compiled.params.get(name)) for name in self.names)
         # Only the columns whose values need converting (JSON, datetimes), by position.
         self.conversions: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
             (i, convert)
             for i, name in enumerate(self.names)
-            if (convert := _converter(table.c[name.removeprefix("k_")].type)) is not None
+            if (column := table.c.get(name.removeprefix("k_"))) is not None
+            and (convert := _converter(column.type)) is not None
         )
 
     def execute(self, cursor: Any, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -68,7 +72,7 @@ class RawStatement:
         # means "assign the next id"; for a NOT NULL column, an error that surfaces.
         values = []
         for row in rows:
-            bound = [row.get(name) for name in self.names]
+            bound = [row.get(name, default) for name, default in self._binds]
             for i, convert in self.conversions:
                 bound[i] = convert(bound[i])
             values.append(bound)
