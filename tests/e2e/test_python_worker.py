@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import json_format
 from structlog.testing import capture_logs
@@ -117,6 +118,50 @@ async def test_a_task_step_completes_through_a_worker_and_its_output_feeds_the_n
     assert type(seen["a"].config["n"]) is int
     assert isinstance(b.deadline, datetime) and b.deadline.tzinfo is not None
     assert isinstance(b.queue_time, datetime)
+
+
+class UnaryCalls(grpc.aio.UnaryUnaryClientInterceptor):
+    """Records the unary methods called on a channel."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        method = client_call_details.method
+        self.methods.append(method.decode() if isinstance(method, bytes) else method)
+        return await continuation(client_call_details, request)
+
+
+async def test_results_travel_on_the_stream_with_their_credit_and_no_call(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    calls = UnaryCalls()
+    channel = grpc.aio.insecure_channel(server.address, interceptors=[calls])
+    # One slot: each next task comes only with the credit a result on the stream frees.
+    worker = make_worker(server, channel=channel, concurrency=1)
+
+    @worker.task("echo")
+    async def echo(task: Task) -> dict[str, Any]:
+        if task.step_id == "c":
+            raise NonRetryableError("no paper")
+        return {"step": task.step_id}
+
+    tpl = template(
+        "three", task_step("a", "echo"), task_step("b", "echo", "a"), task_step("c", "echo", "b")
+    )
+    run = await client.create_workflow(tpl)
+    async with serving(worker):
+        done = await client.execute_workflow(run.id, wait=True, timeout=20)
+
+    assert done.status == WorkflowStatus.WORKFLOW_STATUS_FAILED
+    assert (output(done, "a"), output(done, "b")) == ({"step": "a"}, {"step": "b"})
+    [c] = [s for s in done.steps if s.step_id == "c"]
+    assert "no paper" in c.error
+    reports = {"/sluice.v1.WorkerService/CompleteTask", "/sluice.v1.WorkerService/FailTask"}
+    assert not reports & set(calls.methods)
+    assert worker.running == 0
 
 
 @pytest.mark.parametrize(

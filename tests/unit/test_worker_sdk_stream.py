@@ -10,8 +10,12 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
+from structlog.testing import capture_logs
 
-from sluice.client import Task, UnauthenticatedError, Worker
+from sluice.client import Task, TaskError, UnauthenticatedError, Worker
+from sluice.client._worker import STREAM_RESULT_BYTES
+from sluice.v1 import worker_service_pb2 as pb
 from sluice.v1 import worker_service_pb2_grpc as pb_grpc
 from tests.support.fake_workers import FakeWorkerService, serve, task
 
@@ -65,6 +69,100 @@ async def test_tasks_run_and_each_one_finished_grants_a_credit(
     assert stream.half_closed and stream.ended
 
 
+async def test_a_result_goes_on_the_stream_with_the_credit_it_frees_and_no_call_is_made(
+    fake: tuple[FakeWorkerService, str],
+) -> None:
+    service, address = fake
+    worker = make_worker(address, concurrency=1)  # b comes only with the credit a's result frees
+
+    @worker.task("echo")
+    async def echo(task: Task) -> dict[str, Any]:
+        if task.config.get("fail"):
+            raise TaskError("out of paper", non_retryable=True, retry_after=2)
+        return {"echo": task.config}
+
+    run = await running(worker)
+    await service.add(task("a", text="hi"), task("b", fail=True))
+    await service.until(lambda: bool(service.streams) and len(service.streams[0].reports) == 2)
+    await stopped(worker, run)
+
+    [stream] = service.streams
+    completed = pb.StreamTasksRequest(credits=1)
+    completed.completed.add(task_token="a").output.update({"echo": {"text": "hi"}})
+    failed = pb.StreamTasksRequest(credits=1)
+    failed.failed.add(
+        task_token="b",
+        error="out of paper",
+        non_retryable=True,
+        retry_after=duration_pb2.Duration(seconds=2),
+    )
+    # One message per result, its credit in it: no credit of its own, and no call.
+    assert stream.credits[0] == 1 and stream.messages == [completed, failed]
+    assert [(r.task_token, r.code) for r in stream.reports] == [("a", 0), ("b", 0)]
+    assert service.calls == []
+    assert service.completed == {"a": {"echo": {"text": "hi"}}} and set(service.failed) == {"b"}
+
+
+async def test_a_result_unanswered_when_the_stream_breaks_is_reported_again_with_a_call(
+    fake: tuple[FakeWorkerService, str],
+) -> None:
+    service, address = fake
+    service.unanswered.add("a")  # recorded, but the answer is lost with the stream
+    worker = make_worker(address, concurrency=2, initial_backoff=0.01)
+    worker.register("echo", _echo)
+    run = await running(worker)
+    with capture_logs() as logged:
+        await service.add(task("a", n=1))
+        await service.until(lambda: bool(service.streams) and bool(service.streams[0].messages))
+        [message] = service.streams[0].messages
+        assert [r.task_token for r in message.completed] == ["a"] and message.credits == 1
+        assert worker.running == 1  # the task is not done until its result is answered
+        service.answer_calls.clear()  # a's result, sent again, waits for its answer
+        await service.break_streams()
+        # Sooner than an unanswered result's own timeout (10 s): the break itself sends it again.
+        await service.until(lambda: bool(service.calls) and len(service.streams) == 2, timeout=5)
+        # a's credit went with its result: the new stream has both slots while a still reports.
+        assert service.streams[1].credits == [2] and worker.running == 1
+        service.answer_calls.set()
+        await service.add(task("b", n=2))
+        await service.until(lambda: len(service.streams[1].reports) == 1)
+        await stopped(worker, run)
+
+    # The same result again, by the call; the fake answers OK to a result already recorded.
+    assert service.calls == [("CompleteTask", "a")]
+    assert service.completed == {"a": {"echo": {"n": 1}}, "b": {"echo": {"n": 2}}}
+    # No credit for a on the new stream: only b's, with b's result.
+    assert service.streams[1].credits == [2, 1]
+    unanswered = [line for line in logged if line["event"].startswith("task results unanswered")]
+    assert [line["results"] for line in unanswered] == [1]
+    a_lines = [line["event"] for line in logged if line.get("step_id") == "a"]
+    assert a_lines.count("task completed") == 1
+
+
+async def test_a_result_the_stream_refuses_is_logged_and_not_reported_again(
+    fake: tuple[FakeWorkerService, str],
+) -> None:
+    service, address = fake
+    service.moved_on.add("a")  # the lease went to another worker
+    worker = make_worker(address)
+    worker.register("echo", _echo)
+    run = await running(worker)
+    with capture_logs() as logged:
+        await service.add(task("a"))
+        await service.until(lambda: bool(service.streams) and bool(service.streams[0].reports))
+        await stopped(worker, run)
+
+    [stream] = service.streams
+    assert [(r.task_token, r.code) for r in stream.reports] == [("a", 9)]
+    assert [[r.task_token for r in m.completed] for m in stream.messages] == [["a"]]
+    assert service.calls == [] and service.completed == {}
+    [refused] = [
+        line for line in logged if line.get("step_id") == "a" and "result" in line["event"]
+    ]
+    assert refused["event"] == "task result refused: the lease is gone"
+    assert refused["code"] == "FAILED_PRECONDITION" and refused["log_level"] == "warning"
+
+
 async def test_a_broken_stream_reopens_with_the_credits_of_the_free_slots(
     fake: tuple[FakeWorkerService, str],
 ) -> None:
@@ -90,10 +188,31 @@ async def test_a_broken_stream_reopens_with_the_credits_of_the_free_slots(
     await stopped(worker, run)
 
 
+async def test_a_result_too_large_for_the_stream_goes_by_call(
+    fake: tuple[FakeWorkerService, str],
+) -> None:
+    service, address = fake
+    worker = make_worker(address)
+    blob = "x" * STREAM_RESULT_BYTES  # a message too large would break the stream, not one call
+
+    @worker.task("echo")
+    async def big(task: Task) -> dict[str, Any]:
+        return {"blob": blob}
+
+    run = await running(worker)
+    await service.add(task("a"))
+    await service.until(lambda: "a" in service.completed)
+    await stopped(worker, run)
+    assert service.calls == [("CompleteTask", "a")] and service.completed["a"] == {"blob": blob}
+    [stream] = service.streams
+    assert not any(m.completed or m.failed for m in stream.messages) and stream.half_closed
+
+
 async def test_a_stop_half_closes_and_reports_the_handlers_that_finish(
     fake: tuple[FakeWorkerService, str],
 ) -> None:
     service, address = fake
+    service.hold_half_closed = True  # the stream stays open until a is reported
     worker = make_worker(address, concurrency=2)
     started, release = asyncio.Event(), asyncio.Event()
 
@@ -111,12 +230,17 @@ async def test_a_stop_half_closes_and_reports_the_handlers_that_finish(
     await service.until(lambda: service.streams[0].half_closed)
     assert not stopping.done()  # waits for the handler
     await service.add(task("b"))  # after the half-close nothing more is sent
+    assert not service.streams[0].ended
     release.set()
     async with asyncio.timeout(5):
         await stopping
         await run
     assert service.completed == {"a": {"finished": True}}
     assert service.streams[0].sent == ["a"] and len(service.streams) == 1
+    # The stream was open but half-closed when the handler finished: the result went by the
+    # call, and the stream ended once it was recorded.
+    assert service.calls == [("CompleteTask", "a")] and service.streams[0].messages == []
+    assert service.streams[0].ended
 
 
 async def test_a_handler_still_running_after_the_grace_is_cancelled_and_reports_a_retryable_failure(
@@ -197,6 +321,10 @@ async def test_an_output_the_server_refuses_fails_the_step_without_retry(
     failure = service.failed["a"]
     assert failure.non_retryable
     assert failure.error == "the server refused the output: output: larger than 1 MiB"
+    # The output was refused on the stream (INVALID_ARGUMENT), the failure then reported by call.
+    [stream] = service.streams
+    assert [(r.task_token, r.code) for r in stream.reports] == [("a", 3)]
+    assert service.calls == [("FailTask", "a")]
     await stopped(worker, run)
 
 

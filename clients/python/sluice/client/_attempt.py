@@ -4,7 +4,7 @@ lease, and the result sent back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from sluice.client._outcome import (
     Completed,
     Failed,
     Outcome,
+    ResultRequest,
     TaskError,
     error_text,
     raised,
@@ -27,6 +28,13 @@ from sluice.v1 import worker_service_pb2_grpc as pb_grpc
 
 # An async function from a task to the step's output.
 Handler = Callable[[Task], Coroutine[Any, Any, Mapping[str, Any]]]
+# Sends an attempt's result on the stream that brought its task, with the credit its slot frees,
+# and returns the server's answer; None when that stream cannot take it (half-closed, gone) or
+# ends before answering: the unary calls report it then.
+Carry = Callable[["Attempt", ResultRequest], Awaitable[pb.TaskReport | None]]
+# What a report got: the status CompleteTask or FailTask answered (or a TaskReport carried) and
+# its message.
+Status = tuple[grpc.StatusCode, str]
 
 log = structlog.get_logger("sluice.worker")
 
@@ -61,6 +69,8 @@ TRANSIENT = frozenset(
 # CompleteTask refusing the output itself (too large, not a JSON value the server takes): no
 # attempt would be accepted, so the step fails now rather than timing out.
 OUTPUT_REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
+# A TaskReport's code is the number of a status code.
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +86,9 @@ class Attempt:
     """Runs one task. `abandon` stops it without a report (lease lost, run cancelled, worker
     stopped); otherwise its handler's outcome is reported once the handler ends."""
 
-    def __init__(self, message: pb.Task, handler: Handler | None, calls: Calls) -> None:
+    def __init__(
+        self, message: pb.Task, handler: Handler | None, calls: Calls, carry: Carry
+    ) -> None:
         self.task = Task.from_proto(message)
         self._heartbeat_deadline = (
             message.heartbeat_deadline.ToDatetime(UTC)
@@ -85,6 +97,7 @@ class Attempt:
         )
         self._handler = handler
         self._calls = calls
+        self._carry = carry
         self._running: asyncio.Task[Mapping[str, Any]] | None = None
         # Why the work is no longer ours; set once, and then nothing is reported.
         self.abandoned: str | None = None
@@ -190,44 +203,59 @@ class Attempt:
     async def _report(self, outcome: Outcome) -> None:
         give_up = self.task.deadline or datetime.now(UTC) + REPORT_PATIENCE
         retry = RETRY_INITIAL_SECONDS
-        while True:
-            try:
-                await self._send(outcome)
-            except grpc.RpcError as error:
-                code = _code(error)
-                if code in LEASE_GONE:
-                    self.log.warning("task result refused: the lease is gone", code=code.name)
-                    return
-                if isinstance(outcome, Completed) and code in OUTPUT_REFUSED:
-                    message = error_text(f"the server refused the output: {_details(error)}")
-                    self.log.warning("task output refused", error=message)
-                    outcome = Failed(message, non_retryable=True)
-                    continue
-                if code not in TRANSIENT or datetime.now(UTC) >= give_up:
-                    self.log.error(
-                        "task result not reported", code=code.name, error=_details(error)
-                    )
-                    return
+        # The stream first: the result and the credit it frees in one message. The unary calls
+        # for what it cannot take or leaves unanswered (they answer OK to a result the stream
+        # recorded before it broke), and for every try after the first.
+        status = await self._on_stream(outcome) or await self._call(outcome)
+        while status[0] != grpc.StatusCode.OK:
+            code, details = status
+            if code in LEASE_GONE:
+                self.log.warning("task result refused: the lease is gone", code=code.name)
+                return
+            if isinstance(outcome, Completed) and code in OUTPUT_REFUSED:
+                message = error_text(f"the server refused the output: {details}")
+                self.log.warning("task output refused", error=message)
+                outcome = Failed(message, non_retryable=True)
+            elif code not in TRANSIENT or datetime.now(UTC) >= give_up:
+                self.log.error("task result not reported", code=code.name, error=details)
+                return
+            else:
                 self.log.warning("task result not reported yet", code=code.name, retry_in=retry)
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, RETRY_MAX_SECONDS)
-                continue
-            if isinstance(outcome, Completed):
-                self.log.info("task completed")
-            else:
-                self.log.info("task failure reported", non_retryable=outcome.non_retryable)
-            return
-
-    async def _send(self, outcome: Outcome) -> None:
-        stub, metadata = self._calls.stub, self._calls.metadata
+            status = await self._call(outcome)
         if isinstance(outcome, Completed):
-            await stub.CompleteTask(
-                outcome.request(self.task.token), metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
-            )
+            self.log.info("task completed")
         else:
-            await stub.FailTask(
-                outcome.request(self.task.token), metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
-            )
+            self.log.info("task failure reported", non_retryable=outcome.non_retryable)
+
+    async def _on_stream(self, outcome: Outcome) -> Status | None:
+        """The stream's answer to the result; None when it was not answered there."""
+        try:
+            # As long as a call's deadline: a server that keeps the answer longer is asked again
+            # with a call.
+            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+                answer = await self._carry(self, outcome.request(self.task.token))
+        except TimeoutError:
+            self.log.warning("task result unanswered on the stream; reporting it with a call")
+            return None
+        if answer is None:
+            return None
+        return _STATUS_CODES.get(answer.code, grpc.StatusCode.UNKNOWN), answer.message
+
+    async def _call(self, outcome: Outcome) -> Status:
+        """Report with CompleteTask or FailTask."""
+        stub, metadata = self._calls.stub, self._calls.metadata
+        try:
+            if isinstance(outcome, Completed):
+                request = outcome.request(self.task.token)
+                await stub.CompleteTask(request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+            else:
+                failure = outcome.request(self.task.token)
+                await stub.FailTask(failure, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.RpcError as error:
+            return _code(error), _details(error)
+        return grpc.StatusCode.OK, ""
 
 
 def _code(error: grpc.RpcError) -> grpc.StatusCode:

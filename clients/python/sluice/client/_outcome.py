@@ -71,6 +71,8 @@ class Failed:
 
 
 Outcome = Completed | Failed
+# An outcome as CompleteTask or FailTask takes it, and as the StreamTasks stream carries it.
+ResultRequest = pb.CompleteTaskRequest | pb.FailTaskRequest
 
 
 def returned(value: object) -> Outcome:

@@ -2,19 +2,22 @@
 
 One StreamTasks stream brings tasks, never more than the credits granted: `concurrency` at
 first, one more as each task ends, so no more than `concurrency` handlers run at once. Each
-task runs as an `Attempt` (heartbeats, handler, report) beside the others.
+task runs as an `Attempt` (heartbeats, handler, report) beside the others. A result goes back
+on the stream that brought its task, with its credit, while that stream is open; with the unary
+calls otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import re
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import grpc
@@ -23,6 +26,7 @@ import structlog
 from sluice.client import _targets
 from sluice.client._attempt import Attempt, Calls, Handler
 from sluice.client._connect import connect
+from sluice.client._outcome import ResultRequest
 from sluice.client._targets import Addresses
 from sluice.client.errors import SluiceError
 from sluice.client.tls_probe import ServerSpeaksTlsError
@@ -43,6 +47,10 @@ MAX_WORKER_ID = 200
 TASK_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9._:/-]{0,99}$")
 # After the grace of a stop, results still being sent get this long before they are dropped.
 REPORT_GRACE_SECONDS = 5.0
+# A result larger than this goes by call: a message over the server's limit (4 MiB unless set
+# otherwise) would break the stream and hand back every task it holds, where a call fails
+# alone. The server refuses step outputs over 1 MiB anyway, unless set otherwise.
+STREAM_RESULT_BYTES = 1024 * 1024
 
 # A stream broken by these is opened again; any other answer (a bad token, a server with no
 # WorkerService, task types it refuses) would come back the same, so run() raises it.
@@ -136,6 +144,9 @@ class Worker:
         self._calls = Calls(self._stub, self._connection.metadata, heartbeat_interval)
         self._handlers: dict[str, Handler] = {}
         self._running: dict[Attempt, asyncio.Task[None]] = {}
+        # Attempts whose result went on a stream with the credit of their slot: still running
+        # (until the result is answered) but no longer holding a slot.
+        self._credited: set[Attempt] = set()
         self._stream: _Stream | None = None
         self._started = False
         self._stopping = asyncio.Event()
@@ -182,6 +193,11 @@ class Worker:
     def running(self) -> int:
         """Tasks taken and not yet reported."""
         return len(self._running)
+
+    @property
+    def _held(self) -> int:
+        """Slots taken: tasks running, less those whose credit went back with their result."""
+        return len(self._running) - len(self._credited)
 
     # --- running and stopping -------------------------------------------------------------------
 
@@ -358,7 +374,7 @@ class Worker:
         call = self._stub.StreamTasks(metadata=self._connection.metadata)
         # Tasks still running from a broken stream keep their slots: their heartbeats will
         # tell whether the server still counts them as ours.
-        credits = self.concurrency - len(self._running)
+        credits = self.concurrency - self._held
         first = pb.StreamTasksRequest(
             task_types=self.task_types, worker_id=self.worker_id, credits=credits
         )
@@ -371,18 +387,39 @@ class Worker:
                     return  # grpc.aio.EOF: the server ended the stream with OK
                 if response.HasField("task"):
                     stream.received += 1
-                    self._start(response.task)
+                    self._start(stream, response.task)
+                stream.answer(response.reports)
         finally:
             if self._stream is stream:
                 self._stream = None
             writer.cancel()
             call.cancel()
+            # Each may have been recorded or not: its attempt reports it again with a call.
+            if unanswered := stream.end():
+                log.info(
+                    "task results unanswered when the stream ended",
+                    worker_id=self.worker_id,
+                    results=unanswered,
+                )
 
-    def _start(self, message: pb.Task) -> None:
-        if len(self._running) >= self.concurrency:
+    def _start(self, stream: _Stream, message: pb.Task) -> None:
+        if self._held >= self.concurrency:
             log.error("the server sent a task beyond the credits granted", running=self.running)
-        attempt = Attempt(message, self._handlers.get(message.task_type), self._calls)
+        handler = self._handlers.get(message.task_type)
+        attempt = Attempt(message, handler, self._calls, functools.partial(self._carry, stream))
         self._running[attempt] = asyncio.create_task(self._run(attempt))
+
+    async def _carry(
+        self, stream: _Stream, attempt: Attempt, result: ResultRequest
+    ) -> pb.TaskReport | None:
+        """Report on the stream the task came by while it is open and not half-closed: the
+        result and the credit its slot frees in one message. Its answer, or None."""
+        if self._stream is not stream or stream.closing:
+            return None
+        if result.ByteSize() > STREAM_RESULT_BYTES:
+            return None
+        self._credited.add(attempt)
+        return await stream.report(result)
 
     async def _run(self, attempt: Attempt) -> None:
         try:
@@ -391,23 +428,57 @@ class Worker:
             attempt.log.exception("task runner failed")
         finally:
             del self._running[attempt]
-            if self._stream is not None and not self._stopping.is_set():
+            if attempt in self._credited:
+                self._credited.discard(attempt)  # its credit went with its result
+            elif self._stream is not None and not self._stopping.is_set():
                 self._stream.grant(1)
 
 
 class _Stream:
-    """One StreamTasks call's request side: the credits owed to the server, and the half-close.
-    One writer sends them, so writes never overlap."""
+    """One StreamTasks call's request side: the credits owed to the server, the results to
+    send and those awaiting their answers, and the half-close. One writer sends them, so writes
+    never overlap."""
 
     def __init__(self) -> None:
         self.received = 0
         self._owed = 0
+        # Results to send, one a message, each with the credit its task's slot frees.
+        self._results: list[ResultRequest] = []
+        # Results sent (or about to be), by task token, until the server answers them.
+        self._answers: dict[str, asyncio.Future[pb.TaskReport | None]] = {}
         self._closing = False
         self._wake = asyncio.Event()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def grant(self, credits: int) -> None:
         self._owed += credits
         self._wake.set()
+
+    def report(self, result: ResultRequest) -> asyncio.Future[pb.TaskReport | None]:
+        """Send a result with the credit its slot frees. The future gets the server's answer,
+        or None if the stream ends first."""
+        answer = asyncio.get_running_loop().create_future()
+        self._answers[result.task_token] = answer
+        self._results.append(result)
+        self._wake.set()
+        return answer
+
+    def answer(self, reports: Iterable[pb.TaskReport]) -> None:
+        for report in reports:
+            answer = self._answers.pop(report.task_token, None)
+            if answer is not None and not answer.done():  # done: its attempt stopped waiting
+                answer.set_result(report)
+
+    def end(self) -> int:
+        """The stream is over: the results still unanswered get None. How many there were."""
+        unanswered = [answer for answer in self._answers.values() if not answer.done()]
+        for answer in unanswered:
+            answer.set_result(None)
+        self._answers.clear()
+        return len(unanswered)
 
     def close(self) -> None:
         """Half-close: the server sends no more tasks and ends the stream."""
@@ -424,14 +495,30 @@ class _Stream:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                # Results taken before the half-close still go, before it.
+                while self._results or (self._owed and not self._closing):
+                    await call.write(self._next())
                 if self._closing:
                     await call.done_writing()
                     return
-                if self._owed:
-                    credits, self._owed = self._owed, 0
-                    await call.write(pb.StreamTasksRequest(credits=credits))
         except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             return  # the stream ended; its reader sees why
+
+    def _next(self) -> pb.StreamTasksRequest:
+        """The next message: the credits owed, and the next result with the credit it frees.
+        One result a message keeps each message within the size of one."""
+        request = pb.StreamTasksRequest(credits=self._owed)
+        self._owed = 0
+        if self._results:
+            result = self._results.pop(0)
+            if isinstance(result, pb.CompleteTaskRequest):
+                request.completed.append(result)
+            else:
+                request.failed.append(result)
+            request.credits += 1
+        if self._closing:
+            request.credits = 0  # half-closed: the server sends no more tasks
+        return request
 
 
 def _is_async(handler: object) -> bool:
