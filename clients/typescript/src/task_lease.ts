@@ -1,13 +1,22 @@
 // One task's calls to the server while a worker holds it: heartbeats while its handler runs (the
-// first acknowledges the task), and the report of its outcome. Each call that fails while
+// first acknowledges the task), and the report of its outcome: by call here, or on the stream by
+// the worker, whose answer is handled here as the call's would be. Each call that fails while
 // the server is unreachable is tried again (within the task's deadlines); a lease that is gone
 // (FAILED_PRECONDITION / NOT_FOUND) or a cancelled run ends the task here without a report.
 
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, type Client } from "@connectrpc/connect";
 
-import { fromConnectError } from "./errors.js";
-import type { Task, WorkerService } from "./gen/sluice/v1/worker_service_pb.js";
+import { fromConnectError, SluiceError } from "./errors.js";
+import type {
+  CompleteTaskRequestSchema,
+  FailTaskRequestSchema,
+  StreamTasksRequestSchema,
+  Task,
+  TaskReport,
+  WorkerService,
+} from "./gen/sluice/v1/worker_service_pb.js";
 import type { Outcome } from "./task.js";
 import type { LogFields, WorkerLogger } from "./worker.js";
 
@@ -23,6 +32,14 @@ const RETRY_CALL = new Set<Code>([
 const LEASE_GONE = new Set<Code>([Code.FailedPrecondition, Code.NotFound]);
 // The first heartbeat waits at most this long: see `firstHeartbeatMs`.
 const FIRST_HEARTBEAT_MS = 1000;
+// A TaskReport's code when the result was recorded: gRPC's OK, which Connect's Code leaves out.
+const OK = 0;
+
+/** A result as a StreamTasks message carries it: the request CompleteTask or FailTask sends. */
+export type StreamResult = Pick<
+  MessageInitShape<typeof StreamTasksRequestSchema>,
+  "completed" | "failed"
+>;
 
 export interface LeaseSettings {
   heartbeatIntervalMs: number;
@@ -139,6 +156,27 @@ export class TaskLease {
     }
   }
 
+  /** The outcome in a StreamTasks message: the same fields as report()'s call. */
+  streamResult(outcome: Outcome): StreamResult {
+    return outcome.kind === "complete"
+      ? { completed: [this.completeRequest(outcome)] }
+      : { failed: [this.failRequest(outcome)] };
+  }
+
+  /**
+   * The server's answer to the outcome reported on the stream, handled as report() handles its
+   * call's error: a lease gone is logged and nothing is reported again; a refused output fails
+   * the task, and a passing failure has the outcome tried again, both by call.
+   */
+  async answered(outcome: Outcome, answer: TaskReport): Promise<void> {
+    if (answer.code === OK) {
+      this.reported(outcome);
+      return;
+    }
+    const next = this.refused(outcome, new SluiceError(answer.message, { code: answer.code }));
+    if (next !== undefined) await this.report(next);
+  }
+
   /** CompleteTask or FailTask, tried again while the server is unreachable, until the deadline. */
   async report(outcome: Outcome): Promise<void> {
     const { task } = this;
@@ -148,27 +186,11 @@ export class TaskLease {
     for (;;) {
       try {
         if (outcome.kind === "complete") {
-          const request = { taskToken: task.taskToken, output: outcome.output };
-          await this.client.completeTask(request, options);
-          this.log.debug("task completed", this.fields);
+          await this.client.completeTask(this.completeRequest(outcome), options);
         } else {
-          await this.client.failTask(
-            {
-              taskToken: task.taskToken,
-              error: outcome.error,
-              nonRetryable: outcome.nonRetryable,
-              ...(outcome.retryAfterMs !== undefined
-                ? { retryAfter: durationFromMs(outcome.retryAfterMs) }
-                : {}),
-            },
-            options,
-          );
-          this.log.info("task failed", {
-            ...this.fields,
-            error: outcome.error,
-            nonRetryable: outcome.nonRetryable,
-          });
+          await this.client.failTask(this.failRequest(outcome), options);
         }
+        this.reported(outcome);
         return;
       } catch (error) {
         if (this.halt.aborted) {
@@ -176,20 +198,14 @@ export class TaskLease {
           return;
         }
         const failure = fromConnectError(error);
-        const fields = { ...this.fields, code: failure.codeName, error: failure.message };
-        if (LEASE_GONE.has(failure.code)) {
-          this.log.warn("task result refused: its lease is gone", fields);
-          return;
-        }
-        if (outcome.kind === "complete" && failure.code === Code.InvalidArgument) {
-          // An output the server refuses (too large) would be refused again: the step fails
-          // with the reason rather than timing out.
-          this.log.warn("task output refused; failing the task", fields);
-          const error = `the server refused the task's output: ${failure.message}`;
-          outcome = { kind: "fail", error, nonRetryable: true, retryAfterMs: undefined };
+        const next = this.refused(outcome, failure);
+        if (next === undefined) return;
+        if (next !== outcome) {
+          outcome = next; // a failure in place of a refused output: reported at once
           continue;
         }
-        if (!RETRY_CALL.has(failure.code) || Date.now() + delayMs >= until) {
+        const fields = { ...this.fields, code: failure.codeName, error: failure.message };
+        if (Date.now() + delayMs >= until) {
           this.log.error("cannot report the task's result; it will time out", fields);
           return;
         }
@@ -198,6 +214,62 @@ export class TaskLease {
       await sleep(delayMs, this.halt);
       delayMs = Math.min(delayMs * 2, this.settings.maxBackoffMs);
     }
+  }
+
+  /**
+   * What follows a result the server refused (a call's error, or a TaskReport's code): the
+   * outcome to report next (the same one after a passing failure, or a failure in place of a
+   * refused output), or undefined when there is nothing more to report (logged).
+   */
+  private refused(outcome: Outcome, failure: SluiceError): Outcome | undefined {
+    const fields = { ...this.fields, code: failure.codeName, error: failure.message };
+    if (LEASE_GONE.has(failure.code)) {
+      this.log.warn("task result refused: its lease is gone", fields);
+      return undefined;
+    }
+    if (outcome.kind === "complete" && failure.code === Code.InvalidArgument) {
+      // An output the server refuses (too large) would be refused again: the step fails
+      // with the reason rather than timing out.
+      this.log.warn("task output refused; failing the task", fields);
+      const error = `the server refused the task's output: ${failure.message}`;
+      return { kind: "fail", error, nonRetryable: true, retryAfterMs: undefined };
+    }
+    if (!RETRY_CALL.has(failure.code)) {
+      this.log.error("cannot report the task's result; it will time out", fields);
+      return undefined;
+    }
+    return outcome;
+  }
+
+  private reported(outcome: Outcome): void {
+    if (outcome.kind === "complete") {
+      this.log.debug("task completed", this.fields);
+    } else {
+      this.log.info("task failed", {
+        ...this.fields,
+        error: outcome.error,
+        nonRetryable: outcome.nonRetryable,
+      });
+    }
+  }
+
+  private completeRequest(
+    outcome: Extract<Outcome, { kind: "complete" }>,
+  ): MessageInitShape<typeof CompleteTaskRequestSchema> {
+    return { taskToken: this.task.taskToken, output: outcome.output };
+  }
+
+  private failRequest(
+    outcome: Extract<Outcome, { kind: "fail" }>,
+  ): MessageInitShape<typeof FailTaskRequestSchema> {
+    return {
+      taskToken: this.task.taskToken,
+      error: outcome.error,
+      nonRetryable: outcome.nonRetryable,
+      ...(outcome.retryAfterMs !== undefined
+        ? { retryAfter: durationFromMs(outcome.retryAfterMs) }
+        : {}),
+    };
   }
 }
 

@@ -5,8 +5,10 @@
 // when the stream opens, one more each time a task is done, so at most `concurrency` handlers
 // run at once. Each task's handler starts as it arrives; a first HeartbeatTask a second later
 // acknowledges it (extending its lease to the step's timeout) unless its result comes first,
-// then heartbeats follow while the handler runs, and it is reported with CompleteTask or
-// FailTask. A heartbeat that says the run was cancelled, or a lease that is
+// then heartbeats follow while the handler runs. Its result goes on the stream it came on, with
+// the credit its slot frees, in one message the server answers with a TaskReport; when that
+// stream is gone or half-closed (stop()), or ends before answering, by CompleteTask or FailTask.
+// A heartbeat that says the run was cancelled, or a lease that is
 // gone (FAILED_PRECONDITION / NOT_FOUND), aborts the handler's signal and nothing is reported.
 // A broken stream is opened again after a backoff; the server hands the broken stream's
 // unfinished tasks to other workers at once, so their handlers here are aborted too.
@@ -21,9 +23,16 @@ import {
   WorkerService,
   type StreamTasksRequestSchema,
   type Task,
+  type TaskReport,
 } from "./gen/sluice/v1/worker_service_pb.js";
 import { RequestQueue } from "./queue.js";
-import { outcomeOfError, outcomeOfValue, toTaskInfo, type TaskInfo } from "./task.js";
+import {
+  outcomeOfError,
+  outcomeOfValue,
+  toTaskInfo,
+  type Outcome,
+  type TaskInfo,
+} from "./task.js";
 import { TaskLease, abortReason, reasonText, sleep, type LeaseSettings } from "./task_lease.js";
 import { openConnection, type Connection, type ConnectionOptions } from "./transport.js";
 
@@ -62,13 +71,27 @@ export interface WorkerOptions extends Omit<ConnectionOptions, "defaultTimeoutMs
 
 type StreamRequest = MessageInitShape<typeof StreamTasksRequestSchema>;
 
-/** A task the worker holds, from its arrival until it is reported or given up. */
+/** A task the worker holds, from its arrival until its report is answered or it is given up. */
 interface Held {
   readonly lease: TaskLease;
   /** The stream it came on. */
   readonly stream: number;
   /** Settles when the handler does (at once when it never started). */
   handlerSettled: Promise<unknown>;
+  /** Its slot was given back (with its result on the stream): no credit when it is let go. */
+  slotFree: boolean;
+}
+
+/** The StreamTasks stream while it is open: where credits are granted and results reported. */
+interface OpenStream {
+  /** Which stream, to tell whether a task came on it. */
+  readonly id: number;
+  readonly requests: RequestQueue<StreamRequest>;
+  /**
+   * Results reported on it, by task token, until their TaskReport comes: each settles with its
+   * answer, or with undefined when the stream ends first (the result then goes by call).
+   */
+  readonly pending: Map<string, (answer: TaskReport | undefined) => void>;
 }
 
 // A stream broken with these is opened again; any other code (a bad token, a task type the
@@ -122,11 +145,14 @@ export class Worker {
   // Whether a stream was open when the grace ran out (breaking it handed its tasks back).
   private handedBack = false;
   private graceTimer: NodeJS.Timeout | undefined;
-  /** The open stream's request side, where credits are granted; undefined between streams. */
-  private requests: RequestQueue<StreamRequest> | undefined;
+  /** Undefined between streams. */
+  private openStream: OpenStream | undefined;
   private readonly held = new Map<string, Held>();
   private readonly lifecycles = new Set<Promise<void>>();
-  /** Tasks taking a slot: held, or reported while their handler (ignoring its signal) runs. */
+  /**
+   * Tasks taking a slot: held, or reported while their handler (ignoring its signal) runs; a
+   * task whose result went on the stream gives its slot back then, with the message.
+   */
   private busy = 0;
 
   constructor(options: WorkerOptions = {}) {
@@ -192,12 +218,13 @@ export class Worker {
     if (!this.stopping.signal.aborted) {
       this.log.info("stopping", { workerId: this.workerId, running: this.held.size, graceMs });
       this.stopping.abort();
-      this.requests?.end(); // the half-close: the server sends no more tasks and ends the stream
+      // The half-close: the server sends no more tasks and ends the stream; results go by call.
+      this.openStream?.requests.end();
       this.graceTimer = setTimeout(() => {
         // The server keeps a half-closed stream open until its tasks are reported: the halt
         // breaks it, which hands the tasks still running back at once, to the next worker.
         // Only when no stream is open are they reported failed (retryable).
-        this.handedBack = this.requests !== undefined;
+        this.handedBack = this.openStream !== undefined;
         this.halt.abort(abortReason("the worker stopped before the task finished"));
       }, graceMs);
     }
@@ -234,7 +261,8 @@ export class Worker {
         // to the connection (the stream asks for the next) is the earliest sign it is open.
         requests.onNext((count) => count === 2 && open(false));
         // Granted in the same tick as `requests` becomes the stream tasks grant credits to.
-        this.requests = requests;
+        const current: OpenStream = { id: stream, requests, pending: new Map() };
+        this.openStream = current;
         requests.push({
           taskTypes,
           workerId: this.workerId,
@@ -249,13 +277,18 @@ export class Worker {
           for await (const response of responses) {
             open(true);
             if (response.task !== undefined) this.take(response.task, stream);
+            for (const answer of response.reports) this.answered(current, answer);
           }
         } catch (error) {
           failure = fromConnectError(error);
         } finally {
           requests.end();
-          this.requests = undefined;
+          this.openStream = undefined;
           this.halt.signal.removeEventListener("abort", onHalt);
+          // A result not answered may or may not have been recorded: it goes again by call,
+          // which answers OK for a result recorded already.
+          for (const settle of current.pending.values()) settle(undefined);
+          current.pending.clear();
         }
         if (failure === undefined) {
           if (this.stopping.signal.aborted) break; // the end of our half-close
@@ -299,7 +332,14 @@ export class Worker {
 
   /** One more credit for the open stream, as a slot frees up. */
   private grant(): void {
-    if (!this.stopping.signal.aborted) this.requests?.push({ credits: 1 });
+    if (!this.stopping.signal.aborted) this.openStream?.requests.push({ credits: 1 });
+  }
+
+  /** The server's answer to a result reported on `current`: to the task waiting for it. */
+  private answered(current: OpenStream, answer: TaskReport): void {
+    const settle = current.pending.get(answer.taskToken);
+    current.pending.delete(answer.taskToken);
+    settle?.(answer);
   }
 
   /** Stop the handlers of the tasks that came on `stream`: their tokens are stale. */
@@ -320,7 +360,7 @@ export class Worker {
     };
     const control = new AbortController();
     const lease = new TaskLease(this.client, task, fields, control, this.halt.signal, this.lease);
-    const held: Held = { lease, stream, handlerSettled: Promise.resolve() };
+    const held: Held = { lease, stream, handlerSettled: Promise.resolve(), slotFree: false };
     const onHalt = (): void => control.abort(this.halt.signal.reason);
     this.halt.signal.addEventListener("abort", onHalt, { once: true });
     this.held.set(task.taskToken, held);
@@ -340,6 +380,8 @@ export class Worker {
     void lifecycle
       .then(() => held.handlerSettled)
       .then(() => {
+        if (held.slotFree) return; // given back with its result on the stream
+        held.slotFree = true;
         this.busy -= 1;
         this.grant();
       });
@@ -354,7 +396,7 @@ export class Worker {
       // The server sends only the types asked for; a report beats a timeout all the same.
       const error = `this worker has no handler for task type ${JSON.stringify(task.taskType)}`;
       const retryAfterMs = undefined;
-      await lease.report({ kind: "fail", error, nonRetryable: false, retryAfterMs });
+      await this.report(held, { kind: "fail", error, nonRetryable: false, retryAfterMs });
       return;
     }
     const outcome = Promise.resolve()
@@ -386,6 +428,37 @@ export class Worker {
       });
       return;
     }
-    await lease.report(result);
+    await this.report(held, result);
+  }
+
+  /**
+   * Reports a task whose handler settled: on the stream it came on while that is open and not
+   * half-closed, in one message with the credit for the slot it frees, then waits for the
+   * server's answer (so stop() waits for it too); by call when that stream is gone, or ends
+   * before answering.
+   */
+  private async report(held: Held, outcome: Outcome): Promise<void> {
+    const { lease } = held;
+    const current = this.openStream;
+    // A half-closed stream's queue takes nothing more: push() says so.
+    const sent =
+      current !== undefined &&
+      current.id === held.stream &&
+      current.requests.push({ credits: 1, ...lease.streamResult(outcome) });
+    if (!sent) {
+      await lease.report(outcome);
+      return;
+    }
+    held.slotFree = true;
+    this.busy -= 1;
+    const answer = await new Promise<TaskReport | undefined>((settle) =>
+      current.pending.set(lease.task.taskToken, settle),
+    );
+    if (answer === undefined) {
+      this.log.info("task stream ended unanswered; reporting the result by call", lease.fields);
+      await lease.report(outcome);
+      return;
+    }
+    await lease.answered(outcome, answer);
   }
 }

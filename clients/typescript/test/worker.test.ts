@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import {
@@ -16,13 +16,13 @@ import {
   WorkerService,
   WorkflowClient,
   WorkflowStatus,
-  type LogFields,
   type TaskInfo,
   type TemplateLike,
   type WorkerOptions,
   type Workflow,
 } from "../src/index.js";
 import { ServerProcess } from "./support/server.js";
+import { Lines, deferred, within } from "./support/waiting.js";
 
 let server: ServerProcess;
 let client: WorkflowClient;
@@ -41,47 +41,12 @@ after(async () => {
   assert.equal(code, 0, `server exit code ${code}:\n${server.log}`);
 });
 
-/** A promise and the functions that settle it. */
-function deferred<T = void>(): {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-} {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((done) => (resolve = done));
-  return { promise, resolve };
-}
-
-/** Rejects if `promise` has not settled within `ms`, naming what was awaited. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The log lines a worker wrote, by level. */
-class Lines {
-  readonly seen: { level: string; message: string; fields: LogFields }[] = [];
-  private readonly waiters: { match: (m: string) => boolean; done: () => void }[] = [];
-
-  logger(): WorkerOptions["logger"] {
-    const add = (level: string) => (message: string, fields: LogFields) => {
-      this.seen.push({ level, message, fields });
-      for (const waiter of this.waiters) if (waiter.match(message)) waiter.done();
-    };
-    return { debug: add("debug"), info: add("info"), warn: add("warn"), error: add("error") };
-  }
-
-  /** Resolves once a line whose message matches has been logged. */
-  wait(pattern: RegExp): Promise<void> {
-    if (this.seen.some((line) => pattern.test(line.message))) return Promise.resolve();
-    return new Promise((done) => this.waiters.push({ match: (m) => pattern.test(m), done }));
-  }
+/** The worker's unary calls by method name ("CompleteTask", ...), as an interceptor sees them. */
+function recordCalls(calls: string[]): Interceptor {
+  return (next) => (request) => {
+    if (!request.stream) calls.push(request.method.name);
+    return next(request);
+  };
 }
 
 /** A worker on the test server, its stream open before this resolves. */
@@ -134,8 +99,9 @@ async function queueOf(taskType: string, ready: (queued: number, active: number)
 describe("a worker serving task steps", () => {
   test("the handler's output completes the step and feeds the next one", async () => {
     const seen: TaskInfo[] = [];
+    const calls: string[] = [];
     const { worker, running } = await startWorker(
-      {},
+      { interceptors: [recordCalls(calls)] },
       {
         "ts-upper": (task) => {
           seen.push(task);
@@ -184,6 +150,8 @@ describe("a worker serving task steps", () => {
       assert.deepEqual(task.params, { text: "hello worker" });
       assert.ok(task.deadline instanceof Date && task.deadline.getTime() > Date.now() - 60_000);
       assert.equal(task.signal.aborted, false);
+      // The result went on the stream, and the server's answer there was OK.
+      assert.ok(!calls.includes("CompleteTask") && !calls.includes("FailTask"), `${calls}`);
     } finally {
       await worker.stop();
       await running;
@@ -377,8 +345,9 @@ describe("a worker serving task steps", () => {
     const started = deferred();
     const gate = deferred();
     // One slot: the second task can only come on a credit granted after stop(), which never is.
+    const calls: string[] = [];
     const { worker, running } = await startWorker(
-      { concurrency: 1 },
+      { concurrency: 1, interceptors: [recordCalls(calls)] },
       {
         "ts-slow": async (task) => {
           started.resolve();
@@ -419,6 +388,7 @@ describe("a worker serving task steps", () => {
     const first = await client.getWorkflow(created.id);
     assert.equal(first.status, WorkflowStatus.COMPLETED, first.error);
     assert.deepEqual(step(first, "a").output, { done: "a" });
+    assert.ok(calls.includes("CompleteTask"), "the half-closed stream takes no result");
     assert.deepEqual(
       await queueOf("ts-slow", () => true),
       { queued: 1, active: 0 },
