@@ -541,7 +541,8 @@ def _remote(r: dict[str, Any], temporal: dict[str, Any]) -> list[str]:
         "",
         f"Diamond-5 with every step a `task` served by one worker process holding "
         f"{IN_FLIGHT_TASKS} tasks at once (bench/task_worker.py: the raw API, StreamTasks "
-        f"credits, CompleteTask at once), beside diamond-5 of built-in no-op steps on the same "
+        "credits, each result sent on the stream at once with the credit it frees), beside "
+        "diamond-5 of built-in no-op steps on the same "
         f"server; {r['workflows']} workflows, up to 200 in flight, "
         f"{len(r['builtin_rounds'])} rounds each, interleaved (medians). Target: remote steps "
         "cost under 2x built-in ones.",

@@ -444,6 +444,7 @@ export class Worker {
     const sent =
       current !== undefined &&
       current.id === held.stream &&
+      fitsStream(outcome) &&
       current.requests.push({ credits: 1, ...lease.streamResult(outcome) });
     if (!sent) {
       await lease.report(outcome);
@@ -461,4 +462,15 @@ export class Worker {
     }
     await lease.answered(outcome, answer);
   }
+}
+
+// A result larger than this goes by call: a message over the server's limit (4 MiB unless set
+// otherwise) would break the stream and hand back every task it holds, where a call fails
+// alone. The server refuses step outputs over 1 MiB anyway, unless set otherwise.
+const STREAM_RESULT_BYTES = 1024 * 1024;
+
+function fitsStream(outcome: Outcome): boolean {
+  if (outcome.kind !== "complete") return true; // an error is at most 10,000 characters
+  // JSON's length in UTF-16 units: at most its UTF-8 bytes, about the message's size.
+  return JSON.stringify(outcome.output).length <= STREAM_RESULT_BYTES;
 }

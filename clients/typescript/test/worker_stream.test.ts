@@ -192,6 +192,19 @@ describe("results on the stream", () => {
     assert.ok(lines.seen.some((line) => /task output refused/.test(line.message)));
   });
 
+  test("a result over 1 MiB goes by CompleteTask, its credit on the stream", LIMIT, async () => {
+    fake.add(task("a"));
+    const big = "x".repeat(1024 * 1024 + 1);
+    const { worker, running } = await startWorker(() => ({ big }));
+    await fake.until("the CompleteTask call", () => fake.completeCalls.length === 1);
+    await stopWorker(worker, running);
+
+    assert.equal(fake.completeCalls[0]?.taskToken, "a");
+    assert.equal((fake.completeCalls[0]?.output as { big?: string }).big?.length, big.length);
+    const stream = fake.streams[0]!;
+    assert.deepEqual(stream.results, [], "a message this large could break the stream");
+  });
+
   test("after stop() (a half-closed stream) a result goes by CompleteTask", LIMIT, async () => {
     fake.add(task("a"));
     const started = deferred();
