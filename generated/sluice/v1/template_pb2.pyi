@@ -265,10 +265,17 @@ class RetryPolicy(_message.Message):
     INITIAL_BACKOFF_FIELD_NUMBER: _builtins.int
     BACKOFF_MULTIPLIER_FIELD_NUMBER: _builtins.int
     MAX_BACKOFF_FIELD_NUMBER: _builtins.int
+    JITTER_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
     """Total attempts including the first, 1-20."""
     backoff_multiplier: _builtins.float
     """Factor applied to the delay after each retry, 1.0-10.0; 0 means 2.0."""
+    jitter: _builtins.float
+    """Spreads each delay at random over plus or minus this fraction of it,
+    0.0-1.0 (0: none), so the retries of many runs that failed together do
+    not all come back at once. Never past max_backoff. Drawn from the run,
+    step and attempt: the same wait however often the decision is made.
+    """
     @_builtins.property
     def initial_backoff(self) -> _duration_pb2.Duration:
         """Delay before the first retry."""
@@ -284,10 +291,11 @@ class RetryPolicy(_message.Message):
         initial_backoff: _duration_pb2.Duration | None = ...,
         backoff_multiplier: _builtins.float = ...,
         max_backoff: _duration_pb2.Duration | None = ...,
+        jitter: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_backoff", b"max_backoff"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_multiplier", b"backoff_multiplier", "initial_backoff", b"initial_backoff", "max_attempts", b"max_attempts", "max_backoff", b"max_backoff"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_multiplier", b"backoff_multiplier", "initial_backoff", b"initial_backoff", "jitter", b"jitter", "max_attempts", b"max_attempts", "max_backoff", b"max_backoff"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -175,6 +175,7 @@ def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
             initial_backoff=_td(r.initial_backoff) if r.HasField("initial_backoff") else _DEFAULT_RETRY.initial_backoff,
             multiplier=r.backoff_multiplier or 2.0,
             max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
+            jitter=r.jitter,
         )  # fmt: skip
     return StepSpec(
         id=pb.id,
@@ -226,6 +227,7 @@ def template_to_proto(
             step.retry.backoff_multiplier = s.retry.multiplier
             _duration(s.retry.initial_backoff, step.retry.initial_backoff)
             _duration(s.retry.max_backoff, step.retry.max_backoff)
+            step.retry.jitter = s.retry.jitter
         _duration(s.timeout, step.timeout)
         _duration(s.schedule_to_start, step.schedule_to_start_timeout)
     for g in t.gates:

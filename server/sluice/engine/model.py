@@ -142,16 +142,20 @@ class EventType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a failed attempt is retried. Delays follow initial * multiplier^(n-1), capped."""
+    """How a failed attempt is retried. Delays follow initial * multiplier^(n-1), spread by
+    plus or minus `jitter` of themselves, capped at max_backoff."""
 
     max_attempts: int = 1
     initial_backoff: timedelta = timedelta(seconds=1)
     multiplier: float = 2.0
     max_backoff: timedelta = timedelta(minutes=5)
+    jitter: float = 0.0
 
-    def delay_after(self, attempt: int) -> timedelta:
-        """The wait before attempt `attempt + 1`, given that attempt `attempt` (1-based) failed."""
+    def delay_after(self, attempt: int, draw: float = 0.5) -> timedelta:
+        """The wait before attempt `attempt + 1`, given that attempt `attempt` (1-based) failed;
+        `draw` (in [0, 1)) places it within the jitter's spread (0.5: in the middle)."""
         seconds = self.initial_backoff.total_seconds() * self.multiplier ** (attempt - 1)
+        seconds *= 1 + self.jitter * (2 * draw - 1)
         return min(timedelta(seconds=seconds), self.max_backoff)
 
 

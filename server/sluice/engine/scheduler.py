@@ -10,6 +10,7 @@ time has come.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -79,7 +80,10 @@ def attempt_failed(
     step = decision.run.steps[step_id]
     policy = decision.run.template.step(step_id).retry
     if retryable and step.attempt < policy.max_attempts:
-        delay = retry_after if retry_after is not None else policy.delay_after(step.attempt)
+        delay = retry_after
+        if delay is None:
+            draw = jitter_draw(decision.run.id, step_id, step.attempt)
+            delay = policy.delay_after(step.attempt, draw)
         details = {
             "error": error,
             "delaySeconds": delay.total_seconds(),
@@ -95,6 +99,13 @@ def attempt_failed(
                 details={"error": error},
             )
         )  # fmt: skip
+
+
+def jitter_draw(run_id: str, step_id: str, attempt: int) -> float:
+    """A number in [0, 1) that looks random across runs but is fixed for one attempt: the
+    engine stays a function of its inputs, and a decision made again waits as long."""
+    digest = hashlib.blake2b(f"{run_id}/{step_id}/{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def decide(run: Run, now: datetime, free_slots: int) -> Decision:

@@ -217,6 +217,8 @@ def _check_retry_and_timeout(
         bad(f"{where}.retry.max_backoff", f"must be between 0s and {limits.max_backoff}")
     elif retry.max_backoff < retry.initial_backoff:
         bad(f"{where}.retry.max_backoff", "must not be shorter than initial_backoff")
+    if not math.isfinite(retry.jitter) or not 0.0 <= retry.jitter <= 1.0:
+        bad(f"{where}.retry.jitter", "must be between 0.0 and 1.0 (a fraction of each delay)")
     if timeout is not None and not timedelta(0) < timeout <= limits.max_timeout:
         bad(f"{where}.timeout", f"must be more than 0s and at most {limits.max_timeout}")
 

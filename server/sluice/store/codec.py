@@ -76,6 +76,7 @@ def _step_to_json(s: StepSpec) -> dict[str, Any]:
             "initialBackoff": s.retry.initial_backoff.total_seconds(),
             "multiplier": s.retry.multiplier,
             "maxBackoff": s.retry.max_backoff.total_seconds(),
+            "jitter": s.retry.jitter,
         },
         "timeout": s.timeout.total_seconds() if s.timeout is not None else None,
         **(
@@ -109,6 +110,7 @@ def _step_from_json(d: dict[str, Any]) -> StepSpec:
             initial_backoff=timedelta(seconds=r["initialBackoff"]),
             multiplier=r["multiplier"],
             max_backoff=timedelta(seconds=r["maxBackoff"]),
+            jitter=r.get("jitter", 0.0),  # stored before retries had jitter: none
         ),
         timeout=timedelta(seconds=timeout) if timeout is not None else None,
         task_type=d.get("taskType", ""),
