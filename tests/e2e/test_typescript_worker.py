@@ -4,6 +4,7 @@ Python: a worker in another language, over the wire, as a user runs it from the 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -60,15 +61,15 @@ async def test_typescript_worker_serves_a_task_step(
     server = await start_server()
     log = tmp_path / "worker.log"
     with log.open("wb") as stderr:
+        # The server named as for the CLI and the Python example (no --base-url).
         worker = await asyncio.create_subprocess_exec(
             node,
             str(WORKER_JS),
-            "--base-url",
-            f"http://{server.address}",
             "--task-type",
             "upper",
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
+            env={**os.environ, "SLUICE_ADDRESS": server.address},
         )
     assert worker.stdout is not None
     try:

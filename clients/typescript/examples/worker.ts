@@ -5,7 +5,8 @@
 //   npm run build
 //   node dist/examples/worker.js --base-url http://127.0.0.1:50051 --task-type upper
 //
-// Flags: --base-url (http://127.0.0.1:50051), --token (or SLUICE_TOKEN), --task-type (repeatable;
+// Flags: --base-url (else http://$SLUICE_ADDRESS, as the CLI and the Python example take it, else
+// http://127.0.0.1:50051), --token (or SLUICE_TOKEN), --task-type (repeatable;
 // both by default), --concurrency (8). Prints "worker ready" once its stream is open; SIGTERM or
 // SIGINT stops it gracefully (running tasks get 10 s to finish); a second signal kills it.
 
@@ -33,7 +34,7 @@ const HANDLERS: Record<string, TaskHandler> = {
 
 const { values } = parseArgs({
   options: {
-    "base-url": { type: "string", default: DEFAULT_BASE_URL },
+    "base-url": { type: "string" },
     token: { type: "string" },
     "task-type": { type: "string", multiple: true },
     concurrency: { type: "string", default: "8" },
@@ -47,9 +48,11 @@ const line =
     process.stderr.write(`${JSON.stringify({ level, message, ...fields })}\n`);
   };
 
+const address = process.env["SLUICE_ADDRESS"];
+const baseUrl = values["base-url"] ?? (address ? `http://${address}` : DEFAULT_BASE_URL);
 const token = values.token ?? process.env["SLUICE_TOKEN"];
 const worker = new Worker({
-  baseUrl: values["base-url"],
+  baseUrl,
   ...(token !== undefined ? { token } : {}),
   concurrency: Number(values.concurrency),
   logger: { debug: () => {}, info: line("info"), warn: line("warn"), error: line("error") },
