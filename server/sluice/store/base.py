@@ -846,8 +846,6 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (INSERT_TASKS, tasks),
     (CANCEL_TASKS, tasks),
 )
-# The UPDATE ... RETURNING statements `_returning` receives, each with its table.
-RETURNING: tuple[tuple[sa.Update, sa.Table], ...] = ((FINISH_TASK, tasks),)
 
 _COUNT_ACTIVE = sa.select(sa.func.count()).where(
     runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)

@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.store import sqlite_file, sqlite_wal
-from sluice.store.base import BATCHED, RETURNING, SqlStore, Writes
+from sluice.store.base import BATCHED, SqlStore, Writes
 from sluice.store.executors import SqliteExecutor
-from sluice.store.schema import tasks, template_snapshots
+from sluice.store.schema import template_snapshots
 from sluice.store.sqlite_raw import RawReturning, RawStatement
 
 _INSERT_SNAPSHOT = sqlite.insert(template_snapshots).on_conflict_do_nothing()
@@ -31,7 +31,9 @@ _RAW = {
     statement: RawStatement(statement, table)
     for statement, table in (*BATCHED, (_INSERT_SNAPSHOT, template_snapshots))
 }
-_RAW_RETURNING = {statement: RawReturning(statement, table) for statement, table in RETURNING}
+# The UPDATE ... RETURNING statements, each compiled the first time it runs (a task's
+# activation is one statement per number of task types).
+_RAW_RETURNING: dict[sa.Update, RawReturning] = {}
 
 
 class SqliteStore(SqlStore):
@@ -64,8 +66,8 @@ class SqliteStore(SqlStore):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             raw = _RAW_RETURNING.get(statement)
-            if raw is None:  # a task activation, built per number of types
-                raw = _RAW_RETURNING[statement] = RawReturning(statement, tasks)
+            if raw is None:
+                raw = _RAW_RETURNING[statement] = RawReturning(statement)
             return list(raw.rows(cursor, values))
         except sqlite3.OperationalError as exc:
             raise OperationalError(statement=None, params=None, orig=exc) from exc

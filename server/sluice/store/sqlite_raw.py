@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -86,18 +86,17 @@ class RawStatement:
 class RawReturning(RawStatement):
     """An UPDATE ... RETURNING whose rows come back as SQLAlchemy would read them."""
 
-    def __init__(self, statement: sa.Update, table: sa.Table) -> None:
-        super().__init__(statement, table)
-        self._table = table
+    def __init__(self, statement: sa.Update) -> None:
+        super().__init__(statement, cast(sa.Table, statement.table))
+        # The returned columns, each with how its stored value is read back.
+        self._columns = tuple((c.name, _reader(c.type)) for c in statement.exported_columns)
 
     def rows(self, cursor: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         self.execute(cursor, [values])
-        names = [d[0] for d in cursor.description]
-        readers = [_reader(self._table.c[name].type) for name in names]
         return [
             {
                 name: value if read is None or value is None else read(value)
-                for name, read, value in zip(names, readers, row, strict=True)
+                for (name, read), value in zip(self._columns, row, strict=True)
             }
             for row in cursor.fetchall()
         ]
