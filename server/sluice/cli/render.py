@@ -161,6 +161,9 @@ def gate_condition(gate: QualityGate) -> str:
                     f", at most {duration(seconds)}, then {action.replace('unspecified', 'reject')}"
                 )
             return waits
+        case "external":
+            source = gate.external.webhook_url or f"workers of task type {gate.external.task_type}"
+            return f"asks {source} for the verdict"
         case _:
             return ""
 
