@@ -11,6 +11,7 @@ import {
   NotFoundError,
   SluiceError,
   WorkflowClient,
+  StepStatus,
   WorkflowStatus,
   WorkflowView,
   type Workflow,
@@ -87,7 +88,9 @@ describe("a full run of content-to-social", () => {
     const run = await client.getWorkflow(runId);
     assert.equal(run.status, WorkflowStatus.COMPLETED);
     assert.equal(run.metrics?.completedSteps, 5);
-    assert.equal(run.metrics?.totalSteps, 5);
+    // content-to-social's wait for the slot is skipped without waitForSlot.
+    assert.equal(run.metrics?.totalSteps, 6);
+    assert.equal(run.metrics?.skippedSteps, 1);
     assert.equal(run.lastSequence, events.at(-1)!.sequence);
   });
 
@@ -188,7 +191,7 @@ test("templates: list, get, validate", async () => {
     assert.ok(ids.includes(id), `${id} in ${ids.join(", ")}`);
   }
   const template = await client.getTemplate("content-to-social");
-  assert.equal(template.steps.length, 5);
+  assert.equal(template.steps.length, 6);
   assert.ok(template.predefined);
 
   const result = await client.validateTemplate({
@@ -294,12 +297,15 @@ test("listWorkflows returns the BASIC view by default and FULL on request", asyn
     assert.equal(basic.status, WorkflowStatus.COMPLETED);
     assert.equal(basic.metrics?.completedSteps, 5);
     assert.equal(basic.template, undefined, "no template in the BASIC view");
-    assert.equal(basic.steps.length, 5);
+    assert.equal(basic.steps.length, 6);
     assert.ok(basic.steps.every((step) => step.output === undefined), "no step outputs");
   }
   const full = await find(WorkflowView.FULL);
   assert.equal(full.template?.id, "content-to-social");
-  assert.ok(full.steps.every((step) => step.output !== undefined));
+  // Every completed step has its output (the skipped wait for the slot has none).
+  const completed = full.steps.filter((step) => step.status === StepStatus.COMPLETED);
+  assert.equal(completed.length, 5);
+  assert.ok(completed.every((step) => step.output !== undefined));
 });
 
 test("listWorkflows filters by create time: [createTimeStart, createTimeEnd)", async () => {
