@@ -82,6 +82,9 @@ async def test_pages_put_together_are_exactly_the_watched_events(client: Workflo
     assert [e async for e in client.iter_workflow_events(run_id, page_size=4)] == watched
     assert [e async for e in client.iter_workflow_events(run_id, after_sequence=7)] == watched[7:]
     assert [e async for e in client.iter_workflow_events(run_id, after_sequence=999)] == []
+    # Past any sequence a database column holds: nothing, from the list and from the watch.
+    assert [e async for e in client.iter_workflow_events(run_id, after_sequence=2**40)] == []
+    assert [e async for e in client.watch(run_id, after_sequence=2**40)] == []
 
 
 async def test_filters_by_type_and_by_step_give_those_events_in_order(

@@ -667,6 +667,10 @@ def page_query(
     return query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
 
 
+# The largest sequence the events table holds (a 32-bit INTEGER column).
+MAX_SEQUENCE = 2**31 - 1
+
+
 def event_page_query(
     run_id: str,
     after_sequence: int,
@@ -679,7 +683,10 @@ def event_page_query(
     filters are checked on those rows rather than served by an index of their own, which
     every event written would pay for while a run holds hundreds of events, not millions.
     (Public so a test can check the plan.)"""
-    query = sa.select(events).where(events.c.run_id == run_id, events.c.sequence > after_sequence)
+    # A cursor past the column's range (the API takes int64) matches nothing, as it should,
+    # rather than failing to bind on PostgreSQL.
+    after = min(after_sequence, MAX_SEQUENCE)
+    query = sa.select(events).where(events.c.run_id == run_id, events.c.sequence > after)
     if types:
         query = query.where(events.c.type.in_([t.value for t in types]))
     if step_ids:
