@@ -13,6 +13,8 @@ from google.protobuf.descriptor import EnumDescriptor
 
 from sluice.engine import metrics as metrics_mod
 from sluice.engine.model import (
+    ApprovalTimeout,
+    DependencyRule,
     Event,
     EventType,
     ExecutionOptions,
@@ -29,6 +31,7 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
+from sluice.engine.validators import with_validators
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 
 _DEFAULT_RETRY = RetryPolicy()
@@ -152,36 +155,50 @@ def _td(message: duration_pb2.Duration) -> timedelta:
 
 
 def template_from_proto(pb: template_pb2.Template) -> Template:
-    """A domain template, not yet validated: unset enums become None for validation to report."""
-    return Template(
-        id=pb.id,
-        name=pb.name,
-        description=pb.description,
-        steps=tuple(_step_from_proto(s) for s in pb.steps),
-        gates=tuple(_gate_from_proto(g) for g in pb.quality_gates),
-        params=tuple(
-            ParamSpec(
-                name=p.name,
-                description=p.description,
-                required=p.required,
-                default=_value(p.default_value) if p.HasField("default_value") else None,
-            )
-            for p in pb.params
-        ),
+    """A domain template, not yet validated: unset enums become None for validation to report.
+    External gates get their validator steps (sluice.engine.validators)."""
+    return with_validators(
+        Template(
+            id=pb.id,
+            name=pb.name,
+            description=pb.description,
+            steps=tuple(_step_from_proto(s) for s in pb.steps),
+            gates=tuple(_gate_from_proto(g) for g in pb.quality_gates),
+            params=tuple(
+                ParamSpec(
+                    name=p.name,
+                    description=p.description,
+                    required=p.required,
+                    default=_value(p.default_value) if p.HasField("default_value") else None,
+                )
+                for p in pb.params
+            ),
+        )
     )
 
 
+def _retry_from_proto(r: template_pb2.RetryPolicy) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=r.max_attempts or 1,
+        initial_backoff=_td(r.initial_backoff) if r.HasField("initial_backoff") else _DEFAULT_RETRY.initial_backoff,
+        multiplier=r.backoff_multiplier or 2.0,
+        max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
+        jitter=r.jitter,
+        non_retryable_errors=tuple(r.non_retryable_error_types),
+    )  # fmt: skip
+
+
+def _retry_to_proto(retry: RetryPolicy, target: template_pb2.RetryPolicy) -> None:
+    target.max_attempts = retry.max_attempts
+    target.backoff_multiplier = retry.multiplier
+    _duration(retry.initial_backoff, target.initial_backoff)
+    _duration(retry.max_backoff, target.max_backoff)
+    target.jitter = retry.jitter
+    target.non_retryable_error_types.extend(retry.non_retryable_errors)
+
+
 def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
-    retry = _DEFAULT_RETRY
-    if pb.HasField("retry"):
-        r = pb.retry
-        retry = RetryPolicy(
-            max_attempts=r.max_attempts or 1,
-            initial_backoff=_td(r.initial_backoff) if r.HasField("initial_backoff") else _DEFAULT_RETRY.initial_backoff,
-            multiplier=r.backoff_multiplier or 2.0,
-            max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
-            jitter=r.jitter,
-        )  # fmt: skip
+    retry = _retry_from_proto(pb.retry) if pb.HasField("retry") else _DEFAULT_RETRY
     return StepSpec(
         id=pb.id,
         type=pb.type,
@@ -196,11 +213,18 @@ def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
         schedule_to_start=(
             _td(pb.schedule_to_start_timeout) if pb.HasField("schedule_to_start_timeout") else None
         ),
+        when=pb.when,
+        dependency_rule=(
+            DependencyRule.ANY_COMPLETED
+            if pb.dependency_rule == template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
+            else DependencyRule.ALL_COMPLETED
+        ),
     )
 
 
 def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
     kind = pb.WhichOneof("condition")
+    external = pb.external
     return GateSpec(
         id=pb.id,
         name=pb.name,
@@ -211,7 +235,22 @@ def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
         operator=_operator_from_proto(pb.threshold.operator) if kind == "threshold" else None,
         threshold=pb.threshold.threshold,
         expression=pb.validation.expression,
+        approval_timeout=_td(pb.approval.timeout) if pb.approval.HasField("timeout") else None,
+        on_timeout=_APPROVAL_TIMEOUT.get(pb.approval.on_timeout),
+        webhook_url=external.webhook_url,
+        task_type=external.task_type,
+        validator_timeout=_td(external.timeout) if external.HasField("timeout") else None,
+        validator_retry=(
+            _retry_from_proto(external.retry) if external.HasField("retry") else _DEFAULT_RETRY
+        ),
     )
+
+
+_APPROVAL_TIMEOUT = {
+    template_pb2.APPROVAL_TIMEOUT_ACTION_APPROVE: ApprovalTimeout.APPROVE,
+    template_pb2.APPROVAL_TIMEOUT_ACTION_REJECT: ApprovalTimeout.REJECT,
+    template_pb2.APPROVAL_TIMEOUT_ACTION_FAIL: ApprovalTimeout.FAIL,
+}
 
 
 def template_to_proto(
@@ -222,17 +261,18 @@ def template_to_proto(
     pb.version, pb.predefined = t.version, t.predefined
     _timestamp(t.created_at, pb.create_time)
     for s in t.steps:
+        if s.validates:
+            continue  # an external gate's: the gate describes it
         step = pb.steps.add(
             id=s.id, type=s.type, name=s.name, description=s.description,
             dependencies=s.dependencies, optional=s.optional, task_type=s.task_type,
+            when=s.when,
         )  # fmt: skip
+        if s.dependency_rule is DependencyRule.ANY_COMPLETED:
+            step.dependency_rule = template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
         dict_to_struct(s.config, step.config)
         if s.retry != _DEFAULT_RETRY:
-            step.retry.max_attempts = s.retry.max_attempts
-            step.retry.backoff_multiplier = s.retry.multiplier
-            _duration(s.retry.initial_backoff, step.retry.initial_backoff)
-            _duration(s.retry.max_backoff, step.retry.max_backoff)
-            step.retry.jitter = s.retry.jitter
+            _retry_to_proto(s.retry, step.retry)
         _duration(s.timeout, step.timeout)
         _duration(s.schedule_to_start, step.schedule_to_start_timeout)
     for g in t.gates:
@@ -248,8 +288,22 @@ def template_to_proto(
                 )
         elif g.type is GateType.VALIDATION:
             gate.validation.expression = g.expression
+        elif g.type is GateType.EXTERNAL:
+            gate.external.SetInParent()
+            if g.webhook_url:
+                gate.external.webhook_url = g.webhook_url
+            else:
+                gate.external.task_type = g.task_type
+            _duration(g.validator_timeout, gate.external.timeout)
+            if g.validator_retry != _DEFAULT_RETRY:
+                _retry_to_proto(g.validator_retry, gate.external.retry)
         elif g.type is GateType.APPROVAL:
             gate.approval.SetInParent()
+            _duration(g.approval_timeout, gate.approval.timeout)
+            if g.on_timeout is not None:
+                gate.approval.on_timeout = template_pb2.ApprovalTimeoutAction.Value(
+                    f"APPROVAL_TIMEOUT_ACTION_{g.on_timeout.value}"
+                )
     for p in t.params:
         param = pb.params.add(name=p.name, description=p.description, required=p.required)
         if p.default is not None:
@@ -296,6 +350,7 @@ def run_to_proto(
             status=_step_status(s.status), attempt=s.attempt, optional=step_spec.optional,
             error=s.error,
         )  # fmt: skip
+        _timestamp(s.wake_at, step.wake_time)
         _timestamp(s.started_at, step.start_time)
         _timestamp(s.ended_at, step.end_time)
         _duration(s.duration, step.duration)
@@ -315,6 +370,7 @@ def run_to_proto(
         if g.observed_value is not None:
             gate.observed_value = g.observed_value
         _timestamp(g.decided_at, gate.decide_time)
+        _timestamp(g.deadline, gate.deadline)
     m = metrics_mod.compute(run, now)
     pm = pb.metrics
     pm.total_steps, pm.completed_steps, pm.failed_steps = (

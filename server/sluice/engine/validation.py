@@ -15,25 +15,34 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sluice.engine import expressions, substitution
+from sluice.engine import expressions, substitution, validators
 from sluice.engine.config_schema import Problem, field_path
 from sluice.engine.errors import Violation
 from sluice.engine.graph import find_cycle, upstream_of
 from sluice.engine.model import (
     TASK_STEP_TYPE,
+    DependencyRule,
     GateAction,
+    GateSpec,
     GateType,
     Operator,
     ParamSpec,
     StepSpec,
     Template,
 )
+from sluice.engine.validators import WEBHOOK_STEP_TYPE
 
 TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # Task types travel in notices between servers as comma-separated lists: no comma, no space.
 TASK_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9._:/-]{0,99}$")
 TASK_TYPE_RULE = "must be 1-100 letters, digits, '.', '_', '-', ':' or '/', starting with a letter"
+# Error types (a failure's kind, as handlers and workers name it) follow the same rule.
+ERROR_TYPE = TASK_TYPE
+ERROR_TYPE_RULE = TASK_TYPE_RULE.replace("must be", "must be an error type of")
+MAX_NON_RETRYABLE = 20
+# An approval may wait a long time for its person, but not forever once a timeout is set.
+MAX_APPROVAL_TIMEOUT = timedelta(days=366)
 PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 METRIC = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,15}$")
 
@@ -123,7 +132,7 @@ def validate_template(
 
     _check_params(template.params, limits, bad)
     step_ids = _check_steps(template, step_types, limits, bad)
-    _check_gates(template, step_ids, limits, bad)
+    _check_gates(template, step_ids, step_types, limits, bad)
     return out
 
 
@@ -152,7 +161,8 @@ def _check_params(params: tuple[ParamSpec, ...], limits: TemplateLimits, bad: An
 def _check_steps(
     template: Template, step_types: StepTypes, limits: TemplateLimits, bad: Any
 ) -> set[str]:
-    steps = template.steps
+    # An external gate's validator step is checked as part of its gate.
+    steps = tuple(s for s in template.steps if not s.validates)
     if not steps:
         bad("steps", "must have at least one step")
     if len(steps) > limits.max_steps:
@@ -196,6 +206,7 @@ def _check_steps(
         _check_retry_and_timeout(where, step.retry, step.timeout, limits, bad)
         _check_task(where, step, limits, bad)
         _check_references(where, step.config, step.id, graph, param_names, bad)
+        _check_condition(where, step, graph, bad)
 
     cycle = find_cycle({k: tuple(d for d in v if d in ids and d != k) for k, v in graph.items()})
     if cycle:
@@ -219,6 +230,15 @@ def _check_retry_and_timeout(
         bad(f"{where}.retry.max_backoff", "must not be shorter than initial_backoff")
     if not math.isfinite(retry.jitter) or not 0.0 <= retry.jitter <= 1.0:
         bad(f"{where}.retry.jitter", "must be between 0.0 and 1.0 (a fraction of each delay)")
+    kinds = retry.non_retryable_errors
+    if len(kinds) > MAX_NON_RETRYABLE:
+        bad(
+            f"{where}.retry.non_retryable_error_types", f"has more than {MAX_NON_RETRYABLE} entries"
+        )
+    else:
+        for k, kind in enumerate(kinds):
+            if not ERROR_TYPE.match(kind):
+                bad(f"{where}.retry.non_retryable_error_types[{k}]", ERROR_TYPE_RULE)
     if timeout is not None and not timedelta(0) < timeout <= limits.max_timeout:
         bad(f"{where}.timeout", f"must be more than 0s and at most {limits.max_timeout}")
 
@@ -246,6 +266,27 @@ def _check_task(where: str, step: StepSpec, limits: TemplateLimits, bad: Any) ->
             )
 
 
+def _check_condition(
+    where: str, step: StepSpec, graph: Mapping[str, tuple[str, ...]], bad: Any
+) -> None:
+    """A `when` condition is safe CEL over params and upstream outputs; ANY_COMPLETED joins
+    something."""
+    if step.dependency_rule is DependencyRule.ANY_COMPLETED and not step.dependencies:
+        bad(f"{where}.dependency_rule", "DEPENDENCY_RULE_ANY_COMPLETED needs dependencies to join")
+    if not step.when:
+        return
+    found = expressions.problems(step.when, expressions.CONDITION_VARIABLES)
+    for problem in found:
+        bad(f"{where}.when", problem)
+    if found:
+        return
+    upstream = upstream_of(step.id, graph)
+    for path in expressions.data_paths(step.when):
+        if path[0] == "steps" and len(path) > 1 and path[1] not in upstream:
+            bad(f"{where}.when", f"reads steps.{path[1]}, which is not upstream of {step.id!r} "
+                "(add it to dependencies, directly or through another step)")  # fmt: skip
+
+
 def _check_references(
     where: str,
     config: Mapping[str, Any],
@@ -270,7 +311,13 @@ def _check_references(
                     " (add it to dependencies, directly or through another step)")  # fmt: skip
 
 
-def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits, bad: Any) -> None:
+def _check_gates(
+    template: Template,
+    step_ids: set[str],
+    step_types: StepTypes,
+    limits: TemplateLimits,
+    bad: Any,
+) -> None:
     if len(template.gates) > limits.max_gates:
         bad("quality_gates", f"has {len(template.gates)} gates; the limit is {limits.max_gates}")
         return
@@ -307,10 +354,50 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
                 if gate.action not in (None, GateAction.PAUSE):
                     bad(f"{where}.action", "an approval gate always waits, so its action must "
                         "be GATE_ACTION_PAUSE or left out")  # fmt: skip
+                timeout = gate.approval_timeout
+                if timeout is not None and not timedelta(0) < timeout <= MAX_APPROVAL_TIMEOUT:
+                    bad(f"{where}.approval.timeout",
+                        f"must be more than 0s and at most {MAX_APPROVAL_TIMEOUT.days} days")  # fmt: skip
+                if timeout is None and gate.on_timeout is not None:
+                    bad(f"{where}.approval.on_timeout", "acts at a timeout: set timeout too")
+            case GateType.EXTERNAL:
+                _check_external(where, gate, step_ids, step_types, limits, bad)
             case None:
-                bad(f"{where}.condition", "set one of threshold, validation or approval")
-        if gate.type in (GateType.THRESHOLD, GateType.VALIDATION) and gate.action is None:
+                bad(f"{where}.condition", "set one of threshold, validation, approval or external")
+        checked = (GateType.THRESHOLD, GateType.VALIDATION, GateType.EXTERNAL)
+        if gate.type in checked and gate.action is None:
             bad(f"{where}.action", f"must be {enum_names('GATE_ACTION_', GateAction)}")
+
+
+def _check_external(
+    where: str,
+    gate: GateSpec,
+    step_ids: set[str],
+    step_types: StepTypes,
+    limits: TemplateLimits,
+    bad: Any,
+) -> None:
+    """Who answers, and how its attempts are bounded; the gate's id names its validator step
+    in runs, so no step may have it."""
+    if gate.id in step_ids:
+        bad(f"{where}.id", f"an external gate's id names its validator step in the run: "
+            f"{gate.id!r} is already a step's id")  # fmt: skip
+    if bool(gate.webhook_url) == bool(gate.task_type):
+        bad(f"{where}.external", "set exactly one of webhook_url or task_type")
+    elif gate.webhook_url:
+        validator = validators.validator_step(gate)
+        if WEBHOOK_STEP_TYPE not in step_types:
+            bad(f"{where}.external.webhook_url", "this server has no http step type")
+        else:
+            problems = step_types.config_problems(WEBHOOK_STEP_TYPE, validator.config, written=True)
+            for path, description in problems:
+                if path == "url":
+                    bad(f"{where}.external.webhook_url", description)
+    elif not TASK_TYPE.match(gate.task_type):
+        bad(f"{where}.external.task_type", TASK_TYPE_RULE)
+    _check_retry_and_timeout(
+        f"{where}.external", gate.validator_retry, gate.validator_timeout, limits, bad
+    )
 
 
 def bind_params(

@@ -27,6 +27,7 @@ from sluice.v1.event_pb2 import EventType, WorkflowEvent
 from sluice.v1.template_pb2 import Template
 from sluice.v1.workflow_pb2 import (
     GateStatus,
+    GateType,
     StepStatus,
     Workflow,
     WorkflowStatus,
@@ -44,6 +45,7 @@ __all__ = [
     "FailedPreconditionError",
     "FieldViolation",
     "GateStatus",
+    "GateType",
     "InvalidArgumentError",
     "NonRetryableError",
     "NotFoundError",

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/template.proto.
  */
 export const file_sluice_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK8AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iswEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoASKIAgoLUXVhbGl0eUdhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdzdGVwX2lkGAMgASgJEiUKBmFjdGlvbhgEIAEoDjIVLnNsdWljZS52MS5HYXRlQWN0aW9uEjIKCXRocmVzaG9sZBgFIAEoCzIdLnNsdWljZS52MS5UaHJlc2hvbGRDb25kaXRpb25IABI0Cgp2YWxpZGF0aW9uGAYgASgLMh4uc2x1aWNlLnYxLlZhbGlkYXRpb25Db25kaXRpb25IABIwCghhcHByb3ZhbBgHIAEoCzIcLnNsdWljZS52MS5BcHByb3ZhbENvbmRpdGlvbkgAQgsKCWNvbmRpdGlvbiJoChJUaHJlc2hvbGRDb25kaXRpb24SDgoGbWV0cmljGAEgASgJEi8KCG9wZXJhdG9yGAIgASgOMh0uc2x1aWNlLnYxLkNvbXBhcmlzb25PcGVyYXRvchIRCgl0aHJlc2hvbGQYAyABKAEiKQoTVmFsaWRhdGlvbkNvbmRpdGlvbhISCgpleHByZXNzaW9uGAEgASgJIhMKEUFwcHJvdmFsQ29uZGl0aW9uIm8KCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCHJlcXVpcmVkGAMgASgIEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUq5AEKEkNvbXBhcmlzb25PcGVyYXRvchIjCh9DT01QQVJJU09OX09QRVJBVE9SX1VOU1BFQ0lGSUVEEAASGgoWQ09NUEFSSVNPTl9PUEVSQVRPUl9HVBABEhsKF0NPTVBBUklTT05fT1BFUkFUT1JfR1RFEAISGgoWQ09NUEFSSVNPTl9PUEVSQVRPUl9MVBADEhsKF0NPTVBBUklTT05fT1BFUkFUT1JfTFRFEAQSGgoWQ09NUEFSSVNPTl9PUEVSQVRPUl9FURAFEhsKF0NPTVBBUklTT05fT1BFUkFUT1JfTkVREAYqcQoKR2F0ZUFjdGlvbhIbChdHQVRFX0FDVElPTl9VTlNQRUNJRklFRBAAEhgKFEdBVEVfQUNUSU9OX0NPTlRJTlVFEAESFQoRR0FURV9BQ1RJT05fUEFVU0UQAhIVChFHQVRFX0FDVElPTl9BQk9SVBADYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEd2hlbhgMIAEoCRIyCg9kZXBlbmRlbmN5X3J1bGUYDSABKA4yGS5zbHVpY2UudjEuRGVwZW5kZW5jeVJ1bGUi1gEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoARIhChlub25fcmV0cnlhYmxlX2Vycm9yX3R5cGVzGAYgAygJIroCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSAASMAoIZXh0ZXJuYWwYCCABKAsyHC5zbHVpY2UudjEuRXh0ZXJuYWxDb25kaXRpb25IAEILCgljb25kaXRpb24inAEKEUV4dGVybmFsQ29uZGl0aW9uEhUKC3dlYmhvb2tfdXJsGAEgASgJSAASEwoJdGFza190eXBlGAIgASgJSAASKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIlCgVyZXRyeRgEIAEoCzIWLnNsdWljZS52MS5SZXRyeVBvbGljeUIICgZzb3VyY2UiaAoSVGhyZXNob2xkQ29uZGl0aW9uEg4KBm1ldHJpYxgBIAEoCRIvCghvcGVyYXRvchgCIAEoDjIdLnNsdWljZS52MS5Db21wYXJpc29uT3BlcmF0b3ISEQoJdGhyZXNob2xkGAMgASgBIikKE1ZhbGlkYXRpb25Db25kaXRpb24SEgoKZXhwcmVzc2lvbhgBIAEoCSJ1ChFBcHByb3ZhbENvbmRpdGlvbhIqCgd0aW1lb3V0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKCm9uX3RpbWVvdXQYAiABKA4yIC5zbHVpY2UudjEuQXBwcm92YWxUaW1lb3V0QWN0aW9uIm8KCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCHJlcXVpcmVkGAMgASgIEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUqdwoORGVwZW5kZW5jeVJ1bGUSHwobREVQRU5ERU5DWV9SVUxFX1VOU1BFQ0lGSUVEEAASIQodREVQRU5ERU5DWV9SVUxFX0FMTF9DT01QTEVURUQQARIhCh1ERVBFTkRFTkNZX1JVTEVfQU5ZX0NPTVBMRVRFRBACKqsBChVBcHByb3ZhbFRpbWVvdXRBY3Rpb24SJwojQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIjCh9BUFBST1ZBTF9USU1FT1VUX0FDVElPTl9BUFBST1ZFEAESIgoeQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fUkVKRUNUEAISIAocQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fRkFJTBADKuQBChJDb21wYXJpc29uT3BlcmF0b3ISIwofQ09NUEFSSVNPTl9PUEVSQVRPUl9VTlNQRUNJRklFRBAAEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfR1QQARIbChdDT01QQVJJU09OX09QRVJBVE9SX0dURRACEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfTFQQAxIbChdDT01QQVJJU09OX09QRVJBVE9SX0xURRAEEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfRVEQBRIbChdDT01QQVJJU09OX09QRVJBVE9SX05FURAGKnEKCkdhdGVBY3Rpb24SGwoXR0FURV9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRHQVRFX0FDVElPTl9DT05USU5VRRABEhUKEUdBVEVfQUNUSU9OX1BBVVNFEAISFQoRR0FURV9BQ1RJT05fQUJPUlQQA2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A workflow template: a DAG of typed steps, the quality gates checked between
@@ -113,9 +113,13 @@ export type StepSpec = Message<"sluice.v1.StepSpec"> & {
 
   /**
    * Step type: one of the built-in types "generate", "review", "schedule",
-   * "post", "analyze", "transform", "notify", "task", or a type the server
-   * registers. A "task" step is served by workers (WorkerService): it names
-   * its task_type.
+   * "post", "analyze", "transform", "notify", "task", "wait", or a type the
+   * server registers. A "task" step is served by workers (WorkerService): it
+   * names its task_type. A "wait" step waits, durably (restarts and other
+   * servers wake it at its time), for config `duration` ("90s", "1h30m",
+   * "2d") or until config `until` (an ISO 8601 time with its offset, e.g.
+   * "{{ steps.schedule-post.scheduledTime }}"); its output is
+   * {"wakeAt", "wokeAt"}, and its timeout does not apply.
    *
    * @generated from field: string type = 2;
    */
@@ -191,6 +195,28 @@ export type StepSpec = Message<"sluice.v1.StepSpec"> & {
    * @generated from field: google.protobuf.Duration schedule_to_start_timeout = 11;
    */
   scheduleToStartTimeout?: Duration | undefined;
+
+  /**
+   * A condition, in CEL, checked once the step's dependencies let it run:
+   * false skips the step (its STEP_SKIPPED event gives the condition and the
+   * values it read), and with it, under the default dependency rule, every
+   * step that depends on it. Variables: `params` and `steps` (map of step id
+   * to output of every completed step; a step read here must be upstream).
+   * Same safe subset as validation gates. Empty: always run. A condition that
+   * fails to evaluate (a missing field) fails the run; test with has() or
+   * `"id" in steps`. Example: `params.platform == "instagram"`.
+   *
+   * @generated from field: string when = 12;
+   */
+  when: string;
+
+  /**
+   * When the step may run given how its dependencies ended. Unspecified
+   * means ALL_COMPLETED.
+   *
+   * @generated from field: sluice.v1.DependencyRule dependency_rule = 13;
+   */
+  dependencyRule: DependencyRule;
 };
 
 /**
@@ -245,6 +271,16 @@ export type RetryPolicy = Message<"sluice.v1.RetryPolicy"> & {
    * @generated from field: double jitter = 5;
    */
   jitter: number;
+
+  /**
+   * Kinds of failure another attempt cannot fix, as the step's handler or
+   * worker names them (FailTaskRequest.error_type; a handler's
+   * StepError(error_type=...)): such a failure fails the step at once. At
+   * most 20, each like a task type, e.g. "CardDeclined".
+   *
+   * @generated from field: repeated string non_retryable_error_types = 6;
+   */
+  nonRetryableErrorTypes: string[];
 };
 
 /**
@@ -322,6 +358,14 @@ export type QualityGate = Message<"sluice.v1.QualityGate"> & {
      */
     value: ApprovalCondition;
     case: "approval";
+  } | {
+    /**
+     * Ask a service or a worker for the verdict.
+     *
+     * @generated from field: sluice.v1.ExternalCondition external = 8;
+     */
+    value: ExternalCondition;
+    case: "external";
   } | { case: undefined; value?: undefined };
 };
 
@@ -331,6 +375,68 @@ export type QualityGate = Message<"sluice.v1.QualityGate"> & {
  */
 export const QualityGateSchema: GenMessage<QualityGate> = /*@__PURE__*/
   messageDesc(file_sluice_v1_template, 3);
+
+/**
+ * The verdict comes from outside: the answer is a JSON object
+ * {"passed": bool, "score": number (optional), "message": string (optional)};
+ * the score becomes the gate's observed_value. The question is asked by a step
+ * of the run with the gate's id (so no step of the template may have it): an
+ * optional "http" or "task" step after the gated step, retried and timed out
+ * like any step, its attempts shown in the run. A validator that fails for
+ * good (or answers something else) fails the gate: its action decides.
+ *
+ * @generated from message sluice.v1.ExternalCondition
+ */
+export type ExternalCondition = Message<"sluice.v1.ExternalCondition"> & {
+  /**
+   * Who answers.
+   *
+   * @generated from oneof sluice.v1.ExternalCondition.source
+   */
+  source: {
+    /**
+     * POSTed {"gateId", "stepId", "output": the gated step's output} as JSON,
+     * with the header Idempotency-Key: <run id>/<gate id>; its host must be in
+     * the server's SLUICE_WEBHOOK_ALLOW. A 2xx answer's JSON body is the
+     * verdict.
+     *
+     * @generated from field: string webhook_url = 1;
+     */
+    value: string;
+    case: "webhookUrl";
+  } | {
+    /**
+     * Workers of this task type get a task (with the gated step's output as
+     * upstream); the output they complete it with is the verdict.
+     *
+     * @generated from field: string task_type = 2;
+     */
+    value: string;
+    case: "taskType";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Longest time one attempt may take; unset means the server's default step
+   * timeout.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 3;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * Retries of a failed attempt; unset means a single attempt.
+   *
+   * @generated from field: sluice.v1.RetryPolicy retry = 4;
+   */
+  retry?: RetryPolicy | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.ExternalCondition.
+ * Use `create(ExternalConditionSchema)` to create a new message.
+ */
+export const ExternalConditionSchema: GenMessage<ExternalCondition> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_template, 4);
 
 /**
  * Passes when `metric <operator> threshold` holds.
@@ -366,7 +472,7 @@ export type ThresholdCondition = Message<"sluice.v1.ThresholdCondition"> & {
  * Use `create(ThresholdConditionSchema)` to create a new message.
  */
 export const ThresholdConditionSchema: GenMessage<ThresholdCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 4);
+  messageDesc(file_sluice_v1_template, 5);
 
 /**
  * Passes when the expression evaluates to true.
@@ -390,14 +496,30 @@ export type ValidationCondition = Message<"sluice.v1.ValidationCondition"> & {
  * Use `create(ValidationConditionSchema)` to create a new message.
  */
 export const ValidationConditionSchema: GenMessage<ValidationCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 5);
+  messageDesc(file_sluice_v1_template, 6);
 
 /**
- * Waits for ApproveGate. It has no settings yet.
+ * Waits for ApproveGate, or with a timeout, at most that long.
  *
  * @generated from message sluice.v1.ApprovalCondition
  */
 export type ApprovalCondition = Message<"sluice.v1.ApprovalCondition"> & {
+  /**
+   * How long the approval may wait for a decision, up to 366 days; unset:
+   * for ever. The deadline shows in the run's GateResult and holds across
+   * restarts.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 1;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * What happens at the deadline; unspecified means REJECT. Only with a
+   * timeout.
+   *
+   * @generated from field: sluice.v1.ApprovalTimeoutAction on_timeout = 2;
+   */
+  onTimeout: ApprovalTimeoutAction;
 };
 
 /**
@@ -405,7 +527,7 @@ export type ApprovalCondition = Message<"sluice.v1.ApprovalCondition"> & {
  * Use `create(ApprovalConditionSchema)` to create a new message.
  */
 export const ApprovalConditionSchema: GenMessage<ApprovalCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 6);
+  messageDesc(file_sluice_v1_template, 7);
 
 /**
  * A parameter that runs of a template take.
@@ -448,7 +570,86 @@ export type ParamSpec = Message<"sluice.v1.ParamSpec"> & {
  * Use `create(ParamSpecSchema)` to create a new message.
  */
 export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 7);
+  messageDesc(file_sluice_v1_template, 8);
+
+/**
+ * When a step may run given how its dependencies ended. Values may be added.
+ *
+ * @generated from enum sluice.v1.DependencyRule
+ */
+export enum DependencyRule {
+  /**
+   * ALL_COMPLETED.
+   *
+   * @generated from enum value: DEPENDENCY_RULE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every dependency completed (and the gates after them let it through). A
+   * dependency skipped, failed or cancelled skips the step: a branch not
+   * taken is skipped to its end.
+   *
+   * @generated from enum value: DEPENDENCY_RULE_ALL_COMPLETED = 1;
+   */
+  ALL_COMPLETED = 1,
+
+  /**
+   * Every dependency ended, and at least one completed: the join after
+   * branches. Skipped when none completed. The outputs of dependencies that
+   * did not complete are absent from `steps`.
+   *
+   * @generated from enum value: DEPENDENCY_RULE_ANY_COMPLETED = 2;
+   */
+  ANY_COMPLETED = 2,
+}
+
+/**
+ * Describes the enum sluice.v1.DependencyRule.
+ */
+export const DependencyRuleSchema: GenEnum<DependencyRule> = /*@__PURE__*/
+  enumDesc(file_sluice_v1_template, 0);
+
+/**
+ * What an approval's timeout does. Values may be added.
+ *
+ * @generated from enum sluice.v1.ApprovalTimeoutAction
+ */
+export enum ApprovalTimeoutAction {
+  /**
+   * REJECT.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The gate is approved and the run goes on.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_APPROVE = 1;
+   */
+  APPROVE = 1,
+
+  /**
+   * The gate is rejected, and the run fails as on any rejection.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_REJECT = 2;
+   */
+  REJECT = 2,
+
+  /**
+   * The gate is recorded FAILED (nobody decided) and the run fails.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_FAIL = 3;
+   */
+  FAIL = 3,
+}
+
+/**
+ * Describes the enum sluice.v1.ApprovalTimeoutAction.
+ */
+export const ApprovalTimeoutActionSchema: GenEnum<ApprovalTimeoutAction> = /*@__PURE__*/
+  enumDesc(file_sluice_v1_template, 1);
 
 /**
  * Comparison operators for threshold gates. Values may be added.
@@ -510,7 +711,7 @@ export enum ComparisonOperator {
  * Describes the enum sluice.v1.ComparisonOperator.
  */
 export const ComparisonOperatorSchema: GenEnum<ComparisonOperator> = /*@__PURE__*/
-  enumDesc(file_sluice_v1_template, 0);
+  enumDesc(file_sluice_v1_template, 2);
 
 /**
  * What a failed gate does to its run. Values may be added.
@@ -551,5 +752,5 @@ export enum GateAction {
  * Describes the enum sluice.v1.GateAction.
  */
 export const GateActionSchema: GenEnum<GateAction> = /*@__PURE__*/
-  enumDesc(file_sluice_v1_template, 1);
+  enumDesc(file_sluice_v1_template, 3);
 
