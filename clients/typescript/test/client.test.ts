@@ -392,7 +392,9 @@ test("listWorkflowEvents pages through exactly the watched events, filtered", as
     completed,
     watched.filter((event) => event.type === EventType.STEP_COMPLETED),
   );
-  assert.equal(completed.length, 5);
+  const finished = await client.getWorkflow(run.id);
+  assert.ok(completed.length > 0);
+  assert.equal(completed.length, finished.metrics?.completedSteps);
   const later = await collect(
     client.iterWorkflowEvents(run.id, { stepIds: ["generate-content"], afterSequence: 3 }),
   );
