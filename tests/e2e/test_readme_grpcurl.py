@@ -66,7 +66,7 @@ async def test_the_grpcurl_block_works_as_written(server: SluiceServer) -> None:
     services, methods = (r.output.split() for r in _by_method(ran, " list"))
     assert "sluice.v1.WorkflowService" in services and "grpc.health.v1.Health" in services
     assert "sluice.v1.WorkerService" in services  # reflection lists the workers' API too
-    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService.")]) == 15
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService.")]) == 16
     described = _by_method(ran, " describe ")[0].output
     assert "message ListWorkflowsRequest {" in described
     assert ".sluice.v1.WorkflowView view = 5;" in described
@@ -90,7 +90,13 @@ async def test_the_grpcurl_block_works_as_written(server: SluiceServer) -> None:
     assert events[-1]["type"] == "EVENT_TYPE_WORKFLOW_COMPLETED"
     assert all(e["workflow_id"] == created["id"] for e in events)
     assert approved["last_sequence"] == events[-1]["sequence"]
-    for response in (created, executed, approved, *events):
+    # ListWorkflowEvents: the first two of the very events the watch streamed that match.
+    page = _by_method(ran, "/ListWorkflowEvents")[0].json()
+    completed = [e for e in events if e["type"] == "EVENT_TYPE_STEP_COMPLETED"]
+    assert len(completed) == approved["metrics"]["completed_steps"]
+    assert page["events"] == completed[:2]
+    assert page["next_page_token"]
+    for response in (created, executed, approved, *events, page):
         assert not any(re.search("[a-z][A-Z]", k) for k in _keys(response)), _keys(response)
 
     basic, full = (r.json()["workflows"] for r in _by_method(ran, "/ListWorkflows")[1:])
@@ -116,7 +122,7 @@ async def test_the_buf_curl_block_works_as_written(server: SluiceServer) -> None
     assert all("buf curl " in r.command for r in ran)
     assert [r.code for r in ran] == [0] * len(ran), ran
     methods = _by_method(ran, "--list-methods")[0].output.split()
-    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 15
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 16
     created = _by_method(ran, "/CreateWorkflow")[0].json()["workflow"]
     assert created["templateId"] == "content-to-social"  # buf curl prints the JSON names
     executed = _by_method(ran, "/ExecuteWorkflow")[0].json()["workflow"]

@@ -89,6 +89,11 @@ class WorkflowServiceStub:
     live ones as they are committed, with no gap and no duplicate. The stream
     ends after the run's terminal event unless follow is set.
     """
+    ListWorkflowEvents: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowEventsRequest, _workflow_service_pb2.ListWorkflowEventsResponse]
+    """Returns a page of a run's stored events, oldest first, optionally only
+    those of some types or steps: the events WatchWorkflow streams, without a
+    stream. Any server can answer it.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -150,6 +155,11 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Streams a run's events after after_sequence: first the stored ones, then
     live ones as they are committed, with no gap and no duplicate. The stream
     ends after the run's terminal event unless follow is set.
+    """
+    ListWorkflowEvents: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowEventsRequest, _workflow_service_pb2.ListWorkflowEventsResponse]  # type: ignore[assignment]
+    """Returns a page of a run's stored events, oldest first, optionally only
+    those of some types or steps: the events WatchWorkflow streams, without a
+    stream. Any server can answer it.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -299,6 +309,17 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams a run's events after after_sequence: first the stored ones, then
         live ones as they are committed, with no gap and no duplicate. The stream
         ends after the run's terminal event unless follow is set.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkflowEvents(
+        self,
+        request: _workflow_service_pb2.ListWorkflowEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.ListWorkflowEventsResponse, _abc.Awaitable[_workflow_service_pb2.ListWorkflowEventsResponse]]:
+        """Returns a page of a run's stored events, oldest first, optionally only
+        those of some types or steps: the events WatchWorkflow streams, without a
+        stream. Any server can answer it.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -72,6 +72,11 @@ def _event_type(kind: EventType) -> event_pb2.EventType.ValueType:
     return event_pb2.EventType.ValueType(_EVENT_TYPE[kind])
 
 
+def event_type_from_proto(value: int) -> EventType | None:
+    name = _enum_name(event_pb2.EventType.DESCRIPTOR, value, "EVENT_TYPE_")
+    return EventType(name) if name else None
+
+
 def _gate_action_to_proto(action: GateAction | None) -> template_pb2.GateAction.ValueType:
     return template_pb2.GateAction.ValueType(_GATE_ACTION[action] if action else 0)
 
@@ -392,15 +397,18 @@ def _template_bytes(template: Template) -> bytes:
     return template_to_proto(template).SerializeToString()
 
 
-def event_to_proto(e: Event) -> event_pb2.WorkflowEvent:
-    pb = event_pb2.WorkflowEvent(
-        workflow_id=e.run_id,
-        sequence=e.sequence,
-        type=_event_type(e.type),
-        step_id=e.step_id,
-        gate_id=e.gate_id,
-        attempt=e.attempt,
-    )
+def event_to_proto(
+    e: Event, into: event_pb2.WorkflowEvent | None = None
+) -> event_pb2.WorkflowEvent:
+    """The event as WatchWorkflow and ListWorkflowEvents send it; written into `into` (an
+    empty message, e.g. a list reply's next element) when given."""
+    pb = into if into is not None else event_pb2.WorkflowEvent()
+    pb.workflow_id = e.run_id
+    pb.sequence = e.sequence
+    pb.type = _event_type(e.type)
+    pb.step_id = e.step_id
+    pb.gate_id = e.gate_id
+    pb.attempt = e.attempt
     if e.run_status is not None:
         pb.workflow_status = run_status_to_proto(e.run_status)
     _timestamp(e.time, pb.time)

@@ -7,7 +7,7 @@ from sluice.client._outcome import NonRetryableError, TaskError
 from sluice.client._sync import SyncWorkflowClient
 from sluice.client._targets import Addresses
 from sluice.client._task import Task
-from sluice.client._values import StatusLike, TemplateLike, ViewLike
+from sluice.client._values import EventTypeLike, StatusLike, TemplateLike, ViewLike
 from sluice.client._worker import Worker
 from sluice.client.errors import (
     AbortedError,
@@ -41,6 +41,7 @@ __all__ = [
     "AlreadyExistsError",
     "DeadlineExceededError",
     "EventType",
+    "EventTypeLike",
     "FailedPreconditionError",
     "FieldViolation",
     "GateStatus",
