@@ -247,7 +247,9 @@ async def test_the_newsletter_goes_out_when_the_editor_does_not_answer_in_time(
     gate = next(g for g in done.gate_results if g.gate_id == "editor-approval")
     assert gate.status == GateStatus.GATE_STATUS_APPROVED
     [approved] = [e for e in events if e.type == EventType.EVENT_TYPE_GATE_APPROVED]
-    assert "no decision by the deadline" in approved.details["message"]
+    details = json_format.MessageToDict(approved.details)
+    assert details["timedOut"] is True
+    assert details["message"].startswith("approved: no decision by the deadline")
     assert "Austin, TX" in outputs(done)["notify-editor"]["message"]
 
 
