@@ -327,6 +327,9 @@ def event_line(event: WorkflowEvent) -> str:
     if event.attempt and event.type != EventType.EVENT_TYPE_STEP_COMPLETED:
         parts.append(f"attempt {event.attempt}")
     line = " ".join(parts)
+    wake = event.details.fields.get("wakeAt")
+    if wake is not None and wake.string_value:
+        return f"{line}: waits until {wake.string_value}"
     for key in ("message", "reason", "error"):
         value = event.details.fields.get(key)
         if value is not None and value.string_value:
