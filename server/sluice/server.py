@@ -10,6 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 import grpc
 import structlog
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from sluice import config, listen, plugins
 from sluice.api.auth import JwtVerifier
 from sluice.api.guard import Guard
+from sluice.api.schedule_servicer import ScheduleServicer
 from sluice.api.servicer import WorkflowServicer
 from sluice.api.tls import server_credentials
 from sluice.api.watch_limit import WatchLimit, backlog_options
@@ -26,11 +28,13 @@ from sluice.api.worker_servicer import WorkerServicer
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
+from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.janitor import Housekeeping, Janitor
+from sluice.runtime.schedules import ScheduleRunner
 from sluice.runtime.tasks import TaskSettings
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
@@ -42,10 +46,13 @@ from sluice.store.factory import open_store
 from sluice.store.postgres import PostgresStore
 from sluice.store.postgres_leases import PostgresLeases
 from sluice.store.postgres_notify import PostgresNotifier, channel_name
+from sluice.store.schedules import ScheduleStore
 from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
 from sluice.v1 import (
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
     workflow_service_pb2,
@@ -59,6 +66,9 @@ OPERATOR_ERRORS = (config.ConfigError, StoreSetupError)
 
 SERVICE_NAME = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 WORKER_SERVICE_NAME = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+SCHEDULE_SERVICE_NAME = schedule_service_pb2.DESCRIPTOR.services_by_name[
+    "ScheduleService"
+].full_name
 
 
 class SluiceServer:
@@ -92,6 +102,8 @@ class SluiceServer:
         self.engine: Engine | None = None
         self.janitor: Janitor | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self.schedule_runner: ScheduleRunner | None = None
+        self._schedules_task: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = False
@@ -147,11 +159,15 @@ class SluiceServer:
             ),
             server,
         )
+        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleServicer(self._schedules(workflows, shared=sqlite is None)), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
                 WORKER_SERVICE_NAME,
+                SCHEDULE_SERVICE_NAME,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -171,7 +187,9 @@ class SluiceServer:
         )
         if self.janitor.settings.enabled:
             self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
-        for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME):
+        assert self.schedule_runner is not None
+        self._schedules_task = asyncio.create_task(self.schedule_runner.run(), name="schedules")
+        for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME, SCHEDULE_SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             f"sluice serving on {self.address}",
@@ -185,6 +203,23 @@ class SluiceServer:
             authentication="JWT" if self.verifier else "none: single local user",
         )
         return self.port
+
+    def _schedules(self, workflows: Workflows, *, shared: bool) -> Schedules:
+        """The schedules and this server's loop over them. Shared (PostgreSQL): the loop
+        looks again at every lease renewal (another server may have created or resumed a
+        schedule) and takes over slots another server claimed and left PENDING for a lease's
+        lifetime. Alone: a slot left PENDING is this server's own, from before a crash."""
+        assert self.store is not None
+        store = ScheduleStore(self.store.executor)
+        self.schedule_runner = ScheduleRunner(
+            store,
+            workflows,
+            self.clock,
+            sleep=self._sleep,
+            recheck=self.settings.lease_renew if shared else timedelta(seconds=60),
+            stale_after=self.settings.lease_ttl if shared else None,
+        )
+        return Schedules(store, workflows, self.schedule_runner, self.clock)
 
     def _cluster(self, store: SqlStore) -> Cluster:
         """Leases and notices: several servers may share this database (PostgreSQL)."""
@@ -244,9 +279,10 @@ class SluiceServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        for task in (self._housekeeping, self._schedules_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._health.enter_graceful_shutdown()
         if self.engine is not None:
             self.engine.task_queue.close_sessions()  # their workers go on elsewhere, at once
