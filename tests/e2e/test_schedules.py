@@ -1,0 +1,301 @@
+"""Schedules over real gRPC on a real database: slots fire once each at their time (a clock the
+test moves stands in for waiting hours), pause and delete stop them, the overlap policy skips a
+slot while the previous run waits at an approval gate, and missed slots after downtime fire
+within the catch-up window and are recorded as missed beyond it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+
+from sluice.client import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    SyncWorkflowClient,
+    WorkflowClient,
+    WorkflowStatus,
+)
+from sluice.client._schedules import ScheduleCalls, SyncScheduleCalls
+from sluice.server import SluiceServer
+from sluice.v1 import schedule_pb2
+from tests.conftest import ServerFactory
+from tests.support.clock import ManualClock
+from tests.support.crypto import SECRET, token
+from tests.support.templates import approval_gate, step, template
+
+T = TypeVar("T")
+Fire = schedule_pb2.ScheduleFire
+STARTED = schedule_pb2.SCHEDULE_FIRE_STATUS_STARTED
+SKIPPED = schedule_pb2.SCHEDULE_FIRE_STATUS_SKIPPED
+MISSED = schedule_pb2.SCHEDULE_FIRE_STATUS_MISSED
+HOURLY = "0 * * * *"
+QUICK = template("quick", step("a"))
+GATED = template("gated", step("a"), gates=[approval_gate("ok", "a")])
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 10) -> T:
+    """The first truthy answer of `check`, asked again until it comes (fails after `timeout`)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found = await check()
+            if found:
+                return found
+            await asyncio.sleep(0.05)
+
+
+def at(message: schedule_pb2.Schedule, field: str) -> datetime:
+    return getattr(message, field).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+async def move_to(clock: ManualClock, when: datetime, server: SluiceServer) -> None:
+    """Move the clock to `when` and let the server's schedules look (as they would then)."""
+    clock.advance(when - clock.now())
+    assert server.schedule_runner is not None
+    await server.schedule_runner.tick()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory, clock: ManualClock) -> SluiceServer:
+    return await start_server(clock=clock)
+
+
+async def test_a_slot_starts_one_run_at_its_time_and_pause_resume_delete_govern_it(
+    server: SluiceServer, client: WorkflowClient, clock: ManualClock
+) -> None:
+    await client.create_template(QUICK)
+    created = await client.create_schedule(
+        "hourly", "quick", HOURLY, description="every hour", auto_approve=True
+    )
+    slot = at(created, "next_fire_time")
+    assert slot > clock.now() and slot.minute == 0 and slot - clock.now() <= timedelta(hours=1)
+    assert [s.schedule_id for s in await client.list_schedules()] == ["hourly"]
+
+    await move_to(clock, slot - timedelta(seconds=1), server)
+    assert not (await client.get_schedule("hourly")).recent_fires  # not early
+    await move_to(clock, slot + timedelta(seconds=1), server)
+    await move_to(clock, slot + timedelta(seconds=2), server)  # a second look adds nothing
+    fired = await client.get_schedule("hourly")
+    assert [(at(f, "slot_time"), f.status) for f in fired.recent_fires] == [(slot, STARTED)]
+    run_id = fired.recent_fires[0].workflow_id
+    assert fired.last_workflow_id == run_id
+    assert at(fired, "next_fire_time") == slot + timedelta(hours=1)
+
+    async def completed() -> bool:
+        run = await client.get_workflow(run_id)
+        return run.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
+
+    await eventually(completed)
+    assert [w.id for w in (await client.list_workflows()).workflows] == [run_id]
+
+    paused = await client.pause_schedule("hourly", reason="maintenance")
+    assert paused.paused and paused.pause_reason == "maintenance"
+    assert not paused.HasField("next_fire_time")
+    await move_to(clock, slot + timedelta(hours=3, seconds=1), server)
+    assert len((await client.get_schedule("hourly")).recent_fires) == 1  # nothing while paused
+
+    resumed = await client.resume_schedule("hourly")
+    assert not resumed.paused
+    assert at(resumed, "next_fire_time") == slot + timedelta(hours=4)  # the paused slots: gone
+    await move_to(clock, slot + timedelta(hours=4, seconds=1), server)
+    assert [f.status for f in (await client.get_schedule("hourly")).recent_fires] == [STARTED] * 2
+
+    await client.delete_schedule("hourly")
+    with pytest.raises(NotFoundError):
+        await client.get_schedule("hourly")
+    assert await client.list_schedules() == []
+    await move_to(clock, slot + timedelta(hours=6, seconds=1), server)
+    assert len((await client.list_workflows()).workflows) == 2  # its runs are kept; no new one
+
+
+async def test_overlap_skip_skips_while_the_previous_run_waits_at_its_gate(
+    server: SluiceServer, client: WorkflowClient, clock: ManualClock
+) -> None:
+    await client.create_template(GATED)
+    slot = at(await client.create_schedule("gated", "gated", HOURLY), "next_fire_time")
+    await move_to(clock, slot, server)
+    first = (await client.get_schedule("gated")).last_workflow_id
+
+    async def paused() -> bool:
+        run = await client.get_workflow(first)
+        return run.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
+
+    await eventually(paused)
+    await move_to(clock, slot + timedelta(hours=1), server)
+    skipped = (await client.get_schedule("gated")).recent_fires[0]
+    assert skipped.status == SKIPPED and not skipped.workflow_id
+    assert first in skipped.message
+    assert len((await client.list_workflows()).workflows) == 1
+
+    approved = await client.approve_gate(first, "ok", approve=True, wait=True)
+    assert approved.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
+    await move_to(clock, slot + timedelta(hours=2), server)
+    fires = (await client.get_schedule("gated")).recent_fires
+    assert [f.status for f in fires] == [STARTED, SKIPPED, STARTED]
+    assert fires[0].workflow_id not in ("", first)
+
+
+async def test_overlap_cancel_previous_and_allow(
+    server: SluiceServer, client: WorkflowClient, clock: ManualClock
+) -> None:
+    await client.create_template(GATED)
+    cancel = await client.create_schedule("cancel", "gated", HOURLY, overlap="cancel_previous")
+    await client.create_schedule("allow", "gated", HOURLY, overlap="allow")
+    slot = at(cancel, "next_fire_time")
+    await move_to(clock, slot, server)
+    first = {s: (await client.get_schedule(s)).last_workflow_id for s in ("cancel", "allow")}
+    await move_to(clock, slot + timedelta(hours=1), server)
+
+    previous = await client.get_workflow(first["cancel"])
+    assert previous.status == WorkflowStatus.WORKFLOW_STATUS_CANCELLED
+    for schedule_id in ("cancel", "allow"):
+        fires = (await client.get_schedule(schedule_id)).recent_fires
+        assert [f.status for f in fires] == [STARTED, STARTED]
+    allowed = await client.get_workflow(first["allow"])
+    assert allowed.status != WorkflowStatus.WORKFLOW_STATUS_CANCELLED
+
+
+async def test_after_downtime_slots_in_the_catch_up_window_fire_once_and_older_are_missed(
+    start_server: ServerFactory, clock: ManualClock
+) -> None:
+    first = await start_server(clock=clock)
+    async with WorkflowClient(first.address) as client:
+        await client.create_template(QUICK)
+        created = await client.create_schedule(
+            "catch-up", "quick", HOURLY, overlap="allow", catchup_window=timedelta(hours=3)
+        )
+    await first.stop()
+    slot = at(created, "next_fire_time")
+    clock.advance(slot + timedelta(hours=4, minutes=30) - clock.now())  # down 4.5 h
+
+    second = await start_server(clock=clock)
+    async with WorkflowClient(second.address) as client:
+
+        async def looked() -> schedule_pb2.Schedule | None:
+            found = await client.get_schedule("catch-up")
+            pending = schedule_pb2.SCHEDULE_FIRE_STATUS_PENDING
+            done = len(found.recent_fires) == 4
+            return found if done and all(f.status != pending for f in found.recent_fires) else None
+
+        schedule = await eventually(looked)
+        fires = sorted(schedule.recent_fires, key=lambda f: f.slot_time.ToDatetime())
+        assert [(at(f, "slot_time") - slot, f.status) for f in fires] == [
+            (timedelta(hours=0), MISSED),
+            (timedelta(hours=2), STARTED),
+            (timedelta(hours=3), STARTED),
+            (timedelta(hours=4), STARTED),
+        ]
+        assert "2 slot(s)" in fires[0].message
+        runs = {f.workflow_id for f in fires[1:]}
+        assert len(runs) == 3
+        assert {w.id for w in (await client.list_workflows()).workflows} == runs
+        assert at(schedule, "next_fire_time") == slot + timedelta(hours=5)
+
+
+async def test_trigger_fires_now_under_the_overlap_policy(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    await client.create_template(GATED)
+    await client.create_schedule("manual", "gated", "0 0 1 1 *", paused=True)
+    fire = await client.trigger_schedule("manual")
+    assert fire.status == STARTED and fire.triggered and fire.workflow_id
+
+    async def paused() -> bool:
+        run = await client.get_workflow(fire.workflow_id)
+        return run.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
+
+    await eventually(paused)
+    again = await client.trigger_schedule("manual")
+    assert again.status == SKIPPED and fire.workflow_id in again.message
+
+
+async def test_bad_schedules_get_every_field_violation(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    await client.create_template(template("takes-one", step("a"), params=[{"name": "city"}]))
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.create_schedule(
+            "Bad Id", "takes-one", "61 * * * *", time_zone="Mars/Olympus",
+            params={"town": "Berlin"}, catchup_window=timedelta(days=400),
+        )  # fmt: skip
+    assert {v.field for v in caught.value.violations} == {"schedule.catchup_window"}
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.create_schedule(
+            "Bad Id", "takes-one", "61 * * * *", time_zone="Mars/Olympus", params={"town": "B"}
+        )
+    assert {v.field for v in caught.value.violations} == {
+        "schedule.schedule_id",
+        "schedule.cron",
+        "schedule.time_zone",
+        "schedule.params.town",
+    }
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.create_schedule("nope", "no-such-template", HOURLY)
+    assert [v.field for v in caught.value.violations] == ["schedule.template_id"]
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.get_schedule("../x")
+    assert [v.field for v in caught.value.violations] == ["schedule_id"]
+
+    await client.create_schedule("once", "takes-one", HOURLY, params={"city": "Berlin"})
+    with pytest.raises(AlreadyExistsError):
+        await client.create_schedule("once", "takes-one", HOURLY, params={"city": "Berlin"})
+
+
+async def test_another_users_schedule_is_not_found(start_server: ServerFactory) -> None:
+    server = await start_server(auth_jwt_secret=SECRET)
+    async with (
+        WorkflowClient(server.address, token=token("alice")) as alice,
+        WorkflowClient(server.address, token=token("bob")) as bob,
+    ):
+        await alice.create_template(QUICK)
+        await alice.create_schedule("mine", "quick", HOURLY)
+        for call in (
+            bob.get_schedule("mine"),
+            bob.pause_schedule("mine"),
+            bob.resume_schedule("mine"),
+            bob.trigger_schedule("mine"),
+            bob.delete_schedule("mine"),
+        ):
+            with pytest.raises(NotFoundError):
+                await call
+        assert await bob.list_schedules() == []
+        assert [s.schedule_id for s in await alice.list_schedules()] == ["mine"]
+        # Bob may use the same id for a schedule of his own.
+        await bob.create_template(QUICK)
+        await bob.create_schedule("mine", "quick", HOURLY)
+
+
+async def test_list_pages_through_every_schedule(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    await client.create_template(QUICK)
+    ids = [f"s{i:03d}" for i in range(130)]  # more than a default page (100)
+    for schedule_id in ids:
+        await client.create_schedule(schedule_id, "quick", HOURLY, paused=True)
+    assert [s.schedule_id for s in await client.list_schedules()] == ids
+
+
+def test_the_sync_client_has_every_schedule_verb_alike() -> None:
+    def verbs(cls: type) -> dict[str, inspect.Signature]:
+        return {n: inspect.signature(m) for n, m in vars(cls).items()
+                if callable(m) and not n.startswith("_")}  # fmt: skip
+
+    asynchronous, blocking = verbs(ScheduleCalls), verbs(SyncScheduleCalls)
+    assert sorted(asynchronous) == sorted(blocking)
+    for name, signature in asynchronous.items():
+        assert list(blocking[name].parameters.values()) == list(signature.parameters.values())
+        assert inspect.getdoc(getattr(SyncScheduleCalls, name)) == inspect.getdoc(
+            getattr(ScheduleCalls, name)
+        ), name
+    assert issubclass(SyncWorkflowClient, SyncScheduleCalls)
+    assert issubclass(WorkflowClient, ScheduleCalls)
