@@ -46,7 +46,7 @@ from sluice.store.factory import open_store
 from sluice.store.postgres import PostgresStore
 from sluice.store.postgres_leases import PostgresLeases
 from sluice.store.postgres_notify import PostgresNotifier, channel_name
-from sluice.store.schedules import ScheduleStore
+from sluice.store.schedules import SqlScheduleStore
 from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
@@ -210,7 +210,7 @@ class SluiceServer:
         schedule) and takes over slots another server claimed and left PENDING for a lease's
         lifetime. Alone: a slot left PENDING is this server's own, from before a crash."""
         assert self.store is not None
-        store = ScheduleStore(self.store.executor)
+        store = SqlScheduleStore(self.store.executor)
         self.schedule_runner = ScheduleRunner(
             store,
             workflows,

@@ -5,13 +5,11 @@ within the catch-up window and are recorded as missed beyond it."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import pytest
+from google.protobuf.message import Message
 
 from sluice.client import (
     AlreadyExistsError,
@@ -27,9 +25,9 @@ from sluice.v1 import schedule_pb2
 from tests.conftest import ServerFactory
 from tests.support.clock import ManualClock
 from tests.support.crypto import SECRET, token
+from tests.support.eventually import eventually
 from tests.support.templates import approval_gate, step, template
 
-T = TypeVar("T")
 Fire = schedule_pb2.ScheduleFire
 STARTED = schedule_pb2.SCHEDULE_FIRE_STATUS_STARTED
 SKIPPED = schedule_pb2.SCHEDULE_FIRE_STATUS_SKIPPED
@@ -39,17 +37,7 @@ QUICK = template("quick", step("a"))
 GATED = template("gated", step("a"), gates=[approval_gate("ok", "a")])
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 10) -> T:
-    """The first truthy answer of `check`, asked again until it comes (fails after `timeout`)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            found = await check()
-            if found:
-                return found
-            await asyncio.sleep(0.05)
-
-
-def at(message: schedule_pb2.Schedule, field: str) -> datetime:
+def at(message: Message, field: str) -> datetime:
     return getattr(message, field).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
 

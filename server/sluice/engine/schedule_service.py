@@ -7,11 +7,10 @@ from datetime import datetime
 
 from sluice.engine.errors import AlreadyExists, InvalidArgument, NotFound, Violation
 from sluice.engine.ports import Clock
-from sluice.engine.schedules import Fire, Schedule, check
+from sluice.engine.schedules import Fire, Schedule, ScheduleStore, check
 from sluice.engine.service import Workflows
 from sluice.engine.validation import bind_params
 from sluice.runtime.schedules import ScheduleRunner
-from sluice.store.schedules import ScheduleStore
 
 
 class Schedules:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from cronsim import CronSim, CronSimError
 
@@ -223,3 +224,66 @@ def check(schedule: Schedule, *, now: datetime) -> list[Violation]:
     if not found and schedule.slots().next_after(now) is None:
         found.append(Violation("schedule.cron", "has no slot in the next 50 years"))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A slot a server claimed (PENDING): its run is for that server to start."""
+
+    schedule: Schedule
+    slot: datetime
+    triggered: bool = False
+
+
+Planner = Callable[[Schedule, datetime], Plan]
+
+
+class ScheduleStore(Protocol):
+    """Where schedules and their slots are kept (`sluice.store.schedules` has the SQL)."""
+
+    async def create(self, schedule: Schedule) -> bool:
+        """Store a new schedule; False (nothing written) when the owner has one by that id."""
+        ...
+
+    async def get(self, owner: str, schedule_id: str) -> Schedule | None:
+        """The schedule with its latest slots (`recent`)."""
+        ...
+
+    async def page(self, owner: str, *, limit: int, after: str) -> list[Schedule]:
+        """The owner's schedules by id after `after`, at most `limit` (without recent fires)."""
+        ...
+
+    async def set_paused(
+        self,
+        owner: str,
+        schedule_id: str,
+        *,
+        paused: bool,
+        reason: str,
+        next_fire_at: Callable[[Schedule], datetime | None],
+        now: datetime,
+    ) -> Schedule | None:
+        """Pause or resume (`next_fire_at` of the schedule as found); None when not found."""
+        ...
+
+    async def delete(self, owner: str, schedule_id: str) -> bool: ...
+
+    async def earliest(self) -> datetime | None:
+        """The earliest next slot of any schedule not paused."""
+        ...
+
+    async def claim_due(self, now: datetime, planner: Planner, *, limit: int) -> list[Claimed]:
+        """Claim the due slots of up to `limit` due schedules, once each across servers."""
+        ...
+
+    async def claim_trigger(self, owner: str, schedule_id: str, now: datetime) -> Claimed | None:
+        """A PENDING slot at `now` (TriggerSchedule); None when the schedule is not found."""
+        ...
+
+    async def stale_pending(self, before: datetime, *, limit: int) -> list[Claimed]:
+        """Slots claimed before `before` and still PENDING (their server stopped)."""
+        ...
+
+    async def finish(self, owner: str, fire: Fire) -> None:
+        """Record what became of a claimed slot."""
+        ...

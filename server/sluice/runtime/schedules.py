@@ -26,16 +26,17 @@ from sluice.engine.errors import FailedPrecondition, NotFound, SluiceError
 from sluice.engine.model import Run, RunStatus
 from sluice.engine.ports import Clock
 from sluice.engine.schedules import (
+    Claimed,
     Fire,
     FireStatus,
     OverlapPolicy,
     Plan,
     Schedule,
+    ScheduleStore,
     plan,
     run_request_id,
 )
 from sluice.engine.service import Workflows
-from sluice.store.schedules import Claimed, ScheduleStore
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +90,9 @@ class ScheduleRunner:
                 delay = await self._delay()
             except SluiceError as error:  # the store unavailable for a moment
                 log.warning("schedules: could not look at due slots", error=str(error))
+                delay = 1.0
+            except Exception:  # a bug must not end every schedule of the server
+                log.exception("schedules: unexpected error")
                 delay = 1.0
             if delay <= 0 and not claimed:
                 delay = BUSY_PAUSE  # due, but another server holds them: it is firing them

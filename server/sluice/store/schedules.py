@@ -9,7 +9,7 @@ same moment split the due schedules instead of queueing on them; SQLite serves o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from sluice.engine.model import ExecutionOptions
 from sluice.engine.schedules import (
     RECENT_FIRES,
+    Claimed,
     Fire,
     FireStatus,
     OverlapPolicy,
-    Plan,
+    Planner,
     Schedule,
 )
 from sluice.store.codec import utc
@@ -29,19 +30,9 @@ from sluice.store.executors import Executor
 from sluice.store.schema import schedule_fires, schedules
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A slot this server claimed (PENDING): its run is for this server to start."""
+class SqlScheduleStore:
+    """`engine.schedules.ScheduleStore` on either database."""
 
-    schedule: Schedule
-    slot: datetime
-    triggered: bool = False
-
-
-Planner = Callable[[Schedule, datetime], Plan]
-
-
-class ScheduleStore:
     def __init__(self, executor: Executor) -> None:
         self._db = executor
 
