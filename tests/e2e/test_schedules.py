@@ -20,6 +20,7 @@ from sluice.client import (
     WorkflowStatus,
 )
 from sluice.client._schedules import ScheduleCalls, SyncScheduleCalls
+from sluice.engine.schedules import run_request_id
 from sluice.server import SluiceServer
 from sluice.v1 import schedule_pb2
 from tests.conftest import ServerFactory
@@ -98,12 +99,22 @@ async def test_a_slot_starts_one_run_at_its_time_and_pause_resume_delete_govern_
     await move_to(clock, slot + timedelta(hours=4, seconds=1), server)
     assert [f.status for f in (await client.get_schedule("hourly")).recent_fires] == [STARTED] * 2
 
+    # A day later (the window is 60 s): the slots meanwhile are one MISSED entry, the due one
+    # fires, and slots settled more than a day ago are gone from the history.
+    await move_to(clock, slot + timedelta(hours=28, seconds=1), server)
+    later = await client.get_schedule("hourly")
+    assert [(at(f, "slot_time") - slot, f.status) for f in later.recent_fires] == [
+        (timedelta(hours=28), STARTED),
+        (timedelta(hours=5), MISSED),
+    ]
+    assert "23 slot(s)" in later.recent_fires[1].message
+
     await client.delete_schedule("hourly")
     with pytest.raises(NotFoundError):
         await client.get_schedule("hourly")
     assert await client.list_schedules() == []
-    await move_to(clock, slot + timedelta(hours=6, seconds=1), server)
-    assert len((await client.list_workflows()).workflows) == 2  # its runs are kept; no new one
+    await move_to(clock, slot + timedelta(hours=30, seconds=1), server)
+    assert len((await client.list_workflows()).workflows) == 3  # its runs are kept; no new one
 
 
 async def test_overlap_skip_skips_while_the_previous_run_waits_at_its_gate(
@@ -287,3 +298,43 @@ def test_the_sync_client_has_every_schedule_verb_alike() -> None:
         ), name
     assert issubclass(SyncWorkflowClient, SyncScheduleCalls)
     assert issubclass(WorkflowClient, ScheduleCalls)
+
+
+async def test_slots_claimed_before_a_crash_start_once_after_the_restart(
+    start_server: ServerFactory, clock: ManualClock
+) -> None:
+    first = await start_server(clock=clock)
+    async with WorkflowClient(first.address) as client:
+        await client.create_template(QUICK)
+        created = await client.create_schedule(
+            "crash", "quick", HOURLY, overlap="allow", catchup_window=timedelta(hours=3)
+        )
+        slot = at(created, "next_fire_time")
+        clock.advance(slot + timedelta(hours=1, seconds=1) - clock.now())
+        assert first.schedule_runner is not None
+        # The claim commits, then the server dies: after creating slot 1's run (by the
+        # slot's request id, as the loop does) but before starting it or recording it, and
+        # before creating slot 2's at all.
+        claims = await first.schedule_runner.claim()
+        assert [c.slot for c in claims] == [slot, slot + timedelta(hours=1)]
+        made = await client.create_workflow("quick", request_id=run_request_id("crash", slot))
+    await first.stop()
+
+    second = await start_server(clock=clock)
+    async with WorkflowClient(second.address) as client:
+
+        async def settled() -> schedule_pb2.Schedule | None:
+            found = await client.get_schedule("crash")
+            return found if all(f.status == STARTED for f in found.recent_fires) else None
+
+        fires = (await eventually(settled)).recent_fires
+        assert [at(f, "slot_time") for f in fires] == [slot + timedelta(hours=1), slot]
+        assert fires[1].workflow_id == made.id  # the run made before the crash, not a second
+        runs = (await client.list_workflows()).workflows
+        assert sorted(w.id for w in runs) == sorted(f.workflow_id for f in fires)
+
+        async def completed() -> bool:
+            found = (await client.list_workflows()).workflows
+            return all(w.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED for w in found)
+
+        await eventually(completed)

@@ -40,6 +40,10 @@ MAX_SLOTS_PER_LOOK = 100
 # Missed slots are counted up to this many (then "more than"): counting costs time.
 MAX_MISSED_COUNTED = 10_000
 RECENT_FIRES = 10
+# Slots settled longer ago than this are deleted when their schedule is next claimed: an
+# every-second schedule would add 86,400 rows a day. Firing once does not depend on them
+# (a schedule's next slot only moves forward).
+FIRE_HISTORY = timedelta(days=1)
 
 
 class OverlapPolicy(StrEnum):

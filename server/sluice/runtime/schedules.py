@@ -101,16 +101,7 @@ class ScheduleRunner:
     async def tick(self) -> int:
         """Claim and start every due slot (and the slots left PENDING by a dead server);
         returns how many were claimed."""
-        now = self._clock.now()
-        claims = await self._store.claim_due(now, plan_of, limit=CLAIM_BATCH)
-        if self._first or self._stale_after is not None:
-            before = (
-                now
-                if self._first and self._stale_after is None
-                else now - (self._stale_after or timedelta(0))
-            )
-            self._first = False
-            claims += await self._store.stale_pending(before, limit=CLAIM_BATCH)
+        claims = await self.claim()
         by_schedule: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
         for claim in claims:
             by_schedule[(claim.schedule.owner, claim.schedule.id)].append(claim)
@@ -118,6 +109,19 @@ class ScheduleRunner:
         # schedules side by side.
         await asyncio.gather(*(self._fire_all(group) for group in by_schedule.values()))
         return len(claims)
+
+    async def claim(self) -> list[Claimed]:
+        """The slots this server is to start now: the due ones it claims, and those a
+        stopped server left PENDING (alone: every one, once, at start; shared: those older
+        than `stale_after`)."""
+        now = self._clock.now()
+        claims = await self._store.claim_due(now, plan_of, limit=CLAIM_BATCH)
+        if self._stale_after is not None:
+            claims += await self._store.stale_pending(now - self._stale_after, limit=CLAIM_BATCH)
+        elif self._first:
+            claims += await self._store.stale_pending(now, limit=CLAIM_BATCH)
+        self._first = False
+        return claims
 
     async def _fire_all(self, claims: list[Claimed]) -> None:
         last_run_id = claims[0].schedule.last_run_id

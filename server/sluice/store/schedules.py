@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from sluice.engine.model import ExecutionOptions
 from sluice.engine.schedules import (
+    FIRE_HISTORY,
     RECENT_FIRES,
     Claimed,
     Fire,
@@ -154,6 +155,14 @@ class SqlScheduleStore:
                     fire = Fire(schedule.id, slot, FireStatus.PENDING, now)
                     if _insert_fire(conn, fire, schedule.owner):
                         claimed.append(Claimed(schedule, slot))
+                conn.execute(
+                    schedule_fires.delete().where(
+                        schedule_fires.c.owner == schedule.owner,
+                        schedule_fires.c.schedule_id == schedule.id,
+                        schedule_fires.c.slot < now - FIRE_HISTORY,
+                        schedule_fires.c.status != FireStatus.PENDING.value,
+                    )
+                )
                 values: dict[str, Any] = {"next_fire_at": plan.next_fire_at}
                 if plan.fire:
                     values["last_fire_at"] = plan.fire[-1]
