@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, credentials, runs, serve, templates
+from sluice.cli import admin, control, credentials, runs, schedules, serve, templates
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -50,6 +50,23 @@ _register(
         "graph": templates.graph,
     },
 )
+schedule_app = typer.Typer(
+    help="Start runs of a template on a cron: create, list, show, pause, resume, trigger, delete.",
+    no_args_is_help=True,
+)
+_register(
+    schedule_app,
+    {
+        "create": schedules.create_schedule,
+        "list": schedules.list_schedules,
+        "get": schedules.get_schedule,
+        "pause": schedules.pause_schedule,
+        "resume": schedules.resume_schedule,
+        "trigger": schedules.trigger_schedule,
+        "delete": schedules.delete_schedule,
+    },
+)
+app.add_typer(schedule_app, name="schedule")
 app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())
 app.add_typer(admin.db, name="db")
 app.command("token")(credentials.token)
