@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from google.protobuf.message import Message
@@ -338,3 +339,10 @@ async def test_slots_claimed_before_a_crash_start_once_after_the_restart(
             return all(w.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED for w in found)
 
         await eventually(completed)
+
+
+def test_the_client_readme_shows_every_schedule_verb() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "clients/python/README.md").read_text()
+    section = readme.split("\n## Schedules\n", 1)[1]
+    code = "\n".join(b.split("```", 1)[0] for b in section.split("```python\n")[1:])
+    assert [v for v in vars(ScheduleCalls) if not v.startswith("_") and f".{v}(" not in code] == []
