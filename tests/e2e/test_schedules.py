@@ -50,6 +50,15 @@ async def move_to(clock: ManualClock, when: datetime, server: SluiceServer) -> N
     await server.schedule_runner.tick()
 
 
+async def reaches(client: WorkflowClient, run_id: str, status: WorkflowStatus.ValueType) -> None:
+    """Wait until the run is in `status`."""
+
+    async def there() -> bool:
+        return (await client.get_workflow(run_id)).status == status
+
+    await eventually(there)
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
@@ -80,12 +89,7 @@ async def test_a_slot_starts_one_run_at_its_time_and_pause_resume_delete_govern_
     run_id = fired.recent_fires[0].workflow_id
     assert fired.last_workflow_id == run_id
     assert at(fired, "next_fire_time") == slot + timedelta(hours=1)
-
-    async def completed() -> bool:
-        run = await client.get_workflow(run_id)
-        return run.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
-
-    await eventually(completed)
+    await reaches(client, run_id, WorkflowStatus.WORKFLOW_STATUS_COMPLETED)
     assert [w.id for w in (await client.list_workflows()).workflows] == [run_id]
 
     paused = await client.pause_schedule("hourly", reason="maintenance")
@@ -125,12 +129,7 @@ async def test_overlap_skip_skips_while_the_previous_run_waits_at_its_gate(
     slot = at(await client.create_schedule("gated", "gated", HOURLY), "next_fire_time")
     await move_to(clock, slot, server)
     first = (await client.get_schedule("gated")).last_workflow_id
-
-    async def paused() -> bool:
-        run = await client.get_workflow(first)
-        return run.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
-
-    await eventually(paused)
+    await reaches(client, first, WorkflowStatus.WORKFLOW_STATUS_PAUSED)
     await move_to(clock, slot + timedelta(hours=1), server)
     skipped = (await client.get_schedule("gated")).recent_fires[0]
     assert skipped.status == SKIPPED and not skipped.workflow_id
@@ -209,12 +208,7 @@ async def test_trigger_fires_now_under_the_overlap_policy(
     await client.create_schedule("manual", "gated", "0 0 1 1 *", paused=True)
     fire = await client.trigger_schedule("manual")
     assert fire.status == STARTED and fire.triggered and fire.workflow_id
-
-    async def paused() -> bool:
-        run = await client.get_workflow(fire.workflow_id)
-        return run.status == WorkflowStatus.WORKFLOW_STATUS_PAUSED
-
-    await eventually(paused)
+    await reaches(client, fire.workflow_id, WorkflowStatus.WORKFLOW_STATUS_PAUSED)
     again = await client.trigger_schedule("manual")
     assert again.status == SKIPPED and fire.workflow_id in again.message
 
@@ -333,12 +327,8 @@ async def test_slots_claimed_before_a_crash_start_once_after_the_restart(
         assert fires[1].workflow_id == made.id  # the run made before the crash, not a second
         runs = (await client.list_workflows()).workflows
         assert sorted(w.id for w in runs) == sorted(f.workflow_id for f in fires)
-
-        async def completed() -> bool:
-            found = (await client.list_workflows()).workflows
-            return all(w.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED for w in found)
-
-        await eventually(completed)
+        for run in runs:
+            await reaches(client, run.id, WorkflowStatus.WORKFLOW_STATUS_COMPLETED)
 
 
 def test_the_client_readme_shows_every_schedule_verb() -> None:
