@@ -208,7 +208,8 @@ class SluiceServer:
         """The schedules and this server's loop over them. Shared (PostgreSQL): the loop
         looks again at every lease renewal (another server may have created or resumed a
         schedule) and takes over slots another server claimed and left PENDING for a lease's
-        lifetime. Alone: a slot left PENDING is this server's own, from before a crash."""
+        lifetime. Alone: a slot left PENDING at start is this server's own, from before a
+        crash; one left later (the store failed as it was recorded) is taken after 60 s."""
         assert self.store is not None
         store = SqlScheduleStore(self.store.executor)
         self.schedule_runner = ScheduleRunner(
@@ -217,7 +218,8 @@ class SluiceServer:
             self.clock,
             sleep=self._sleep,
             recheck=self.settings.lease_renew if shared else timedelta(seconds=60),
-            stale_after=self.settings.lease_ttl if shared else None,
+            stale_after=self.settings.lease_ttl if shared else timedelta(seconds=60),
+            alone=not shared,
         )
         return Schedules(store, workflows, self.schedule_runner, self.clock)
 

@@ -9,6 +9,7 @@ import inspect
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf.message import Message
 
@@ -24,6 +25,8 @@ from sluice.client._schedules import ScheduleCalls, SyncScheduleCalls
 from sluice.engine.schedules import run_request_id
 from sluice.server import SluiceServer
 from sluice.v1 import schedule_pb2
+from sluice.v1 import schedule_service_pb2 as service_pb
+from sluice.v1 import schedule_service_pb2_grpc as service_grpc
 from tests.conftest import ServerFactory
 from tests.support.clock import ManualClock
 from tests.support.crypto import SECRET, token
@@ -34,6 +37,7 @@ Fire = schedule_pb2.ScheduleFire
 STARTED = schedule_pb2.SCHEDULE_FIRE_STATUS_STARTED
 SKIPPED = schedule_pb2.SCHEDULE_FIRE_STATUS_SKIPPED
 MISSED = schedule_pb2.SCHEDULE_FIRE_STATUS_MISSED
+PENDING = schedule_pb2.SCHEDULE_FIRE_STATUS_PENDING
 HOURLY = "0 * * * *"
 QUICK = template("quick", step("a"))
 GATED = template("gated", step("a"), gates=[approval_gate("ok", "a")])
@@ -43,11 +47,23 @@ def at(message: Message, field: str) -> datetime:
     return getattr(message, field).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
-async def move_to(clock: ManualClock, when: datetime, server: SluiceServer) -> None:
-    """Move the clock to `when` and let the server's schedules look (as they would then)."""
+async def move_to(
+    clock: ManualClock, when: datetime, server: SluiceServer, client: WorkflowClient
+) -> None:
+    """Move the clock to `when`, let the server's schedules look (as they would then), and
+    wait until every slot claimed is settled (the server's own loop, woken by a change just
+    made, may have claimed some first)."""
     clock.advance(when - clock.now())
     assert server.schedule_runner is not None
     await server.schedule_runner.tick()
+
+    async def settled() -> bool:
+        schedules = [
+            await client.get_schedule(s.schedule_id) for s in await client.list_schedules()
+        ]
+        return all(f.status != PENDING for s in schedules for f in s.recent_fires)
+
+    await eventually(settled)
 
 
 async def reaches(client: WorkflowClient, run_id: str, status: WorkflowStatus.ValueType) -> None:
@@ -80,10 +96,10 @@ async def test_a_slot_starts_one_run_at_its_time_and_pause_resume_delete_govern_
     assert slot > clock.now() and slot.minute == 0 and slot - clock.now() <= timedelta(hours=1)
     assert [s.schedule_id for s in await client.list_schedules()] == ["hourly"]
 
-    await move_to(clock, slot - timedelta(seconds=1), server)
+    await move_to(clock, slot - timedelta(seconds=1), server, client)
     assert not (await client.get_schedule("hourly")).recent_fires  # not early
-    await move_to(clock, slot + timedelta(seconds=1), server)
-    await move_to(clock, slot + timedelta(seconds=2), server)  # a second look adds nothing
+    await move_to(clock, slot + timedelta(seconds=1), server, client)
+    await move_to(clock, slot + timedelta(seconds=2), server, client)  # a second look adds nothing
     fired = await client.get_schedule("hourly")
     assert [(at(f, "slot_time"), f.status) for f in fired.recent_fires] == [(slot, STARTED)]
     run_id = fired.recent_fires[0].workflow_id
@@ -95,18 +111,18 @@ async def test_a_slot_starts_one_run_at_its_time_and_pause_resume_delete_govern_
     paused = await client.pause_schedule("hourly", reason="maintenance")
     assert paused.paused and paused.pause_reason == "maintenance"
     assert not paused.HasField("next_fire_time")
-    await move_to(clock, slot + timedelta(hours=3, seconds=1), server)
+    await move_to(clock, slot + timedelta(hours=3, seconds=1), server, client)
     assert len((await client.get_schedule("hourly")).recent_fires) == 1  # nothing while paused
 
     resumed = await client.resume_schedule("hourly")
     assert not resumed.paused
     assert at(resumed, "next_fire_time") == slot + timedelta(hours=4)  # the paused slots: gone
-    await move_to(clock, slot + timedelta(hours=4, seconds=1), server)
+    await move_to(clock, slot + timedelta(hours=4, seconds=1), server, client)
     assert [f.status for f in (await client.get_schedule("hourly")).recent_fires] == [STARTED] * 2
 
     # A day later (the window is 60 s): the slots meanwhile are one MISSED entry, the due one
     # fires, and slots settled more than a day ago are gone from the history.
-    await move_to(clock, slot + timedelta(hours=28, seconds=1), server)
+    await move_to(clock, slot + timedelta(hours=28, seconds=1), server, client)
     later = await client.get_schedule("hourly")
     assert [(at(f, "slot_time") - slot, f.status) for f in later.recent_fires] == [
         (timedelta(hours=28), STARTED),
@@ -118,7 +134,7 @@ async def test_a_slot_starts_one_run_at_its_time_and_pause_resume_delete_govern_
     with pytest.raises(NotFoundError):
         await client.get_schedule("hourly")
     assert await client.list_schedules() == []
-    await move_to(clock, slot + timedelta(hours=30, seconds=1), server)
+    await move_to(clock, slot + timedelta(hours=30, seconds=1), server, client)
     assert len((await client.list_workflows()).workflows) == 3  # its runs are kept; no new one
 
 
@@ -127,10 +143,10 @@ async def test_overlap_skip_skips_while_the_previous_run_waits_at_its_gate(
 ) -> None:
     await client.create_template(GATED)
     slot = at(await client.create_schedule("gated", "gated", HOURLY), "next_fire_time")
-    await move_to(clock, slot, server)
+    await move_to(clock, slot, server, client)
     first = (await client.get_schedule("gated")).last_workflow_id
     await reaches(client, first, WorkflowStatus.WORKFLOW_STATUS_PAUSED)
-    await move_to(clock, slot + timedelta(hours=1), server)
+    await move_to(clock, slot + timedelta(hours=1), server, client)
     skipped = (await client.get_schedule("gated")).recent_fires[0]
     assert skipped.status == SKIPPED and not skipped.workflow_id
     assert first in skipped.message
@@ -138,7 +154,7 @@ async def test_overlap_skip_skips_while_the_previous_run_waits_at_its_gate(
 
     approved = await client.approve_gate(first, "ok", approve=True, wait=True)
     assert approved.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED
-    await move_to(clock, slot + timedelta(hours=2), server)
+    await move_to(clock, slot + timedelta(hours=2), server, client)
     fires = (await client.get_schedule("gated")).recent_fires
     assert [f.status for f in fires] == [STARTED, SKIPPED, STARTED]
     assert fires[0].workflow_id not in ("", first)
@@ -151,9 +167,9 @@ async def test_overlap_cancel_previous_and_allow(
     cancel = await client.create_schedule("cancel", "gated", HOURLY, overlap="cancel_previous")
     await client.create_schedule("allow", "gated", HOURLY, overlap="allow")
     slot = at(cancel, "next_fire_time")
-    await move_to(clock, slot, server)
+    await move_to(clock, slot, server, client)
     first = {s: (await client.get_schedule(s)).last_workflow_id for s in ("cancel", "allow")}
-    await move_to(clock, slot + timedelta(hours=1), server)
+    await move_to(clock, slot + timedelta(hours=1), server, client)
 
     previous = await client.get_workflow(first["cancel"])
     assert previous.status == WorkflowStatus.WORKFLOW_STATUS_CANCELLED
@@ -182,9 +198,8 @@ async def test_after_downtime_slots_in_the_catch_up_window_fire_once_and_older_a
 
         async def looked() -> schedule_pb2.Schedule | None:
             found = await client.get_schedule("catch-up")
-            pending = schedule_pb2.SCHEDULE_FIRE_STATUS_PENDING
             done = len(found.recent_fires) == 4
-            return found if done and all(f.status != pending for f in found.recent_fires) else None
+            return found if done and all(f.status != PENDING for f in found.recent_fires) else None
 
         schedule = await eventually(looked)
         fires = sorted(schedule.recent_fires, key=lambda f: f.slot_time.ToDatetime())
@@ -336,3 +351,26 @@ def test_the_client_readme_shows_every_schedule_verb() -> None:
     section = readme.split("\n## Schedules\n", 1)[1]
     code = "\n".join(b.split("```", 1)[0] for b in section.split("```python\n")[1:])
     assert [v for v in vars(ScheduleCalls) if not v.startswith("_") and f".{v}(" not in code] == []
+
+
+async def test_every_schedule_rpc_needs_a_token(start_server: ServerFactory) -> None:
+    server = await start_server(auth_jwt_secret=SECRET)
+    service = service_pb.DESCRIPTOR.services_by_name["ScheduleService"]
+    requests = {
+        "CreateSchedule": service_pb.CreateScheduleRequest(),
+        "GetSchedule": service_pb.GetScheduleRequest(schedule_id="s"),
+        "ListSchedules": service_pb.ListSchedulesRequest(),
+        "PauseSchedule": service_pb.PauseScheduleRequest(schedule_id="s"),
+        "ResumeSchedule": service_pb.ResumeScheduleRequest(schedule_id="s"),
+        "DeleteSchedule": service_pb.DeleteScheduleRequest(schedule_id="s"),
+        "TriggerSchedule": service_pb.TriggerScheduleRequest(schedule_id="s"),
+    }
+    assert set(requests) == {m.name for m in service.methods}
+    forged = token("alice", key="another-secret-of-enough-length!!")
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = service_grpc.ScheduleServiceStub(channel)
+        for name, request in requests.items():
+            for metadata in ((), (("authorization", f"Bearer {forged}"),)):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await getattr(stub, name)(request, metadata=metadata)
+                assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, name

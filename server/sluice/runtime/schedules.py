@@ -62,12 +62,13 @@ class ScheduleRunner:
         *,
         sleep: Sleep = asyncio.sleep,
         recheck: timedelta = timedelta(seconds=60),
-        stale_after: timedelta | None = None,
+        stale_after: timedelta = timedelta(seconds=60),
+        alone: bool = True,
     ) -> None:
         """`recheck`: the longest sleep (other servers' changes are seen by then);
-        `stale_after`: how old a PENDING slot must be before this server takes it over (None:
-        this server is alone, so every PENDING slot it finds at start is its own, left by a
-        crash)."""
+        `stale_after`: how old a PENDING slot must be before this server takes it over (its
+        server stopped, or could not record it); `alone`: no other server shares the
+        database, so every PENDING slot found at start was left by this server's crash."""
         self._store = store
         self._workflows = workflows
         self._engine = workflows.engine
@@ -76,7 +77,7 @@ class ScheduleRunner:
         self._recheck = recheck
         self._stale_after = stale_after
         self._wake = asyncio.Event()
-        self._first = True
+        self._first = alone
 
     def changed(self) -> None:
         """A schedule changed here: look again now rather than at the planned time."""
@@ -107,21 +108,24 @@ class ScheduleRunner:
             by_schedule[(claim.schedule.owner, claim.schedule.id)].append(claim)
         # One schedule's slots in order (each sees the run the one before started); the
         # schedules side by side.
-        await asyncio.gather(*(self._fire_all(group) for group in by_schedule.values()))
+        results = await asyncio.gather(
+            *(self._fire_all(group) for group in by_schedule.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                # Its slots stay PENDING: taken again after `stale_after`.
+                log.warning("schedules: could not record a slot", error=repr(result))
         return len(claims)
 
     async def claim(self) -> list[Claimed]:
         """The slots this server is to start now: the due ones it claims, and those a
-        stopped server left PENDING (alone: every one, once, at start; shared: those older
-        than `stale_after`)."""
+        stopped server left PENDING (those older than `stale_after`; alone, at start: every
+        one)."""
         now = self._clock.now()
         claims = await self._store.claim_due(now, plan_of, limit=CLAIM_BATCH)
-        if self._stale_after is not None:
-            claims += await self._store.stale_pending(now - self._stale_after, limit=CLAIM_BATCH)
-        elif self._first:
-            claims += await self._store.stale_pending(now, limit=CLAIM_BATCH)
+        stale_before = now if self._first else now - self._stale_after
         self._first = False
-        return claims
+        return claims + await self._store.stale_pending(stale_before, limit=CLAIM_BATCH)
 
     async def _fire_all(self, claims: list[Claimed]) -> None:
         last_run_id = claims[0].schedule.last_run_id
