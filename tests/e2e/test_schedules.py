@@ -23,7 +23,10 @@ from sluice.client import (
 )
 from sluice.client._schedules import ScheduleCalls, SyncScheduleCalls
 from sluice.engine.schedules import run_request_id
+from sluice.runtime.schedules import plan_of
 from sluice.server import SluiceServer
+from sluice.store.factory import open_store
+from sluice.store.schedules import SqlScheduleStore
 from sluice.v1 import schedule_pb2
 from sluice.v1 import schedule_service_pb2 as service_pb
 from sluice.v1 import schedule_service_pb2_grpc as service_grpc
@@ -311,7 +314,7 @@ def test_the_sync_client_has_every_schedule_verb_alike() -> None:
 
 
 async def test_slots_claimed_before_a_crash_start_once_after_the_restart(
-    start_server: ServerFactory, clock: ManualClock
+    start_server: ServerFactory, clock: ManualClock, database_url: str
 ) -> None:
     first = await start_server(clock=clock)
     async with WorkflowClient(first.address) as client:
@@ -320,17 +323,25 @@ async def test_slots_claimed_before_a_crash_start_once_after_the_restart(
             "crash", "quick", HOURLY, overlap="allow", catchup_window=timedelta(hours=3)
         )
         slot = at(created, "next_fire_time")
-        clock.advance(slot + timedelta(hours=1, seconds=1) - clock.now())
-        assert first.schedule_runner is not None
-        # The claim commits, then the server dies: after creating slot 1's run (by the
-        # slot's request id, as the loop does) but before starting it or recording it, and
-        # before creating slot 2's at all.
-        claims = await first.schedule_runner.claim()
-        assert [c.slot for c in claims] == [slot, slot + timedelta(hours=1)]
+        # What the crashed server did after its claim (below): it created slot 1's run, by
+        # the slot's request id as the loop does, but neither started nor recorded it; it
+        # never got to slot 2.
         made = await client.create_workflow("quick", request_id=run_request_id("crash", slot))
     await first.stop()
 
-    second = await start_server(clock=clock)
+    # The claim, made by the store as a server's loop makes it, with no server running.
+    clock.advance(slot + timedelta(hours=1, seconds=1) - clock.now())
+    store = await open_store(database_url)
+    try:
+        claims = await SqlScheduleStore(store.executor).claim_due(clock.now(), plan_of, limit=10)
+    finally:
+        await store.close()
+    assert [c.slot for c in claims] == [slot, slot + timedelta(hours=1)]
+    clock.advance(timedelta(seconds=3))  # past the takeover delay below (PostgreSQL)
+
+    second = await start_server(
+        clock=clock, lease_ttl=timedelta(seconds=2), lease_renew=timedelta(seconds=0.5)
+    )
     async with WorkflowClient(second.address) as client:
 
         async def settled() -> schedule_pb2.Schedule | None:
