@@ -33,6 +33,15 @@ async def test_a_schedule_from_create_to_delete(
     )  # fmt: skip
     assert row["params"] == {"city": "Berlin"}
 
+    updated = await sluice(
+        "schedule", "update", "nightly", "--cron", "0 3 * * *", "-p", "city=Porto", "--json"
+    )
+    assert updated.code == 0, updated.err
+    changed = json.loads(updated.out)
+    assert (changed["cron"], changed["params"], changed["timeZone"]) == (
+        "0 3 * * *", {"city": "Porto"}, "Europe/Berlin",
+    )  # fmt: skip
+
     paused = await sluice("schedule", "pause", "nightly", "--reason", "holidays")
     assert (paused.code, paused.out) == (0, "paused schedule nightly\n")
     shown = await sluice("schedule", "get", "nightly")

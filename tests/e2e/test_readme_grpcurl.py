@@ -150,8 +150,8 @@ async def test_the_schedules_grpcurl_block_works_as_written(server: SluiceServer
         line.split("/")[-1] for r in ran for line in r.command.split() if "ScheduleService/" in line
     ]
     assert sorted(set(methods)) == sorted(
-        ["CreateSchedule", "ListSchedules", "GetSchedule", "PauseSchedule", "ResumeSchedule",
-         "TriggerSchedule", "DeleteSchedule"]
+        ["CreateSchedule", "ListSchedules", "GetSchedule", "UpdateSchedule", "PauseSchedule",
+         "ResumeSchedule", "TriggerSchedule", "DeleteSchedule"]
     )  # fmt: skip
 
     created = _by_method(ran, "/CreateSchedule")[0].json()["schedule"]
@@ -162,6 +162,9 @@ async def test_the_schedules_grpcurl_block_works_as_written(server: SluiceServer
     assert created["catchup_window"] == "600s" and "next_fire_time" in created
     [listed] = _by_method(ran, "/ListSchedules")[0].json()["schedules"]
     assert listed["schedule_id"] == "berlin-morning-post"
+    updated = _by_method(ran, "/UpdateSchedule")[0].json()["schedule"]
+    assert (updated["cron"], updated["params"]["topic"]) == ("0 9 * * MON-FRI", "Open House Sunday")
+    assert updated["time_zone"] == "Europe/Berlin"  # not in the mask: kept
     paused = _by_method(ran, "/PauseSchedule")[0].json()["schedule"]
     assert (paused["paused"], paused["pause_reason"]) == (True, "holidays")
     assert "next_fire_time" not in paused

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -273,6 +274,7 @@ async def test_another_users_schedule_is_not_found(start_server: ServerFactory) 
         await alice.create_schedule("mine", "quick", HOURLY)
         for call in (
             bob.get_schedule("mine"),
+            bob.update_schedule("mine", cron="0 0 * * *"),
             bob.pause_schedule("mine"),
             bob.resume_schedule("mine"),
             bob.trigger_schedule("mine"),
@@ -371,6 +373,7 @@ async def test_every_schedule_rpc_needs_a_token(start_server: ServerFactory) -> 
         "CreateSchedule": service_pb.CreateScheduleRequest(),
         "GetSchedule": service_pb.GetScheduleRequest(schedule_id="s"),
         "ListSchedules": service_pb.ListSchedulesRequest(),
+        "UpdateSchedule": service_pb.UpdateScheduleRequest(),
         "PauseSchedule": service_pb.PauseScheduleRequest(schedule_id="s"),
         "ResumeSchedule": service_pb.ResumeScheduleRequest(schedule_id="s"),
         "DeleteSchedule": service_pb.DeleteScheduleRequest(schedule_id="s"),
@@ -385,3 +388,47 @@ async def test_every_schedule_rpc_needs_a_token(start_server: ServerFactory) -> 
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await getattr(stub, name)(request, metadata=metadata)
                 assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+
+
+async def test_update_changes_only_the_named_settings_and_checks_them(
+    server: SluiceServer, client: WorkflowClient, clock: ManualClock
+) -> None:
+    await client.create_template(template("takes-one", step("a"), params=[{"name": "city"}]))
+    created = await client.create_schedule(
+        "report", "takes-one", HOURLY, params={"city": "Berlin"}, notify_on_completion=True
+    )
+    updated = await client.update_schedule(
+        "report", cron="30 2 * * *", time_zone="Europe/Berlin", params={"city": "Lisbon"},
+        auto_approve=True, description="nightly",
+    )  # fmt: skip
+    assert (updated.cron, updated.time_zone, updated.description) == (
+        "30 2 * * *", "Europe/Berlin", "nightly",
+    )  # fmt: skip
+    assert dict(updated.params) == {"city": "Lisbon"}
+    assert (updated.options.auto_approve, updated.options.notify_on_completion) == (True, True)
+    assert updated.overlap_policy == created.overlap_policy  # not named: kept
+    next_fire = at(updated, "next_fire_time")
+    assert next_fire.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") == "02:30"
+    assert at(updated, "update_time") > at(created, "update_time")
+
+    # The next slot runs with the new params.
+    await move_to(clock, next_fire, server, client)
+    run = await client.get_workflow((await client.get_schedule("report")).last_workflow_id)
+    assert dict(run.params) == {"city": "Lisbon"}
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.update_schedule("report", cron="* *", params={"town": "Porto"})
+    assert {v.field for v in caught.value.violations} == {"schedule.cron", "schedule.params.town"}
+    with pytest.raises(InvalidArgumentError) as caught:
+        await client.update_schedule("report")
+    assert [v.field for v in caught.value.violations] == ["update_mask"]
+    request = service_pb.UpdateScheduleRequest(schedule=schedule_pb2.Schedule(schedule_id="report"))
+    request.update_mask.paths.append("paused")
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await service_grpc.ScheduleServiceStub(channel).UpdateSchedule(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "update_mask.paths[0]" in (refused.value.details() or "")
+    with pytest.raises(NotFoundError):
+        await client.update_schedule("no-such", cron=HOURLY)
+    assert (await client.get_schedule("report")).cron == "30 2 * * *"  # refused: unchanged

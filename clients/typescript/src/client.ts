@@ -32,6 +32,7 @@ import {
   type ScheduleFire,
 } from "./gen/sluice/v1/schedule_pb.js";
 import { ScheduleService } from "./gen/sluice/v1/schedule_service_pb.js";
+import { ExecutionOptionsSchema } from "./gen/sluice/v1/workflow_pb.js";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 
@@ -63,6 +64,20 @@ export interface CreateScheduleOptions extends CallOptions {
   /** Create it paused. */
   paused?: boolean;
   /** A sentence for people. */
+  description?: string;
+}
+
+/** The settings updateSchedule() changes: those given; the others keep their values. */
+export interface UpdateScheduleChanges {
+  cron?: string;
+  timeZone?: string;
+  params?: Params;
+  overlap?: OverlapPolicy;
+  catchupWindowMs?: number;
+  templateId?: string;
+  version?: number;
+  autoApprove?: boolean;
+  notifyOnCompletion?: boolean;
   description?: string;
 }
 
@@ -500,6 +515,52 @@ export class WorkflowClient {
       pageToken = response.nextPageToken;
     } while (pageToken !== "");
     return found;
+  }
+
+  /**
+   * Change the settings given in `changes` (the others keep their values); a new cron or time
+   * zone counts from the first slot after now. `autoApprove` and `notifyOnCompletion` are sent
+   * together: one given alone goes with the other's current value.
+   */
+  async updateSchedule(
+    scheduleId: string,
+    changes: UpdateScheduleChanges,
+    options: CallOptions = {},
+  ): Promise<Schedule> {
+    const schedule = create(ScheduleSchema, { scheduleId });
+    const paths: string[] = [];
+    const set = <K extends keyof Schedule>(path: string, field: K, value: Schedule[K]): void => {
+      schedule[field] = value;
+      paths.push(path);
+    };
+    if (changes.cron !== undefined) set("cron", "cron", changes.cron);
+    if (changes.timeZone !== undefined) set("time_zone", "timeZone", changes.timeZone);
+    if (changes.templateId !== undefined) set("template_id", "templateId", changes.templateId);
+    if (changes.version !== undefined) set("template_version", "templateVersion", changes.version);
+    if (changes.description !== undefined) {
+      set("description", "description", changes.description);
+    }
+    if (changes.params !== undefined) set("params", "params", changes.params);
+    if (changes.overlap !== undefined) set("overlap_policy", "overlapPolicy", changes.overlap);
+    if (changes.catchupWindowMs !== undefined) {
+      set("catchup_window", "catchupWindow", durationFromMs(changes.catchupWindowMs));
+    }
+    if (changes.autoApprove !== undefined || changes.notifyOnCompletion !== undefined) {
+      const current =
+        changes.autoApprove === undefined || changes.notifyOnCompletion === undefined
+          ? (await this.getSchedule(scheduleId, options)).options
+          : undefined;
+      const replacement = create(ExecutionOptionsSchema, {
+        autoApprove: changes.autoApprove ?? current?.autoApprove ?? false,
+        notifyOnCompletion: changes.notifyOnCompletion ?? current?.notifyOnCompletion ?? false,
+      });
+      set("options", "options", replacement);
+    }
+    const request = { schedule, updateMask: { paths } };
+    const response = await this.call(() =>
+      this.schedules.updateSchedule(request, callOptions(options)),
+    );
+    return required(response.schedule, "schedule");
   }
 
   /** Stop a schedule firing until resumeSchedule(); runs already started go on. */

@@ -14,6 +14,7 @@ export {
   type ApproveGateOptions,
   type WatchOptions,
   type CreateScheduleOptions,
+  type UpdateScheduleChanges,
 } from "./client.js";
 export {
   Code,

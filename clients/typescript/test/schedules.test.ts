@@ -29,7 +29,7 @@ after(async () => {
   assert.equal(code, 0, `server exit code ${code}:\n${server.log}`);
 });
 
-test("a schedule is created, listed, paused, resumed, triggered and deleted", async () => {
+test("a schedule is created, listed, updated, paused, resumed, triggered and deleted", async () => {
   const created = await client.createSchedule("ts-nightly", "content-to-social", "30 2 * * *", {
     timeZone: "Europe/Berlin",
     params: PARAMS,
@@ -45,6 +45,15 @@ test("a schedule is created, listed, paused, resumed, triggered and deleted", as
     (await client.listSchedules()).map((s) => s.scheduleId),
     ["ts-nightly"],
   );
+
+  const updated = await client.updateSchedule("ts-nightly", {
+    cron: "0 3 * * *",
+    notifyOnCompletion: true,
+  });
+  assert.equal(updated.cron, "0 3 * * *");
+  assert.equal(updated.timeZone, "Europe/Berlin"); // not given: kept
+  assert.equal(updated.options?.autoApprove, true); // kept beside the one given
+  assert.equal(updated.options?.notifyOnCompletion, true);
 
   const paused = await client.pauseSchedule("ts-nightly", "holidays");
   assert.equal(paused.paused, true);

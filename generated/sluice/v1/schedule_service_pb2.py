@@ -22,44 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from sluice.v1 import schedule_pb2 as sluice_dot_v1_dot_schedule__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sluice/v1/schedule_service.proto\x12\tsluice.v1\x1a\x18sluice/v1/schedule.proto\">\n\x15\x43reateScheduleRequest\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\"?\n\x16\x43reateScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"<\n\x13GetScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListSchedulesResponse\x12&\n\tschedules\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15PauseScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"?\n\x16ResumeScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"-\n\x16TriggerScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"g\n\x17TriggerScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\x12%\n\x04\x66ire\x18\x02 \x01(\x0b\x32\x17.sluice.v1.ScheduleFire2\xe6\x04\n\x0fScheduleService\x12U\n\x0e\x43reateSchedule\x12 .sluice.v1.CreateScheduleRequest\x1a!.sluice.v1.CreateScheduleResponse\x12L\n\x0bGetSchedule\x12\x1d.sluice.v1.GetScheduleRequest\x1a\x1e.sluice.v1.GetScheduleResponse\x12R\n\rListSchedules\x12\x1f.sluice.v1.ListSchedulesRequest\x1a .sluice.v1.ListSchedulesResponse\x12R\n\rPauseSchedule\x12\x1f.sluice.v1.PauseScheduleRequest\x1a .sluice.v1.PauseScheduleResponse\x12U\n\x0eResumeSchedule\x12 .sluice.v1.ResumeScheduleRequest\x1a!.sluice.v1.ResumeScheduleResponse\x12U\n\x0e\x44\x65leteSchedule\x12 .sluice.v1.DeleteScheduleRequest\x1a!.sluice.v1.DeleteScheduleResponse\x12X\n\x0fTriggerSchedule\x12!.sluice.v1.TriggerScheduleRequest\x1a\".sluice.v1.TriggerScheduleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n sluice/v1/schedule_service.proto\x12\tsluice.v1\x1a google/protobuf/field_mask.proto\x1a\x18sluice/v1/schedule.proto\">\n\x15\x43reateScheduleRequest\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\"?\n\x16\x43reateScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"<\n\x13GetScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x15ListSchedulesResponse\x12&\n\tschedules\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x15UpdateScheduleRequest\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x16UpdateScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\";\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15PauseScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\",\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"?\n\x16ResumeScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"-\n\x16TriggerScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"g\n\x17TriggerScheduleResponse\x12%\n\x08schedule\x18\x01 \x01(\x0b\x32\x13.sluice.v1.Schedule\x12%\n\x04\x66ire\x18\x02 \x01(\x0b\x32\x17.sluice.v1.ScheduleFire2\xbd\x05\n\x0fScheduleService\x12U\n\x0e\x43reateSchedule\x12 .sluice.v1.CreateScheduleRequest\x1a!.sluice.v1.CreateScheduleResponse\x12L\n\x0bGetSchedule\x12\x1d.sluice.v1.GetScheduleRequest\x1a\x1e.sluice.v1.GetScheduleResponse\x12R\n\rListSchedules\x12\x1f.sluice.v1.ListSchedulesRequest\x1a .sluice.v1.ListSchedulesResponse\x12U\n\x0eUpdateSchedule\x12 .sluice.v1.UpdateScheduleRequest\x1a!.sluice.v1.UpdateScheduleResponse\x12R\n\rPauseSchedule\x12\x1f.sluice.v1.PauseScheduleRequest\x1a .sluice.v1.PauseScheduleResponse\x12U\n\x0eResumeSchedule\x12 .sluice.v1.ResumeScheduleRequest\x1a!.sluice.v1.ResumeScheduleResponse\x12U\n\x0e\x44\x65leteSchedule\x12 .sluice.v1.DeleteScheduleRequest\x1a!.sluice.v1.DeleteScheduleResponse\x12X\n\x0fTriggerSchedule\x12!.sluice.v1.TriggerScheduleRequest\x1a\".sluice.v1.TriggerScheduleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.v1.schedule_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=73
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=135
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=137
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=200
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=202
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=243
-  _globals['_GETSCHEDULERESPONSE']._serialized_start=245
-  _globals['_GETSCHEDULERESPONSE']._serialized_end=305
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=307
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=368
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=370
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=458
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=460
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=519
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=521
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=583
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=585
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=629
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=631
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=694
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=696
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=740
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=742
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=766
-  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=768
-  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=813
-  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=815
-  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=918
-  _globals['_SCHEDULESERVICE']._serialized_start=921
-  _globals['_SCHEDULESERVICE']._serialized_end=1535
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=107
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=169
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=171
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=234
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=236
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=277
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=279
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=339
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=341
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=402
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=404
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=492
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=494
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=605
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=607
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=670
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=672
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=731
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=733
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=795
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=797
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=841
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=843
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=906
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=908
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=952
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=954
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=978
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=980
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=1025
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=1027
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=1130
+  _globals['_SCHEDULESERVICE']._serialized_start=1133
+  _globals['_SCHEDULESERVICE']._serialized_end=1834
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,11 @@ class ScheduleServiceStub:
                 request_serializer=sluice_dot_v1_dot_schedule__service__pb2.ListSchedulesRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_schedule__service__pb2.ListSchedulesResponse.FromString,
                 _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/sluice.v1.ScheduleService/UpdateSchedule',
+                request_serializer=sluice_dot_v1_dot_schedule__service__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_schedule__service__pb2.UpdateScheduleResponse.FromString,
+                _registered_method=True)
         self.PauseSchedule = channel.unary_unary(
                 '/sluice.v1.ScheduleService/PauseSchedule',
                 request_serializer=sluice_dot_v1_dot_schedule__service__pb2.PauseScheduleRequest.SerializeToString,
@@ -109,6 +114,15 @@ class ScheduleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateSchedule(self, request, context):
+        """Changes the fields of a schedule that update_mask names, checked as
+        CreateSchedule checks them. A new cron or time zone takes effect from the
+        first slot after now; runs already started are not affected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PauseSchedule(self, request, context):
         """Pauses a schedule: no slot fires until ResumeSchedule. Runs already
         started are not affected. Pausing a paused schedule changes nothing.
@@ -157,6 +171,11 @@ def add_ScheduleServiceServicer_to_server(servicer, server):
                     servicer.ListSchedules,
                     request_deserializer=sluice_dot_v1_dot_schedule__service__pb2.ListSchedulesRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_schedule__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=sluice_dot_v1_dot_schedule__service__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_schedule__service__pb2.UpdateScheduleResponse.SerializeToString,
             ),
             'PauseSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseSchedule,
@@ -267,6 +286,33 @@ class ScheduleService:
             '/sluice.v1.ScheduleService/ListSchedules',
             sluice_dot_v1_dot_schedule__service__pb2.ListSchedulesRequest.SerializeToString,
             sluice_dot_v1_dot_schedule__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.ScheduleService/UpdateSchedule',
+            sluice_dot_v1_dot_schedule__service__pb2.UpdateScheduleRequest.SerializeToString,
+            sluice_dot_v1_dot_schedule__service__pb2.UpdateScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,11 @@ class ScheduleServiceStub:
     """Returns one schedule with its latest slots."""
     ListSchedules: _grpc.UnaryUnaryMultiCallable[_schedule_service_pb2.ListSchedulesRequest, _schedule_service_pb2.ListSchedulesResponse]
     """Lists the caller's schedules by id."""
+    UpdateSchedule: _grpc.UnaryUnaryMultiCallable[_schedule_service_pb2.UpdateScheduleRequest, _schedule_service_pb2.UpdateScheduleResponse]
+    """Changes the fields of a schedule that update_mask names, checked as
+    CreateSchedule checks them. A new cron or time zone takes effect from the
+    first slot after now; runs already started are not affected.
+    """
     PauseSchedule: _grpc.UnaryUnaryMultiCallable[_schedule_service_pb2.PauseScheduleRequest, _schedule_service_pb2.PauseScheduleResponse]
     """Pauses a schedule: no slot fires until ResumeSchedule. Runs already
     started are not affected. Pausing a paused schedule changes nothing.
@@ -79,6 +84,11 @@ class ScheduleServiceAsyncStub(ScheduleServiceStub):
     """Returns one schedule with its latest slots."""
     ListSchedules: _aio.UnaryUnaryMultiCallable[_schedule_service_pb2.ListSchedulesRequest, _schedule_service_pb2.ListSchedulesResponse]  # type: ignore[assignment]
     """Lists the caller's schedules by id."""
+    UpdateSchedule: _aio.UnaryUnaryMultiCallable[_schedule_service_pb2.UpdateScheduleRequest, _schedule_service_pb2.UpdateScheduleResponse]  # type: ignore[assignment]
+    """Changes the fields of a schedule that update_mask names, checked as
+    CreateSchedule checks them. A new cron or time zone takes effect from the
+    first slot after now; runs already started are not affected.
+    """
     PauseSchedule: _aio.UnaryUnaryMultiCallable[_schedule_service_pb2.PauseScheduleRequest, _schedule_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
     """Pauses a schedule: no slot fires until ResumeSchedule. Runs already
     started are not affected. Pausing a paused schedule changes nothing.
@@ -127,6 +137,17 @@ class ScheduleServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_schedule_service_pb2.ListSchedulesResponse, _abc.Awaitable[_schedule_service_pb2.ListSchedulesResponse]]:
         """Lists the caller's schedules by id."""
+
+    @_abc_1.abstractmethod
+    def UpdateSchedule(
+        self,
+        request: _schedule_service_pb2.UpdateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_schedule_service_pb2.UpdateScheduleResponse, _abc.Awaitable[_schedule_service_pb2.UpdateScheduleResponse]]:
+        """Changes the fields of a schedule that update_mask names, checked as
+        CreateSchedule checks them. A new cron or time zone takes effect from the
+        first slot after now; runs already started are not affected.
+        """
 
     @_abc_1.abstractmethod
     def PauseSchedule(

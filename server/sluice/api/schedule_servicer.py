@@ -41,6 +41,19 @@ _OVERLAP_TO_PROTO = {
 _FIRE_STATUS = {s: schedule_pb2.ScheduleFireStatus.Value(f"SCHEDULE_FIRE_STATUS_{s.value}")
                 for s in FireStatus}  # fmt: skip
 _LIST_FILTERS = "schedules"
+# UpdateSchedule's mask paths (proto names) -> the domain's names.
+_UPDATABLE = {
+    "description": "description",
+    "template_id": "template_id",
+    "template_version": "template_version",
+    "params": "params",
+    "cron": "cron",
+    "time_zone": "time_zone",
+    "overlap_policy": "overlap",
+    "catchup_window": "catchup_window",
+    "options": "options",
+}
+_PATH_NAMES = ", ".join(_UPDATABLE)
 
 
 class ScheduleServicer(pb_grpc.ScheduleServiceServicer):
@@ -84,6 +97,25 @@ class ScheduleServicer(pb_grpc.ScheduleServiceServicer):
             assert last.created_at is not None
             response.next_page_token = encode_cursor((last.created_at, last.id), _LIST_FILTERS)
         return response
+
+    @rpc
+    async def UpdateSchedule(
+        self, request: pb.UpdateScheduleRequest, context: Context
+    ) -> pb.UpdateScheduleResponse:
+        checks = Checks()
+        if not SCHEDULE_ID.match(request.schedule.schedule_id):
+            checks.add("schedule.schedule_id", "must be the id of one of your schedules")
+        paths = list(request.update_mask.paths)
+        if not paths:
+            checks.add("update_mask", f"is required: name the fields to change ({_PATH_NAMES})")
+        for i, path in enumerate(paths):
+            if path not in _UPDATABLE:
+                checks.add(f"update_mask.paths[{i}]", f"must be one of {_PATH_NAMES}")
+        checks.done()
+        proposed = _from_proto(request.schedule, checks)
+        changes = {_UPDATABLE[p]: getattr(proposed, _UPDATABLE[p]) for p in paths}
+        changed = await self._schedules.update(current_user(), proposed.id, changes)
+        return pb.UpdateScheduleResponse(schedule=to_proto(changed))
 
     @rpc
     async def PauseSchedule(

@@ -51,7 +51,7 @@ _register(
     },
 )
 schedule_app = typer.Typer(
-    help="Start runs of a template on a cron: create, list, show, pause, resume, trigger, delete.",
+    help="Runs of a template on a cron: create, list, get, update, pause, resume, trigger, delete.",
     no_args_is_help=True,
 )
 _register(
@@ -60,6 +60,7 @@ _register(
         "create": schedules.create_schedule,
         "list": schedules.list_schedules,
         "get": schedules.get_schedule,
+        "update": schedules.update_schedule,
         "pause": schedules.pause_schedule,
         "resume": schedules.resume_schedule,
         "trigger": schedules.trigger_schedule,

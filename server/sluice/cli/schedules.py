@@ -1,4 +1,4 @@
-"""`sluice schedule create|list|get|pause|resume|trigger|delete`."""
+"""`sluice schedule create|list|get|update|pause|resume|trigger|delete`."""
 
 from __future__ import annotations
 
@@ -147,6 +147,65 @@ def get_schedule(
             )
             detail = fire.workflow_id or fire.message
             print(f"  {_time(fire, 'slot_time')}  {status:<8} {detail}")
+        return ExitCode.OK
+
+    run_command(command(), address=address)
+
+
+def update_schedule(
+    schedule_id: ScheduleId,
+    cron: Annotated[str | None, typer.Option(help="A new cron expression.")] = None,
+    time_zone: Annotated[
+        str | None, typer.Option("--time-zone", "--tz", help="A new IANA time zone.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="New params (all of them: they replace the current ones).",
+        ),
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option(help="A JSON object of new params; --param values win.")
+    ] = None,
+    overlap: Annotated[Overlap | None, typer.Option(help="A new overlap policy.")] = None,
+    catchup: Annotated[
+        float | None, typer.Option("--catchup-seconds", min=0, help="A new catch-up window.")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="Another template id.")] = None,
+    version: Annotated[int | None, typer.Option(min=0, help="Template version; 0 latest.")] = None,
+    auto_approve: Annotated[
+        bool | None, typer.Option("--auto-approve/--no-auto-approve", show_default=False)
+    ] = None,
+    notify: Annotated[bool | None, typer.Option("--notify/--no-notify", show_default=False)] = None,
+    description: Annotated[str | None, typer.Option(help="A new description.")] = None,
+    address: Address = DEFAULT_ADDRESS,
+    token: Token = None,
+    ca_file: CaFile = None,
+    json_output: Json = False,
+) -> None:
+    """Change the settings given of schedule ID; the others keep their values.
+
+    A new cron or time zone counts from the first slot after now. Prints its next fire time
+    (--json: the Schedule).
+    """
+
+    async def command() -> ExitCode:
+        params = inputs.parse_params(param or [], params_file) if param or params_file else None
+        async with Connection(address, token, ca_file).client() as client:
+            changed = await client.update_schedule(
+                schedule_id, cron=cron, time_zone=time_zone, params=params,
+                overlap=overlap.value if overlap is not None else None,
+                catchup_window=timedelta(seconds=catchup) if catchup is not None else None,
+                template_id=template, template_version=version, auto_approve=auto_approve,
+                notify_on_completion=notify, description=description,
+            )  # fmt: skip
+        if json_output:
+            print(render.to_json(changed))
+        else:
+            print(f"updated schedule {changed.schedule_id}; {_next(changed)}")
         return ExitCode.OK
 
     run_command(command(), address=address)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from sluice.engine.errors import AlreadyExists, InvalidArgument, NotFound, Violation
+from sluice.engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Violation
 from sluice.engine.ports import Clock
 from sluice.engine.schedules import Fire, Schedule, ScheduleStore, check
 from sluice.engine.service import Workflows
@@ -55,6 +57,24 @@ class Schedules:
             return [Violation("schedule.template_id", str(error))]
         _, violations = bind_params(template, schedule.params)
         return [Violation(f"schedule.{v.field}", v.description) for v in violations]
+
+    async def update(self, owner: str, schedule_id: str, changes: Mapping[str, Any]) -> Schedule:
+        """Change the schedule's settings named in `changes` (every problem at once); a new
+        cron or time zone counts from the first slot after now."""
+        found = await self.get(owner, schedule_id)
+        now = self._clock.now()
+        changed = replace(found, **changes, updated_at=now, recent=[])
+        violations = check(changed, now=now)
+        violations += await self._check_template(changed)
+        if violations:
+            raise InvalidArgument(violations)
+        if not changed.paused and {"cron", "time_zone"} & set(changes):
+            changed.next_fire_at = changed.slots().next_after(now)
+        assert found.updated_at is not None
+        if not await self._store.update(changed, expected=found.updated_at):
+            raise Conflict(f"schedule {schedule_id} was changed by another call: read it again")
+        self.runner.changed()
+        return await self.get(owner, schedule_id)
 
     async def get(self, owner: str, schedule_id: str) -> Schedule:
         found = await self._store.get(owner, schedule_id)

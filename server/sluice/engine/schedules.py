@@ -270,6 +270,11 @@ class ScheduleStore(Protocol):
         """Pause or resume (`next_fire_at` of the schedule as found); None when not found."""
         ...
 
+    async def update(self, schedule: Schedule, *, expected: datetime) -> bool:
+        """Write the schedule's settings, next fire time and update time, provided its update
+        time is still `expected` (False, nothing written, when another call changed it)."""
+        ...
+
     async def delete(self, owner: str, schedule_id: str) -> bool: ...
 
     async def earliest(self) -> datetime | None:

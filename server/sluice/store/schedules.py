@@ -103,6 +103,16 @@ class SqlScheduleStore:
 
         return await self._db.write(update)
 
+    async def update(self, schedule: Schedule, *, expected: datetime) -> bool:
+        row = _row(schedule)
+        values = {k: row[k] for k in _SETTING_COLUMNS}
+        statement = (
+            _where(schedules.update(), schedule.owner, schedule.id)
+            .where(schedules.c.updated_at == expected)
+            .values(values)
+        )
+        return await self._db.write(lambda conn: conn.execute(statement).rowcount == 1)
+
     async def delete(self, owner: str, schedule_id: str) -> bool:
         def delete(conn: sa.Connection) -> bool:
             fires = schedule_fires.delete().where(
@@ -241,6 +251,22 @@ class SqlScheduleStore:
                 )
 
         await self._db.write(update)
+
+
+# What UpdateSchedule writes: the settings, and the times they decide.
+_SETTING_COLUMNS = (
+    "description",
+    "template_id",
+    "template_version",
+    "params",
+    "cron",
+    "time_zone",
+    "overlap",
+    "catchup_seconds",
+    "options",
+    "next_fire_at",
+    "updated_at",
+)
 
 
 def utc_required(value: datetime) -> datetime:

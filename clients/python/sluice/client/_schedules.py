@@ -58,6 +58,61 @@ def schedule_message(
     return message
 
 
+async def update_request(
+    calls: ScheduleCalls,
+    schedule_id: str,
+    *,
+    cron: str | None,
+    time_zone: str | None,
+    params: Mapping[str, Any] | None,
+    overlap: Overlap | None,
+    catchup_window: timedelta | None,
+    template_id: str | None,
+    template_version: int | None,
+    auto_approve: bool | None,
+    notify_on_completion: bool | None,
+    description: str | None,
+    timeout: float | None,
+) -> pb.UpdateScheduleRequest:
+    """An UpdateSchedule request naming the settings given. The server changes both options
+    at once: one given alone is sent with the other's current value."""
+    message = schedule_pb2.Schedule(schedule_id=schedule_id)
+    paths: list[str] = []
+    for path, value in (
+        ("cron", cron),
+        ("time_zone", time_zone),
+        ("template_id", template_id),
+        ("template_version", template_version),
+        ("description", description),
+    ):
+        if value is not None:
+            setattr(message, path, value)
+            paths.append(path)
+    if params is not None:
+        message.params.update(dict(params))
+        paths.append("params")
+    if overlap is not None:
+        if overlap not in _OVERLAP:
+            raise ValueError(f"overlap must be one of {', '.join(_OVERLAP)}, not {overlap!r}")
+        message.overlap_policy = _OVERLAP[overlap]
+        paths.append("overlap_policy")
+    if catchup_window is not None:
+        message.catchup_window.FromTimedelta(catchup_window)
+        paths.append("catchup_window")
+    if auto_approve is not None or notify_on_completion is not None:
+        if auto_approve is None or notify_on_completion is None:
+            current = (await calls.get_schedule(schedule_id, timeout=timeout)).options
+            auto_approve = current.auto_approve if auto_approve is None else auto_approve
+            if notify_on_completion is None:
+                notify_on_completion = current.notify_on_completion
+        message.options.auto_approve = auto_approve
+        message.options.notify_on_completion = notify_on_completion
+        paths.append("options")
+    request = pb.UpdateScheduleRequest(schedule=message)
+    request.update_mask.paths.extend(paths)
+    return request
+
+
 class ScheduleCalls:
     """The schedule verbs of WorkflowClient."""
 
@@ -127,6 +182,34 @@ class ScheduleCalls:
             token = response.next_page_token
             if not token:
                 return found
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        time_zone: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        overlap: Overlap | None = None,
+        catchup_window: timedelta | None = None,
+        template_id: str | None = None,
+        template_version: int | None = None,
+        auto_approve: bool | None = None,
+        notify_on_completion: bool | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> schedule_pb2.Schedule:
+        """Change the settings given (not None) of a schedule; the others keep their values.
+        A new cron or time zone counts from the first slot after now. Returns it changed."""
+        request = await update_request(
+            self, schedule_id, cron=cron, time_zone=time_zone, params=params,
+            overlap=overlap, catchup_window=catchup_window, template_id=template_id,
+            template_version=template_version, auto_approve=auto_approve,
+            notify_on_completion=notify_on_completion, description=description,
+            timeout=timeout,
+        )  # fmt: skip
+        response = await self._schedule_call(self._schedule_stub.UpdateSchedule, request, timeout)
+        return response.schedule  # type: ignore[no-any-return]
 
     async def pause_schedule(
         self, schedule_id: str, *, reason: str = "", timeout: float | None = None
@@ -208,6 +291,34 @@ class SyncScheduleCalls:
     def list_schedules(self, *, timeout: float | None = None) -> list[schedule_pb2.Schedule]:
         """Every schedule of the caller, by id (every page)."""
         return self._run(self._calls.list_schedules(timeout=timeout))  # type: ignore[no-any-return]
+
+    def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        time_zone: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        overlap: Overlap | None = None,
+        catchup_window: timedelta | None = None,
+        template_id: str | None = None,
+        template_version: int | None = None,
+        auto_approve: bool | None = None,
+        notify_on_completion: bool | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> schedule_pb2.Schedule:
+        """Change the settings given (not None) of a schedule; the others keep their values.
+        A new cron or time zone counts from the first slot after now. Returns it changed."""
+        return self._run(  # type: ignore[no-any-return]
+            self._calls.update_schedule(
+                schedule_id, cron=cron, time_zone=time_zone, params=params, overlap=overlap,
+                catchup_window=catchup_window, template_id=template_id,
+                template_version=template_version, auto_approve=auto_approve,
+                notify_on_completion=notify_on_completion, description=description,
+                timeout=timeout,
+            )
+        )  # fmt: skip
 
     def pause_schedule(
         self, schedule_id: str, *, reason: str = "", timeout: float | None = None

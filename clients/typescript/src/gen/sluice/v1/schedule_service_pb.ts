@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { FieldMask } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask } from "@bufbuild/protobuf/wkt";
 import type { Schedule, ScheduleFire } from "./schedule_pb.js";
 import { file_sluice_v1_schedule } from "./schedule_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/schedule_service.proto.
  */
 export const file_sluice_v1_schedule_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzbHVpY2UvdjEvc2NoZWR1bGVfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj4KFUNyZWF0ZVNjaGVkdWxlUmVxdWVzdBIlCghzY2hlZHVsZRgBIAEoCzITLnNsdWljZS52MS5TY2hlZHVsZSI/ChZDcmVhdGVTY2hlZHVsZVJlc3BvbnNlEiUKCHNjaGVkdWxlGAEgASgLMhMuc2x1aWNlLnYxLlNjaGVkdWxlIikKEkdldFNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSI8ChNHZXRTY2hlZHVsZVJlc3BvbnNlEiUKCHNjaGVkdWxlGAEgASgLMhMuc2x1aWNlLnYxLlNjaGVkdWxlIj0KFExpc3RTY2hlZHVsZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RTY2hlZHVsZXNSZXNwb25zZRImCglzY2hlZHVsZXMYASADKAsyEy5zbHVpY2UudjEuU2NoZWR1bGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKFFBhdXNlU2NoZWR1bGVSZXF1ZXN0EhMKC3NjaGVkdWxlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI+ChVQYXVzZVNjaGVkdWxlUmVzcG9uc2USJQoIc2NoZWR1bGUYASABKAsyEy5zbHVpY2UudjEuU2NoZWR1bGUiLAoVUmVzdW1lU2NoZWR1bGVSZXF1ZXN0EhMKC3NjaGVkdWxlX2lkGAEgASgJIj8KFlJlc3VtZVNjaGVkdWxlUmVzcG9uc2USJQoIc2NoZWR1bGUYASABKAsyEy5zbHVpY2UudjEuU2NoZWR1bGUiLAoVRGVsZXRlU2NoZWR1bGVSZXF1ZXN0EhMKC3NjaGVkdWxlX2lkGAEgASgJIhgKFkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2UiLQoWVHJpZ2dlclNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSJnChdUcmlnZ2VyU2NoZWR1bGVSZXNwb25zZRIlCghzY2hlZHVsZRgBIAEoCzITLnNsdWljZS52MS5TY2hlZHVsZRIlCgRmaXJlGAIgASgLMhcuc2x1aWNlLnYxLlNjaGVkdWxlRmlyZTLmBAoPU2NoZWR1bGVTZXJ2aWNlElUKDkNyZWF0ZVNjaGVkdWxlEiAuc2x1aWNlLnYxLkNyZWF0ZVNjaGVkdWxlUmVxdWVzdBohLnNsdWljZS52MS5DcmVhdGVTY2hlZHVsZVJlc3BvbnNlEkwKC0dldFNjaGVkdWxlEh0uc2x1aWNlLnYxLkdldFNjaGVkdWxlUmVxdWVzdBoeLnNsdWljZS52MS5HZXRTY2hlZHVsZVJlc3BvbnNlElIKDUxpc3RTY2hlZHVsZXMSHy5zbHVpY2UudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaIC5zbHVpY2UudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlElIKDVBhdXNlU2NoZWR1bGUSHy5zbHVpY2UudjEuUGF1c2VTY2hlZHVsZVJlcXVlc3QaIC5zbHVpY2UudjEuUGF1c2VTY2hlZHVsZVJlc3BvbnNlElUKDlJlc3VtZVNjaGVkdWxlEiAuc2x1aWNlLnYxLlJlc3VtZVNjaGVkdWxlUmVxdWVzdBohLnNsdWljZS52MS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlElUKDkRlbGV0ZVNjaGVkdWxlEiAuc2x1aWNlLnYxLkRlbGV0ZVNjaGVkdWxlUmVxdWVzdBohLnNsdWljZS52MS5EZWxldGVTY2hlZHVsZVJlc3BvbnNlElgKD1RyaWdnZXJTY2hlZHVsZRIhLnNsdWljZS52MS5UcmlnZ2VyU2NoZWR1bGVSZXF1ZXN0GiIuc2x1aWNlLnYxLlRyaWdnZXJTY2hlZHVsZVJlc3BvbnNlYgZwcm90bzM", [file_sluice_v1_schedule]);
+  fileDesc("CiBzbHVpY2UvdjEvc2NoZWR1bGVfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj4KFUNyZWF0ZVNjaGVkdWxlUmVxdWVzdBIlCghzY2hlZHVsZRgBIAEoCzITLnNsdWljZS52MS5TY2hlZHVsZSI/ChZDcmVhdGVTY2hlZHVsZVJlc3BvbnNlEiUKCHNjaGVkdWxlGAEgASgLMhMuc2x1aWNlLnYxLlNjaGVkdWxlIikKEkdldFNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSI8ChNHZXRTY2hlZHVsZVJlc3BvbnNlEiUKCHNjaGVkdWxlGAEgASgLMhMuc2x1aWNlLnYxLlNjaGVkdWxlIj0KFExpc3RTY2hlZHVsZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RTY2hlZHVsZXNSZXNwb25zZRImCglzY2hlZHVsZXMYASADKAsyEy5zbHVpY2UudjEuU2NoZWR1bGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm8KFVVwZGF0ZVNjaGVkdWxlUmVxdWVzdBIlCghzY2hlZHVsZRgBIAEoCzITLnNsdWljZS52MS5TY2hlZHVsZRIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siPwoWVXBkYXRlU2NoZWR1bGVSZXNwb25zZRIlCghzY2hlZHVsZRgBIAEoCzITLnNsdWljZS52MS5TY2hlZHVsZSI7ChRQYXVzZVNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiPgoVUGF1c2VTY2hlZHVsZVJlc3BvbnNlEiUKCHNjaGVkdWxlGAEgASgLMhMuc2x1aWNlLnYxLlNjaGVkdWxlIiwKFVJlc3VtZVNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSI/ChZSZXN1bWVTY2hlZHVsZVJlc3BvbnNlEiUKCHNjaGVkdWxlGAEgASgLMhMuc2x1aWNlLnYxLlNjaGVkdWxlIiwKFURlbGV0ZVNjaGVkdWxlUmVxdWVzdBITCgtzY2hlZHVsZV9pZBgBIAEoCSIYChZEZWxldGVTY2hlZHVsZVJlc3BvbnNlIi0KFlRyaWdnZXJTY2hlZHVsZVJlcXVlc3QSEwoLc2NoZWR1bGVfaWQYASABKAkiZwoXVHJpZ2dlclNjaGVkdWxlUmVzcG9uc2USJQoIc2NoZWR1bGUYASABKAsyEy5zbHVpY2UudjEuU2NoZWR1bGUSJQoEZmlyZRgCIAEoCzIXLnNsdWljZS52MS5TY2hlZHVsZUZpcmUyvQUKD1NjaGVkdWxlU2VydmljZRJVCg5DcmVhdGVTY2hlZHVsZRIgLnNsdWljZS52MS5DcmVhdGVTY2hlZHVsZVJlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlU2NoZWR1bGVSZXNwb25zZRJMCgtHZXRTY2hlZHVsZRIdLnNsdWljZS52MS5HZXRTY2hlZHVsZVJlcXVlc3QaHi5zbHVpY2UudjEuR2V0U2NoZWR1bGVSZXNwb25zZRJSCg1MaXN0U2NoZWR1bGVzEh8uc2x1aWNlLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZRJVCg5VcGRhdGVTY2hlZHVsZRIgLnNsdWljZS52MS5VcGRhdGVTY2hlZHVsZVJlcXVlc3QaIS5zbHVpY2UudjEuVXBkYXRlU2NoZWR1bGVSZXNwb25zZRJSCg1QYXVzZVNjaGVkdWxlEh8uc2x1aWNlLnYxLlBhdXNlU2NoZWR1bGVSZXF1ZXN0GiAuc2x1aWNlLnYxLlBhdXNlU2NoZWR1bGVSZXNwb25zZRJVCg5SZXN1bWVTY2hlZHVsZRIgLnNsdWljZS52MS5SZXN1bWVTY2hlZHVsZVJlcXVlc3QaIS5zbHVpY2UudjEuUmVzdW1lU2NoZWR1bGVSZXNwb25zZRJVCg5EZWxldGVTY2hlZHVsZRIgLnNsdWljZS52MS5EZWxldGVTY2hlZHVsZVJlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlU2NoZWR1bGVSZXNwb25zZRJYCg9UcmlnZ2VyU2NoZWR1bGUSIS5zbHVpY2UudjEuVHJpZ2dlclNjaGVkdWxlUmVxdWVzdBoiLnNsdWljZS52MS5UcmlnZ2VyU2NoZWR1bGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_field_mask, file_sluice_v1_schedule]);
 
 /**
  * Request of CreateSchedule.
@@ -155,6 +157,58 @@ export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*
   messageDesc(file_sluice_v1_schedule_service, 5);
 
 /**
+ * Request of UpdateSchedule.
+ *
+ * @generated from message sluice.v1.UpdateScheduleRequest
+ */
+export type UpdateScheduleRequest = Message<"sluice.v1.UpdateScheduleRequest"> & {
+  /**
+   * The schedule to change (schedule_id) with the new values of the fields
+   * update_mask names.
+   *
+   * @generated from field: sluice.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * Required. The fields to change, by their proto names: description,
+   * template_id, template_version, params, cron, time_zone, overlap_policy,
+   * catchup_window, options (both of its fields).
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.UpdateScheduleRequest.
+ * Use `create(UpdateScheduleRequestSchema)` to create a new message.
+ */
+export const UpdateScheduleRequestSchema: GenMessage<UpdateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_schedule_service, 6);
+
+/**
+ * Response of UpdateSchedule.
+ *
+ * @generated from message sluice.v1.UpdateScheduleResponse
+ */
+export type UpdateScheduleResponse = Message<"sluice.v1.UpdateScheduleResponse"> & {
+  /**
+   * The schedule as changed, with its next fire time.
+   *
+   * @generated from field: sluice.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.UpdateScheduleResponse.
+ * Use `create(UpdateScheduleResponseSchema)` to create a new message.
+ */
+export const UpdateScheduleResponseSchema: GenMessage<UpdateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_schedule_service, 7);
+
+/**
  * Request of PauseSchedule.
  *
  * @generated from message sluice.v1.PauseScheduleRequest
@@ -180,7 +234,7 @@ export type PauseScheduleRequest = Message<"sluice.v1.PauseScheduleRequest"> & {
  * Use `create(PauseScheduleRequestSchema)` to create a new message.
  */
 export const PauseScheduleRequestSchema: GenMessage<PauseScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 6);
+  messageDesc(file_sluice_v1_schedule_service, 8);
 
 /**
  * Response of PauseSchedule.
@@ -201,7 +255,7 @@ export type PauseScheduleResponse = Message<"sluice.v1.PauseScheduleResponse"> &
  * Use `create(PauseScheduleResponseSchema)` to create a new message.
  */
 export const PauseScheduleResponseSchema: GenMessage<PauseScheduleResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 7);
+  messageDesc(file_sluice_v1_schedule_service, 9);
 
 /**
  * Request of ResumeSchedule.
@@ -222,7 +276,7 @@ export type ResumeScheduleRequest = Message<"sluice.v1.ResumeScheduleRequest"> &
  * Use `create(ResumeScheduleRequestSchema)` to create a new message.
  */
 export const ResumeScheduleRequestSchema: GenMessage<ResumeScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 8);
+  messageDesc(file_sluice_v1_schedule_service, 10);
 
 /**
  * Response of ResumeSchedule.
@@ -243,7 +297,7 @@ export type ResumeScheduleResponse = Message<"sluice.v1.ResumeScheduleResponse">
  * Use `create(ResumeScheduleResponseSchema)` to create a new message.
  */
 export const ResumeScheduleResponseSchema: GenMessage<ResumeScheduleResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 9);
+  messageDesc(file_sluice_v1_schedule_service, 11);
 
 /**
  * Request of DeleteSchedule.
@@ -264,7 +318,7 @@ export type DeleteScheduleRequest = Message<"sluice.v1.DeleteScheduleRequest"> &
  * Use `create(DeleteScheduleRequestSchema)` to create a new message.
  */
 export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 10);
+  messageDesc(file_sluice_v1_schedule_service, 12);
 
 /**
  * Response of DeleteSchedule.
@@ -279,7 +333,7 @@ export type DeleteScheduleResponse = Message<"sluice.v1.DeleteScheduleResponse">
  * Use `create(DeleteScheduleResponseSchema)` to create a new message.
  */
 export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 11);
+  messageDesc(file_sluice_v1_schedule_service, 13);
 
 /**
  * Request of TriggerSchedule.
@@ -300,7 +354,7 @@ export type TriggerScheduleRequest = Message<"sluice.v1.TriggerScheduleRequest">
  * Use `create(TriggerScheduleRequestSchema)` to create a new message.
  */
 export const TriggerScheduleRequestSchema: GenMessage<TriggerScheduleRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 12);
+  messageDesc(file_sluice_v1_schedule_service, 14);
 
 /**
  * Response of TriggerSchedule.
@@ -329,7 +383,7 @@ export type TriggerScheduleResponse = Message<"sluice.v1.TriggerScheduleResponse
  * Use `create(TriggerScheduleResponseSchema)` to create a new message.
  */
 export const TriggerScheduleResponseSchema: GenMessage<TriggerScheduleResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_schedule_service, 13);
+  messageDesc(file_sluice_v1_schedule_service, 15);
 
 /**
  * Schedules that start runs of a template on a cron: durable (a restart or
@@ -372,6 +426,18 @@ export const ScheduleService: GenService<{
     methodKind: "unary";
     input: typeof ListSchedulesRequestSchema;
     output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * Changes the fields of a schedule that update_mask names, checked as
+   * CreateSchedule checks them. A new cron or time zone takes effect from the
+   * first slot after now; runs already started are not affected.
+   *
+   * @generated from rpc sluice.v1.ScheduleService.UpdateSchedule
+   */
+  updateSchedule: {
+    methodKind: "unary";
+    input: typeof UpdateScheduleRequestSchema;
+    output: typeof UpdateScheduleResponseSchema;
   },
   /**
    * Pauses a schedule: no slot fires until ResumeSchedule. Runs already
