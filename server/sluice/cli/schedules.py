@@ -16,6 +16,17 @@ from sluice.cli.outcome import ExitCode, run_command
 from sluice.v1 import schedule_pb2
 
 ScheduleId = Annotated[str, typer.Argument(metavar="ID", help="Schedule id.")]
+# The params of each run (update: all of them, replacing the current ones).
+Param = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", "-p", metavar="NAME=VALUE",
+        help="A param of each run; VALUE is JSON when it parses, else text.",
+    ),
+]  # fmt: skip
+ParamsFile = Annotated[
+    Path | None, typer.Option(help="A JSON object of params; --param values win.")
+]
 
 
 class Overlap(StrEnum):
@@ -37,18 +48,8 @@ def create_schedule(
     time_zone: Annotated[
         str, typer.Option("--time-zone", "--tz", help="IANA time zone the cron is read in.")
     ] = "UTC",
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            metavar="NAME=VALUE",
-            help="A param of each run; VALUE is JSON when it parses, else text.",
-        ),
-    ] = None,
-    params_file: Annotated[
-        Path | None, typer.Option(help="A JSON object of params; --param values win.")
-    ] = None,
+    param: Param = None,
+    params_file: ParamsFile = None,
     overlap: Annotated[
         Overlap, typer.Option(help="A slot while the previous run has not ended.")
     ] = Overlap.skip,
@@ -158,18 +159,8 @@ def update_schedule(
     time_zone: Annotated[
         str | None, typer.Option("--time-zone", "--tz", help="A new IANA time zone.")
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            metavar="NAME=VALUE",
-            help="New params (all of them: they replace the current ones).",
-        ),
-    ] = None,
-    params_file: Annotated[
-        Path | None, typer.Option(help="A JSON object of new params; --param values win.")
-    ] = None,
+    param: Param = None,
+    params_file: ParamsFile = None,
     overlap: Annotated[Overlap | None, typer.Option(help="A new overlap policy.")] = None,
     catchup: Annotated[
         float | None, typer.Option("--catchup-seconds", min=0, help="A new catch-up window.")
@@ -188,7 +179,7 @@ def update_schedule(
 ) -> None:
     """Change the settings given of schedule ID; the others keep their values.
 
-    A new cron or time zone counts from the first slot after now. Prints its next fire time
+    Params given replace all of the current ones. A new cron or time zone counts from the first slot after now. Prints its next fire time
     (--json: the Schedule).
     """
 
