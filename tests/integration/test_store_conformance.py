@@ -212,8 +212,8 @@ async def test_a_request_id_gives_back_the_first_run(store: Store) -> None:
     elsewhere = await created(store, 3, owner="bob", request_id="req-1")
     assert elsewhere.id != first.id
     assert [r.id for r in (await store.list_runs("alice", RunFilter(), limit=10, after=None)).runs] == [first.id]  # fmt: skip
-    assert await store.get_run_by_request("alice", "req-1") is not None  # type: ignore[attr-defined]
-    assert await store.get_run_by_request("alice", "req-2") is None  # type: ignore[attr-defined]
+    assert await store.get_run_by_request("alice", "req-1") is not None
+    assert await store.get_run_by_request("alice", "req-2") is None
 
 
 async def test_another_owner_sees_and_deletes_nothing(store: Store) -> None:

@@ -26,6 +26,16 @@ import {
   type ResumeWorkflowRequestSchema,
   type ValidateTemplateResponse,
 } from "./gen/sluice/v1/workflow_service_pb.js";
+import {
+  OverlapPolicy,
+  ScheduleSchema,
+  type Schedule,
+  type ScheduleFire,
+} from "./gen/sluice/v1/schedule_pb.js";
+import { ScheduleService } from "./gen/sluice/v1/schedule_service_pb.js";
+import { ExecutionOptionsSchema } from "./gen/sluice/v1/workflow_pb.js";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
 
 export { DEFAULT_BASE_URL } from "./transport.js";
 
@@ -35,6 +45,42 @@ export { DEFAULT_BASE_URL } from "./transport.js";
  * `interceptors`, or a ready `transport` (see ConnectionOptions).
  */
 export interface WorkflowClientOptions extends ConnectionOptions {}
+
+/** Options of createSchedule(). */
+export interface CreateScheduleOptions extends CallOptions {
+  /** IANA time zone the cron is read in; "UTC" by default. */
+  timeZone?: string;
+  /** Params of each run. */
+  params?: Params;
+  /** What a slot does while the previous run has not ended; SKIP by default. */
+  overlap?: OverlapPolicy;
+  /** After downtime, slots missed no longer ago than this still fire; 60 s by default. */
+  catchupWindowMs?: number;
+  /** Template version; 0 (the default) means the latest at each fire. */
+  version?: number;
+  /** Runs pass approval gates at once. */
+  autoApprove?: boolean;
+  /** Runs notify when they complete. */
+  notifyOnCompletion?: boolean;
+  /** Create it paused. */
+  paused?: boolean;
+  /** A sentence for people. */
+  description?: string;
+}
+
+/** The settings updateSchedule() changes: those given; the others keep their values. */
+export interface UpdateScheduleChanges {
+  cron?: string;
+  timeZone?: string;
+  params?: Params;
+  overlap?: OverlapPolicy;
+  catchupWindowMs?: number;
+  templateId?: string;
+  version?: number;
+  autoApprove?: boolean;
+  notifyOnCompletion?: boolean;
+  description?: string;
+}
 
 /** Per-call options accepted by every verb. */
 export interface CallOptions {
@@ -149,12 +195,14 @@ export interface WatchOptions {
  */
 export class WorkflowClient {
   private readonly client: Client<typeof WorkflowService>;
+  private readonly schedules: Client<typeof ScheduleService>;
   private readonly connection: { close(): void };
 
   constructor(options: WorkflowClientOptions = {}) {
     const connection = openConnection(options, "WorkflowClient");
     this.connection = connection;
     this.client = createClient(WorkflowService, connection.transport);
+    this.schedules = createClient(ScheduleService, connection.transport);
   }
 
   /** Close the HTTP/2 connection. Calls made afterwards open a new one. */
@@ -455,6 +503,143 @@ export class WorkflowClient {
       yield* page.events;
       pageToken = page.nextPageToken;
     } while (pageToken !== "");
+  }
+
+  // --- schedules (sluice.v1.ScheduleService) --------------------------------------------------
+
+  /**
+   * Create a schedule that starts a run of `templateId` at every slot of `cron` (5 fields, or 6
+   * with seconds first) read in `timeZone` (default UTC). Resolves to it with its next fire time.
+   */
+  async createSchedule(
+    scheduleId: string,
+    templateId: string,
+    cron: string,
+    options: CreateScheduleOptions = {},
+  ): Promise<Schedule> {
+    const schedule = create(ScheduleSchema, {
+      scheduleId,
+      templateId,
+      cron,
+      templateVersion: options.version ?? 0,
+      params: options.params ?? {},
+      timeZone: options.timeZone ?? "UTC",
+      overlapPolicy: options.overlap ?? OverlapPolicy.SKIP,
+      options: {
+        autoApprove: options.autoApprove ?? false,
+        notifyOnCompletion: options.notifyOnCompletion ?? false,
+      },
+      paused: options.paused ?? false,
+      description: options.description ?? "",
+    });
+    if (options.catchupWindowMs !== undefined) {
+      schedule.catchupWindow = durationFromMs(options.catchupWindowMs);
+    }
+    const response = await this.call(() =>
+      this.schedules.createSchedule({ schedule }, callOptions(options)),
+    );
+    return required(response.schedule, "schedule");
+  }
+
+  /** One schedule with its latest slots (`recentFires`, newest first). */
+  async getSchedule(scheduleId: string, options: CallOptions = {}): Promise<Schedule> {
+    const response = await this.call(() =>
+      this.schedules.getSchedule({ scheduleId }, callOptions(options)),
+    );
+    return required(response.schedule, "schedule");
+  }
+
+  /** Every schedule of the caller, by id (every page). */
+  async listSchedules(options: CallOptions = {}): Promise<Schedule[]> {
+    const found: Schedule[] = [];
+    let pageToken = "";
+    do {
+      const response = await this.call(() =>
+        this.schedules.listSchedules({ pageToken }, callOptions(options)),
+      );
+      found.push(...response.schedules);
+      pageToken = response.nextPageToken;
+    } while (pageToken !== "");
+    return found;
+  }
+
+  /**
+   * Change the settings given in `changes` (the others keep their values); a new cron or time
+   * zone counts from the first slot after now. `autoApprove` and `notifyOnCompletion` are sent
+   * together: one given alone goes with the other's current value.
+   */
+  async updateSchedule(
+    scheduleId: string,
+    changes: UpdateScheduleChanges,
+    options: CallOptions = {},
+  ): Promise<Schedule> {
+    const schedule = create(ScheduleSchema, { scheduleId });
+    const paths: string[] = [];
+    const set = <K extends keyof Schedule>(path: string, field: K, value: Schedule[K]): void => {
+      schedule[field] = value;
+      paths.push(path);
+    };
+    if (changes.cron !== undefined) set("cron", "cron", changes.cron);
+    if (changes.timeZone !== undefined) set("time_zone", "timeZone", changes.timeZone);
+    if (changes.templateId !== undefined) set("template_id", "templateId", changes.templateId);
+    if (changes.version !== undefined) set("template_version", "templateVersion", changes.version);
+    if (changes.description !== undefined) {
+      set("description", "description", changes.description);
+    }
+    if (changes.params !== undefined) set("params", "params", changes.params);
+    if (changes.overlap !== undefined) set("overlap_policy", "overlapPolicy", changes.overlap);
+    if (changes.catchupWindowMs !== undefined) {
+      set("catchup_window", "catchupWindow", durationFromMs(changes.catchupWindowMs));
+    }
+    if (changes.autoApprove !== undefined || changes.notifyOnCompletion !== undefined) {
+      const current =
+        changes.autoApprove === undefined || changes.notifyOnCompletion === undefined
+          ? (await this.getSchedule(scheduleId, options)).options
+          : undefined;
+      const replacement = create(ExecutionOptionsSchema, {
+        autoApprove: changes.autoApprove ?? current?.autoApprove ?? false,
+        notifyOnCompletion: changes.notifyOnCompletion ?? current?.notifyOnCompletion ?? false,
+      });
+      set("options", "options", replacement);
+    }
+    const request = { schedule, updateMask: { paths } };
+    const response = await this.call(() =>
+      this.schedules.updateSchedule(request, callOptions(options)),
+    );
+    return required(response.schedule, "schedule");
+  }
+
+  /** Stop a schedule firing until resumeSchedule(); runs already started go on. */
+  async pauseSchedule(
+    scheduleId: string,
+    reason = "",
+    options: CallOptions = {},
+  ): Promise<Schedule> {
+    const response = await this.call(() =>
+      this.schedules.pauseSchedule({ scheduleId, reason }, callOptions(options)),
+    );
+    return required(response.schedule, "schedule");
+  }
+
+  /** Resume a paused schedule from the first slot after now. */
+  async resumeSchedule(scheduleId: string, options: CallOptions = {}): Promise<Schedule> {
+    const response = await this.call(() =>
+      this.schedules.resumeSchedule({ scheduleId }, callOptions(options)),
+    );
+    return required(response.schedule, "schedule");
+  }
+
+  /** Delete a schedule and its slot history; the runs it started are kept. */
+  async deleteSchedule(scheduleId: string, options: CallOptions = {}): Promise<void> {
+    await this.call(() => this.schedules.deleteSchedule({ scheduleId }, callOptions(options)));
+  }
+
+  /** Fire a schedule now, once, under its overlap policy; resolves to what became of the slot. */
+  async triggerSchedule(scheduleId: string, options: CallOptions = {}): Promise<ScheduleFire> {
+    const response = await this.call(() =>
+      this.schedules.triggerSchedule({ scheduleId }, callOptions(options)),
+    );
+    return required(response.fire, "fire");
   }
 }
 

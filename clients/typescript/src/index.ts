@@ -14,6 +14,8 @@ export {
   type ResumeWorkflowOptions,
   type ApproveGateOptions,
   type WatchOptions,
+  type CreateScheduleOptions,
+  type UpdateScheduleChanges,
 } from "./client.js";
 export {
   Code,
@@ -49,4 +51,6 @@ export * from "./gen/sluice/v1/template_pb.js";
 export * from "./gen/sluice/v1/workflow_pb.js";
 export * from "./gen/sluice/v1/workflow_service_pb.js";
 export * from "./gen/sluice/v1/worker_service_pb.js";
+export * from "./gen/sluice/v1/schedule_pb.js";
+export * from "./gen/sluice/v1/schedule_service_pb.js";
 export { BadRequestSchema, type BadRequest } from "./gen/google/rpc/error_details_pb.js";

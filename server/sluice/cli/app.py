@@ -6,7 +6,17 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, credentials, events, runs, serve, sharing, templates
+from sluice.cli import (
+    admin,
+    control,
+    credentials,
+    events,
+    runs,
+    schedules,
+    serve,
+    sharing,
+    templates,
+)
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -53,6 +63,24 @@ _register(
     },
 )
 _register(app, {"events": events.events})
+schedule_app = typer.Typer(
+    help="Runs of a template on a cron: create, list, get, update, pause, resume, trigger, delete.",
+    no_args_is_help=True,
+)
+_register(
+    schedule_app,
+    {
+        "create": schedules.create_schedule,
+        "list": schedules.list_schedules,
+        "get": schedules.get_schedule,
+        "update": schedules.update_schedule,
+        "pause": schedules.pause_schedule,
+        "resume": schedules.resume_schedule,
+        "trigger": schedules.trigger_schedule,
+        "delete": schedules.delete_schedule,
+    },
+)
+app.add_typer(schedule_app, name="schedule")
 app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())
 app.add_typer(admin.db, name="db")
 app.command("token")(credentials.token)

@@ -225,6 +225,10 @@ class Store(TaskStore, Protocol):
 
     async def get_run(self, owner: str, run_id: str) -> Run | None: ...
 
+    async def get_run_by_request(self, owner: str, request_id: str) -> Run | None:
+        """The owner's run created with `request_id` (a schedule's slot looks for its run)."""
+        ...
+
     async def get_run_any(self, run_id: str) -> Run | None:
         """The run whatever its owner: for a server taking runs over, never for a caller."""
         ...

@@ -241,3 +241,63 @@ tasks = sa.Table(
         sqlite_where=sa.text("state = 'queued'"),
     ),
 )
+
+# Schedules (ScheduleService): each starts runs of a template on a cron. `next_fire_at` is the
+# next slot; the server that claims a due schedule (SKIP LOCKED on PostgreSQL) records its due
+# slots in `schedule_fires` and moves `next_fire_at` on, in one transaction.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("template_id", sa.String(64), nullable=False),
+    sa.Column("template_version", sa.Integer, nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("overlap", sa.String(16), nullable=False),
+    sa.Column("catchup_seconds", sa.Float, nullable=False),
+    sa.Column("options", Json, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("pause_reason", sa.Text, nullable=False, default=""),
+    # NULL while paused (or when the cron has no slot left).
+    sa.Column("next_fire_at", Time),
+    sa.Column("last_fire_at", Time),
+    sa.Column("last_run_id", sa.String(36), nullable=False, default=""),
+    # The slot that started last_run_id: a slower server finishing an older slot leaves it.
+    sa.Column("last_run_slot", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    # What every server's loop asks: the due schedules, and the earliest next slot.
+    sa.Index("ix_schedules_next_fire", "next_fire_at"),
+)
+
+# Every slot of a schedule that came due, once: the primary key (schedule, slot) is what makes
+# a slot fire once however many servers look. PENDING from the claim until its run is created
+# and started (by request id `schedule/<id>/<slot>`, so a second try gets the same run).
+schedule_fires = sa.Table(
+    "schedule_fires",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("schedule_id", sa.String(64), primary_key=True),
+    sa.Column("slot", Time, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("triggered", sa.Boolean, nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False, default=""),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("recorded_at", Time, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["owner", "schedule_id"],
+        ["schedules.owner", "schedules.id"],
+        ondelete="CASCADE",
+        name="fk_schedule_fires_schedule",
+    ),
+    # Slots a crashed server claimed but did not finish.
+    sa.Index(
+        "ix_schedule_fires_pending",
+        "recorded_at",
+        postgresql_where=sa.text("status = 'PENDING'"),
+        sqlite_where=sa.text("status = 'PENDING'"),
+    ),
+)

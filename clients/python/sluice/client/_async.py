@@ -12,6 +12,7 @@ import grpc
 
 from sluice.client import _targets, _values
 from sluice.client._connect import connect
+from sluice.client._schedules import ScheduleCalls
 from sluice.client._targets import Addresses
 from sluice.client._values import EventTypeLike, StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import SluiceError
@@ -26,8 +27,9 @@ T = TypeVar("T")
 OnReconnect = Callable[[SluiceError, float], object]
 
 
-class WorkflowClient:
-    """Async client. Use `async with WorkflowClient() as client:` or call `close()`."""
+class WorkflowClient(ScheduleCalls):
+    """Async client. Use `async with WorkflowClient() as client:` or call `close()`.
+    The schedule verbs (`create_schedule`, ...) come from `ScheduleCalls`."""
 
     def __init__(
         self,

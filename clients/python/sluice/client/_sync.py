@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from sluice.client._async import OnReconnect, WorkflowClient
+from sluice.client._schedules import SyncScheduleCalls
 from sluice.client._targets import KEEPALIVE_SECONDS, Addresses
 from sluice.client._values import EventTypeLike, StatusLike, TemplateLike, ViewLike
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
@@ -24,7 +25,7 @@ from sluice.v1 import workflow_service_pb2 as pb
 T = TypeVar("T")
 
 
-class SyncWorkflowClient:
+class SyncWorkflowClient(SyncScheduleCalls):
     """Blocking client with WorkflowClient's verbs. `with SyncWorkflowClient() as client: ...`
 
     Calls run on a private event-loop thread, so the client works in any program, with or
