@@ -116,6 +116,16 @@ class WorkflowServiceStub:
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowResponse.FromString,
                 _registered_method=True)
+        self.RerunWorkflow = channel.unary_unary(
+                '/sluice.v1.WorkflowService/RerunWorkflow',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowResponse.FromString,
+                _registered_method=True)
+        self.RetryStep = channel.unary_unary(
+                '/sluice.v1.WorkflowService/RetryStep',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -244,6 +254,27 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerunWorkflow(self, request, context):
+        """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
+        and starts it. The new run keeps the original's params and template; it
+        takes over the output of every step that completed, is not from_step_id
+        or downstream of it, and whose dependencies were all taken over (those
+        steps do not run again; their gates keep results that let the run go on),
+        and runs every other step. Another run status is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryStep(self, request, context):
+        """Starts the next attempt of a step waiting out its retry backoff
+        (RETRYING) at once instead of at its retry time. A step in any other
+        status, or a run that is not RUNNING, is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -321,6 +352,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkflow,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowResponse.SerializeToString,
+            ),
+            'RerunWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunWorkflow,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowResponse.SerializeToString,
+            ),
+            'RetryStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryStep,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -735,6 +776,60 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/WatchWorkflow',
             sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/RerunWorkflow',
+            sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/RetryStep',
+            sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

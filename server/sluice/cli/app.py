@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, credentials, runs, serve, templates
+from sluice.cli import admin, control, credentials, rerun, runs, serve, templates
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -50,6 +50,8 @@ _register(
         "graph": templates.graph,
     },
 )
+# Reruns: a new run from a failed one, and a retry without its backoff.
+_register(app, {"rerun": rerun.rerun, "retry": rerun.retry})
 app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())
 app.add_typer(admin.db, name="db")
 app.command("token")(credentials.token)

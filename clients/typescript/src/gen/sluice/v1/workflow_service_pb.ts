@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/workflow_service.proto.
  */
 export const file_sluice_v1_workflow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzbHVpY2UvdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj0KFExpc3RUZW1wbGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRImCgl0ZW1wbGF0ZXMYASADKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkdldFRlbXBsYXRlUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjwKE0dldFRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPgoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIj8KFkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPQoVRGVsZXRlVGVtcGxhdGVSZXF1ZXN0EhMKC3RlbXBsYXRlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiMgoWRGVsZXRlVGVtcGxhdGVSZXNwb25zZRIYChBkZWxldGVkX3ZlcnNpb25zGAEgASgFIkAKF1ZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIlsKGFZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIwCgp2aW9sYXRpb25zGAIgAygLMhwuc2x1aWNlLnYxLlRlbXBsYXRlVmlvbGF0aW9uIjcKEVRlbXBsYXRlVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIrgBChVDcmVhdGVXb3JrZmxvd1JlcXVlc3QSFQoLdGVtcGxhdGVfaWQYASABKAlIABInCgh0ZW1wbGF0ZRgCIAEoCzITLnNsdWljZS52MS5UZW1wbGF0ZUgAEhgKEHRlbXBsYXRlX3ZlcnNpb24YAyABKAUSJwoGcGFyYW1zGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpyZXF1ZXN0X2lkGAUgASgJQggKBnNvdXJjZSI/ChZDcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93In0KFkV4ZWN1dGVXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSLAoHb3B0aW9ucxgCIAEoCzIbLnNsdWljZS52MS5FeGVjdXRpb25PcHRpb25zEgwKBHdhaXQYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCSJAChdFeGVjdXRlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyIpChJHZXRXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyKSAgoUTGlzdFdvcmtmbG93c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSKwoIc3RhdHVzZXMYAyADKA4yGS5zbHVpY2UudjEuV29ya2Zsb3dTdGF0dXMSEwoLdGVtcGxhdGVfaWQYBCABKAkSJQoEdmlldxgFIAEoDjIXLnNsdWljZS52MS5Xb3JrZmxvd1ZpZXcSNQoRY3JlYXRlX3RpbWVfc3RhcnQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2NyZWF0ZV90aW1lX2VuZBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWAoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiYKCXdvcmtmbG93cxgBIAMoCzITLnNsdWljZS52MS5Xb3JrZmxvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoVRGVsZXRlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJIhgKFkRlbGV0ZVdvcmtmbG93UmVzcG9uc2UiOwoUUGF1c2VXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj4KFVBhdXNlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyLQAQoVUmVzdW1lV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEiwKB29wdGlvbnMYAiABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAMgASgIEhkKDGF1dG9fYXBwcm92ZRgEIAEoCEgAiAEBEiEKFG5vdGlmeV9vbl9jb21wbGV0aW9uGAUgASgISAGIAQFCDwoNX2F1dG9fYXBwcm92ZUIXChVfbm90aWZ5X29uX2NvbXBsZXRpb24iPwoWUmVzdW1lV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyI8ChVDYW5jZWxXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj8KFkNhbmNlbFdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciagoSQXBwcm92ZUdhdGVSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB2dhdGVfaWQYAiABKAkSDwoHYXBwcm92ZRgDIAEoCBIPCgdjb21tZW50GAQgASgJEgwKBHdhaXQYBSABKAgiPAoTQXBwcm92ZUdhdGVSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyJTChRXYXRjaFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIOCgZmb2xsb3cYAyABKAgiQAoVV2F0Y2hXb3JrZmxvd1Jlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguc2x1aWNlLnYxLldvcmtmbG93RXZlbnQqXgoMV29ya2Zsb3dWaWV3Eh0KGVdPUktGTE9XX1ZJRVdfVU5TUEVDSUZJRUQQABIXChNXT1JLRkxPV19WSUVXX0JBU0lDEAESFgoSV09SS0ZMT1dfVklFV19GVUxMEAIyjgoKD1dvcmtmbG93U2VydmljZRJSCg1MaXN0VGVtcGxhdGVzEh8uc2x1aWNlLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRJMCgtHZXRUZW1wbGF0ZRIdLnNsdWljZS52MS5HZXRUZW1wbGF0ZVJlcXVlc3QaHi5zbHVpY2UudjEuR2V0VGVtcGxhdGVSZXNwb25zZRJVCg5DcmVhdGVUZW1wbGF0ZRIgLnNsdWljZS52MS5DcmVhdGVUZW1wbGF0ZVJlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRJVCg5EZWxldGVUZW1wbGF0ZRIgLnNsdWljZS52MS5EZWxldGVUZW1wbGF0ZVJlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlVGVtcGxhdGVSZXNwb25zZRJbChBWYWxpZGF0ZVRlbXBsYXRlEiIuc2x1aWNlLnYxLlZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0GiMuc2x1aWNlLnYxLlZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRJVCg5DcmVhdGVXb3JrZmxvdxIgLnNsdWljZS52MS5DcmVhdGVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlV29ya2Zsb3dSZXNwb25zZRJYCg9FeGVjdXRlV29ya2Zsb3cSIS5zbHVpY2UudjEuRXhlY3V0ZVdvcmtmbG93UmVxdWVzdBoiLnNsdWljZS52MS5FeGVjdXRlV29ya2Zsb3dSZXNwb25zZRJMCgtHZXRXb3JrZmxvdxIdLnNsdWljZS52MS5HZXRXb3JrZmxvd1JlcXVlc3QaHi5zbHVpY2UudjEuR2V0V29ya2Zsb3dSZXNwb25zZRJSCg1MaXN0V29ya2Zsb3dzEh8uc2x1aWNlLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZRJVCg5EZWxldGVXb3JrZmxvdxIgLnNsdWljZS52MS5EZWxldGVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlV29ya2Zsb3dSZXNwb25zZRJSCg1QYXVzZVdvcmtmbG93Eh8uc2x1aWNlLnYxLlBhdXNlV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLlBhdXNlV29ya2Zsb3dSZXNwb25zZRJVCg5SZXN1bWVXb3JrZmxvdxIgLnNsdWljZS52MS5SZXN1bWVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuUmVzdW1lV29ya2Zsb3dSZXNwb25zZRJVCg5DYW5jZWxXb3JrZmxvdxIgLnNsdWljZS52MS5DYW5jZWxXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuQ2FuY2VsV29ya2Zsb3dSZXNwb25zZRJMCgtBcHByb3ZlR2F0ZRIdLnNsdWljZS52MS5BcHByb3ZlR2F0ZVJlcXVlc3QaHi5zbHVpY2UudjEuQXBwcm92ZUdhdGVSZXNwb25zZRJUCg1XYXRjaFdvcmtmbG93Eh8uc2x1aWNlLnYxLldhdGNoV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLldhdGNoV29ya2Zsb3dSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_event, file_sluice_v1_template, file_sluice_v1_workflow]);
+  fileDesc("CiBzbHVpY2UvdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj0KFExpc3RUZW1wbGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRImCgl0ZW1wbGF0ZXMYASADKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkdldFRlbXBsYXRlUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjwKE0dldFRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPgoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIj8KFkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPQoVRGVsZXRlVGVtcGxhdGVSZXF1ZXN0EhMKC3RlbXBsYXRlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiMgoWRGVsZXRlVGVtcGxhdGVSZXNwb25zZRIYChBkZWxldGVkX3ZlcnNpb25zGAEgASgFIkAKF1ZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIlsKGFZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIwCgp2aW9sYXRpb25zGAIgAygLMhwuc2x1aWNlLnYxLlRlbXBsYXRlVmlvbGF0aW9uIjcKEVRlbXBsYXRlVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIrgBChVDcmVhdGVXb3JrZmxvd1JlcXVlc3QSFQoLdGVtcGxhdGVfaWQYASABKAlIABInCgh0ZW1wbGF0ZRgCIAEoCzITLnNsdWljZS52MS5UZW1wbGF0ZUgAEhgKEHRlbXBsYXRlX3ZlcnNpb24YAyABKAUSJwoGcGFyYW1zGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpyZXF1ZXN0X2lkGAUgASgJQggKBnNvdXJjZSI/ChZDcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93In0KFkV4ZWN1dGVXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSLAoHb3B0aW9ucxgCIAEoCzIbLnNsdWljZS52MS5FeGVjdXRpb25PcHRpb25zEgwKBHdhaXQYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCSJAChdFeGVjdXRlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyIpChJHZXRXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyKSAgoUTGlzdFdvcmtmbG93c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSKwoIc3RhdHVzZXMYAyADKA4yGS5zbHVpY2UudjEuV29ya2Zsb3dTdGF0dXMSEwoLdGVtcGxhdGVfaWQYBCABKAkSJQoEdmlldxgFIAEoDjIXLnNsdWljZS52MS5Xb3JrZmxvd1ZpZXcSNQoRY3JlYXRlX3RpbWVfc3RhcnQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2NyZWF0ZV90aW1lX2VuZBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWAoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiYKCXdvcmtmbG93cxgBIAMoCzITLnNsdWljZS52MS5Xb3JrZmxvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoVRGVsZXRlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJIhgKFkRlbGV0ZVdvcmtmbG93UmVzcG9uc2UiOwoUUGF1c2VXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj4KFVBhdXNlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyLQAQoVUmVzdW1lV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEiwKB29wdGlvbnMYAiABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAMgASgIEhkKDGF1dG9fYXBwcm92ZRgEIAEoCEgAiAEBEiEKFG5vdGlmeV9vbl9jb21wbGV0aW9uGAUgASgISAGIAQFCDwoNX2F1dG9fYXBwcm92ZUIXChVfbm90aWZ5X29uX2NvbXBsZXRpb24iPwoWUmVzdW1lV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyI8ChVDYW5jZWxXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj8KFkNhbmNlbFdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciagoSQXBwcm92ZUdhdGVSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB2dhdGVfaWQYAiABKAkSDwoHYXBwcm92ZRgDIAEoCBIPCgdjb21tZW50GAQgASgJEgwKBHdhaXQYBSABKAgiPAoTQXBwcm92ZUdhdGVSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyJTChRXYXRjaFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIOCgZmb2xsb3cYAyABKAgiQAoVV2F0Y2hXb3JrZmxvd1Jlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguc2x1aWNlLnYxLldvcmtmbG93RXZlbnQikQEKFFJlcnVuV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEhQKDGZyb21fc3RlcF9pZBgCIAEoCRIsCgdvcHRpb25zGAMgASgLMhsuc2x1aWNlLnYxLkV4ZWN1dGlvbk9wdGlvbnMSDAoEd2FpdBgEIAEoCBISCgpyZXF1ZXN0X2lkGAUgASgJIj4KFVJlcnVuV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyI4ChBSZXRyeVN0ZXBSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB3N0ZXBfaWQYAiABKAkiOgoRUmV0cnlTdGVwUmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3cqXgoMV29ya2Zsb3dWaWV3Eh0KGVdPUktGTE9XX1ZJRVdfVU5TUEVDSUZJRUQQABIXChNXT1JLRkxPV19WSUVXX0JBU0lDEAESFgoSV09SS0ZMT1dfVklFV19GVUxMEAIyqgsKD1dvcmtmbG93U2VydmljZRJSCg1MaXN0VGVtcGxhdGVzEh8uc2x1aWNlLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRJMCgtHZXRUZW1wbGF0ZRIdLnNsdWljZS52MS5HZXRUZW1wbGF0ZVJlcXVlc3QaHi5zbHVpY2UudjEuR2V0VGVtcGxhdGVSZXNwb25zZRJVCg5DcmVhdGVUZW1wbGF0ZRIgLnNsdWljZS52MS5DcmVhdGVUZW1wbGF0ZVJlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRJVCg5EZWxldGVUZW1wbGF0ZRIgLnNsdWljZS52MS5EZWxldGVUZW1wbGF0ZVJlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlVGVtcGxhdGVSZXNwb25zZRJbChBWYWxpZGF0ZVRlbXBsYXRlEiIuc2x1aWNlLnYxLlZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0GiMuc2x1aWNlLnYxLlZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRJVCg5DcmVhdGVXb3JrZmxvdxIgLnNsdWljZS52MS5DcmVhdGVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuQ3JlYXRlV29ya2Zsb3dSZXNwb25zZRJYCg9FeGVjdXRlV29ya2Zsb3cSIS5zbHVpY2UudjEuRXhlY3V0ZVdvcmtmbG93UmVxdWVzdBoiLnNsdWljZS52MS5FeGVjdXRlV29ya2Zsb3dSZXNwb25zZRJMCgtHZXRXb3JrZmxvdxIdLnNsdWljZS52MS5HZXRXb3JrZmxvd1JlcXVlc3QaHi5zbHVpY2UudjEuR2V0V29ya2Zsb3dSZXNwb25zZRJSCg1MaXN0V29ya2Zsb3dzEh8uc2x1aWNlLnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0GiAuc2x1aWNlLnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZRJVCg5EZWxldGVXb3JrZmxvdxIgLnNsdWljZS52MS5EZWxldGVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuRGVsZXRlV29ya2Zsb3dSZXNwb25zZRJSCg1QYXVzZVdvcmtmbG93Eh8uc2x1aWNlLnYxLlBhdXNlV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLlBhdXNlV29ya2Zsb3dSZXNwb25zZRJVCg5SZXN1bWVXb3JrZmxvdxIgLnNsdWljZS52MS5SZXN1bWVXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuUmVzdW1lV29ya2Zsb3dSZXNwb25zZRJVCg5DYW5jZWxXb3JrZmxvdxIgLnNsdWljZS52MS5DYW5jZWxXb3JrZmxvd1JlcXVlc3QaIS5zbHVpY2UudjEuQ2FuY2VsV29ya2Zsb3dSZXNwb25zZRJMCgtBcHByb3ZlR2F0ZRIdLnNsdWljZS52MS5BcHByb3ZlR2F0ZVJlcXVlc3QaHi5zbHVpY2UudjEuQXBwcm92ZUdhdGVSZXNwb25zZRJUCg1XYXRjaFdvcmtmbG93Eh8uc2x1aWNlLnYxLldhdGNoV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLldhdGNoV29ya2Zsb3dSZXNwb25zZTABElIKDVJlcnVuV29ya2Zsb3cSHy5zbHVpY2UudjEuUmVydW5Xb3JrZmxvd1JlcXVlc3QaIC5zbHVpY2UudjEuUmVydW5Xb3JrZmxvd1Jlc3BvbnNlEkYKCVJldHJ5U3RlcBIbLnNsdWljZS52MS5SZXRyeVN0ZXBSZXF1ZXN0Ghwuc2x1aWNlLnYxLlJldHJ5U3RlcFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_event, file_sluice_v1_template, file_sluice_v1_workflow]);
 
 /**
  * Request of ListTemplates.
@@ -912,6 +912,131 @@ export const WatchWorkflowResponseSchema: GenMessage<WatchWorkflowResponse> = /*
   messageDesc(file_sluice_v1_workflow_service, 30);
 
 /**
+ * Request of RerunWorkflow.
+ *
+ * @generated from message sluice.v1.RerunWorkflowRequest
+ */
+export type RerunWorkflowRequest = Message<"sluice.v1.RerunWorkflowRequest"> & {
+  /**
+   * The FAILED or CANCELLED run to rerun.
+   *
+   * @generated from field: string workflow_id = 1;
+   */
+  workflowId: string;
+
+  /**
+   * Optional: the step to rerun from. It and every step downstream of it run
+   * again even if they completed. Empty: every step that did not complete runs
+   * again (the failed, cancelled and skipped ones). Not a step of the run's
+   * template: INVALID_ARGUMENT.
+   *
+   * @generated from field: string from_step_id = 2;
+   */
+  fromStepId: string;
+
+  /**
+   * How the new run executes; unset keeps the original run's options.
+   *
+   * @generated from field: sluice.v1.ExecutionOptions options = 3;
+   */
+  options?: ExecutionOptions | undefined;
+
+  /**
+   * Return only once the new run rests (COMPLETED, FAILED, CANCELLED or
+   * PAUSED).
+   *
+   * @generated from field: bool wait = 4;
+   */
+  wait: boolean;
+
+  /**
+   * Optional idempotency key (a UUID is a good choice): a retried call with
+   * the same request_id returns the run the first call created. Reusing it for
+   * a different request is INVALID_ARGUMENT.
+   *
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message sluice.v1.RerunWorkflowRequest.
+ * Use `create(RerunWorkflowRequestSchema)` to create a new message.
+ */
+export const RerunWorkflowRequestSchema: GenMessage<RerunWorkflowRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 31);
+
+/**
+ * Response of RerunWorkflow.
+ *
+ * @generated from message sluice.v1.RerunWorkflowResponse
+ */
+export type RerunWorkflowResponse = Message<"sluice.v1.RerunWorkflowResponse"> & {
+  /**
+   * The new run, RUNNING or (with wait) resting; rerun_of names the original.
+   *
+   * @generated from field: sluice.v1.Workflow workflow = 1;
+   */
+  workflow?: Workflow | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.RerunWorkflowResponse.
+ * Use `create(RerunWorkflowResponseSchema)` to create a new message.
+ */
+export const RerunWorkflowResponseSchema: GenMessage<RerunWorkflowResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 32);
+
+/**
+ * Request of RetryStep.
+ *
+ * @generated from message sluice.v1.RetryStepRequest
+ */
+export type RetryStepRequest = Message<"sluice.v1.RetryStepRequest"> & {
+  /**
+   * The run's id.
+   *
+   * @generated from field: string workflow_id = 1;
+   */
+  workflowId: string;
+
+  /**
+   * The RETRYING step whose next attempt starts now.
+   *
+   * @generated from field: string step_id = 2;
+   */
+  stepId: string;
+};
+
+/**
+ * Describes the message sluice.v1.RetryStepRequest.
+ * Use `create(RetryStepRequestSchema)` to create a new message.
+ */
+export const RetryStepRequestSchema: GenMessage<RetryStepRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 33);
+
+/**
+ * Response of RetryStep.
+ *
+ * @generated from message sluice.v1.RetryStepResponse
+ */
+export type RetryStepResponse = Message<"sluice.v1.RetryStepResponse"> & {
+  /**
+   * The run, with the step RUNNING its next attempt.
+   *
+   * @generated from field: sluice.v1.Workflow workflow = 1;
+   */
+  workflow?: Workflow | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.RetryStepResponse.
+ * Use `create(RetryStepResponseSchema)` to create a new message.
+ */
+export const RetryStepResponseSchema: GenMessage<RetryStepResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 34);
+
+/**
  * How much of a run a list returns. Values may be added.
  *
  * @generated from enum sluice.v1.WorkflowView
@@ -1117,6 +1242,33 @@ export const WorkflowService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchWorkflowRequestSchema;
     output: typeof WatchWorkflowResponseSchema;
+  },
+  /**
+   * Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
+   * and starts it. The new run keeps the original's params and template; it
+   * takes over the output of every step that completed, is not from_step_id
+   * or downstream of it, and whose dependencies were all taken over (those
+   * steps do not run again; their gates keep results that let the run go on),
+   * and runs every other step. Another run status is FAILED_PRECONDITION.
+   *
+   * @generated from rpc sluice.v1.WorkflowService.RerunWorkflow
+   */
+  rerunWorkflow: {
+    methodKind: "unary";
+    input: typeof RerunWorkflowRequestSchema;
+    output: typeof RerunWorkflowResponseSchema;
+  },
+  /**
+   * Starts the next attempt of a step waiting out its retry backoff
+   * (RETRYING) at once instead of at its retry time. A step in any other
+   * status, or a run that is not RUNNING, is FAILED_PRECONDITION.
+   *
+   * @generated from rpc sluice.v1.WorkflowService.RetryStep
+   */
+  retryStep: {
+    methodKind: "unary";
+    input: typeof RetryStepRequestSchema;
+    output: typeof RetryStepResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sluice_v1_workflow_service, 0);
