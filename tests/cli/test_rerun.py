@@ -44,6 +44,10 @@ async def test_rerun_prints_the_new_run_and_waits_when_asked(
     assert (workflow["rerunOf"], workflow["rerunFromStepId"]) == (original, "review-content")
     assert workflow["reusedStepIds"] == ["generate-content"]
 
+    approved = await sluice("rerun", original, "--auto-approve", "--wait")
+    assert approved.code == 0, approved.err
+    assert " is COMPLETED (steps reused: " in approved.out
+
 
 async def test_rerun_refusals_exit_with_their_codes(sluice: Sluice, client: WorkflowClient) -> None:
     original = await cancelled_at_the_gate(client)

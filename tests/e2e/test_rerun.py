@@ -4,6 +4,7 @@ started here, whose fourth step fails until the receiver is told otherwise."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -43,7 +44,7 @@ def chain(receiver: Receiver) -> dict[str, Any]:
     """Five webhook steps, each after the one before; each posts what the one before answered,
     so a step's output visibly feeds the next."""
     steps = [step("s1", "http", config={"method": "POST", "url": receiver.url("/s1")})]
-    for before, current in zip(STEPS, STEPS[1:], strict=False):
+    for before, current in itertools.pairwise(STEPS):
         config = {
             "method": "POST",
             "url": receiver.url(f"/{current}"),

@@ -25,6 +25,14 @@ def rerun(
             help="Run this step and every step downstream of it again, even if they completed.",
         ),
     ] = "",
+    auto_approve: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto-approve/--no-auto-approve",
+            show_default=False,
+            help="Whether approval gates pass at once; default: the original run's options.",
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option(help="Return once the new run rests; exit code as for `run`.")
     ] = False,
@@ -46,8 +54,9 @@ def rerun(
     async def command() -> ExitCode:
         async with Connection(address, token, ca_file).client() as client:
             workflow = await client.rerun_workflow(
-                workflow_id, from_step=from_step, wait=wait, request_id=request_id
-            )
+                workflow_id, from_step=from_step, auto_approve=auto_approve, wait=wait,
+                request_id=request_id,
+            )  # fmt: skip
         if json_output:
             print(render.to_json(workflow))
         else:
