@@ -26,6 +26,7 @@ STEPS = (
     "generate-content",
     "review-content",
     "schedule-post",
+    "wait-for-slot",
     "post-content",
     "analyze-performance",
 )
@@ -71,7 +72,7 @@ async def test_run_with_auto_approve_completes_and_ends_with_the_metrics(sluice:
     assert result.code == 0, result.err
     assert "#1 workflow created" in result.lines[0]
     assert result.lines[-4].endswith("COMPLETED")
-    assert result.lines[-3].split() == ["steps:", "5", "completed,", "0", "failed,", "0", "skipped,", "0", "cancelled", "(of", "5)"]  # fmt: skip
+    assert result.lines[-3].split() == ["steps:", "5", "completed,", "0", "failed,", "1", "skipped,", "0", "cancelled", "(of", "6)"]  # fmt: skip
     assert result.lines[-2].split()[:3] == ["gates:", "2", "passed,"]
     assert result.lines[-1].startswith("  duration:")
 
@@ -131,7 +132,12 @@ async def test_live_view_draws_steps_gates_progress_and_metrics(sluice: Sluice) 
 
     assert result.code == 0, result.err
     assert "\x1b[" in result.out, "drawn for a terminal"
-    for text in (*STEPS, "publish-approval", "5/5 steps settled", "5 completed, 0 failed"):
+    for text in (
+        *STEPS,
+        "publish-approval",
+        "6/6 steps settled",
+        "5 completed, 0 failed, 1 skipped",
+    ):
         assert text in result.out
 
 

@@ -196,6 +196,44 @@ async def test_a_non_retryable_failure_fails_the_step_without_retry(
     assert attempts == [1]
 
 
+async def test_an_error_type_the_policy_lists_ends_retries_and_shows_in_the_events(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    worker = make_worker(server)
+    kinds: list[str] = []
+
+    @worker.task("pay-card")
+    async def pay(task: Task) -> Any:
+        kind = "GatewayBusy" if task.attempt == 1 else "CardDeclined"
+        kinds.append(kind)
+        raise TaskError(f"{kind} on attempt {task.attempt}", error_type=kind)
+
+    retry = {
+        "maxAttempts": 5,
+        "initialBackoff": "0.05s",
+        "nonRetryableErrorTypes": ["CardDeclined"],
+    }
+    run = await client.create_workflow(
+        template("pay-card", task_step("a", "pay-card", retry=retry))
+    )
+    async with serving(worker):
+        done = await client.execute_workflow(run.id, wait=True, timeout=20)
+    events = [e async for e in client.watch(run.id)]
+
+    assert done.status == WorkflowStatus.WORKFLOW_STATUS_FAILED
+    assert kinds == ["GatewayBusy", "CardDeclined"]  # two attempts of five
+    ends = [
+        (e.type, e.attempt, details.get("errorType"), details.get("nonRetryable"))
+        for e in events
+        if e.step_id == "a" and e.type != EventType.EVENT_TYPE_STEP_STARTED
+        for details in [json_format.MessageToDict(e.details)]
+    ]
+    assert ends == [
+        (EventType.EVENT_TYPE_STEP_RETRYING, 1, "GatewayBusy", None),
+        (EventType.EVENT_TYPE_STEP_FAILED, 2, "CardDeclined", True),
+    ]
+
+
 async def test_a_plain_error_is_retried_by_the_policy_and_retry_after_sets_the_backoff(
     server: SluiceServer, client: WorkflowClient
 ) -> None:

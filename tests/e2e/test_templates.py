@@ -34,24 +34,29 @@ async def test_content_to_social_with_auto_approve_completes(
     assert run.status == WorkflowStatus.WORKFLOW_STATUS_PENDING
     assert dict(run.params) == {
         "topic": "Spring Market Update", "platform": "facebook", "tone": "friendly", "timezone": "UTC",
+        "publishAt": "", "waitForSlot": False,
     }  # fmt: skip
     done = await client.execute_workflow(run.id, auto_approve=True, wait=True, timeout=20)
 
     assert done.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED, done.error
     m = done.metrics
-    assert m.total_steps == len(done.steps) == 5
+    assert m.total_steps == len(done.steps) == 6
     assert (
         m.completed_steps
         == sum(s.status == StepStatus.STEP_STATUS_COMPLETED for s in done.steps)
         == 5
     )
-    assert (m.failed_steps, m.skipped_steps) == (0, 0)
+    # Without waitForSlot the wait for the slot is skipped, and the post joins without it.
+    assert (m.failed_steps, m.skipped_steps) == (0, 1)
+    wait = next(s for s in done.steps if s.step_id == "wait-for-slot")
+    assert wait.status == StepStatus.STEP_STATUS_SKIPPED
+    assert wait.error.startswith("condition params.waitForSlot == true is false")
     assert m.quality_gates_passed == 2 and m.quality_gates_failed == 0
     assert {g.gate_id: g.status for g in done.gate_results} == {
         "quality-check": GateStatus.GATE_STATUS_PASSED,
         "publish-approval": GateStatus.GATE_STATUS_APPROVED,
     }
-    assert set(m.step_durations) == {s.step_id for s in done.steps}
+    assert set(m.step_durations) == {s.step_id for s in done.steps} - {"wait-for-slot"}
     assert m.total_duration.ToTimedelta() >= max(d.ToTimedelta() for d in m.step_durations.values())
     post = next(s for s in done.steps if s.step_id == "post-content")
     assert post.output["platform"] == "facebook"

@@ -9,7 +9,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
+from sluice.engine.handlers import (
+    HandlerRegistry,
+    PermanentStepError,
+    StepContext,
+    StepError,
+    StepResult,
+)
 
 
 @dataclass
@@ -71,11 +77,13 @@ class Flaky(_Recording):
 
 
 class Fail(_Recording):
-    """Always fails; permanently when config.permanent."""
+    """Always fails; permanently when config.permanent; as config.errorType when given."""
 
     async def work(self, ctx: StepContext) -> StepResult:
         if ctx.config.get("permanent"):
             raise PermanentStepError("permanently broken")
+        if ctx.config.get("errorType"):
+            raise StepError("fails with a type", error_type=str(ctx.config["errorType"]))
         raise RuntimeError("always fails")
 
 

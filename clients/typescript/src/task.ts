@@ -48,6 +48,12 @@ export interface TaskErrorOptions {
   nonRetryable?: boolean;
   /** Wait this long before the next attempt instead of the policy's backoff (at most 24 h). */
   retryAfterMs?: number;
+  /**
+   * The kind of failure, e.g. "CardDeclined" (letters, digits, '.', '_', '-', ':', '/',
+   * starting with a letter): a step whose retry policy lists it in nonRetryableErrorTypes
+   * fails now. Shown in the step's events.
+   */
+  errorType?: string;
   cause?: unknown;
 }
 
@@ -59,12 +65,14 @@ export interface TaskErrorOptions {
 export class TaskError extends Error {
   readonly nonRetryable: boolean;
   readonly retryAfterMs: number | undefined;
+  readonly errorType: string;
 
   constructor(message: string, options: TaskErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.nonRetryable = options.nonRetryable ?? false;
     this.retryAfterMs = options.retryAfterMs;
+    this.errorType = options.errorType ?? "";
   }
 }
 
@@ -78,7 +86,13 @@ export class NonRetryableError extends TaskError {
 /** What to report for a task whose handler ended. */
 export type Outcome =
   | { kind: "complete"; output: JsonObject }
-  | { kind: "fail"; error: string; nonRetryable: boolean; retryAfterMs: number | undefined };
+  | {
+      kind: "fail";
+      error: string;
+      nonRetryable: boolean;
+      retryAfterMs: number | undefined;
+      errorType?: string;
+    };
 
 // FailTaskRequest's limits: the error is 1-10,000 characters, retry_after at most 24 h. A
 // longer value would get the report refused and the task would time out instead.
@@ -134,13 +148,15 @@ export function outcomeOfError(error: unknown): Outcome {
   const fields = (typeof error === "object" && error !== null ? error : {}) as {
     nonRetryable?: unknown;
     retryAfterMs?: unknown;
+    errorType?: unknown;
   };
   const nonRetryable = fields.nonRetryable === true;
+  const errorType = typeof fields.errorType === "string" ? fields.errorType : "";
   let retryAfterMs: number | undefined;
   if (typeof fields.retryAfterMs === "number" && Number.isFinite(fields.retryAfterMs)) {
     retryAfterMs = Math.min(Math.max(fields.retryAfterMs, 0), MAX_RETRY_AFTER_MS);
   }
-  return fail(errorText(error), nonRetryable, retryAfterMs);
+  return fail(errorText(error), nonRetryable, retryAfterMs, errorType);
 }
 
 /** The step's error text: a TaskError's own words; "Name: message" for other errors. */
@@ -157,8 +173,13 @@ export function errorText(error: unknown): string {
   return text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS - 1)}…`;
 }
 
-function fail(error: string, nonRetryable: boolean, retryAfterMs?: number): Outcome {
-  return { kind: "fail", error, nonRetryable, retryAfterMs };
+function fail(
+  error: string,
+  nonRetryable: boolean,
+  retryAfterMs?: number,
+  errorType = "",
+): Outcome {
+  return { kind: "fail", error, nonRetryable, retryAfterMs, errorType };
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

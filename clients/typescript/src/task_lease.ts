@@ -266,6 +266,7 @@ export class TaskLease {
       taskToken: this.task.taskToken,
       error: outcome.error,
       nonRetryable: outcome.nonRetryable,
+      errorType: outcome.errorType ?? "",
       ...(outcome.retryAfterMs !== undefined
         ? { retryAfter: durationFromMs(outcome.retryAfterMs) }
         : {}),

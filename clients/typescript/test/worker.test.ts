@@ -12,6 +12,7 @@ import {
   InvalidArgumentError,
   NonRetryableError,
   StepStatus,
+  TaskError,
   Worker,
   WorkerService,
   WorkflowClient,
@@ -188,6 +189,47 @@ describe("a worker serving task steps", () => {
       assert.equal(a.attempt, 1);
       assert.match(a.error, /the config names no such account/);
       assert.equal(calls, 1);
+    } finally {
+      await worker.stop();
+      await running;
+    }
+  });
+
+  test("an error type the retry policy lists fails the step at once; others retry", async () => {
+    const seen: string[] = [];
+    const { worker, running } = await startWorker(
+      {},
+      {
+        "ts-charge": (task) => {
+          const kind = task.attempt === 1 ? "Busy" : "CardDeclined";
+          seen.push(kind);
+          throw new TaskError(`attempt ${task.attempt}: ${kind}`, { errorType: kind });
+        },
+      },
+    );
+    try {
+      const run = await runTemplate({
+        id: "ts-charge",
+        name: "charge",
+        steps: [
+          {
+            id: "a",
+            type: "task",
+            taskType: "ts-charge",
+            retry: {
+              maxAttempts: 5,
+              initialBackoff: "0.01s",
+              nonRetryableErrorTypes: ["CardDeclined"],
+            },
+          },
+        ],
+      });
+      assert.equal(run.status, WorkflowStatus.FAILED);
+      const a = step(run, "a");
+      // Busy was retried; CardDeclined ended the step with three attempts left.
+      assert.deepEqual(seen, ["Busy", "CardDeclined"]);
+      assert.equal(a.attempt, 2);
+      assert.match(a.error, /attempt 2: CardDeclined/);
     } finally {
       await worker.stop();
       await running;

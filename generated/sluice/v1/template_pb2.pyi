@@ -22,6 +22,70 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _DependencyRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DependencyRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DependencyRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEPENDENCY_RULE_UNSPECIFIED: _DependencyRule.ValueType  # 0
+    """ALL_COMPLETED."""
+    DEPENDENCY_RULE_ALL_COMPLETED: _DependencyRule.ValueType  # 1
+    """Every dependency completed (and the gates after them let it through). A
+    dependency skipped, failed or cancelled skips the step: a branch not
+    taken is skipped to its end.
+    """
+    DEPENDENCY_RULE_ANY_COMPLETED: _DependencyRule.ValueType  # 2
+    """Every dependency ended, and at least one completed: the join after
+    branches. Skipped when none completed. The outputs of dependencies that
+    did not complete are absent from `steps`.
+    """
+
+class DependencyRule(_DependencyRule, metaclass=_DependencyRuleEnumTypeWrapper):
+    """When a step may run given how its dependencies ended. Values may be added."""
+
+DEPENDENCY_RULE_UNSPECIFIED: DependencyRule.ValueType  # 0
+"""ALL_COMPLETED."""
+DEPENDENCY_RULE_ALL_COMPLETED: DependencyRule.ValueType  # 1
+"""Every dependency completed (and the gates after them let it through). A
+dependency skipped, failed or cancelled skips the step: a branch not
+taken is skipped to its end.
+"""
+DEPENDENCY_RULE_ANY_COMPLETED: DependencyRule.ValueType  # 2
+"""Every dependency ended, and at least one completed: the join after
+branches. Skipped when none completed. The outputs of dependencies that
+did not complete are absent from `steps`.
+"""
+Global___DependencyRule: _TypeAlias = DependencyRule  # noqa: Y015
+
+class _ApprovalTimeoutAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ApprovalTimeoutActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApprovalTimeoutAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    APPROVAL_TIMEOUT_ACTION_UNSPECIFIED: _ApprovalTimeoutAction.ValueType  # 0
+    """REJECT."""
+    APPROVAL_TIMEOUT_ACTION_APPROVE: _ApprovalTimeoutAction.ValueType  # 1
+    """The gate is approved and the run goes on."""
+    APPROVAL_TIMEOUT_ACTION_REJECT: _ApprovalTimeoutAction.ValueType  # 2
+    """The gate is rejected, and the run fails as on any rejection."""
+    APPROVAL_TIMEOUT_ACTION_FAIL: _ApprovalTimeoutAction.ValueType  # 3
+    """The gate is recorded FAILED (nobody decided) and the run fails."""
+
+class ApprovalTimeoutAction(_ApprovalTimeoutAction, metaclass=_ApprovalTimeoutActionEnumTypeWrapper):
+    """What an approval's timeout does. Values may be added."""
+
+APPROVAL_TIMEOUT_ACTION_UNSPECIFIED: ApprovalTimeoutAction.ValueType  # 0
+"""REJECT."""
+APPROVAL_TIMEOUT_ACTION_APPROVE: ApprovalTimeoutAction.ValueType  # 1
+"""The gate is approved and the run goes on."""
+APPROVAL_TIMEOUT_ACTION_REJECT: ApprovalTimeoutAction.ValueType  # 2
+"""The gate is rejected, and the run fails as on any rejection."""
+APPROVAL_TIMEOUT_ACTION_FAIL: ApprovalTimeoutAction.ValueType  # 3
+"""The gate is recorded FAILED (nobody decided) and the run fails."""
+Global___ApprovalTimeoutAction: _TypeAlias = ApprovalTimeoutAction  # noqa: Y015
+
 class _ComparisonOperator:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -179,15 +243,21 @@ class StepSpec(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     SCHEDULE_TO_START_TIMEOUT_FIELD_NUMBER: _builtins.int
+    WHEN_FIELD_NUMBER: _builtins.int
+    DEPENDENCY_RULE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier, unique within the template: 1-63 characters of lowercase
     letters, digits, '-' and '_', starting with a letter.
     """
     type: _builtins.str
     """Step type: one of the built-in types "generate", "review", "schedule",
-    "post", "analyze", "transform", "notify", "task", or a type the server
-    registers. A "task" step is served by workers (WorkerService): it names
-    its task_type.
+    "post", "analyze", "transform", "notify", "task", "wait", or a type the
+    server registers. A "task" step is served by workers (WorkerService): it
+    names its task_type. A "wait" step waits, durably (restarts and other
+    servers wake it at its time), for config `duration` ("90s", "1h30m",
+    "2d") or until config `until` (an ISO 8601 time with its offset, e.g.
+    "{{ steps.schedule-post.scheduledTime }}"); its output is
+    {"wakeAt", "wokeAt"}, and its timeout does not apply.
     """
     name: _builtins.str
     """Human-readable name."""
@@ -199,6 +269,20 @@ class StepSpec(_message.Message):
     """For a step of type "task" (and only for one): the task type workers poll
     for, 1-100 characters of letters, digits, '.', '_', '-', ':' and '/',
     starting with a letter (e.g. "images.resize").
+    """
+    when: _builtins.str
+    """A condition, in CEL, checked once the step's dependencies let it run:
+    false skips the step (its STEP_SKIPPED event gives the condition and the
+    values it read), and with it, under the default dependency rule, every
+    step that depends on it. Variables: `params` and `steps` (map of step id
+    to output of every completed step; a step read here must be upstream).
+    Same safe subset as validation gates. Empty: always run. A condition that
+    fails to evaluate (a missing field) fails the run; test with has() or
+    `"id" in steps`. Example: `params.platform == "instagram"`.
+    """
+    dependency_rule: Global___DependencyRule.ValueType
+    """When the step may run given how its dependencies ended. Unspecified
+    means ALL_COMPLETED.
     """
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
@@ -243,10 +327,12 @@ class StepSpec(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         task_type: _builtins.str = ...,
         schedule_to_start_timeout: _duration_pb2.Duration | None = ...,
+        when: _builtins.str = ...,
+        dependency_rule: Global___DependencyRule.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "retry", b"retry", "schedule_to_start_timeout", b"schedule_to_start_timeout", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dependencies", b"dependencies", "description", b"description", "id", b"id", "name", b"name", "optional", b"optional", "retry", b"retry", "schedule_to_start_timeout", b"schedule_to_start_timeout", "task_type", b"task_type", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dependencies", b"dependencies", "dependency_rule", b"dependency_rule", "description", b"description", "id", b"id", "name", b"name", "optional", b"optional", "retry", b"retry", "schedule_to_start_timeout", b"schedule_to_start_timeout", "task_type", b"task_type", "timeout", b"timeout", "type", b"type", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -266,6 +352,7 @@ class RetryPolicy(_message.Message):
     BACKOFF_MULTIPLIER_FIELD_NUMBER: _builtins.int
     MAX_BACKOFF_FIELD_NUMBER: _builtins.int
     JITTER_FIELD_NUMBER: _builtins.int
+    NON_RETRYABLE_ERROR_TYPES_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
     """Total attempts including the first, 1-20."""
     backoff_multiplier: _builtins.float
@@ -284,6 +371,14 @@ class RetryPolicy(_message.Message):
     def max_backoff(self) -> _duration_pb2.Duration:
         """Upper bound on one delay; unset means 5 minutes."""
 
+    @_builtins.property
+    def non_retryable_error_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Kinds of failure another attempt cannot fix, as the step's handler or
+        worker names them (FailTaskRequest.error_type; a handler's
+        StepError(error_type=...)): such a failure fails the step at once. At
+        most 20, each like a task type, e.g. "CardDeclined".
+        """
+
     def __init__(
         self,
         *,
@@ -292,10 +387,11 @@ class RetryPolicy(_message.Message):
         backoff_multiplier: _builtins.float = ...,
         max_backoff: _duration_pb2.Duration | None = ...,
         jitter: _builtins.float = ...,
+        non_retryable_error_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["initial_backoff", b"initial_backoff", "max_backoff", b"max_backoff"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_multiplier", b"backoff_multiplier", "initial_backoff", b"initial_backoff", "jitter", b"jitter", "max_attempts", b"max_attempts", "max_backoff", b"max_backoff"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backoff_multiplier", b"backoff_multiplier", "initial_backoff", b"initial_backoff", "jitter", b"jitter", "max_attempts", b"max_attempts", "max_backoff", b"max_backoff", "non_retryable_error_types", b"non_retryable_error_types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -424,16 +520,32 @@ Global___ValidationCondition: _TypeAlias = ValidationCondition  # noqa: Y015
 
 @_typing.final
 class ApprovalCondition(_message.Message):
-    """Waits for ApproveGate. It has no settings yet."""
+    """Waits for ApproveGate, or with a timeout, at most that long."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    ON_TIMEOUT_FIELD_NUMBER: _builtins.int
+    on_timeout: Global___ApprovalTimeoutAction.ValueType
+    """What happens at the deadline; unspecified means REJECT. Only with a
+    timeout.
+    """
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long the approval may wait for a decision, up to 366 days; unset:
+        for ever. The deadline shows in the run's GateResult and holds across
+        restarts.
+        """
+
     def __init__(
         self,
+        *,
+        timeout: _duration_pb2.Duration | None = ...,
+        on_timeout: Global___ApprovalTimeoutAction.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_timeout", b"on_timeout", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

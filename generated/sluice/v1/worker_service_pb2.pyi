@@ -408,12 +408,18 @@ class FailTaskRequest(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     NON_RETRYABLE_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     """The token of the task."""
     error: _builtins.str
     """What went wrong, 1-10,000 characters; shown in the step's error."""
     non_retryable: _builtins.bool
     """When true, no retry: the step fails now whatever its retry policy."""
+    error_type: _builtins.str
+    """The kind of failure, e.g. "CardDeclined" (same format as a task type):
+    when the step's retry policy lists it in non_retryable_error_types, the
+    step fails now. Shown in the step's events.
+    """
     @_builtins.property
     def retry_after(self) -> _duration_pb2.Duration:
         """Wait this long before the next attempt instead of the policy's backoff
@@ -427,10 +433,11 @@ class FailTaskRequest(_message.Message):
         error: _builtins.str = ...,
         non_retryable: _builtins.bool = ...,
         retry_after: _duration_pb2.Duration | None = ...,
+        error_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "non_retryable", b"non_retryable", "retry_after", b"retry_after", "task_token", b"task_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "error_type", b"error_type", "non_retryable", b"non_retryable", "retry_after", b"retry_after", "task_token", b"task_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

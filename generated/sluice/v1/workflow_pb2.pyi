@@ -377,6 +377,7 @@ class StepRun(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    WAKE_TIME_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """The step's id in the template."""
     name: _builtins.str
@@ -409,6 +410,12 @@ class StepRun(_message.Message):
     def output(self) -> _struct_pb2.Struct:
         """The handler's output; set only when status is COMPLETED."""
 
+    @_builtins.property
+    def wake_time(self) -> _timestamp_pb2.Timestamp:
+        """When the step's wait ends: while RETRYING, when the next attempt starts;
+        while a "wait" step is RUNNING, when it wakes. Unset otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -423,10 +430,11 @@ class StepRun(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         output: _struct_pb2.Struct | None = ...,
         error: _builtins.str = ...,
+        wake_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "end_time", b"end_time", "output", b"output", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "end_time", b"end_time", "output", b"output", "start_time", b"start_time", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration", b"duration", "end_time", b"end_time", "error", b"error", "name", b"name", "optional", b"optional", "output", b"output", "start_time", b"start_time", "status", b"status", "step_id", b"step_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration", b"duration", "end_time", b"end_time", "error", b"error", "name", b"name", "optional", b"optional", "output", b"output", "start_time", b"start_time", "status", b"status", "step_id", b"step_id", "type", b"type", "wake_time", b"wake_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -447,6 +455,7 @@ class GateResult(_message.Message):
     OBSERVED_VALUE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     gate_id: _builtins.str
     """The gate's id in the template."""
     name: _builtins.str
@@ -467,6 +476,12 @@ class GateResult(_message.Message):
     def decide_time(self) -> _timestamp_pb2.Timestamp:
         """When the gate was decided."""
 
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """While an approval with a timeout is AWAITING_APPROVAL: when its
+        on_timeout action decides in the approver's place.
+        """
+
     def __init__(
         self,
         *,
@@ -479,10 +494,11 @@ class GateResult(_message.Message):
         observed_value: _builtins.float | None = ...,
         message: _builtins.str = ...,
         decide_time: _timestamp_pb2.Timestamp | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_observed_value", b"_observed_value", "decide_time", b"decide_time", "observed_value", b"observed_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_observed_value", b"_observed_value", "deadline", b"deadline", "decide_time", b"decide_time", "observed_value", b"observed_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_observed_value", b"_observed_value", "action", b"action", "decide_time", b"decide_time", "gate_id", b"gate_id", "message", b"message", "name", b"name", "observed_value", b"observed_value", "status", b"status", "step_id", b"step_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_observed_value", b"_observed_value", "action", b"action", "deadline", b"deadline", "decide_time", b"decide_time", "gate_id", b"gate_id", "message", b"message", "name", b"name", "observed_value", b"observed_value", "status", b"status", "step_id", b"step_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__observed_value: _TypeAlias = _typing.Literal["observed_value"]  # noqa: Y015
     _WhichOneofArgType__observed_value: _TypeAlias = _typing.Literal["_observed_value", b"_observed_value"]  # noqa: Y015

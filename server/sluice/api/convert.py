@@ -13,6 +13,8 @@ from google.protobuf.descriptor import EnumDescriptor
 
 from sluice.engine import metrics as metrics_mod
 from sluice.engine.model import (
+    ApprovalTimeout,
+    DependencyRule,
     Event,
     EventType,
     ExecutionOptions,
@@ -176,6 +178,7 @@ def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
             multiplier=r.backoff_multiplier or 2.0,
             max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
             jitter=r.jitter,
+            non_retryable_errors=tuple(r.non_retryable_error_types),
         )  # fmt: skip
     return StepSpec(
         id=pb.id,
@@ -190,6 +193,12 @@ def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
         task_type=pb.task_type,
         schedule_to_start=(
             _td(pb.schedule_to_start_timeout) if pb.HasField("schedule_to_start_timeout") else None
+        ),
+        when=pb.when,
+        dependency_rule=(
+            DependencyRule.ANY_COMPLETED
+            if pb.dependency_rule == template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
+            else DependencyRule.ALL_COMPLETED
         ),
     )
 
@@ -206,7 +215,16 @@ def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
         operator=_operator_from_proto(pb.threshold.operator) if kind == "threshold" else None,
         threshold=pb.threshold.threshold,
         expression=pb.validation.expression,
+        approval_timeout=_td(pb.approval.timeout) if pb.approval.HasField("timeout") else None,
+        on_timeout=_APPROVAL_TIMEOUT.get(pb.approval.on_timeout),
     )
+
+
+_APPROVAL_TIMEOUT = {
+    template_pb2.APPROVAL_TIMEOUT_ACTION_APPROVE: ApprovalTimeout.APPROVE,
+    template_pb2.APPROVAL_TIMEOUT_ACTION_REJECT: ApprovalTimeout.REJECT,
+    template_pb2.APPROVAL_TIMEOUT_ACTION_FAIL: ApprovalTimeout.FAIL,
+}
 
 
 def template_to_proto(
@@ -220,7 +238,10 @@ def template_to_proto(
         step = pb.steps.add(
             id=s.id, type=s.type, name=s.name, description=s.description,
             dependencies=s.dependencies, optional=s.optional, task_type=s.task_type,
+            when=s.when,
         )  # fmt: skip
+        if s.dependency_rule is DependencyRule.ANY_COMPLETED:
+            step.dependency_rule = template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
         dict_to_struct(s.config, step.config)
         if s.retry != _DEFAULT_RETRY:
             step.retry.max_attempts = s.retry.max_attempts
@@ -228,6 +249,7 @@ def template_to_proto(
             _duration(s.retry.initial_backoff, step.retry.initial_backoff)
             _duration(s.retry.max_backoff, step.retry.max_backoff)
             step.retry.jitter = s.retry.jitter
+            step.retry.non_retryable_error_types.extend(s.retry.non_retryable_errors)
         _duration(s.timeout, step.timeout)
         _duration(s.schedule_to_start, step.schedule_to_start_timeout)
     for g in t.gates:
@@ -245,6 +267,11 @@ def template_to_proto(
             gate.validation.expression = g.expression
         elif g.type is GateType.APPROVAL:
             gate.approval.SetInParent()
+            _duration(g.approval_timeout, gate.approval.timeout)
+            if g.on_timeout is not None:
+                gate.approval.on_timeout = template_pb2.ApprovalTimeoutAction.Value(
+                    f"APPROVAL_TIMEOUT_ACTION_{g.on_timeout.value}"
+                )
     for p in t.params:
         param = pb.params.add(name=p.name, description=p.description, required=p.required)
         if p.default is not None:
@@ -294,6 +321,7 @@ def run_to_proto(
             status=_step_status(s.status), attempt=s.attempt, optional=step_spec.optional,
             error=s.error,
         )  # fmt: skip
+        _timestamp(s.wake_at, step.wake_time)
         _timestamp(s.started_at, step.start_time)
         _timestamp(s.ended_at, step.end_time)
         _duration(s.duration, step.duration)
@@ -313,6 +341,7 @@ def run_to_proto(
         if g.observed_value is not None:
             gate.observed_value = g.observed_value
         _timestamp(g.decided_at, gate.decide_time)
+        _timestamp(g.deadline, gate.deadline)
     m = metrics_mod.compute(run, now)
     pm = pb.metrics
     pm.total_steps, pm.completed_steps, pm.failed_steps = (

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sluice.engine.errors import InvalidArgument, Violation
-from sluice.engine.validation import TEMPLATE_ID
+from sluice.engine.validation import ERROR_TYPE, ERROR_TYPE_RULE, TEMPLATE_ID
 
 MAX_PAGE_SIZE = 1000
 MAX_REASON = 1000
@@ -54,6 +54,10 @@ class Checks:
             self.add(field, f"must be at most {limit} characters")
         elif "\x00" in value:
             self.add(field, "must not contain NUL characters")
+
+    def error_type(self, value: str, field: str = "error_type") -> None:
+        if not ERROR_TYPE.match(value):
+            self.add(field, ERROR_TYPE_RULE)
 
     def template_id(self, value: str, field: str = "template_id") -> None:
         if not value:

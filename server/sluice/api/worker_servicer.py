@@ -174,6 +174,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         retry_after = _td(request.retry_after) if request.HasField("retry_after") else None
         if retry_after is not None and not timedelta(0) <= retry_after <= MAX_RETRY_AFTER:
             checks.add("retry_after", f"must be between 0s and {MAX_RETRY_AFTER}")
+        if request.error_type:
+            checks.error_type(request.error_type)
         checks.done()
         assert key is not None
         await self._queue.fail(
@@ -182,6 +184,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             request.error,
             retryable=not request.non_retryable,
             retry_after=retry_after,
+            error_type=request.error_type,
         )
 
     @rpc

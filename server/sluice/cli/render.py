@@ -25,7 +25,12 @@ from sluice.client import (
     WorkflowEvent,
     WorkflowStatus,
 )
-from sluice.v1.template_pb2 import ComparisonOperator, GateAction, QualityGate
+from sluice.v1.template_pb2 import (
+    ApprovalTimeoutAction,
+    ComparisonOperator,
+    GateAction,
+    QualityGate,
+)
 
 _STATUS_STYLE = {
     "COMPLETED": "green",
@@ -147,7 +152,15 @@ def gate_condition(gate: QualityGate) -> str:
         case "validation":
             return gate.validation.expression
         case "approval":
-            return "waits for `sluice approve` (or --auto-approve)"
+            waits = "waits for `sluice approve` (or --auto-approve)"
+            if gate.approval.HasField("timeout"):
+                action = ApprovalTimeoutAction.Name(gate.approval.on_timeout)
+                action = action.removeprefix("APPROVAL_TIMEOUT_ACTION_").lower()
+                seconds = gate.approval.timeout.ToTimedelta()
+                waits += (
+                    f", at most {duration(seconds)}, then {action.replace('unspecified', 'reject')}"
+                )
+            return waits
         case _:
             return ""
 
@@ -231,6 +244,14 @@ def step_details(workflow: Workflow, *, full_outputs: bool = False) -> list[str]
     for step in workflow.steps:
         if step.error:
             lines.append(f"{step.step_id} {step_status(step.status)}: {step.error}")
+        if step.HasField("wake_time"):
+            wake = step.wake_time.ToDatetime(UTC).isoformat(timespec="seconds")
+            verb = (
+                "next attempt at"
+                if step.status == StepStatus.STEP_STATUS_RETRYING
+                else "waits until"
+            )
+            lines.append(f"{step.step_id} {verb} {wake}")
         if step.HasField("output"):
             output = data.plain(step.output)
             if full_outputs:
@@ -255,14 +276,22 @@ def next_step_hint(workflow: Workflow) -> list[str]:
     """For a paused run: why, and the command that continues it."""
     if workflow.status != WorkflowStatus.WORKFLOW_STATUS_PAUSED:
         return []
-    return pause_hint(workflow.id, workflow.paused_gate_id, workflow.pause_reason)
+    gate = next((g for g in workflow.gate_results if g.gate_id == workflow.paused_gate_id), None)
+    deadline = gate.deadline.ToDatetime(UTC) if gate and gate.HasField("deadline") else None
+    return pause_hint(workflow.id, workflow.paused_gate_id, workflow.pause_reason, deadline)
 
 
-def pause_hint(run_id: str, gate_id: str, reason: str) -> list[str]:
+def pause_hint(
+    run_id: str, gate_id: str, reason: str, deadline: datetime | None = None
+) -> list[str]:
     reason = reason or "paused"
     if gate_id:
+        late = (
+            [f"Its timeout acts at {deadline.isoformat(timespec='seconds')}."] if deadline else []
+        )
         return [
             f"Paused at gate {gate_id}: {reason}.",
+            *late,
             f"Continue with: sluice approve {run_id} {gate_id}   (or --reject to fail the run)",
         ]
     return [f"Paused: {reason}.", f"Continue with: sluice resume {run_id}"]

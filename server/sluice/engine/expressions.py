@@ -14,6 +14,8 @@ from typing import Any
 import cel
 
 VARIABLES = frozenset({"output", "steps", "params"})
+# A step's `when` condition is judged before the step runs: it has no output of its own.
+CONDITION_VARIABLES = frozenset({"steps", "params"})
 MAX_LENGTH = 2000
 # Macros iterate over the data; nested ones multiply (n^2, n^3, ...). One level and a handful
 # of macros keep an evaluation linear in the size of the run's data, which is itself bounded.
@@ -38,8 +40,9 @@ class ExpressionError(ValueError):
     """The expression does not compile, or failed to evaluate to a bool."""
 
 
-def problems(source: str) -> list[str]:
-    """Every reason `source` cannot be used as a gate condition (empty when it can)."""
+def problems(source: str, variables: frozenset[str] = VARIABLES) -> list[str]:
+    """Every reason `source` cannot be used as a gate condition (empty when it can), or with
+    `variables`, as another condition over those."""
     if not source.strip():
         return ["is empty; write a CEL expression returning a bool, e.g. `output.score > 0.5`"]
     if len(source) > MAX_LENGTH:
@@ -52,11 +55,11 @@ def problems(source: str) -> list[str]:
     refs = program.references()
     # Macro iteration variables (`i` in `xs.filter(i, ...)`) are reported as variables too.
     bound = set(_MACRO_VARIABLE.findall(source))
-    unknown_vars = sorted(set(refs.get("variables", ())) - VARIABLES - bound)
+    unknown_vars = sorted(set(refs.get("variables", ())) - variables - bound)
     if unknown_vars:
         found.append(
             f"uses unknown variable(s) {', '.join(unknown_vars)}; "
-            f"available: {', '.join(sorted(VARIABLES))}"
+            f"available: {', '.join(sorted(variables))}"
         )
     unknown_functions = sorted(
         f for f in refs.get("functions", ()) if f[0] not in "_!@-" and f not in _STANDARD_FUNCTIONS

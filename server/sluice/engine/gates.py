@@ -53,16 +53,30 @@ def _threshold(gate: GateSpec, output: dict[str, Any]) -> GateOutcome:
     )
 
 
-def _validation(gate: GateSpec, run: Run, output: dict[str, Any]) -> GateOutcome:
-    variables = {
-        "output": output,
-        "steps": {
-            step_id: step.output or {}
-            for step_id, step in run.steps.items()
-            if step.status is StepStatus.COMPLETED
-        },
-        "params": run.params,
+def condition(expression: str, run: Run) -> GateOutcome:
+    """A step's `when` condition over the run's params and completed outputs: whether it holds,
+    and a message showing the values it read. ExpressionError (with that message) when it
+    cannot be evaluated."""
+    variables = {"steps": _completed_outputs(run), "params": run.params}
+    try:
+        holds = expressions.evaluate_bool(expression, variables)
+    except expressions.ExpressionError as exc:
+        raise expressions.ExpressionError(
+            _explained(expression, f"failed: {exc}", variables)
+        ) from None
+    return GateOutcome(holds, _explained(expression, "is true" if holds else "is false", variables))
+
+
+def _completed_outputs(run: Run) -> dict[str, Any]:
+    return {
+        step_id: step.output or {}
+        for step_id, step in run.steps.items()
+        if step.status is StepStatus.COMPLETED
     }
+
+
+def _validation(gate: GateSpec, run: Run, output: dict[str, Any]) -> GateOutcome:
+    variables = {"output": output, "steps": _completed_outputs(run), "params": run.params}
     try:
         passed = expressions.evaluate_bool(gate.expression, variables)
     except expressions.ExpressionError as exc:

@@ -70,7 +70,16 @@ class StepResult:
     notifications: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
 
 
-class PermanentStepError(Exception):
+class StepError(Exception):
+    """A failed attempt with a name for its kind (`error_type`, e.g. "RateLimited"): a step's
+    retry policy may list kinds that another attempt cannot fix (non_retryable_error_types)."""
+
+    def __init__(self, message: str, *, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class PermanentStepError(StepError):
     """A failure that another attempt cannot fix (bad config, a 4xx answer): no retry."""
 
 
@@ -214,6 +223,7 @@ __all__ = [
     "InvalidHandler",
     "PermanentStepError",
     "StepContext",
+    "StepError",
     "StepHandler",
     "StepResult",
     "has_reference",

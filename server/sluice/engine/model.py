@@ -75,6 +75,25 @@ class GateAction(StrEnum):
     ABORT = "ABORT"
 
 
+class ApprovalTimeout(StrEnum):
+    """What an approval gate's deadline does when no one decided in time."""
+
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+    # The run fails; the gate is recorded FAILED (nobody rejected it: nobody answered).
+    FAIL = "FAIL"
+
+
+class DependencyRule(StrEnum):
+    """When a step whose dependencies ended may run."""
+
+    # Every dependency completed (and its gates let it through); a skipped, failed or
+    # cancelled one skips the step: skips propagate down a branch not taken.
+    ALL_COMPLETED = "ALL_COMPLETED"
+    # Every dependency ended and at least one completed: the join after branches.
+    ANY_COMPLETED = "ANY_COMPLETED"
+
+
 class GateStatus(StrEnum):
     PENDING = "PENDING"
     PASSED = "PASSED"
@@ -150,6 +169,8 @@ class RetryPolicy:
     multiplier: float = 2.0
     max_backoff: timedelta = timedelta(minutes=5)
     jitter: float = 0.0
+    # Error types (as a handler or worker names them) that fail the step at once.
+    non_retryable_errors: tuple[str, ...] = ()
 
     def delay_after(self, attempt: int, draw: float = 0.5) -> timedelta:
         """The wait before attempt `attempt + 1`, given that attempt `attempt` (1-based) failed;
@@ -174,14 +195,24 @@ class StepSpec:
     task_type: str = ""
     # How long such a step's attempt may wait for a worker (None: the server's default).
     schedule_to_start: timedelta | None = None
+    # A CEL condition over params and upstream outputs; false skips the step ("": always).
+    when: str = ""
+    dependency_rule: DependencyRule = DependencyRule.ALL_COMPLETED
 
     @property
     def remote(self) -> bool:
         return self.type == TASK_STEP_TYPE
 
+    @property
+    def waits(self) -> bool:
+        """A wait step is a durable timer kept by the engine: no handler runs it."""
+        return self.type == WAIT_STEP_TYPE
+
 
 # The step type served by workers (WorkerService) rather than a handler in the server.
 TASK_STEP_TYPE = "task"
+# The step type that waits, durably, for a duration or until a time (as Conductor's WAIT).
+WAIT_STEP_TYPE = "wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +229,9 @@ class GateSpec:
     threshold: float = 0.0
     # validation
     expression: str = ""
+    # approval: how long it may wait for a decision (None: forever), and what then
+    approval_timeout: timedelta | None = None
+    on_timeout: ApprovalTimeout | None = None  # None: REJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +309,9 @@ class StepRun:
     ended_at: datetime | None = None
     output: JsonObject | None = None
     error: str = ""
-    # While RETRYING: when the next attempt is due (a durable timer fires it).
-    retry_at: datetime | None = None
+    # While RETRYING: when the next attempt is due; while a wait step runs: when it ends. A
+    # durable timer fires it.
+    wake_at: datetime | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -298,6 +333,8 @@ class GateResult:
     observed_value: float | None = None
     message: str = ""
     decided_at: datetime | None = None
+    # While AWAITING_APPROVAL: when its approval timeout acts (a durable timer fires it).
+    deadline: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -347,6 +384,16 @@ class Run:
             steps={s.id: StepRun(s.id) for s in template.steps},
             gates={g.id: GateResult(g.id) for g in template.gates},
         )
+
+    def upstream_outputs(self, step_id: str) -> dict[str, JsonObject]:
+        """The outputs of the completed steps upstream of `step_id`, by step id: what its
+        substitutions may read."""
+        upstream_ids = self.template.upstream(step_id)
+        return {
+            other: step.output or {}
+            for other, step in self.steps.items()
+            if other in upstream_ids and step.status is StepStatus.COMPLETED
+        }
 
     def template_gate(self, gate_id: str) -> GateSpec:
         for gate in self.template.gates:

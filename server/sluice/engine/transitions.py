@@ -48,7 +48,8 @@ STEP_TRANSITIONS: dict[EventType, tuple[frozenset[StepStatus], StepStatus]] = {
 
 GATE_TRANSITIONS: dict[EventType, tuple[frozenset[GateStatus], GateStatus]] = {
     EventType.GATE_PASSED: (frozenset({G.PENDING}), G.PASSED),
-    EventType.GATE_FAILED: (frozenset({G.PENDING}), G.FAILED),
+    # From AWAITING_APPROVAL: an approval's deadline passed with the action FAIL.
+    EventType.GATE_FAILED: (frozenset({G.PENDING, G.AWAITING_APPROVAL}), G.FAILED),
     EventType.GATE_AWAITING_APPROVAL: (frozenset({G.PENDING}), G.AWAITING_APPROVAL),
     # A FAILED gate can still be approved or rejected: that is how a run paused on it goes on.
     EventType.GATE_APPROVED: (frozenset({G.PENDING, G.AWAITING_APPROVAL, G.FAILED}), G.APPROVED),
@@ -140,6 +141,7 @@ def _apply_run_event(run: Run, event: Event) -> None:
         run.ended_at = event.time
         run.error = str(details.get("error", "")) if target is R.FAILED else ""
         for gate in run.gates.values():
+            gate.deadline = None
             if gate.status is G.PENDING:
                 gate.status = G.SKIPPED
     run.status = target
@@ -180,23 +182,27 @@ def _apply_step_event(
             step.attempt = event.attempt
             step.started_at = step.started_at or event.time
             step.error = ""
-            step.retry_at = None
+            # A wait step waits RUNNING until its wake time.
+            wake = details.get("wakeAt")
+            step.wake_at = datetime.fromisoformat(wake) if isinstance(wake, str) else None
         case EventType.STEP_RETRYING:
             step.error = str(details.get("error", ""))
-            step.retry_at = retry_time(event)
+            step.wake_at = retry_time(event)
         case EventType.STEP_COMPLETED:
             output = details.get("output", {})
             step.output = dict(output) if isinstance(output, dict) else {}
             step.ended_at = event.time
             step.error = ""
+            step.wake_at = None
         case EventType.STEP_FAILED:
             step.error = str(details.get("error", ""))
             step.ended_at = event.time
+            step.wake_at = None
         case EventType.STEP_SKIPPED | EventType.STEP_CANCELLED:
             step.error = str(details.get("reason", ""))
             if event.type is EventType.STEP_CANCELLED:
                 step.ended_at = event.time
-                step.retry_at = None
+                step.wake_at = None
     step.status = target
 
 
@@ -222,6 +228,10 @@ def _apply_gate_event(run: Run, event: Event) -> None:
         observed = details["observedValue"]
         gate.observed_value = float(observed) if observed is not None else None
     gate.message = str(details.get("message", gate.message))
-    if target is not G.AWAITING_APPROVAL:
+    if target is G.AWAITING_APPROVAL:
+        deadline = details.get("deadline")
+        gate.deadline = datetime.fromisoformat(deadline) if isinstance(deadline, str) else None
+    else:
         gate.decided_at = event.time
+        gate.deadline = None
     gate.status = target

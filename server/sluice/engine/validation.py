@@ -21,6 +21,7 @@ from sluice.engine.errors import Violation
 from sluice.engine.graph import find_cycle, upstream_of
 from sluice.engine.model import (
     TASK_STEP_TYPE,
+    DependencyRule,
     GateAction,
     GateType,
     Operator,
@@ -34,6 +35,12 @@ STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # Task types travel in notices between servers as comma-separated lists: no comma, no space.
 TASK_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9._:/-]{0,99}$")
 TASK_TYPE_RULE = "must be 1-100 letters, digits, '.', '_', '-', ':' or '/', starting with a letter"
+# Error types (a failure's kind, as handlers and workers name it) follow the same rule.
+ERROR_TYPE = TASK_TYPE
+ERROR_TYPE_RULE = TASK_TYPE_RULE.replace("must be", "must be an error type of")
+MAX_NON_RETRYABLE = 20
+# An approval may wait a long time for its person, but not forever once a timeout is set.
+MAX_APPROVAL_TIMEOUT = timedelta(days=366)
 PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 METRIC = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,15}$")
 
@@ -196,6 +203,7 @@ def _check_steps(
         _check_retry_and_timeout(where, step.retry, step.timeout, limits, bad)
         _check_task(where, step, limits, bad)
         _check_references(where, step.config, step.id, graph, param_names, bad)
+        _check_condition(where, step, graph, bad)
 
     cycle = find_cycle({k: tuple(d for d in v if d in ids and d != k) for k, v in graph.items()})
     if cycle:
@@ -219,6 +227,15 @@ def _check_retry_and_timeout(
         bad(f"{where}.retry.max_backoff", "must not be shorter than initial_backoff")
     if not math.isfinite(retry.jitter) or not 0.0 <= retry.jitter <= 1.0:
         bad(f"{where}.retry.jitter", "must be between 0.0 and 1.0 (a fraction of each delay)")
+    kinds = retry.non_retryable_errors
+    if len(kinds) > MAX_NON_RETRYABLE:
+        bad(
+            f"{where}.retry.non_retryable_error_types", f"has more than {MAX_NON_RETRYABLE} entries"
+        )
+    else:
+        for k, kind in enumerate(kinds):
+            if not ERROR_TYPE.match(kind):
+                bad(f"{where}.retry.non_retryable_error_types[{k}]", ERROR_TYPE_RULE)
     if timeout is not None and not timedelta(0) < timeout <= limits.max_timeout:
         bad(f"{where}.timeout", f"must be more than 0s and at most {limits.max_timeout}")
 
@@ -244,6 +261,27 @@ def _check_task(where: str, step: StepSpec, limits: TemplateLimits, bad: Any) ->
                 f"{where}.schedule_to_start_timeout",
                 f'only a step of type "{TASK_STEP_TYPE}" waits for a worker',
             )
+
+
+def _check_condition(
+    where: str, step: StepSpec, graph: Mapping[str, tuple[str, ...]], bad: Any
+) -> None:
+    """A `when` condition is safe CEL over params and upstream outputs; ANY_COMPLETED joins
+    something."""
+    if step.dependency_rule is DependencyRule.ANY_COMPLETED and not step.dependencies:
+        bad(f"{where}.dependency_rule", "DEPENDENCY_RULE_ANY_COMPLETED needs dependencies to join")
+    if not step.when:
+        return
+    found = expressions.problems(step.when, expressions.CONDITION_VARIABLES)
+    for problem in found:
+        bad(f"{where}.when", problem)
+    if found:
+        return
+    upstream = upstream_of(step.id, graph)
+    for path in expressions.data_paths(step.when):
+        if path[0] == "steps" and len(path) > 1 and path[1] not in upstream:
+            bad(f"{where}.when", f"reads steps.{path[1]}, which is not upstream of {step.id!r} "
+                "(add it to dependencies, directly or through another step)")  # fmt: skip
 
 
 def _check_references(
@@ -307,6 +345,12 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
                 if gate.action not in (None, GateAction.PAUSE):
                     bad(f"{where}.action", "an approval gate always waits, so its action must "
                         "be GATE_ACTION_PAUSE or left out")  # fmt: skip
+                timeout = gate.approval_timeout
+                if timeout is not None and not timedelta(0) < timeout <= MAX_APPROVAL_TIMEOUT:
+                    bad(f"{where}.approval.timeout",
+                        f"must be more than 0s and at most {MAX_APPROVAL_TIMEOUT.days} days")  # fmt: skip
+                if timeout is None and gate.on_timeout is not None:
+                    bad(f"{where}.approval.on_timeout", "acts at a timeout: set timeout too")
             case None:
                 bad(f"{where}.condition", "set one of threshold, validation or approval")
         if gate.type in (GateType.THRESHOLD, GateType.VALIDATION) and gate.action is None:

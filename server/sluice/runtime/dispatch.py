@@ -16,8 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 from sluice.engine import substitution
-from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepContext, StepResult
-from sluice.engine.model import JsonObject, Run, StepSpec, StepStatus
+from sluice.engine.handlers import (
+    HandlerRegistry,
+    PermanentStepError,
+    StepContext,
+    StepError,
+    StepResult,
+)
+from sluice.engine.model import JsonObject, Run, StepSpec
 from sluice.engine.ports import Clock
 
 
@@ -33,6 +39,8 @@ class Outcome:
     retryable: bool = True
     # A worker's own wait before the next attempt, instead of the retry policy's backoff.
     retry_after: timedelta | None = None
+    # The kind of failure, as the handler or worker named it: the retry policy may refuse it.
+    error_type: str = ""
 
 
 Deliver = Callable[[Outcome], None]
@@ -109,7 +117,10 @@ class LocalDispatcher:
             raise  # cancelled by the run (already recorded) or by a stop (run again later)
         except Exception as exc:
             retryable = not isinstance(exc, PermanentStepError)
-            outcome = Outcome(run.id, step_id, attempt, None, describe(exc), retryable)
+            error_type = exc.error_type if isinstance(exc, StepError) else ""
+            outcome = Outcome(
+                run.id, step_id, attempt, None, describe(exc), retryable, error_type=error_type
+            )
         task = asyncio.current_task()
         # Delivered only while still the step's current attempt: a cancelled one says nothing.
         if self._tasks.get((run.id, step_id)) is task:
@@ -156,12 +167,7 @@ class Resolved:
 def resolve(run: Run, spec: StepSpec, handlers: HandlerRegistry) -> Resolved:
     """The step's config with its substitutions resolved and checked, and its upstream
     outputs; PermanentStepError when the config cannot be resolved or does not fit."""
-    upstream_ids = run.template.upstream(spec.id)
-    upstream = {
-        step_id: step.output or {}
-        for step_id, step in run.steps.items()
-        if step_id in upstream_ids and step.status is StepStatus.COMPLETED
-    }
+    upstream = run.upstream_outputs(spec.id)
     try:
         config = substitution.resolve(dict(spec.config), run.params, upstream)
     except substitution.SubstitutionError as exc:

@@ -808,7 +808,10 @@ class Engine:
         self._publish(new, decision.events)
         for event in decision.events:
             if event.type is EventType.STEP_STARTED:
-                if new.template.step(event.step_id).remote:
+                spec = new.template.step(event.step_id)
+                if spec.waits:
+                    continue  # a wait: a timer, armed below; nothing runs it
+                if spec.remote:
                     # Followed even while draining: its worker carries on regardless.
                     refused = queued.refused.get(event.step_id)
                     task = queued.task(event.step_id)
@@ -877,6 +880,7 @@ class Engine:
             for step in list(run.steps.values()):
                 if (
                     step.status is StepStatus.RUNNING
+                    and step.wake_at is None  # a waiting step is a timer, never cut off
                     and step.step_id not in under_way
                     and not self._attempt_running(run.id, step.step_id)
                 ):
@@ -933,6 +937,7 @@ class Engine:
                     attempt_failed(
                         decision, now, outcome.step_id, outcome.error,
                         retryable=outcome.retryable, retry_after=outcome.retry_after,
+                        error_type=outcome.error_type,
                     )  # fmt: skip
             try:
                 if decision.events:

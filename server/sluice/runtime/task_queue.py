@@ -156,8 +156,11 @@ class TaskQueue:
         *,
         retryable: bool,
         retry_after: timedelta | None,
+        error_type: str = "",
     ) -> None:
         result: dict[str, Any] = {"error": error, "retryable": retryable}
+        if error_type:
+            result["errorType"] = error_type
         if retry_after is not None:
             result["retryAfter"] = retry_after.total_seconds()
         await self._finish(owner, key, TaskState.FAILED, result)

@@ -284,6 +284,7 @@ def _outcome(task: TaskRecord) -> Outcome | None:
             str(result.get("error") or "the task failed"),
             retryable=bool(result.get("retryable", True)),
             retry_after=timedelta(seconds=after) if after is not None else None,
+            error_type=str(result.get("errorType") or ""),
         )
     return None
 

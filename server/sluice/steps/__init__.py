@@ -20,15 +20,17 @@ from sluice.steps.review import ReviewStep
 from sluice.steps.schedule import ScheduleStep
 from sluice.steps.task import TaskStep
 from sluice.steps.transform import TransformStep
+from sluice.steps.wait import WaitStep
 from sluice.steps.webhook import WebhookAllowList
 
 BUILTIN_STEP_TYPES = (
-    "generate", "review", "schedule", "post", "analyze", "transform", "notify", "http",
+    "generate", "review", "schedule", "post", "analyze", "transform", "notify", "http", "wait",
 )  # fmt: skip
 
 
 def builtin_registry(http: HttpClient | None = None) -> HandlerRegistry:
-    """A registry of the built-in handlers (and the worker-served "task" type), sharing `http` for their requests.
+    """A registry of the built-in handlers (and the worker-served "task" and engine-kept
+    "wait" types), sharing `http` for their requests.
 
     Without `http`, steps that name a URL (a webhook, an `http` step) fail permanently with a
     message naming SLUICE_WEBHOOK_ALLOW: no allow-list means no outgoing calls.
@@ -45,6 +47,7 @@ def builtin_registry(http: HttpClient | None = None) -> HandlerRegistry:
             "notify": NotifyStep(client),
             "http": HttpStep(client),
             "task": TaskStep(),
+            "wait": WaitStep(),
         }
     )
 
@@ -63,6 +66,7 @@ __all__ = [
     "StepError",
     "TaskStep",
     "TransformStep",
+    "WaitStep",
     "WebhookAllowList",
     "builtin_registry",
 ]

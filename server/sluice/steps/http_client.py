@@ -137,17 +137,23 @@ class HttpClient:
                                     response, self.max_response_bytes, keep_headers
                                 )
             except TimeoutError:
-                raise StepError(f"{label} to {host} timed out after {timeout:g}s") from None
+                raise StepError(
+                    f"{label} to {host} timed out after {timeout:g}s", error_type="Timeout"
+                ) from None
             except aiohttp.InvalidURL as exc:
                 raise PermanentStepError(f"URL {url!r} is malformed: {exc}") from None
             except RetryError as exc:
                 last = exc.last_attempt.exception()
                 raise StepError(
-                    f"{label} to {host} failed ({TRIES} tries): {last or type(last).__name__}"
+                    f"{label} to {host} failed ({TRIES} tries): {last or type(last).__name__}",
+                    error_type="ConnectionFailed",
                 ) from None
             except aiohttp.ClientError as exc:
                 # DNS failures, malformed answers.
-                raise StepError(f"{label} to {host} failed: {exc or type(exc).__name__}") from None
+                raise StepError(
+                    f"{label} to {host} failed: {exc or type(exc).__name__}",
+                    error_type="ConnectionFailed",
+                ) from None
         raise AssertionError("unreachable: tenacity returns or raises")
 
     async def post_json(
@@ -195,6 +201,7 @@ def status_error(label: str, url: str, reply: HttpReply, expected: str) -> Excep
         message += " (redirects are not followed)"
     if reply.body is not None:
         message += f": {reply.excerpt()}"
+    # The error type names the status ("HTTP503"): a retry policy may refuse some of them.
     if status in _RETRYABLE_STATUS or status >= 500:
-        return StepError(message)
-    return PermanentStepError(message)
+        return StepError(message, error_type=f"HTTP{status}")
+    return PermanentStepError(message, error_type=f"HTTP{status}")

@@ -5,7 +5,8 @@ agree on (mid-morning and lunchtime on weekdays; email on Tuesday to Thursday mo
 `config.slots` ({"mon": ["09:00", "13:00"], ...}; days as mon or monday) replaces the table for
 this step; days it leaves out have no slot. Slots are wall-clock times in `config.timezone`
 (IANA name, default UTC), and the chosen one is strictly after now + `config.minLeadMinutes`
-(default 15).
+(default 15). `config.publishAt` (an ISO 8601 time with its offset; blank: not given) fixes
+the time instead: the slot is then "fixed".
 
 Output: platform, scheduledTime (ISO 8601 with the zone's offset), timezone, slot ("tue 09:00").
 """
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sluice.engine import waits
 from sluice.engine.handlers import PermanentStepError, StepContext, StepResult, has_reference
 from sluice.steps import _schema
 from sluice.steps._config import aware, get_str, text
@@ -74,6 +76,10 @@ CONFIG_SCHEMA = _schema.obj(
         "minLeadMinutes": _schema.whole_number(
             "minutes from now before which no slot is chosen", default=15
         ),
+        "publishAt": _schema.string(
+            "a fixed time to publish at, ISO 8601 with its UTC offset, instead of a slot "
+            "(blank: choose a slot)"
+        ),
     }
 )
 
@@ -89,15 +95,27 @@ class ScheduleStep:
         problem = _no_slots(_canonical(platform)) if platform and "slots" not in config else ""
         if problem:
             yield "platform", problem
+        fixed = _given(config, "publishAt")
+        if fixed:
+            try:
+                waits.parse_until(fixed)
+            except waits.WaitError as exc:
+                yield "publishAt", str(exc).replace("until ", "", 1)
 
     async def run(self, ctx: StepContext) -> StepResult:
         platform = _platform(ctx)
-        slots = _slots(ctx.config, platform)
         zone_name = get_str(ctx.config, "timezone", "UTC")
         zone = ZoneInfo(zone_name)
-        lead = int(ctx.config.get("minLeadMinutes", 15))
-        earliest = aware(ctx.now) + timedelta(minutes=lead)
-        when, slot = next_slot(slots, zone, earliest)
+        fixed = get_str(ctx.config, "publishAt", "").strip()
+        if fixed:
+            try:
+                when, slot = waits.parse_until(fixed).astimezone(zone), "fixed"
+            except waits.WaitError as exc:
+                raise PermanentStepError(f"config.publishAt: {exc}") from None
+        else:
+            slots = _slots(ctx.config, platform)
+            lead = int(ctx.config.get("minLeadMinutes", 15))
+            when, slot = next_slot(slots, zone, aware(ctx.now) + timedelta(minutes=lead))
         return StepResult(
             output={
                 "platform": platform,

@@ -708,8 +708,8 @@ def _keyed_update(table: sa.Table, keys: tuple[str, ...], fields: tuple[str, ...
     )
 
 
-_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error", "retry_at")
-_GATE_FIELDS = ("status", "observed_value", "message", "decided_at")
+_STEP_FIELDS = ("status", "attempt", "started_at", "ended_at", "output", "error", "wake_at")
+_GATE_FIELDS = ("status", "observed_value", "message", "decided_at", "deadline")
 _RUN_FIELDS = (
     "status", "options", "error", "pause_reason", "paused_gate_id", "started_at", "ended_at",
     "updated_at", "last_sequence", "version", "start_request_id", "start_request_hash",

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sluice.engine.model import (
+    ApprovalTimeout,
+    DependencyRule,
     ExecutionOptions,
     GateAction,
     GateSpec,
@@ -77,7 +79,20 @@ def _step_to_json(s: StepSpec) -> dict[str, Any]:
             "multiplier": s.retry.multiplier,
             "maxBackoff": s.retry.max_backoff.total_seconds(),
             "jitter": s.retry.jitter,
+            # Keys only when set: a template's stored body (and its snapshot key) stays the
+            # same as before these existed.
+            **(
+                {"nonRetryable": list(s.retry.non_retryable_errors)}
+                if s.retry.non_retryable_errors
+                else {}
+            ),
         },
+        **({"when": s.when} if s.when else {}),
+        **(
+            {"dependencyRule": s.dependency_rule.value}
+            if s.dependency_rule is not DependencyRule.ALL_COMPLETED
+            else {}
+        ),
         "timeout": s.timeout.total_seconds() if s.timeout is not None else None,
         **(
             {
@@ -111,7 +126,10 @@ def _step_from_json(d: dict[str, Any]) -> StepSpec:
             multiplier=r["multiplier"],
             max_backoff=timedelta(seconds=r["maxBackoff"]),
             jitter=r.get("jitter", 0.0),  # stored before retries had jitter: none
+            non_retryable_errors=tuple(r.get("nonRetryable", ())),
         ),
+        when=d.get("when", ""),
+        dependency_rule=DependencyRule(d.get("dependencyRule", "ALL_COMPLETED")),
         timeout=timedelta(seconds=timeout) if timeout is not None else None,
         task_type=d.get("taskType", ""),
         schedule_to_start=(
@@ -133,6 +151,12 @@ def _gate_to_json(g: GateSpec) -> dict[str, Any]:
         "operator": g.operator.value if g.operator else None,
         "threshold": g.threshold,
         "expression": g.expression,
+        **(
+            {"approvalTimeout": g.approval_timeout.total_seconds()}
+            if g.approval_timeout is not None
+            else {}
+        ),
+        **({"onTimeout": g.on_timeout.value} if g.on_timeout is not None else {}),
     }
 
 
@@ -147,7 +171,13 @@ def _gate_from_json(d: dict[str, Any]) -> GateSpec:
         operator=Operator(d["operator"]) if d.get("operator") else None,
         threshold=d.get("threshold", 0.0),
         expression=d.get("expression", ""),
+        approval_timeout=_delta(d.get("approvalTimeout")),
+        on_timeout=ApprovalTimeout(d["onTimeout"]) if d.get("onTimeout") else None,
     )
+
+
+def _delta(seconds: float | None) -> timedelta | None:
+    return timedelta(seconds=seconds) if seconds is not None else None
 
 
 def options_to_json(o: ExecutionOptions) -> dict[str, bool]:

@@ -80,8 +80,8 @@ _ACQUIRE = sa.text(
 # the planner would rather scan the table, hoping to meet claimable rows early. Then up to
 # `limit` of them are locked, the owner checked again on the locked row (another server's
 # claim may have committed in between). RUNNING runs need a server; so do PAUSED ones with a
-# step still running (a pause lets running steps finish: one cut off is run again), the
-# other PAUSED runs only once resumed (`acquire`).
+# step still running (a pause lets running steps finish: one cut off is run again) or a timer
+# (an approval's deadline), the other PAUSED runs only once resumed (`acquire`).
 _CLAIM = sa.text(
     """
     WITH dead AS MATERIALIZED (
@@ -103,7 +103,9 @@ _CLAIM = sa.text(
         WHERE (runs.status = 'RUNNING'
                OR (runs.status = 'PAUSED' AND EXISTS (
                    SELECT 1 FROM step_runs
-                   WHERE step_runs.run_id = runs.id AND step_runs.status = 'RUNNING')))
+                   WHERE step_runs.run_id = runs.id AND step_runs.status = 'RUNNING'))
+               OR (runs.status = 'PAUSED' AND EXISTS (
+                   SELECT 1 FROM timers WHERE timers.run_id = runs.id)))
           AND (runs.lease_owner IS NULL OR runs.lease_owner = ANY(ARRAY(SELECT id FROM dead)))
         LIMIT :limit
         FOR UPDATE OF runs SKIP LOCKED

@@ -98,7 +98,7 @@ def step_row(run: Run, s: StepRun) -> dict[str, Any]:
         "ended_at": s.ended_at,
         "output": s.output,
         "error": s.error,
-        "retry_at": s.retry_at,
+        "wake_at": s.wake_at,
     }
 
 
@@ -110,6 +110,7 @@ def gate_row(run: Run, g: GateResult) -> dict[str, Any]:
         "observed_value": g.observed_value,
         "message": g.message,
         "decided_at": g.decided_at,
+        "deadline": g.deadline,
     }
 
 
@@ -156,7 +157,7 @@ def step_from_row(s: Mapping[Any, Any], *, output: bool) -> StepRun:
         ended_at=codec.utc(s["ended_at"]),
         output=s["output"] if output else None,
         error=s["error"],
-        retry_at=codec.utc(s["retry_at"]),
+        wake_at=codec.utc(s["wake_at"]),
     )
 
 
@@ -167,6 +168,7 @@ def gate_from_row(g: Mapping[Any, Any]) -> GateResult:
         observed_value=g["observed_value"],
         message=g["message"],
         decided_at=codec.utc(g["decided_at"]),
+        deadline=codec.utc(g["deadline"]),
     )
 
 

@@ -125,8 +125,8 @@ step_runs = sa.Table(
     sa.Column("ended_at", Time),
     sa.Column("output", Json),
     sa.Column("error", sa.Text, nullable=False, default=""),
-    # While RETRYING: when the next attempt is due.
-    sa.Column("retry_at", Time),
+    # While RETRYING: when the next attempt is due; while a sleep step runs: when it wakes.
+    sa.Column("wake_at", Time),
 )
 
 gate_results = sa.Table(
@@ -141,6 +141,8 @@ gate_results = sa.Table(
     sa.Column("observed_value", sa.Float),
     sa.Column("message", sa.Text, nullable=False, default=""),
     sa.Column("decided_at", Time),
+    # While AWAITING_APPROVAL with a timeout: when the timeout acts.
+    sa.Column("deadline", Time),
 )
 
 events = sa.Table(

@@ -24,7 +24,7 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.rerun import rerun, reused_steps
-from sluice.engine.scheduler import attempt_failed, decide, retry_timer
+from sluice.engine.scheduler import attempt_failed, decide, wake_timer
 from sluice.engine.transitions import apply, apply_all
 from tests.unit.engine.conftest import T0, make_run, make_template, threshold
 
@@ -325,7 +325,7 @@ def retrying() -> Run:
     run = commands.start(run, T0, ExecutionOptions()).run
     decision = decide(run, T0, 8)
     attempt_failed(decision, T0, "a", "boom", retryable=True)
-    assert decision.timers == {retry_timer("a"): T0 + timedelta(hours=1)}
+    assert decision.timers == {wake_timer("a"): T0 + timedelta(hours=1)}
     return decision.run
 
 
@@ -338,8 +338,8 @@ def test_retry_now_starts_the_next_attempt_at_once_and_clears_the_timer() -> Non
     assert (event.type, event.step_id, event.attempt, dict(event.details)) == (
         EventType.STEP_STARTED, "a", 2, {"retryNow": True},
     )  # fmt: skip
-    assert decision.timers == {retry_timer("a"): None}
-    assert (decision.run.steps["a"].status, decision.run.steps["a"].retry_at) == (
+    assert decision.timers == {wake_timer("a"): None}
+    assert (decision.run.steps["a"].status, decision.run.steps["a"].wake_at) == (
         StepStatus.RUNNING, None,
     )  # fmt: skip
 

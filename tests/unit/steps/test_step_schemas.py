@@ -32,6 +32,7 @@ VALID: dict[str, dict[str, Any]] = {
     "schedule": {
         "platform": "x", "timezone": "America/New_York", "minLeadMinutes": 30.0,
         "slots": {"mon": ["09:00", "13:30"], "friday": "7:00"},
+        "publishAt": "",
     },
     "post": {
         "platform": "blog", "content": "Hello", "title": "Hi", "sourceStep": "gen",
@@ -56,11 +57,12 @@ VALID: dict[str, dict[str, Any]] = {
         "body": {"id": 1.0}, "expectedStatuses": [201.0, "4xx"], "timeoutSeconds": 2.5,
         "responseHeaders": ["x-request-id"],
     },
+    "wait": {"duration": "1h30m"},
 }  # fmt: skip
 
 
 # Keys left out of VALID because they exclude one that is in it.
-ALTERNATIVES = {"http": {"bodyText"}}
+ALTERNATIVES = {"http": {"bodyText"}, "wait": {"until"}}
 
 
 def problems(step_type: str, config: dict[str, Any], *, written: bool = False) -> dict[str, str]:

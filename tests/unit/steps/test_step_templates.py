@@ -57,7 +57,8 @@ def test_content_to_social_shape() -> None:
         "generate-content": ("generate", ()),
         "review-content": ("review", ("generate-content",)),
         "schedule-post": ("schedule", ("review-content",)),
-        "post-content": ("post", ("schedule-post",)),
+        "wait-for-slot": ("wait", ("schedule-post",)),
+        "post-content": ("post", ("schedule-post", "wait-for-slot")),
         "analyze-performance": ("analyze", ("post-content",)),
     }
     steps = {s.id: s for s in t.steps}
@@ -69,6 +70,9 @@ def test_content_to_social_shape() -> None:
     )
     assert steps["post-content"].retry.max_attempts == 3
     assert steps["analyze-performance"].optional
+    # The wait for the slot runs only with waitForSlot; the post joins either way.
+    assert steps["wait-for-slot"].when == "params.waitForSlot == true"
+    assert steps["post-content"].dependency_rule == template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
     assert json_format.MessageToDict(steps["review-content"].config)["checks"] == [
         "grammar",
         "compliance",
@@ -80,6 +84,8 @@ def test_content_to_social_shape() -> None:
     assert params["platform"].default_value.string_value == "facebook"
     assert params["tone"].default_value.string_value == "friendly"
     assert params["timezone"].default_value.string_value == "UTC"
+    assert params["publishAt"].default_value.string_value == ""
+    assert params["waitForSlot"].default_value.bool_value is False
     gates = {g.id: g for g in t.quality_gates}
     quality = gates["quality-check"]
     assert (quality.step_id, quality.threshold.metric, quality.threshold.threshold) == (
@@ -188,6 +194,11 @@ async def run_template(
     while pending:
         step = next(s for s in pending if all(d in outputs for d in deps[s["id"]]))
         pending.remove(step)
+        if step["type"] == "wait":
+            # The engine keeps waits (and judges `when`); with the default params this one is
+            # skipped, and its dependant joins without it.
+            outputs[step["id"]] = {}
+            continue
         upstream: set[str] = set()
         frontier = list(deps[step["id"]])
         while frontier:

@@ -22,6 +22,9 @@ class TaskError(Exception):
     non_retryable: the step fails now, whatever its retry policy.
     retry_after: seconds (or a timedelta) to wait before the next attempt instead of the
     policy's backoff, at most 24 h; ignored when no retry follows.
+    error_type: the kind of failure, e.g. "CardDeclined" (letters, digits, '.', '_', '-', ':'
+    and '/', starting with a letter): a step whose retry policy lists it in
+    nonRetryableErrorTypes fails now. Shown in the step's events.
     """
 
     def __init__(
@@ -30,19 +33,21 @@ class TaskError(Exception):
         *,
         non_retryable: bool = False,
         retry_after: float | timedelta | None = None,
+        error_type: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.non_retryable = non_retryable
         self.retry_after = _delay(retry_after)
+        self.error_type = error_type
 
 
 class NonRetryableError(TaskError):
     """Raise from a handler to fail the step without retry (bad input, a refused request:
     another attempt would fail the same way)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, non_retryable=True)
+    def __init__(self, message: str, *, error_type: str = "") -> None:
+        super().__init__(message, non_retryable=True, error_type=error_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +63,14 @@ class Failed:
     error: str
     non_retryable: bool = False
     retry_after: timedelta | None = None
+    error_type: str = ""
 
     def request(self, token: str) -> pb.FailTaskRequest:
         request = pb.FailTaskRequest(
-            task_token=token, error=self.error, non_retryable=self.non_retryable
+            task_token=token,
+            error=self.error,
+            non_retryable=self.non_retryable,
+            error_type=self.error_type,
         )
         if self.retry_after is not None:
             duration = duration_pb2.Duration()
@@ -98,7 +107,7 @@ def raised(error: BaseException) -> Failed:
     """A handler's exception: a TaskError says how to fail; any other is retryable."""
     if isinstance(error, TaskError):
         text = error.message or type(error).__name__
-        return Failed(error_text(text), error.non_retryable, error.retry_after)
+        return Failed(error_text(text), error.non_retryable, error.retry_after, error.error_type)
     message = str(error)
     return Failed(error_text(f"{type(error).__name__}: {message}" if message else repr(error)))
 

@@ -1,7 +1,7 @@
 """reruns: a run records the run it reruns and the step it reruns from
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 03:00:00
 
 RerunWorkflow makes a new run linked to a FAILED or CANCELLED one. Two nullable columns, so
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/template.proto.
  */
 export const file_sluice_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK8AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iswEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoASKIAgoLUXVhbGl0eUdhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdzdGVwX2lkGAMgASgJEiUKBmFjdGlvbhgEIAEoDjIVLnNsdWljZS52MS5HYXRlQWN0aW9uEjIKCXRocmVzaG9sZBgFIAEoCzIdLnNsdWljZS52MS5UaHJlc2hvbGRDb25kaXRpb25IABI0Cgp2YWxpZGF0aW9uGAYgASgLMh4uc2x1aWNlLnYxLlZhbGlkYXRpb25Db25kaXRpb25IABIwCghhcHByb3ZhbBgHIAEoCzIcLnNsdWljZS52MS5BcHByb3ZhbENvbmRpdGlvbkgAQgsKCWNvbmRpdGlvbiJoChJUaHJlc2hvbGRDb25kaXRpb24SDgoGbWV0cmljGAEgASgJEi8KCG9wZXJhdG9yGAIgASgOMh0uc2x1aWNlLnYxLkNvbXBhcmlzb25PcGVyYXRvchIRCgl0aHJlc2hvbGQYAyABKAEiKQoTVmFsaWRhdGlvbkNvbmRpdGlvbhISCgpleHByZXNzaW9uGAEgASgJIhMKEUFwcHJvdmFsQ29uZGl0aW9uIm8KCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCHJlcXVpcmVkGAMgASgIEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUq5AEKEkNvbXBhcmlzb25PcGVyYXRvchIjCh9DT01QQVJJU09OX09QRVJBVE9SX1VOU1BFQ0lGSUVEEAASGgoWQ09NUEFSSVNPTl9PUEVSQVRPUl9HVBABEhsKF0NPTVBBUklTT05fT1BFUkFUT1JfR1RFEAISGgoWQ09NUEFSSVNPTl9PUEVSQVRPUl9MVBADEhsKF0NPTVBBUklTT05fT1BFUkFUT1JfTFRFEAQSGgoWQ09NUEFSSVNPTl9PUEVSQVRPUl9FURAFEhsKF0NPTVBBUklTT05fT1BFUkFUT1JfTkVREAYqcQoKR2F0ZUFjdGlvbhIbChdHQVRFX0FDVElPTl9VTlNQRUNJRklFRBAAEhgKFEdBVEVfQUNUSU9OX0NPTlRJTlVFEAESFQoRR0FURV9BQ1RJT05fUEFVU0UQAhIVChFHQVRFX0FDVElPTl9BQk9SVBADYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEd2hlbhgMIAEoCRIyCg9kZXBlbmRlbmN5X3J1bGUYDSABKA4yGS5zbHVpY2UudjEuRGVwZW5kZW5jeVJ1bGUi1gEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoARIhChlub25fcmV0cnlhYmxlX2Vycm9yX3R5cGVzGAYgAygJIogCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSABCCwoJY29uZGl0aW9uImgKElRocmVzaG9sZENvbmRpdGlvbhIOCgZtZXRyaWMYASABKAkSLwoIb3BlcmF0b3IYAiABKA4yHS5zbHVpY2UudjEuQ29tcGFyaXNvbk9wZXJhdG9yEhEKCXRocmVzaG9sZBgDIAEoASIpChNWYWxpZGF0aW9uQ29uZGl0aW9uEhIKCmV4cHJlc3Npb24YASABKAkidQoRQXBwcm92YWxDb25kaXRpb24SKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0Cgpvbl90aW1lb3V0GAIgASgOMiAuc2x1aWNlLnYxLkFwcHJvdmFsVGltZW91dEFjdGlvbiJvCglQYXJhbVNwZWMSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIQCghyZXF1aXJlZBgDIAEoCBItCg1kZWZhdWx0X3ZhbHVlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlKncKDkRlcGVuZGVuY3lSdWxlEh8KG0RFUEVOREVOQ1lfUlVMRV9VTlNQRUNJRklFRBAAEiEKHURFUEVOREVOQ1lfUlVMRV9BTExfQ09NUExFVEVEEAESIQodREVQRU5ERU5DWV9SVUxFX0FOWV9DT01QTEVURUQQAiqrAQoVQXBwcm92YWxUaW1lb3V0QWN0aW9uEicKI0FQUFJPVkFMX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASIwofQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fQVBQUk9WRRABEiIKHkFQUFJPVkFMX1RJTUVPVVRfQUNUSU9OX1JFSkVDVBACEiAKHEFQUFJPVkFMX1RJTUVPVVRfQUNUSU9OX0ZBSUwQAyrkAQoSQ29tcGFyaXNvbk9wZXJhdG9yEiMKH0NPTVBBUklTT05fT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIaChZDT01QQVJJU09OX09QRVJBVE9SX0dUEAESGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9HVEUQAhIaChZDT01QQVJJU09OX09QRVJBVE9SX0xUEAMSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9MVEUQBBIaChZDT01QQVJJU09OX09QRVJBVE9SX0VREAUSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9ORVEQBipxCgpHYXRlQWN0aW9uEhsKF0dBVEVfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGAoUR0FURV9BQ1RJT05fQ09OVElOVUUQARIVChFHQVRFX0FDVElPTl9QQVVTRRACEhUKEUdBVEVfQUNUSU9OX0FCT1JUEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A workflow template: a DAG of typed steps, the quality gates checked between
@@ -113,9 +113,13 @@ export type StepSpec = Message<"sluice.v1.StepSpec"> & {
 
   /**
    * Step type: one of the built-in types "generate", "review", "schedule",
-   * "post", "analyze", "transform", "notify", "task", or a type the server
-   * registers. A "task" step is served by workers (WorkerService): it names
-   * its task_type.
+   * "post", "analyze", "transform", "notify", "task", "wait", or a type the
+   * server registers. A "task" step is served by workers (WorkerService): it
+   * names its task_type. A "wait" step waits, durably (restarts and other
+   * servers wake it at its time), for config `duration` ("90s", "1h30m",
+   * "2d") or until config `until` (an ISO 8601 time with its offset, e.g.
+   * "{{ steps.schedule-post.scheduledTime }}"); its output is
+   * {"wakeAt", "wokeAt"}, and its timeout does not apply.
    *
    * @generated from field: string type = 2;
    */
@@ -191,6 +195,28 @@ export type StepSpec = Message<"sluice.v1.StepSpec"> & {
    * @generated from field: google.protobuf.Duration schedule_to_start_timeout = 11;
    */
   scheduleToStartTimeout?: Duration | undefined;
+
+  /**
+   * A condition, in CEL, checked once the step's dependencies let it run:
+   * false skips the step (its STEP_SKIPPED event gives the condition and the
+   * values it read), and with it, under the default dependency rule, every
+   * step that depends on it. Variables: `params` and `steps` (map of step id
+   * to output of every completed step; a step read here must be upstream).
+   * Same safe subset as validation gates. Empty: always run. A condition that
+   * fails to evaluate (a missing field) fails the run; test with has() or
+   * `"id" in steps`. Example: `params.platform == "instagram"`.
+   *
+   * @generated from field: string when = 12;
+   */
+  when: string;
+
+  /**
+   * When the step may run given how its dependencies ended. Unspecified
+   * means ALL_COMPLETED.
+   *
+   * @generated from field: sluice.v1.DependencyRule dependency_rule = 13;
+   */
+  dependencyRule: DependencyRule;
 };
 
 /**
@@ -245,6 +271,16 @@ export type RetryPolicy = Message<"sluice.v1.RetryPolicy"> & {
    * @generated from field: double jitter = 5;
    */
   jitter: number;
+
+  /**
+   * Kinds of failure another attempt cannot fix, as the step's handler or
+   * worker names them (FailTaskRequest.error_type; a handler's
+   * StepError(error_type=...)): such a failure fails the step at once. At
+   * most 20, each like a task type, e.g. "CardDeclined".
+   *
+   * @generated from field: repeated string non_retryable_error_types = 6;
+   */
+  nonRetryableErrorTypes: string[];
 };
 
 /**
@@ -393,11 +429,27 @@ export const ValidationConditionSchema: GenMessage<ValidationCondition> = /*@__P
   messageDesc(file_sluice_v1_template, 5);
 
 /**
- * Waits for ApproveGate. It has no settings yet.
+ * Waits for ApproveGate, or with a timeout, at most that long.
  *
  * @generated from message sluice.v1.ApprovalCondition
  */
 export type ApprovalCondition = Message<"sluice.v1.ApprovalCondition"> & {
+  /**
+   * How long the approval may wait for a decision, up to 366 days; unset:
+   * for ever. The deadline shows in the run's GateResult and holds across
+   * restarts.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 1;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * What happens at the deadline; unspecified means REJECT. Only with a
+   * timeout.
+   *
+   * @generated from field: sluice.v1.ApprovalTimeoutAction on_timeout = 2;
+   */
+  onTimeout: ApprovalTimeoutAction;
 };
 
 /**
@@ -449,6 +501,85 @@ export type ParamSpec = Message<"sluice.v1.ParamSpec"> & {
  */
 export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
   messageDesc(file_sluice_v1_template, 7);
+
+/**
+ * When a step may run given how its dependencies ended. Values may be added.
+ *
+ * @generated from enum sluice.v1.DependencyRule
+ */
+export enum DependencyRule {
+  /**
+   * ALL_COMPLETED.
+   *
+   * @generated from enum value: DEPENDENCY_RULE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every dependency completed (and the gates after them let it through). A
+   * dependency skipped, failed or cancelled skips the step: a branch not
+   * taken is skipped to its end.
+   *
+   * @generated from enum value: DEPENDENCY_RULE_ALL_COMPLETED = 1;
+   */
+  ALL_COMPLETED = 1,
+
+  /**
+   * Every dependency ended, and at least one completed: the join after
+   * branches. Skipped when none completed. The outputs of dependencies that
+   * did not complete are absent from `steps`.
+   *
+   * @generated from enum value: DEPENDENCY_RULE_ANY_COMPLETED = 2;
+   */
+  ANY_COMPLETED = 2,
+}
+
+/**
+ * Describes the enum sluice.v1.DependencyRule.
+ */
+export const DependencyRuleSchema: GenEnum<DependencyRule> = /*@__PURE__*/
+  enumDesc(file_sluice_v1_template, 0);
+
+/**
+ * What an approval's timeout does. Values may be added.
+ *
+ * @generated from enum sluice.v1.ApprovalTimeoutAction
+ */
+export enum ApprovalTimeoutAction {
+  /**
+   * REJECT.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The gate is approved and the run goes on.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_APPROVE = 1;
+   */
+  APPROVE = 1,
+
+  /**
+   * The gate is rejected, and the run fails as on any rejection.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_REJECT = 2;
+   */
+  REJECT = 2,
+
+  /**
+   * The gate is recorded FAILED (nobody decided) and the run fails.
+   *
+   * @generated from enum value: APPROVAL_TIMEOUT_ACTION_FAIL = 3;
+   */
+  FAIL = 3,
+}
+
+/**
+ * Describes the enum sluice.v1.ApprovalTimeoutAction.
+ */
+export const ApprovalTimeoutActionSchema: GenEnum<ApprovalTimeoutAction> = /*@__PURE__*/
+  enumDesc(file_sluice_v1_template, 1);
 
 /**
  * Comparison operators for threshold gates. Values may be added.
@@ -510,7 +641,7 @@ export enum ComparisonOperator {
  * Describes the enum sluice.v1.ComparisonOperator.
  */
 export const ComparisonOperatorSchema: GenEnum<ComparisonOperator> = /*@__PURE__*/
-  enumDesc(file_sluice_v1_template, 0);
+  enumDesc(file_sluice_v1_template, 2);
 
 /**
  * What a failed gate does to its run. Values may be added.
@@ -551,5 +682,5 @@ export enum GateAction {
  * Describes the enum sluice.v1.GateAction.
  */
 export const GateActionSchema: GenEnum<GateAction> = /*@__PURE__*/
-  enumDesc(file_sluice_v1_template, 1);
+  enumDesc(file_sluice_v1_template, 3);
 
