@@ -258,9 +258,10 @@ class WorkflowServiceServicer:
         """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
         and starts it. The new run keeps the original's params and template; it
         takes over the output of every step that completed, is not from_step_id
-        or downstream of it, and whose dependencies were all taken over (those
-        steps do not run again; their gates keep results that let the run go on),
-        and runs every other step. Another run status is FAILED_PRECONDITION.
+        or downstream of it, and whose dependencies were all taken over or
+        skipped as a branch not taken (those steps do not run again; their gates
+        keep results that let the run go on), and runs every other step. Another
+        run status is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

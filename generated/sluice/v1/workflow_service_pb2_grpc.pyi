@@ -93,9 +93,10 @@ class WorkflowServiceStub:
     """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
     and starts it. The new run keeps the original's params and template; it
     takes over the output of every step that completed, is not from_step_id
-    or downstream of it, and whose dependencies were all taken over (those
-    steps do not run again; their gates keep results that let the run go on),
-    and runs every other step. Another run status is FAILED_PRECONDITION.
+    or downstream of it, and whose dependencies were all taken over or
+    skipped as a branch not taken (those steps do not run again; their gates
+    keep results that let the run go on), and runs every other step. Another
+    run status is FAILED_PRECONDITION.
     """
     RetryStep: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.RetryStepRequest, _workflow_service_pb2.RetryStepResponse]
     """Starts the next attempt of a step waiting out its retry backoff
@@ -168,9 +169,10 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
     and starts it. The new run keeps the original's params and template; it
     takes over the output of every step that completed, is not from_step_id
-    or downstream of it, and whose dependencies were all taken over (those
-    steps do not run again; their gates keep results that let the run go on),
-    and runs every other step. Another run status is FAILED_PRECONDITION.
+    or downstream of it, and whose dependencies were all taken over or
+    skipped as a branch not taken (those steps do not run again; their gates
+    keep results that let the run go on), and runs every other step. Another
+    run status is FAILED_PRECONDITION.
     """
     RetryStep: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.RetryStepRequest, _workflow_service_pb2.RetryStepResponse]  # type: ignore[assignment]
     """Starts the next attempt of a step waiting out its retry backoff
@@ -336,9 +338,10 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
         and starts it. The new run keeps the original's params and template; it
         takes over the output of every step that completed, is not from_step_id
-        or downstream of it, and whose dependencies were all taken over (those
-        steps do not run again; their gates keep results that let the run go on),
-        and runs every other step. Another run status is FAILED_PRECONDITION.
+        or downstream of it, and whose dependencies were all taken over or
+        skipped as a branch not taken (those steps do not run again; their gates
+        keep results that let the run go on), and runs every other step. Another
+        run status is FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod

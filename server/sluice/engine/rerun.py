@@ -41,17 +41,27 @@ _KEPT_GATES = {
 
 def reused_steps(original: Run, from_step: str = "") -> tuple[str, ...]:
     """The steps a rerun of `original` takes over, in template order: each that COMPLETED, is
-    neither `from_step` nor downstream of it, and whose dependencies are all taken over. Every
-    other step runs again."""
+    neither `from_step` nor downstream of it, and whose dependencies all end as they did.
+    Every other step runs again (or is skipped again, as the scheduler decides).
+
+    A dependency ends as it did when it is taken over, or when the original SKIPPED it and its
+    own dependencies all end as they did: that skip was a branch not taken (a `when` condition
+    over the same params and outputs, or the cascade from one), so the new run skips it again,
+    and a join after it (ANY_COMPLETED) that completed is taken over too. A step skipped after
+    a failure does not qualify: what failed runs again and may complete this time."""
     template = original.template
+    settled: set[str] = set()
     taken: list[str] = []
     for step_id in template.order:  # dependencies first
-        if original.steps[step_id].status is not StepStatus.COMPLETED:
+        status = original.steps[step_id].status
+        if status is not StepStatus.COMPLETED and status is not StepStatus.SKIPPED:
             continue
         if from_step and (step_id == from_step or from_step in template.upstream(step_id)):
             continue
-        if all(d in taken for d in template.step(step_id).dependencies):
-            taken.append(step_id)
+        if all(d in settled for d in template.step(step_id).dependencies):
+            settled.add(step_id)
+            if status is StepStatus.COMPLETED:
+                taken.append(step_id)
     return tuple(taken)
 
 

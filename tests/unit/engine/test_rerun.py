@@ -9,6 +9,7 @@ import pytest
 from sluice.engine import commands
 from sluice.engine.errors import FailedPrecondition, IllegalTransition, InvalidArgument
 from sluice.engine.model import (
+    DependencyRule,
     Event,
     EventType,
     ExecutionOptions,
@@ -44,11 +45,18 @@ DIAMOND = make_template(
 )
 
 
-def drive(template: Template, outcomes: dict[str, bool], *, cancel_at: str = "") -> Run:
+def drive(
+    template: Template,
+    outcomes: dict[str, bool],
+    *,
+    cancel_at: str = "",
+    params: dict[str, object] | None = None,
+) -> Run:
     """A run of `template` taken through the scheduler: each step started succeeds (output
     {"from": step}) or fails as `outcomes` says (missing: succeeds); with `cancel_at`, the run
     is cancelled as that step starts."""
     run = make_run(template)
+    run.params = dict(params or {})
     apply(run, Event(EventType.WORKFLOW_CREATED, T0))
     run = commands.start(run, T0, ExecutionOptions()).run
     while run.status is RunStatus.RUNNING:
@@ -109,6 +117,42 @@ def test_a_parallel_branch_that_completed_is_reused_and_the_failed_one_runs() ->
 
     assert reused_steps(original) == ("a", "b")
     assert reused_steps(original, "b") == ("a",)  # c and d did not complete; b is rerun
+
+
+# A branch taken or not by a condition, joined again: p fails after the join.
+BRANCHES = make_template(
+    StepSpec("a", "x"),
+    StepSpec("fast", "x", dependencies=("a",), when="params.fast == true"),
+    StepSpec("slow", "x", dependencies=("a",), optional=True),
+    StepSpec("join", "x", dependencies=("fast", "slow"),
+             dependency_rule=DependencyRule.ANY_COMPLETED),
+    StepSpec("p", "x", dependencies=("join",)),
+)  # fmt: skip
+
+
+def test_a_join_after_a_branch_not_taken_is_reused_and_the_branch_skipped_again() -> None:
+    original = drive(BRANCHES, {"p": False}, params={"fast": False})
+    assert [s.status for s in original.steps.values()] == [
+        StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.COMPLETED, StepStatus.COMPLETED,
+        StepStatus.FAILED,
+    ]  # fmt: skip
+
+    assert reused_steps(original) == ("a", "slow", "join")
+    run = rerun(original, id="r2", now=LATER).run
+    started = commands.start(run, LATER, ExecutionOptions()).run
+    decision = decide(started, LATER, free_slots=8)
+    assert [(e.type, e.step_id) for e in decision.events] == [
+        (EventType.STEP_SKIPPED, "fast"),  # its condition, on the same params, again
+        (EventType.STEP_STARTED, "p"),
+    ]
+
+
+def test_a_join_after_a_failed_branch_runs_again() -> None:
+    original = drive(BRANCHES, {"slow": False, "p": False}, params={"fast": True})
+    assert original.steps["join"].status is StepStatus.COMPLETED  # slow was optional
+
+    # slow runs again and may complete this time: the join must see it.
+    assert reused_steps(original) == ("a", "fast")
 
 
 def test_a_cancelled_run_reuses_what_completed_before_the_cancel() -> None:
