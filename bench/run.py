@@ -151,6 +151,7 @@ SCENARIOS = (
     Scenario("watchers-floor", "bench.scenarios.fanout_floor", server=None),
     Scenario("memory-paused", "bench.scenarios.memory", ("--kind", "paused"), MANY_RUNS),
     Scenario("memory-active", "bench.scenarios.memory", ("--kind", "active"), MANY_RUNS),
+    Scenario("timers", "bench.scenarios.timers", server=MANY_RUNS),
     Scenario("recovery", "bench.scenarios.recovery", server=None),
     Scenario("webhooks", "bench.scenarios.webhooks", server=WEBHOOKS),
     Scenario("lists", "bench.scenarios.lists", server=None),
@@ -481,6 +482,21 @@ def render(
                 f"allocations (SQLite page caches, gRPC buffers); a batch took "
                 f"{m['setup_seconds']:.0f} s |"
             )
+    t = results.get("timers", {})
+    if "error" in t:
+        out.append(f"| timers | | **error** | | {t['error']} |")
+    elif t:
+        out.append(
+            f"| timers ({t['runs']:,} runs asleep in a wait step, all due in the same second) "
+            f"| server RSS per sleeping run, second half (first half); wake lateness p50 / p99 "
+            f"| {t['kb_per_run']:.1f} KB ({t['kb_per_run_first']:.1f} KB); "
+            f"{t['woke_late_ms_p50']:.0f} / {t['woke_late_ms_p99']:.0f} ms "
+            f"| | lateness of the wait step's completion (its `wokeAt` - `wakeAt`), worst "
+            f"{t['woke_late_ms_max']:.0f} ms; of the run's end committed, p50 / p99 / worst "
+            f"{t['ended_late_ms_p50']:.0f} / {t['ended_late_ms_p99']:.0f} / "
+            f"{t['ended_late_ms_max']:.0f} ms; VmRSS {t['rss_before_mb']:.0f} -> "
+            f"{t['rss_first_mb']:.0f} -> {t['rss_after_mb']:.0f} MB |"
+        )
     r = results.get("recovery", {})
     if "error" in r:
         out.append(f"| recovery | | **error** | | {r['error']} |")

@@ -46,6 +46,16 @@ def chain(length: int, hold: float = 0.0) -> dict[str, Any]:
     return {"id": f"bench-chain-{length}{suffix}", "name": f"chain of {length}", "steps": steps}
 
 
+def waiting() -> dict[str, Any]:
+    """One wait step until the time in param `at`: a run that sleeps, durably, then ends."""
+    return {
+        "id": "bench-waiting",
+        "name": "wait until a time",
+        "params": [{"name": "at", "required": True}],
+        "steps": [_step("wait", "wait", until="{{ params.at }}")],
+    }
+
+
 def gated() -> dict[str, Any]:
     """One no-op step followed by an approval gate and a second step: a run that pauses."""
     return {

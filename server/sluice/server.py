@@ -30,6 +30,7 @@ from sluice.engine.service import Workflows
 from sluice.observability import logs, run_log
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
+from sluice.runtime.idle_gc import collect_when_idle
 from sluice.runtime.janitor import Housekeeping, Janitor
 from sluice.runtime.tasks import TaskSettings
 from sluice.steps import builtin_registry
@@ -92,6 +93,7 @@ class SluiceServer:
         self.engine: Engine | None = None
         self.janitor: Janitor | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._idle_gc: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._stopped = False
@@ -171,6 +173,7 @@ class SluiceServer:
         )
         if self.janitor.settings.enabled:
             self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
+        self._idle_gc = asyncio.create_task(collect_when_idle(), name="idle-gc")
         for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -244,9 +247,10 @@ class SluiceServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            await asyncio.gather(self._housekeeping, return_exceptions=True)
+        for task in (self._housekeeping, self._idle_gc):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._health.enter_graceful_shutdown()
         if self.engine is not None:
             self.engine.task_queue.close_sessions()  # their workers go on elsewhere, at once

@@ -66,6 +66,9 @@ async def test_show_gives_each_gates_condition_and_action(sluice: Sluice) -> Non
     assert rows["quality-check"].split()[2:] == ["threshold", "qualityScore", ">=", "0.7", "pause"]
     assert rows["publish-approval"].split()[2] == "approval"
     assert "waits for `sluice approve`" in rows["publish-approval"]
+    # Steps show their condition and join rule.
+    assert rows["wait-for-slot"].rstrip().endswith("params.waitForSlot == true")
+    assert rows["post-content"].rstrip().endswith("any dependency completed")
 
     listing = await sluice("template", "show", "listing-campaign")
     [fair] = [line for line in listing.lines if line.startswith(" fair-housing ")]

@@ -194,3 +194,29 @@ def test_times_are_iso_8601_or_an_age() -> None:
     assert inputs.parse_time(None, "--x") is None
     with pytest.raises(InputError, match="--x 'last week'"):
         inputs.parse_time("last week", "--x")
+
+
+def test_event_lines_and_show_details_give_waits_and_deadlines() -> None:
+    from sluice.cli import render
+
+    started = WorkflowEvent(sequence=11, type=EventType.EVENT_TYPE_STEP_STARTED,
+                            step_id="wait-for-slot", attempt=1)  # fmt: skip
+    started.details.update({"wakeAt": "2026-12-24T09:00:00-05:00"})
+    assert render.event_line(started) == (
+        "#11 step started wait-for-slot attempt 1: waits until 2026-12-24T09:00:00-05:00"
+    )
+
+    run = Workflow(id="r", status=WorkflowStatus.WORKFLOW_STATUS_PAUSED, paused_gate_id="ok",
+                   pause_reason="waiting for approval of gate ok")  # fmt: skip
+    waiting = run.steps.add(step_id="nap", status=StepStatus.STEP_STATUS_RUNNING)
+    waiting.wake_time.FromDatetime(datetime(2026, 12, 24, 14, 0, tzinfo=UTC))
+    retrying = run.steps.add(step_id="post", status=StepStatus.STEP_STATUS_RETRYING, error="503")
+    retrying.wake_time.FromDatetime(datetime(2026, 12, 24, 14, 0, 5, tzinfo=UTC))
+    gate = run.gate_results.add(gate_id="ok", status=GateStatus.GATE_STATUS_AWAITING_APPROVAL)
+    gate.deadline.FromDatetime(datetime(2026, 12, 25, 14, 0, tzinfo=UTC))
+
+    details = render.step_details(run)
+    assert "nap waits until 2026-12-24T14:00:00+00:00" in details
+    assert "post next attempt at 2026-12-24T14:00:05+00:00" in details
+    hint = render.next_step_hint(run)
+    assert "Its timeout acts at 2026-12-25T14:00:00+00:00." in hint

@@ -93,7 +93,13 @@ async def test_the_grpcurl_block_works_as_written(server: SluiceServer) -> None:
     assert events[-1]["type"] == "EVENT_TYPE_WORKFLOW_COMPLETED"
     assert all(e["workflow_id"] == created["id"] for e in events)
     assert approved["last_sequence"] == events[-1]["sequence"]
-    for response in (created, executed, approved, *events):
+    # ListWorkflowEvents: the first two of the very events the watch streamed that match.
+    page = _by_method(ran, "/ListWorkflowEvents")[0].json()
+    completed = [e for e in events if e["type"] == "EVENT_TYPE_STEP_COMPLETED"]
+    assert len(completed) == approved["metrics"]["completed_steps"]
+    assert page["events"] == completed[:2]
+    assert page["next_page_token"]
+    for response in (created, executed, approved, *events, page):
         assert not any(re.search("[a-z][A-Z]", k) for k in _keys(response)), _keys(response)
 
     basic, full = (r.json()["workflows"] for r in _by_method(ran, "/ListWorkflows")[1:])

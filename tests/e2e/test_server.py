@@ -19,6 +19,7 @@ RPCS = {
     "ListTemplates", "GetTemplate", "CreateTemplate", "ValidateTemplate", "CreateWorkflow",
     "ExecuteWorkflow", "GetWorkflow", "ListWorkflows", "PauseWorkflow", "ResumeWorkflow",
     "CancelWorkflow", "ApproveGate", "WatchWorkflow", "DeleteWorkflow", "DeleteTemplate",
+    "ListWorkflowEvents",
     "RerunWorkflow", "RetryStep",
 }  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Templates: the three predefined ones run end to end; custom ones register, version, validate."""
+"""Templates: the predefined ones run end to end; custom ones register, version, validate."""
 
 from __future__ import annotations
 

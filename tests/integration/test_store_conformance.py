@@ -146,6 +146,29 @@ async def test_events_come_back_in_order_from_any_point(store: Store) -> None:
     assert await store.list_events("00000000-0000-4000-8000-999999999999", 0, 10) == []
 
 
+async def test_events_filtered_by_type_and_step_come_back_in_order(store: Store) -> None:
+    run = await created(store, 1)
+    await completed(store, run)
+    every = await store.list_events(run.id, 0, 100)
+    kinds = (EventType.STEP_COMPLETED, EventType.WORKFLOW_COMPLETED)
+
+    async def listed(after: int = 0, limit: int = 100, **where: object) -> list[Event]:
+        return await store.list_events(run.id, after, limit, **where)  # type: ignore[arg-type]
+
+    assert await listed(types=kinds) == [e for e in every if e.type in kinds]
+    assert await listed(step_ids=["a"]) == [e for e in every if e.step_id == "a"]
+    assert {e.gate_id for e in await listed(step_ids=["a"])} == {"", "g"}, "its gate's too"
+    assert await listed(types=[EventType.STEP_STARTED], step_ids=["a", "b"]) == [
+        e for e in every if e.type is EventType.STEP_STARTED
+    ]
+    # The limit counts matching events only, and the cursor is any sequence.
+    started_b = [e for e in every if e.step_id == "b"]
+    assert await listed(limit=1, step_ids=["b"]) == started_b[:1]
+    assert await listed(started_b[0].sequence, 1, step_ids=["b"]) == started_b[1:2]
+    assert await listed(types=[EventType.WORKFLOW_CANCELLED]) == []
+    assert await listed(step_ids=["nope"]) == []
+
+
 async def test_a_stale_or_skipping_version_conflicts_and_changes_nothing(store: Store) -> None:
     run = await created(store, 1)
     await started(store, run)  # version 1

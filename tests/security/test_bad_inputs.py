@@ -184,6 +184,11 @@ CASES: dict[str, Case] = {
     "approve: comment too long": Case("ApproveGate", lambda ids: pb.ApproveGateRequest(workflow_id=ids["paused"], gate_id="ok", comment="c" * 1001), INVALID, ("comment",)),
     "watch: negative sequence": Case("WatchWorkflow", lambda ids: pb.WatchWorkflowRequest(workflow_id=ids["pending"], after_sequence=-1), INVALID, ("after_sequence",)),
     "watch: unknown run": Case("WatchWorkflow", lambda ids: pb.WatchWorkflowRequest(workflow_id=MISSING_RUN), grpc.StatusCode.NOT_FOUND),
+    "events: UNSPECIFIED and unknown types": Case("ListWorkflowEvents", lambda ids: pb.ListWorkflowEventsRequest(workflow_id=ids["paused"], types=cast(Any, [10, 0, 99])), INVALID, ("types[1]", "types[2]")),
+    "events: page size too large": Case("ListWorkflowEvents", lambda ids: pb.ListWorkflowEventsRequest(workflow_id=ids["paused"], page_size=1001), INVALID, ("page_size",)),
+    "events: a list's token": Case("ListWorkflowEvents", lambda ids: pb.ListWorkflowEventsRequest(workflow_id=ids["paused"], page_token=ids["token"]), INVALID, ("page_token",)),
+    "events: unknown step": Case("ListWorkflowEvents", lambda ids: pb.ListWorkflowEventsRequest(workflow_id=ids["paused"], step_ids=["a", "ghost"]), INVALID, ("step_ids[1]",)),
+    "events: unknown run": Case("ListWorkflowEvents", lambda ids: pb.ListWorkflowEventsRequest(workflow_id=MISSING_RUN, step_ids=["a"]), grpc.StatusCode.NOT_FOUND),
 }  # fmt: skip
 
 

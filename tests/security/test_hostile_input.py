@@ -141,6 +141,7 @@ def requests(draw: st.DrawFn, known: str) -> tuple[str, Any]:
                 "ListTemplates",
                 "PauseWorkflow",
                 "ResumeWorkflow",
+                "ListWorkflowEvents",
             ]
         )
     )
@@ -167,6 +168,15 @@ def requests(draw: st.DrawFn, known: str) -> tuple[str, Any]:
     if rpc == "WatchWorkflow":
         return rpc, pb.WatchWorkflowRequest(
             workflow_id=workflow_id, after_sequence=draw(st.integers(-5, 10**12))
+        )
+    if rpc == "ListWorkflowEvents":
+        return rpc, pb.ListWorkflowEventsRequest(
+            workflow_id=workflow_id,
+            page_size=draw(st.integers(-10, 2000)),
+            page_token=draw(texts),
+            types=cast(Any, draw(st.lists(st.integers(0, 30), max_size=3))),
+            step_ids=draw(st.lists(st.one_of(names, texts), max_size=3)),
+            after_sequence=draw(st.integers(-5, 2**62)),
         )
     if rpc == "PauseWorkflow":
         return rpc, pb.PauseWorkflowRequest(workflow_id=workflow_id, reason=draw(texts))

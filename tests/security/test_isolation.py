@@ -40,6 +40,7 @@ async def test_users_are_isolated_in_every_rpc(auth_server: SluiceServer) -> Non
             "cancel": lambda c, i: c.cancel_workflow(i),
             "approve": lambda c, i: c.approve_gate(i, "ok"),
             "watch": lambda c, i: _drain(c.watch(i)),
+            "list events": lambda c, i: c.list_workflow_events(i),
         }
         for name, call in calls.items():
             with pytest.raises(NotFoundError) as theirs:

@@ -13,13 +13,14 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 
 import { fromConnectError, type SluiceError } from "./errors.js";
 import { openConnection, type ConnectionOptions } from "./transport.js";
-import type { WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
+import type { EventType, WorkflowEvent } from "./gen/sluice/v1/event_pb.js";
 import { TemplateSchema, type Template } from "./gen/sluice/v1/template_pb.js";
 import { type Workflow, type WorkflowStatus } from "./gen/sluice/v1/workflow_pb.js";
 import {
   WorkflowService,
   WorkflowView,
   type CreateWorkflowRequest,
+  type ListWorkflowEventsResponse,
   type ListWorkflowsRequestSchema,
   type ListWorkflowsResponse,
   type RerunWorkflowRequestSchema,
@@ -85,6 +86,19 @@ export interface ListWorkflowsOptions extends CallOptions {
   /** Maximum runs per page, 1-1000; 0 means the server's default (50). */
   pageSize?: number;
   /** nextPageToken of a previous call with the same filters and view. */
+  pageToken?: string;
+}
+
+export interface ListWorkflowEventsOptions extends CallOptions {
+  /** Only events of one of these types; empty means all. */
+  types?: EventType[];
+  /** Only events of these steps of the run's template (and of the gates on them). */
+  stepIds?: string[];
+  /** Only events with a greater sequence (the last one read, to read what followed). */
+  afterSequence?: number | bigint;
+  /** Maximum events per page, 1-1000; 0 means the server's default (100). */
+  pageSize?: number;
+  /** nextPageToken of a previous call with the same run, filters and afterSequence. */
   pageToken?: string;
 }
 
@@ -457,6 +471,38 @@ export class WorkflowClient {
       await sleep(delayMs, outer);
       delayMs = Math.min(delayMs * 2, maxBackoffMs);
     }
+  }
+
+  /**
+   * One page of the run's stored events, oldest first, as `watch` yields them (no stream: any
+   * server answers); pass `nextPageToken` back for the next.
+   */
+  async listWorkflowEvents(
+    id: string,
+    options: ListWorkflowEventsOptions = {},
+  ): Promise<ListWorkflowEventsResponse> {
+    const request = {
+      workflowId: id,
+      types: options.types ?? [],
+      stepIds: options.stepIds ?? [],
+      afterSequence: BigInt(options.afterSequence ?? 0),
+      pageSize: options.pageSize ?? 0,
+      pageToken: options.pageToken ?? "",
+    };
+    return this.call(() => this.client.listWorkflowEvents(request, callOptions(options)));
+  }
+
+  /** Every matching stored event of the run, fetching pages as needed; ends with the last one. */
+  async *iterWorkflowEvents(
+    id: string,
+    options: Omit<ListWorkflowEventsOptions, "pageToken"> = {},
+  ): AsyncGenerator<WorkflowEvent, void, undefined> {
+    let pageToken = "";
+    do {
+      const page = await this.listWorkflowEvents(id, { ...options, pageToken });
+      yield* page.events;
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
   }
 }
 

@@ -10,6 +10,7 @@ export {
   type CreateWorkflowOptions,
   type ExecuteWorkflowOptions,
   type ListWorkflowsOptions,
+  type ListWorkflowEventsOptions,
   type ResumeWorkflowOptions,
   type ApproveGateOptions,
   type WatchOptions,

@@ -88,7 +88,9 @@ describe("a full run of content-to-social", () => {
     const run = await client.getWorkflow(runId);
     assert.equal(run.status, WorkflowStatus.COMPLETED);
     assert.equal(run.metrics?.completedSteps, 5);
-    assert.equal(run.metrics?.totalSteps, 6); // wait-for-slot skipped: no waitForSlot
+    // content-to-social's wait for the slot is skipped without waitForSlot.
+    assert.equal(run.metrics?.totalSteps, 6);
+    assert.equal(run.metrics?.skippedSteps, 1);
     assert.equal(run.lastSequence, events.at(-1)!.sequence);
   });
 
@@ -330,12 +332,10 @@ test("listWorkflows returns the BASIC view by default and FULL on request", asyn
   }
   const full = await find(WorkflowView.FULL);
   assert.equal(full.template?.id, "content-to-social");
-  // Every step that completed has its output (wait-for-slot was skipped: it has none).
-  assert.ok(
-    full.steps.every(
-      (step) => (step.status === StepStatus.COMPLETED) === (step.output !== undefined),
-    ),
-  );
+  // Every completed step has its output (the skipped wait for the slot has none).
+  const completed = full.steps.filter((step) => step.status === StepStatus.COMPLETED);
+  assert.equal(completed.length, 5);
+  assert.ok(completed.every((step) => step.output !== undefined));
 });
 
 test("listWorkflows filters by create time: [createTimeStart, createTimeEnd)", async () => {
@@ -401,4 +401,55 @@ test("deleteTemplate removes one version or all of them; runs keep their copy", 
   assert.equal(kept.template?.name, "Short-lived");
   await assert.rejects(client.deleteTemplate("content-to-social"), FailedPreconditionError);
   assert.ok((await client.listTemplates()).some((listed) => listed.id === "content-to-social"));
+});
+
+test("listWorkflowEvents pages through exactly the watched events, filtered", async () => {
+  const run = await client.createWorkflow("content-to-social", PARAMS);
+  await client.executeWorkflow(run.id, { autoApprove: true, wait: true });
+  const watched = await collect(client.watch(run.id));
+
+  const paged: WorkflowEvent[] = [];
+  let pageToken = "";
+  let pages = 0;
+  do {
+    const page = await client.listWorkflowEvents(run.id, { pageSize: 3, pageToken });
+    assert.ok(page.events.length <= 3);
+    paged.push(...page.events);
+    pageToken = page.nextPageToken;
+    pages += 1;
+  } while (pageToken !== "");
+  assert.deepEqual(paged, watched, "the same messages, sequence, type, time and details alike");
+  assert.equal(pages, Math.ceil(watched.length / 3));
+
+  const completed = await collect(
+    client.iterWorkflowEvents(run.id, { types: [EventType.STEP_COMPLETED], pageSize: 2 }),
+  );
+  assert.deepEqual(
+    completed,
+    watched.filter((event) => event.type === EventType.STEP_COMPLETED),
+  );
+  const finished = await client.getWorkflow(run.id);
+  assert.ok(completed.length > 0);
+  assert.equal(completed.length, finished.metrics?.completedSteps);
+  const later = await collect(
+    client.iterWorkflowEvents(run.id, { stepIds: ["generate-content"], afterSequence: 3 }),
+  );
+  assert.deepEqual(
+    later,
+    watched.filter((event) => event.stepId === "generate-content" && event.sequence > 3n),
+  );
+  assert.ok(later.length > 0);
+
+  await assert.rejects(client.listWorkflowEvents(run.id, { stepIds: ["nope"] }), (error) => {
+    assert.ok(error instanceof InvalidArgumentError, String(error));
+    assert.deepEqual(
+      error.violations.map((v) => v.field),
+      ["step_ids[0]"],
+    );
+    return true;
+  });
+  await assert.rejects(
+    client.listWorkflowEvents("00000000-0000-4000-8000-000000000000"),
+    NotFoundError,
+  );
 });

@@ -126,6 +126,7 @@ describe("outcomeOfError", () => {
       error: "RangeError: too far",
       nonRetryable: false,
       retryAfterMs: undefined,
+      errorType: "",
     });
   });
 
@@ -135,6 +136,7 @@ describe("outcomeOfError", () => {
       error: "bad config",
       nonRetryable: true,
       retryAfterMs: undefined,
+      errorType: "",
     });
   });
 
@@ -144,6 +146,7 @@ describe("outcomeOfError", () => {
       error: "busy",
       nonRetryable: false,
       retryAfterMs: 1500,
+      errorType: "",
     });
     const capped = outcomeOfError(new TaskError("later", { retryAfterMs: 1e12 }));
     assert.ok(capped.kind === "fail" && capped.retryAfterMs === MAX_RETRY_AFTER_MS);
@@ -153,13 +156,18 @@ describe("outcomeOfError", () => {
     assert.equal(new NonRetryableError("x").name, "NonRetryableError");
   });
 
-  test("another library's error with nonRetryable / retryAfterMs fields is read the same", () => {
-    const error = Object.assign(new Error("quota"), { nonRetryable: true, retryAfterMs: 250 });
+  test("another library's error with such fields is read the same", () => {
+    const error = Object.assign(new Error("quota"), {
+      nonRetryable: true,
+      retryAfterMs: 250,
+      errorType: "QuotaExceeded",
+    });
     assert.deepEqual(outcomeOfError(error), {
       kind: "fail",
       error: "Error: quota",
       nonRetryable: true,
       retryAfterMs: 250,
+      errorType: "QuotaExceeded",
     });
   });
 

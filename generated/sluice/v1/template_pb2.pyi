@@ -412,6 +412,7 @@ class QualityGate(_message.Message):
     THRESHOLD_FIELD_NUMBER: _builtins.int
     VALIDATION_FIELD_NUMBER: _builtins.int
     APPROVAL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier, unique within the template (same format as step ids)."""
     name: _builtins.str
@@ -439,6 +440,10 @@ class QualityGate(_message.Message):
         executes with auto_approve.
         """
 
+    @_builtins.property
+    def external(self) -> Global___ExternalCondition:
+        """Ask a service or a worker for the verdict."""
+
     def __init__(
         self,
         *,
@@ -449,16 +454,72 @@ class QualityGate(_message.Message):
         threshold: Global___ThresholdCondition | None = ...,
         validation: Global___ValidationCondition | None = ...,
         approval: Global___ApprovalCondition | None = ...,
+        external: Global___ExternalCondition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "condition", b"condition", "threshold", b"threshold", "validation", b"validation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "condition", b"condition", "external", b"external", "threshold", b"threshold", "validation", b"validation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "approval", b"approval", "condition", b"condition", "id", b"id", "name", b"name", "step_id", b"step_id", "threshold", b"threshold", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "approval", b"approval", "condition", b"condition", "external", b"external", "id", b"id", "name", b"name", "step_id", b"step_id", "threshold", b"threshold", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["threshold", "validation", "approval"]  # noqa: Y015
+    _WhichOneofReturnType_condition: _TypeAlias = _typing.Literal["threshold", "validation", "approval", "external"]  # noqa: Y015
     _WhichOneofArgType_condition: _TypeAlias = _typing.Literal["condition", b"condition"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_condition) -> _WhichOneofReturnType_condition | None: ...
 
 Global___QualityGate: _TypeAlias = QualityGate  # noqa: Y015
+
+@_typing.final
+class ExternalCondition(_message.Message):
+    """The verdict comes from outside: the answer is a JSON object
+    {"passed": bool, "score": number (optional), "message": string (optional)};
+    the score becomes the gate's observed_value. The question is asked by a step
+    of the run with the gate's id (so no step of the template may have it): an
+    optional "http" or "task" step after the gated step, retried and timed out
+    like any step, its attempts shown in the run. A validator that fails for
+    good (or answers something else) fails the gate: its action decides.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    TASK_TYPE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    RETRY_FIELD_NUMBER: _builtins.int
+    webhook_url: _builtins.str
+    """POSTed {"gateId", "stepId", "output": the gated step's output} as JSON,
+    with the header Idempotency-Key: <run id>/<gate id>; its host must be in
+    the server's SLUICE_WEBHOOK_ALLOW. A 2xx answer's JSON body is the
+    verdict.
+    """
+    task_type: _builtins.str
+    """Workers of this task type get a task (with the gated step's output as
+    upstream); the output they complete it with is the verdict.
+    """
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Longest time one attempt may take; unset means the server's default step
+        timeout.
+        """
+
+    @_builtins.property
+    def retry(self) -> Global___RetryPolicy:
+        """Retries of a failed attempt; unset means a single attempt."""
+
+    def __init__(
+        self,
+        *,
+        webhook_url: _builtins.str = ...,
+        task_type: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        retry: Global___RetryPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry", b"retry", "source", b"source", "task_type", b"task_type", "timeout", b"timeout", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retry", b"retry", "source", b"source", "task_type", b"task_type", "timeout", b"timeout", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["webhook_url", "task_type"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___ExternalCondition: _TypeAlias = ExternalCondition  # noqa: Y015
 
 @_typing.final
 class ThresholdCondition(_message.Message):

@@ -127,6 +127,8 @@ class _GateTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GateType.Val
     """A CEL expression."""
     GATE_TYPE_APPROVAL: _GateType.ValueType  # 3
     """A person's decision."""
+    GATE_TYPE_EXTERNAL: _GateType.ValueType  # 4
+    """The verdict came from a webhook or a worker."""
 
 class GateType(_GateType, metaclass=_GateTypeEnumTypeWrapper):
     """Kinds of quality gate. Values may be added."""
@@ -139,6 +141,8 @@ GATE_TYPE_VALIDATION: GateType.ValueType  # 2
 """A CEL expression."""
 GATE_TYPE_APPROVAL: GateType.ValueType  # 3
 """A person's decision."""
+GATE_TYPE_EXTERNAL: GateType.ValueType  # 4
+"""The verdict came from a webhook or a worker."""
 Global___GateType: _TypeAlias = GateType  # noqa: Y015
 
 class _GateStatus:

@@ -927,6 +927,93 @@ class WatchWorkflowResponse(_message.Message):
 Global___WatchWorkflowResponse: _TypeAlias = WatchWorkflowResponse  # noqa: Y015
 
 @_typing.final
+class ListWorkflowEventsRequest(_message.Message):
+    """Request of ListWorkflowEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    STEP_IDS_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The run's id."""
+    page_size: _builtins.int
+    """Maximum events to return, 1-1000; 0 means 100. A page may hold fewer
+    events than asked when they would not fit in one response message; follow
+    next_page_token for the rest.
+    """
+    page_token: _builtins.str
+    """next_page_token of a previous call with the same workflow_id, filters and
+    after_sequence.
+    """
+    after_sequence: _builtins.int
+    """Only events with a greater sequence; 0 means from the first. To read what
+    a run logged since a previous call's last page, pass the last sequence it
+    returned.
+    """
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_event_pb2.EventType.ValueType]:
+        """Only events of one of these types; empty means all."""
+
+    @_builtins.property
+    def step_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events of one of these steps of the run's template (their STEP_*
+        events and the events of the gates on them); empty means all.
+        """
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        types: _abc.Iterable[_event_pb2.EventType.ValueType] | None = ...,
+        step_ids: _abc.Iterable[_builtins.str] | None = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "page_size", b"page_size", "page_token", b"page_token", "step_ids", b"step_ids", "types", b"types", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkflowEventsRequest: _TypeAlias = ListWorkflowEventsRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkflowEventsResponse(_message.Message):
+    """Response of ListWorkflowEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page. Empty too once the stored
+    events are read while the run goes on: call again with after_sequence set
+    to the last sequence for the events logged since.
+    """
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.WorkflowEvent]:
+        """The events, by sequence, each as WatchWorkflow sends it."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_event_pb2.WorkflowEvent] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkflowEventsResponse: _TypeAlias = ListWorkflowEventsResponse  # noqa: Y015
+
+@_typing.final
 class RerunWorkflowRequest(_message.Message):
     """Request of RerunWorkflow."""
 

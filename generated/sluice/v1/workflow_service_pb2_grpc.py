@@ -116,6 +116,11 @@ class WorkflowServiceStub:
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowResponse.FromString,
                 _registered_method=True)
+        self.ListWorkflowEvents = channel.unary_unary(
+                '/sluice.v1.WorkflowService/ListWorkflowEvents',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsResponse.FromString,
+                _registered_method=True)
         self.RerunWorkflow = channel.unary_unary(
                 '/sluice.v1.WorkflowService/RerunWorkflow',
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.SerializeToString,
@@ -254,6 +259,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkflowEvents(self, request, context):
+        """Returns a page of a run's stored events, oldest first, optionally only
+        those of some types or steps: the events WatchWorkflow streams, without a
+        stream. Any server can answer it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RerunWorkflow(self, request, context):
         """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
         and starts it. The new run keeps the original's params and template; it
@@ -353,6 +367,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkflow,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowResponse.SerializeToString,
+            ),
+            'ListWorkflowEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowEvents,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsResponse.SerializeToString,
             ),
             'RerunWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.RerunWorkflow,
@@ -777,6 +796,33 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/WatchWorkflow',
             sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.WatchWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/ListWorkflowEvents',
+            sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,6 +89,11 @@ class WorkflowServiceStub:
     live ones as they are committed, with no gap and no duplicate. The stream
     ends after the run's terminal event unless follow is set.
     """
+    ListWorkflowEvents: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowEventsRequest, _workflow_service_pb2.ListWorkflowEventsResponse]
+    """Returns a page of a run's stored events, oldest first, optionally only
+    those of some types or steps: the events WatchWorkflow streams, without a
+    stream. Any server can answer it.
+    """
     RerunWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.RerunWorkflowRequest, _workflow_service_pb2.RerunWorkflowResponse]
     """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
     and starts it. The new run keeps the original's params and template; it
@@ -164,6 +169,11 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Streams a run's events after after_sequence: first the stored ones, then
     live ones as they are committed, with no gap and no duplicate. The stream
     ends after the run's terminal event unless follow is set.
+    """
+    ListWorkflowEvents: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListWorkflowEventsRequest, _workflow_service_pb2.ListWorkflowEventsResponse]  # type: ignore[assignment]
+    """Returns a page of a run's stored events, oldest first, optionally only
+    those of some types or steps: the events WatchWorkflow streams, without a
+    stream. Any server can answer it.
     """
     RerunWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.RerunWorkflowRequest, _workflow_service_pb2.RerunWorkflowResponse]  # type: ignore[assignment]
     """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
@@ -327,6 +337,17 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams a run's events after after_sequence: first the stored ones, then
         live ones as they are committed, with no gap and no duplicate. The stream
         ends after the run's terminal event unless follow is set.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkflowEvents(
+        self,
+        request: _workflow_service_pb2.ListWorkflowEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.ListWorkflowEventsResponse, _abc.Awaitable[_workflow_service_pb2.ListWorkflowEventsResponse]]:
+        """Returns a page of a run's stored events, oldest first, optionally only
+        those of some types or steps: the events WatchWorkflow streams, without a
+        stream. Any server can answer it.
         """
 
     @_abc_1.abstractmethod

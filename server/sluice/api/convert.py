@@ -31,6 +31,7 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
+from sluice.engine.validators import with_validators
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 
 _DEFAULT_RETRY = RetryPolicy()
@@ -69,6 +70,11 @@ def _step_status(status: StepStatus) -> workflow_pb2.StepStatus.ValueType:
 
 def _event_type(kind: EventType) -> event_pb2.EventType.ValueType:
     return event_pb2.EventType.ValueType(_EVENT_TYPE[kind])
+
+
+def event_type_from_proto(value: int) -> EventType | None:
+    name = _enum_name(event_pb2.EventType.DESCRIPTOR, value, "EVENT_TYPE_")
+    return EventType(name) if name else None
 
 
 def _gate_action_to_proto(action: GateAction | None) -> template_pb2.GateAction.ValueType:
@@ -149,37 +155,50 @@ def _td(message: duration_pb2.Duration) -> timedelta:
 
 
 def template_from_proto(pb: template_pb2.Template) -> Template:
-    """A domain template, not yet validated: unset enums become None for validation to report."""
-    return Template(
-        id=pb.id,
-        name=pb.name,
-        description=pb.description,
-        steps=tuple(_step_from_proto(s) for s in pb.steps),
-        gates=tuple(_gate_from_proto(g) for g in pb.quality_gates),
-        params=tuple(
-            ParamSpec(
-                name=p.name,
-                description=p.description,
-                required=p.required,
-                default=_value(p.default_value) if p.HasField("default_value") else None,
-            )
-            for p in pb.params
-        ),
+    """A domain template, not yet validated: unset enums become None for validation to report.
+    External gates get their validator steps (sluice.engine.validators)."""
+    return with_validators(
+        Template(
+            id=pb.id,
+            name=pb.name,
+            description=pb.description,
+            steps=tuple(_step_from_proto(s) for s in pb.steps),
+            gates=tuple(_gate_from_proto(g) for g in pb.quality_gates),
+            params=tuple(
+                ParamSpec(
+                    name=p.name,
+                    description=p.description,
+                    required=p.required,
+                    default=_value(p.default_value) if p.HasField("default_value") else None,
+                )
+                for p in pb.params
+            ),
+        )
     )
 
 
+def _retry_from_proto(r: template_pb2.RetryPolicy) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=r.max_attempts or 1,
+        initial_backoff=_td(r.initial_backoff) if r.HasField("initial_backoff") else _DEFAULT_RETRY.initial_backoff,
+        multiplier=r.backoff_multiplier or 2.0,
+        max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
+        jitter=r.jitter,
+        non_retryable_errors=tuple(r.non_retryable_error_types),
+    )  # fmt: skip
+
+
+def _retry_to_proto(retry: RetryPolicy, target: template_pb2.RetryPolicy) -> None:
+    target.max_attempts = retry.max_attempts
+    target.backoff_multiplier = retry.multiplier
+    _duration(retry.initial_backoff, target.initial_backoff)
+    _duration(retry.max_backoff, target.max_backoff)
+    target.jitter = retry.jitter
+    target.non_retryable_error_types.extend(retry.non_retryable_errors)
+
+
 def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
-    retry = _DEFAULT_RETRY
-    if pb.HasField("retry"):
-        r = pb.retry
-        retry = RetryPolicy(
-            max_attempts=r.max_attempts or 1,
-            initial_backoff=_td(r.initial_backoff) if r.HasField("initial_backoff") else _DEFAULT_RETRY.initial_backoff,
-            multiplier=r.backoff_multiplier or 2.0,
-            max_backoff=_td(r.max_backoff) if r.HasField("max_backoff") else _DEFAULT_RETRY.max_backoff,
-            jitter=r.jitter,
-            non_retryable_errors=tuple(r.non_retryable_error_types),
-        )  # fmt: skip
+    retry = _retry_from_proto(pb.retry) if pb.HasField("retry") else _DEFAULT_RETRY
     return StepSpec(
         id=pb.id,
         type=pb.type,
@@ -205,6 +224,7 @@ def _step_from_proto(pb: template_pb2.StepSpec) -> StepSpec:
 
 def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
     kind = pb.WhichOneof("condition")
+    external = pb.external
     return GateSpec(
         id=pb.id,
         name=pb.name,
@@ -217,6 +237,12 @@ def _gate_from_proto(pb: template_pb2.QualityGate) -> GateSpec:
         expression=pb.validation.expression,
         approval_timeout=_td(pb.approval.timeout) if pb.approval.HasField("timeout") else None,
         on_timeout=_APPROVAL_TIMEOUT.get(pb.approval.on_timeout),
+        webhook_url=external.webhook_url,
+        task_type=external.task_type,
+        validator_timeout=_td(external.timeout) if external.HasField("timeout") else None,
+        validator_retry=(
+            _retry_from_proto(external.retry) if external.HasField("retry") else _DEFAULT_RETRY
+        ),
     )
 
 
@@ -235,6 +261,8 @@ def template_to_proto(
     pb.version, pb.predefined = t.version, t.predefined
     _timestamp(t.created_at, pb.create_time)
     for s in t.steps:
+        if s.validates:
+            continue  # an external gate's: the gate describes it
         step = pb.steps.add(
             id=s.id, type=s.type, name=s.name, description=s.description,
             dependencies=s.dependencies, optional=s.optional, task_type=s.task_type,
@@ -244,12 +272,7 @@ def template_to_proto(
             step.dependency_rule = template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
         dict_to_struct(s.config, step.config)
         if s.retry != _DEFAULT_RETRY:
-            step.retry.max_attempts = s.retry.max_attempts
-            step.retry.backoff_multiplier = s.retry.multiplier
-            _duration(s.retry.initial_backoff, step.retry.initial_backoff)
-            _duration(s.retry.max_backoff, step.retry.max_backoff)
-            step.retry.jitter = s.retry.jitter
-            step.retry.non_retryable_error_types.extend(s.retry.non_retryable_errors)
+            _retry_to_proto(s.retry, step.retry)
         _duration(s.timeout, step.timeout)
         _duration(s.schedule_to_start, step.schedule_to_start_timeout)
     for g in t.gates:
@@ -265,6 +288,15 @@ def template_to_proto(
                 )
         elif g.type is GateType.VALIDATION:
             gate.validation.expression = g.expression
+        elif g.type is GateType.EXTERNAL:
+            gate.external.SetInParent()
+            if g.webhook_url:
+                gate.external.webhook_url = g.webhook_url
+            else:
+                gate.external.task_type = g.task_type
+            _duration(g.validator_timeout, gate.external.timeout)
+            if g.validator_retry != _DEFAULT_RETRY:
+                _retry_to_proto(g.validator_retry, gate.external.retry)
         elif g.type is GateType.APPROVAL:
             gate.approval.SetInParent()
             _duration(g.approval_timeout, gate.approval.timeout)
@@ -368,15 +400,18 @@ def _template_bytes(template: Template) -> bytes:
     return template_to_proto(template).SerializeToString()
 
 
-def event_to_proto(e: Event) -> event_pb2.WorkflowEvent:
-    pb = event_pb2.WorkflowEvent(
-        workflow_id=e.run_id,
-        sequence=e.sequence,
-        type=_event_type(e.type),
-        step_id=e.step_id,
-        gate_id=e.gate_id,
-        attempt=e.attempt,
-    )
+def event_to_proto(
+    e: Event, into: event_pb2.WorkflowEvent | None = None
+) -> event_pb2.WorkflowEvent:
+    """The event as WatchWorkflow and ListWorkflowEvents send it; written into `into` (an
+    empty message, e.g. a list reply's next element) when given."""
+    pb = into if into is not None else event_pb2.WorkflowEvent()
+    pb.workflow_id = e.run_id
+    pb.sequence = e.sequence
+    pb.type = _event_type(e.type)
+    pb.step_id = e.step_id
+    pb.gate_id = e.gate_id
+    pb.attempt = e.attempt
     if e.run_status is not None:
         pb.workflow_status = run_status_to_proto(e.run_status)
     _timestamp(e.time, pb.time)

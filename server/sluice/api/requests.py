@@ -8,7 +8,9 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -21,6 +23,7 @@ MAX_REASON = 1000
 MAX_REQUEST_ID = 200
 MAX_STEP_ID = 64
 _GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+T = TypeVar("T")
 
 
 class Checks:
@@ -84,6 +87,32 @@ def encode_cursor(cursor: tuple[datetime, str], fingerprint: str) -> str:
 
 
 def decode_cursor(token: str, fingerprint: str, checks: Checks) -> tuple[datetime, str] | None:
+    return _decode(
+        token, fingerprint, checks, lambda data: (datetime.fromisoformat(data["c"]), str(data["i"]))
+    )
+
+
+def encode_sequence(sequence: int, fingerprint: str) -> str:
+    """A page token that goes on after a run's event `sequence`."""
+    return base64.urlsafe_b64encode(json.dumps({"s": sequence, "f": fingerprint}).encode()).decode()
+
+
+def decode_sequence(token: str, fingerprint: str, checks: Checks) -> int | None:
+    return _decode(token, fingerprint, checks, _sequence)
+
+
+def _sequence(data: dict[str, Any]) -> int:
+    sequence = data["s"]
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+        raise ValueError(sequence)
+    return sequence
+
+
+def _decode(
+    token: str, fingerprint: str, checks: Checks, read: Callable[[dict[str, Any]], T]
+) -> T | None:
+    """What `read` takes from a page token issued for `fingerprint`; None when there is no
+    token, or a bad one (reported)."""
     if not token:
         return None
     try:
@@ -91,7 +120,7 @@ def decode_cursor(token: str, fingerprint: str, checks: Checks) -> tuple[datetim
         if data["f"] != fingerprint:
             checks.add("page_token", "was issued for other filters; repeat the call's filters")
             return None
-        return datetime.fromisoformat(data["c"]), str(data["i"])
+        return read(data)
     except (ValueError, KeyError, TypeError, binascii.Error):
         checks.add("page_token", "is not a page token returned by this method")
         return None

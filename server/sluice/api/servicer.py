@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from sluice.api import convert
+from sluice.api import convert, pages
 from sluice.api.auth import current_user
 from sluice.api.errors import rpc
 from sluice.api.requests import (
@@ -17,13 +17,15 @@ from sluice.api.requests import (
     Checks,
     decode_cursor,
     decode_offset,
+    decode_sequence,
     encode_cursor,
     encode_offset,
+    encode_sequence,
     fingerprint,
     request_hash,
 )
 from sluice.api.watch_limit import WatchLimit
-from sluice.engine.model import Event, Run, RunStatus
+from sluice.engine.model import Event, EventType, Run, RunStatus
 from sluice.engine.ports import Clock, RunFilter
 from sluice.engine.service import Workflows
 from sluice.engine.validation import enum_names
@@ -34,10 +36,7 @@ from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 _STATUS_NAMES = f"one of {enum_names('WORKFLOW_STATUS_', RunStatus)}"
 
-# ListWorkflows: room kept in a reply for its page token and framing, and what each run adds
-# to its own size in the reply (field tag and length prefix).
-_RESPONSE_MARGIN = 1024
-_FIELD_OVERHEAD = 6
+_EVENT_TYPE_NAMES = f"one of {enum_names('EVENT_TYPE_', EventType)}"
 
 
 class _CarriesWorkflow(Protocol):
@@ -226,18 +225,16 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
         response = pb.ListWorkflowsResponse()
         now = self._clock.now()
-        budget = self._max_message_bytes - _RESPONSE_MARGIN
+        sent = pages.fill(
+            response.workflows,
+            page.runs,
+            lambda run, into: convert.run_to_proto(run, now, into=into, full=full),
+            self._max_message_bytes,
+        )
         next_cursor = page.next_cursor
-        for i, run in enumerate(page.runs):
-            workflow = convert.run_to_proto(run, now, into=response.workflows.add(), full=full)
-            budget -= workflow.ByteSize() + _FIELD_OVERHEAD
-            if budget < 0 and i > 0:
-                # A page holds what fits in one message (AIP-158 allows a short page); the
-                # rest follows from the last run sent.
-                del response.workflows[-1]
-                last = page.runs[i - 1]
-                next_cursor = (last.created_at, last.id)
-                break
+        if sent < len(page.runs):
+            last = page.runs[sent - 1]
+            next_cursor = (last.created_at, last.id)
         if next_cursor is not None:
             response.next_page_token = encode_cursor(next_cursor, filters)
         return response
@@ -368,6 +365,47 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             async with contextlib.aclosing(events):  # a cancelled call unsubscribes at once
                 async for event in events:
                     await context.write(self._responses.get(event))
+
+    @rpc
+    async def ListWorkflowEvents(
+        self, request: pb.ListWorkflowEventsRequest, context: Context
+    ) -> pb.ListWorkflowEventsResponse:
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        checks.page_size(request.page_size)
+        if request.after_sequence < 0:
+            checks.add("after_sequence", "must be 0 or more")
+        types = []
+        for i, value in enumerate(request.types):
+            kind = convert.event_type_from_proto(value)
+            if kind is None:
+                checks.add(f"types[{i}]", f"must be {_EVENT_TYPE_NAMES}")
+            else:
+                types.append(kind)
+        filters = fingerprint(
+            request.workflow_id,
+            sorted({t.value for t in types}),
+            sorted(set(request.step_ids)),
+            request.after_sequence,
+        )
+        after = decode_sequence(request.page_token, filters, checks)
+        checks.done()
+        page = await self._workflows.events(
+            current_user(),
+            request.workflow_id,
+            after=request.after_sequence if after is None else after,
+            limit=request.page_size or 100,
+            types=types,
+            step_ids=list(request.step_ids),
+        )
+        response = pb.ListWorkflowEventsResponse()
+        sent = pages.fill(
+            response.events, page.events, convert.event_to_proto, self._max_message_bytes
+        )
+        next_after = page.events[sent - 1].sequence if sent < len(page.events) else page.next_after
+        if next_after is not None:
+            response.next_page_token = encode_sequence(next_after, filters)
+        return response
 
 
 class _WatchResponses:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import typer
 
-from sluice.cli import admin, control, credentials, rerun, runs, serve, templates
+from sluice.cli import admin, control, credentials, events, rerun, runs, serve, sharing, templates
 from sluice.cli.outcome import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -33,6 +33,8 @@ _register(
         "delete": templates.delete_template,
     },
 )
+# Sharing templates as files (export from one server, import on another).
+_register(template_app, {"export": sharing.export_template, "import": sharing.import_template})
 app.add_typer(template_app, name="template")
 _register(
     app,
@@ -50,6 +52,7 @@ _register(
         "graph": templates.graph,
     },
 )
+_register(app, {"events": events.events})
 # Reruns: a new run from a failed one, and a retry without its backoff.
 _register(app, {"rerun": rerun.rerun, "retry": rerun.retry})
 app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())

@@ -1,5 +1,5 @@
 """Turning command-line text into request values: params, template references, statuses,
-times."""
+event types, times."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sluice.cli.outcome import InputError
-from sluice.client import Template, WorkflowStatus
-from sluice.client._values import enum_names, enum_value, parse_template
+from sluice.client import EventType, Template, WorkflowStatus
+from sluice.client._values import EnumType, enum_names, enum_value, parse_template
 
 
 def parse_params(pairs: Iterable[str], params_file: Path | None = None) -> dict[str, Any]:
@@ -63,20 +63,37 @@ def load_template(path: Path) -> Template:
 
 def parse_statuses(names: Iterable[str]) -> list[WorkflowStatus.ValueType]:
     """`completed`, `COMPLETED` or `WORKFLOW_STATUS_COMPLETED`."""
-    statuses: list[WorkflowStatus.ValueType] = []
-    for name in names:
-        value = enum_value(WorkflowStatus, _STATUS_PREFIX, name)
-        if value is None:
-            raise InputError(f"--status {name!r}: expected one of {', '.join(status_names())}")
-        statuses.append(WorkflowStatus.ValueType(value))
-    return statuses
+    found = _parse_enum(names, WorkflowStatus, _STATUS_PREFIX, "--status")
+    return [WorkflowStatus.ValueType(value) for value in found]
 
 
 def status_names() -> list[str]:
     return enum_names(WorkflowStatus, _STATUS_PREFIX)
 
 
+def parse_event_types(names: Iterable[str]) -> list[EventType.ValueType]:
+    """`step_completed`, `STEP_COMPLETED` or `EVENT_TYPE_STEP_COMPLETED`."""
+    found = _parse_enum(names, EventType, _EVENT_TYPE_PREFIX, "--type")
+    return [EventType.ValueType(value) for value in found]
+
+
+def event_type_names() -> list[str]:
+    return enum_names(EventType, _EVENT_TYPE_PREFIX)
+
+
+def _parse_enum(names: Iterable[str], enum: EnumType, prefix: str, flag: str) -> list[int]:
+    values: list[int] = []
+    for name in names:
+        value = enum_value(enum, prefix, name)
+        if value is None:
+            known = ", ".join(enum_names(enum, prefix))
+            raise InputError(f"{flag} {name!r}: expected one of {known}")
+        values.append(value)
+    return values
+
+
 _STATUS_PREFIX = "WORKFLOW_STATUS_"
+_EVENT_TYPE_PREFIX = "EVENT_TYPE_"
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

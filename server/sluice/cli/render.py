@@ -28,8 +28,10 @@ from sluice.client import (
 from sluice.v1.template_pb2 import (
     ApprovalTimeoutAction,
     ComparisonOperator,
+    DependencyRule,
     GateAction,
     QualityGate,
+    StepSpec,
 )
 
 _STATUS_STYLE = {
@@ -120,9 +122,14 @@ def template_detail(template: Template) -> Group:
     for p in template.params:
         default = data.to_text(data.plain(p.default_value)) if p.HasField("default_value") else ""
         params.add_row(p.name, "yes" if p.required else "", default, p.description)
-    steps = Table("step", "type", "depends on", "optional", box=None, header_style="bold")
+    steps = Table(
+        "step", "type", "depends on", "optional", "runs when", box=None, header_style="bold"
+    )
     for s in template.steps:
-        steps.add_row(s.id, step_kind(s), ", ".join(s.dependencies), "yes" if s.optional else "")
+        steps.add_row(
+            s.id, step_kind(s), ", ".join(s.dependencies), "yes" if s.optional else "",
+            runs_when(s),
+        )  # fmt: skip
     gates = Table(
         "gate", "after step", "type", "condition", "on failure", box=None, header_style="bold"
     )
@@ -130,6 +137,16 @@ def template_detail(template: Template) -> Group:
         kind = g.WhichOneof("condition") or ""
         gates.add_row(g.id, g.step_id, kind, gate_condition(g), gate_action(g))
     return Group(header, "", params, "", steps, "", gates)
+
+
+def runs_when(step: StepSpec) -> str:
+    """A step's condition and its join rule, as `template show` prints them."""
+    parts = []
+    if step.dependency_rule == DependencyRule.DEPENDENCY_RULE_ANY_COMPLETED:
+        parts.append("any dependency completed")
+    if step.when:
+        parts.append(step.when)
+    return "; ".join(parts)
 
 
 _OPERATORS = {
@@ -161,6 +178,9 @@ def gate_condition(gate: QualityGate) -> str:
                     f", at most {duration(seconds)}, then {action.replace('unspecified', 'reject')}"
                 )
             return waits
+        case "external":
+            source = gate.external.webhook_url or f"workers of task type {gate.external.task_type}"
+            return f"asks {source} for the verdict"
         case _:
             return ""
 
@@ -307,6 +327,9 @@ def event_line(event: WorkflowEvent) -> str:
     if event.attempt and event.type != EventType.EVENT_TYPE_STEP_COMPLETED:
         parts.append(f"attempt {event.attempt}")
     line = " ".join(parts)
+    wake = event.details.fields.get("wakeAt")
+    if wake is not None and wake.string_value:
+        return f"{line}: waits until {wake.string_value}"
     for key in ("message", "reason", "error"):
         value = event.details.fields.get(key)
         if value is not None and value.string_value:

@@ -11,7 +11,7 @@ import typer
 from sluice.cli import dag, inputs, render
 from sluice.cli.connection import DEFAULT_ADDRESS, Address, CaFile, Connection, Json, Token
 from sluice.cli.outcome import ExitCode, run_command
-from sluice.client import InvalidArgumentError, NotFoundError, WorkflowClient
+from sluice.client import InvalidArgumentError, NotFoundError, Template, WorkflowClient
 
 
 def templates(
@@ -80,15 +80,20 @@ def create_template(
 
     async def command() -> ExitCode:
         template = inputs.load_template(path)
-        async with Connection(address, token, ca_file).client() as client:
-            created = await client.create_template(template)
-        if json_output:
-            print(render.to_json(created))
-        else:
-            print(f"registered template {created.id} version {created.version}")
-        return ExitCode.OK
+        return await register(Connection(address, token, ca_file), template, json_output)
 
     run_command(command(), address=address)
+
+
+async def register(connection: Connection, template: Template, json_output: bool) -> ExitCode:
+    """CreateTemplate, then say what it registered (--json: the registered Template)."""
+    async with connection.client() as client:
+        created = await client.create_template(template)
+    if json_output:
+        print(render.to_json(created))
+    else:
+        print(f"registered template {created.id} version {created.version}")
+    return ExitCode.OK
 
 
 def validate_template(

@@ -67,6 +67,8 @@ class GateType(StrEnum):
     THRESHOLD = "THRESHOLD"
     VALIDATION = "VALIDATION"
     APPROVAL = "APPROVAL"
+    # The verdict comes from outside: a webhook or a worker (see sluice.engine.validators).
+    EXTERNAL = "EXTERNAL"
 
 
 class GateAction(StrEnum):
@@ -198,6 +200,8 @@ class StepSpec:
     # A CEL condition over params and upstream outputs; false skips the step ("": always).
     when: str = ""
     dependency_rule: DependencyRule = DependencyRule.ALL_COMPLETED
+    # Set on the step that asks an external gate's validator: the gate's id (and the step's).
+    validates: str = ""
 
     @property
     def remote(self) -> bool:
@@ -232,6 +236,11 @@ class GateSpec:
     # approval: how long it may wait for a decision (None: forever), and what then
     approval_timeout: timedelta | None = None
     on_timeout: ApprovalTimeout | None = None  # None: REJECT
+    # external: who gives the verdict (one of the two), and how its attempts are bounded
+    webhook_url: str = ""
+    task_type: str = ""
+    validator_timeout: timedelta | None = None
+    validator_retry: RetryPolicy = RetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from sluice.engine.model import Event, Publication, Run, RunStatus, Template
+from sluice.engine.model import Event, EventType, Publication, Run, RunStatus, Template
 
 
 class RunKey(NamedTuple):
@@ -257,7 +257,17 @@ class Store(TaskStore, Protocol):
         logs; returns how many."""
         ...
 
-    async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]: ...
+    async def list_events(
+        self,
+        run_id: str,
+        after_sequence: int,
+        limit: int,
+        *,
+        types: Sequence[EventType] = (),
+        step_ids: Sequence[str] = (),
+    ) -> list[Event]:
+        """The run's events after `after_sequence`, in order, at most `limit`; with `types` or
+        `step_ids`, only the events of one of those types and of one of those steps."""
 
     async def count_active_runs(self, owner: str) -> int:
         """The owner's PENDING, RUNNING and PAUSED runs."""

@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sluice.engine import gates, substitution, waits
+from sluice.engine import gates, substitution, validators, waits
 from sluice.engine.expressions import ExpressionError
 from sluice.engine.model import (
     ApprovalTimeout,
@@ -222,7 +222,16 @@ def _check_gates(decision: Decision, now: datetime) -> bool:
                 )
             )  # fmt: skip
             return True
-        outcome = gates.evaluate(gate, run)
+        if gate.type is GateType.EXTERNAL:
+            validator = run.steps[gate.id]  # its validator step (sluice.engine.validators)
+            if validator.status is StepStatus.COMPLETED:
+                outcome = validators.verdict(gate, validator.output)
+            elif validator.status is StepStatus.FAILED:
+                outcome = gates.GateOutcome(False, f"the validator failed: {validator.error}")
+            else:
+                continue  # still asking
+        else:
+            outcome = gates.evaluate(gate, run)
         details: dict[str, object] = {"message": outcome.message}
         if outcome.observed_value is not None:
             details["observedValue"] = outcome.observed_value
@@ -406,6 +415,8 @@ def _ready(run: Run, step_id: str) -> bool:
             return False
         completed += 1
         for gate in run.template.gates_after(dep):
+            if gate.id == spec.validates:
+                continue  # the step asks for this gate's verdict: it cannot wait for it
             gate_status = run.gates[gate.id].status
             passed = gate_status in (GateStatus.PASSED, GateStatus.APPROVED)
             overridden = gate_status is GateStatus.FAILED and gate.action is GateAction.CONTINUE

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sluice.engine.catalog import TemplateCatalog
-from sluice.engine.errors import InvalidArgument, ResourceExhausted
-from sluice.engine.model import ExecutionOptions, Run, Template
+from sluice.engine.errors import InvalidArgument, ResourceExhausted, Violation
+from sluice.engine.model import Event, EventType, ExecutionOptions, Run, Template
 from sluice.engine.ports import RunFilter, RunPage
-from sluice.engine.validation import bind_params
+from sluice.engine.validation import bind_params, show
 from sluice.runtime.driver import Engine
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[Event]
+    # The sequence of the last event when more may follow; the next page starts after it.
+    next_after: int | None
 
 
 class Workflows:
@@ -90,3 +100,36 @@ class Workflows:
         return await self.engine.store.list_runs(
             owner, where, limit=limit, after=after, outputs=outputs
         )
+
+    async def events(
+        self,
+        owner: str,
+        run_id: str,
+        *,
+        after: int,
+        limit: int,
+        types: Sequence[EventType] = (),
+        step_ids: Sequence[str] = (),
+    ) -> EventPage:
+        """A page of the run's stored events after `after`, in order, only those of `types`
+        and `step_ids` when given. NotFound for a stranger's run; InvalidArgument (naming
+        `step_ids[i]`) for a step its template does not have. Read from the store, so any
+        server answers for any run."""
+        run = await self.engine.get_run(owner, run_id)
+        unknown = [
+            Violation(f"step_ids[{i}]", f"{show(step_id)} is not a step of this run's template")
+            for i, step_id in enumerate(step_ids)
+            if step_id not in run.steps
+        ]
+        if unknown:
+            raise InvalidArgument(unknown)
+        # One row past the page says whether another follows.
+        found = await self.engine.store.list_events(
+            run_id, after, limit + 1, types=_unique(types), step_ids=_unique(step_ids)
+        )
+        more = len(found) > limit
+        return EventPage(found[:limit], found[limit - 1].sequence if more else None)
+
+
+def _unique(values: Sequence[T]) -> list[T]:
+    return list(dict.fromkeys(values))

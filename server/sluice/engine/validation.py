@@ -15,7 +15,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sluice.engine import expressions, substitution
+from sluice.engine import expressions, substitution, validators
 from sluice.engine.config_schema import Problem, field_path
 from sluice.engine.errors import Violation
 from sluice.engine.graph import find_cycle, upstream_of
@@ -23,12 +23,14 @@ from sluice.engine.model import (
     TASK_STEP_TYPE,
     DependencyRule,
     GateAction,
+    GateSpec,
     GateType,
     Operator,
     ParamSpec,
     StepSpec,
     Template,
 )
+from sluice.engine.validators import WEBHOOK_STEP_TYPE
 
 TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -130,7 +132,7 @@ def validate_template(
 
     _check_params(template.params, limits, bad)
     step_ids = _check_steps(template, step_types, limits, bad)
-    _check_gates(template, step_ids, limits, bad)
+    _check_gates(template, step_ids, step_types, limits, bad)
     return out
 
 
@@ -159,7 +161,8 @@ def _check_params(params: tuple[ParamSpec, ...], limits: TemplateLimits, bad: An
 def _check_steps(
     template: Template, step_types: StepTypes, limits: TemplateLimits, bad: Any
 ) -> set[str]:
-    steps = template.steps
+    # An external gate's validator step is checked as part of its gate.
+    steps = tuple(s for s in template.steps if not s.validates)
     if not steps:
         bad("steps", "must have at least one step")
     if len(steps) > limits.max_steps:
@@ -308,7 +311,13 @@ def _check_references(
                     " (add it to dependencies, directly or through another step)")  # fmt: skip
 
 
-def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits, bad: Any) -> None:
+def _check_gates(
+    template: Template,
+    step_ids: set[str],
+    step_types: StepTypes,
+    limits: TemplateLimits,
+    bad: Any,
+) -> None:
     if len(template.gates) > limits.max_gates:
         bad("quality_gates", f"has {len(template.gates)} gates; the limit is {limits.max_gates}")
         return
@@ -351,10 +360,44 @@ def _check_gates(template: Template, step_ids: set[str], limits: TemplateLimits,
                         f"must be more than 0s and at most {MAX_APPROVAL_TIMEOUT.days} days")  # fmt: skip
                 if timeout is None and gate.on_timeout is not None:
                     bad(f"{where}.approval.on_timeout", "acts at a timeout: set timeout too")
+            case GateType.EXTERNAL:
+                _check_external(where, gate, step_ids, step_types, limits, bad)
             case None:
-                bad(f"{where}.condition", "set one of threshold, validation or approval")
-        if gate.type in (GateType.THRESHOLD, GateType.VALIDATION) and gate.action is None:
+                bad(f"{where}.condition", "set one of threshold, validation, approval or external")
+        checked = (GateType.THRESHOLD, GateType.VALIDATION, GateType.EXTERNAL)
+        if gate.type in checked and gate.action is None:
             bad(f"{where}.action", f"must be {enum_names('GATE_ACTION_', GateAction)}")
+
+
+def _check_external(
+    where: str,
+    gate: GateSpec,
+    step_ids: set[str],
+    step_types: StepTypes,
+    limits: TemplateLimits,
+    bad: Any,
+) -> None:
+    """Who answers, and how its attempts are bounded; the gate's id names its validator step
+    in runs, so no step may have it."""
+    if gate.id in step_ids:
+        bad(f"{where}.id", f"an external gate's id names its validator step in the run: "
+            f"{gate.id!r} is already a step's id")  # fmt: skip
+    if bool(gate.webhook_url) == bool(gate.task_type):
+        bad(f"{where}.external", "set exactly one of webhook_url or task_type")
+    elif gate.webhook_url:
+        validator = validators.validator_step(gate)
+        if WEBHOOK_STEP_TYPE not in step_types:
+            bad(f"{where}.external.webhook_url", "this server has no http step type")
+        else:
+            problems = step_types.config_problems(WEBHOOK_STEP_TYPE, validator.config, written=True)
+            for path, description in problems:
+                if path == "url":
+                    bad(f"{where}.external.webhook_url", description)
+    elif not TASK_TYPE.match(gate.task_type):
+        bad(f"{where}.external.task_type", TASK_TYPE_RULE)
+    _check_retry_and_timeout(
+        f"{where}.external", gate.validator_retry, gate.validator_timeout, limits, bad
+    )
 
 
 def bind_params(

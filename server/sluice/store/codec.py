@@ -73,21 +73,11 @@ def _step_to_json(s: StepSpec) -> dict[str, Any]:
         "config": dict(s.config),
         "dependencies": list(s.dependencies),
         "optional": s.optional,
-        "retry": {
-            "maxAttempts": s.retry.max_attempts,
-            "initialBackoff": s.retry.initial_backoff.total_seconds(),
-            "multiplier": s.retry.multiplier,
-            "maxBackoff": s.retry.max_backoff.total_seconds(),
-            "jitter": s.retry.jitter,
-            # Keys only when set: a template's stored body (and its snapshot key) stays the
-            # same as before these existed.
-            **(
-                {"nonRetryable": list(s.retry.non_retryable_errors)}
-                if s.retry.non_retryable_errors
-                else {}
-            ),
-        },
+        "retry": _retry_to_json(s.retry),
+        # Keys only when set: a template's stored body (and its snapshot key) stays the same
+        # as before these existed.
         **({"when": s.when} if s.when else {}),
+        **({"validates": s.validates} if s.validates else {}),
         **(
             {"dependencyRule": s.dependency_rule.value}
             if s.dependency_rule is not DependencyRule.ALL_COMPLETED
@@ -105,6 +95,28 @@ def _step_to_json(s: StepSpec) -> dict[str, Any]:
     }
 
 
+def _retry_to_json(r: RetryPolicy) -> dict[str, Any]:
+    return {
+        "maxAttempts": r.max_attempts,
+        "initialBackoff": r.initial_backoff.total_seconds(),
+        "multiplier": r.multiplier,
+        "maxBackoff": r.max_backoff.total_seconds(),
+        "jitter": r.jitter,
+        **({"nonRetryable": list(r.non_retryable_errors)} if r.non_retryable_errors else {}),
+    }
+
+
+def _retry_from_json(r: dict[str, Any]) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=r["maxAttempts"],
+        initial_backoff=timedelta(seconds=r["initialBackoff"]),
+        multiplier=r["multiplier"],
+        max_backoff=timedelta(seconds=r["maxBackoff"]),
+        jitter=r.get("jitter", 0.0),  # stored before retries had jitter: none
+        non_retryable_errors=tuple(r.get("nonRetryable", ())),
+    )
+
+
 def _seconds(value: timedelta | None) -> float | None:
     return value.total_seconds() if value is not None else None
 
@@ -120,16 +132,10 @@ def _step_from_json(d: dict[str, Any]) -> StepSpec:
         config=d.get("config", {}),
         dependencies=tuple(d.get("dependencies", ())),
         optional=d.get("optional", False),
-        retry=RetryPolicy(
-            max_attempts=r["maxAttempts"],
-            initial_backoff=timedelta(seconds=r["initialBackoff"]),
-            multiplier=r["multiplier"],
-            max_backoff=timedelta(seconds=r["maxBackoff"]),
-            jitter=r.get("jitter", 0.0),  # stored before retries had jitter: none
-            non_retryable_errors=tuple(r.get("nonRetryable", ())),
-        ),
+        retry=_retry_from_json(r),
         when=d.get("when", ""),
         dependency_rule=DependencyRule(d.get("dependencyRule", "ALL_COMPLETED")),
+        validates=d.get("validates", ""),
         timeout=timedelta(seconds=timeout) if timeout is not None else None,
         task_type=d.get("taskType", ""),
         schedule_to_start=(
@@ -157,6 +163,16 @@ def _gate_to_json(g: GateSpec) -> dict[str, Any]:
             else {}
         ),
         **({"onTimeout": g.on_timeout.value} if g.on_timeout is not None else {}),
+        **(
+            {
+                "webhookUrl": g.webhook_url,
+                "taskType": g.task_type,
+                "validatorTimeout": _seconds(g.validator_timeout),
+                "validatorRetry": _retry_to_json(g.validator_retry),
+            }
+            if g.type is GateType.EXTERNAL
+            else {}
+        ),
     }
 
 
@@ -173,6 +189,12 @@ def _gate_from_json(d: dict[str, Any]) -> GateSpec:
         expression=d.get("expression", ""),
         approval_timeout=_delta(d.get("approvalTimeout")),
         on_timeout=ApprovalTimeout(d["onTimeout"]) if d.get("onTimeout") else None,
+        webhook_url=d.get("webhookUrl", ""),
+        task_type=d.get("taskType", ""),
+        validator_timeout=_delta(d.get("validatorTimeout")),
+        validator_retry=_retry_from_json(d["validatorRetry"])
+        if "validatorRetry" in d
+        else RetryPolicy(),
     )
 
 

@@ -330,13 +330,26 @@ class MemoryStore:
             self._forget(run.id)
         return len(ended)
 
-    async def list_events(self, run_id: str, after_sequence: int, limit: int) -> list[Event]:
+    async def list_events(
+        self,
+        run_id: str,
+        after_sequence: int,
+        limit: int,
+        *,
+        types: Sequence[EventType] = (),
+        step_ids: Sequence[str] = (),
+    ) -> list[Event]:
         await _suspend()
         stored = self._runs.get(run_id)
         if stored is None:
             return []
         # Stored in sequence order: each commit appends the events after the last one.
-        return [e for e in stored.events if e.sequence > after_sequence][:limit]
+        return [
+            e for e in stored.events
+            if e.sequence > after_sequence
+            and (not types or e.type in types)
+            and (not step_ids or e.step_id in step_ids)
+        ][:limit]  # fmt: skip
 
     async def list_outbox(self, run_id: str) -> list[dict[str, Any]]:
         await _suspend()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sluice.engine.gates import GateOutcome
 from sluice.engine.model import (
     ApprovalTimeout,
     DependencyRule,
@@ -32,6 +34,7 @@ from sluice.engine.scheduler import (
 )
 from sluice.engine.transitions import apply
 from sluice.engine.validation import validate_template
+from sluice.engine.validators import verdict, with_validators
 from sluice.steps import builtin_registry
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -241,3 +244,69 @@ def test_a_non_retryable_error_type_fails_at_once_others_retry() -> None:
         [event] = decision.events
         assert event.details.get("errorType", "") == error_type
         assert event.details.get("nonRetryable", False) is (expected is StepStatus.FAILED)
+
+
+EXTERNAL = GateSpec("brand", GateType.EXTERNAL, "a", GateAction.PAUSE,
+                    webhook_url="https://hooks.example.com/v")  # fmt: skip
+
+
+def test_a_validator_answer_becomes_the_gate_outcome() -> None:
+    assert verdict(EXTERNAL, {"body": {"passed": False, "score": 0.4, "message": "no"}}) == (
+        GateOutcome(False, "no", 0.4)
+    )
+    assert verdict(EXTERNAL, {"body": {"passed": True}}) == GateOutcome(True, "passed", None)
+    for bad in ({"body": {"passed": "yes"}}, {"body": "ok"}, {}, None):
+        outcome = verdict(EXTERNAL, bad)
+        assert not outcome.passed and "is not {" in outcome.message
+    worker_gate = dataclasses.replace(EXTERNAL, webhook_url="", task_type="brand.review")
+    assert verdict(worker_gate, {"passed": True, "score": 3}) == GateOutcome(True, "passed", 3.0)
+
+
+def test_an_external_gate_asks_its_validator_step_then_decides() -> None:
+    template = with_validators(
+        Template("ext", steps=(step("a"), step("b", "a")), gates=(EXTERNAL,))
+    )
+    assert template.step("brand").validates == "brand"
+    assert template.step("brand").dependencies == ("a",) and template.step("brand").optional
+    assert with_validators(template) is template  # added once
+
+    run = settle(started(template), T0, {"brand": {"body": {"passed": False, "score": 0.1}}})
+    assert run.status is RunStatus.PAUSED and run.paused_gate_id == "brand"
+    assert run.gates["brand"].observed_value == 0.1
+    assert run.steps["b"].status is StepStatus.PENDING
+
+
+def test_templates_round_trip_through_the_api_without_their_validator_steps() -> None:
+    from google.protobuf import json_format
+
+    from sluice.api.convert import template_from_proto, template_to_proto
+    from sluice.store.codec import template_from_json, template_to_json
+    from sluice.v1 import template_pb2
+
+    sent: dict[str, Any] = {
+        "id": "ext",
+        "steps": [{"id": "a", "type": "generate", "config": {"contentType": "email"},
+                   "when": "params.go == true",
+                   "retry": {"maxAttempts": 2, "nonRetryableErrorTypes": ["HTTP400"]}},
+                  {"id": "w", "type": "wait", "dependencies": ["a"], "config": {"duration": "1m"},
+                   "dependencyRule": "DEPENDENCY_RULE_ANY_COMPLETED"}],
+        "qualityGates": [
+            {"id": "brand", "stepId": "a", "action": "GATE_ACTION_PAUSE",
+             "external": {"taskType": "brand.review", "timeout": "30s",
+                          "retry": {"maxAttempts": 3}}},
+            {"id": "ok", "stepId": "w",
+             "approval": {"timeout": "3600s", "onTimeout": "APPROVAL_TIMEOUT_ACTION_APPROVE"}},
+        ],
+    }  # fmt: skip
+    template = template_from_proto(json_format.ParseDict(sent, template_pb2.Template()))
+    assert [s.id for s in template.steps] == ["a", "w", "brand"]
+    stored = template_from_json(template_to_json(template))
+    assert [s.id for s in stored.steps] == ["a", "w", "brand"]
+    back = json_format.MessageToDict(template_to_proto(stored))
+    assert [s["id"] for s in back["steps"]] == ["a", "w"]
+    assert back["qualityGates"][0]["external"]["taskType"] == "brand.review"
+    assert back["qualityGates"][0]["external"]["retry"]["maxAttempts"] == 3
+    assert back["qualityGates"][1]["approval"] == sent["qualityGates"][1]["approval"]
+    assert back["steps"][0]["when"] == "params.go == true"
+    assert back["steps"][0]["retry"]["nonRetryableErrorTypes"] == ["HTTP400"]
+    assert back["steps"][1]["dependencyRule"] == "DEPENDENCY_RULE_ANY_COMPLETED"

@@ -21,7 +21,17 @@ from tests.unit.steps.conftest import run_step
 
 MakeCtx = Callable[..., StepContext]
 TEMPLATES = Path(__file__).resolve().parents[3] / "server" / "sluice" / "templates"
-IDS = ("content-to-social", "listing-campaign", "market-analysis-report")
+IDS = (
+    "content-to-social",
+    "listing-campaign",
+    "market-analysis-report",
+    "monthly-market-newsletter",
+    "new-listing-launch",
+    "open-house-promotion",
+    "price-change-announcement",
+    "review-request-after-sale",
+)
+ANY = template_pb2.DEPENDENCY_RULE_ANY_COMPLETED
 
 
 def load(template_id: str) -> template_pb2.Template:
@@ -33,7 +43,7 @@ def shape(t: template_pb2.Template) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {s.id: (s.type, tuple(s.dependencies)) for s in t.steps}
 
 
-def test_exactly_the_three_templates_ship() -> None:
+def test_exactly_these_templates_ship() -> None:
     assert sorted(p.stem for p in TEMPLATES.glob("*.json")) == sorted(IDS)
 
 
@@ -47,6 +57,10 @@ def test_template_parses_and_uses_builtin_types(template_id: str) -> None:
         assert step.type in BUILTIN_STEP_TYPES
         assert step.type in registry
         assert step.name and step.description
+    # Every param is documented, and only required ones go without a default.
+    for param in template.params:
+        assert param.description, param.name
+        assert param.required != param.HasField("default_value"), param.name
     # Every handler of the server, and the step type served by workers.
     assert {*BUILTIN_STEP_TYPES, TASK_STEP_TYPE} == set(registry.types())
 
@@ -154,6 +168,170 @@ def test_market_analysis_report_shape() -> None:
         "qualityScore",
     )
     assert gate.action == template_pb2.GATE_ACTION_PAUSE
+
+
+def when(t: template_pb2.Template) -> dict[str, str]:
+    return {s.id: s.when for s in t.steps if s.when}
+
+
+def joins(t: template_pb2.Template) -> set[str]:
+    return {s.id for s in t.steps if s.dependency_rule == ANY}
+
+
+def config(t: template_pb2.Template, step_id: str) -> dict[str, Any]:
+    [found] = [s for s in t.steps if s.id == step_id]
+    return json_format.MessageToDict(found.config)
+
+
+def approvals(t: template_pb2.Template) -> dict[str, tuple[str, int, int]]:
+    """Approval gates: (step, timeout in seconds, on-timeout action)."""
+    return {
+        g.id: (g.step_id, g.approval.timeout.seconds, g.approval.on_timeout)
+        for g in t.quality_gates
+        if g.WhichOneof("condition") == "approval"
+    }
+
+
+def test_open_house_promotion_shape() -> None:
+    t = load("open-house-promotion")
+    assert shape(t) == {
+        "generate-announcement": ("generate", ()),
+        "review-announcement": ("review", ("generate-announcement",)),
+        "post-announcement": ("post", ("review-announcement",)),
+        "wait-for-reminder": ("wait", ("post-announcement",)),
+        "generate-reminder": ("generate", ("wait-for-reminder",)),
+        "post-reminder": ("post", ("generate-reminder",)),
+        "wait-for-end": ("wait", ("post-reminder",)),
+        "generate-follow-up": ("generate", ("wait-for-end",)),
+        "send-follow-up": ("post", ("generate-follow-up",)),
+        "notify-agent": ("notify", ("post-reminder", "send-follow-up")),
+    }
+    assert config(t, "wait-for-reminder") == {"until": "{{ params.reminderAt }}"}
+    assert config(t, "wait-for-end") == {"until": "{{ params.openHouseEnd }}"}
+    assert when(t) == {"wait-for-end": "params.sendFollowUp == true"}
+    assert joins(t) == {"notify-agent"}
+    params = {p.name: p for p in t.params}
+    assert [n for n, p in params.items() if p.required] == [
+        "address", "openHouseStart", "openHouseEnd", "reminderAt",
+    ]  # fmt: skip
+    assert params["sendFollowUp"].default_value.bool_value is True
+    assert [g.id for g in t.quality_gates] == ["quality-check"]
+
+
+def test_price_change_announcement_shape() -> None:
+    t = load("price-change-announcement")
+    drop = ("generate-price-drop-post", "generate-price-drop-email")
+    assert shape(t) == {
+        **dict.fromkeys(drop, ("generate", ())),
+        "review-price-drop": ("review", drop),
+        "post-price-drop": ("post", ("review-price-drop",)),
+        "send-price-drop-email": ("post", ("review-price-drop",)),
+        "generate-updated-description": ("generate", ()),
+        "review-updated-description": ("review", ("generate-updated-description",)),
+        "publish-updated-description": ("post", ("review-updated-description",)),
+        "notify-agent": (
+            "notify",
+            ("post-price-drop", "send-price-drop-email", "publish-updated-description"),
+        ),
+    }
+    lower = "double(params.newPrice) < double(params.oldPrice)"
+    assert when(t) == {
+        **dict.fromkeys(drop, lower),
+        "generate-updated-description": "double(params.newPrice) > double(params.oldPrice)",
+    }
+    assert joins(t) == {"notify-agent"}
+    assert approvals(t) == {
+        "description-approval": (
+            "review-updated-description", 86400, template_pb2.APPROVAL_TIMEOUT_ACTION_REJECT,
+        )
+    }  # fmt: skip
+    gates = {g.id: g for g in t.quality_gates}
+    assert gates["fair-housing"].action == template_pb2.GATE_ACTION_ABORT
+    assert gates["fair-housing"].step_id == gates["quality-check"].step_id == "review-price-drop"
+
+
+def test_new_listing_launch_shape() -> None:
+    t = load("new-listing-launch")
+    platforms = ("facebook", "instagram", "linkedin")
+    assert shape(t) == {
+        "generate-listing-description": ("generate", ()),
+        "review-listing": ("review", ("generate-listing-description",)),
+        "publish-listing": ("post", ("review-listing",)),
+        **{f"generate-{p}-post": ("generate", ("review-listing",)) for p in platforms},
+        **{f"post-{p}": ("post", (f"generate-{p}-post",)) for p in platforms},
+        "generate-email": ("generate", ("review-listing",)),
+        "schedule-email": ("schedule", ("generate-email",)),
+        "send-email": ("post", ("schedule-email",)),
+        "notify-agent": (
+            "notify",
+            ("publish-listing", *(f"post-{p}" for p in platforms), "send-email"),
+        ),
+    }
+    assert when(t) == {
+        "generate-facebook-post": "params.postToFacebook == true",
+        "generate-instagram-post": "params.postToInstagram == true",
+        "generate-linkedin-post": "params.postToLinkedin == true",
+        "generate-email": "params.sendEmail == true",
+    }
+    assert joins(t) == {"notify-agent"}
+    for p in platforms:
+        assert config(t, f"post-{p}") == {"platform": p, "sourceStep": f"generate-{p}-post"}
+    defaults = {p.name: p.default_value.bool_value for p in t.params if p.name.startswith("postTo")}
+    assert defaults == {"postToFacebook": True, "postToInstagram": True, "postToLinkedin": False}
+    assert approvals(t) == {
+        "launch-approval": ("review-listing", 172800, template_pb2.APPROVAL_TIMEOUT_ACTION_FAIL)
+    }
+    assert [g.id for g in t.quality_gates] == ["fair-housing", "quality-check", "launch-approval"]
+
+
+def test_monthly_market_newsletter_shape() -> None:
+    t = load("monthly-market-newsletter")
+    assert shape(t) == {
+        "analyze-market": ("analyze", ()),
+        "identify-opportunities": ("analyze", ("analyze-market",)),
+        "generate-newsletter": ("generate", ("identify-opportunities",)),
+        "review-newsletter": ("review", ("generate-newsletter",)),
+        "schedule-newsletter": ("schedule", ("review-newsletter",)),
+        "wait-for-slot": ("wait", ("schedule-newsletter",)),
+        "send-newsletter": ("post", ("schedule-newsletter", "wait-for-slot")),
+        "notify-editor": ("notify", ("send-newsletter",)),
+    }
+    assert config(t, "wait-for-slot") == {"until": "{{ steps.schedule-newsletter.scheduledTime }}"}
+    assert when(t) == {"wait-for-slot": "params.waitForSlot == true"}
+    assert joins(t) == {"send-newsletter"}
+    assert approvals(t) == {
+        "editor-approval": (
+            "review-newsletter",
+            86400,
+            template_pb2.APPROVAL_TIMEOUT_ACTION_APPROVE,
+        )
+    }
+    params = {p.name: p for p in t.params}
+    assert [n for n, p in params.items() if p.required] == ["location"]
+    assert params["waitForSlot"].default_value.bool_value is True
+
+
+def test_review_request_after_sale_shape() -> None:
+    t = load("review-request-after-sale")
+    assert shape(t) == {
+        "wait-after-closing": ("wait", ()),
+        "generate-request": ("generate", ("wait-after-closing",)),
+        "review-request": ("review", ("generate-request",)),
+        "send-request": ("post", ("review-request",)),
+        "wait-for-reminder": ("wait", ("send-request",)),
+        "generate-reminder": ("generate", ("wait-for-reminder",)),
+        "send-reminder": ("post", ("generate-reminder",)),
+        "notify-agent": ("notify", ("send-request", "send-reminder")),
+    }
+    # The waits take their durations from params, so a test (or a user) can shorten them.
+    assert config(t, "wait-after-closing") == {"duration": "{{ params.followUpAfter }}"}
+    assert config(t, "wait-for-reminder") == {"duration": "{{ params.reminderAfter }}"}
+    assert when(t) == {"wait-for-reminder": "params.sendReminder == true"}
+    assert joins(t) == {"notify-agent"}
+    params = {p.name: p for p in t.params}
+    assert params["followUpAfter"].default_value.string_value == "3d"
+    assert params["reminderAfter"].default_value.string_value == "7d"
+    assert config(t, "review-request")["brand"] == {"required": ["{{ params.reviewUrl }}"]}
 
 
 # --- end to end through the handlers -------------------------------------------------------

@@ -7,7 +7,7 @@ from sluice.client._outcome import NonRetryableError, TaskError
 from sluice.client._sync import SyncWorkflowClient
 from sluice.client._targets import Addresses
 from sluice.client._task import Task
-from sluice.client._values import StatusLike, TemplateLike, ViewLike
+from sluice.client._values import EventTypeLike, StatusLike, TemplateLike, ViewLike
 from sluice.client._worker import Worker
 from sluice.client.errors import (
     AbortedError,
@@ -27,6 +27,7 @@ from sluice.v1.event_pb2 import EventType, WorkflowEvent
 from sluice.v1.template_pb2 import Template
 from sluice.v1.workflow_pb2 import (
     GateStatus,
+    GateType,
     StepStatus,
     Workflow,
     WorkflowStatus,
@@ -40,9 +41,11 @@ __all__ = [
     "AlreadyExistsError",
     "DeadlineExceededError",
     "EventType",
+    "EventTypeLike",
     "FailedPreconditionError",
     "FieldViolation",
     "GateStatus",
+    "GateType",
     "InvalidArgumentError",
     "NonRetryableError",
     "NotFoundError",

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from sluice.client import _targets, _values
 from sluice.client._connect import connect
 from sluice.client._targets import Addresses
-from sluice.client._values import StatusLike, TemplateLike, ViewLike
+from sluice.client._values import EventTypeLike, StatusLike, TemplateLike, ViewLike
 from sluice.client.errors import SluiceError
 from sluice.client.tls_probe import ServerSpeaksTlsError
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
@@ -245,9 +245,8 @@ class WorkflowClient:
     ) -> AsyncGenerator[workflow_pb2.Workflow, None]:
         """Every matching run, newest first, fetching pages as needed (`timeout` is per page);
         the filters are list_workflows'."""
-        token = ""
-        while True:
-            page = await self.list_workflows(
+        async for page in _pages(
+            lambda token: self.list_workflows(
                 statuses=statuses,
                 template_id=template_id,
                 view=view,
@@ -257,11 +256,9 @@ class WorkflowClient:
                 page_token=token,
                 timeout=timeout,
             )
+        ):
             for workflow in page.workflows:
                 yield workflow
-            token = page.next_page_token
-            if not token:
-                return
 
     async def delete_workflow(self, workflow_id: str, *, timeout: float | None = None) -> None:
         """Delete a run that has ended (COMPLETED, FAILED or CANCELLED) with its events; one
@@ -413,6 +410,61 @@ class WorkflowClient:
             await self._until_reconnected(delay, least=initial_backoff)
             delay = min(delay * 2, max_backoff)
 
+    async def list_workflow_events(
+        self,
+        workflow_id: str,
+        *,
+        types: Sequence[EventTypeLike] = (),
+        step_ids: Sequence[str] = (),
+        after_sequence: int = 0,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> pb.ListWorkflowEventsResponse:
+        """One page of the run's stored events, oldest first, each as watch yields it; pass
+        next_page_token for the next. No stream: any server answers, for scripts and UIs.
+
+        types: EventType values or names ("STEP_COMPLETED" or "EVENT_TYPE_STEP_COMPLETED");
+        step_ids: steps of the run's template (their events and their gates'); empty: all.
+        after_sequence: only events after this one (the last one read, to read what followed).
+        """
+        request = pb.ListWorkflowEventsRequest(
+            workflow_id=workflow_id,
+            types=_values.event_types(types),
+            step_ids=[step_ids] if isinstance(step_ids, str) else step_ids,
+            after_sequence=after_sequence,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self._stub.ListWorkflowEvents, request, timeout)
+
+    async def iter_workflow_events(
+        self,
+        workflow_id: str,
+        *,
+        types: Sequence[EventTypeLike] = (),
+        step_ids: Sequence[str] = (),
+        after_sequence: int = 0,
+        page_size: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[event_pb2.WorkflowEvent, None]:
+        """Every matching stored event of the run, oldest first, fetching pages as needed
+        (`timeout` is per page); the filters are list_workflow_events'. Ends with the last
+        event stored: for live ones, watch."""
+        async for page in _pages(
+            lambda token: self.list_workflow_events(
+                workflow_id,
+                types=types,
+                step_ids=step_ids,
+                after_sequence=after_sequence,
+                page_size=page_size,
+                page_token=token,
+                timeout=timeout,
+            )
+        ):
+            for event in page.events:
+                yield event
+
     async def _until_reconnected(self, delay: float, least: float) -> None:
         """Wait `delay` seconds, or less when the channel had no server to call: until it
         connects to one (another address, or the same one back), but at least `least`, so
@@ -426,6 +478,25 @@ class WorkflowClient:
                 while state is not _READY:
                     await self._channel.wait_for_state_change(state)
                     state = self._channel.get_state(try_to_connect=True)
+
+
+class _Page(Protocol):
+    @property
+    def next_page_token(self) -> str: ...
+
+
+P = TypeVar("P", bound=_Page)
+
+
+async def _pages(fetch: Callable[[str], Awaitable[P]]) -> AsyncGenerator[P, None]:
+    """Each page of a list, `fetch(page_token)` after `fetch("")`, until one has no token."""
+    token = ""
+    while True:
+        page = await fetch(token)
+        yield page
+        token = page.next_page_token
+        if not token:
+            return
 
 
 # Codes a restarting or unreachable server answers with; anything else is the caller's to see.

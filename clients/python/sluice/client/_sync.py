@@ -17,7 +17,7 @@ import grpc
 
 from sluice.client._async import OnReconnect, WorkflowClient
 from sluice.client._targets import KEEPALIVE_SECONDS, Addresses
-from sluice.client._values import StatusLike, TemplateLike, ViewLike
+from sluice.client._values import EventTypeLike, StatusLike, TemplateLike, ViewLike
 from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1 import workflow_service_pb2 as pb
 
@@ -378,6 +378,60 @@ class SyncWorkflowClient:
                 max_backoff=max_backoff,
                 give_up_after=give_up_after,
                 on_reconnect=on_reconnect,
+            )
+        )
+
+    def list_workflow_events(
+        self,
+        workflow_id: str,
+        *,
+        types: Sequence[EventTypeLike] = (),
+        step_ids: Sequence[str] = (),
+        after_sequence: int = 0,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> pb.ListWorkflowEventsResponse:
+        """One page of the run's stored events, oldest first, each as watch yields it; pass
+        next_page_token for the next. No stream: any server answers, for scripts and UIs.
+
+        types: EventType values or names ("STEP_COMPLETED" or "EVENT_TYPE_STEP_COMPLETED");
+        step_ids: steps of the run's template (their events and their gates'); empty: all.
+        after_sequence: only events after this one (the last one read, to read what followed).
+        """
+        return self._run(
+            self._client.list_workflow_events(
+                workflow_id,
+                types=types,
+                step_ids=step_ids,
+                after_sequence=after_sequence,
+                page_size=page_size,
+                page_token=page_token,
+                timeout=timeout,
+            )
+        )
+
+    def iter_workflow_events(
+        self,
+        workflow_id: str,
+        *,
+        types: Sequence[EventTypeLike] = (),
+        step_ids: Sequence[str] = (),
+        after_sequence: int = 0,
+        page_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[event_pb2.WorkflowEvent]:
+        """Every matching stored event of the run, oldest first, fetching pages as needed
+        (`timeout` is per page); the filters are list_workflow_events'. Ends with the last
+        event stored: for live ones, watch."""
+        return self._iterate(
+            self._client.iter_workflow_events(
+                workflow_id,
+                types=types,
+                step_ids=step_ids,
+                after_sequence=after_sequence,
+                page_size=page_size,
+                timeout=timeout,
             )
         )
 

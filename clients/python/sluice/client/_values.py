@@ -11,12 +11,14 @@ from typing import Any, NoReturn, Protocol, TypeAlias
 from google.protobuf import descriptor_pool, json_format, struct_pb2, timestamp_pb2
 
 from sluice.client.errors import FieldViolation, InvalidArgumentError
-from sluice.v1 import template_pb2, workflow_pb2
+from sluice.v1 import event_pb2, template_pb2, workflow_pb2
 from sluice.v1.workflow_service_pb2 import WorkflowView
 
 TemplateLike: TypeAlias = "template_pb2.Template | Mapping[str, Any]"
 # "FAILED", "failed" or "WORKFLOW_STATUS_FAILED", or the enum value itself.
 StatusLike: TypeAlias = "workflow_pb2.WorkflowStatus.ValueType | str"
+# "STEP_COMPLETED", "step_completed" or "EVENT_TYPE_STEP_COMPLETED", or the enum value itself.
+EventTypeLike: TypeAlias = "event_pb2.EventType.ValueType | str"
 # "FULL", "full" or "WORKFLOW_VIEW_FULL", or the enum value itself.
 ViewLike: TypeAlias = "WorkflowView.ValueType | str"
 
@@ -54,20 +56,31 @@ def enum_value(enum: EnumType, prefix: str, value: object) -> int | None:
 
 
 def statuses(values: Sequence[StatusLike]) -> list[workflow_pb2.WorkflowStatus.ValueType]:
-    prefix = "WORKFLOW_STATUS_"
-    enum = workflow_pb2.WorkflowStatus
+    found = _enum_values(
+        values, workflow_pb2.WorkflowStatus, "WORKFLOW_STATUS_", "statuses", "a run status"
+    )
+    return [workflow_pb2.WorkflowStatus.ValueType(n) for n in found]
+
+
+def event_types(values: Sequence[EventTypeLike]) -> list[event_pb2.EventType.ValueType]:
+    found = _enum_values(values, event_pb2.EventType, "EVENT_TYPE_", "types", "an event type")
+    return [event_pb2.EventType.ValueType(n) for n in found]
+
+
+def _enum_values(
+    values: Sequence[object], enum: EnumType, prefix: str, field: str, what: str
+) -> list[int]:
+    """The numbers of a repeated enum field's values; every bad one reported at once."""
     if isinstance(values, str):  # "FAILED" would otherwise be read letter by letter
         values = [values]
-    found: list[workflow_pb2.WorkflowStatus.ValueType] = []
+    found: list[int] = []
     violations: list[FieldViolation] = []
     for i, value in enumerate(values):
         number = enum_value(enum, prefix, value)
         if number is None:
-            violations.append(
-                FieldViolation(f"statuses[{i}]", _unknown(value, "a run status", enum, prefix))
-            )
+            violations.append(FieldViolation(f"{field}[{i}]", _unknown(value, what, enum, prefix)))
         else:
-            found.append(workflow_pb2.WorkflowStatus.ValueType(number))
+            found.append(number)
     if violations:
         _invalid(*violations)
     return found

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/template.proto.
  */
 export const file_sluice_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEd2hlbhgMIAEoCRIyCg9kZXBlbmRlbmN5X3J1bGUYDSABKA4yGS5zbHVpY2UudjEuRGVwZW5kZW5jeVJ1bGUi1gEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoARIhChlub25fcmV0cnlhYmxlX2Vycm9yX3R5cGVzGAYgAygJIogCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSABCCwoJY29uZGl0aW9uImgKElRocmVzaG9sZENvbmRpdGlvbhIOCgZtZXRyaWMYASABKAkSLwoIb3BlcmF0b3IYAiABKA4yHS5zbHVpY2UudjEuQ29tcGFyaXNvbk9wZXJhdG9yEhEKCXRocmVzaG9sZBgDIAEoASIpChNWYWxpZGF0aW9uQ29uZGl0aW9uEhIKCmV4cHJlc3Npb24YASABKAkidQoRQXBwcm92YWxDb25kaXRpb24SKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0Cgpvbl90aW1lb3V0GAIgASgOMiAuc2x1aWNlLnYxLkFwcHJvdmFsVGltZW91dEFjdGlvbiJvCglQYXJhbVNwZWMSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIQCghyZXF1aXJlZBgDIAEoCBItCg1kZWZhdWx0X3ZhbHVlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlKncKDkRlcGVuZGVuY3lSdWxlEh8KG0RFUEVOREVOQ1lfUlVMRV9VTlNQRUNJRklFRBAAEiEKHURFUEVOREVOQ1lfUlVMRV9BTExfQ09NUExFVEVEEAESIQodREVQRU5ERU5DWV9SVUxFX0FOWV9DT01QTEVURUQQAiqrAQoVQXBwcm92YWxUaW1lb3V0QWN0aW9uEicKI0FQUFJPVkFMX1RJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASIwofQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fQVBQUk9WRRABEiIKHkFQUFJPVkFMX1RJTUVPVVRfQUNUSU9OX1JFSkVDVBACEiAKHEFQUFJPVkFMX1RJTUVPVVRfQUNUSU9OX0ZBSUwQAyrkAQoSQ29tcGFyaXNvbk9wZXJhdG9yEiMKH0NPTVBBUklTT05fT1BFUkFUT1JfVU5TUEVDSUZJRUQQABIaChZDT01QQVJJU09OX09QRVJBVE9SX0dUEAESGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9HVEUQAhIaChZDT01QQVJJU09OX09QRVJBVE9SX0xUEAMSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9MVEUQBBIaChZDT01QQVJJU09OX09QRVJBVE9SX0VREAUSGwoXQ09NUEFSSVNPTl9PUEVSQVRPUl9ORVEQBipxCgpHYXRlQWN0aW9uEhsKF0dBVEVfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGAoUR0FURV9BQ1RJT05fQ09OVElOVUUQARIVChFHQVRFX0FDVElPTl9QQVVTRRACEhUKEUdBVEVfQUNUSU9OX0FCT1JUEANiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEd2hlbhgMIAEoCRIyCg9kZXBlbmRlbmN5X3J1bGUYDSABKA4yGS5zbHVpY2UudjEuRGVwZW5kZW5jeVJ1bGUi1gEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoARIhChlub25fcmV0cnlhYmxlX2Vycm9yX3R5cGVzGAYgAygJIroCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSAASMAoIZXh0ZXJuYWwYCCABKAsyHC5zbHVpY2UudjEuRXh0ZXJuYWxDb25kaXRpb25IAEILCgljb25kaXRpb24inAEKEUV4dGVybmFsQ29uZGl0aW9uEhUKC3dlYmhvb2tfdXJsGAEgASgJSAASEwoJdGFza190eXBlGAIgASgJSAASKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIlCgVyZXRyeRgEIAEoCzIWLnNsdWljZS52MS5SZXRyeVBvbGljeUIICgZzb3VyY2UiaAoSVGhyZXNob2xkQ29uZGl0aW9uEg4KBm1ldHJpYxgBIAEoCRIvCghvcGVyYXRvchgCIAEoDjIdLnNsdWljZS52MS5Db21wYXJpc29uT3BlcmF0b3ISEQoJdGhyZXNob2xkGAMgASgBIikKE1ZhbGlkYXRpb25Db25kaXRpb24SEgoKZXhwcmVzc2lvbhgBIAEoCSJ1ChFBcHByb3ZhbENvbmRpdGlvbhIqCgd0aW1lb3V0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKCm9uX3RpbWVvdXQYAiABKA4yIC5zbHVpY2UudjEuQXBwcm92YWxUaW1lb3V0QWN0aW9uIm8KCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCHJlcXVpcmVkGAMgASgIEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUqdwoORGVwZW5kZW5jeVJ1bGUSHwobREVQRU5ERU5DWV9SVUxFX1VOU1BFQ0lGSUVEEAASIQodREVQRU5ERU5DWV9SVUxFX0FMTF9DT01QTEVURUQQARIhCh1ERVBFTkRFTkNZX1JVTEVfQU5ZX0NPTVBMRVRFRBACKqsBChVBcHByb3ZhbFRpbWVvdXRBY3Rpb24SJwojQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIjCh9BUFBST1ZBTF9USU1FT1VUX0FDVElPTl9BUFBST1ZFEAESIgoeQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fUkVKRUNUEAISIAocQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fRkFJTBADKuQBChJDb21wYXJpc29uT3BlcmF0b3ISIwofQ09NUEFSSVNPTl9PUEVSQVRPUl9VTlNQRUNJRklFRBAAEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfR1QQARIbChdDT01QQVJJU09OX09QRVJBVE9SX0dURRACEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfTFQQAxIbChdDT01QQVJJU09OX09QRVJBVE9SX0xURRAEEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfRVEQBRIbChdDT01QQVJJU09OX09QRVJBVE9SX05FURAGKnEKCkdhdGVBY3Rpb24SGwoXR0FURV9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRHQVRFX0FDVElPTl9DT05USU5VRRABEhUKEUdBVEVfQUNUSU9OX1BBVVNFEAISFQoRR0FURV9BQ1RJT05fQUJPUlQQA2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A workflow template: a DAG of typed steps, the quality gates checked between
@@ -358,6 +358,14 @@ export type QualityGate = Message<"sluice.v1.QualityGate"> & {
      */
     value: ApprovalCondition;
     case: "approval";
+  } | {
+    /**
+     * Ask a service or a worker for the verdict.
+     *
+     * @generated from field: sluice.v1.ExternalCondition external = 8;
+     */
+    value: ExternalCondition;
+    case: "external";
   } | { case: undefined; value?: undefined };
 };
 
@@ -367,6 +375,68 @@ export type QualityGate = Message<"sluice.v1.QualityGate"> & {
  */
 export const QualityGateSchema: GenMessage<QualityGate> = /*@__PURE__*/
   messageDesc(file_sluice_v1_template, 3);
+
+/**
+ * The verdict comes from outside: the answer is a JSON object
+ * {"passed": bool, "score": number (optional), "message": string (optional)};
+ * the score becomes the gate's observed_value. The question is asked by a step
+ * of the run with the gate's id (so no step of the template may have it): an
+ * optional "http" or "task" step after the gated step, retried and timed out
+ * like any step, its attempts shown in the run. A validator that fails for
+ * good (or answers something else) fails the gate: its action decides.
+ *
+ * @generated from message sluice.v1.ExternalCondition
+ */
+export type ExternalCondition = Message<"sluice.v1.ExternalCondition"> & {
+  /**
+   * Who answers.
+   *
+   * @generated from oneof sluice.v1.ExternalCondition.source
+   */
+  source: {
+    /**
+     * POSTed {"gateId", "stepId", "output": the gated step's output} as JSON,
+     * with the header Idempotency-Key: <run id>/<gate id>; its host must be in
+     * the server's SLUICE_WEBHOOK_ALLOW. A 2xx answer's JSON body is the
+     * verdict.
+     *
+     * @generated from field: string webhook_url = 1;
+     */
+    value: string;
+    case: "webhookUrl";
+  } | {
+    /**
+     * Workers of this task type get a task (with the gated step's output as
+     * upstream); the output they complete it with is the verdict.
+     *
+     * @generated from field: string task_type = 2;
+     */
+    value: string;
+    case: "taskType";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Longest time one attempt may take; unset means the server's default step
+   * timeout.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 3;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * Retries of a failed attempt; unset means a single attempt.
+   *
+   * @generated from field: sluice.v1.RetryPolicy retry = 4;
+   */
+  retry?: RetryPolicy | undefined;
+};
+
+/**
+ * Describes the message sluice.v1.ExternalCondition.
+ * Use `create(ExternalConditionSchema)` to create a new message.
+ */
+export const ExternalConditionSchema: GenMessage<ExternalCondition> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_template, 4);
 
 /**
  * Passes when `metric <operator> threshold` holds.
@@ -402,7 +472,7 @@ export type ThresholdCondition = Message<"sluice.v1.ThresholdCondition"> & {
  * Use `create(ThresholdConditionSchema)` to create a new message.
  */
 export const ThresholdConditionSchema: GenMessage<ThresholdCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 4);
+  messageDesc(file_sluice_v1_template, 5);
 
 /**
  * Passes when the expression evaluates to true.
@@ -426,7 +496,7 @@ export type ValidationCondition = Message<"sluice.v1.ValidationCondition"> & {
  * Use `create(ValidationConditionSchema)` to create a new message.
  */
 export const ValidationConditionSchema: GenMessage<ValidationCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 5);
+  messageDesc(file_sluice_v1_template, 6);
 
 /**
  * Waits for ApproveGate, or with a timeout, at most that long.
@@ -457,7 +527,7 @@ export type ApprovalCondition = Message<"sluice.v1.ApprovalCondition"> & {
  * Use `create(ApprovalConditionSchema)` to create a new message.
  */
 export const ApprovalConditionSchema: GenMessage<ApprovalCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 6);
+  messageDesc(file_sluice_v1_template, 7);
 
 /**
  * A parameter that runs of a template take.
@@ -500,7 +570,7 @@ export type ParamSpec = Message<"sluice.v1.ParamSpec"> & {
  * Use `create(ParamSpecSchema)` to create a new message.
  */
 export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 7);
+  messageDesc(file_sluice_v1_template, 8);
 
 /**
  * When a step may run given how its dependencies ended. Values may be added.
