@@ -366,6 +366,52 @@ async def test_a_template_deleted_on_one_server_is_gone_on_the_others_within_a_s
             await asyncio.sleep(0.1)
 
 
+async def test_retry_now_and_rerun_asked_of_another_replica(servers: Servers) -> None:
+    """RetryStep on B for a run A drives is carried out by A, at once; RerunWorkflow on B of a
+    run A failed makes a run whose reused step is not run again by anyone."""
+    a, b = await servers.start(2)
+    retry = {"maxAttempts": 2, "initialBackoff": "3600s", "maxBackoff": "3600s"}
+    tpl = template(
+        "retried-elsewhere",
+        step("first", "work", config={"seconds": 0}),
+        step("f", "flaky", "first", config={"failures": 1}, retry=retry),
+    )
+    async with WorkflowClient(a.address) as on_a, WorkflowClient(b.address) as on_b:
+        run = await on_a.create_workflow(tpl)
+        await on_a.execute_workflow(run.id)
+        await asyncio.wait_for(until_event(on_a, run.id, E.EVENT_TYPE_STEP_RETRYING), 10)
+
+        retried = await on_b.retry_step(run.id, "f")
+        again = await asyncio.wait_for(
+            until_event(on_b, run.id, E.EVENT_TYPE_STEP_STARTED, attempt=2), 5
+        )
+        done = await asyncio.wait_for(events_of(on_b, run.id), 10)
+
+        # A run cancelled as its second step starts, rerun from B: "first" is taken over.
+        cut = await on_a.create_workflow(
+            template(
+                "cut-short",
+                step("first", "work", config={"seconds": 0}),
+                step("second", "work", "first", config={"seconds": 1}),
+            )
+        )
+        await on_a.execute_workflow(cut.id)
+        await asyncio.wait_for(until_event(on_a, cut.id, E.EVENT_TYPE_STEP_STARTED, attempt=1), 10)
+        await until_event(on_a, cut.id, E.EVENT_TYPE_STEP_COMPLETED)
+        cancelled = await on_a.cancel_workflow(cut.id)
+        rerun = await on_b.rerun_workflow(cut.id, wait=True, timeout=10)
+
+    assert retried.steps[1].attempt == 2
+    assert dict(again.details) == {"retryNow": True}
+    assert done[-1].type == E.EVENT_TYPE_WORKFLOW_COMPLETED
+    assert cancelled.status == WorkflowStatus.WORKFLOW_STATUS_CANCELLED
+    assert rerun.status == WorkflowStatus.WORKFLOW_STATUS_COMPLETED, rerun.error
+    assert (rerun.rerun_of, list(rerun.reused_step_ids)) == (cut.id, ["first"])
+    ledger = [(e["step"], e["phase"]) for e in servers.ledger_entries() if e["run"] == rerun.id]
+    assert ledger == [("second", "start"), ("second", "finish")]
+    await check_logs(servers.database_url, [run.id, cut.id, rerun.id])
+
+
 def _restart_postgresql() -> None:
     """Restart the PostgreSQL cluster the tests use (fast shutdown: connections are cut)."""
     (version,) = os.listdir("/etc/postgresql")

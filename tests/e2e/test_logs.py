@@ -96,3 +96,26 @@ async def test_refused_calls_are_logged_without_the_token(server: ServerProcess)
     text = server.log.decode()
     for secret in (forged, good, SECRET):
         assert secret not in text
+
+
+async def test_a_rerun_and_a_retry_now_are_logged_with_their_origin(server: ServerProcess) -> None:
+    retry = {"maxAttempts": 2, "initialBackoff": "3600s", "maxBackoff": "3600s"}
+    slow = template("slow-retry", step("fetch", "flaky", config={"failures": 1}, retry=retry))
+    async with WorkflowClient(server.address, token=token("alice")) as client:
+        run = await client.create_workflow(slow)
+        await client.execute_workflow(run.id)
+        await server.logged(line("step retrying", run_id=run.id, step_id="fetch"))
+        await client.retry_step(run.id, "fetch")
+        await server.logged(line("workflow finished", run_id=run.id))
+        fails = step("b", "flaky", "a", config={"failures": 1})
+        cut = await client.create_workflow(template("cut", step("a", "work"), fails))
+        failed = await client.execute_workflow(cut.id, wait=True, timeout=20)
+        assert failed.status == WorkflowStatus.WORKFLOW_STATUS_FAILED
+        rerun = await client.rerun_workflow(cut.id, from_step="b")
+
+    retried = await server.logged(
+        line("step retried now", run_id=run.id, step_id="fetch", attempt=2, user="alice")
+    )
+    assert retried["level"] == "info"
+    created = await server.logged(line("workflow created", run_id=rerun.id))
+    assert (created["rerun_of"], created["from_step"], created["reused_steps"]) == (cut.id, "b", 1)

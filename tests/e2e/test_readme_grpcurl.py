@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from sluice.server import SluiceServer
+from sluice.v1 import workflow_service_pb2
 from tests.support.readme import ROOT, Ran, run_commands, sh_blocks
 
 SECTION = "## Debugging with grpcurl"
@@ -52,6 +53,8 @@ def _keys(value: Any) -> set[str]:
     return set(value) | set().union(*(_keys(v) for k, v in value.items() if k not in structs))
 
 
+# Reflection lists every method of the service.
+_METHODS = len(workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].methods)
 GRPCURL = ROOT / ".venv/bin/grpcurl"
 BUF = ROOT / "node_modules/.bin/buf"
 
@@ -66,7 +69,7 @@ async def test_the_grpcurl_block_works_as_written(server: SluiceServer) -> None:
     services, methods = (r.output.split() for r in _by_method(ran, " list"))
     assert "sluice.v1.WorkflowService" in services and "grpc.health.v1.Health" in services
     assert "sluice.v1.WorkerService" in services  # reflection lists the workers' API too
-    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService.")]) == 16
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService.")]) == _METHODS
     described = _by_method(ran, " describe ")[0].output
     assert "message ListWorkflowsRequest {" in described
     assert ".sluice.v1.WorkflowView view = 5;" in described
@@ -122,7 +125,7 @@ async def test_the_buf_curl_block_works_as_written(server: SluiceServer) -> None
     assert all("buf curl " in r.command for r in ran)
     assert [r.code for r in ran] == [0] * len(ran), ran
     methods = _by_method(ran, "--list-methods")[0].output.split()
-    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == 16
+    assert len([m for m in methods if m.startswith("sluice.v1.WorkflowService/")]) == _METHODS
     created = _by_method(ran, "/CreateWorkflow")[0].json()["workflow"]
     assert created["templateId"] == "content-to-social"  # buf curl prints the JSON names
     executed = _by_method(ran, "/ExecuteWorkflow")[0].json()["workflow"]
@@ -180,3 +183,39 @@ async def test_the_schedules_grpcurl_block_works_as_written(server: SluiceServer
     fire = _by_method(ran, "/TriggerSchedule")[0].json()["fire"]
     assert fire["status"] == "SCHEDULE_FIRE_STATUS_STARTED" and fire["workflow_id"]
     assert _by_method(ran, "/DeleteSchedule")[0].json() == {}
+
+
+async def test_the_rerun_and_retry_now_grpcurl_blocks_work_as_written(server: SluiceServer) -> None:
+    rerun_block, retry_block = sh_blocks("## Reruns and retry now")[1:3]
+    ran = await run_block(rerun_block, server.address)
+    assert [r.command for r in ran if r.code != 0] == [], ran
+    cancelled = _by_method(ran, "/CancelWorkflow")[0].json()["workflow"]
+    assert cancelled["status"] == "WORKFLOW_STATUS_CANCELLED"
+    first, second = (r.json()["workflow"] for r in _by_method(ran, "/RerunWorkflow"))
+    assert first["status"] == second["status"] == "WORKFLOW_STATUS_COMPLETED"
+    assert first["rerun_of"] == second["rerun_of"] == cancelled["id"]
+    assert first["reused_step_ids"] == ["generate-content", "review-content", "schedule-post"]
+    steps = {s["step_id"]: (s["status"].removeprefix("STEP_STATUS_"), s.get("attempt", 0))
+             for s in first["steps"]}  # fmt: skip
+    assert steps == {
+        "generate-content": ("COMPLETED", 0), "review-content": ("COMPLETED", 0),
+        "schedule-post": ("COMPLETED", 0), "wait-for-slot": ("SKIPPED", 0),
+        "post-content": ("COMPLETED", 1), "analyze-performance": ("COMPLETED", 1),
+    }  # fmt: skip
+    assert (second["rerun_from_step_id"], second["reused_step_ids"]) == (
+        "review-content",
+        ["generate-content"],
+    )
+
+    ran = await run_block(retry_block, server.address)
+    assert [r.command for r in ran if r.code != 0] == [], ran
+    [retried] = _by_method(ran, "/RetryStep")
+    step = retried.json()["workflow"]["steps"][0]
+    assert (step["status"], step["attempt"]) == ("STEP_STATUS_RUNNING", 2)
+    events = [m["event"] for m in _json_stream(_by_method(ran, "/WatchWorkflow")[0].output)]
+    assert [e["type"].removeprefix("EVENT_TYPE_") for e in events[-3:]] == [
+        "STEP_STARTED",
+        "STEP_COMPLETED",
+        "WORKFLOW_COMPLETED",
+    ]
+    assert (events[-3]["attempt"], events[-3]["details"]) == (2, {"retryNow": True})

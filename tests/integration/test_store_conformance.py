@@ -452,3 +452,31 @@ async def test_a_new_attempt_replaces_the_task_and_a_stop_cancels_it(store: Stor
     got = await store.get_task(run.id, "a")
     assert got is not None and got.state is TaskState.CANCELLED
     assert await store.get_task(run.id, "b") is None
+
+
+async def test_a_rerun_keeps_its_origin_and_the_outputs_it_took_over(store: Store) -> None:
+    original = await created(store, 1)
+    await completed(store, original)
+    done = await store.get_run("alice", original.id)
+    assert done is not None
+    rerun = Run.new(id="00000000-0000-4000-8000-000000000002", owner="alice", template=ONE,
+                    params=done.params, now=at(done, 10))  # fmt: skip
+    details = {"templateId": "one", "rerunOf": original.id, "fromStep": "b"}
+    events = [
+        apply(rerun, Event(EventType.WORKFLOW_CREATED, at(done, 10), details=details)),
+        apply(rerun, Event(EventType.STEP_COMPLETED, at(done, 10), "a", details={
+            "output": done.steps["a"].output, "reusedFrom": original.id})),
+    ]  # fmt: skip
+    await store.create_run(rerun, events)
+
+    back = await store.get_run("alice", rerun.id)
+    assert back is not None
+    assert (back.rerun_of, back.rerun_from_step) == (original.id, "b")
+    assert back.steps["a"].reused and back.steps["a"].output == done.steps["a"].output
+    assert (back.steps["b"].status, back.gates["g"].status) == (
+        StepStatus.PENDING, GateStatus.PENDING,
+    )  # fmt: skip
+    [listed] = [r for r in (await store.list_runs("alice", RunFilter(), limit=5, after=None,
+                                                  outputs=False)).runs if r.id == rerun.id]  # fmt: skip
+    assert listed.rerun_of == original.id
+    assert (await store.get_run("alice", original.id)).rerun_of == ""  # type: ignore[union-attr]

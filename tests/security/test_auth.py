@@ -42,6 +42,8 @@ CALLS: dict[str, Callable[[pb_grpc.WorkflowServiceStub], Any]] = {
     "DeleteWorkflow": lambda s: s.DeleteWorkflow(pb.DeleteWorkflowRequest(workflow_id=RUN_ID)),
     "DeleteTemplate": lambda s: s.DeleteTemplate(pb.DeleteTemplateRequest(template_id="mine")),
     "ListWorkflowEvents": lambda s: s.ListWorkflowEvents(pb.ListWorkflowEventsRequest(workflow_id=RUN_ID)),
+    "RerunWorkflow": lambda s: s.RerunWorkflow(pb.RerunWorkflowRequest(workflow_id=RUN_ID)),
+    "RetryStep": lambda s: s.RetryStep(pb.RetryStepRequest(workflow_id=RUN_ID, step_id="a")),
 }  # fmt: skip
 
 

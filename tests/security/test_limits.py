@@ -107,3 +107,19 @@ async def test_a_step_output_too_large_to_store_fails_the_step(start_server: Ser
         done = await client.execute_workflow(run.id, wait=True, timeout=10)
     assert done.status == WorkflowStatus.WORKFLOW_STATUS_FAILED
     assert "the limit is 50000" in done.steps[0].error
+
+
+async def test_a_rerun_counts_toward_the_active_runs(start_server: ServerFactory) -> None:
+    server = await start_server(max_active_runs_per_user=2)
+    held = template("held", step("a", "latch", config={"latch": "never"}))  # runs until cancelled
+    async with WorkflowClient(server.address) as client:
+        first = await client.create_workflow(held)
+        await client.execute_workflow(first.id)
+        await client.cancel_workflow(first.id)
+        await client.create_workflow(held)
+        rerun = await client.rerun_workflow(first.id)  # the second active run
+        assert rerun.status == WorkflowStatus.WORKFLOW_STATUS_RUNNING
+        with pytest.raises(ResourceExhaustedError, match="the limit is 2"):
+            await client.rerun_workflow(first.id)
+        await client.cancel_workflow(rerun.id)  # a slot again
+        assert (await client.rerun_workflow(first.id)).rerun_of == first.id

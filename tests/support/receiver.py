@@ -30,6 +30,8 @@ class Request:
 class Receiver:
     port: int = 0
     status: int = 200
+    # Status by request path (without the query), over `status`: one step fails, others not.
+    statuses: dict[str, int] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     body: bytes = b'{"ok": true}'
     # Seconds to wait before answering (timeout tests).
@@ -132,13 +134,14 @@ def running_receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length) if length else b""
             state._take(Request(self.command, self.path, self.headers, body))
+            status = state.statuses.get(self.path.partition("?")[0], state.status)
             try:
-                self.send_response(state.status)
-                if 300 <= state.status < 400:
+                self.send_response(status)
+                if 300 <= status < 400:
                     self.send_header("Location", "http://127.0.0.1:1/elsewhere")
                 for name, value in state.headers.items():
                     self.send_header(name, value)
-                body = b"" if state.status in (204, 304) else state.body  # no body, by HTTP
+                body = b"" if status in (204, 304) else state.body  # no body, by HTTP
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":

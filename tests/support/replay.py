@@ -36,4 +36,7 @@ async def assert_log_matches_state(store: Store, owner: str, run_id: str) -> lis
     assert (replayed.error, replayed.options, replayed.pause_reason) == (
         stored.error, stored.options, stored.pause_reason,
     )  # fmt: skip
+    assert (replayed.rerun_of, replayed.rerun_from_step) == (
+        stored.rerun_of, stored.rerun_from_step,
+    )  # fmt: skip
     return events

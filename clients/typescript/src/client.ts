@@ -23,6 +23,7 @@ import {
   type ListWorkflowEventsResponse,
   type ListWorkflowsRequestSchema,
   type ListWorkflowsResponse,
+  type RerunWorkflowRequestSchema,
   type ResumeWorkflowRequestSchema,
   type ValidateTemplateResponse,
 } from "./gen/sluice/v1/workflow_service_pb.js";
@@ -163,6 +164,22 @@ export interface ApproveGateOptions extends CallOptions {
   comment?: string;
   /** Return only once the run rests again (after an approval). */
   wait?: boolean;
+}
+
+export interface RerunWorkflowOptions extends CallOptions {
+  /** Run this step and every step downstream of it again, even if they completed. */
+  fromStep?: string;
+  /**
+   * The new run's autoApprove. With it and notifyOnCompletion both unset the new run has the
+   * original's options; setting either gives it new ones (the other false).
+   */
+  autoApprove?: boolean;
+  /** The new run's notifyOnCompletion (see autoApprove). */
+  notifyOnCompletion?: boolean;
+  /** Return only once the new run rests (COMPLETED, FAILED, CANCELLED or PAUSED). */
+  wait?: boolean;
+  /** Idempotency key (a UUID): a retried call with the same id returns the same new run. */
+  requestId?: string;
 }
 
 export interface WatchOptions {
@@ -412,6 +429,37 @@ export class WorkflowClient {
     };
     const response = await this.call(() =>
       this.client.approveGate(request, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /**
+   * Rerun a FAILED or CANCELLED run as a new, started run (its `rerunOf` names the original):
+   * it takes over the outputs of the steps that completed and runs the rest.
+   */
+  async rerunWorkflow(id: string, options: RerunWorkflowOptions = {}): Promise<Workflow> {
+    const request: MessageInitShape<typeof RerunWorkflowRequestSchema> = {
+      workflowId: id,
+      fromStepId: options.fromStep ?? "",
+      wait: options.wait ?? false,
+      requestId: options.requestId ?? "",
+    };
+    if (options.autoApprove !== undefined || options.notifyOnCompletion !== undefined) {
+      request.options = {
+        autoApprove: options.autoApprove ?? false,
+        notifyOnCompletion: options.notifyOnCompletion ?? false,
+      };
+    }
+    const response = await this.call(() =>
+      this.client.rerunWorkflow(request, callOptions(options)),
+    );
+    return required(response.workflow, "workflow");
+  }
+
+  /** Start the next attempt of a step waiting out its retry backoff (RETRYING) now. */
+  async retryStep(id: string, stepId: string, options: CallOptions = {}): Promise<Workflow> {
+    const response = await this.call(() =>
+      this.client.retryStep({ workflowId: id, stepId }, callOptions(options)),
     );
     return required(response.workflow, "workflow");
   }

@@ -10,8 +10,8 @@ import {
   InvalidArgumentError,
   NotFoundError,
   SluiceError,
-  WorkflowClient,
   StepStatus,
+  WorkflowClient,
   WorkflowStatus,
   WorkflowView,
   type Workflow,
@@ -138,6 +138,36 @@ test("an approval gate pauses the run until approveGate", async () => {
   });
   assert.equal(done.status, WorkflowStatus.COMPLETED);
   assert.equal(done.metrics?.completedSteps, 5);
+});
+
+test("rerunWorkflow reuses what a cancelled run completed; retryStep refuses a step not waiting", async () => {
+  const run = await client.createWorkflow("content-to-social", PARAMS);
+  await client.executeWorkflow(run.id);
+  for await (const event of client.watch(run.id)) {
+    if (event.type === EventType.WORKFLOW_PAUSED) break; // on publish-approval
+  }
+  await assert.rejects(client.retryStep(run.id, "post-content"), FailedPreconditionError);
+  await assert.rejects(client.rerunWorkflow(run.id), FailedPreconditionError); // PAUSED
+  await client.cancelWorkflow(run.id);
+  await assert.rejects(
+    client.rerunWorkflow(run.id, { fromStep: "no-such-step" }),
+    (error: unknown) =>
+      error instanceof InvalidArgumentError &&
+      error.violations.some((v) => v.field === "from_step_id"),
+  );
+
+  const done = await client.rerunWorkflow(run.id, { autoApprove: true, wait: true });
+  assert.equal(done.status, WorkflowStatus.COMPLETED);
+  assert.equal(done.rerunOf, run.id);
+  assert.deepEqual(done.reusedStepIds, ["generate-content", "review-content", "schedule-post"]);
+  assert.deepEqual(
+    done.steps.map((step) => step.attempt),
+    [0, 0, 0, 0, 1, 1], // wait-for-slot is skipped again: no waitForSlot
+  );
+  const fromReview = await client.rerunWorkflow(run.id, { fromStep: "review-content" });
+  assert.equal(fromReview.rerunFromStepId, "review-content");
+  assert.deepEqual(fromReview.reusedStepIds, ["generate-content"]);
+  await client.cancelWorkflow(fromReview.id);
 });
 
 test("a followed watch ends quietly when its signal aborts", async () => {

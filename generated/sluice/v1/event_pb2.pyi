@@ -29,7 +29,9 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_UNSPECIFIED: _EventType.ValueType  # 0
     """Never used."""
     EVENT_TYPE_WORKFLOW_CREATED: _EventType.ValueType  # 1
-    """The run was created (PENDING)."""
+    """The run was created (PENDING). A rerun's names the run it reruns
+    (details.rerunOf) and the step it reruns from (details.fromStep).
+    """
     EVENT_TYPE_WORKFLOW_STARTED: _EventType.ValueType  # 2
     """The run started (RUNNING)."""
     EVENT_TYPE_WORKFLOW_PAUSED: _EventType.ValueType  # 3
@@ -43,11 +45,16 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_WORKFLOW_CANCELLED: _EventType.ValueType  # 7
     """Terminal: the run was cancelled."""
     EVENT_TYPE_STEP_STARTED: _EventType.ValueType  # 8
-    """A step attempt started."""
+    """A step attempt started (details.retryNow: by RetryStep, before its retry
+    time).
+    """
     EVENT_TYPE_STEP_RETRYING: _EventType.ValueType  # 9
     """A step attempt failed and another follows after details.delaySeconds."""
     EVENT_TYPE_STEP_COMPLETED: _EventType.ValueType  # 10
-    """A step completed; details.output holds its output."""
+    """A step completed; details.output holds its output. In a rerun, a step
+    taken over from the run it reruns completes at once, with that run's
+    output and its id in details.reusedFrom (attempt 0: it did not run).
+    """
     EVENT_TYPE_STEP_FAILED: _EventType.ValueType  # 11
     """A step failed after its last attempt; details.error says why."""
     EVENT_TYPE_STEP_SKIPPED: _EventType.ValueType  # 12
@@ -73,7 +80,9 @@ class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
 EVENT_TYPE_UNSPECIFIED: EventType.ValueType  # 0
 """Never used."""
 EVENT_TYPE_WORKFLOW_CREATED: EventType.ValueType  # 1
-"""The run was created (PENDING)."""
+"""The run was created (PENDING). A rerun's names the run it reruns
+(details.rerunOf) and the step it reruns from (details.fromStep).
+"""
 EVENT_TYPE_WORKFLOW_STARTED: EventType.ValueType  # 2
 """The run started (RUNNING)."""
 EVENT_TYPE_WORKFLOW_PAUSED: EventType.ValueType  # 3
@@ -87,11 +96,16 @@ EVENT_TYPE_WORKFLOW_FAILED: EventType.ValueType  # 6
 EVENT_TYPE_WORKFLOW_CANCELLED: EventType.ValueType  # 7
 """Terminal: the run was cancelled."""
 EVENT_TYPE_STEP_STARTED: EventType.ValueType  # 8
-"""A step attempt started."""
+"""A step attempt started (details.retryNow: by RetryStep, before its retry
+time).
+"""
 EVENT_TYPE_STEP_RETRYING: EventType.ValueType  # 9
 """A step attempt failed and another follows after details.delaySeconds."""
 EVENT_TYPE_STEP_COMPLETED: EventType.ValueType  # 10
-"""A step completed; details.output holds its output."""
+"""A step completed; details.output holds its output. In a rerun, a step
+taken over from the run it reruns completes at once, with that run's
+output and its id in details.reusedFrom (attempt 0: it did not run).
+"""
 EVENT_TYPE_STEP_FAILED: EventType.ValueType  # 11
 """A step failed after its last attempt; details.error says why."""
 EVENT_TYPE_STEP_SKIPPED: EventType.ValueType  # 12

@@ -220,6 +220,9 @@ class Workflow(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
+    RERUN_FROM_STEP_ID_FIELD_NUMBER: _builtins.int
+    REUSED_STEP_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Unique id assigned by the server."""
     owner: _builtins.str
@@ -243,6 +246,14 @@ class Workflow(_message.Message):
     last_sequence: _builtins.int
     """Output only. Sequence number of the run's latest event; WatchWorkflow with
     after_sequence set to it streams only what happens next.
+    """
+    rerun_of: _builtins.str
+    """Output only. The run this one reruns (RerunWorkflow); empty for a run
+    created by CreateWorkflow.
+    """
+    rerun_from_step_id: _builtins.str
+    """Output only. The step a rerun was asked to rerun from; empty when it
+    reruns from the steps that did not complete (or is not a rerun).
     """
     @_builtins.property
     def template(self) -> _template_pb2.Template:
@@ -286,6 +297,13 @@ class Workflow(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the run last changed."""
 
+    @_builtins.property
+    def reused_step_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. The steps a rerun took over from the run it reruns, in
+        template order: COMPLETED with that run's output, their handlers not run
+        again (attempt 0).
+        """
+
     def __init__(
         self,
         *,
@@ -308,10 +326,13 @@ class Workflow(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
+        rerun_of: _builtins.str = ...,
+        rerun_from_step_id: _builtins.str = ...,
+        reused_step_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "metrics", b"metrics", "options", b"options", "params", b"params", "start_time", b"start_time", "template", b"template", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "gate_results", b"gate_results", "id", b"id", "last_sequence", b"last_sequence", "metrics", b"metrics", "options", b"options", "owner", b"owner", "params", b"params", "pause_reason", b"pause_reason", "paused_gate_id", b"paused_gate_id", "start_time", b"start_time", "status", b"status", "steps", b"steps", "template", b"template", "template_id", b"template_id", "template_version", b"template_version", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "gate_results", b"gate_results", "id", b"id", "last_sequence", b"last_sequence", "metrics", b"metrics", "options", b"options", "owner", b"owner", "params", b"params", "pause_reason", b"pause_reason", "paused_gate_id", b"paused_gate_id", "rerun_from_step_id", b"rerun_from_step_id", "rerun_of", b"rerun_of", "reused_step_ids", b"reused_step_ids", "start_time", b"start_time", "status", b"status", "steps", b"steps", "template", b"template", "template_id", b"template_id", "template_version", b"template_version", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1012,3 +1012,126 @@ class ListWorkflowEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWorkflowEventsResponse: _TypeAlias = ListWorkflowEventsResponse  # noqa: Y015
+
+@_typing.final
+class RerunWorkflowRequest(_message.Message):
+    """Request of RerunWorkflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    FROM_STEP_ID_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The FAILED or CANCELLED run to rerun."""
+    from_step_id: _builtins.str
+    """Optional: the step to rerun from. It and every step downstream of it run
+    again even if they completed. Empty: every step that did not complete runs
+    again (the failed, cancelled and skipped ones). Not a step of the run's
+    template: INVALID_ARGUMENT.
+    """
+    wait: _builtins.bool
+    """Return only once the new run rests (COMPLETED, FAILED, CANCELLED or
+    PAUSED).
+    """
+    request_id: _builtins.str
+    """Optional idempotency key (a UUID is a good choice): a retried call with
+    the same request_id returns the run the first call created. Reusing it for
+    a different request is INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def options(self) -> _workflow_pb2.ExecutionOptions:
+        """How the new run executes; unset keeps the original run's options."""
+
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        from_step_id: _builtins.str = ...,
+        options: _workflow_pb2.ExecutionOptions | None = ...,
+        wait: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_step_id", b"from_step_id", "options", b"options", "request_id", b"request_id", "wait", b"wait", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerunWorkflowRequest: _TypeAlias = RerunWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class RerunWorkflowResponse(_message.Message):
+    """Response of RerunWorkflow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workflow(self) -> _workflow_pb2.Workflow:
+        """The new run, RUNNING or (with wait) resting; rerun_of names the original."""
+
+    def __init__(
+        self,
+        *,
+        workflow: _workflow_pb2.Workflow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RerunWorkflowResponse: _TypeAlias = RerunWorkflowResponse  # noqa: Y015
+
+@_typing.final
+class RetryStepRequest(_message.Message):
+    """Request of RetryStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    """The run's id."""
+    step_id: _builtins.str
+    """The RETRYING step whose next attempt starts now."""
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_id", b"step_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepRequest: _TypeAlias = RetryStepRequest  # noqa: Y015
+
+@_typing.final
+class RetryStepResponse(_message.Message):
+    """Response of RetryStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workflow(self) -> _workflow_pb2.Workflow:
+        """The run, with the step RUNNING its next attempt."""
+
+    def __init__(
+        self,
+        *,
+        workflow: _workflow_pb2.Workflow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workflow", b"workflow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepResponse: _TypeAlias = RetryStepResponse  # noqa: Y015

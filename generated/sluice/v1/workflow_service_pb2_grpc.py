@@ -121,6 +121,16 @@ class WorkflowServiceStub:
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsResponse.FromString,
                 _registered_method=True)
+        self.RerunWorkflow = channel.unary_unary(
+                '/sluice.v1.WorkflowService/RerunWorkflow',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowResponse.FromString,
+                _registered_method=True)
+        self.RetryStep = channel.unary_unary(
+                '/sluice.v1.WorkflowService/RetryStep',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -258,6 +268,28 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerunWorkflow(self, request, context):
+        """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
+        and starts it. The new run keeps the original's params and template; it
+        takes over the output of every step that completed, is not from_step_id
+        or downstream of it, and whose dependencies were all taken over or
+        skipped as a branch not taken (those steps do not run again; their gates
+        keep results that let the run go on), and runs every other step. Another
+        run status is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryStep(self, request, context):
+        """Starts the next attempt of a step waiting out its retry backoff
+        (RETRYING) at once instead of at its retry time. A step in any other
+        status, or a run that is not RUNNING, is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -340,6 +372,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ListWorkflowEvents,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsResponse.SerializeToString,
+            ),
+            'RerunWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunWorkflow,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowResponse.SerializeToString,
+            ),
+            'RetryStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryStep,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -781,6 +823,60 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/ListWorkflowEvents',
             sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.ListWorkflowEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/RerunWorkflow',
+            sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.RerunWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/RetryStep',
+            sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,6 +94,20 @@ class WorkflowServiceStub:
     those of some types or steps: the events WatchWorkflow streams, without a
     stream. Any server can answer it.
     """
+    RerunWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.RerunWorkflowRequest, _workflow_service_pb2.RerunWorkflowResponse]
+    """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
+    and starts it. The new run keeps the original's params and template; it
+    takes over the output of every step that completed, is not from_step_id
+    or downstream of it, and whose dependencies were all taken over or
+    skipped as a branch not taken (those steps do not run again; their gates
+    keep results that let the run go on), and runs every other step. Another
+    run status is FAILED_PRECONDITION.
+    """
+    RetryStep: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.RetryStepRequest, _workflow_service_pb2.RetryStepResponse]
+    """Starts the next attempt of a step waiting out its retry backoff
+    (RETRYING) at once instead of at its retry time. A step in any other
+    status, or a run that is not RUNNING, is FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -160,6 +174,20 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Returns a page of a run's stored events, oldest first, optionally only
     those of some types or steps: the events WatchWorkflow streams, without a
     stream. Any server can answer it.
+    """
+    RerunWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.RerunWorkflowRequest, _workflow_service_pb2.RerunWorkflowResponse]  # type: ignore[assignment]
+    """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
+    and starts it. The new run keeps the original's params and template; it
+    takes over the output of every step that completed, is not from_step_id
+    or downstream of it, and whose dependencies were all taken over or
+    skipped as a branch not taken (those steps do not run again; their gates
+    keep results that let the run go on), and runs every other step. Another
+    run status is FAILED_PRECONDITION.
+    """
+    RetryStep: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.RetryStepRequest, _workflow_service_pb2.RetryStepResponse]  # type: ignore[assignment]
+    """Starts the next attempt of a step waiting out its retry backoff
+    (RETRYING) at once instead of at its retry time. A step in any other
+    status, or a run that is not RUNNING, is FAILED_PRECONDITION.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -320,6 +348,32 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns a page of a run's stored events, oldest first, optionally only
         those of some types or steps: the events WatchWorkflow streams, without a
         stream. Any server can answer it.
+        """
+
+    @_abc_1.abstractmethod
+    def RerunWorkflow(
+        self,
+        request: _workflow_service_pb2.RerunWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.RerunWorkflowResponse, _abc.Awaitable[_workflow_service_pb2.RerunWorkflowResponse]]:
+        """Reruns a FAILED or CANCELLED run as a new run, linked to it (rerun_of),
+        and starts it. The new run keeps the original's params and template; it
+        takes over the output of every step that completed, is not from_step_id
+        or downstream of it, and whose dependencies were all taken over or
+        skipped as a branch not taken (those steps do not run again; their gates
+        keep results that let the run go on), and runs every other step. Another
+        run status is FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryStep(
+        self,
+        request: _workflow_service_pb2.RetryStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.RetryStepResponse, _abc.Awaitable[_workflow_service_pb2.RetryStepResponse]]:
+        """Starts the next attempt of a step waiting out its retry backoff
+        (RETRYING) at once instead of at its retry time. A step in any other
+        status, or a run that is not RUNNING, is FAILED_PRECONDITION.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

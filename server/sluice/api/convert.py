@@ -331,6 +331,9 @@ def run_to_proto(
     pb.template_id, pb.template_version = run.template.id, run.template.version
     pb.error, pb.pause_reason, pb.paused_gate_id = run.error, run.pause_reason, run.paused_gate_id
     pb.last_sequence = run.last_sequence
+    if run.rerun_of:
+        pb.rerun_of, pb.rerun_from_step_id = run.rerun_of, run.rerun_from_step
+        pb.reused_step_ids.extend(s.id for s in run.template.steps if run.steps[s.id].reused)
     if full:
         pb.template.MergeFromString(_template_bytes(run.template))
     dict_to_struct(run.params, pb.params)

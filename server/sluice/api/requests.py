@@ -21,6 +21,7 @@ from sluice.engine.validation import ERROR_TYPE, ERROR_TYPE_RULE, TEMPLATE_ID
 MAX_PAGE_SIZE = 1000
 MAX_REASON = 1000
 MAX_REQUEST_ID = 200
+MAX_STEP_ID = 64
 _GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 T = TypeVar("T")
 

@@ -13,6 +13,7 @@ from sluice.api.auth import current_user
 from sluice.api.errors import rpc
 from sluice.api.requests import (
     MAX_REQUEST_ID,
+    MAX_STEP_ID,
     Checks,
     decode_cursor,
     decode_offset,
@@ -309,6 +310,41 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             wait=request.wait,
         )
         return self._reply(pb.ApproveGateResponse, run)
+
+    @rpc
+    async def RerunWorkflow(
+        self, request: pb.RerunWorkflowRequest, context: Context
+    ) -> pb.RerunWorkflowResponse:
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        checks.text("from_step_id", request.from_step_id, MAX_STEP_ID)
+        checks.text("request_id", request.request_id, MAX_REQUEST_ID)
+        checks.done()
+        run = await self._workflows.rerun(
+            current_user(),
+            request.workflow_id,
+            from_step=request.from_step_id,
+            options=(
+                convert.options_from_proto(request.options) if request.HasField("options") else None
+            ),
+            wait=request.wait,
+            request_id=request.request_id,
+            request_hash=request_hash(request, "wait"),
+        )
+        return self._reply(pb.RerunWorkflowResponse, run)
+
+    @rpc
+    async def RetryStep(
+        self, request: pb.RetryStepRequest, context: Context
+    ) -> pb.RetryStepResponse:
+        checks = Checks()
+        checks.workflow_id(request.workflow_id)
+        if not request.step_id:
+            checks.add("step_id", "is required")
+        checks.text("step_id", request.step_id, MAX_STEP_ID)
+        checks.done()
+        run = await self._engine.retry_step(current_user(), request.workflow_id, request.step_id)
+        return self._reply(pb.RetryStepResponse, run)
 
     @rpc
     # grpc.aio takes a coroutine that sends with context.write as well as an async generator

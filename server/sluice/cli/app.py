@@ -11,6 +11,7 @@ from sluice.cli import (
     control,
     credentials,
     events,
+    rerun,
     runs,
     schedules,
     serve,
@@ -81,6 +82,8 @@ _register(
     },
 )
 app.add_typer(schedule_app, name="schedule")
+# Reruns: a new run from a failed one, and a retry without its backoff.
+_register(app, {"rerun": rerun.rerun, "retry": rerun.retry})
 app.command("serve", epilog=serve.environment_only_help())(serve.serve_command())
 app.add_typer(admin.db, name="db")
 app.command("token")(credentials.token)

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from sluice.engine.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
-from sluice.engine.model import Event, EventType, ExecutionOptions, GateStatus, Run, RunStatus
+from sluice.engine.model import (
+    Event,
+    EventType,
+    ExecutionOptions,
+    GateStatus,
+    Run,
+    RunStatus,
+    StepStatus,
+)
 from sluice.engine.scheduler import Decision, terminate
 
 
@@ -136,6 +144,34 @@ def decide_gate(run: Run, now: datetime, gate_id: str, approve: bool, comment: s
     return decision
 
 
+def retry_now(run: Run, now: datetime, step_id: str) -> Decision:
+    """Start the next attempt of a step waiting out its retry backoff (RETRYING) at once; the
+    STEP_STARTED says so (`retryNow`) and clears the step's retry timer with it."""
+    step = run.steps.get(step_id)
+    if step is None:
+        steps = ", ".join(run.template.order)
+        raise InvalidArgument(
+            [Violation("step_id", f"must be a step of the workflow's template ({steps})")]
+        )
+    if run.status is not RunStatus.RUNNING:
+        raise FailedPrecondition(
+            f"workflow {run.id} is {run.status}; a step is retried now only in a RUNNING workflow"
+        )
+    if step.status is not StepStatus.RETRYING:
+        raise FailedPrecondition(
+            f"step {step_id} is {step.status}; only a step waiting out its retry backoff "
+            "(RETRYING) can be retried now"
+        )
+    decision = Decision(run.copy())
+    decision.emit(
+        Event(
+            EventType.STEP_STARTED, now, step_id, attempt=step.attempt + 1,
+            details={"retryNow": True},
+        )
+    )  # fmt: skip
+    return decision
+
+
 def request_id_reused(method: str) -> InvalidArgument:
     return InvalidArgument(
         [
@@ -196,6 +232,7 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "decide_gate": lambda a: lambda run, now: decide_gate(
         run, now, a["gateId"], bool(a["approve"]), a.get("comment", "")
     ),
+    "retry_step": lambda a: lambda run, now: retry_now(run, now, a["stepId"]),
 }  # fmt: skip
 
 

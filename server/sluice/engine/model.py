@@ -328,6 +328,12 @@ class StepRun:
             return None
         return self.ended_at - self.started_at
 
+    @property
+    def reused(self) -> bool:
+        """Completed without an attempt of its own: a rerun took the output over from the run
+        it reruns (a step that ran has attempt 1 or more)."""
+        return self.status is StepStatus.COMPLETED and self.attempt == 0
+
 
 @dataclass(slots=True)
 class GateResult:
@@ -368,6 +374,10 @@ class Run:
     start_request_id: str = ""
     request_hash: str = ""
     start_request_hash: str = ""
+    # A rerun (RerunWorkflow): the run it reruns, and the step it was asked to rerun from ("":
+    # from the steps that did not complete).
+    rerun_of: str = ""
+    rerun_from_step: str = ""
 
     @classmethod
     def new(

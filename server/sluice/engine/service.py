@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from sluice.engine.catalog import TemplateCatalog
 from sluice.engine.errors import InvalidArgument, ResourceExhausted, Violation
-from sluice.engine.model import Event, EventType, Run, Template
+from sluice.engine.model import Event, EventType, ExecutionOptions, Run, Template
 from sluice.engine.ports import RunFilter, RunPage
 from sluice.engine.validation import bind_params, show
 from sluice.runtime.driver import Engine
@@ -52,12 +52,33 @@ class Workflows:
         bound, violations = bind_params(found, params)
         if violations:
             raise InvalidArgument(violations)
+        self._check_limit(active)
+        return await self.engine.create_run(owner, found, bound, request_id, request_hash)
+
+    async def rerun(
+        self,
+        owner: str,
+        run_id: str,
+        *,
+        from_step: str = "",
+        options: ExecutionOptions | None = None,
+        wait: bool = False,
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> Run:
+        """A new run from a FAILED or CANCELLED one; it counts toward the active-run limit."""
+        self._check_limit(await self.engine.active_runs(owner))
+        return await self.engine.rerun(
+            owner, run_id, from_step=from_step, options=options, wait=wait,
+            request_id=request_id, request_hash=request_hash,
+        )  # fmt: skip
+
+    def _check_limit(self, active: int) -> None:
         if active >= self.max_active_runs_per_user:
             raise ResourceExhausted(
                 f"you have {active} active workflows (PENDING, RUNNING or PAUSED); the limit is "
                 f"{self.max_active_runs_per_user}: finish or cancel some first"
             )
-        return await self.engine.create_run(owner, found, bound, request_id, request_hash)
 
     async def _template(
         self, owner: str, template_id: str, inline: Template | None, version: int

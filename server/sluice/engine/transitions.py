@@ -59,6 +59,18 @@ GATE_TRANSITIONS: dict[EventType, tuple[frozenset[GateStatus], GateStatus]] = {
 # Run states in which steps and gates may still change (a step finishing while the run pauses).
 _LIVE = frozenset({R.RUNNING, R.PAUSED})
 
+# A rerun's run takes over what the run it reruns completed, as it is created (still PENDING):
+# a step goes from PENDING straight to COMPLETED with the original's output, a gate to the
+# original's result. Each such event names that run under this key; no other event changes a
+# PENDING run's steps or gates (but the skips of a cancel).
+REUSED_FROM = "reusedFrom"
+REUSE_TRANSITIONS: dict[EventType, tuple[frozenset[StepStatus], StepStatus]] = {
+    EventType.STEP_COMPLETED: (frozenset({S.PENDING}), S.COMPLETED),
+}
+REUSED_GATE_EVENTS = frozenset(
+    {EventType.GATE_PASSED, EventType.GATE_FAILED, EventType.GATE_APPROVED}
+)
+
 
 def apply(run: Run, event: Event) -> Event:
     """Apply one event to `run` in place; return the event with its sequence and run status.
@@ -66,18 +78,22 @@ def apply(run: Run, event: Event) -> Event:
     Raises IllegalTransition, leaving `run` unchanged, when the event does not fit the state.
     """
     kind = event.type
-    if kind in RUN_TRANSITIONS:
+    if REUSED_FROM in event.details:
+        _apply_reused(run, event)
+    elif kind in RUN_TRANSITIONS:
         _apply_run_event(run, event)
     elif kind in STEP_TRANSITIONS:
         # Cancelling a PENDING run skips its steps; nothing else touches steps before it starts.
         live = _LIVE | {R.PENDING} if kind is EventType.STEP_SKIPPED else _LIVE
         _require(run.status in live, f"{kind} while the run is {run.status}")
-        _apply_step_event(run, event)
+        _apply_step_event(run, event, STEP_TRANSITIONS[kind])
     elif kind in GATE_TRANSITIONS:
         _require(run.status in _LIVE, f"{kind} while the run is {run.status}")
         _apply_gate_event(run, event)
     elif kind is EventType.WORKFLOW_CREATED:
         _require(run.last_sequence == 0, "WORKFLOW_CREATED must be the first event")
+        run.rerun_of = str(event.details.get("rerunOf", ""))
+        run.rerun_from_step = str(event.details.get("fromStep", ""))
     elif kind is EventType.NOTIFICATION:
         pass
     else:  # pragma: no cover - every EventType is handled above
@@ -131,11 +147,31 @@ def _apply_run_event(run: Run, event: Event) -> None:
     run.status = target
 
 
-def _apply_step_event(run: Run, event: Event) -> None:
+def _apply_reused(run: Run, event: Event) -> None:
+    """A step or gate result a rerun takes over from the run it reruns (see REUSED_FROM)."""
+    kind = event.type
+    _require(run.status is R.PENDING, f"{kind} reused while the run is {run.status}")
+    if kind in REUSE_TRANSITIONS:
+        _apply_step_event(run, event, REUSE_TRANSITIONS[kind])
+    elif kind in REUSED_GATE_EVENTS:
+        gate = run.gates.get(event.gate_id)
+        step = run.steps[run.template_gate(event.gate_id).step_id] if gate is not None else None
+        _require(
+            step is not None and step.reused,
+            f"{kind} reused for gate {event.gate_id!r}, whose step was not reused",
+        )
+        _apply_gate_event(run, event)
+    else:
+        raise IllegalTransition(f"{kind} cannot be reused from another run")
+
+
+def _apply_step_event(
+    run: Run, event: Event, transition: tuple[frozenset[StepStatus], StepStatus]
+) -> None:
     step = run.steps.get(event.step_id)
     _require(step is not None, f"{event.type} names unknown step {event.step_id!r}")
     assert step is not None
-    sources, target = STEP_TRANSITIONS[event.type]
+    sources, target = transition
     _require(
         step.status in sources, f"step {step.step_id}: cannot go from {step.status} to {target}"
     )

@@ -25,10 +25,26 @@ def committed(run: Run, events: Sequence[Event]) -> None:
 
 
 def _created(run: Run, event: Event) -> None:
+    # A rerun says where it came from (its line is otherwise a new run's).
+    origin: dict[str, object] = {}
+    if run.rerun_of:
+        origin = {
+            "rerun_of": run.rerun_of,
+            "from_step": run.rerun_from_step or None,
+            "reused_steps": sum(1 for s in run.steps.values() if s.reused),
+        }
     log.info(
         "workflow created", run_id=run.id, user=run.owner,
-        template_id=run.template.id, template_version=run.template.version,
+        template_id=run.template.id, template_version=run.template.version, **origin,
     )  # fmt: skip
+
+
+def _step_started(run: Run, event: Event) -> None:
+    if event.details.get("retryNow"):  # only the attempts someone started before their time
+        log.info(
+            "step retried now", run_id=run.id, user=run.owner, step_id=event.step_id,
+            attempt=event.attempt,
+        )  # fmt: skip
 
 
 def _started(run: Run, event: Event) -> None:
@@ -98,6 +114,7 @@ _LINES: dict[EventType, Callable[[Run, Event], None]] = {
     EventType.WORKFLOW_COMPLETED: _finished,
     EventType.WORKFLOW_FAILED: _finished,
     EventType.WORKFLOW_CANCELLED: _finished,
+    EventType.STEP_STARTED: _step_started,
     EventType.STEP_RETRYING: _step_retrying,
     EventType.STEP_FAILED: _step_failed,
     EventType.GATE_FAILED: _gate_failed,

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from sluice.engine import commands
+from sluice.engine import rerun as reruns
 from sluice.engine.errors import (
     Conflict,
     FailedPrecondition,
@@ -311,9 +312,45 @@ class Engine:
         created instead, provided `request_hash` shows it is the same request (AIP-155)."""
         now = self.clock.now()
         run = Run.new(id=str(uuid.uuid4()), owner=owner, template=template, params=params, now=now)
-        run.request_id, run.request_hash = request_id, request_hash
         decision = Decision(run)
         decision.emit(Event(EventType.WORKFLOW_CREATED, now, details={"templateId": template.id}))
+        return await self._create(decision, request_id, request_hash, "CreateWorkflow")
+
+    async def rerun(
+        self,
+        owner: str,
+        run_id: str,
+        *,
+        from_step: str = "",
+        options: ExecutionOptions | None = None,
+        wait: bool = False,
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> Run:
+        """A new run linked to the FAILED or CANCELLED run `run_id`, taking over what it
+        completed (see `sluice.engine.rerun`), started with `options` (None: the original's).
+        A retry with the same `request_id` gets the run the first call made, started once."""
+        original = await self.get_run(owner, run_id)
+        made = reruns.rerun(
+            original, id=str(uuid.uuid4()), now=self.clock.now(), from_step=from_step
+        )
+        run = await self._create(made, request_id, request_hash, "RerunWorkflow")
+        if run.rerun_of != original.id or run.rerun_from_step != from_step:
+            # The request_id went to another call whose fingerprint happens to match.
+            raise commands.request_id_reused("RerunWorkflow")
+        return await self.execute(
+            owner, run.id, options or original.options, wait=wait,
+            request_id=request_id, request_hash=request_hash,
+        )  # fmt: skip
+
+    async def _create(
+        self, decision: Decision, request_id: str, request_hash: str, method: str
+    ) -> Run:
+        """Store the new run `decision` made (its first events applied), unless its owner
+        already used `request_id`: then that call's run, provided `request_hash` matches."""
+        run = decision.run
+        owner = run.owner
+        run.request_id, run.request_hash = request_id, request_hash
         fence: Fence | None = None
         if self.cluster is not None and len(self._drivers) < self.cluster.settings.max_runs:
             # Leased here from the start: the ExecuteWorkflow that usually follows, on any
@@ -331,7 +368,7 @@ class Engine:
                 self._drivers.setdefault(run.id, _Driver(stored, fence))
             self._publish(stored, decision.events)
         elif request_hash and stored.request_hash and stored.request_hash != request_hash:
-            raise commands.request_id_reused("CreateWorkflow")
+            raise commands.request_id_reused(method)
         return stored
 
     async def active_runs(self, owner: str) -> int:
@@ -405,6 +442,10 @@ class Engine:
         args = {"gateId": gate_id, "approve": approve, "comment": comment}
         run = await self._change(owner, run_id, "decide_gate", args)
         return await self.wait_until_rest(owner, run_id) if wait else run
+
+    async def retry_step(self, owner: str, run_id: str, step_id: str) -> Run:
+        """Start the next attempt of a RETRYING step now (its retry timer is cleared)."""
+        return await self._change(owner, run_id, "retry_step", {"stepId": step_id})
 
     async def expire(self, owner: str, run_id: str, reason: str) -> Run:
         """Cancel a run still PENDING (FailedPrecondition once it has started)."""

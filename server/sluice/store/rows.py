@@ -39,6 +39,8 @@ def run_identity(run: Run) -> dict[str, Any]:
         "request_hash": run.request_hash or None,
         "lease_owner": None,
         "lease_epoch": 0,
+        "rerun_of": run.rerun_of or None,
+        "rerun_from_step": run.rerun_from_step or None,
     }
 
 
@@ -199,6 +201,8 @@ def run_from_row(
         start_request_id=r["start_request_id"] or "",
         request_hash=r["request_hash"] or "",
         start_request_hash=r["start_request_hash"] or "",
+        rerun_of=r["rerun_of"] or "",
+        rerun_from_step=r["rerun_from_step"] or "",
     )
 
 

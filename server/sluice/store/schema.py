@@ -82,6 +82,10 @@ runs = sa.Table(
     # (or with no server) is claimed by another.
     sa.Column("lease_owner", sa.String(32)),
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
+    # A rerun (RerunWorkflow): the run it reruns and the step it reruns from (NULL: none). No
+    # foreign key: the original may be deleted (DeleteWorkflow, retention) and the rerun stays.
+    sa.Column("rerun_of", sa.String(36)),
+    sa.Column("rerun_from_step", sa.String(64)),
     # ListWorkflows: every filter (owner always; status, template, create time) is a range of
     # one of these, in the list's order (newest first), so a page reads only its own rows
     # (several statuses: one range each, merged).

@@ -317,6 +317,43 @@ class WorkflowClient(ScheduleCalls):
         )
         return (await self._call(self._stub.ApproveGate, request, timeout)).workflow
 
+    async def rerun_workflow(
+        self,
+        workflow_id: str,
+        *,
+        from_step: str = "",
+        auto_approve: bool | None = None,
+        notify_on_completion: bool | None = None,
+        wait: bool = False,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> workflow_pb2.Workflow:
+        """Rerun a FAILED or CANCELLED run as a new, started run (its `rerun_of` names the
+        original). The new run takes over the outputs of the steps that completed and runs the
+        rest; with `from_step`, that step and every step downstream of it run again too.
+        With auto_approve and notify_on_completion both None the new run has the original's
+        options; setting either gives it new ones (the other False). A retried call with the
+        same request_id gets the same new run, started once."""
+        request = pb.RerunWorkflowRequest(
+            workflow_id=workflow_id, from_step_id=from_step, wait=wait,
+            request_id=request_id or "",
+        )  # fmt: skip
+        if auto_approve is not None or notify_on_completion is not None:
+            request.options.CopyFrom(
+                workflow_pb2.ExecutionOptions(
+                    auto_approve=bool(auto_approve),
+                    notify_on_completion=bool(notify_on_completion),
+                )
+            )
+        return (await self._call(self._stub.RerunWorkflow, request, timeout)).workflow
+
+    async def retry_step(
+        self, workflow_id: str, step_id: str, *, timeout: float | None = None
+    ) -> workflow_pb2.Workflow:
+        """Start the next attempt of a step waiting out its retry backoff (RETRYING) now."""
+        request = pb.RetryStepRequest(workflow_id=workflow_id, step_id=step_id)
+        return (await self._call(self._stub.RetryStep, request, timeout)).workflow
+
     async def watch(
         self,
         workflow_id: str,

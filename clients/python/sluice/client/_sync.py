@@ -313,6 +313,37 @@ class SyncWorkflowClient(SyncScheduleCalls):
             )
         )
 
+    def rerun_workflow(
+        self,
+        workflow_id: str,
+        *,
+        from_step: str = "",
+        auto_approve: bool | None = None,
+        notify_on_completion: bool | None = None,
+        wait: bool = False,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> workflow_pb2.Workflow:
+        """Rerun a FAILED or CANCELLED run as a new, started run (its `rerun_of` names the
+        original). The new run takes over the outputs of the steps that completed and runs the
+        rest; with `from_step`, that step and every step downstream of it run again too.
+        With auto_approve and notify_on_completion both None the new run has the original's
+        options; setting either gives it new ones (the other False). A retried call with the
+        same request_id gets the same new run, started once."""
+        return self._run(
+            self._client.rerun_workflow(
+                workflow_id, from_step=from_step, auto_approve=auto_approve,
+                notify_on_completion=notify_on_completion, wait=wait, request_id=request_id,
+                timeout=timeout,
+            )
+        )  # fmt: skip
+
+    def retry_step(
+        self, workflow_id: str, step_id: str, *, timeout: float | None = None
+    ) -> workflow_pb2.Workflow:
+        """Start the next attempt of a step waiting out its retry backoff (RETRYING) now."""
+        return self._run(self._client.retry_step(workflow_id, step_id, timeout=timeout))
+
     def watch(
         self,
         workflow_id: str,

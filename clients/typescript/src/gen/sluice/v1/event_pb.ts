@@ -110,7 +110,8 @@ export enum EventType {
   UNSPECIFIED = 0,
 
   /**
-   * The run was created (PENDING).
+   * The run was created (PENDING). A rerun's names the run it reruns
+   * (details.rerunOf) and the step it reruns from (details.fromStep).
    *
    * @generated from enum value: EVENT_TYPE_WORKFLOW_CREATED = 1;
    */
@@ -159,7 +160,8 @@ export enum EventType {
   WORKFLOW_CANCELLED = 7,
 
   /**
-   * A step attempt started.
+   * A step attempt started (details.retryNow: by RetryStep, before its retry
+   * time).
    *
    * @generated from enum value: EVENT_TYPE_STEP_STARTED = 8;
    */
@@ -173,7 +175,9 @@ export enum EventType {
   STEP_RETRYING = 9,
 
   /**
-   * A step completed; details.output holds its output.
+   * A step completed; details.output holds its output. In a rerun, a step
+   * taken over from the run it reruns completes at once, with that run's
+   * output and its id in details.reusedFrom (attempt 0: it did not run).
    *
    * @generated from enum value: EVENT_TYPE_STEP_COMPLETED = 10;
    */
