@@ -12,13 +12,13 @@ from google.protobuf import json_format
 
 from sluice.client import EventType, GateStatus, StepStatus, WorkflowClient, WorkflowStatus
 from sluice.store.factory import open_store
-from tests.support.process import ServerProcess, free_port
+from tests.support.process import ServerProcess
 from tests.support.templates import step, template
 
 
 @pytest.fixture
 async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[list[ServerProcess]]:
-    """Servers started with `start(servers)`, one at a time, at one address; killed at the end."""
+    """Servers started with `start(servers)`, one at a time; killed at the end."""
     started: list[ServerProcess] = []
     yield started
     for server in started:
@@ -26,8 +26,8 @@ async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[list[Serve
 
 
 async def start(servers: list[ServerProcess], database_url: str, tmp_path: Path) -> ServerProcess:
-    listen = servers[0].listen if servers else f"127.0.0.1:{free_port()}"
-    server = await ServerProcess(database_url, tmp_path / "ledger.jsonl", listen).start()
+    # Port 0: the server picks its own (clients here connect to each server's own address).
+    server = await ServerProcess(database_url, tmp_path / "ledger.jsonl", "127.0.0.1:0").start()
     servers.append(server)
     return server
 

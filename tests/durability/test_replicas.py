@@ -23,7 +23,7 @@ from sluice.client import EventType, WorkflowClient, WorkflowEvent, WorkflowStat
 from sluice.client.errors import NotFoundError
 from sluice.store.factory import open_store
 from tests.support.plugin import read_ledger
-from tests.support.process import ServerProcess, free_port
+from tests.support.process import ServerProcess
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.replay import assert_log_matches_state
 from tests.support.templates import step, template
@@ -58,10 +58,11 @@ class Servers:
 
     async def start(self, count: int = 1, **settings: str) -> list[ServerProcess]:
         new = [
+            # Port 0: each picks its own (a port probed free could be taken before it binds).
             ServerProcess(
                 self.database_url,
                 self.ledger,
-                f"127.0.0.1:{free_port()}",
+                "127.0.0.1:0",
                 **settings,  # type: ignore[arg-type]
             )
             for _ in range(count)
