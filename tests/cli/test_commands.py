@@ -152,6 +152,8 @@ async def test_list_filters_by_status(sluice: Sluice, client: WorkflowClient) ->
 
     table = await sluice("list", "--limit", "1")
     assert pending.id in table.out and done.id not in table.out
+    completed = await sluice("list", "--status", "COMPLETED")
+    assert "5/6 (1 skipped)" in completed.out  # the wait for the slot, a branch not taken
 
     bad = await sluice("list", "--status", "DONE")
     assert bad.code == 2 and "PENDING, RUNNING" in bad.err

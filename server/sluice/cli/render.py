@@ -200,9 +200,12 @@ def runs_table(workflows: Sequence[Workflow]) -> Table:
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for w in workflows:
         created = w.create_time.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M")
+        m = w.metrics
+        # Completed of all; the skipped ones said apart (a branch not taken is not missing).
+        skipped = f" ({m.skipped_steps} skipped)" if m.skipped_steps else ""
         table.add_row(
             w.id, w.template_id, _styled(run_status(w.status)),
-            f"{w.metrics.completed_steps}/{w.metrics.total_steps}", created,
+            f"{m.completed_steps}/{m.total_steps}{skipped}", created,
         )  # fmt: skip
     return table
 
