@@ -65,6 +65,8 @@ class Settings:
     max_step_output_bytes: int = 1024 * 1024
     # Tuning: allocations between two young-generation garbage collections (Python's is 700).
     gc_threshold: int = 50_000
+    # host:port of the HTTP endpoint serving Prometheus metrics at /metrics ("": none).
+    metrics_listen: str = ""
     # Housekeeping: runs left PENDING this long are cancelled (0: never); runs that ended this
     # long ago are deleted with their events (0: kept forever); how often to look.
     pending_expiry: timedelta = timedelta(hours=24)
@@ -210,6 +212,7 @@ _OPTIONS: dict[str, _Option] = {
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response, in bytes", _positive_int),
     "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON, in bytes; larger fails the step", _positive_int),
     "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700", _non_negative_int),
+    "metrics_listen": _Option("SLUICE_METRICS_LISTEN", "host:port to serve Prometheus metrics on, at /metrics (:0 picks a free port); empty: none"),
     "pending_expiry": _Option("SLUICE_PENDING_EXPIRY_HOURS", "hours after which a run never executed is cancelled; 0 never", _hours),
     "retention": _Option("SLUICE_RETENTION_DAYS", "days after which an ended run is deleted with its events; 0 keeps them", _days),
     "housekeeping_interval": _Option("SLUICE_HOUSEKEEPING_INTERVAL_SECONDS", "seconds between expiry and retention sweeps", _seconds),

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import grpc
 import structlog
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -30,7 +31,7 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
-from sluice.observability import logs, run_log
+from sluice.observability import logs, metrics, run_log
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.idle_gc import collect_when_idle
@@ -104,6 +105,9 @@ class SluiceServer:
         self.janitor: Janitor | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._idle_gc: asyncio.Task[None] | None = None
+        self.metrics = metrics.Metrics()
+        self._metrics_runner: web.AppRunner | None = None
+        self.metrics_address = ""
         self.schedule_runner: ScheduleRunner | None = None
         self._schedules_task: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
@@ -137,7 +141,7 @@ class SluiceServer:
             ),
             clock=self.clock,
             sleep=self._sleep,
-            on_committed=[run_log.committed],
+            on_committed=[run_log.committed, self.metrics.committed],
             cluster=self._cluster(self.store) if sqlite is None else None,
         )
         catalog = TemplateCatalog(
@@ -190,6 +194,11 @@ class SluiceServer:
         if self.janitor.settings.enabled:
             self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
         self._idle_gc = asyncio.create_task(collect_when_idle(), name="idle-gc")
+        if self.settings.metrics_listen:
+            self._metrics_runner, self.metrics_address = await metrics.serve(
+                self.metrics, self.settings.metrics_listen
+            )
+            log.info(f"metrics on http://{self.metrics_address}/metrics")
         assert self.schedule_runner is not None
         self._schedules_task = asyncio.create_task(self.schedule_runner.run(), name="schedules")
         for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME, SCHEDULE_SERVICE_NAME):
@@ -288,6 +297,8 @@ class SluiceServer:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self._health.enter_graceful_shutdown()
         if self.engine is not None:
             self.engine.task_queue.close_sessions()  # their workers go on elsewhere, at once
