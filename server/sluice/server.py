@@ -141,7 +141,9 @@ class SluiceServer:
             ),
             clock=self.clock,
             sleep=self._sleep,
-            on_committed=[run_log.committed, self.metrics.committed],
+            # Metrics are counted only when something serves them: no work on every commit else.
+            on_committed=[run_log.committed]
+            + ([self.metrics.committed] if self.settings.metrics_listen else []),
             cluster=self._cluster(self.store) if sqlite is None else None,
         )
         catalog = TemplateCatalog(

@@ -324,8 +324,9 @@ def _skip_steps(decision: Decision, now: datetime) -> bool:
             continue
         spec = run.template.step(step_id)
         reason = _unreachable(run, spec)
-        details: dict[str, object] = {"reason": reason}
-        if not reason and spec.when and _ready(run, step_id):
+        if reason:
+            decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details={"reason": reason}))
+        elif spec.when and _ready(run, step_id):
             try:
                 outcome = gates.condition(spec.when, run)
             except ExpressionError as exc:
@@ -334,9 +335,7 @@ def _skip_steps(decision: Decision, now: datetime) -> bool:
                 return True
             if not outcome.passed:
                 details = {"reason": f"condition {outcome.message}", "condition": spec.when}
-                reason = details["reason"]  # type: ignore[assignment]
-        if reason:
-            decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details=details))
+                decision.emit(Event(EventType.STEP_SKIPPED, now, step_id, details=details))
     return False
 
 

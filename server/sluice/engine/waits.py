@@ -49,18 +49,19 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def parse_until(value: Any) -> datetime:
-    """A time from an ISO 8601 string that carries its UTC offset."""
+def parse_until(value: Any, name: str = "until") -> datetime:
+    """A time from an ISO 8601 string that carries its UTC offset (`name`: the config key it
+    came from, for the message)."""
     if not isinstance(value, str):
-        raise WaitError(f"until must be an ISO 8601 time string, not {value!r}")
+        raise WaitError(f"{name} must be an ISO 8601 time string, not {value!r}")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise WaitError(
-            f"until {value!r} is not an ISO 8601 time such as '2026-12-01T09:00:00+01:00'"
+            f"{name} {value!r} is not an ISO 8601 time such as '2026-12-01T09:00:00+01:00'"
         ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise WaitError(f"until {value!r} has no UTC offset (add 'Z' or e.g. '+01:00')")
+        raise WaitError(f"{name} {value!r} has no UTC offset (add 'Z' or e.g. '+01:00')")
     return moment
 
 

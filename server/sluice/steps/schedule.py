@@ -98,9 +98,9 @@ class ScheduleStep:
         fixed = _given(config, "publishAt")
         if fixed:
             try:
-                waits.parse_until(fixed)
+                waits.parse_until(fixed, name="the value")
             except waits.WaitError as exc:
-                yield "publishAt", str(exc).replace("until ", "", 1)
+                yield "publishAt", str(exc)
 
     async def run(self, ctx: StepContext) -> StepResult:
         platform = _platform(ctx)
@@ -109,9 +109,10 @@ class ScheduleStep:
         fixed = get_str(ctx.config, "publishAt", "").strip()
         if fixed:
             try:
-                when, slot = waits.parse_until(fixed).astimezone(zone), "fixed"
+                when = waits.parse_until(fixed, name="config.publishAt").astimezone(zone)
             except waits.WaitError as exc:
-                raise PermanentStepError(f"config.publishAt: {exc}") from None
+                raise PermanentStepError(str(exc)) from None
+            slot = "fixed"
         else:
             slots = _slots(ctx.config, platform)
             lead = int(ctx.config.get("minLeadMinutes", 15))
