@@ -17,6 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(rb"serving on (127\.0\.0\.1:\d+)")
+_METRICS = re.compile(rb"metrics on http://(127\.0\.0\.1:\d+)/metrics")
 
 
 class ServerProcess:
@@ -39,6 +40,7 @@ class ServerProcess:
         self.env = dict(env or {})
         self.settings = settings
         self.address = ""
+        self.metrics_address = ""  # with metrics_listen: where /metrics is served
         self.log = bytearray()
         # What it printed on stdout (a console span exporter's spans, nothing else).
         self.stdout = bytearray()
@@ -71,6 +73,8 @@ class ServerProcess:
             if not line:
                 raise RuntimeError(f"server exited before serving:\n{self.log.decode()}")
             self.log += line
+            if match := _METRICS.search(line):
+                self.metrics_address = match.group(1).decode()  # logged before serving
             if match := _SERVING.search(line):
                 self.address = match.group(1).decode()
         self._readers.append(asyncio.create_task(self._drain(self._process.stderr, self.log)))

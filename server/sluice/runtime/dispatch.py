@@ -26,6 +26,7 @@ from sluice.engine.handlers import (
 )
 from sluice.engine.model import JsonObject, Run, StepSpec
 from sluice.engine.ports import Clock
+from sluice.runtime.probes import NO_PROBES, Probes
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +83,14 @@ class LocalDispatcher:
         deliver: Deliver,
         clock: Clock,
         settings: DispatchSettings = DispatchSettings(),
+        probes: Probes = NO_PROBES,
         tracing: Tracing | None = None,
     ) -> None:
         self.handlers = handlers
         self._deliver = deliver
         self._clock = clock
         self._settings = settings
+        self._probes = probes
         self._tracing = tracing
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -153,6 +156,9 @@ class LocalDispatcher:
         timeout = (spec.timeout or self._settings.default_step_timeout).total_seconds()
         handler = self.handlers.get(spec.type)
         async with self._slots:
+            began = run.steps[spec.id].started_at
+            if began is not None:
+                self._probes.step_began(spec.type, (self._clock.now() - began).total_seconds())
             try:
                 async with asyncio.timeout(timeout):
                     if self._tracing is None:
