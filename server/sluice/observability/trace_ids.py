@@ -27,12 +27,17 @@ class RunSpan:
     def attempt_span_id(self, step_id: str, attempt: int) -> int:
         """The span id of attempt `attempt` of step `step_id` of this run: distinct for each
         (step, attempt), the same on every server."""
-        digest = hashlib.blake2b(
-            f"{step_id}/{attempt}".encode(),
-            digest_size=8,
-            key=self.trace_id.to_bytes(16) + self.span_id.to_bytes(8),
-        ).digest()
-        return int.from_bytes(digest) or 1  # 0 is the invalid span id
+        return _attempt_span_id(self.trace_id, self.span_id, step_id, attempt)
+
+
+@lru_cache(maxsize=4096)  # an attempt's id is asked for as it starts, ends and is logged
+def _attempt_span_id(trace_id: int, span_id: int, step_id: str, attempt: int) -> int:
+    digest = hashlib.blake2b(
+        f"{step_id}/{attempt}".encode(),
+        digest_size=8,
+        key=trace_id.to_bytes(16) + span_id.to_bytes(8),
+    ).digest()
+    return int.from_bytes(digest) or 1  # 0 is the invalid span id
 
 
 def traceparent(trace_id: int, span_id: int, flags: int) -> str:
