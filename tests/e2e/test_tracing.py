@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from structlog.testing import capture_logs
 
 from sluice.client import Task, Worker, WorkflowClient, WorkflowStatus
@@ -41,7 +42,8 @@ class Traced:
 
     def __init__(self) -> None:
         self.exporter = InMemorySpanExporter()
-        self.tracing = Tracing([SimpleSpanProcessor(self.exporter)])
+        # The SDK's default sampler, whatever OTEL_TRACES_SAMPLER says where the tests run.
+        self.tracing = Tracing([SimpleSpanProcessor(self.exporter)], sampler=DEFAULT_ON)
 
     @property
     def spans(self) -> Sequence[ReadableSpan]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON
 
 from sluice.config import ConfigError
 from sluice.engine.model import Event, EventType, RunStatus, StepSpec, StepStatus, Template
@@ -126,7 +126,7 @@ def _through_the_end(tracing: Tracing, run: RunModel) -> None:
 
 def test_spans_are_emitted_with_the_stored_ids_and_the_events_times() -> None:
     exporter = InMemorySpanExporter()
-    tracing = Tracing([SimpleSpanProcessor(exporter)])
+    tracing = Tracing([SimpleSpanProcessor(exporter)], sampler=DEFAULT_ON)
     run = _run(tracing)
     _through_the_end(tracing, run)
     stored = trace_ids.run_span(run.trace_context)
