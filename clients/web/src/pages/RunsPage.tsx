@@ -1,0 +1,182 @@
+// The runs: newest first, a page at a time (ListWorkflows' page tokens), filtered by status
+// and template; the filters live in the URL so a filtered list can be linked and reloaded.
+
+import { useEffect, useState } from "react";
+
+import type { Template } from "@gen/sluice/v1/template_pb.js";
+import { WorkflowStatus, type Workflow } from "@gen/sluice/v1/workflow_pb.js";
+import { WorkflowView } from "@gen/sluice/v1/workflow_service_pb.js";
+
+import { useAuth } from "../api/auth";
+import { workflows } from "../api/client";
+import { problemOf, type Problem } from "../api/errors";
+import { ErrorBox, StatusBadge, time } from "../components";
+import { Link, navigate } from "../router";
+import { RUN_STATUSES, runStatusName } from "../status";
+
+export const PAGE_SIZE = 50;
+
+export function RunsPage({ query }: { query: URLSearchParams }) {
+  const { token } = useAuth();
+  const status = query.get("status") ?? "";
+  const templateId = query.get("template") ?? "";
+  // Tokens of the pages before this one, and this one's ("" for the first).
+  const [pages, setPages] = useState<string[]>([""]);
+  const [runs, setRuns] = useState<Workflow[] | null>(null);
+  const [next, setNext] = useState("");
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [templates, setTemplates] = useState<Template[]>([]);
+  const pageToken = pages[pages.length - 1] ?? "";
+
+  useEffect(() => setPages([""]), [status, templateId]);
+
+  useEffect(() => {
+    const abort = new AbortController();
+    setRuns(null);
+    const statusValue = WorkflowStatus[status as keyof typeof WorkflowStatus];
+    workflows
+      .listWorkflows(
+        {
+          pageSize: PAGE_SIZE,
+          pageToken,
+          statuses: statusValue === undefined ? [] : [statusValue],
+          templateId,
+          view: WorkflowView.BASIC,
+        },
+        { signal: abort.signal },
+      )
+      .then((answer) => {
+        setRuns(answer.workflows);
+        setNext(answer.nextPageToken);
+        setProblem(null);
+      })
+      .catch((error: unknown) => abort.signal.aborted || setProblem(problemOf(error)));
+    return () => abort.abort();
+  }, [status, templateId, pageToken, token]);
+
+  useEffect(() => {
+    workflows
+      .listTemplates({ pageSize: 1000 })
+      .then((answer) => setTemplates(answer.templates))
+      .catch(() => setTemplates([])); // the filter then offers what the URL holds
+  }, [token]);
+
+  const filter = (name: string, value: string) => {
+    const params = new URLSearchParams(query);
+    if (value) params.set(name, value);
+    else params.delete(name);
+    const search = params.toString();
+    navigate(search ? `/?${search}` : "/");
+  };
+
+  const pageNumber = pages.length;
+  return (
+    <main className="page">
+      <div className="page-head">
+        <h1>Runs</h1>
+        <div className="filters">
+          <label>
+            Status{" "}
+            <select
+              value={status}
+              onChange={(e) => filter("status", e.target.value)}
+              data-testid="filter-status"
+            >
+              <option value="">all</option>
+              {RUN_STATUSES.map((s) => (
+                <option key={s} value={runStatusName(s)}>
+                  {runStatusName(s).toLowerCase()}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            Template{" "}
+            <select
+              value={templateId}
+              onChange={(e) => filter("template", e.target.value)}
+              data-testid="filter-template"
+            >
+              <option value="">all</option>
+              {templateId && !templates.some((t) => t.id === templateId) && (
+                <option value={templateId}>{templateId}</option>
+              )}
+              {templates.map((t) => (
+                <option key={t.id} value={t.id}>
+                  {t.id}
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
+      </div>
+      <ErrorBox problem={problem} />
+      <table className="list" data-testid="runs" aria-busy={runs === null}>
+        <thead>
+          <tr>
+            <th>Run</th>
+            <th>Template</th>
+            <th>Status</th>
+            <th>Steps</th>
+            <th>Created</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(runs ?? []).map((run) => {
+            const m = run.metrics;
+            const skipped = m?.skippedSteps ? ` (${m.skippedSteps} skipped)` : "";
+            return (
+              <tr key={run.id} data-testid="run-row" data-run-id={run.id}>
+                <td>
+                  <Link to={`/runs/${run.id}`} className="mono">
+                    {run.id}
+                  </Link>
+                </td>
+                <td>
+                  {run.templateId}
+                  {run.templateVersion ? ` v${run.templateVersion}` : ""}
+                </td>
+                <td>
+                  <StatusBadge status={runStatusName(run.status)} />
+                </td>
+                <td>
+                  {m?.completedSteps ?? 0}/{m?.totalSteps ?? 0}
+                  {skipped}
+                </td>
+                <td>{time(run.createTime)}</td>
+              </tr>
+            );
+          })}
+          {runs !== null && runs.length === 0 && (
+            <tr>
+              <td colSpan={5} className="muted">
+                No runs{status || templateId ? " match these filters" : " yet"}.
+              </td>
+            </tr>
+          )}
+        </tbody>
+      </table>
+      <div className="pager">
+        <button
+          type="button"
+          disabled={pages.length === 1}
+          onClick={() => setPages(pages.slice(0, -1))}
+          data-testid="page-previous"
+        >
+          ← Newer
+        </button>
+        <span data-testid="page-number" data-loading={runs === null}>
+          page {pageNumber}
+        </span>
+        <button
+          type="button"
+          disabled={!next || runs === null}
+          onClick={() => setPages([...pages, next])}
+          data-testid="page-next"
+        >
+          Older →
+        </button>
+      </div>
+    </main>
+  );
+}
