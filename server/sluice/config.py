@@ -63,6 +63,8 @@ class Settings:
     max_watchers: int = 20_000
     max_message_bytes: int = 4 * 1024 * 1024
     max_step_output_bytes: int = 1024 * 1024
+    # Steps one template may have (the web view draws graphs of several hundred).
+    max_template_steps: int = 100
     # Tuning: allocations between two young-generation garbage collections (Python's is 700).
     gc_threshold: int = 50_000
     # host:port of the HTTP endpoint serving Prometheus metrics at /metrics ("": none).
@@ -213,6 +215,7 @@ _OPTIONS: dict[str, _Option] = {
     "max_watchers": _Option("SLUICE_MAX_WATCHERS", "concurrent WatchWorkflow streams on the server; more is RESOURCE_EXHAUSTED", _positive_int),
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response, in bytes", _positive_int),
     "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON, in bytes; larger fails the step", _positive_int),
+    "max_template_steps": _Option("SLUICE_MAX_TEMPLATE_STEPS", "steps one template may have; more is INVALID_ARGUMENT", _positive_int),
     "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700", _non_negative_int),
     "metrics_listen": _Option("SLUICE_METRICS_LISTEN", "host:port to serve Prometheus metrics on, at /metrics (:0 picks a free port); empty: none"),
     "http_listen": _Option("SLUICE_HTTP_LISTEN", "host:port to serve the web view and its gRPC-Web API on (:0 picks a free port); empty: none"),

@@ -31,6 +31,7 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
+from sluice.engine.validation import TemplateLimits
 from sluice.observability import logs, metrics, run_log
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
@@ -157,7 +158,12 @@ class SluiceServer:
             cluster=self._cluster(self.store) if sqlite is None else None,
         )
         catalog = TemplateCatalog(
-            self.store, load_predefined(), self.registry, self.clock, shared=sqlite is None
+            self.store,
+            load_predefined(),
+            self.registry,
+            self.clock,
+            TemplateLimits(max_steps=self.settings.max_template_steps),
+            shared=sqlite is None,
         )
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from sluice.client import WorkflowClient
 from sluice.config import Settings
@@ -32,6 +32,9 @@ from sluice.web import assets
 from tests.support.handlers import Calls, register
 
 ROOT = Path(__file__).resolve().parents[2]
+# How long expect() waits for a DOM condition: generous for a loaded 2-core machine (a
+# condition met returns at once; none of these tests sleeps).
+expect.set_options(timeout=15_000)
 # Where the browser tests save screenshots: tests/output/<test name>/ (gitignored), kept after
 # the run so a person can look at what the test saw.
 OUTPUT = ROOT / "tests" / "output"
@@ -74,7 +77,6 @@ async def browser(chromium_path: str) -> AsyncIterator[Browser]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
-    # Generous for a loaded 2-core machine; expect() waits for DOM conditions, never sleeps.
     context.set_default_timeout(15_000)
     opened = await context.new_page()
     yield opened

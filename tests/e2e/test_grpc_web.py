@@ -10,6 +10,7 @@ import base64
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -17,6 +18,7 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from structlog.testing import capture_logs
 from yarl import URL
 
 from sluice.client import EventType, ResourceExhaustedError, WorkflowClient
@@ -309,3 +311,20 @@ async def test_the_app_is_served_with_its_routes(
     outside = URL(f"http://{web.http_address}/%2E%2E/assets.py", encoded=True)
     async with session.get(outside) as response:
         assert "def built" not in await response.text()
+
+
+async def test_without_built_assets_the_server_says_so_and_serves_the_api(
+    start_server: ServerFactory,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(assets, "STATIC", tmp_path / "not-built")
+    with capture_logs() as logged:
+        web = await start_server(http_listen="127.0.0.1:0")
+    assert any(line["log_level"] == "warning" and "make web" in line["event"] for line in logged)
+    async with session.get(f"http://{web.http_address}/") as response:
+        assert response.status == 503
+        assert "make web" in await response.text()
+    answer = await call(session, web, f"{SERVICE}/ListTemplates", pb.ListTemplatesRequest())
+    assert answer.code == 0

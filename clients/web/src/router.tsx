@@ -52,7 +52,7 @@ export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { to: stri
 /** `/runs/:id` against a path: the named parts, or null when it does not match. */
 export function match(pattern: string, path: string): Record<string, string> | null {
   const want = pattern.split("/");
-  const got = path.replace(/\/+$/, "").split("/");
+  const got = (path.length > 1 ? path.replace(/\/+$/, "") : path).split("/");
   if (want.length !== got.length) return null;
   const params: Record<string, string> = {};
   for (let i = 0; i < want.length; i++) {

@@ -25,13 +25,13 @@ _SECURITY_HEADERS = {
 }
 
 
-def built(root: Path = STATIC) -> bool:
-    return (root / "index.html").is_file()
+def built(root: Path | None = None) -> bool:
+    return ((root or STATIC) / "index.html").is_file()
 
 
 class Assets:
-    def __init__(self, root: Path = STATIC) -> None:
-        self._root = root.resolve()
+    def __init__(self, root: Path | None = None) -> None:
+        self._root = (root or STATIC).resolve()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not built(self._root):

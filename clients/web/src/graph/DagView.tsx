@@ -65,6 +65,8 @@ export function DagView(props: DagViewProps) {
   });
   const overrides = moved.shape === shape ? moved.at : undefined;
   const cache = useRef(new Map<string, Cached>());
+  // Set once React Flow has measured the nodes and fitted the view: tests wait on it.
+  const [ready, setReady] = useState(false);
 
   const activate = useCallback((id: string) => onSelect?.(id), [onSelect]);
 
@@ -142,11 +144,12 @@ export function DagView(props: DagViewProps) {
   );
 
   return (
-    <div className="dag" role="group" aria-label={label} data-testid="dag">
+    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready}>
       <ReactFlow<StepFlowNode>
         nodes={flowNodes}
         edges={flowEdges}
         nodeTypes={NODE_TYPES}
+        onInit={() => setReady(true)}
         onNodeClick={click}
         onPaneClick={() => onSelect?.(null)}
         onNodesChange={change}
