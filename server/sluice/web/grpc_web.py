@@ -102,23 +102,18 @@ class GrpcWebProxy:
         metadata = tuple(
             (name, request.headers[name]) for name in _FORWARDED if name in request.headers
         )
+        # No serializers: the request and the answers stay bytes, as they came.
         if method.server_streaming:
-            return await self._stream(request, method, message, metadata, timeout)
-        return await self._unary(request, method, message, metadata, timeout)
+            stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes]
+            stream = self._channel.unary_stream(method.path)
+            return await self._stream(request, stream(message, metadata=metadata, timeout=timeout))
+        unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
+        unary = self._channel.unary_unary(method.path)
+        return await self._unary(request, unary(message, metadata=metadata, timeout=timeout))
 
     async def _unary(
-        self,
-        request: web.Request,
-        method: Method,
-        message: bytes,
-        metadata: tuple[tuple[str, str], ...],
-        timeout: float | None,
+        self, request: web.Request, call: grpc.aio.UnaryUnaryCall[bytes, bytes]
     ) -> web.StreamResponse:
-        # No serializers: the request and answer stay bytes, as they came.
-        forward: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
-            method.path
-        )
-        call = forward(message, metadata=metadata, timeout=timeout)
         self._calls.add(call)
         try:
             answer = await call
@@ -136,17 +131,8 @@ class GrpcWebProxy:
         return response
 
     async def _stream(
-        self,
-        request: web.Request,
-        method: Method,
-        message: bytes,
-        metadata: tuple[tuple[str, str], ...],
-        timeout: float | None,
+        self, request: web.Request, call: grpc.aio.UnaryStreamCall[bytes, bytes]
     ) -> web.StreamResponse:
-        forward: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self._channel.unary_stream(
-            method.path
-        )
-        call = forward(message, metadata=metadata, timeout=timeout)
         self._calls.add(call)
         # Headers at once, without the upstream's initial metadata (the service sends none of
         # use): a watch of a quiet run may not send a message for hours, and the browser

@@ -75,39 +75,24 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
       <div className="page-head">
         <h1>Runs</h1>
         <div className="filters">
-          <label>
-            Status{" "}
-            <select
-              value={status}
-              onChange={(e) => filter("status", e.target.value)}
-              data-testid="filter-status"
-            >
-              <option value="">all</option>
-              {RUN_STATUSES.map((s) => (
-                <option key={s} value={runStatusName(s)}>
-                  {runStatusName(s).toLowerCase()}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label>
-            Template{" "}
-            <select
-              value={templateId}
-              onChange={(e) => filter("template", e.target.value)}
-              data-testid="filter-template"
-            >
-              <option value="">all</option>
-              {templateId && !templates.some((t) => t.id === templateId) && (
-                <option value={templateId}>{templateId}</option>
-              )}
-              {templates.map((t) => (
-                <option key={t.id} value={t.id}>
-                  {t.id}
-                </option>
-              ))}
-            </select>
-          </label>
+          <Filter
+            label="Status"
+            value={status}
+            onChange={(value) => filter("status", value)}
+            testId="filter-status"
+            options={RUN_STATUSES.map((s) => [runStatusName(s), runStatusName(s).toLowerCase()])}
+          />
+          <Filter
+            label="Template"
+            value={templateId}
+            onChange={(value) => filter("template", value)}
+            testId="filter-template"
+            // The URL's template is offered even when the list does not have it (yet).
+            options={[
+              ...(templateId && !templates.some((t) => t.id === templateId) ? [templateId] : []),
+              ...templates.map((t) => t.id),
+            ].map((id) => [id, id])}
+          />
         </div>
       </div>
       <ErrorBox problem={problem} />
@@ -178,5 +163,27 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
         </button>
       </div>
     </main>
+  );
+}
+
+function Filter(props: {
+  label: string;
+  value: string;
+  onChange: (value: string) => void;
+  testId: string;
+  options: [value: string, text: string][];
+}) {
+  return (
+    <label>
+      {props.label}{" "}
+      <select value={props.value} onChange={(e) => props.onChange(e.target.value)} data-testid={props.testId}>
+        <option value="">all</option>
+        {props.options.map(([value, text]) => (
+          <option key={value} value={value}>
+            {text}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }
