@@ -15,11 +15,11 @@ import {
   type NodeMouseHandler,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { useCallback, useMemo, useRef, useState } from "react";
+import { useCallback, useMemo, useRef, useState, type KeyboardEvent } from "react";
 
 import { tone } from "../status";
 import { layout, NODE_HEIGHT, NODE_WIDTH, shapeKey, type Point } from "./layout";
-import { StepNode, type StepFlowNode } from "./StepNode";
+import { nodeLabel, StepNode, type StepFlowNode } from "./StepNode";
 import type { GraphEdge, GraphNode } from "./types";
 
 const NODE_TYPES = { step: StepNode };
@@ -68,8 +68,6 @@ export function DagView(props: DagViewProps) {
   // Set once React Flow has measured the nodes and fitted the view: tests wait on it.
   const [ready, setReady] = useState(false);
 
-  const activate = useCallback((id: string) => onSelect?.(id), [onSelect]);
-
   const flowNodes = useMemo(() => {
     const next = new Map<string, Cached>();
     const list = nodes.map((node): StepFlowNode => {
@@ -80,8 +78,7 @@ export function DagView(props: DagViewProps) {
         old !== undefined &&
         old.source === node &&
         old.position === position &&
-        old.selected === selected &&
-        old.flow.data.onActivate === activate;
+        old.selected === selected;
       const flow: StepFlowNode = reuse
         ? old.flow
         : {
@@ -94,14 +91,15 @@ export function DagView(props: DagViewProps) {
             selected,
             draggable,
             connectable: onConnect !== undefined,
-            data: { node, onActivate: activate },
+            ariaLabel: nodeLabel(node),
+            data: { node },
           };
       next.set(node.id, { source: node, position, selected, flow });
       return flow;
     });
     cache.current = next;
     return list;
-  }, [nodes, positions, overrides, selectedId, activate, draggable, onConnect]);
+  }, [nodes, positions, overrides, selectedId, draggable, onConnect]);
 
   const flowEdges = useMemo(
     () =>
@@ -118,6 +116,18 @@ export function DagView(props: DagViewProps) {
     [edges],
   );
 
+  // Enter or Space on a focused node (Tab moves between them) opens it, as a click does.
+  const key = useCallback(
+    (event: KeyboardEvent<HTMLDivElement>) => {
+      if (event.key !== "Enter" && event.key !== " ") return;
+      const id = (event.target as HTMLElement).closest(".react-flow__node")?.getAttribute("data-id");
+      if (id) {
+        event.preventDefault();
+        onSelect?.(id);
+      }
+    },
+    [onSelect],
+  );
   const click: NodeMouseHandler<StepFlowNode> = useCallback(
     (_, node) => onSelect?.(node.id),
     [onSelect],
@@ -144,7 +154,7 @@ export function DagView(props: DagViewProps) {
   );
 
   return (
-    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready}>
+    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready} onKeyDown={key}>
       <ReactFlow<StepFlowNode>
         nodes={flowNodes}
         edges={flowEdges}
