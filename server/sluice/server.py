@@ -37,6 +37,7 @@ from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, C
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.idle_gc import collect_when_idle
 from sluice.runtime.janitor import Housekeeping, Janitor
+from sluice.runtime.probes import NO_PROBES
 from sluice.runtime.schedules import ScheduleRunner
 from sluice.runtime.tasks import TaskSettings
 from sluice.steps import builtin_registry
@@ -134,6 +135,9 @@ class SluiceServer:
         if sqlite is not None:
             self._sqlite_lock = ServerLock(sqlite)
             self._sqlite_lock.acquire()
+        metered = bool(self.settings.metrics_listen)
+        if metered:
+            self.store.probe_commits(self.metrics.batch_committed)
         self.engine = Engine(
             self.store,
             self.registry,
@@ -153,9 +157,9 @@ class SluiceServer:
             clock=self.clock,
             sleep=self._sleep,
             # Metrics are counted only when something serves them: no work on every commit else.
-            on_committed=[run_log.committed]
-            + ([self.metrics.committed] if self.settings.metrics_listen else []),
+            on_committed=[run_log.committed] + ([self.metrics.committed] if metered else []),
             cluster=self._cluster(self.store) if sqlite is None else None,
+            probes=self.metrics if metered else NO_PROBES,
         )
         catalog = TemplateCatalog(
             self.store,
@@ -168,12 +172,21 @@ class SluiceServer:
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
         )
+        watch_limit = WatchLimit(self.settings.max_watchers)
         servicer = WorkflowServicer(
             workflows,
             self.clock,
             max_message_bytes=self.settings.max_message_bytes,
-            watch_limit=WatchLimit(self.settings.max_watchers),
+            watch_limit=watch_limit,
         )
+        if metered:
+            queues = self.engine.task_queue
+            self.metrics.follow(
+                self.engine.driven_runs,
+                lambda: queues.stats(None),
+                lambda: watch_limit.open,
+                self.clock.now,
+            )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
             WorkerServicer(
@@ -294,8 +307,10 @@ class SluiceServer:
         saying why when the address cannot be listened on (in use, not this machine's)."""
         listen.check_free(self.settings.listen)
         limit = self.settings.max_message_bytes
+        # The gRPC metrics first: they count the calls the Guard refuses too.
+        metered = [self.metrics.grpc] if self.settings.metrics_listen else []
         server = grpc.aio.server(
-            interceptors=[Guard(self.verifier)],
+            interceptors=[*metered, Guard(self.verifier)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),

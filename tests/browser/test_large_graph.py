@@ -56,6 +56,9 @@ async def test_a_250_step_graph_draws_every_node_pans_zooms_and_goes_live(
             nodes = page.locator(".react-flow__node")
             await expect(nodes).to_have_count(LAYERS * WIDTH)
             await expect(page.get_by_test_id("dag")).to_have_attribute("data-ready", "true")
+            # A step's definition on click.
+            await page.get_by_test_id("node-s03-4").click()
+            await expect(page.get_by_test_id("step-details")).to_contain_text("s02-4, s02-5")
             viewport = page.locator(".react-flow__viewport")
             pane = page.locator(".react-flow__pane")
             before = transform(await viewport.get_attribute("style"))

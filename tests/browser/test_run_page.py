@@ -72,6 +72,16 @@ async def test_approve_a_paused_run_and_watch_it_complete(
     await expect(details.get_by_test_id("step-output")).to_contain_text("{")
     await page.screenshot(path=folder / "completed.png")
 
+    # From the keyboard: a focused node opens with Enter; its name says what it is.
+    review = page.locator('.react-flow__node[data-id="review-content"]')
+    await expect(review).to_have_attribute(
+        "aria-label",
+        re.compile(r"^review-content, review, completed, threshold: quality-check passed"),
+    )
+    await review.focus()
+    await page.keyboard.press("Enter")
+    await expect(details).to_have_attribute("aria-label", "Step review-content")
+
 
 def latched(name: str) -> dict[str, object]:
     """a (waits on a latch) -> b."""

@@ -56,11 +56,21 @@ async def test_a_thousand_runs_page_quickly_and_filter(
         second = await client.list_workflows(page_size=PAGE_SIZE, page_token=first.next_page_token)
     rows = page.get_by_test_id("run-row")
 
+    # Cold: the app loads, then asks for the first page (reported, not asserted: loading
+    # 600 kB of JavaScript on a busy machine says little about paging).
     began = time.monotonic()
     await page.goto(base_url(crowded))
     await expect(rows.first).to_have_attribute("data-run-id", first.workflows[0].id)
-    first_page = time.monotonic() - began
+    cold = time.monotonic() - began
     assert await row_ids(page) == [w.id for w in first.workflows]
+
+    # In the app: from another page to the runs, then to the next page.
+    await page.get_by_role("link", name="Templates", exact=True).click()
+    await expect(page.get_by_test_id("templates")).to_be_visible()
+    began = time.monotonic()
+    await page.get_by_role("link", name="Runs", exact=True).click()
+    await expect(rows.first).to_have_attribute("data-run-id", first.workflows[0].id)
+    first_page = time.monotonic() - began
 
     began = time.monotonic()
     await page.get_by_test_id("page-next").click()
@@ -70,10 +80,13 @@ async def test_a_thousand_runs_page_quickly_and_filter(
     await expect(page.get_by_test_id("page-number")).to_have_text("page 2")
 
     folder = output_dir(request)
-    (folder / "timings.txt").write_text(
-        f"first page (load of the app included): {first_page:.3f} s\nnext page: {next_page:.3f} s\n"
+    figures = (
+        f"first page, the app loading included: {cold:.3f} s\n"
+        f"first page from another page of the app: {first_page:.3f} s\n"
+        f"next page: {next_page:.3f} s\n"
     )
-    print(f"runs page over 1,000 runs: first {first_page:.3f} s, next {next_page:.3f} s")
+    (folder / "timings.txt").write_text(figures)
+    print(figures)
     assert first_page < PAGE_BOUND_SECONDS and next_page < PAGE_BOUND_SECONDS
 
     await page.get_by_test_id("page-previous").click()

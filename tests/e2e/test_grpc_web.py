@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from sluice.v1 import workflow_service_pb2 as pb
 from sluice.v1.template_pb2 import Template
 from sluice.web import assets
 from tests.conftest import ServerFactory
-from tests.support.crypto import SECRET, token
+from tests.support.crypto import SECRET, make_pki, tls_settings, token
 from tests.support.eventually import eventually
 from tests.support.handlers import Calls
 from tests.support.templates import step, template
@@ -216,6 +217,25 @@ async def first_event(client: WorkflowClient, run_id: str) -> None:
         return
 
 
+async def test_a_stopping_server_ends_open_watches_with_unavailable(
+    web: SluiceServer, session: aiohttp.ClientSession
+) -> None:
+    async with WorkflowClient(web.address) as client:
+        run = await client.create_workflow(latched("stopping"))
+        await client.execute_workflow(run.id)
+    request = pb.WatchWorkflowRequest(workflow_id=run.id, follow=True)
+    async with session.post(
+        f"http://{web.http_address}{SERVICE}/WatchWorkflow", data=frame(request), headers=HEADERS
+    ) as response:
+        stream = frames(response)
+        assert (await anext(stream))[0] == 0  # open, an event read
+        # The watch would wait for ever; stopping the server ends it at once, saying why.
+        stopping = asyncio.ensure_future(web.stop())
+        last = [payload async for flags, payload in stream if flags & 0x80]
+        await asyncio.wait_for(stopping, 10)
+    assert parse_trailers(last[-1])["grpc-status"] == str(grpc.StatusCode.UNAVAILABLE.value[0])
+
+
 async def test_grpc_timeout_becomes_the_calls_deadline(
     web: SluiceServer, session: aiohttp.ClientSession
 ) -> None:
@@ -328,3 +348,25 @@ async def test_without_built_assets_the_server_says_so_and_serves_the_api(
         assert "make web" in await response.text()
     answer = await call(session, web, f"{SERVICE}/ListTemplates", pb.ListTemplatesRequest())
     assert answer.code == 0
+
+
+async def test_with_tls_the_web_view_is_https_with_the_servers_certificate(
+    start_server: ServerFactory, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    web = await start_server(http_listen="127.0.0.1:0", **tls_settings(pki, mutual=True))
+    url = f"https://{web.http_address}{SERVICE}/GetTemplate"
+    body = frame(pb.GetTemplateRequest(template_id="content-to-social"))
+    trusting = ssl.create_default_context(cafile=str(pki.ca))
+    # Mutual TLS: without a client certificate the handshake fails.
+    with pytest.raises(aiohttp.ClientError):
+        async with session.post(url, data=body, headers=HEADERS, ssl=trusting) as response:
+            await response.read()
+    trusting.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    async with session.post(url, data=body, headers=HEADERS, ssl=trusting) as response:
+        assert response.status == 200
+        payload = await response.read()
+    assert pb.GetTemplateResponse.FromString(payload[5 : 5 + struct.unpack(">I", payload[1:5])[0]])
+    # Plain HTTP is not spoken there.
+    with pytest.raises(aiohttp.ClientError):
+        await session.post(url.replace("https:", "http:"), data=body, headers=HEADERS)

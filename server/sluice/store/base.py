@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -95,6 +95,12 @@ class SqlStore(ABC):
         """Run an UPDATE ... RETURNING for one set of values; the rows it returned, as
         SQLAlchemy reads them (SQLite overrides it with its own cursor)."""
         return [dict(row) for row in conn.execute(statement, values).mappings()]
+
+    @abstractmethod
+    def probe_commits(self, probe: Callable[[int, float], None]) -> None:
+        """Tell `probe` the size of each batch of writes committed together and how long its
+        transaction took, in seconds (the server's metrics). Each database's store says
+        where its batches are made."""
 
     @property
     def executor(self) -> Executor:

@@ -18,6 +18,7 @@ client going away cancels the upstream call (the HTTP server cancels its handler
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import struct
@@ -116,19 +117,17 @@ class GrpcWebProxy:
     ) -> web.StreamResponse:
         self._calls.add(call)
         try:
-            answer = await call
-        except grpc.aio.AioRpcError as error:
-            return _status_only(error.code(), error.details() or "", error.trailing_metadata())
+            try:
+                answer = await call
+            except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
+                return _status_only(*self._ended(error))
+            body = _frame(_DATA, answer) + _trailers(
+                grpc.StatusCode.OK, "", await call.trailing_metadata()
+            )
+            return web.Response(body=body, headers=_headers(await call.initial_metadata()))
         finally:
             call.cancel()  # the client went away first: nothing more is wanted (else a no-op)
             self._calls.discard(call)
-        headers = _headers(await call.initial_metadata())
-        response = web.StreamResponse(headers=headers)
-        await response.prepare(request)
-        await response.write(_frame(_DATA, answer))
-        await response.write(_trailers(grpc.StatusCode.OK, "", await call.trailing_metadata()))
-        await response.write_eof()
-        return response
 
     async def _stream(
         self, request: web.Request, call: grpc.aio.UnaryStreamCall[bytes, bytes]
@@ -140,17 +139,13 @@ class GrpcWebProxy:
         response = web.StreamResponse(headers=_headers(()))
         try:
             await response.prepare(request)
-            code, details, trailing = grpc.StatusCode.OK, "", None
             try:
                 async for answer in call:
                     await response.write(_frame(_DATA, answer))
-                trailing = await call.trailing_metadata()
-            except grpc.aio.AioRpcError as error:
-                code, trailing = error.code(), error.trailing_metadata()
-                details = error.details() or ""
-                if code is grpc.StatusCode.CANCELLED and self._closing:
-                    code, details = grpc.StatusCode.UNAVAILABLE, "the server is shutting down"
-            await response.write(_trailers(code, details, trailing))
+                ended = grpc.StatusCode.OK, "", await call.trailing_metadata()
+            except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
+                ended = self._ended(error)
+            await response.write(_trailers(*ended))
             await response.write_eof()
             return response
         finally:
@@ -158,6 +153,18 @@ class GrpcWebProxy:
             # either way nothing more is wanted from upstream.
             call.cancel()
             self._calls.discard(call)
+
+    def _ended(self, error: BaseException) -> tuple[grpc.StatusCode, str, Any]:
+        """The status a failed upstream call ends with. grpc.aio reports a call cancelled
+        here as CancelledError: close() did it (the server stops: UNAVAILABLE, so clients
+        go elsewhere or retry), unless this handler itself is being cancelled (its client
+        went away), which must go on."""
+        if isinstance(error, grpc.aio.AioRpcError):
+            return error.code(), error.details() or "", error.trailing_metadata()
+        task = asyncio.current_task()
+        if not self._closing or (task is not None and task.cancelling()):
+            raise error
+        return grpc.StatusCode.UNAVAILABLE, "the server is shutting down", None
 
 
 class _BadRequest(Exception):

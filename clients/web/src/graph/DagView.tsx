@@ -17,11 +17,11 @@ import {
   type ReactFlowInstance,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent } from "react";
 
 import { tone } from "../status";
 import { layout, NODE_HEIGHT, NODE_WIDTH, shapeKey, type Point } from "./layout";
-import { StepNode, type StepFlowNode } from "./StepNode";
+import { nodeLabel, StepNode, type StepFlowNode } from "./StepNode";
 import type { GraphEdge, GraphNode } from "./types";
 
 const NODE_TYPES = { step: StepNode };
@@ -116,8 +116,6 @@ export function DagView(props: DagViewProps) {
     return () => cancelAnimationFrame(frame);
   }, [reveal]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const activate = useCallback((id: string) => onSelect?.(id), [onSelect]);
-
   const flowNodes = useMemo(() => {
     const next = new Map<string, Cached>();
     const list = nodes.map((node): StepFlowNode => {
@@ -128,8 +126,7 @@ export function DagView(props: DagViewProps) {
         old !== undefined &&
         old.source === node &&
         old.position === position &&
-        old.selected === selected &&
-        old.flow.data.onActivate === activate;
+        old.selected === selected;
       const flow: StepFlowNode = reuse
         ? old.flow
         : {
@@ -142,14 +139,15 @@ export function DagView(props: DagViewProps) {
             selected,
             draggable,
             connectable: onConnect !== undefined,
-            data: { node, onActivate: activate },
+            ariaLabel: nodeLabel(node),
+            data: { node },
           };
       next.set(node.id, { source: node, position, selected, flow });
       return flow;
     });
     cache.current = next;
     return list;
-  }, [nodes, positions, overrides, selectedId, activate, draggable, onConnect]);
+  }, [nodes, positions, overrides, selectedId, draggable, onConnect]);
 
   const flowEdges = useMemo(
     () =>
@@ -167,6 +165,18 @@ export function DagView(props: DagViewProps) {
     [edges],
   );
 
+  // Enter or Space on a focused node (Tab moves between them) opens it, as a click does.
+  const key = useCallback(
+    (event: KeyboardEvent<HTMLDivElement>) => {
+      if (event.key !== "Enter" && event.key !== " ") return;
+      const id = (event.target as HTMLElement).closest(".react-flow__node")?.getAttribute("data-id");
+      if (id) {
+        event.preventDefault();
+        onSelect?.(id);
+      }
+    },
+    [onSelect],
+  );
   const click: NodeMouseHandler<StepFlowNode> = useCallback(
     (_, node) => onSelect?.(node.id),
     [onSelect],
@@ -200,7 +210,7 @@ export function DagView(props: DagViewProps) {
   const edgeClick: EdgeMouseHandler = useCallback((_, edge) => onEdgeClick?.(edge.id), [onEdgeClick]);
 
   return (
-    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready} ref={pane}>
+    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready} onKeyDown={key} ref={pane}>
       <ReactFlow<StepFlowNode>
         nodes={flowNodes}
         edges={flowEdges}

@@ -2,38 +2,24 @@
 // badges. Memoised: a status change re-renders that node only.
 
 import { Handle, Position, type Node, type NodeProps } from "@xyflow/react";
-import { memo, type KeyboardEvent } from "react";
+import { memo } from "react";
 
 import { tone } from "../status";
 import type { GraphNode } from "./types";
 
-export type StepNodeData = { node: GraphNode; onActivate?: (id: string) => void };
+export type StepNodeData = { node: GraphNode };
 export type StepFlowNode = Node<StepNodeData, "step">;
 
 function StepNodeView({ data, selected }: NodeProps<StepFlowNode>) {
-  const { node, onActivate } = data;
+  const { node } = data;
   const status = node.status ?? "";
   const problems = node.problems ?? [];
   const name = node.testId ?? node.id;
-  const activate = (event: KeyboardEvent<HTMLDivElement>) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      onActivate?.(node.id);
-    }
-  };
-  const label = [node.title, node.subtitle, status.toLowerCase().replace(/_/g, " ")]
-    .filter(Boolean)
-    .join(", ");
   return (
     <div
       className={`step-node tone-${status ? tone(status) : "none"}${selected ? " selected" : ""}${problems.length ? " has-problems" : ""}`}
       data-testid={`node-${name}`}
       data-status={status}
-      aria-label={label}
-      aria-description={problems.length ? problems.join("; ") : undefined}
-      role="button"
-      tabIndex={-1}
-      onKeyDown={activate}
     >
       <Handle type="target" position={Position.Left} />
       <div className="step-node-head">
@@ -75,3 +61,11 @@ function StepNodeView({ data, selected }: NodeProps<StepFlowNode>) {
 }
 
 export const StepNode = memo(StepNodeView);
+
+/** What a screen reader says for a node (React Flow's focusable wrapper carries it). */
+export function nodeLabel(node: GraphNode): string {
+  const parts = [node.title, node.subtitle, node.status?.toLowerCase().replace(/_/g, " ")];
+  const badges = (node.badges ?? []).map((b) => `${b.label}${b.status ? ` ${b.status.toLowerCase().replace(/_/g, " ")}` : ""}`);
+  const problems = (node.problems ?? []).map((p) => `problem: ${p}`);
+  return [...parts, ...badges, ...problems].filter(Boolean).join(", ");
+}

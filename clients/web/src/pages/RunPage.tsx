@@ -59,10 +59,7 @@ export function RunPage({ id }: { id: string }) {
           <StatusBadge status={runStatusName(state.status)} testId="run-status" />
         </h1>
         <div className="run-meta">
-          <Link to={`/templates/${workflow.templateId}${workflow.templateVersion ? `?version=${workflow.templateVersion}` : ""}`}>
-            {workflow.templateId}
-            {workflow.templateVersion ? ` v${workflow.templateVersion}` : ""}
-          </Link>
+          <TemplateLink workflow={workflow} />
           {workflow.rerunOf && (
             <span>
               rerun of <Link to={`/runs/${workflow.rerunOf}`} className="mono">{workflow.rerunOf}</Link>
@@ -100,6 +97,21 @@ export function RunPage({ id }: { id: string }) {
         </aside>
       </div>
     </main>
+  );
+}
+
+/** The run's template: a link, unless it was sent inline (version 0: only the run has it). */
+function TemplateLink({ workflow }: { workflow: Workflow }) {
+  const predefined = workflow.template?.predefined ?? false;
+  if (!predefined && workflow.templateVersion === 0) {
+    return <span title="sent inline with the run">{workflow.templateId} (inline)</span>;
+  }
+  const version = predefined ? "" : `?version=${workflow.templateVersion}`;
+  return (
+    <Link to={`/templates/${workflow.templateId}${version}`}>
+      {workflow.templateId}
+      {predefined ? "" : ` v${workflow.templateVersion}`}
+    </Link>
   );
 }
 
