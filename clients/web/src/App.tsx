@@ -3,6 +3,7 @@
 import { useState } from "react";
 
 import { useAuth } from "./api/auth";
+import { BuilderPage } from "./builder/BuilderPage";
 import { Login } from "./Login";
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/RunsPage";
@@ -14,6 +15,7 @@ function Page({ path, query }: { path: string; query: URLSearchParams }) {
   let params: Record<string, string> | null;
   if ((params = match("/runs/:id", path))) return <RunPage key={params.id} id={params.id ?? ""} />;
   if (match("/templates", path)) return <TemplatesPage />;
+  if (match("/builder", path)) return <BuilderPage key={query.toString()} query={query} />;
   if ((params = match("/templates/:id", path))) {
     const version = Number(query.get("version") ?? "0") || 0;
     return <TemplatePage key={`${params.id}@${version}`} id={params.id ?? ""} version={version} />;
@@ -33,7 +35,7 @@ export function App() {
   const { path, query } = useLocation();
   const { token } = useAuth();
   const [loginOpen, setLoginOpen] = useState(false);
-  const section = path.startsWith("/templates") ? "templates" : "runs";
+  const section = path.startsWith("/templates") ? "templates" : path.startsWith("/builder") ? "builder" : "runs";
   return (
     <>
       <header className="top">
@@ -46,6 +48,9 @@ export function App() {
           </Link>
           <Link to="/templates" aria-current={section === "templates" ? "page" : undefined}>
             Templates
+          </Link>
+          <Link to="/builder" aria-current={section === "builder" ? "page" : undefined}>
+            Builder
           </Link>
         </nav>
         <button type="button" className="signin" onClick={() => setLoginOpen(true)} data-testid="signin">

@@ -11,11 +11,13 @@ import {
   ReactFlow,
   type Connection,
   type Edge,
+  type EdgeMouseHandler,
   type NodeChange,
   type NodeMouseHandler,
+  type ReactFlowInstance,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { useCallback, useMemo, useRef, useState, type KeyboardEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent } from "react";
 
 import { tone } from "../status";
 import { layout, NODE_HEIGHT, NODE_WIDTH, shapeKey, type Point } from "./layout";
@@ -23,6 +25,8 @@ import { nodeLabel, StepNode, type StepFlowNode } from "./StepNode";
 import type { GraphEdge, GraphNode } from "./types";
 
 const NODE_TYPES = { step: StepNode };
+const FIT = { padding: 0.1, maxZoom: 1 };
+const NONE: ReadonlyMap<string, Point> = new Map();
 const MINIMAP_COLOURS = {
   green: "#1f9d55",
   cyan: "#0e7490",
@@ -41,6 +45,16 @@ export interface DagViewProps {
   onConnect?: (source: string, target: string) => void;
   /** Lets the user move nodes; moved nodes keep their place until the graph's shape changes. */
   draggable?: boolean;
+  /** Where the nodes are (top-left corners), kept by the caller (the builder): no layout is
+   * computed, and moves are reported through onMove instead of kept here. */
+  positions?: ReadonlyMap<string, Point>;
+  onMove?: (id: string, position: Point) => void;
+  onEdgeClick?: (id: string) => void;
+  /** The view is fitted to the nodes again whenever this value changes. */
+  fitOn?: unknown;
+  /** When this becomes a node's id, the view pans just enough to show that node (a step the
+   * builder added), keeping the zoom. */
+  reveal?: string | null;
   /** The graph's accessible name, e.g. "Graph of run 123". */
   label: string;
 }
@@ -54,11 +68,13 @@ interface Cached {
 
 export function DagView(props: DagViewProps) {
   const { nodes, edges, selectedId, onSelect, onConnect, draggable = false, label } = props;
+  const { positions: placed, onMove, onEdgeClick, fitOn, reveal } = props;
   const ids = useMemo(() => nodes.map((n) => n.id), [nodes]);
   const shape = shapeKey(ids, edges);
   // The layout depends on the shape alone: recomputed when a step or edge is added or
   // removed, never for a status.
-  const positions = useMemo(() => layout(ids, edges), [shape]); // eslint-disable-line react-hooks/exhaustive-deps
+  const laidOut = useMemo(() => (placed ? NONE : layout(ids, edges)), [shape, placed === undefined]); // eslint-disable-line react-hooks/exhaustive-deps
+  const positions = placed ?? laidOut;
   const [moved, setMoved] = useState<{ shape: string; at: Map<string, Point> }>({
     shape,
     at: new Map(),
@@ -67,6 +83,38 @@ export function DagView(props: DagViewProps) {
   const cache = useRef(new Map<string, Cached>());
   // Set once React Flow has measured the nodes and fitted the view: tests wait on it.
   const [ready, setReady] = useState(false);
+  const flow = useRef<ReactFlowInstance<StepFlowNode> | null>(null);
+  const fitted = useRef(fitOn);
+  useEffect(() => {
+    if (fitted.current === fitOn) return;
+    fitted.current = fitOn;
+    // After React Flow has taken the new positions in.
+    const frame = requestAnimationFrame(() => void flow.current?.fitView(FIT));
+    return () => cancelAnimationFrame(frame);
+  }, [fitOn]);
+  const pane = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const at = reveal ? positions.get(reveal) : undefined;
+    if (at === undefined) return;
+    const frame = requestAnimationFrame(() => {
+      const instance = flow.current;
+      const box = pane.current?.getBoundingClientRect();
+      if (!instance || !box) return;
+      const { x, y, zoom } = instance.getViewport();
+      const shift = (start: number, size: number, room: number): number => {
+        const margin = 24;
+        const end = start + size * zoom;
+        if (start >= margin && end <= room - margin) return 0;
+        // Past the far side: back just enough; the near side wins when both are out.
+        const back = end > room - margin ? room - margin - end : 0;
+        return start + back < margin ? margin - start : back;
+      };
+      const dx = shift(at.x * zoom + x, NODE_WIDTH, box.width);
+      const dy = shift(at.y * zoom + y, NODE_HEIGHT, box.height);
+      if (dx !== 0 || dy !== 0) void instance.setViewport({ x: x + dx, y: y + dy, zoom });
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [reveal]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const flowNodes = useMemo(() => {
     const next = new Map<string, Cached>();
@@ -109,6 +157,7 @@ export function DagView(props: DagViewProps) {
           source: edge.source,
           target: edge.target,
           animated: edge.animated ?? false,
+          selected: edge.selected ?? false,
           className: edge.dashed ? "edge-dashed" : undefined,
           style: edge.dashed ? { strokeDasharray: "6 4" } : undefined,
         }),
@@ -142,6 +191,12 @@ export function DagView(props: DagViewProps) {
     (changes: NodeChange<StepFlowNode>[]) => {
       const moves = changes.filter((c) => c.type === "position" && c.position);
       if (!draggable || moves.length === 0) return;
+      if (onMove) {
+        for (const c of moves) {
+          if (c.type === "position" && c.position) onMove(c.id, c.position);
+        }
+        return;
+      }
       setMoved((current) => {
         const at = new Map(current.shape === shape ? current.at : []);
         for (const c of moves) {
@@ -150,17 +205,22 @@ export function DagView(props: DagViewProps) {
         return { shape, at };
       });
     },
-    [draggable, shape],
+    [draggable, shape, onMove],
   );
+  const edgeClick: EdgeMouseHandler = useCallback((_, edge) => onEdgeClick?.(edge.id), [onEdgeClick]);
 
   return (
-    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready} onKeyDown={key}>
+    <div className="dag" role="group" aria-label={label} data-testid="dag" data-ready={ready} onKeyDown={key} ref={pane}>
       <ReactFlow<StepFlowNode>
         nodes={flowNodes}
         edges={flowEdges}
         nodeTypes={NODE_TYPES}
-        onInit={() => setReady(true)}
+        onInit={(instance) => {
+          flow.current = instance;
+          setReady(true);
+        }}
         onNodeClick={click}
+        onEdgeClick={onEdgeClick ? edgeClick : undefined}
         onPaneClick={() => onSelect?.(null)}
         onNodesChange={change}
         onConnect={onConnect ? connect : undefined}
@@ -168,7 +228,7 @@ export function DagView(props: DagViewProps) {
         nodesConnectable={onConnect !== undefined}
         elementsSelectable
         fitView
-        fitViewOptions={{ padding: 0.1, maxZoom: 1 }}
+        fitViewOptions={FIT}
         minZoom={0.05}
         maxZoom={2}
       >

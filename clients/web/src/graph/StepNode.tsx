@@ -14,10 +14,11 @@ function StepNodeView({ data, selected }: NodeProps<StepFlowNode>) {
   const { node } = data;
   const status = node.status ?? "";
   const problems = node.problems ?? [];
+  const name = node.testId ?? node.id;
   return (
     <div
       className={`step-node tone-${status ? tone(status) : "none"}${selected ? " selected" : ""}${problems.length ? " has-problems" : ""}`}
-      data-testid={`node-${node.id}`}
+      data-testid={`node-${name}`}
       data-status={status}
     >
       <Handle type="target" position={Position.Left} />
@@ -38,7 +39,7 @@ function StepNodeView({ data, selected }: NodeProps<StepFlowNode>) {
               key={badge.id}
               className={`badge tone-${badge.status ? tone(badge.status) : "none"}`}
               title={badge.title ?? badge.label}
-              data-testid={`badge-${node.id}-${badge.id}`}
+              data-testid={`badge-${name}-${badge.id}`}
               data-status={badge.status ?? ""}
             >
               {badge.label}
@@ -49,7 +50,7 @@ function StepNodeView({ data, selected }: NodeProps<StepFlowNode>) {
       {problems.length > 0 && (
         // The node's size is fixed (laid out once): the first problem shows, all are in the
         // tooltip and the accessible description.
-        <div className="step-node-problems" data-testid={`problems-${node.id}`} title={problems.join("\n")}>
+        <div className="step-node-problems" data-testid={`problems-${name}`} title={problems.join("\n")}>
           {problems.length > 1 ? `${problems.length} problems: ` : ""}
           {problems[0]}
         </div>

@@ -31,17 +31,23 @@ export function gateKind(gate: QualityGate): string {
   return gate.condition.case ?? "gate";
 }
 
+/** A step's gates and its condition as badges. */
+export function stepBadges(gates: readonly QualityGate[], when: string): Badge[] {
+  const badges: Badge[] = gates.map((gate) => ({
+    id: `gate-${gate.id}`,
+    label: `${gateKind(gate)}: ${gate.id}`,
+  }));
+  if (when) {
+    badges.push({ id: "when", label: "if …", title: `runs only if ${when}` });
+  }
+  return badges;
+}
+
 /** The template's steps as nodes, without statuses. */
 export function templateNodes(template: Template): GraphNode[] {
   const gates = gatesByStep(template);
   return template.steps.map((step): GraphNode => {
-    const badges: Badge[] = (gates.get(step.id) ?? []).map((gate) => ({
-      id: `gate-${gate.id}`,
-      label: `${gateKind(gate)}: ${gate.id}`,
-    }));
-    if (step.when) {
-      badges.push({ id: "when", label: "if …", title: `runs only if ${step.when}` });
-    }
+    const badges = stepBadges(gates.get(step.id) ?? [], step.when);
     return {
       id: step.id,
       title: step.id,

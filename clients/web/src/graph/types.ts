@@ -22,6 +22,9 @@ export interface GraphNode {
   badges?: readonly Badge[];
   /** Problems to show on the node (the builder's validation errors). */
   problems?: readonly string[];
+  /** The name tests find the node by (node-<name>, problems-<name>, badge-<name>-<badge>);
+   * default: id. The builder's node ids are keys that outlive edits of the step's id. */
+  testId?: string;
 }
 
 export interface GraphEdge {
@@ -32,4 +35,6 @@ export interface GraphEdge {
   dashed?: boolean;
   /** Drawn animated: work flows along it now. */
   animated?: boolean;
+  /** Drawn selected (the builder's edge being looked at). */
+  selected?: boolean;
 }

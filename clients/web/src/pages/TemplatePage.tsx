@@ -50,6 +50,13 @@ export function TemplatePage({ id, version }: { id: string; version: number }) {
         <div className="run-meta">
           <span>{template.name}</span>
           <Link to={`/?template=${encodeURIComponent(template.id)}`}>its runs</Link>
+          <Link
+            to={`/builder?template=${encodeURIComponent(template.id)}&version=${template.version}`}
+            className="button"
+            data-testid="edit-in-builder"
+          >
+            {template.predefined ? "Copy into the builder" : "Edit as new version"}
+          </Link>
         </div>
       </div>
       {template.description && <p className="muted">{template.description}</p>}

@@ -1,39 +1,26 @@
 // The templates: the predefined ones and the caller's registered ones (latest versions).
 
-import { useEffect, useState } from "react";
-
 import type { Template } from "@gen/sluice/v1/template_pb.js";
 
-import { useAuth } from "../api/auth";
 import { workflows } from "../api/client";
-import { problemOf, type Problem } from "../api/errors";
+import { useEveryPage, type PageReader } from "../api/pages";
 import { ErrorBox } from "../components";
 import { Link } from "../router";
 
+const readTemplates: PageReader<Template> = async (pageToken, signal) => {
+  const answer = await workflows.listTemplates({ pageSize: 1000, pageToken }, { signal });
+  return { items: answer.templates, next: answer.nextPageToken };
+};
+
 export function TemplatesPage() {
-  const { token } = useAuth();
-  const [templates, setTemplates] = useState<Template[] | null>(null);
-  const [problem, setProblem] = useState<Problem | null>(null);
-  useEffect(() => {
-    const abort = new AbortController();
-    const all: Template[] = [];
-    const load = async () => {
-      let pageToken = "";
-      do {
-        const answer = await workflows.listTemplates({ pageSize: 1000, pageToken }, { signal: abort.signal });
-        all.push(...answer.templates);
-        pageToken = answer.nextPageToken;
-      } while (pageToken);
-      setTemplates(all);
-      setProblem(null);
-    };
-    load().catch((error: unknown) => abort.signal.aborted || setProblem(problemOf(error)));
-    return () => abort.abort();
-  }, [token]);
+  const { items: templates, problem } = useEveryPage(readTemplates);
   return (
     <main className="page">
       <div className="page-head">
         <h1>Templates</h1>
+        <Link to="/builder" className="button primary" data-testid="new-template">
+          New template
+        </Link>
       </div>
       <ErrorBox problem={problem} />
       <table className="list" data-testid="templates" aria-busy={templates === null}>
