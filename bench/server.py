@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +30,11 @@ class Server:
         database_url: str | None = None,
         name: str = "server",
         root: Path = ROOT,
+        env: Mapping[str, str] | None = None,
         **settings: str,
     ) -> None:
-        """`root`: the checkout whose server to run (with its own .venv), to compare builds."""
+        """`root`: the checkout whose server to run (with its own .venv), to compare builds.
+        `env`: more variables (OTEL_*, or a PYTHONPATH of more than `root`)."""
         self.workdir = workdir
         self.database = workdir / "sluice.db"
         self.database_url = database_url or f"sqlite+aiosqlite:///{self.database}"
@@ -40,6 +43,7 @@ class Server:
         self.listen = listen
         self.settings = settings
         self.root = root
+        self.env = dict(env or {})
         self.address = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # time.time() just before the process was spawned
@@ -69,6 +73,7 @@ class Server:
             "SLUICE_LISTEN": self.listen,
             "SLUICE_DATABASE_URL": self.database_url,
             "SLUICE_PLUGINS": self.plugin,
+            **self.env,
             **{f"SLUICE_{k.upper()}": v for k, v in self.settings.items()},
         }
         log = self.log.open("wb")

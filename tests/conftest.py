@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 import sqlalchemy as sa
@@ -21,10 +21,13 @@ from sluice.engine.ports import Clock
 from sluice.server import SluiceServer
 from tests.support.handlers import Calls, register
 
+if TYPE_CHECKING:
+    from sluice.observability.tracing import Tracing
+
 
 class ServerFactory(Protocol):
     def __call__(
-        self, *, clock: Clock | None = None, **settings: Any
+        self, *, clock: Clock | None = None, tracing: Tracing | None = None, **settings: Any
     ) -> Awaitable[SluiceServer]: ...
 
 
@@ -59,7 +62,9 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
     """Starts servers on the test's database; every one still running is stopped at the end."""
     running: list[SluiceServer] = []
 
-    async def start(*, clock: Clock | None = None, **settings: Any) -> SluiceServer:
+    async def start(
+        *, clock: Clock | None = None, tracing: Tracing | None = None, **settings: Any
+    ) -> SluiceServer:
         defaults: dict[str, Any] = {
             "listen": "127.0.0.1:0",
             "database_url": database_url,
@@ -67,7 +72,7 @@ async def start_server(database_url: str, calls: Calls) -> AsyncIterator[ServerF
             "shutdown_grace": timedelta(seconds=0.5),
         }
         # The server's own registry, so settings such as webhook_allow reach its steps.
-        server = SluiceServer(Settings(**{**defaults, **settings}), clock=clock)
+        server = SluiceServer(Settings(**{**defaults, **settings}), clock=clock, tracing=tracing)
         register(server.registry, calls)
         await server.start()
         running.append(server)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import propagate, trace
 
 from sluice import config, listen, plugins
 from sluice.api.auth import JwtVerifier
@@ -33,6 +36,7 @@ from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
 from sluice.engine.validation import TemplateLimits
 from sluice.observability import logs, metrics, run_log
+from sluice.observability.otel_env import exporter_names
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.idle_gc import collect_when_idle
@@ -67,6 +71,9 @@ from sluice.web.grpc_web import GrpcWebProxy, sluice_methods
 from sluice.web.loopback import LoopbackSocket
 from sluice.web.site import WebSite, tls_context
 
+if TYPE_CHECKING:
+    from sluice.observability.tracing import Tracing
+
 log = structlog.get_logger("sluice.server")
 
 # Start-up failures that are the operator's to fix: one line saying what to do, exit 2.
@@ -89,9 +96,14 @@ class SluiceServer:
         registry: HandlerRegistry | None = None,
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
+        tracing: Tracing | None = None,
     ) -> None:
+        """`tracing`: spans of calls, runs and step attempts (None: not traced). The process's
+        entry point makes it from the OTEL_* variables (and shuts it down); a test may give
+        one with an in-memory exporter."""
         config.check(settings)
         self.settings = settings
+        self.tracing = tracing
         self.verifier = JwtVerifier.from_settings(settings)
         self.credentials = server_credentials(settings)
         # One client for every outgoing request of the server's steps, closed by stop().
@@ -100,6 +112,7 @@ class SluiceServer:
             timeout_seconds=settings.http_timeout.total_seconds(),
             max_connections=settings.http_connections,
             max_response_bytes=settings.http_max_response_bytes,
+            inject=propagate.inject if tracing is not None else None,
         )
         self.registry = registry or builtin_registry(self.http)
         plugins.load(settings.plugins, self.registry)
@@ -156,10 +169,14 @@ class SluiceServer:
             ),
             clock=self.clock,
             sleep=self._sleep,
-            # Metrics are counted only when something serves them: no work on every commit else.
-            on_committed=[run_log.committed] + ([self.metrics.committed] if metered else []),
+            # Metrics are counted only when something serves them, and spans made only when
+            # traced: no work on every commit else.
+            on_committed=[run_log.committed]
+            + ([self.metrics.committed] if metered else [])
+            + ([self.tracing.committed] if self.tracing is not None else []),
             cluster=self._cluster(self.store) if sqlite is None else None,
             probes=self.metrics if metered else NO_PROBES,
+            tracing=self.tracing,
         )
         catalog = TemplateCatalog(
             self.store,
@@ -307,10 +324,12 @@ class SluiceServer:
         saying why when the address cannot be listened on (in use, not this machine's)."""
         listen.check_free(self.settings.listen)
         limit = self.settings.max_message_bytes
-        # The gRPC metrics first: they count the calls the Guard refuses too.
+        # The gRPC metrics first: they count the calls the Guard refuses too; then the span of
+        # the call, so a call the guard refuses is traced too.
         metered = [self.metrics.grpc] if self.settings.metrics_listen else []
+        traced = [self.tracing.rpc_interceptor()] if self.tracing is not None else []
         server = grpc.aio.server(
-            interceptors=[*metered, Guard(self.verifier)],
+            interceptors=[*metered, *traced, Guard(self.verifier)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -377,8 +396,8 @@ class SluiceServer:
             self._sqlite_lock.release()
 
 
-async def serve(settings: config.Settings) -> None:
-    server = SluiceServer(settings)
+async def serve(settings: config.Settings, tracing: Tracing | None = None) -> None:
+    server = SluiceServer(settings, tracing=tracing)
     try:
         await server.start()
     except BaseException:
@@ -391,6 +410,8 @@ async def serve(settings: config.Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    if tracing is not None:
+        await asyncio.to_thread(tracing.shutdown)  # the spans still queued are exported
     log.info("stopped")
 
 
@@ -415,14 +436,29 @@ def run(settings: config.Settings) -> None:
     """Serve until SIGINT or SIGTERM (`sluice-server` and `sluice serve`). A start-up problem
     the operator must fix (the database, the address, a file) ends the process with one line
     and exit code 2."""
-    logs.configure(settings.log_level, settings.log_format)
+    traced = bool(exporter_names(os.environ))
+    logs.configure(settings.log_level, settings.log_format, trace_ids=traced)
     _tune_gc(settings.gc_threshold)
     try:
+        tracing = _tracing() if traced else None
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(settings))
+            asyncio.run(serve(settings, tracing))
     except OPERATOR_ERRORS as error:
         log.error(str(error))
         raise SystemExit(2) from None
+
+
+def _tracing() -> Tracing | None:
+    """The server's tracing from the OTEL_* variables. Its provider becomes the process's
+    too: a plugin's spans (`trace.get_tracer(...)`) go where the server's go, as children of
+    the step attempt they run in. Imported here: a server that does not trace never loads the
+    SDK."""
+    from sluice.observability import tracing
+
+    made = tracing.from_environment()
+    if made is not None:
+        trace.set_tracer_provider(made.provider)
+    return made
 
 
 def _tune_gc(threshold: int) -> None:

@@ -480,3 +480,20 @@ async def test_a_rerun_keeps_its_origin_and_the_outputs_it_took_over(store: Stor
                                                   outputs=False)).runs if r.id == rerun.id]  # fmt: skip
     assert listed.rerun_of == original.id
     assert (await store.get_run("alice", original.id)).rerun_of == ""  # type: ignore[union-attr]
+
+
+async def test_a_runs_trace_context_is_kept_from_its_creation_on(store: Store) -> None:
+    run, events = new_run(1)
+    run.trace_context = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03",
+        "link": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    await store.create_run(run, events)
+    untraced = await created(store, 2)
+    await started(store, run)
+
+    back = await store.get_run("alice", run.id)
+    assert back is not None and back.trace_context == run.trace_context
+    [resumed] = [r for r in await store.unfinished_runs() if r.id == run.id]
+    assert resumed.trace_context == run.trace_context  # what a restarted server takes up
+    assert (await store.get_run("alice", untraced.id)).trace_context == {}  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +28,24 @@ class ServerProcess:
         listen: str,
         *,
         cwd: Path = ROOT,
+        env: Mapping[str, str] | None = None,
         **settings: str,
     ) -> None:
         """`database_url` "" leaves SLUICE_DATABASE_URL unset (the default database, relative
-        to `cwd`)."""
+        to `cwd`). `env`: more variables, not SLUICE_* ones (OTEL_*)."""
         self.database_url = database_url
         self.listen = listen
         self.ledger = ledger
         self.cwd = cwd
+        self.env = dict(env or {})
         self.settings = settings
         self.address = ""
         self.metrics_address = ""  # with metrics_listen: where /metrics is served
         self.log = bytearray()
+        # What it printed on stdout (a console span exporter's spans, nothing else).
+        self.stdout = bytearray()
         self._process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: list[asyncio.Task[None]] = []
 
     async def start(self) -> ServerProcess:
         env = {
@@ -53,15 +57,17 @@ class ServerProcess:
             # Several servers on PostgreSQL: short leases, so a test's takeover takes seconds.
             "SLUICE_LEASE_TTL_SECONDS": "2",
             "SLUICE_LEASE_RENEW_SECONDS": "0.5",
+            **self.env,
             **{f"SLUICE_{k.upper()}": v for k, v in self.settings.items()},
         }
         if self.database_url:
             env["SLUICE_DATABASE_URL"] = self.database_url
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sluice.server", env=env, cwd=self.cwd,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        assert self._process.stderr is not None
+        assert self._process.stderr is not None and self._process.stdout is not None
+        self._readers.append(asyncio.create_task(self._drain(self._process.stdout, self.stdout)))
         while not self.address:
             line = await asyncio.wait_for(self._process.stderr.readline(), 30)
             if not line:
@@ -71,12 +77,13 @@ class ServerProcess:
                 self.metrics_address = match.group(1).decode()  # logged before serving
             if match := _SERVING.search(line):
                 self.address = match.group(1).decode()
-        self._reader = asyncio.create_task(self._drain(self._process.stderr))
+        self._readers.append(asyncio.create_task(self._drain(self._process.stderr, self.log)))
         return self
 
-    async def _drain(self, stream: asyncio.StreamReader) -> None:
+    @staticmethod
+    async def _drain(stream: asyncio.StreamReader, into: bytearray) -> None:
         while line := await stream.readline():  # keep the pipe from filling up
-            self.log += line
+            into += line
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The log so far, one JSON object per line (the server logs JSON off a terminal)."""
@@ -120,8 +127,7 @@ class ServerProcess:
         if self._process.returncode is None:
             self._process.send_signal(sig)
         code = await asyncio.wait_for(self._process.wait(), 30)
-        if self._reader is not None:
-            await self._reader
+        await asyncio.gather(*self._readers)
         return code
 
     async def close(self) -> None:
@@ -149,6 +155,11 @@ async def run_until_exit(*args: str, **settings: str) -> Exited:
         "PYTHONPATH": str(ROOT),
         **{f"SLUICE_{k.upper()}": v for k, v in settings.items()},
     }
+    return await exit_of(args, env)
+
+
+async def exit_of(args: tuple[str, ...], env: Mapping[str, str]) -> Exited:
+    """`python -m ARGS` with exactly `env`, expected to end by itself within 30 s."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", *args, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -164,8 +175,9 @@ async def run_until_exit(*args: str, **settings: str) -> Exited:
 
 
 def _clean_environment() -> dict[str, str]:
-    """This process's environment without a developer's SLUICE_* settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    """This process's environment without a developer's SLUICE_* settings, nor OTEL_* ones (a
+    server traces only when a test asks it to)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "OTEL_"))}
 
 
 def free_port() -> int:

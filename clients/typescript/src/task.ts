@@ -36,6 +36,15 @@ export interface TaskInfo {
   /** Attempts the retry policy still allows after this one. */
   readonly retriesLeft: number;
   /**
+   * The attempt's span when the server traces (OpenTelemetry), as W3C Trace Context fields
+   * (`traceparent`, and `tracestate` when there is one); empty otherwise. Start the handler's
+   * span as its child and it joins the run's trace: with `@opentelemetry/api`,
+   * `tracer.startActiveSpan(name, {}, propagation.extract(ROOT_CONTEXT, task.traceContext), fn)`.
+   */
+  readonly traceContext: { readonly [field: string]: string };
+  /** `traceContext.traceparent`: the attempt's span as one header value, or undefined. */
+  readonly traceparent: string | undefined;
+  /**
    * Aborted when the handler should stop: its run was cancelled, its lease is gone (timed out,
    * or handed to another worker), or the worker stops and its grace ran out. Whatever the
    * handler does afterwards is not reported. Pass it on to fetch() and the like.
@@ -116,6 +125,8 @@ export function toTaskInfo(task: Task, signal: AbortSignal): TaskInfo {
     deadline: toDate(task.deadline),
     queueTime: toDate(task.queueTime),
     retriesLeft: task.retriesLeft,
+    traceContext: { ...task.traceContext },
+    traceparent: task.traceContext.traceparent,
     signal,
   };
 }

@@ -519,3 +519,45 @@ describe("a worker serving task steps", () => {
     }
   });
 });
+
+describe("a worker of a server that traces", () => {
+  test("each task carries its step attempt's span, in the run's trace", async () => {
+    // The server's own spans go to its stdout, which the test ignores; its log names traces.
+    const traced = await new ServerProcess({ OTEL_TRACES_EXPORTER: "console" }).start();
+    const tracedClient = new WorkflowClient({ baseUrl: traced.baseUrl });
+    const seen = deferred<TaskInfo>();
+    const open = deferred();
+    const worker = new Worker({ baseUrl: traced.baseUrl, onStreamOpen: () => open.resolve() });
+    worker.register("ts-traced", (task) => {
+      seen.resolve(task);
+      return {};
+    });
+    const running = worker.run();
+    try {
+      await within(10_000, "the worker's stream", open.promise);
+      const created = await tracedClient.createWorkflow({
+        id: "ts-traced",
+        name: "traced",
+        steps: [{ id: "a", type: "task", taskType: "ts-traced" }],
+      });
+      const run = await tracedClient.executeWorkflow(created.id, { wait: true, timeoutMs: 30_000 });
+      assert.equal(run.status, WorkflowStatus.COMPLETED, run.error);
+      const task = await seen.promise;
+      const logged = traced.log
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((line) => line["message"] === "workflow created" && line["run_id"] === created.id);
+      assert.ok(logged, `the run's creation in the log:\n${traced.log}`);
+      const traceId = String(logged["trace_id"]);
+      assert.match(task.traceparent ?? "", new RegExp(`^00-${traceId}-[0-9a-f]{16}-03$`));
+      assert.deepEqual(Object.keys(task.traceContext), ["traceparent"]);
+      assert.equal(task.traceContext["traceparent"], task.traceparent);
+    } finally {
+      await worker.stop(1_000);
+      await running;
+      tracedClient.close();
+      assert.equal(await traced.stop(), 0, traced.log);
+    }
+  });
+});

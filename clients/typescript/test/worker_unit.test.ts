@@ -37,6 +37,10 @@ describe("toTaskInfo", () => {
       deadline: timestampFromDate(deadline),
       queueTime: timestampFromDate(queued),
       retriesLeft: 1,
+      traceContext: {
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        tracestate: "vendor=x",
+      },
     });
     const signal = new AbortController().signal;
     const info = toTaskInfo(task, signal);
@@ -57,6 +61,11 @@ describe("toTaskInfo", () => {
         deadline,
         queueTime: queued,
         retriesLeft: 1,
+        traceContext: {
+          traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+          tracestate: "vendor=x",
+        },
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         signal: undefined,
       },
     );
@@ -69,6 +78,9 @@ describe("toTaskInfo", () => {
     assert.deepEqual(info.params, {});
     assert.deepEqual(info.inputs, {});
     assert.equal(info.deadline, undefined);
+    // A server that does not trace sends no trace context.
+    assert.deepEqual(info.traceContext, {});
+    assert.equal(info.traceparent, undefined);
   });
 });
 

@@ -69,6 +69,26 @@ class Task(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TASK_TOKEN_FIELD_NUMBER: _builtins.int
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
@@ -84,6 +104,7 @@ class Task(_message.Message):
     RETRIES_LEFT_FIELD_NUMBER: _builtins.int
     QUEUE_TIME_FIELD_NUMBER: _builtins.int
     TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     """Opaque; names the run, step, attempt and lease epoch. Send it back with
     CompleteTask, FailTask and HeartbeatTask.
@@ -136,6 +157,15 @@ class Task(_message.Message):
     def queue_time(self) -> _timestamp_pb2.Timestamp:
         """When the attempt was queued."""
 
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The trace context of this attempt's span, as W3C Trace Context fields
+        ("traceparent", and "tracestate" when there is one), when the server traces
+        (its OTEL_* variables configure it) and traced the run from its creation;
+        empty otherwise. A worker that starts its handler's span as a child of it
+        (extract it with any W3C propagator) puts that span in the run's trace.
+        """
+
     def __init__(
         self,
         *,
@@ -154,10 +184,11 @@ class Task(_message.Message):
         retries_left: _builtins.int = ...,
         queue_time: _timestamp_pb2.Timestamp | None = ...,
         template_id: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "deadline", b"deadline", "heartbeat_deadline", b"heartbeat_deadline", "params", b"params", "queue_time", b"queue_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "config", b"config", "deadline", b"deadline", "heartbeat_deadline", b"heartbeat_deadline", "idempotency_key", b"idempotency_key", "inputs", b"inputs", "params", b"params", "queue_time", b"queue_time", "retries_left", b"retries_left", "step_id", b"step_id", "task_token", b"task_token", "task_type", b"task_type", "template_id", b"template_id", "upstream", b"upstream", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "config", b"config", "deadline", b"deadline", "heartbeat_deadline", b"heartbeat_deadline", "idempotency_key", b"idempotency_key", "inputs", b"inputs", "params", b"params", "queue_time", b"queue_time", "retries_left", b"retries_left", "step_id", b"step_id", "task_token", b"task_token", "task_type", b"task_type", "template_id", b"template_id", "trace_context", b"trace_context", "upstream", b"upstream", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -238,6 +238,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         if task.activated_at is not None:
             _timestamp(task.activated_at + task.run_timeout, message.deadline)
         _timestamp(task.queued_at, message.queue_time)
+        message.trace_context.update(given.get("traceContext") or {})
         return message
 
 

@@ -378,6 +378,11 @@ class Run:
     # from the steps that did not complete).
     rerun_of: str = ""
     rerun_from_step: str = ""
+    # Where the run's trace hangs, when the server traced it as it was created (empty when
+    # tracing was off): W3C Trace Context fields of the run's own span ("traceparent"), and of
+    # the call that created it ("link"). Opaque to the engine; set once, stored with the run, so
+    # every server that drives it later adds to the same trace.
+    trace_context: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def new(

@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from sluice.engine.model import Event, EventType, GateType, Run
 from sluice.engine.ports import QueueStats
 from sluice.observability.grpc_metrics import GrpcMetrics
+from sluice.observability.outcomes import ATTEMPT_OUTCOMES, GATE_OUTCOMES
 
 # Each series once: no `_created` twin per counter and histogram (noise on every scrape).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -52,19 +53,6 @@ _ENDS = {
     EventType.WORKFLOW_COMPLETED: "COMPLETED",
     EventType.WORKFLOW_FAILED: "FAILED",
     EventType.WORKFLOW_CANCELLED: "CANCELLED",
-}
-_ATTEMPT_ENDS = {
-    EventType.STEP_COMPLETED: "completed",
-    EventType.STEP_FAILED: "failed",
-    EventType.STEP_RETRYING: "retrying",
-    EventType.STEP_CANCELLED: "cancelled",
-}
-_GATES = {
-    EventType.GATE_PASSED: "passed",
-    EventType.GATE_FAILED: "failed",
-    EventType.GATE_APPROVED: "approved",
-    EventType.GATE_REJECTED: "rejected",
-    EventType.GATE_AWAITING_APPROVAL: "awaiting_approval",
 }
 
 
@@ -173,13 +161,13 @@ class Metrics:
             kind = event.type
             if kind is EventType.STEP_STARTED:
                 self._started[(run.id, event.step_id)] = event.time
-            elif kind in _ATTEMPT_ENDS:
-                self._attempt_ended(run, event, _ATTEMPT_ENDS[kind])
+            elif kind in ATTEMPT_OUTCOMES:
+                self._attempt_ended(run, event, ATTEMPT_OUTCOMES[kind])
             elif kind is EventType.STEP_SKIPPED:
                 self.skipped.labels(run.template.step(event.step_id).type).inc()
-            elif kind in _GATES:
+            elif kind in GATE_OUTCOMES:
                 gate_type = run.template_gate(event.gate_id).type or GateType.THRESHOLD
-                self.gates.labels(gate_type.value.lower(), _GATES[kind]).inc()
+                self.gates.labels(gate_type.value.lower(), GATE_OUTCOMES[kind]).inc()
             elif kind is EventType.WORKFLOW_STARTED:
                 self.runs_started.labels(template).inc()
             elif kind in _ENDS:

@@ -3,6 +3,9 @@ the step's) as fields.
 
 Called with every committed batch of events, so it must cost next to nothing for the events it
 does not log (a step started or completed, a gate passed): one dictionary look-up each.
+
+A traced run's lines name its trace (`trace_id`) and the span they are about (`span_id`: the
+run's, or the step attempt's), whatever span is current where the commit happened.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from sluice.engine.model import Event, EventType, Run, RunStatus
+from sluice.observability.trace_ids import log_fields
 
 log = structlog.get_logger("sluice.runs")
 
@@ -36,6 +40,7 @@ def _created(run: Run, event: Event) -> None:
     log.info(
         "workflow created", run_id=run.id, user=run.owner,
         template_id=run.template.id, template_version=run.template.version, **origin,
+        **log_fields(run.trace_context),
     )  # fmt: skip
 
 
@@ -43,14 +48,14 @@ def _step_started(run: Run, event: Event) -> None:
     if event.details.get("retryNow"):  # only the attempts someone started before their time
         log.info(
             "step retried now", run_id=run.id, user=run.owner, step_id=event.step_id,
-            attempt=event.attempt,
+            attempt=event.attempt, **log_fields(run.trace_context, event.step_id, event.attempt),
         )  # fmt: skip
 
 
 def _started(run: Run, event: Event) -> None:
     log.info(
         "workflow started", run_id=run.id, user=run.owner,
-        auto_approve=run.options.auto_approve,
+        auto_approve=run.options.auto_approve, **log_fields(run.trace_context),
     )  # fmt: skip
 
 
@@ -58,11 +63,12 @@ def _paused(run: Run, event: Event) -> None:
     log.info(
         "workflow paused", run_id=run.id, user=run.owner,
         reason=str(event.details.get("reason", "")), gate_id=event.gate_id or None,
+        **log_fields(run.trace_context),
     )  # fmt: skip
 
 
 def _resumed(run: Run, event: Event) -> None:
-    log.info("workflow resumed", run_id=run.id, user=run.owner)
+    log.info("workflow resumed", run_id=run.id, user=run.owner, **log_fields(run.trace_context))
 
 
 def _finished(run: Run, event: Event) -> None:
@@ -72,13 +78,13 @@ def _finished(run: Run, event: Event) -> None:
     if status is RunStatus.FAILED:
         log.warning(
             "workflow finished", run_id=run.id, user=run.owner, status=status.value,
-            duration_s=round(duration, 3), error=run.error,
+            duration_s=round(duration, 3), error=run.error, **log_fields(run.trace_context),
         )  # fmt: skip
         return
     reason = event.details.get("reason") if status is RunStatus.CANCELLED else None
     log.info(
         "workflow finished", run_id=run.id, user=run.owner, status=status.value,
-        duration_s=round(duration, 3), reason=reason,
+        duration_s=round(duration, 3), reason=reason, **log_fields(run.trace_context),
     )  # fmt: skip
 
 
@@ -87,6 +93,7 @@ def _step_retrying(run: Run, event: Event) -> None:
         "step retrying", run_id=run.id, step_id=event.step_id, attempt=event.attempt,
         error=str(event.details.get("error", "")),
         delay_s=event.details.get("delaySeconds"),
+        **log_fields(run.trace_context, event.step_id, event.attempt),
     )  # fmt: skip
 
 
@@ -95,6 +102,7 @@ def _step_failed(run: Run, event: Event) -> None:
         "step failed", run_id=run.id, step_id=event.step_id, attempt=event.attempt,
         error=str(event.details.get("error", "")),
         optional=run.template.step(event.step_id).optional,
+        **log_fields(run.trace_context, event.step_id, event.attempt),
     )  # fmt: skip
 
 
@@ -102,7 +110,7 @@ def _gate_failed(run: Run, event: Event) -> None:
     log.info(
         "gate failed" if event.type is EventType.GATE_FAILED else "gate rejected",
         run_id=run.id, step_id=event.step_id, gate_id=event.gate_id,
-        detail=str(event.details.get("message", "")),
+        detail=str(event.details.get("message", "")), **log_fields(run.trace_context),
     )  # fmt: skip
 
 

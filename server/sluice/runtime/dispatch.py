@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sluice.engine import substitution
 from sluice.engine.handlers import (
@@ -47,6 +48,24 @@ class Outcome:
 Deliver = Callable[[Outcome], None]
 
 
+class Tracing(Protocol):
+    """What the driver and the dispatchers ask of a traced server's tracing
+    (`sluice.observability.tracing.Tracing`; None when the server does not trace, and then
+    they do nothing more than they did without it)."""
+
+    def new_run(self, run: Run) -> dict[str, str]:
+        """The trace context to store with a new run (`Run.trace_context`)."""
+        ...
+
+    def attempt(self, run: Run, step_id: str, attempt: int) -> AbstractContextManager[None]:
+        """Held while a local handler runs the attempt: its span is the current one."""
+        ...
+
+    def carrier(self, run: Run, step_id: str, attempt: int) -> dict[str, str]:
+        """The attempt's span context as W3C Trace Context fields, for a worker's task."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class DispatchSettings:
     max_concurrent_steps: int = 256
@@ -65,12 +84,14 @@ class LocalDispatcher:
         clock: Clock,
         settings: DispatchSettings = DispatchSettings(),
         probes: Probes = NO_PROBES,
+        tracing: Tracing | None = None,
     ) -> None:
         self.handlers = handlers
         self._deliver = deliver
         self._clock = clock
         self._settings = settings
         self._probes = probes
+        self._tracing = tracing
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -133,13 +154,17 @@ class LocalDispatcher:
     async def _call(self, run: Run, spec: StepSpec, attempt: int) -> StepResult:
         ctx = self._context(run, spec, attempt)  # built apart: this frame lives as long as the step
         timeout = (spec.timeout or self._settings.default_step_timeout).total_seconds()
+        handler = self.handlers.get(spec.type)
         async with self._slots:
             began = run.steps[spec.id].started_at
             if began is not None:
                 self._probes.step_began(spec.type, (self._clock.now() - began).total_seconds())
             try:
                 async with asyncio.timeout(timeout):
-                    return await self.handlers.get(spec.type).run(ctx)
+                    if self._tracing is None:
+                        return await handler.run(ctx)
+                    with self._tracing.attempt(run, spec.id, attempt):
+                        return await handler.run(ctx)
             except TimeoutError:
                 raise TimeoutError(f"attempt timed out after {timeout:g}s") from None
 

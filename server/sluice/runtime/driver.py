@@ -52,7 +52,7 @@ from sluice.engine.scheduler import Decision, attempt_failed, decide_into, wake_
 from sluice.runtime.active_runs import ActiveRunCounts
 from sluice.runtime.bus import EventBus, Subscription
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, LeaseKeeper
-from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
+from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome, Tracing
 from sluice.runtime.event_reads import SharedEventReads
 from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.task_queue import TaskQueue
@@ -138,11 +138,14 @@ class Engine:
         on_committed: Sequence[Observer] = (),
         cluster: Cluster | None = None,
         probes: Probes = NO_PROBES,
+        tracing: Tracing | None = None,
     ) -> None:
         """`on_committed`: called with a run and the events just committed to it (its state
         after them), after its watchers are told; the server logs runs this way. `cluster`:
         leases and notices for several servers on one database (None: this server alone).
-        `probes`: told what only the runtime sees (the server's metrics)."""
+        `probes`: told what only the runtime sees (the server's metrics). `tracing`: a traced
+        server's (None: not traced); new runs get a trace context from it, and step attempts
+        run under their spans."""
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -150,6 +153,7 @@ class Engine:
         self.cluster = cluster
         self._observers = tuple(on_committed)
         self._probes = probes
+        self._tracing = tracing
         self._sleep = sleep
         self._drivers: dict[str, _Driver] = {}
         self._acquiring: dict[str, asyncio.Future[_Driver | None]] = {}
@@ -163,14 +167,17 @@ class Engine:
                 default_step_timeout=settings.default_step_timeout,
                 max_output_bytes=settings.max_output_bytes,
             ),
-            probes,
+            probes=probes,
+            tracing=tracing,
         )
         # Task steps: this server follows the tasks of the runs it drives (`remote`); workers
         # take and report on any run's tasks through `task_queue`.
         task_settings = settings.tasks
         if cluster is not None and task_settings.recheck is None:
             task_settings = replace(task_settings, recheck=cluster.settings.renew_every)
-        self.remote = RemoteDispatcher(store, handlers, self._on_outcome, self.clock, task_settings)
+        self.remote = RemoteDispatcher(
+            store, handlers, self._on_outcome, self.clock, task_settings, tracing
+        )
         self.task_queue = TaskQueue(
             store,
             self.clock,
@@ -361,6 +368,8 @@ class Engine:
         run = decision.run
         owner = run.owner
         run.request_id, run.request_hash = request_id, request_hash
+        if self._tracing is not None:
+            run.trace_context = self._tracing.new_run(run)
         fence: Fence | None = None
         if self.cluster is not None and len(self._drivers) < self.cluster.settings.max_runs:
             # Leased here from the start: the ExecuteWorkflow that usually follows, on any

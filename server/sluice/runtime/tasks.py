@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepResult
 from sluice.engine.model import Event, EventType, Run, StepSpec
 from sluice.engine.ports import Clock, TaskRecord, TaskState, TaskStore, TaskWrites
-from sluice.runtime.dispatch import Deliver, Outcome, resolve
+from sluice.runtime.dispatch import Deliver, Outcome, Tracing, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +75,14 @@ class RemoteDispatcher:
         deliver: Deliver,
         clock: Clock,
         settings: TaskSettings = TaskSettings(),
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
         self._handlers = handlers
         self._deliver = deliver
         self._clock = clock
         self.settings = settings
+        self._tracing = tracing
         self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._pokes: dict[tuple[str, str], asyncio.Event] = {}
         # The task as the change that poked its follower left it: read instead of the store.
@@ -120,6 +122,9 @@ class RemoteDispatcher:
             "retriesLeft": max(0, spec.retry.max_attempts - attempt),
             "templateId": run.template.id,
         }
+        if self._tracing is not None and run.trace_context:
+            # The attempt's span context: the worker's span joins the run's trace.
+            task_input["traceContext"] = self._tracing.carrier(run, spec.id, attempt)
         size = len(json.dumps(task_input, separators=(",", ":")))
         if size > self.settings.max_input_bytes:
             raise PermanentStepError(

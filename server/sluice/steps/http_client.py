@@ -17,7 +17,8 @@ aiohttp did the same in 0.27 s with 0.03 s of CPU. The guarantees:
 - redirects are not followed: an allowed host must not bounce a request to one that is not;
 - each request is bounded by its timeout from the moment it has a connection slot to the end
   of its response: a request waiting for a slot behind slow endpoints does not lose its time;
-- every request carries `Idempotency-Key: <run id>/<step id>`;
+- every request carries `Idempotency-Key: <run id>/<step id>`, and on a traced server the W3C
+  `traceparent` (and `tracestate`) of the step attempt's span (`inject`, from the server);
 - a connection refused, reset or dropped before any answer came is tried again at once, up to
   3 tries within the request's timeout (tenacity): a transient fault of the network or of a
   kept-alive connection the receiver closed, not worth failing the attempt and waiting out
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,6 +61,9 @@ _RETRYABLE_STATUS = frozenset({408, 429})
 _TRANSIENT = (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
 TRIES = 3
 
+# Adds the current trace context's headers to a request's (OpenTelemetry's propagate.inject).
+Inject = Callable[[CIMultiDict[str]], None]
+
 
 class HttpClient:
     """Sends requests to allowed URLs and returns the receiver's answer, whatever its status.
@@ -77,6 +81,7 @@ class HttpClient:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        inject: Inject | None = None,
     ) -> None:
         if not timeout_seconds > 0:
             raise ValueError("timeout_seconds must be positive")
@@ -86,6 +91,7 @@ class HttpClient:
         self.timeout_seconds = timeout_seconds
         self.max_connections = max_connections
         self.max_response_bytes = max_response_bytes
+        self._inject = inject
         # aiohttp's own pool has the same size, so a request holding a slot finds a
         # connection: the wait happens here, outside the request's deadline.
         self._slots = asyncio.Semaphore(max_connections)
@@ -117,6 +123,8 @@ class HttpClient:
         # Case-insensitive: a step's "user-agent" replaces ours rather than adding a second.
         request_headers = CIMultiDict({"User-Agent": user_agent})
         request_headers.update(headers or {})
+        if self._inject is not None:
+            self._inject(request_headers)  # the step attempt's span: the receiver joins its trace
         request_headers["Idempotency-Key"] = idempotency_key
         session = self._client()
         tries = AsyncRetrying(

@@ -41,6 +41,7 @@ def run_identity(run: Run) -> dict[str, Any]:
         "lease_epoch": 0,
         "rerun_of": run.rerun_of or None,
         "rerun_from_step": run.rerun_from_step or None,
+        "trace_context": dict(run.trace_context) or None,
     }
 
 
@@ -203,6 +204,7 @@ def run_from_row(
         start_request_hash=r["start_request_hash"] or "",
         rerun_of=r["rerun_of"] or "",
         rerun_from_step=r["rerun_from_step"] or "",
+        trace_context=r["trace_context"] or {},
     )
 
 

@@ -86,6 +86,9 @@ runs = sa.Table(
     # foreign key: the original may be deleted (DeleteWorkflow, retention) and the rerun stays.
     sa.Column("rerun_of", sa.String(36)),
     sa.Column("rerun_from_step", sa.String(64)),
+    # The run's trace (W3C Trace Context fields, see Run.trace_context), written once as the run
+    # is created; NULL when tracing was off then.
+    sa.Column("trace_context", Json),
     # ListWorkflows: every filter (owner always; status, template, create time) is a range of
     # one of these, in the list's order (newest first), so a page reads only its own rows
     # (several statuses: one range each, merged).

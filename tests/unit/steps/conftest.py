@@ -68,7 +68,7 @@ async def client(receiver: Receiver) -> AsyncIterator[MakeClient]:
     """Clients allowed to reach the receiver; each is closed at the end of the test."""
     made: list[HttpClient] = []
 
-    def make(timeout: float = 5.0, **options: int) -> HttpClient:
+    def make(timeout: float = 5.0, **options: Any) -> HttpClient:
         made.append(
             HttpClient(WebhookAllowList.parse(receiver.allow), timeout_seconds=timeout, **options)
         )

@@ -1,5 +1,5 @@
-"""One task on a worker, from receipt to report: the handler, the heartbeats that hold its
-lease, and the result sent back."""
+"""One task on a worker, from receipt to report: the handler (under its span), the heartbeats
+that hold its lease, and the result sent back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from typing import Any
 
 import grpc
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Tracer
 
 from sluice.client._outcome import (
     Completed,
@@ -80,6 +83,8 @@ class Calls:
     stub: pb_grpc.WorkerServiceAsyncStub
     metadata: tuple[tuple[str, str], ...]
     heartbeat_interval: float
+    # Makes each handler's span (a no-op one unless the process set up an OpenTelemetry SDK).
+    tracer: Tracer
 
 
 class Attempt:
@@ -138,7 +143,7 @@ class Attempt:
         # Heartbeats run beside the handler: the first extends the lease from the short
         # heartbeat deadline to the step's timeout (unless the result comes first), and each
         # says whether the run was cancelled.
-        self._running = asyncio.create_task(self._handler(self.task))
+        self._running = asyncio.create_task(self._traced(self._handler))
         beats = asyncio.create_task(self._keep_lease())
         try:
             await asyncio.wait({self._running})
@@ -155,6 +160,33 @@ class Attempt:
             await self._report(Failed(self.interrupted))
             return
         await self._report(self._outcome(self._running))
+
+    async def _traced(self, handler: Handler) -> Mapping[str, Any]:
+        """The handler under its span "task <type>": a child of the attempt's span when the
+        task carries it (a server that traces: the span joins the run's trace), a trace of its
+        own otherwise. Current while the handler runs, so its own spans are its children."""
+        task = self.task
+        parent = (
+            propagate.extract(task.trace_context)
+            if task.trace_context
+            else otel_context.Context()  # not whatever the worker itself runs under
+        )
+        attributes: dict[str, str | int] = {
+            "sluice.run.id": task.workflow_id,
+            "sluice.step.id": task.step_id,
+            "sluice.step.attempt": task.attempt,
+            "sluice.task.type": task.task_type,
+            "sluice.template.id": task.template_id,
+        }
+        with self._calls.tracer.start_as_current_span(
+            f"task {task.task_type}", parent, SpanKind.CONSUMER, attributes
+        ) as span:
+            try:
+                return await handler(task)
+            except TaskError as error:
+                if error.error_type:
+                    span.set_attribute("error.type", error.error_type)
+                raise
 
     def _outcome(self, handler: asyncio.Task[Mapping[str, Any]]) -> Outcome:
         if handler.cancelled():  # cancelled by the handler's own code, not by this worker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,14 @@ class Task:
     template_id: str
     # When the attempt was queued.
     queue_time: datetime | None
+    # The attempt's span on a server that traces, as W3C Trace Context fields ("traceparent",
+    # "tracestate"); empty otherwise. The worker starts the handler's span as its child.
+    trace_context: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C traceparent of the attempt's span, or None when the server does not trace."""
+        return self.trace_context.get("traceparent")
 
     @classmethod
     def from_proto(cls, task: pb.Task) -> Task:
@@ -66,6 +74,7 @@ class Task:
             retries_left=task.retries_left,
             template_id=task.template_id,
             queue_time=_time(task.queue_time, task.HasField("queue_time")),
+            trace_context=dict(task.trace_context),
         )
 
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import grpc
 import structlog
+from opentelemetry import trace
 
 from sluice.client import _targets
 from sluice.client._attempt import Attempt, Calls, Handler
@@ -108,6 +109,7 @@ class Worker:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         """Connect as WorkflowClient does (target, token, TLS, keepalive: the same arguments and
         SLUICE_* variables).
@@ -117,6 +119,9 @@ class Worker:
         heartbeat_interval: seconds between heartbeats of a running task; a cancelled run's
         handler is stopped within about that long.
         initial_backoff / max_backoff: seconds before opening a broken stream again, doubling.
+        tracer_provider: makes each handler's span "task <type>" (None: OpenTelemetry's global
+        one, a no-op until the process sets up an SDK). A server that traces puts its step
+        attempt's span in each task: the handler's span is its child, in the run's trace.
         """
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
@@ -141,7 +146,12 @@ class Worker:
             keepalive=keepalive,
         )
         self._stub = pb_grpc.WorkerServiceStub(self._connection.channel)
-        self._calls = Calls(self._stub, self._connection.metadata, heartbeat_interval)
+        self._calls = Calls(
+            self._stub,
+            self._connection.metadata,
+            heartbeat_interval,
+            trace.get_tracer("sluice.worker", tracer_provider=tracer_provider),
+        )
         self._handlers: dict[str, Handler] = {}
         self._running: dict[Attempt, asyncio.Task[None]] = {}
         # Attempts whose result went on a stream with the credit of their slot: still running
