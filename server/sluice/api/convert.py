@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
 
 from sluice.engine import metrics as metrics_mod
+from sluice.engine.analytics import Analytics, Durations
 from sluice.engine.model import (
     ApprovalTimeout,
     DependencyRule,
@@ -32,7 +33,8 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.validators import with_validators
-from sluice.v1 import event_pb2, template_pb2, workflow_pb2
+from sluice.v1 import analytics_pb2, event_pb2, template_pb2, workflow_pb2
+from sluice.v1 import workflow_service_pb2 as service_pb2
 
 _DEFAULT_RETRY = RetryPolicy()
 
@@ -417,3 +419,46 @@ def event_to_proto(
     _timestamp(e.time, pb.time)
     dict_to_struct(e.details, pb.details)
     return pb
+
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+def analytics_to_proto(a: Analytics) -> service_pb2.GetAnalyticsResponse:
+    pb = service_pb2.GetAnalyticsResponse()
+    _timestamp(a.start, pb.start_time)
+    _timestamp(a.end, pb.end_time)
+    R, S, G = RunStatus, StepStatus, GateStatus
+    for t in a.templates:
+        runs = t.outcomes
+        tp = pb.templates.add(
+            template_id=t.template_id, runs=t.runs, completed=runs.get(R.COMPLETED, 0),
+            failed=runs.get(R.FAILED, 0), cancelled=runs.get(R.CANCELLED, 0),
+            success_rate=t.success_rate,
+        )  # fmt: skip
+        _durations(t.durations, tp.duration)
+    for st in a.step_types:
+        steps = st.outcomes
+        sp = pb.step_types.add(
+            step_type=st.step_type, steps=st.steps, completed=steps.get(S.COMPLETED, 0),
+            failed=steps.get(S.FAILED, 0), skipped=steps.get(S.SKIPPED, 0),
+            cancelled=steps.get(S.CANCELLED, 0), attempts=st.attempts,
+            success_rate=st.success_rate,
+        )  # fmt: skip
+        _durations(st.durations, sp.duration)
+    for g in a.gate_types:
+        gates = g.outcomes
+        pb.gate_types.add(
+            gate_type=_GATE_TYPE[g.gate_type], gates=g.gates, passed=gates.get(G.PASSED, 0),
+            failed=gates.get(G.FAILED, 0), approved=gates.get(G.APPROVED, 0),
+            rejected=gates.get(G.REJECTED, 0), skipped=gates.get(G.SKIPPED, 0),
+            undecided=gates.get(G.PENDING, 0) + gates.get(G.AWAITING_APPROVAL, 0),
+            pass_rate=g.pass_rate,
+        )  # fmt: skip
+    return pb
+
+
+def _durations(d: Durations, target: analytics_pb2.DurationStats) -> None:
+    target.count = d.count
+    for name in ("mean", "p50", "p95", "p99"):
+        _duration(getattr(d, name), getattr(target, name))

@@ -12,25 +12,31 @@ subclass by URL.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.exc import IntegrityError
 
+from sluice.engine import analytics as counting
+from sluice.engine.analytics import Analytics, AnalyticsQuery, Count, Sum
 from sluice.engine.errors import Conflict, LeaseLost
 from sluice.engine.model import (
     Event,
     EventType,
     GateResult,
+    GateStatus,
     Publication,
     Run,
     RunStatus,
     StepRun,
+    StepStatus,
     Template,
 )
 from sluice.engine.ports import (
@@ -48,6 +54,8 @@ from sluice.engine.ports import (
 from sluice.store import codec, rows
 from sluice.store.executors import Executor
 from sluice.store.schema import (
+    analytics_queue,
+    analytics_sums,
     events,
     gate_results,
     outbox,
@@ -65,6 +73,8 @@ _TERMINAL_EVENTS = frozenset(
 )
 _ACTIVE = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
 
+log = structlog.get_logger(__name__)
+
 # A batch of writes: each statement with the rows it runs for (executemany; none: skipped).
 Writes = Sequence[tuple[sa.Insert | sa.Update | sa.Delete, list[dict[str, Any]]]]
 
@@ -72,10 +82,15 @@ Writes = Sequence[tuple[sa.Insert | sa.Update | sa.Delete, list[dict[str, Any]]]
 class SqlStore(ABC):
     # INSERT INTO template_snapshots ... ON CONFLICT DO NOTHING, in the database's dialect.
     INSERT_SNAPSHOT: ClassVar[sa.Insert]
+    # INSERT INTO analytics_sums ... ON CONFLICT (its key) DO UPDATE adding the values.
+    ADD_SUMS: ClassVar[sa.Insert]
 
     def __init__(self, executor: Executor) -> None:
         self._db = executor
         self._snapshots = _SnapshotCache()
+        # One fold at a time here (the background one, a GetAnalytics call's); folds on other
+        # servers are told apart by the queue rows each deletes.
+        self._folding = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
@@ -183,6 +198,7 @@ class SqlStore(ABC):
                     (UPDATE_GATE, t.gates),
                     (INSERT_EVENTS, t.events),
                     (INSERT_OUTBOX, t.outbox),
+                    (INSERT_QUEUED, t.ended),
                 ],
             )
             if t.tasks or t.cancelled_tasks:  # a new attempt's task replaces the step's last
@@ -412,6 +428,97 @@ class SqlStore(ABC):
             lambda conn: int(conn.execute(_COUNT_ACTIVE, params).scalar_one())
         )
 
+    # --- analytics ----------------------------------------------------------------------------
+
+    async def fold_analytics(self, limit: int = 1000) -> int:
+        folded = 0
+        async with self._folding:
+            while True:
+                # Read and counted on a reader (off the event loop's thread on SQLite); then
+                # one short write: the queue rows this fold deletes are the runs it adds. A
+                # row another server's fold deleted first is not added here.
+                found = await self._db.read(lambda conn: self._queued(conn, limit))
+                if not found:
+                    return folded
+                folded += await self._db.write(functools.partial(self._add_sums, found=found))
+                if len(found) < limit:
+                    return folded
+
+    def _queued(self, conn: sa.Connection, limit: int) -> list[_Queued]:
+        """The oldest `limit` queue rows, each with what its run adds (nothing when the run
+        was deleted before it was counted)."""
+        queued = conn.execute(_QUEUED, {"limit": limit}).all()
+        found = [r for r in queued if r.owner is not None and r.ended_at is not None]
+        ids = [r.run_id for r in found]
+        steps: dict[str, list[StepRun]] = {i: [] for i in ids}
+        gates: dict[str, list[GateResult]] = {i: [] for i in ids}
+        if ids:
+            for s in conn.execute(_QUEUED_STEPS, {"ids": ids}):
+                steps[s.run_id].append(
+                    StepRun(s.step_id, StepStatus(s.status), s.attempt,
+                            codec.utc(s.started_at), codec.utc(s.ended_at))
+                )  # fmt: skip
+            for g in conn.execute(_QUEUED_GATES, {"ids": ids}):
+                gates[g.run_id].append(GateResult(g.gate_id, GateStatus(g.status)))
+        templates = self._snapshots.resolve(conn, {r.template_key for r in found})
+        counted: dict[int, _Queued] = {}
+        for r in found:
+            try:
+                counts = counting.counts_of_run(
+                    templates[r.template_key], RunStatus(r.status), codec.utc(r.started_at),
+                    codec.utc(r.ended_at), steps[r.run_id], gates[r.run_id],
+                )  # fmt: skip
+            except (KeyError, ValueError) as exc:  # a row this code cannot read: not counted,
+                # rather than left at the queue's head, stopping every fold after it
+                log.warning("analytics: run not counted", run_id=r.run_id, error=repr(exc))
+                continue
+            counted[r.id] = _Queued(
+                r.id, r.owner, r.template_id, r.template_version, codec.utc(r.ended_at), counts
+            )
+        return [counted.get(r.id) or _Queued(r.id) for r in queued]
+
+    def _add_sums(self, conn: sa.Connection, *, found: Sequence[_Queued]) -> int:
+        deleted = set(
+            conn.execute(
+                analytics_queue.delete()
+                .where(analytics_queue.c.id.in_([q.id for q in found]))
+                .returning(analytics_queue.c.id)
+            ).scalars()
+        )
+        sums: dict[tuple[Any, ...], list[Any]] = {}
+        for q in found:
+            if q.id not in deleted or q.ended_at is None:
+                continue
+            for width, start in counting.span_starts(q.ended_at):
+                for c in q.counts:
+                    key = (q.owner, int(width.total_seconds()), start, q.template_id,
+                           q.template_version, c.kind, c.subject, c.outcome, c.bucket)  # fmt: skip
+                    values = sums.setdefault(key, [0, 0.0, 0])
+                    values[0] += 1
+                    values[1] += c.seconds
+                    values[2] += c.attempts
+        if sums:
+            # In key order: two servers folding at once lock the rows they share in one order.
+            conn.execute(
+                self.ADD_SUMS,
+                [dict(zip(_SUM_COLUMNS, (*k, *v), strict=True)) for k, v in sorted(sums.items())],
+            )
+        return len(deleted)
+
+    async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
+        statements = [
+            sums_query(owner, span, query) for span in counting.spans(query.start, query.end)
+        ]
+
+        def load(conn: sa.Connection) -> list[Sum]:
+            return [
+                Sum(t, kind, subject, outcome, int(bucket), int(n), float(s), int(a))
+                for statement in statements
+                for t, kind, subject, outcome, bucket, n, s, a in conn.execute(statement)
+            ]
+
+        return counting.summarize(query, await self._db.read(load))
+
     async def unfinished_runs(self) -> list[Run]:
         query = (
             sa.select(*RUN_COLUMNS)
@@ -570,6 +677,8 @@ class Transition:
     fence: Fence | None
     tasks: list[dict[str, Any]] = field(default_factory=list)  # tasks queued (whole rows)
     cancelled_tasks: list[dict[str, Any]] = field(default_factory=list)  # run_id, step_id
+    # The run's analytics_queue row when this commit ends it (run_id).
+    ended: list[dict[str, Any]] = field(default_factory=list)
 
 
 def transition(
@@ -612,6 +721,7 @@ def transition(
         cancelled_tasks=(
             [{"run_id": run.id, "step_id": s} for s in task_writes.cancelled] if task_writes else []
         ),
+        ended=[{"run_id": run.id}] if ends else [],
     )  # fmt: skip
 
 
@@ -751,6 +861,7 @@ INSERT_STEPS = step_runs.insert()
 INSERT_GATES = gate_results.insert()
 INSERT_EVENTS = events.insert()
 INSERT_OUTBOX = outbox.insert()
+INSERT_QUEUED = analytics_queue.insert()
 UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
 UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
 UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
@@ -870,6 +981,7 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (INSERT_GATES, gate_results),
     (INSERT_EVENTS, events),
     (INSERT_OUTBOX, outbox),
+    (INSERT_QUEUED, analytics_queue),
     (UPDATE_RUN, runs),
     (UPDATE_STEP, step_runs),
     (UPDATE_GATE, gate_results),
@@ -879,6 +991,76 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (DELETE_TIMERS, timers),
     (INSERT_TIMERS, timers),
 )
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A queue row read by a fold, with what its run adds (no counts: the run is gone)."""
+
+    id: int
+    owner: str = ""
+    template_id: str = ""
+    template_version: int = 0
+    ended_at: datetime | None = None
+    counts: Sequence[Count] = ()
+
+
+_QUEUED = (
+    sa.select(
+        analytics_queue.c.id, runs.c.id.label("run_id"), runs.c.owner, runs.c.template_id,
+        runs.c.template_version, runs.c.template_key, runs.c.status, runs.c.started_at,
+        runs.c.ended_at,
+    )
+    .select_from(analytics_queue.outerjoin(runs, runs.c.id == analytics_queue.c.run_id))
+    .order_by(analytics_queue.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)  # fmt: skip
+_QUEUED_STEPS = sa.select(
+    step_runs.c.run_id, step_runs.c.step_id, step_runs.c.status, step_runs.c.attempt,
+    step_runs.c.started_at, step_runs.c.ended_at,
+).where(step_runs.c.run_id.in_(sa.bindparam("ids", expanding=True)))  # fmt: skip
+_QUEUED_GATES = sa.select(
+    gate_results.c.run_id, gate_results.c.gate_id, gate_results.c.status
+).where(gate_results.c.run_id.in_(sa.bindparam("ids", expanding=True)))
+_SUM_COLUMNS = tuple(c.name for c in analytics_sums.c)
+_SUM_KEY = tuple(c.name for c in analytics_sums.primary_key)
+
+
+def add_sums(insert: Callable[[sa.Table], Any]) -> sa.Insert:
+    """INSERT INTO analytics_sums ... ON CONFLICT DO UPDATE adding the new values to the
+    stored ones, with `insert` the dialect's (sqlite.insert or postgresql.insert)."""
+    statement = insert(analytics_sums)
+    added = statement.excluded
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=list(_SUM_KEY),
+        set_={
+            name: analytics_sums.c[name] + added[name] for name in ("count", "seconds", "attempts")
+        },
+    )
+
+
+def sums_query(owner: str, span: counting.Span, query: AnalyticsQuery) -> sa.Select[Any]:
+    """The sums of one span of a window (its days, or hours), added up by template and
+    (kind, subject, outcome, bucket): a range of analytics_sums' primary key (owner, span
+    width, span start). (Public so a test can check the plan.)"""
+    c = analytics_sums.c
+    statement = sa.select(
+        c.template_id, c.kind, c.subject, c.outcome, c.bucket,
+        sa.func.sum(c.count), sa.func.sum(c.seconds), sa.func.sum(c.attempts),
+    ).where(
+        c.owner == owner,
+        c.span_seconds == int(span.width.total_seconds()),
+        c.span_start >= span.start,
+        c.span_start < span.end,
+    )  # fmt: skip
+    if query.template_id:
+        statement = statement.where(c.template_id == query.template_id)
+        if query.template_version:
+            statement = statement.where(c.template_version == query.template_version)
+    return statement.group_by(c.template_id, c.kind, c.subject, c.outcome, c.bucket)
+
 
 _COUNT_ACTIVE = sa.select(sa.func.count()).where(
     runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sluice.engine import analytics as counting
+from sluice.engine.analytics import Analytics, AnalyticsQuery, Sum
 from sluice.engine.errors import Conflict
 from sluice.engine.model import (
     Event,
@@ -74,6 +76,9 @@ class MemoryStore:
         self._templates: dict[tuple[str, str], list[_StoredTemplate]] = {}
         self._outbox_ids = itertools.count(1)
         self._tasks: dict[tuple[str, str], TaskRecord] = {}
+        # Analytics sums by (owner, hour, template id, version, kind, subject, outcome,
+        # bucket): [count, seconds, attempts], added as each run ends (no queue to fold here).
+        self._sums: dict[tuple[Any, ...], list[Any]] = {}
 
     async def close(self) -> None:
         return None
@@ -139,6 +144,8 @@ class MemoryStore:
              "created_at": run.updated_at}
             for step_id, p in publications
         )  # fmt: skip
+        if ends:
+            self._count(kept)
         for task in tasks.queued if tasks else ():
             self._tasks[(task.run_id, task.step_id)] = task
         for step_id in tasks.cancelled if tasks else ():
@@ -355,6 +362,38 @@ class MemoryStore:
         await _suspend()
         stored = self._runs.get(run_id)
         return [dict(r) for r in stored.outbox] if stored is not None else []
+
+    def _count(self, run: Run) -> None:
+        if run.ended_at is None:
+            return
+        hour = counting.floor_hour(run.ended_at)
+        counts = counting.counts_of_run(
+            run.template, run.status, run.started_at, run.ended_at,
+            run.steps.values(), run.gates.values(),
+        )  # fmt: skip
+        for c in counts:
+            key = (run.owner, hour, run.template.id, run.template.version,
+                   c.kind, c.subject, c.outcome, c.bucket)  # fmt: skip
+            values = self._sums.setdefault(key, [0, 0.0, 0])
+            values[0] += 1
+            values[1] += c.seconds
+            values[2] += c.attempts
+
+    async def fold_analytics(self, limit: int = 1000) -> int:
+        await _suspend()
+        return 0  # counted as each run ends
+
+    async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
+        await _suspend()
+        sums = [
+            Sum(template_id, kind, subject, outcome, bucket, *values)
+            for (who, hour, template_id, version, kind, subject, outcome, bucket), values
+            in self._sums.items()
+            if who == owner and query.start <= hour < query.end
+            and (not query.template_id or template_id == query.template_id)
+            and (not query.template_version or version == query.template_version)
+        ]  # fmt: skip
+        return counting.summarize(query, sums)
 
     async def count_active_runs(self, owner: str) -> int:
         await _suspend()

@@ -305,3 +305,40 @@ schedule_fires = sa.Table(
         sqlite_where=sa.text("status = 'PENDING'"),
     ),
 )
+
+# A 64-bit id on PostgreSQL; on SQLite an INTEGER PRIMARY KEY, which is the rowid.
+_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# Runs that ended and are not yet in `analytics_sums`: one row written in the run's terminal
+# commit (all the hot path pays), folded into the sums shortly after (and before every
+# GetAnalytics) by whichever server deletes the row first. No foreign key: a run deleted
+# before it was folded is simply not counted.
+analytics_queue = sa.Table(
+    "analytics_queue",
+    metadata,
+    sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+)
+
+# GetAnalytics' sums: what the runs that ended in an hour (span_seconds 3600) or a day (86400,
+# UTC) added, per owner, template version and (kind, subject, outcome, duration bucket); see
+# sluice.engine.analytics. A window reads its whole days and its edge hours through the
+# primary key (owner, span, start: a range), whatever number of runs it covers. SQLite keeps
+# the rows in that key's order (WITHOUT ROWID), so the range is read in one pass.
+analytics_sums = sa.Table(
+    "analytics_sums",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("span_seconds", sa.Integer, primary_key=True),
+    sa.Column("span_start", Time, primary_key=True),
+    sa.Column("template_id", sa.String(64), primary_key=True),
+    sa.Column("template_version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # run, step or gate
+    sa.Column("subject", sa.Text, primary_key=True),  # step or gate type; "" for a run
+    sa.Column("outcome", sa.String(24), primary_key=True),  # its status at the run's end
+    sa.Column("bucket", sa.Integer, primary_key=True),  # its duration's, log-scale
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),  # the durations' sum
+    sa.Column("attempts", sa.Integer, nullable=False),  # steps' attempts
+    sqlite_with_rowid=False,
+)

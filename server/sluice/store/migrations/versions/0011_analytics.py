@@ -1,0 +1,77 @@
+"""analytics: a queue of ended runs and the hourly and daily sums GetAnalytics reads
+
+Revision ID: 0011
+Revises: 0009
+Create Date: 2026-12-01 05:00:00
+
+A run's terminal commit now also writes a row to analytics_queue; servers fold the queue into
+analytics_sums (see sluice.engine.analytics). Existing databases: every run that has ended is
+queued here (one INSERT ... SELECT, in the order they ended), and the server folds them after
+it starts, in batches, as it folds new ones: the sums are filled from the stored runs without
+this migration knowing how a run is counted.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+# The table as this migration sees it (not schema.py's, which later revisions may change).
+_runs = sa.table(
+    "runs", sa.column("id", sa.String), sa.column("status", sa.String),
+    sa.column("ended_at", sa.DateTime(timezone=True)),
+)  # fmt: skip
+
+
+_SUMS_KEY = (
+    "owner", "span_seconds", "span_start", "template_id", "template_version", "kind", "subject",
+    "outcome", "bucket",
+)  # fmt: skip
+
+
+def upgrade() -> None:
+    queue = op.create_table(
+        "analytics_queue",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("run_id", sa.String(length=36), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "analytics_sums",
+        sa.Column("owner", sa.String(length=200), nullable=False),
+        sa.Column("span_seconds", sa.Integer(), nullable=False),
+        sa.Column("span_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("template_id", sa.String(length=64), nullable=False),
+        sa.Column("template_version", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("outcome", sa.String(length=24), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(*_SUMS_KEY),
+        sqlite_with_rowid=False,
+    )
+    assert queue is not None
+    ended = (
+        sa.select(_runs.c.id)
+        .where(_runs.c.status.in_(["COMPLETED", "FAILED", "CANCELLED"]))
+        .order_by(_runs.c.ended_at, _runs.c.id)
+    )
+    op.get_bind().execute(queue.insert().from_select(["run_id"], ended))
+
+
+def downgrade() -> None:
+    op.drop_table("analytics_sums")
+    op.drop_table("analytics_queue")
