@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sluice.engine.analytics import PERCENTILE_ERROR, Analytics, AnalyticsQuery
 from sluice.engine.errors import Conflict
 from sluice.engine.model import (
     Event,
@@ -480,3 +481,100 @@ async def test_a_rerun_keeps_its_origin_and_the_outputs_it_took_over(store: Stor
                                                   outputs=False)).runs if r.id == rerun.id]  # fmt: skip
     assert listed.rerun_of == original.id
     assert (await store.get_run("alice", original.id)).rerun_of == ""  # type: ignore[union-attr]
+
+
+# --- analytics --------------------------------------------------------------------------------
+
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+async def ended(
+    store: Store, n: int, end: datetime, outcome: EventType, *, seconds: float,
+    owner: str = "alice", template: Template = ONE,
+) -> Run:  # fmt: skip
+    """Run n, started `seconds` before `end`, ended then with `outcome` (its step a completed
+    in half the time and its gate passed when it completed; otherwise b and the gate skipped)."""
+    run = await created(store, n, owner=owner, template=template)
+    start = end - timedelta(seconds=seconds)
+    events = [
+        Event(EventType.WORKFLOW_STARTED, start),
+        Event(EventType.STEP_STARTED, start, "a", attempt=1),
+        Event(EventType.STEP_COMPLETED, end - timedelta(seconds=seconds / 2), "a", attempt=1),
+    ]
+    if outcome is EventType.WORKFLOW_COMPLETED:
+        events += [
+            Event(EventType.GATE_PASSED, end, "a", "g"),
+            Event(EventType.STEP_STARTED, end, "b", attempt=1),
+            Event(EventType.STEP_COMPLETED, end, "b", attempt=1),
+        ]
+    else:
+        events.append(Event(EventType.STEP_SKIPPED, end, "b"))
+    await advance(store, run, *events, Event(outcome, end))
+    return run
+
+
+async def test_analytics_count_each_ended_run_in_its_hour_whatever_the_window(
+    store: Store,
+) -> None:
+    done, failed, cancelled = (
+        EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED,
+    )  # fmt: skip
+    at_13 = DAY1 + 13 * HOUR + timedelta(minutes=30)
+    await ended(store, 1, at_13, done, seconds=10)
+    await ended(store, 2, at_13, done, seconds=20)
+    await ended(store, 3, at_13, failed, seconds=40)
+    await ended(store, 4, at_13, cancelled, seconds=80)
+    await ended(store, 5, DAY1 + 29 * HOUR, done, seconds=160)  # day 2, 05:00
+    await ended(store, 6, DAY1 + 58 * HOUR, done, seconds=1, template=OTHER)  # day 3, 10:00
+    await ended(store, 7, at_13, done, seconds=1, owner="bob")
+    unfinished = await created(store, 8)
+    await started(store, unfinished)
+
+    folded = await store.fold_analytics()
+    assert folded == (0 if isinstance(store, MemoryStore) else 7)
+    assert await store.fold_analytics() == 0
+
+    async def figures(
+        start: datetime, end: datetime, owner: str = "alice", template_id: str = "",
+        template_version: int = 0, step_type: str = "",
+    ) -> Analytics:  # fmt: skip
+        query = AnalyticsQuery(start, end, template_id, template_version, step_type)
+        return await store.analytics(owner, query)
+
+    def runs(found: Analytics) -> dict[str, int]:
+        return {t.template_id: t.runs for t in found.templates}
+
+    hour = await figures(DAY1 + 13 * HOUR, DAY1 + 14 * HOUR)
+    [one] = hour.templates
+    assert (one.template_id, dict(one.outcomes)) == (
+        "one", {RunStatus.COMPLETED: 2, RunStatus.FAILED: 1, RunStatus.CANCELLED: 1},
+    )  # fmt: skip
+    assert one.success_rate == 0.5
+    # Nearest rank of 10, 20, 40, 80 s: the 2nd and the 4th, each within the bucket error.
+    durations = one.durations
+    assert durations.count == 4 and durations.mean == timedelta(seconds=37.5)
+    assert durations.p50 is not None and durations.p99 is not None
+    assert abs(durations.p50.total_seconds() / 20 - 1) <= PERCENTILE_ERROR
+    assert abs(durations.p99.total_seconds() / 80 - 1) <= PERCENTILE_ERROR
+    [step] = [s for s in hour.step_types if s.step_type == "sleep"]
+    assert dict(step.outcomes) == {StepStatus.COMPLETED: 6, StepStatus.SKIPPED: 2}
+    assert step.attempts == 6 and step.durations.count == 6
+    [gate] = hour.gate_types
+    assert dict(gate.outcomes) == {GateStatus.PASSED: 2, GateStatus.SKIPPED: 2}
+
+    # Days and hours together, in any combination: each run once, in the hour it ended.
+    assert runs(await figures(DAY1, DAY1 + 60 * HOUR)) == {"one": 5, "other": 1}
+    assert runs(await figures(DAY1 + 5 * HOUR, DAY1 + 59 * HOUR)) == {"one": 5, "other": 1}
+    assert runs(await figures(DAY1 + 14 * HOUR, DAY1 + 58 * HOUR)) == {"one": 1}
+    assert runs(await figures(DAY1 + 30 * HOUR, DAY1 + 72 * HOUR)) == {"other": 1}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, template_id="other")) == {"other": 1}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, template_id="one", template_version=7)) == {}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, owner="bob")) == {"one": 1}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, owner="carol")) == {}
+    wide = await figures(DAY1, DAY1 + 72 * HOUR, step_type="nothing-like-it")
+    assert wide.step_types == [] and runs(wide) == {"one": 5, "other": 1}
+
+    # Counted for good: deleting a run later does not take it out of the figures.
+    assert await store.delete_run("alice", "00000000-0000-4000-8000-000000000001")
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR)) == {"one": 5, "other": 1}
