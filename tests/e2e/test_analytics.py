@@ -199,5 +199,7 @@ async def test_the_server_folds_ended_runs_in_the_background(
 
     # Nobody asks for figures: the queue empties by itself (every 2 s), into the sums.
     await eventually(folded)
-    sums = sa.select(sa.func.sum(analytics_sums.c.count)).where(analytics_sums.c.kind == "run")
-    assert await store.executor.read(lambda conn: conn.execute(sums).scalar_one()) == 2
+    sums = sa.select(sa.func.sum(analytics_sums.c.failed)).where(
+        analytics_sums.c.kind == "run", analytics_sums.c.span_seconds == 3600
+    )
+    assert await store.executor.read(lambda conn: conn.execute(sums).scalar_one()) == 1

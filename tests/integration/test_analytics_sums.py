@@ -64,7 +64,7 @@ async def queued(store: SqlStore) -> list[str]:
 
 async def runs_counted(store: SqlStore, owner: str = "alice") -> int:
     figures = await store.analytics(owner, EVERYTHING)
-    return sum(t.runs for t in figures.templates)
+    return sum(t.total for t in figures.templates)
 
 
 async def test_only_the_commit_that_ends_a_run_queues_it(store: SqlStore) -> None:
@@ -99,11 +99,11 @@ async def test_two_stores_folding_at_once_count_each_run_once(url: str) -> None:
         folded = await asyncio.gather(first.fold_analytics(7), second.fold_analytics(7))
         assert sum(folded) == 60
         assert await runs_counted(first) == 60
-        stored = sa.select(sa.func.sum(analytics_sums.c.count)).where(
+        stored = sa.select(sa.func.sum(analytics_sums.c.completed)).where(
             analytics_sums.c.kind == analytics.RUN
         )
-        # Each run in its hour and in its day.
-        assert await first.executor.read(lambda conn: conn.execute(stored).scalar()) == 120
+        # Each run in its hour, its 6 hours and its day.
+        assert await first.executor.read(lambda conn: conn.execute(stored).scalar()) == 180
     finally:
         await first.close()
         await second.close()
@@ -156,11 +156,11 @@ async def test_migration_0011_queues_every_run_that_had_ended(url: str) -> None:
         assert await store.fold_analytics() == 2
         figures = await store.analytics("alice", EVERYTHING)
         [template] = figures.templates
-        assert (template.template_id, template.runs, template.durations.count) == ("one", 2, 2)
-        assert {s.step_type: s.steps for s in figures.step_types} == {"sleep": 4}
+        assert (template.name, template.total, template.durations.count) == ("one", 2, 2)
+        assert {s.name: s.total for s in figures.step_types} == {"sleep": 4}
         [gate] = figures.gate_types
         assert gate.pass_rate == 1.0
         only_early = await store.analytics("alice", AnalyticsQuery(T0 - DAY, T0 + DAY / 2))
-        assert [t.runs for t in only_early.templates] == [1]
+        assert [t.total for t in only_early.templates] == [1]
     finally:
         await store.close()

@@ -543,13 +543,11 @@ async def test_analytics_count_each_ended_run_in_its_hour_whatever_the_window(
         return await store.analytics(owner, query)
 
     def runs(found: Analytics) -> dict[str, int]:
-        return {t.template_id: t.runs for t in found.templates}
+        return {t.name: t.total for t in found.templates}
 
     hour = await figures(DAY1 + 13 * HOUR, DAY1 + 14 * HOUR)
     [one] = hour.templates
-    assert (one.template_id, dict(one.outcomes)) == (
-        "one", {RunStatus.COMPLETED: 2, RunStatus.FAILED: 1, RunStatus.CANCELLED: 1},
-    )  # fmt: skip
+    assert (one.name, dict(one.outcomes)) == ("one", {"completed": 2, "failed": 1, "cancelled": 1})
     assert one.success_rate == 0.5
     # Nearest rank of 10, 20, 40, 80 s: the 2nd and the 4th, each within the bucket error.
     durations = one.durations
@@ -557,16 +555,19 @@ async def test_analytics_count_each_ended_run_in_its_hour_whatever_the_window(
     assert durations.p50 is not None and durations.p99 is not None
     assert abs(durations.p50.total_seconds() / 20 - 1) <= PERCENTILE_ERROR
     assert abs(durations.p99.total_seconds() / 80 - 1) <= PERCENTILE_ERROR
-    [step] = [s for s in hour.step_types if s.step_type == "sleep"]
-    assert dict(step.outcomes) == {StepStatus.COMPLETED: 6, StepStatus.SKIPPED: 2}
+    [step] = [s for s in hour.step_types if s.name == "sleep"]
+    assert dict(step.outcomes) == {"completed": 6, "skipped": 2}
     assert step.attempts == 6 and step.durations.count == 6
     [gate] = hour.gate_types
-    assert dict(gate.outcomes) == {GateStatus.PASSED: 2, GateStatus.SKIPPED: 2}
+    assert dict(gate.outcomes) == {"passed": 2, "skipped": 2}
+    assert gate.gate_type is GateType.THRESHOLD and gate.pass_rate == 1.0
 
-    # Days and hours together, in any combination: each run once, in the hour it ended.
+    # Days, 6 hours and hours together, in any combination: each run once, in its hour.
     assert runs(await figures(DAY1, DAY1 + 60 * HOUR)) == {"one": 5, "other": 1}
     assert runs(await figures(DAY1 + 5 * HOUR, DAY1 + 59 * HOUR)) == {"one": 5, "other": 1}
     assert runs(await figures(DAY1 + 14 * HOUR, DAY1 + 58 * HOUR)) == {"one": 1}
+    assert runs(await figures(DAY1 + 12 * HOUR, DAY1 + 18 * HOUR)) == {"one": 4}
+    assert runs(await figures(DAY1 + 13 * HOUR, DAY1 + 30 * HOUR)) == {"one": 5}
     assert runs(await figures(DAY1 + 30 * HOUR, DAY1 + 72 * HOUR)) == {"other": 1}
     assert runs(await figures(DAY1, DAY1 + 72 * HOUR, template_id="other")) == {"other": 1}
     assert runs(await figures(DAY1, DAY1 + 72 * HOUR, template_id="one", template_version=7)) == {}

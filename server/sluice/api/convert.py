@@ -428,32 +428,26 @@ def analytics_to_proto(a: Analytics) -> service_pb2.GetAnalyticsResponse:
     pb = service_pb2.GetAnalyticsResponse()
     _timestamp(a.start, pb.start_time)
     _timestamp(a.end, pb.end_time)
-    R, S, G = RunStatus, StepStatus, GateStatus
     for t in a.templates:
-        runs = t.outcomes
         tp = pb.templates.add(
-            template_id=t.template_id, runs=t.runs, completed=runs.get(R.COMPLETED, 0),
-            failed=runs.get(R.FAILED, 0), cancelled=runs.get(R.CANCELLED, 0),
+            template_id=t.name, runs=t.total, completed=t.count("completed"),
+            failed=t.count("failed"), cancelled=t.count("cancelled"),
             success_rate=t.success_rate,
         )  # fmt: skip
         _durations(t.durations, tp.duration)
     for st in a.step_types:
-        steps = st.outcomes
         sp = pb.step_types.add(
-            step_type=st.step_type, steps=st.steps, completed=steps.get(S.COMPLETED, 0),
-            failed=steps.get(S.FAILED, 0), skipped=steps.get(S.SKIPPED, 0),
-            cancelled=steps.get(S.CANCELLED, 0), attempts=st.attempts,
-            success_rate=st.success_rate,
+            step_type=st.name, steps=st.total, completed=st.count("completed"),
+            failed=st.count("failed"), skipped=st.count("skipped"),
+            cancelled=st.count("cancelled"), attempts=st.attempts, success_rate=st.success_rate,
         )  # fmt: skip
         _durations(st.durations, sp.duration)
     for g in a.gate_types:
-        gates = g.outcomes
         pb.gate_types.add(
-            gate_type=_GATE_TYPE[g.gate_type], gates=g.gates, passed=gates.get(G.PASSED, 0),
-            failed=gates.get(G.FAILED, 0), approved=gates.get(G.APPROVED, 0),
-            rejected=gates.get(G.REJECTED, 0), skipped=gates.get(G.SKIPPED, 0),
-            undecided=gates.get(G.PENDING, 0) + gates.get(G.AWAITING_APPROVAL, 0),
-            pass_rate=g.pass_rate,
+            gate_type=_GATE_TYPE[g.gate_type], gates=g.total, passed=g.count("passed"),
+            failed=g.count("failed"), approved=g.count("approved"),
+            rejected=g.count("rejected"), skipped=g.count("skipped"),
+            undecided=g.count("undecided"), pass_rate=g.pass_rate,
         )  # fmt: skip
     return pb
 

@@ -3,45 +3,49 @@
 A run counts once, in the hour it ended (UTC), with its steps and gates. What it adds is a
 handful of `Count`s: one for the run (its outcome and duration), one per step (its type,
 outcome, duration and attempts) and one per gate (its type and final status). Stores keep
-the sums of these by hour (and by day), so a window of any length reads hours or days, never
-runs. Durations are kept as log-scale histograms (as Prometheus' native histograms): bucket
-`k` holds the durations in (2^((k-1)/4), 2^(k/4)] seconds, and a percentile is read as the
-geometric middle of the bucket that holds it, within 2^(1/8) (9.1 %) of the exact
-nearest-rank value. Means are exact (sums of seconds).
+`Tally`s, the sums of these, per template and (kind, subject) by hour, by 6 hours and by day,
+so a window of any length reads a few dozen spans, never runs. Durations are kept as
+log-scale histograms (as Prometheus' native histograms): bucket `k` holds the durations in
+(2^((k-1)/4), 2^(k/4)] seconds, and a percentile is read as the geometric middle of the bucket
+that holds it, within 2^(1/8) (9.1 %) of the exact nearest-rank value. Means are exact.
 
-Pure: no I/O. The store adds up Counts; `summarize` turns the sums into `Analytics`.
+Pure: no I/O. Stores add up Counts into Tallies; `summarize` turns Tallies into `Analytics`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
-from sluice.engine.model import (
-    GateResult,
-    GateStatus,
-    GateType,
-    RunStatus,
-    StepRun,
-    StepStatus,
-    Template,
-)
+from sluice.engine.model import GateType, Run, Template
 
 # Buckets per doubling of the duration: 4 keeps a percentile within 2^(1/8) of the truth.
 BUCKETS_PER_DOUBLING = 4
 # Relative error bound of a percentile read from the buckets (the half-bucket ratio, minus 1).
 PERCENTILE_ERROR = 2 ** (1 / (2 * BUCKETS_PER_DOUBLING)) - 1
-# Durations up to 2^-20 s (about 1 us, the clocks' resolution) share the lowest bucket.
-MIN_BUCKET = -20 * BUCKETS_PER_DOUBLING
-# The bucket of what has no duration: a skipped step, a gate, a run cancelled before it started.
-NO_DURATION = -32768
+# The histogram's range: durations up to 2^-12 s (0.24 ms) count in the lowest bucket, those
+# over 2^22 s (48.5 days) in the highest; the percentile error holds in between.
+MIN_BUCKET = -12 * BUCKETS_PER_DOUBLING
+MAX_BUCKET = 22 * BUCKETS_PER_DOUBLING
+BUCKETS = MAX_BUCKET - MIN_BUCKET + 1
+# What a Tally counts by outcome: a status at the run's end, lower case. Runs end completed,
+# failed or cancelled; steps completed, failed, skipped or cancelled; gates passed, failed,
+# approved, rejected or skipped; anything else (a gate still waiting) is "undecided".
+OUTCOMES = (
+    "completed", "failed", "cancelled", "skipped", "passed", "approved", "rejected", "undecided",
+)  # fmt: skip
+_OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
+# A Tally as stored: its outcome counts, attempts, durations observed, their sum in seconds
+# and the histogram (h0 is bucket MIN_BUCKET).
+VALUES = (*OUTCOMES, "attempts", "timed", "seconds", *(f"h{i}" for i in range(BUCKETS)))
 
 HOUR = timedelta(hours=1)
+SIX_HOURS = timedelta(hours=6)
 DAY = timedelta(days=1)
+WIDTHS = (HOUR, SIX_HOURS, DAY)  # the spans stores keep sums for
 DEFAULT_WINDOW = timedelta(hours=24)
 
 # What a Count is about (`Count.kind`).
@@ -55,73 +59,139 @@ class Count(NamedTuple):
 
     kind: str  # RUN, STEP or GATE
     subject: str  # the step type, the gate type; "" for a run
-    outcome: str  # its status at the run's end (RunStatus, StepStatus or GateStatus value)
-    bucket: int  # its duration's bucket, or NO_DURATION
-    seconds: float  # its duration (0 without one)
+    outcome: str  # one of OUTCOMES
+    seconds: float | None  # its duration (None: it has none)
     attempts: int  # a step's attempts; 0 for runs and gates
 
 
-class Sum(NamedTuple):
-    """Counts added up (within one window and template), by (kind, subject, outcome, bucket)."""
-
-    template_id: str
-    kind: str
-    subject: str
-    outcome: str
-    bucket: int
-    n: int  # how many
-    seconds: float
-    attempts: int
-
-
 def bucket_of(seconds: float) -> int:
-    if seconds <= 2.0**-20:
+    if seconds <= 2.0 ** (MIN_BUCKET / BUCKETS_PER_DOUBLING):
         return MIN_BUCKET
-    return max(MIN_BUCKET, math.ceil(math.log2(seconds) * BUCKETS_PER_DOUBLING))
+    return min(MAX_BUCKET, math.ceil(math.log2(seconds) * BUCKETS_PER_DOUBLING))
 
 
 def bucket_value(bucket: int) -> float:
-    """The duration a bucket stands for: the geometric middle of its bounds (0 for the lowest,
-    which starts at 0)."""
-    if bucket <= MIN_BUCKET:
-        return 0.0
+    """The duration a bucket stands for: the geometric middle of its bounds."""
     return float(2 ** ((bucket - 0.5) / BUCKETS_PER_DOUBLING))
 
 
-def _duration(start: datetime | None, end: datetime | None) -> tuple[int, float]:
+def outcome_of(status: str) -> str:
+    name = status.lower()
+    return name if name in _OUTCOME_INDEX else "undecided"
+
+
+class Tally:
+    """Counts added up: per outcome, attempts, and the durations (their number, sum and
+    histogram). Mutable, for the store that adds them up."""
+
+    __slots__ = ("attempts", "histogram", "outcomes", "seconds", "timed")
+
+    def __init__(self) -> None:
+        self.outcomes = [0] * len(OUTCOMES)
+        self.attempts = 0
+        self.timed = 0
+        self.seconds = 0.0
+        self.histogram = [0] * BUCKETS
+
+    def add(self, count: Count) -> None:
+        self.outcomes[_OUTCOME_INDEX[count.outcome]] += 1
+        self.attempts += count.attempts
+        if count.seconds is not None:
+            self.timed += 1
+            self.seconds += count.seconds
+            self.histogram[bucket_of(count.seconds) - MIN_BUCKET] += 1
+
+    def merge(self, other: Tally) -> None:
+        for i, n in enumerate(other.outcomes):
+            self.outcomes[i] += n
+        self.attempts += other.attempts
+        self.timed += other.timed
+        self.seconds += other.seconds
+        for i, n in enumerate(other.histogram):
+            if n:
+                self.histogram[i] += n
+
+    def values(self) -> tuple[float, ...]:
+        """In the order of VALUES."""
+        return (*self.outcomes, self.attempts, self.timed, self.seconds, *self.histogram)
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Tally:
+        """From values in the order of VALUES (as a store reads them back)."""
+        tally = cls()
+        n = len(OUTCOMES)
+        tally.outcomes = [int(v) for v in values[:n]]
+        tally.attempts, tally.timed = int(values[n]), int(values[n + 1])
+        tally.seconds = float(values[n + 2])
+        tally.histogram = [int(v) for v in values[n + 3 :]]
+        return tally
+
+    def durations(self) -> Durations:
+        if not self.timed:
+            return Durations()
+
+        def at(q: float) -> timedelta:
+            return timedelta(seconds=percentile(self.histogram, q))
+
+        mean = timedelta(seconds=self.seconds / self.timed)
+        return Durations(self.timed, mean, at(50), at(95), at(99))
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """A duration as counted (None without both ends); stores compute it in SQL instead."""
     if start is None or end is None:
-        return NO_DURATION, 0.0
-    seconds = max(0.0, (end - start).total_seconds())
-    return bucket_of(seconds), seconds
+        return None
+    return (end - start).total_seconds()
+
+
+class StepEnd(NamedTuple):
+    step_id: str
+    status: str  # a StepStatus value
+    attempt: int  # 0: a rerun took its output over from the run it reruns
+    seconds: float | None  # first attempt's start to the step's end
 
 
 def counts_of_run(
     template: Template,
-    status: RunStatus,
-    started_at: datetime | None,
-    ended_at: datetime | None,
-    steps: Iterable[StepRun],
-    gates: Iterable[GateResult],
+    status: str,
+    seconds: float | None,
+    steps: Iterable[StepEnd],
+    gates: Iterable[tuple[str, str]],
 ) -> list[Count]:
-    """What an ended run adds: itself (duration: start to end, pauses included; none when
-    cancelled before it started), each step that is its own (duration: first attempt's start
-    to the step's end, retries and their waits included; a rerun's steps taken over from the
-    run it reruns are left out: they did not run here), and each gate (its final status)."""
-    bucket, seconds = _duration(started_at, ended_at)
-    found = [Count(RUN, "", status.value, bucket, seconds, 0)]
-    specs = {s.id: s for s in template.steps}
+    """What an ended run adds: itself (`status`, a RunStatus value; `seconds`: from its start
+    to its end, pauses included; None when cancelled before it started), each step that is its
+    own (duration: first attempt's start to the step's end, retries and their waits included;
+    a rerun's steps taken over from the run it reruns are left out: they did not run here),
+    and each gate ((gate id, GateStatus value) at the run's end)."""
+    found = [Count(RUN, "", outcome_of(status), _clamped(seconds), 0)]
+    types = {s.id: s.type for s in template.steps}
     for step in steps:
-        spec = specs.get(step.step_id)
-        if spec is None or step.reused:
-            continue
-        bucket, seconds = _duration(step.started_at, step.ended_at)
-        found.append(Count(STEP, spec.type, step.status.value, bucket, seconds, step.attempt))
-    kinds = {g.id: g.type for g in template.gates}
-    for gate in gates:
-        kind = kinds.get(gate.gate_id)
-        if kind is not None:
-            found.append(Count(GATE, kind.value, gate.status.value, NO_DURATION, 0.0, 0))
+        kind = types.get(step.step_id)
+        reused = step.attempt == 0 and step.status == "COMPLETED"
+        if kind is not None and not reused:
+            outcome = outcome_of(step.status)
+            found.append(Count(STEP, kind, outcome, _clamped(step.seconds), step.attempt))
+    gate_types = {g.id: g.type for g in template.gates}
+    for gate_id, gate_status in gates:
+        gate_type = gate_types.get(gate_id)
+        if gate_type is not None:
+            found.append(Count(GATE, gate_type.value, outcome_of(gate_status), None, 0))
     return found
+
+
+def counts_of(run: Run) -> list[Count]:
+    """`counts_of_run` of an ended run in memory."""
+    return counts_of_run(
+        run.template, run.status.value, seconds_between(run.started_at, run.ended_at),
+        [StepEnd(s.step_id, s.status.value, s.attempt, seconds_between(s.started_at, s.ended_at))
+         for s in run.steps.values()],
+        [(g.gate_id, g.status.value) for g in run.gates.values()],
+    )  # fmt: skip
+
+
+def _clamped(seconds: float | None) -> float | None:
+    # A clock set back between a start and an end: no negative duration.
+    return None if seconds is None else max(0.0, seconds)
 
 
 # --- windows ---------------------------------------------------------------------------------
@@ -137,8 +207,13 @@ def ceil_hour(at: datetime) -> datetime:
     return floor if floor == at else floor + HOUR
 
 
-def _floor_day(at: datetime) -> datetime:
-    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _floor(at: datetime, width: timedelta) -> datetime:
+    """`at` rounded down to a multiple of `width` since the epoch (UTC midnight, so days are
+    UTC days and 6-hour spans start at 00, 06, 12 and 18 UTC)."""
+    return _EPOCH + (at - _EPOCH) // width * width
 
 
 def window(
@@ -153,35 +228,35 @@ def window(
 
 
 class Span(NamedTuple):
-    """A part of a window that stored sums cover: whole hours or whole days."""
+    """A part of a window that stored sums cover: consecutive spans of one width."""
 
-    width: timedelta  # HOUR or DAY
+    width: timedelta  # one of WIDTHS
     start: datetime
     end: datetime
 
 
-def spans(start: datetime, end: datetime) -> list[Span]:
-    """A window of whole hours as the fewest stored sums that cover it: its whole days (UTC)
-    as days, the hours before the first and after the last as hours. 30 days read 30 days'
-    sums and at most 46 hours', not 720 hours'."""
-    first_day = _floor_day(start)
-    if first_day < start:
-        first_day += DAY
-    last_day = _floor_day(end)
-    if first_day >= last_day:
-        return [Span(HOUR, start, end)] if start < end else []
-    parts = [
-        Span(HOUR, start, first_day),
-        Span(DAY, first_day, last_day),
-        Span(HOUR, last_day, end),
-    ]
-    return [p for p in parts if p.start < p.end]
+def spans(start: datetime, end: datetime, widths: Sequence[timedelta] = WIDTHS) -> list[Span]:
+    """A window of whole hours as the fewest stored sums that cover it: its whole days as
+    days, the whole 6-hour spans on either side as those, the rest as hours. 30 days read
+    at most 30 days', 6 six-hours' and 10 hours' sums, not 720 hours'."""
+    if start >= end:
+        return []
+    *smaller, width = widths
+    if not smaller:  # the narrowest: whatever is left
+        return [Span(width, start, end)]
+    first = _floor(start, width)
+    if first < start:
+        first += width
+    last = _floor(end, width)
+    if first >= last:
+        return spans(start, end, smaller)
+    middle = Span(width, first, last)
+    return [*spans(start, first, smaller), middle, *spans(last, end, smaller)]
 
 
-def span_starts(ended_at: datetime) -> tuple[tuple[timedelta, datetime], ...]:
-    """The stored sums a run that ended at `ended_at` adds to: its hour and its day."""
-    hour = floor_hour(ended_at)
-    return (HOUR, hour), (DAY, _floor_day(hour))
+def span_starts(ended_at: datetime) -> list[tuple[timedelta, datetime]]:
+    """The stored sums a run that ended at `ended_at` adds to: its hour, 6 hours and day."""
+    return [(width, _floor(ended_at, width)) for width in WIDTHS]
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -206,55 +281,52 @@ class Durations:
 
 
 @dataclass(frozen=True, slots=True)
-class TemplateFigures:
-    template_id: str
-    outcomes: Mapping[RunStatus, int]
-    durations: Durations
+class Figures:
+    """A template's runs, a step type's steps or a gate type's gates that ended."""
 
-    @property
-    def runs(self) -> int:
-        return sum(self.outcomes.values())
-
-    @property
-    def success_rate(self) -> float | None:
-        """Completed runs over every run that ended (None: no run ended)."""
-        return _rate(self.outcomes.get(RunStatus.COMPLETED, 0), self.runs)
-
-
-@dataclass(frozen=True, slots=True)
-class StepTypeFigures:
-    step_type: str
-    outcomes: Mapping[StepStatus, int]
+    name: str  # the template id, step type or gate type
+    outcomes: Mapping[str, int]  # by outcome (see OUTCOMES), those that occurred
     attempts: int
     durations: Durations
 
     @property
-    def steps(self) -> int:
+    def total(self) -> int:
         return sum(self.outcomes.values())
+
+    def count(self, outcome: str) -> int:
+        return self.outcomes.get(outcome, 0)
+
+
+class TemplateFigures(Figures):
+    __slots__ = ()
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed runs over every run that ended (None: no run ended)."""
+        return _rate(self.count("completed"), self.total)
+
+
+class StepTypeFigures(Figures):
+    __slots__ = ()
 
     @property
     def success_rate(self) -> float | None:
         """Completed steps over the steps that ran (skipped ones did not: None when none ran)."""
-        ran = self.steps - self.outcomes.get(StepStatus.SKIPPED, 0)
-        return _rate(self.outcomes.get(StepStatus.COMPLETED, 0), ran)
+        return _rate(self.count("completed"), self.total - self.count("skipped"))
 
 
-@dataclass(frozen=True, slots=True)
-class GateTypeFigures:
-    gate_type: GateType
-    outcomes: Mapping[GateStatus, int]
+class GateTypeFigures(Figures):
+    __slots__ = ()
 
     @property
-    def gates(self) -> int:
-        return sum(self.outcomes.values())
+    def gate_type(self) -> GateType:
+        return GateType(self.name)
 
     @property
     def pass_rate(self) -> float | None:
         """Passed or approved gates over the gates that got a verdict (None: none did)."""
-        o = self.outcomes
-        passed = o.get(GateStatus.PASSED, 0) + o.get(GateStatus.APPROVED, 0)
-        decided = passed + o.get(GateStatus.FAILED, 0) + o.get(GateStatus.REJECTED, 0)
-        return _rate(passed, decided)
+        passed = self.count("passed") + self.count("approved")
+        return _rate(passed, passed + self.count("failed") + self.count("rejected"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,84 +342,58 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def percentile(histogram: Sequence[tuple[int, int]], q: float) -> float:
-    """The q-th percentile (0 < q <= 100, nearest rank) of a histogram of (bucket, count) in
-    ascending bucket order, as the value its bucket stands for."""
-    total = sum(n for _, n in histogram)
+def percentile(histogram: Sequence[int], q: float) -> float:
+    """The q-th percentile (0 < q <= 100, nearest rank) of a histogram (counts by bucket,
+    from MIN_BUCKET up), as the value its bucket stands for."""
+    total = sum(histogram)
     rank = max(1, math.ceil(q / 100 * total))
     seen = 0
-    for bucket, n in histogram:
+    for i, n in enumerate(histogram):
         seen += n
         if seen >= rank:
-            return bucket_value(bucket)
+            return bucket_value(MIN_BUCKET + i)
     raise ValueError("empty histogram")
 
 
-def durations(histogram: Mapping[int, int], seconds: float) -> Durations:
-    """Figures of a histogram (bucket -> count; NO_DURATION left out) and its sum."""
-    ordered = sorted((b, n) for b, n in histogram.items() if n > 0 and b != NO_DURATION)
-    count = sum(n for _, n in ordered)
-    if not count:
-        return Durations()
+class Sums(NamedTuple):
+    """Stored sums of one template and (kind, subject), over some span."""
 
-    def at(q: float) -> timedelta:
-        return timedelta(seconds=percentile(ordered, q))
-
-    return Durations(count, timedelta(seconds=seconds / count), at(50), at(95), at(99))
+    template_id: str
+    kind: str
+    subject: str
+    tally: Tally
 
 
-class _Tally:
-    def __init__(self) -> None:
-        self.outcomes: dict[str, int] = defaultdict(int)
-        self.histogram: dict[int, int] = defaultdict(int)
-        self.seconds = 0.0
-        self.attempts = 0
-
-    def add(self, s: Sum) -> None:
-        self.outcomes[s.outcome] += s.n
-        self.attempts += s.attempts
-        if s.bucket != NO_DURATION:
-            self.histogram[s.bucket] += s.n
-            self.seconds += s.seconds
-
-    def durations(self) -> Durations:
-        return durations(self.histogram, self.seconds)
-
-
-def summarize(query: AnalyticsQuery, sums: Iterable[Sum]) -> Analytics:
-    """The figures of a window from its sums (rows of one key may come several times: hours
-    and days, several stored rows): per template, per step type, per gate type, by name."""
-    templates: dict[str, _Tally] = defaultdict(_Tally)
-    step_types: dict[str, _Tally] = defaultdict(_Tally)
-    gate_types: dict[str, _Tally] = defaultdict(_Tally)
+def summarize(query: AnalyticsQuery, sums: Iterable[Sums]) -> Analytics:
+    """The figures of a window from its sums (one key may come several times: spans of
+    several widths): per template, per step type, per gate type, each by name."""
+    groups: dict[tuple[str, str], Tally] = {}
     for s in sums:
-        if s.kind == RUN:
-            templates[s.template_id].add(s)
-        elif s.kind == STEP and (not query.step_type or s.subject == query.step_type):
-            step_types[s.subject].add(s)
-        elif s.kind == GATE:
-            gate_types[s.subject].add(s)
+        if s.kind == STEP and query.step_type and s.subject != query.step_type:
+            continue
+        key = (s.kind, s.template_id if s.kind == RUN else s.subject)
+        found = groups.get(key)
+        if found is None:
+            groups[key] = found = Tally()
+        found.merge(s.tally)
+
+    def figures(kind: str) -> list[tuple[str, dict[str, int], int, Durations]]:
+        return [
+            (name, {o: n for o, n in zip(OUTCOMES, t.outcomes, strict=True) if n},
+             t.attempts, t.durations())
+            for (k, name), t in sorted(groups.items())
+            if k == kind
+        ]  # fmt: skip
+
+    order = list(GateType)  # gate types in the enum's order
+    gates = sorted(
+        (GateTypeFigures(*f) for f in figures(GATE) if f[0] in GateType.__members__),
+        key=lambda g: order.index(g.gate_type),
+    )
     return Analytics(
         start=query.start,
         end=query.end,
-        templates=[
-            TemplateFigures(t, _outcomes(RunStatus, tally), tally.durations())
-            for t, tally in sorted(templates.items())
-        ],
-        step_types=[
-            StepTypeFigures(t, _outcomes(StepStatus, tally), tally.attempts, tally.durations())
-            for t, tally in sorted(step_types.items())
-        ],
-        gate_types=[
-            GateTypeFigures(kind, _outcomes(GateStatus, gate_types[kind.value]))
-            for kind in GateType  # in the enum's order
-            if kind.value in gate_types
-        ],
+        templates=[TemplateFigures(*f) for f in figures(RUN)],
+        step_types=[StepTypeFigures(*f) for f in figures(STEP)],
+        gate_types=gates,
     )
-
-
-E = TypeVar("E", RunStatus, StepStatus, GateStatus)
-
-
-def _outcomes(kind: type[E], tally: _Tally) -> dict[E, int]:
-    return {kind(o): n for o, n in sorted(tally.outcomes.items()) if n and o in kind.__members__}

@@ -23,20 +23,20 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from sluice.engine import analytics as counting
-from sluice.engine.analytics import Analytics, AnalyticsQuery, Count, Sum
+from sluice.engine.analytics import Analytics, AnalyticsQuery, Count, Sums, Tally
 from sluice.engine.errors import Conflict, LeaseLost
 from sluice.engine.model import (
     Event,
     EventType,
     GateResult,
-    GateStatus,
     Publication,
     Run,
     RunStatus,
     StepRun,
-    StepStatus,
     Template,
 )
 from sluice.engine.ports import (
@@ -446,27 +446,25 @@ class SqlStore(ABC):
 
     def _queued(self, conn: sa.Connection, limit: int) -> list[_Queued]:
         """The oldest `limit` queue rows, each with what its run adds (nothing when the run
-        was deleted before it was counted)."""
+        was deleted before it was counted). Durations come computed by the database: no
+        time is parsed here (a fold reads about seven rows a run)."""
         queued = conn.execute(_QUEUED, {"limit": limit}).all()
         found = [r for r in queued if r.owner is not None and r.ended_at is not None]
         ids = [r.run_id for r in found]
-        steps: dict[str, list[StepRun]] = {i: [] for i in ids}
-        gates: dict[str, list[GateResult]] = {i: [] for i in ids}
+        steps: dict[str, list[counting.StepEnd]] = {i: [] for i in ids}
+        gates: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
         if ids:
-            for s in conn.execute(_QUEUED_STEPS, {"ids": ids}):
-                steps[s.run_id].append(
-                    StepRun(s.step_id, StepStatus(s.status), s.attempt,
-                            codec.utc(s.started_at), codec.utc(s.ended_at))
-                )  # fmt: skip
-            for g in conn.execute(_QUEUED_GATES, {"ids": ids}):
-                gates[g.run_id].append(GateResult(g.gate_id, GateStatus(g.status)))
+            for run_id, *step in conn.execute(_QUEUED_STEPS, {"ids": ids}):
+                steps[run_id].append(counting.StepEnd(*step))
+            for run_id, gate_id, status in conn.execute(_QUEUED_GATES, {"ids": ids}):
+                gates[run_id].append((gate_id, status))
         templates = self._snapshots.resolve(conn, {r.template_key for r in found})
         counted: dict[int, _Queued] = {}
         for r in found:
             try:
                 counts = counting.counts_of_run(
-                    templates[r.template_key], RunStatus(r.status), codec.utc(r.started_at),
-                    codec.utc(r.ended_at), steps[r.run_id], gates[r.run_id],
+                    templates[r.template_key], r.status, r.seconds, steps[r.run_id],
+                    gates[r.run_id],
                 )  # fmt: skip
             except (KeyError, ValueError) as exc:  # a row this code cannot read: not counted,
                 # rather than left at the queue's head, stopping every fold after it
@@ -485,24 +483,33 @@ class SqlStore(ABC):
                 .returning(analytics_queue.c.id)
             ).scalars()
         )
-        sums: dict[tuple[Any, ...], list[Any]] = {}
+        # Added up by hour first, then each hour's tallies into its 6 hours and its day.
+        hours: dict[tuple[Any, ...], Tally] = {}
         for q in found:
             if q.id not in deleted or q.ended_at is None:
                 continue
-            for width, start in counting.span_starts(q.ended_at):
-                for c in q.counts:
-                    key = (q.owner, int(width.total_seconds()), start, q.template_id,
-                           q.template_version, c.kind, c.subject, c.outcome, c.bucket)  # fmt: skip
-                    values = sums.setdefault(key, [0, 0.0, 0])
-                    values[0] += 1
-                    values[1] += c.seconds
-                    values[2] += c.attempts
+            hour = counting.floor_hour(q.ended_at)
+            for c in q.counts:
+                key = (q.owner, hour, q.template_id, q.template_version, c.kind, c.subject)
+                tally = hours.get(key)
+                if tally is None:
+                    hours[key] = tally = Tally()
+                tally.add(c)
+        sums: dict[tuple[Any, ...], Tally] = {}
+        for (owner, hour, *rest), tally in hours.items():
+            for width, start in counting.span_starts(hour):
+                key = (owner, int(width.total_seconds()), start, *rest)
+                if width == counting.HOUR:
+                    sums[key] = tally
+                else:
+                    sums.setdefault(key, Tally()).merge(tally)
         if sums:
             # In key order: two servers folding at once lock the rows they share in one order.
             conn.execute(
                 self.ADD_SUMS,
-                [dict(zip(_SUM_COLUMNS, (*k, *v), strict=True)) for k, v in sorted(sums.items())],
-            )
+                [dict(zip(_SUM_COLUMNS, (*k, *t.values()), strict=True))
+                 for k, t in sorted(sums.items(), key=lambda item: item[0])],
+            )  # fmt: skip
         return len(deleted)
 
     async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
@@ -510,11 +517,11 @@ class SqlStore(ABC):
             sums_query(owner, span, query) for span in counting.spans(query.start, query.end)
         ]
 
-        def load(conn: sa.Connection) -> list[Sum]:
+        def load(conn: sa.Connection) -> list[Sums]:
             return [
-                Sum(t, kind, subject, outcome, int(bucket), int(n), float(s), int(a))
+                Sums(row[0], row[1], row[2], Tally.of(row[3:]))
                 for statement in statements
-                for t, kind, subject, outcome, bucket, n, s, a in conn.execute(statement)
+                for row in conn.execute(statement)
             ]
 
         return counting.summarize(query, await self._db.read(load))
@@ -1007,11 +1014,36 @@ class _Queued:
     counts: Sequence[Count] = ()
 
 
+class seconds_between(FunctionElement[float]):
+    """SQL for the seconds from one time column to another (NULL when either is), exact to
+    the microsecond. SQLite's date functions keep milliseconds only, so the whole seconds come
+    from julianday() of the text's first 19 characters and the microseconds from its last six
+    (the store writes "YYYY-MM-DD HH:MM:SS.ffffff")."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_on_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return (
+        f"(round((julianday(substr({end}, 1, 19)) - julianday(substr({start}, 1, 19))) "
+        f"* 86400.0) + (substr({end}, 21) - substr({start}, 21)) / 1000000.0)"
+    )
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_on_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS DOUBLE PRECISION)"
+
+
 _QUEUED = (
     sa.select(
         analytics_queue.c.id, runs.c.id.label("run_id"), runs.c.owner, runs.c.template_id,
-        runs.c.template_version, runs.c.template_key, runs.c.status, runs.c.started_at,
-        runs.c.ended_at,
+        runs.c.template_version, runs.c.template_key, runs.c.status, runs.c.ended_at,
+        seconds_between(runs.c.started_at, runs.c.ended_at).label("seconds"),
     )
     .select_from(analytics_queue.outerjoin(runs, runs.c.id == analytics_queue.c.run_id))
     .order_by(analytics_queue.c.id)
@@ -1019,7 +1051,7 @@ _QUEUED = (
 )  # fmt: skip
 _QUEUED_STEPS = sa.select(
     step_runs.c.run_id, step_runs.c.step_id, step_runs.c.status, step_runs.c.attempt,
-    step_runs.c.started_at, step_runs.c.ended_at,
+    seconds_between(step_runs.c.started_at, step_runs.c.ended_at),
 ).where(step_runs.c.run_id.in_(sa.bindparam("ids", expanding=True)))  # fmt: skip
 _QUEUED_GATES = sa.select(
     gate_results.c.run_id, gate_results.c.gate_id, gate_results.c.status
@@ -1035,31 +1067,28 @@ def add_sums(insert: Callable[[sa.Table], Any]) -> sa.Insert:
     added = statement.excluded
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=list(_SUM_KEY),
-        set_={
-            name: analytics_sums.c[name] + added[name] for name in ("count", "seconds", "attempts")
-        },
+        set_={name: analytics_sums.c[name] + added[name] for name in counting.VALUES},
     )
 
 
 def sums_query(owner: str, span: counting.Span, query: AnalyticsQuery) -> sa.Select[Any]:
-    """The sums of one span of a window (its days, or hours), added up by template and
-    (kind, subject, outcome, bucket): a range of analytics_sums' primary key (owner, span
-    width, span start). (Public so a test can check the plan.)"""
+    """The sums of one span of a window (its days, 6-hour spans or hours), added up by
+    template and (kind, subject) in the order of counting.VALUES: a range of analytics_sums'
+    primary key (owner, span width, span start). (Public so a test can check the plan.)"""
     c = analytics_sums.c
     statement = sa.select(
-        c.template_id, c.kind, c.subject, c.outcome, c.bucket,
-        sa.func.sum(c.count), sa.func.sum(c.seconds), sa.func.sum(c.attempts),
+        c.template_id, c.kind, c.subject, *(sa.func.sum(c[name]) for name in counting.VALUES)
     ).where(
         c.owner == owner,
         c.span_seconds == int(span.width.total_seconds()),
         c.span_start >= span.start,
         c.span_start < span.end,
-    )  # fmt: skip
+    )
     if query.template_id:
         statement = statement.where(c.template_id == query.template_id)
         if query.template_version:
             statement = statement.where(c.template_version == query.template_version)
-    return statement.group_by(c.template_id, c.kind, c.subject, c.outcome, c.bucket)
+    return statement.group_by(c.template_id, c.kind, c.subject)
 
 
 _COUNT_ACTIVE = sa.select(sa.func.count()).where(

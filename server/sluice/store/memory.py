@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sluice.engine import analytics as counting
-from sluice.engine.analytics import Analytics, AnalyticsQuery, Sum
+from sluice.engine.analytics import Analytics, AnalyticsQuery, Sums, Tally
 from sluice.engine.errors import Conflict
 from sluice.engine.model import (
     Event,
@@ -76,9 +76,9 @@ class MemoryStore:
         self._templates: dict[tuple[str, str], list[_StoredTemplate]] = {}
         self._outbox_ids = itertools.count(1)
         self._tasks: dict[tuple[str, str], TaskRecord] = {}
-        # Analytics sums by (owner, hour, template id, version, kind, subject, outcome,
-        # bucket): [count, seconds, attempts], added as each run ends (no queue to fold here).
-        self._sums: dict[tuple[Any, ...], list[Any]] = {}
+        # Analytics sums by (owner, hour, template id, version, kind, subject), added as each
+        # run ends (no queue to fold here).
+        self._sums: dict[tuple[Any, ...], Tally] = {}
 
     async def close(self) -> None:
         return None
@@ -367,17 +367,12 @@ class MemoryStore:
         if run.ended_at is None:
             return
         hour = counting.floor_hour(run.ended_at)
-        counts = counting.counts_of_run(
-            run.template, run.status, run.started_at, run.ended_at,
-            run.steps.values(), run.gates.values(),
-        )  # fmt: skip
-        for c in counts:
-            key = (run.owner, hour, run.template.id, run.template.version,
-                   c.kind, c.subject, c.outcome, c.bucket)  # fmt: skip
-            values = self._sums.setdefault(key, [0, 0.0, 0])
-            values[0] += 1
-            values[1] += c.seconds
-            values[2] += c.attempts
+        for c in counting.counts_of(run):
+            key = (run.owner, hour, run.template.id, run.template.version, c.kind, c.subject)
+            tally = self._sums.get(key)
+            if tally is None:
+                self._sums[key] = tally = Tally()
+            tally.add(c)
 
     async def fold_analytics(self, limit: int = 1000) -> int:
         await _suspend()
@@ -386,9 +381,8 @@ class MemoryStore:
     async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
         await _suspend()
         sums = [
-            Sum(template_id, kind, subject, outcome, bucket, *values)
-            for (who, hour, template_id, version, kind, subject, outcome, bucket), values
-            in self._sums.items()
+            Sums(template_id, kind, subject, tally)
+            for (who, hour, template_id, version, kind, subject), tally in self._sums.items()
             if who == owner and query.start <= hour < query.end
             and (not query.template_id or template_id == query.template_id)
             and (not query.template_version or version == query.template_version)

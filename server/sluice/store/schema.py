@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from sluice.engine import analytics
+
 metadata = sa.MetaData()
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -320,11 +322,13 @@ analytics_queue = sa.Table(
     sa.Column("run_id", sa.String(36), nullable=False),
 )
 
-# GetAnalytics' sums: what the runs that ended in an hour (span_seconds 3600) or a day (86400,
-# UTC) added, per owner, template version and (kind, subject, outcome, duration bucket); see
-# sluice.engine.analytics. A window reads its whole days and its edge hours through the
-# primary key (owner, span, start: a range), whatever number of runs it covers. SQLite keeps
-# the rows in that key's order (WITHOUT ROWID), so the range is read in one pass.
+# GetAnalytics' sums: what the runs that ended in an hour (span_seconds 3600), a 6-hour span
+# (21600) or a day (86400, UTC) added, per owner, template version and (kind, subject): a Tally
+# of sluice.engine.analytics (counts by outcome, attempts, durations observed, their sum and a
+# log-scale histogram, h0 being bucket MIN_BUCKET). A window reads its days, 6-hour spans and
+# edge hours through the primary key (owner, span, start: a range), a few dozen rows per
+# template whatever number of runs it covers. SQLite keeps the rows in that key's order
+# (WITHOUT ROWID), so each range is read in one pass.
 analytics_sums = sa.Table(
     "analytics_sums",
     metadata,
@@ -335,10 +339,9 @@ analytics_sums = sa.Table(
     sa.Column("template_version", sa.Integer, primary_key=True),
     sa.Column("kind", sa.String(8), primary_key=True),  # run, step or gate
     sa.Column("subject", sa.Text, primary_key=True),  # step or gate type; "" for a run
-    sa.Column("outcome", sa.String(24), primary_key=True),  # its status at the run's end
-    sa.Column("bucket", sa.Integer, primary_key=True),  # its duration's, log-scale
-    sa.Column("count", sa.Integer, nullable=False),
-    sa.Column("seconds", sa.Float, nullable=False),  # the durations' sum
-    sa.Column("attempts", sa.Integer, nullable=False),  # steps' attempts
+    *(
+        sa.Column(name, sa.Float if name == "seconds" else sa.Integer, nullable=False)
+        for name in analytics.VALUES
+    ),
     sqlite_with_rowid=False,
 )

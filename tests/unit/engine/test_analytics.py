@@ -16,6 +16,7 @@ from sluice.engine.model import (
     GateSpec,
     GateStatus,
     GateType,
+    Run,
     RunStatus,
     StepRun,
     StepSpec,
@@ -32,21 +33,29 @@ def test_buckets_hold_their_upper_bound_and_grow_by_a_quarter_doubling() -> None
     assert a.bucket_of(1.0001) == 1
     assert a.bucket_of(2.0) == 4
     assert a.bucket_of(0.5) == -4
-    assert a.bucket_of(0.0) == a.MIN_BUCKET == a.bucket_of(1e-9)
     for seconds in (0.003, 0.7, 1.5, 10, 86400 * 30):
         k = a.bucket_of(seconds)
         assert 2 ** ((k - 1) / 4) < seconds <= 2 ** (k / 4)
+    # Outside the range: the end buckets (0.24 ms, 48.5 days).
+    assert a.bucket_of(0.0) == a.bucket_of(1e-9) == a.MIN_BUCKET == -48
+    assert a.bucket_of(86400 * 365) == a.MAX_BUCKET == 88
+    assert a.BUCKETS == 137 == len([v for v in a.VALUES if v.startswith("h")])
+
+
+def _tally(values: list[float]) -> a.Tally:
+    tally = a.Tally()
+    for v in values:
+        tally.add(a.Count(a.STEP, "x", "completed", v, 1))
+    return tally
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_a_percentile_from_buckets_is_within_the_documented_error(seed: int) -> None:
     rng = random.Random(seed)
     values = [rng.lognormvariate(rng.uniform(-6, 8), rng.uniform(0.1, 3)) for _ in range(500)]
-    histogram: dict[int, int] = {}
-    for v in values:
-        histogram[a.bucket_of(v)] = histogram.get(a.bucket_of(v), 0) + 1
+    values = [min(max(v, 0.001), 86400 * 40) for v in values]  # within the histogram's range
     ordered = sorted(values)
-    figures = a.durations(histogram, sum(values))
+    figures = _tally(values).durations()
     assert figures.count == len(values)
     assert figures.mean is not None
     assert figures.mean.total_seconds() == pytest.approx(sum(values) / len(values), rel=1e-6)
@@ -57,6 +66,19 @@ def test_a_percentile_from_buckets_is_within_the_documented_error(seed: int) -> 
     assert pytest.approx(0.0905, abs=1e-4) == a.PERCENTILE_ERROR
 
 
+def test_a_tally_goes_to_its_stored_values_and_back() -> None:
+    tally = _tally([0.5, 2.0, 2.0])
+    tally.add(a.Count(a.STEP, "x", "skipped", None, 0))
+    back = a.Tally.of(tally.values())
+    assert back.values() == tally.values()
+    assert len(tally.values()) == len(a.VALUES)
+    assert back.outcomes[a.OUTCOMES.index("skipped")] == 1 and back.timed == 3
+    merged = a.Tally()
+    merged.merge(tally)
+    merged.merge(back)
+    assert merged.timed == 6 and merged.seconds == 9.0
+
+
 def test_the_window_is_whole_hours_24_by_default() -> None:
     now = T + timedelta(minutes=17)
     assert a.window(None, None, now) == (T + H - 24 * H, T + H)
@@ -65,19 +87,35 @@ def test_the_window_is_whole_hours_24_by_default() -> None:
     assert a.window(T + timedelta(seconds=1), T + 3 * H, now) == (T, T + 3 * H)
 
 
-def test_a_window_reads_its_whole_days_as_days_and_the_rest_as_hours() -> None:
+def test_a_window_reads_whole_days_then_6_hours_then_hours() -> None:
     day = datetime(2026, 3, 1, tzinfo=UTC)
     d = timedelta(days=1)
-    assert a.spans(day + 5 * H, day + 2 * d + 7 * H) == [
-        a.Span(a.HOUR, day + 5 * H, day + d),
+    assert a.spans(day + 5 * H, day + 2 * d + 13 * H) == [
+        a.Span(a.HOUR, day + 5 * H, day + 6 * H),
+        a.Span(a.SIX_HOURS, day + 6 * H, day + d),
         a.Span(a.DAY, day + d, day + 2 * d),
-        a.Span(a.HOUR, day + 2 * d, day + 2 * d + 7 * H),
+        a.Span(a.SIX_HOURS, day + 2 * d, day + 2 * d + 12 * H),
+        a.Span(a.HOUR, day + 2 * d + 12 * H, day + 2 * d + 13 * H),
     ]
     assert a.spans(day, day + 30 * d) == [a.Span(a.DAY, day, day + 30 * d)]
-    assert a.spans(day + H, day + 23 * H) == [a.Span(a.HOUR, day + H, day + 23 * H)]
-    # A window inside one day, or across midnight without a whole day, is hours only.
-    assert a.spans(day + 20 * H, day + d + 3 * H) == [a.Span(a.HOUR, day + 20 * H, day + d + 3 * H)]
+    assert a.spans(day + H, day + 5 * H) == [a.Span(a.HOUR, day + H, day + 5 * H)]
+    # Across midnight without a whole day: 6-hour spans and hours.
+    assert a.spans(day + 17 * H, day + d + 7 * H) == [
+        a.Span(a.HOUR, day + 17 * H, day + 18 * H),
+        a.Span(a.SIX_HOURS, day + 18 * H, day + d + 6 * H),
+        a.Span(a.HOUR, day + d + 6 * H, day + d + 7 * H),
+    ]
     assert a.spans(day, day) == []
+    # An unaligned 30 days: 5 ranges (of 28 days, 6 six-hours and 6 hours in all), where
+    # hours alone would be 714.
+    worst = a.spans(day + 5 * H, day + 30 * d - H)
+    assert [sum(1 for s in worst if s.width == w) for w in a.WIDTHS] == [2, 2, 1]
+    assert [(s.end - s.start) // s.width for s in worst] == [1, 3, 28, 3, 5]
+    for ended in (day + 5 * H + timedelta(minutes=3), day + 29 * d + 22 * H):
+        starts = a.span_starts(ended)
+        assert (
+            sum(1 for w, s in starts for p in worst if p.width == w and p.start <= s < p.end) == 1
+        )
 
 
 TEMPLATE = Template(
@@ -87,55 +125,64 @@ TEMPLATE = Template(
 )
 
 
+def _ended(status: RunStatus, started: datetime | None, ended: datetime) -> Run:
+    run = Run.new(id="r", owner="o", template=TEMPLATE, params={}, now=T)
+    run.status, run.started_at, run.ended_at = status, started, ended
+    return run
+
+
 def test_a_run_adds_itself_its_own_steps_and_its_gates() -> None:
-    steps = [
-        StepRun("a", StepStatus.COMPLETED, 3, T, T + timedelta(seconds=10)),
-        StepRun("b", StepStatus.COMPLETED, 0),  # a rerun took it over: not counted
-        StepRun("c", StepStatus.SKIPPED),
+    run = _ended(RunStatus.FAILED, T, T + timedelta(seconds=12))
+    run.steps["a"] = StepRun("a", StepStatus.COMPLETED, 3, T, T + timedelta(seconds=10))
+    run.steps["b"] = StepRun("b", StepStatus.COMPLETED, 0)  # a rerun took it over: not counted
+    run.steps["c"] = StepRun("c", StepStatus.SKIPPED)
+    run.gates["g"] = GateResult("g", GateStatus.FAILED)
+    assert a.counts_of(run) == [
+        a.Count(a.RUN, "", "failed", 12.0, 0),
+        a.Count(a.STEP, "generate", "completed", 10.0, 3),
+        a.Count(a.STEP, "review", "skipped", None, 0),
+        a.Count(a.GATE, "THRESHOLD", "failed", None, 0),
     ]
-    counts = a.counts_of_run(
-        TEMPLATE, RunStatus.FAILED, T, T + timedelta(seconds=12), steps,
-        [GateResult("g", GateStatus.FAILED)],
-    )  # fmt: skip
-    assert counts == [
-        a.Count(a.RUN, "", "FAILED", a.bucket_of(12), 12.0, 0),
-        a.Count(a.STEP, "generate", "COMPLETED", a.bucket_of(10), 10.0, 3),
-        a.Count(a.STEP, "review", "SKIPPED", a.NO_DURATION, 0.0, 0),
-        a.Count(a.GATE, "THRESHOLD", "FAILED", a.NO_DURATION, 0.0, 0),
-    ]
-    # Cancelled before it started: counted, without a duration.
-    [run] = a.counts_of_run(TEMPLATE, RunStatus.CANCELLED, None, T, [], [])
-    assert run.bucket == a.NO_DURATION
+    # Cancelled before it started: counted, without a duration; a gate still waiting.
+    cancelled = _ended(RunStatus.CANCELLED, None, T)
+    cancelled.steps.clear()
+    cancelled.gates["g"] = GateResult("g", GateStatus.AWAITING_APPROVAL)
+    run_count, gate = a.counts_of(cancelled)
+    assert (run_count.outcome, run_count.seconds, gate.outcome) == ("cancelled", None, "undecided")
 
 
 def test_figures_add_up_sums_and_leave_what_did_not_run_out_of_rates() -> None:
-    query = a.AnalyticsQuery(T, T + H)
-    b10 = a.bucket_of(10)
-    sums = [
-        a.Sum("t", a.RUN, "", "COMPLETED", b10, 3, 30.0, 0),
-        a.Sum("t", a.RUN, "", "COMPLETED", b10, 1, 10.0, 0),  # the same key again (a day)
-        a.Sum("t", a.RUN, "", "CANCELLED", a.NO_DURATION, 1, 0.0, 0),
-        a.Sum("t", a.STEP, "review", "COMPLETED", b10, 2, 20.0, 3),
-        a.Sum("t", a.STEP, "review", "SKIPPED", a.NO_DURATION, 5, 0.0, 0),
-        a.Sum("t", a.STEP, "generate", "FAILED", b10, 1, 10.0, 1),
-        a.Sum("t", a.GATE, "APPROVAL", "SKIPPED", a.NO_DURATION, 4, 0.0, 0),
-        a.Sum("t", a.GATE, "THRESHOLD", "PASSED", a.NO_DURATION, 3, 0.0, 0),
-        a.Sum("t", a.GATE, "THRESHOLD", "FAILED", a.NO_DURATION, 1, 0.0, 0),
-    ]
-    figures = a.summarize(query, sums)
+    def sums(kind: str, subject: str, *counts: tuple[str, float | None, int]) -> a.Sums:
+        tally = a.Tally()
+        for outcome, seconds, attempts in counts:
+            tally.add(a.Count(kind, subject, outcome, seconds, attempts))
+        return a.Sums("t", kind, subject, tally)
+
+    done = ("completed", 10.0, 0)
+    rows = [
+        sums(a.RUN, "", done, done, done),
+        sums(a.RUN, "", done),  # the same key again (another span)
+        sums(a.RUN, "", ("cancelled", None, 0)),
+        sums(a.STEP, "review", ("completed", 10.0, 2), ("completed", 10.0, 1),
+             *[("skipped", None, 0)] * 5),
+        sums(a.STEP, "generate", ("failed", 10.0, 1)),
+        sums(a.GATE, "APPROVAL", *[("skipped", None, 0)] * 4),
+        sums(a.GATE, "THRESHOLD", *[("passed", None, 0)] * 3, ("failed", None, 0)),
+    ]  # fmt: skip
+    figures = a.summarize(a.AnalyticsQuery(T, T + H), rows)
     [template] = figures.templates
-    assert template.outcomes == {RunStatus.COMPLETED: 4, RunStatus.CANCELLED: 1}
-    assert template.runs == 5 and template.success_rate == 0.8
+    assert template.outcomes == {"completed": 4, "cancelled": 1}
+    assert template.total == 5 and template.success_rate == 0.8
     assert template.durations.count == 4  # the cancelled run never started
-    assert [s.step_type for s in figures.step_types] == ["generate", "review"]
+    assert [s.name for s in figures.step_types] == ["generate", "review"]
     review = figures.step_types[1]
-    assert review.steps == 7 and review.attempts == 3
+    assert review.total == 7 and review.attempts == 3
     assert review.success_rate == 1.0, "skipped steps did not run: not in the rate"
     assert figures.step_types[0].success_rate == 0.0
     assert [g.gate_type for g in figures.gate_types] == [GateType.THRESHOLD, GateType.APPROVAL]
     assert figures.gate_types[0].pass_rate == 0.75
     assert figures.gate_types[1].pass_rate is None, "no verdict: no rate"
 
-    only = a.summarize(a.AnalyticsQuery(T, T + H, step_type="review"), sums)
-    assert [s.step_type for s in only.step_types] == ["review"]
+    only = a.summarize(a.AnalyticsQuery(T, T + H, step_type="review"), rows)
+    assert [s.name for s in only.step_types] == ["review"]
     assert len(only.templates) == 1 and len(only.gate_types) == 2

@@ -30,8 +30,12 @@ _runs = sa.table(
 
 _SUMS_KEY = (
     "owner", "span_seconds", "span_start", "template_id", "template_version", "kind", "subject",
-    "outcome", "bucket",
 )  # fmt: skip
+# As sluice.engine.analytics.OUTCOMES and BUCKETS (4 per doubling, 2^-12 s to 2^22 s).
+_OUTCOMES = (
+    "completed", "failed", "cancelled", "skipped", "passed", "approved", "rejected", "undecided",
+)  # fmt: skip
+_BUCKETS = 137
 
 
 def upgrade() -> None:
@@ -55,11 +59,11 @@ def upgrade() -> None:
         sa.Column("template_version", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("outcome", sa.String(length=24), nullable=False),
-        sa.Column("bucket", sa.Integer(), nullable=False),
-        sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("seconds", sa.Float(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in _OUTCOMES),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("timed", sa.Integer(), nullable=False),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        *(sa.Column(f"h{i}", sa.Integer(), nullable=False) for i in range(_BUCKETS)),
         sa.PrimaryKeyConstraint(*_SUMS_KEY),
         sqlite_with_rowid=False,
     )
