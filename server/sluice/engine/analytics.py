@@ -144,11 +144,9 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     return (end - start).total_seconds()
 
 
-class StepEnd(NamedTuple):
-    step_id: str
-    status: str  # a StepStatus value
-    attempt: int  # 0: a rerun took its output over from the run it reruns
-    seconds: float | None  # first attempt's start to the step's end
+# How a step ended: (step id, StepStatus value, attempt (0: a rerun took its output over from
+# the run it reruns), seconds from its first attempt's start to its end or None).
+StepEnd = tuple[str, str, int, float | None]
 
 
 def counts_of_run(
@@ -165,12 +163,12 @@ def counts_of_run(
     and each gate ((gate id, GateStatus value) at the run's end)."""
     found = [Count(RUN, "", outcome_of(status), _clamped(seconds), 0)]
     types = {s.id: s.type for s in template.steps}
-    for step in steps:
-        kind = types.get(step.step_id)
-        reused = step.attempt == 0 and step.status == "COMPLETED"
+    for step_id, step_status, attempt, step_seconds in steps:
+        kind = types.get(step_id)
+        reused = attempt == 0 and step_status == "COMPLETED"
         if kind is not None and not reused:
-            outcome = outcome_of(step.status)
-            found.append(Count(STEP, kind, outcome, _clamped(step.seconds), step.attempt))
+            outcome = outcome_of(step_status)
+            found.append(Count(STEP, kind, outcome, _clamped(step_seconds), attempt))
     gate_types = {g.id: g.type for g in template.gates}
     for gate_id, gate_status in gates:
         gate_type = gate_types.get(gate_id)
@@ -183,10 +181,27 @@ def counts_of(run: Run) -> list[Count]:
     """`counts_of_run` of an ended run in memory."""
     return counts_of_run(
         run.template, run.status.value, seconds_between(run.started_at, run.ended_at),
-        [StepEnd(s.step_id, s.status.value, s.attempt, seconds_between(s.started_at, s.ended_at))
+        [(s.step_id, s.status.value, s.attempt, seconds_between(s.started_at, s.ended_at))
          for s in run.steps.values()],
         [(g.gate_id, g.status.value) for g in run.gates.values()],
     )  # fmt: skip
+
+
+def encode(counts: Sequence[Count]) -> list[str | float | int | None]:
+    """Counts as stored in a queue row: one flat JSON list, five values a count (a list of
+    lists took three times as long to write, on the path of every run's end)."""
+    return [value for count in counts for value in count]
+
+
+def decode(values: Sequence[str | float | int | None]) -> list[Count]:
+    """`encode`'s counts back; ValueError for values that are not counts."""
+    width = len(Count._fields)
+    if len(values) % width:
+        raise ValueError(f"{len(values)} values are not counts of {width}")
+    counts = [Count(*values[i : i + width]) for i in range(0, len(values), width)]  # type: ignore[arg-type]
+    if any(c.outcome not in _OUTCOME_INDEX or c.kind not in (RUN, STEP, GATE) for c in counts):
+        raise ValueError(f"a count of another kind or an outcome not in {OUTCOMES}")
+    return counts
 
 
 def _clamped(seconds: float | None) -> float | None:

@@ -445,35 +445,49 @@ class SqlStore(ABC):
                     return folded
 
     def _queued(self, conn: sa.Connection, limit: int) -> list[_Queued]:
-        """The oldest `limit` queue rows, each with what its run adds (nothing when the run
-        was deleted before it was counted). Durations come computed by the database: no
-        time is parsed here (a fold reads about seven rows a run)."""
+        """The oldest `limit` queue rows, each with what its run adds: as its terminal commit
+        wrote it, or (a run queued by migration 0011) counted from the run's stored rows."""
         queued = conn.execute(_QUEUED, {"limit": limit}).all()
-        found = [r for r in queued if r.owner is not None and r.ended_at is not None]
-        ids = [r.run_id for r in found]
-        steps: dict[str, list[counting.StepEnd]] = {i: [] for i in ids}
-        gates: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
-        if ids:
-            for run_id, *step in conn.execute(_QUEUED_STEPS, {"ids": ids}):
-                steps[run_id].append(counting.StepEnd(*step))
-            for run_id, gate_id, status in conn.execute(_QUEUED_GATES, {"ids": ids}):
-                gates[run_id].append((gate_id, status))
-        templates = self._snapshots.resolve(conn, {r.template_key for r in found})
-        counted: dict[int, _Queued] = {}
-        for r in found:
+        unread = [r.run_id for r in queued if r.counts is None]
+        from_rows = self._counts_from_rows(conn, unread) if unread else {}
+        found = []
+        for r in queued:
+            counts: Sequence[Count] = ()
             try:
-                counts = counting.counts_of_run(
-                    templates[r.template_key], r.status, r.seconds, steps[r.run_id],
-                    gates[r.run_id],
-                )  # fmt: skip
-            except (KeyError, ValueError) as exc:  # a row this code cannot read: not counted,
+                if r.counts is None:
+                    counts = from_rows.get(r.run_id, ())  # none: deleted before it was read
+                else:
+                    counts = counting.decode(r.counts)
+            except (TypeError, ValueError) as exc:  # a row this code cannot read: not counted,
                 # rather than left at the queue's head, stopping every fold after it
                 log.warning("analytics: run not counted", run_id=r.run_id, error=repr(exc))
-                continue
-            counted[r.id] = _Queued(
-                r.id, r.owner, r.template_id, r.template_version, codec.utc(r.ended_at), counts
-            )
-        return [counted.get(r.id) or _Queued(r.id) for r in queued]
+                counts = ()
+            ended = codec.utc(r.ended_at) or r.ended_at
+            found.append(_Queued(r.id, r.owner, r.template_id, r.template_version, ended, counts))
+        return found
+
+    def _counts_from_rows(self, conn: sa.Connection, run_ids: list[str]) -> dict[str, list[Count]]:
+        """What each of these ended runs adds, from its stored rows (durations computed by the
+        database: no time is parsed here, a run is about seven rows)."""
+        found = conn.execute(_RUNS_TO_COUNT, {"ids": run_ids}).all()
+        steps: dict[str, list[counting.StepEnd]] = {r.id: [] for r in found}
+        gates: dict[str, list[tuple[str, str]]] = {r.id: [] for r in found}
+        for run_id, step_id, status, attempt, seconds in conn.execute(
+            _STEPS_TO_COUNT, {"ids": run_ids}
+        ):
+            steps[run_id].append((step_id, status, attempt, seconds))
+        for run_id, gate_id, status in conn.execute(_GATES_TO_COUNT, {"ids": run_ids}):
+            gates[run_id].append((gate_id, status))
+        templates = self._snapshots.resolve(conn, {r.template_key for r in found})
+        counted = {}
+        for r in found:
+            try:
+                counted[r.id] = counting.counts_of_run(
+                    templates[r.template_key], r.status, r.seconds, steps[r.id], gates[r.id]
+                )
+            except KeyError as exc:  # not counted, rather than stopping every fold after it
+                log.warning("analytics: run not counted", run_id=r.id, error=repr(exc))
+        return counted
 
     def _add_sums(self, conn: sa.Connection, *, found: Sequence[_Queued]) -> int:
         deleted = set(
@@ -486,7 +500,7 @@ class SqlStore(ABC):
         # Added up by hour first, then each hour's tallies into its 6 hours and its day.
         hours: dict[tuple[Any, ...], Tally] = {}
         for q in found:
-            if q.id not in deleted or q.ended_at is None:
+            if q.id not in deleted:
                 continue
             hour = counting.floor_hour(q.ended_at)
             for c in q.counts:
@@ -684,7 +698,7 @@ class Transition:
     fence: Fence | None
     tasks: list[dict[str, Any]] = field(default_factory=list)  # tasks queued (whole rows)
     cancelled_tasks: list[dict[str, Any]] = field(default_factory=list)  # run_id, step_id
-    # The run's analytics_queue row when this commit ends it (run_id).
+    # The run's analytics_queue row when this commit ends it (`queued_row`).
     ended: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -728,7 +742,7 @@ def transition(
         cancelled_tasks=(
             [{"run_id": run.id, "step_id": s} for s in task_writes.cancelled] if task_writes else []
         ),
-        ended=[{"run_id": run.id}] if ends else [],
+        ended=[queued_row(run)] if ends else [],
     )  # fmt: skip
 
 
@@ -1004,14 +1018,14 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    """A queue row read by a fold, with what its run adds (no counts: the run is gone)."""
+    """A queue row read by a fold, with what its run adds (none when it cannot be counted)."""
 
     id: int
-    owner: str = ""
-    template_id: str = ""
-    template_version: int = 0
-    ended_at: datetime | None = None
-    counts: Sequence[Count] = ()
+    owner: str
+    template_id: str
+    template_version: int
+    ended_at: datetime
+    counts: Sequence[Count]
 
 
 class seconds_between(FunctionElement[float]):
@@ -1040,22 +1054,34 @@ def _seconds_on_postgresql(element: seconds_between, compiler: Any, **kw: Any) -
 
 
 _QUEUED = (
-    sa.select(
-        analytics_queue.c.id, runs.c.id.label("run_id"), runs.c.owner, runs.c.template_id,
-        runs.c.template_version, runs.c.template_key, runs.c.status, runs.c.ended_at,
-        seconds_between(runs.c.started_at, runs.c.ended_at).label("seconds"),
-    )
-    .select_from(analytics_queue.outerjoin(runs, runs.c.id == analytics_queue.c.run_id))
+    sa.select(analytics_queue)
     .order_by(analytics_queue.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer))
-)  # fmt: skip
-_QUEUED_STEPS = sa.select(
+)
+_IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
+_RUNS_TO_COUNT = sa.select(
+    runs.c.id, runs.c.template_key, runs.c.status,
+    seconds_between(runs.c.started_at, runs.c.ended_at).label("seconds"),
+).where(runs.c.id.in_(_IDS))  # fmt: skip
+_STEPS_TO_COUNT = sa.select(
     step_runs.c.run_id, step_runs.c.step_id, step_runs.c.status, step_runs.c.attempt,
     seconds_between(step_runs.c.started_at, step_runs.c.ended_at),
-).where(step_runs.c.run_id.in_(sa.bindparam("ids", expanding=True)))  # fmt: skip
-_QUEUED_GATES = sa.select(
+).where(step_runs.c.run_id.in_(_IDS))  # fmt: skip
+_GATES_TO_COUNT = sa.select(
     gate_results.c.run_id, gate_results.c.gate_id, gate_results.c.status
-).where(gate_results.c.run_id.in_(sa.bindparam("ids", expanding=True)))
+).where(gate_results.c.run_id.in_(_IDS))
+
+
+def queued_row(run: Run) -> dict[str, Any]:
+    """The analytics queue row of a run its commit ends: what it adds, counted from the run in
+    memory (no read later)."""
+    return {
+        "run_id": run.id, "owner": run.owner, "template_id": run.template.id,
+        "template_version": run.template.version, "ended_at": run.ended_at,
+        "counts": counting.encode(counting.counts_of(run)),
+    }  # fmt: skip
+
+
 _SUM_COLUMNS = tuple(c.name for c in analytics_sums.c)
 _SUM_KEY = tuple(c.name for c in analytics_sums.primary_key)
 

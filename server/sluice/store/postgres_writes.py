@@ -163,6 +163,7 @@ _RUN_COLUMNS = tuple(c.name for c in runs.c)
 _TASK_COLUMNS = tuple(c.name for c in tasks.c)
 _TASK_KEYS = ("run_id", "step_id")
 _OUTBOX_COLUMNS = ("run_id", "step_id", "kind", "channel", "payload", "created_at")
+_QUEUED_COLUMNS = tuple(c.name for c in analytics_queue.c if c.name != "id")
 
 _PARTS = (
     # Transitions: the run's compare-and-set, then what it changed and appended.
@@ -185,7 +186,9 @@ _PARTS = (
     _all_columns(events, "r"),
     _Part("r_outbox", outbox, _OUTBOX_COLUMNS, _insert(outbox, _OUTBOX_COLUMNS, "r")),
     # A run that ends: its row in the analytics queue (folded into the sums later).
-    _Part("r_ended", analytics_queue, ("run_id",), _insert(analytics_queue, ("run_id",), "r")),
+    _Part(
+        "r_ended", analytics_queue, _QUEUED_COLUMNS, _insert(analytics_queue, _QUEUED_COLUMNS, "r")
+    ),
     _Part(
         "r_cleared",
         timers,

@@ -312,14 +312,22 @@ schedule_fires = sa.Table(
 _BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # Runs that ended and are not yet in `analytics_sums`: one row written in the run's terminal
-# commit (all the hot path pays), folded into the sums shortly after (and before every
-# GetAnalytics) by whichever server deletes the row first. No foreign key: a run deleted
-# before it was folded is simply not counted.
+# commit with what the run adds (`counts`: sluice.engine.analytics' Counts, computed from the
+# run in memory), folded into the sums shortly after (and before every GetAnalytics) by
+# whichever server deletes the row first. Rows queued by migration 0011 for the runs that had
+# ended before it have no counts: the fold computes them from the run's stored rows.
 analytics_queue = sa.Table(
     "analytics_queue",
     metadata,
     sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("template_id", sa.String(64), nullable=False),
+    sa.Column("template_version", sa.Integer, nullable=False),
+    sa.Column("ended_at", Time, nullable=False),
+    # [kind, subject, outcome, seconds or null, attempts, kind, ...] (analytics.encode);
+    # NULL: read the run's rows.
+    sa.Column("counts", Json),
 )
 
 # GetAnalytics' sums: what the runs that ended in an hour (span_seconds 3600), a 6-hour span

@@ -3,6 +3,7 @@ and the days and hours that cover them, what a run adds, and the figures read fr
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -186,3 +187,16 @@ def test_figures_add_up_sums_and_leave_what_did_not_run_out_of_rates() -> None:
     only = a.summarize(a.AnalyticsQuery(T, T + H, step_type="review"), rows)
     assert [s.name for s in only.step_types] == ["review"]
     assert len(only.templates) == 1 and len(only.gate_types) == 2
+
+
+def test_counts_go_into_a_queue_row_and_back_and_odd_rows_are_refused() -> None:
+    run = _ended(RunStatus.COMPLETED, T, T + timedelta(seconds=3))
+    counts = a.counts_of(run)
+    stored = json.loads(json.dumps(a.encode(counts)))  # as the queue's JSON column keeps it
+    assert a.decode(stored) == counts
+    bad_rows: list[list[str | float | int | None]] = [
+        stored[:-1], ["run", "", "exploded", None, 0], ["swim", "", "failed", 1.0, 0],
+    ]  # fmt: skip
+    for bad in bad_rows:
+        with pytest.raises(ValueError, match=r"not counts|another kind"):
+            a.decode(bad)

@@ -1,20 +1,22 @@
-"""analytics: a queue of ended runs and the hourly and daily sums GetAnalytics reads
+"""analytics: a queue of ended runs and the sums by hour, 6 hours and day GetAnalytics reads
 
 Revision ID: 0011
 Revises: 0009
 Create Date: 2026-12-01 05:00:00
 
-A run's terminal commit now also writes a row to analytics_queue; servers fold the queue into
-analytics_sums (see sluice.engine.analytics). Existing databases: every run that has ended is
-queued here (one INSERT ... SELECT, in the order they ended), and the server folds them after
-it starts, in batches, as it folds new ones: the sums are filled from the stored runs without
-this migration knowing how a run is counted.
+A run's terminal commit now also writes a row to analytics_queue with what it adds; servers
+fold the queue into analytics_sums (see sluice.engine.analytics). Existing databases: every run
+that has ended is queued here without its counts (one INSERT ... SELECT, in the order they
+ended), and the server folds them after it starts, in batches, reading each run's stored rows
+to count it: the sums are filled from the stored runs without this migration knowing how a run
+is counted.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0011"
 down_revision = "0009"
@@ -23,9 +25,10 @@ depends_on = None
 
 # The table as this migration sees it (not schema.py's, which later revisions may change).
 _runs = sa.table(
-    "runs", sa.column("id", sa.String), sa.column("status", sa.String),
-    sa.column("ended_at", sa.DateTime(timezone=True)),
+    "runs", *(sa.column(c, sa.String) for c in ("id", "owner", "template_id", "status")),
+    sa.column("template_version", sa.Integer), sa.column("ended_at", sa.DateTime(timezone=True)),
 )  # fmt: skip
+_Json = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 _SUMS_KEY = (
@@ -48,6 +51,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("run_id", sa.String(length=36), nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=False),
+        sa.Column("template_id", sa.String(length=64), nullable=False),
+        sa.Column("template_version", sa.Integer(), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("counts", _Json, nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -68,12 +76,15 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     assert queue is not None
+    # Without counts: the fold reads each run's stored rows to count it.
+    columns = ("id", "owner", "template_id", "template_version", "ended_at")
     ended = (
-        sa.select(_runs.c.id)
+        sa.select(*(_runs.c[c] for c in columns))
         .where(_runs.c.status.in_(["COMPLETED", "FAILED", "CANCELLED"]))
+        .where(_runs.c.ended_at.is_not(None))
         .order_by(_runs.c.ended_at, _runs.c.id)
     )
-    op.get_bind().execute(queue.insert().from_select(["run_id"], ended))
+    op.get_bind().execute(queue.insert().from_select(["run_id", *columns[1:]], ended))
 
 
 def downgrade() -> None:
