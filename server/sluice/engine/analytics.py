@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sluice.engine.model import GateType, Run, Template
+from sluice.engine.model import GateStatus, GateType, Run, RunStatus, StepStatus, Template
 
 # Buckets per doubling of the duration: 4 keeps a percentile within 2^(1/8) of the truth.
 BUCKETS_PER_DOUBLING = 4
@@ -76,8 +76,19 @@ def bucket_value(bucket: int) -> float:
 
 
 def outcome_of(status: str) -> str:
-    name = status.lower()
-    return name if name in _OUTCOME_INDEX else "undecided"
+    """The outcome a status at a run's end counts as (a status enum member is its value)."""
+    found = _OUTCOME_OF.get(status)
+    if found is None:
+        name = status.lower()
+        found = name if name in _OUTCOME_INDEX else "undecided"
+    return found
+
+
+# Every status there is, looked up once: this runs for each step of every run that ends.
+_OUTCOME_OF: dict[str, str] = {}
+_OUTCOME_OF.update(
+    (s.value, outcome_of(s.value)) for kind in (RunStatus, StepStatus, GateStatus) for s in kind
+)
 
 
 class Tally:
@@ -149,52 +160,60 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 StepEnd = tuple[str, str, int, float | None]
 
 
-def counts_of_run(
+# Counts as a queue row keeps them: one flat list, five values a count (kind, subject, outcome,
+# seconds or None, attempts). Made straight from a run as its commit ends it, without a Count
+# per step or a list of lists, which took three times as long on the path of every run's end.
+Flat = list[str | float | int | None]
+
+
+def flat_counts(
     template: Template,
     status: str,
     seconds: float | None,
     steps: Iterable[StepEnd],
     gates: Iterable[tuple[str, str]],
-) -> list[Count]:
+) -> Flat:
     """What an ended run adds: itself (`status`, a RunStatus value; `seconds`: from its start
     to its end, pauses included; None when cancelled before it started), each step that is its
     own (duration: first attempt's start to the step's end, retries and their waits included;
     a rerun's steps taken over from the run it reruns are left out: they did not run here),
     and each gate ((gate id, GateStatus value) at the run's end)."""
-    found = [Count(RUN, "", outcome_of(status), _clamped(seconds), 0)]
+    outcomes = _OUTCOME_OF
+    found: Flat = [RUN, "", outcomes.get(status) or outcome_of(status), _clamped(seconds), 0]
     types = {s.id: s.type for s in template.steps}
     for step_id, step_status, attempt, step_seconds in steps:
         kind = types.get(step_id)
-        reused = attempt == 0 and step_status == "COMPLETED"
-        if kind is not None and not reused:
-            outcome = outcome_of(step_status)
-            found.append(Count(STEP, kind, outcome, _clamped(step_seconds), attempt))
-    gate_types = {g.id: g.type for g in template.gates}
-    for gate_id, gate_status in gates:
-        gate_type = gate_types.get(gate_id)
-        if gate_type is not None:
-            found.append(Count(GATE, gate_type.value, outcome_of(gate_status), None, 0))
+        if kind is None or (attempt == 0 and step_status == "COMPLETED"):  # unknown; reused
+            continue
+        outcome = outcomes.get(step_status) or outcome_of(step_status)
+        found += (STEP, kind, outcome, _clamped(step_seconds), attempt)
+    if template.gates:
+        gate_types = {g.id: g.type for g in template.gates}
+        for gate_id, gate_status in gates:
+            gate_type = gate_types.get(gate_id)
+            if gate_type is not None:
+                found += (GATE, gate_type.value, outcome_of(gate_status), None, 0)
     return found
 
 
-def counts_of(run: Run) -> list[Count]:
-    """`counts_of_run` of an ended run in memory."""
-    return counts_of_run(
-        run.template, run.status.value, seconds_between(run.started_at, run.ended_at),
-        [(s.step_id, s.status.value, s.attempt, seconds_between(s.started_at, s.ended_at))
+def flat_counts_of(run: Run) -> Flat:
+    """`flat_counts` of an ended run in memory (its statuses are str enums: their values)."""
+    return flat_counts(
+        run.template, run.status, seconds_between(run.started_at, run.ended_at),
+        [(s.step_id, s.status, s.attempt,
+          None if s.started_at is None or s.ended_at is None
+          else (s.ended_at - s.started_at).total_seconds())
          for s in run.steps.values()],
-        [(g.gate_id, g.status.value) for g in run.gates.values()],
+        [(g.gate_id, g.status) for g in run.gates.values()],
     )  # fmt: skip
 
 
-def encode(counts: Sequence[Count]) -> list[str | float | int | None]:
-    """Counts as stored in a queue row: one flat JSON list, five values a count (a list of
-    lists took three times as long to write, on the path of every run's end)."""
-    return [value for count in counts for value in count]
+def counts_of(run: Run) -> list[Count]:
+    return decode(flat_counts_of(run))
 
 
 def decode(values: Sequence[str | float | int | None]) -> list[Count]:
-    """`encode`'s counts back; ValueError for values that are not counts."""
+    """Flat counts (`flat_counts`) as Counts; ValueError for values that are not counts."""
     width = len(Count._fields)
     if len(values) % width:
         raise ValueError(f"{len(values)} values are not counts of {width}")
@@ -206,7 +225,7 @@ def decode(values: Sequence[str | float | int | None]) -> list[Count]:
 
 def _clamped(seconds: float | None) -> float | None:
     # A clock set back between a start and an end: no negative duration.
-    return None if seconds is None else max(0.0, seconds)
+    return seconds if seconds is None or seconds >= 0 else 0.0
 
 
 # --- windows ---------------------------------------------------------------------------------

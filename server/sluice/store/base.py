@@ -482,10 +482,12 @@ class SqlStore(ABC):
         counted = {}
         for r in found:
             try:
-                counted[r.id] = counting.counts_of_run(
-                    templates[r.template_key], r.status, r.seconds, steps[r.id], gates[r.id]
+                counted[r.id] = counting.decode(
+                    counting.flat_counts(
+                        templates[r.template_key], r.status, r.seconds, steps[r.id], gates[r.id]
+                    )
                 )
-            except KeyError as exc:  # not counted, rather than stopping every fold after it
+            except (KeyError, ValueError) as exc:  # not counted, rather than stopping every fold
                 log.warning("analytics: run not counted", run_id=r.id, error=repr(exc))
         return counted
 
@@ -1078,7 +1080,7 @@ def queued_row(run: Run) -> dict[str, Any]:
     return {
         "run_id": run.id, "owner": run.owner, "template_id": run.template.id,
         "template_version": run.template.version, "ended_at": run.ended_at,
-        "counts": counting.encode(counting.counts_of(run)),
+        "counts": counting.flat_counts_of(run),
     }  # fmt: skip
 
 
