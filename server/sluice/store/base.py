@@ -434,19 +434,25 @@ class SqlStore(ABC):
         folded = 0
         async with self._folding:
             while True:
-                # Read and counted on a reader (off the event loop's thread on SQLite); then
+                # Read and added up on a reader (off the event loop's thread on SQLite); then
                 # one short write: the queue rows this fold deletes are the runs it adds. A
                 # row another server's fold deleted first is not added here.
-                found = await self._db.read(lambda conn: self._queued(conn, limit))
+                found, sums = await self._db.read(lambda conn: self._queued(conn, limit))
                 if not found:
                     return folded
-                folded += await self._db.write(functools.partial(self._add_sums, found=found))
+                folded += await self._db.write(
+                    functools.partial(self._add_sums, found=found, sums=sums)
+                )
                 if len(found) < limit:
                     return folded
 
-    def _queued(self, conn: sa.Connection, limit: int) -> list[_Queued]:
-        """The oldest `limit` queue rows, each with what its run adds: as its terminal commit
-        wrote it, or (a run queued by migration 0011) counted from the run's stored rows."""
+    def _queued(
+        self, conn: sa.Connection, limit: int
+    ) -> tuple[list[_Queued], dict[tuple[Any, ...], Tally]]:
+        """The oldest `limit` queue rows, each with what its run adds (as its terminal commit
+        wrote it, or for a run queued by migration 0011 counted from the run's stored rows),
+        and their sums: added up here, off the loop's thread on SQLite; the write uses them
+        when its delete took every row (always, but with several servers folding at once)."""
         queued = conn.execute(_QUEUED, {"limit": limit}).all()
         unread = [r.run_id for r in queued if r.counts is None]
         from_rows = self._counts_from_rows(conn, unread) if unread else {}
@@ -464,7 +470,7 @@ class SqlStore(ABC):
                 counts = ()
             ended = codec.utc(r.ended_at) or r.ended_at
             found.append(_Queued(r.id, r.owner, r.template_id, r.template_version, ended, counts))
-        return found
+        return found, _sum_up(found)
 
     def _counts_from_rows(self, conn: sa.Connection, run_ids: list[str]) -> dict[str, list[Count]]:
         """What each of these ended runs adds, from its stored rows (durations computed by the
@@ -491,7 +497,9 @@ class SqlStore(ABC):
                 log.warning("analytics: run not counted", run_id=r.id, error=repr(exc))
         return counted
 
-    def _add_sums(self, conn: sa.Connection, *, found: Sequence[_Queued]) -> int:
+    def _add_sums(
+        self, conn: sa.Connection, *, found: Sequence[_Queued], sums: dict[tuple[Any, ...], Tally]
+    ) -> int:
         deleted = set(
             conn.execute(
                 analytics_queue.delete()
@@ -499,26 +507,8 @@ class SqlStore(ABC):
                 .returning(analytics_queue.c.id)
             ).scalars()
         )
-        # Added up by hour first, then each hour's tallies into its 6 hours and its day.
-        hours: dict[tuple[Any, ...], Tally] = {}
-        for q in found:
-            if q.id not in deleted:
-                continue
-            hour = counting.floor_hour(q.ended_at)
-            for c in q.counts:
-                key = (q.owner, hour, q.template_id, q.template_version, c.kind, c.subject)
-                tally = hours.get(key)
-                if tally is None:
-                    hours[key] = tally = Tally()
-                tally.add(c)
-        sums: dict[tuple[Any, ...], Tally] = {}
-        for (owner, hour, *rest), tally in hours.items():
-            for width, start in counting.span_starts(hour):
-                key = (owner, int(width.total_seconds()), start, *rest)
-                if width == counting.HOUR:
-                    sums[key] = tally
-                else:
-                    sums.setdefault(key, Tally()).merge(tally)
+        if len(deleted) < len(found):  # another server's fold took some: only ours count
+            sums = _sum_up([q for q in found if q.id in deleted])
         if sums:
             # In key order: two servers folding at once lock the rows they share in one order.
             conn.execute(
@@ -1072,6 +1062,29 @@ _STEPS_TO_COUNT = sa.select(
 _GATES_TO_COUNT = sa.select(
     gate_results.c.run_id, gate_results.c.gate_id, gate_results.c.status
 ).where(gate_results.c.run_id.in_(_IDS))
+
+
+def _sum_up(found: Sequence[_Queued]) -> dict[tuple[Any, ...], Tally]:
+    """What queue rows add to analytics_sums, by its primary key: added up by hour first, then
+    each hour's tallies into its 6 hours and its day."""
+    hours: dict[tuple[Any, ...], Tally] = {}
+    for q in found:
+        hour = counting.floor_hour(q.ended_at)
+        for c in q.counts:
+            key = (q.owner, hour, q.template_id, q.template_version, c.kind, c.subject)
+            tally = hours.get(key)
+            if tally is None:
+                hours[key] = tally = Tally()
+            tally.add(c)
+    sums: dict[tuple[Any, ...], Tally] = {}
+    for (owner, hour, *rest), tally in hours.items():
+        for width, start in counting.span_starts(hour):
+            key = (owner, int(width.total_seconds()), start, *rest)
+            if width == counting.HOUR:
+                sums[key] = tally
+            else:
+                sums.setdefault(key, Tally()).merge(tally)
+    return sums
 
 
 def queued_row(run: Run) -> dict[str, Any]:
