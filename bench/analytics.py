@@ -95,6 +95,13 @@ RUN_COLUMNS = (
 STEP_COLUMNS = ("run_id", "step_id", "position", "status", "attempt", "started_at", "ended_at",
                 "output", "error")  # fmt: skip
 GATE_COLUMNS = ("run_id", "gate_id", "position", "status", "message", "decided_at")
+# A queue row as migration 0011 writes it for a run that had ended: no counts (the fold reads
+# the run's rows to count it).
+QUEUE_COLUMNS = ("run_id", "owner", "template_id", "template_version", "ended_at")
+
+
+def _queued(run: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(run[RUN_COLUMNS.index(c if c != "run_id" else "id")] for c in QUEUE_COLUMNS)
 
 
 @dataclass
@@ -188,7 +195,10 @@ def fill_sqlite(path: Path, total: int) -> float:
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                 [tuple(_text(v) for v in row) for row in values],
             )
-        db.executemany("INSERT INTO analytics_queue (run_id) VALUES (?)", [(i,) for i in batch.ids])
+        db.executemany(
+            f"INSERT INTO analytics_queue ({', '.join(QUEUE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+            [tuple(_text(v) for v in _queued(run)) for run in batch.runs],
+        )
         db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
@@ -251,7 +261,9 @@ async def fill_postgres(url: str, total: int) -> float:
                     "gate_results", records=batch.gates, columns=GATE_COLUMNS
                 )
                 await conn.copy_records_to_table(
-                    "analytics_queue", records=[(i,) for i in batch.ids], columns=("run_id",)
+                    "analytics_queue",
+                    records=[_queued(run) for run in batch.runs],
+                    columns=QUEUE_COLUMNS,
                 )
         await conn.execute("VACUUM ANALYZE")
         return time.perf_counter() - begin
