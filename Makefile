@@ -5,20 +5,27 @@ PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PROTOS := $(wildcard proto/sluice/v1/*.proto)
 TS := clients/typescript
+WEB := clients/web
+# The web view's build, served by the server on SLUICE_HTTP_LISTEN (not committed).
+WEB_STATIC := server/sluice/web/static
+WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(WEB)/vite.config.ts \
+	$(WEB)/tsconfig.json $(shell find $(TS)/src/gen -name '*.ts' 2>/dev/null)
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-analytics bench-peers clean
+.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-analytics bench-peers clean web chromium
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
+	@echo "            (SLUICE_HTTP_LISTEN=127.0.0.1:8080 make run: the web view there too)"
+	@echo "make web    build the web view (clients/web) into $(WEB_STATIC)"
 	@echo "make test    run the whole test suite"
 	@echo "make test-postgres  the end-to-end and durability tests on PostgreSQL (POSTGRES_URL)"
 	@echo "make lint    ruff, mypy and buf lint"
 	@echo "make proto   regenerate generated/ from proto/"
 	@echo "make bench   the benchmark suite (several minutes); bench-quick for a smoke run"
 	@echo "make bench-postgres  Sluice on PostgreSQL beside SQLite and DBOS on PostgreSQL, 3 rounds"
-	@echo "make bench-analytics  GetAnalytics over 1,000,000 runs on SQLite and PostgreSQL (~30 min)"
+	@echo "make bench-analytics  GetAnalytics over 1,000,000 runs on SQLite and PostgreSQL (~15 min)"
 	@echo "make bench-peers  install DBOS and Temporal into bench/.peers-venv for comparison"
 
 $(VENV)/.installed: pyproject.toml
@@ -35,11 +42,27 @@ $(TS)/node_modules/.installed: $(TS)/package.json $(TS)/package-lock.json
 	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: $(VENV)/.installed
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Rebuilt when its sources or the generated TypeScript change.
+$(WEB_STATIC)/.built: $(WEB)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB) && npm run --silent build -- --logLevel warn
+	touch $@
+
+web: $(WEB_STATIC)/.built
+
+# The browser tests (tests/browser) drive Debian's chromium: installed here where missing.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing chromium (Debian) for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: $(VENV)/.installed web
 	$(VENV)/bin/sluice serve
 
 # The TypeScript client is built first: tests/e2e/test_typescript_worker.py runs its example worker.
-test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
+test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed web chromium
 	cd $(TS) && npm run --silent build
 	$(PY) -m pytest -n auto
 	cd $(TS) && npm test --silent
@@ -48,13 +71,14 @@ test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
 test-postgres: $(VENV)/.installed node_modules/.installed
 	SLUICE_TEST_DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest tests/e2e tests/durability tests/integration
 
-lint: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed
+lint: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed $(WEB)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(BUF) lint proto
 	$(MAKE) --no-print-directory breaking
 	cd $(TS) && npx --offline tsc -p tsconfig.json --noEmit
+	cd $(WEB) && npx --offline tsc -p tsconfig.json --noEmit
 
 # The contracts may grow but not break: compare proto/ with the parent commit's.
 breaking: node_modules/.installed
@@ -105,4 +129,5 @@ bench-peers:
 	PYTHON=$(PYTHON) bench/install_peers.sh
 
 clean:
-	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache $(TS)/node_modules $(TS)/dist
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache $(TS)/node_modules $(TS)/dist \
+		$(WEB)/node_modules $(WEB_STATIC) tests/output

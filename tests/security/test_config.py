@@ -20,6 +20,14 @@ def test_no_auth_refuses_non_loopback_addresses(listen: str) -> None:
         config.parse(["--listen", listen], env={})
 
 
+def test_the_web_view_follows_the_same_rule() -> None:
+    with pytest.raises(config.ConfigError, match=r"refusing to listen on SLUICE_HTTP_LISTEN 0\.0"):
+        config.parse(["--http-listen", "0.0.0.0:8080"], env={})
+    assert config.parse(["--http-listen", "127.0.0.1:8080"], env={}).http_listen.endswith("8080")
+    env = {"SLUICE_AUTH_JWT_SECRET": "s" * 32, "SLUICE_HTTP_LISTEN": "0.0.0.0:8080"}
+    assert config.parse([], env=env).http_listen == "0.0.0.0:8080"
+
+
 @pytest.mark.parametrize("listen", ["127.0.0.1:50051", "localhost:1", "[::1]:2", "127.0.0.1:0"])
 def test_loopback_is_fine_without_auth(listen: str) -> None:
     assert config.parse(["--listen", listen], env={}).listen == listen

@@ -17,6 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(rb"serving on (127\.0\.0\.1:\d+)")
+_METRICS = re.compile(rb"metrics on http://(127\.0\.0\.1:\d+)/metrics")
 
 
 class ServerProcess:
@@ -37,6 +38,7 @@ class ServerProcess:
         self.cwd = cwd
         self.settings = settings
         self.address = ""
+        self.metrics_address = ""  # with metrics_listen: where /metrics is served
         self.log = bytearray()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -65,6 +67,8 @@ class ServerProcess:
             if not line:
                 raise RuntimeError(f"server exited before serving:\n{self.log.decode()}")
             self.log += line
+            if match := _METRICS.search(line):
+                self.metrics_address = match.group(1).decode()  # logged before serving
             if match := _SERVING.search(line):
                 self.address = match.group(1).decode()
         self._reader = asyncio.create_task(self._drain(self._process.stderr))

@@ -27,37 +27,39 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sluice/v1/template.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n\x08Template\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\"\n\x05steps\x18\x05 \x03(\x0b\x32\x13.sluice.v1.StepSpec\x12-\n\rquality_gates\x18\x06 \x03(\x0b\x32\x16.sluice.v1.QualityGate\x12$\n\x06params\x18\x07 \x03(\x0b\x32\x14.sluice.v1.ParamSpec\x12\x12\n\npredefined\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x08StepSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x64\x65pendencies\x18\x06 \x03(\t\x12\x10\n\x08optional\x18\x07 \x01(\x08\x12%\n\x05retry\x18\x08 \x01(\x0b\x32\x16.sluice.v1.RetryPolicy\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttask_type\x18\n \x01(\t\x12<\n\x19schedule_to_start_timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04when\x18\x0c \x01(\t\x12\x32\n\x0f\x64\x65pendency_rule\x18\r \x01(\x0e\x32\x19.sluice.v1.DependencyRule\"\xd6\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x03 \x01(\x01\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06jitter\x18\x05 \x01(\x01\x12!\n\x19non_retryable_error_types\x18\x06 \x03(\t\"\xba\x02\n\x0bQualityGate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12%\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x15.sluice.v1.GateAction\x12\x32\n\tthreshold\x18\x05 \x01(\x0b\x32\x1d.sluice.v1.ThresholdConditionH\x00\x12\x34\n\nvalidation\x18\x06 \x01(\x0b\x32\x1e.sluice.v1.ValidationConditionH\x00\x12\x30\n\x08\x61pproval\x18\x07 \x01(\x0b\x32\x1c.sluice.v1.ApprovalConditionH\x00\x12\x30\n\x08\x65xternal\x18\x08 \x01(\x0b\x32\x1c.sluice.v1.ExternalConditionH\x00\x42\x0b\n\tcondition\"\x9c\x01\n\x11\x45xternalCondition\x12\x15\n\x0bwebhook_url\x18\x01 \x01(\tH\x00\x12\x13\n\ttask_type\x18\x02 \x01(\tH\x00\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x05retry\x18\x04 \x01(\x0b\x32\x16.sluice.v1.RetryPolicyB\x08\n\x06source\"h\n\x12ThresholdCondition\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12/\n\x08operator\x18\x02 \x01(\x0e\x32\x1d.sluice.v1.ComparisonOperator\x12\x11\n\tthreshold\x18\x03 \x01(\x01\")\n\x13ValidationCondition\x12\x12\n\nexpression\x18\x01 \x01(\t\"u\n\x11\x41pprovalCondition\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\non_timeout\x18\x02 \x01(\x0e\x32 .sluice.v1.ApprovalTimeoutAction\"o\n\tParamSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12-\n\rdefault_value\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value*w\n\x0e\x44\x65pendencyRule\x12\x1f\n\x1b\x44\x45PENDENCY_RULE_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45PENDENCY_RULE_ALL_COMPLETED\x10\x01\x12!\n\x1d\x44\x45PENDENCY_RULE_ANY_COMPLETED\x10\x02*\xab\x01\n\x15\x41pprovalTimeoutAction\x12\'\n#APPROVAL_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12#\n\x1f\x41PPROVAL_TIMEOUT_ACTION_APPROVE\x10\x01\x12\"\n\x1e\x41PPROVAL_TIMEOUT_ACTION_REJECT\x10\x02\x12 \n\x1c\x41PPROVAL_TIMEOUT_ACTION_FAIL\x10\x03*\xe4\x01\n\x12\x43omparisonOperator\x12#\n\x1f\x43OMPARISON_OPERATOR_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPARISON_OPERATOR_GT\x10\x01\x12\x1b\n\x17\x43OMPARISON_OPERATOR_GTE\x10\x02\x12\x1a\n\x16\x43OMPARISON_OPERATOR_LT\x10\x03\x12\x1b\n\x17\x43OMPARISON_OPERATOR_LTE\x10\x04\x12\x1a\n\x16\x43OMPARISON_OPERATOR_EQ\x10\x05\x12\x1b\n\x17\x43OMPARISON_OPERATOR_NEQ\x10\x06*q\n\nGateAction\x12\x1b\n\x17GATE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14GATE_ACTION_CONTINUE\x10\x01\x12\x15\n\x11GATE_ACTION_PAUSE\x10\x02\x12\x15\n\x11GATE_ACTION_ABORT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sluice/v1/template.proto\x12\tsluice.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n\x08Template\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\"\n\x05steps\x18\x05 \x03(\x0b\x32\x13.sluice.v1.StepSpec\x12-\n\rquality_gates\x18\x06 \x03(\x0b\x32\x16.sluice.v1.QualityGate\x12$\n\x06params\x18\x07 \x03(\x0b\x32\x14.sluice.v1.ParamSpec\x12\x12\n\npredefined\x18\x08 \x01(\x08\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x08StepSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x64\x65pendencies\x18\x06 \x03(\t\x12\x10\n\x08optional\x18\x07 \x01(\x08\x12%\n\x05retry\x18\x08 \x01(\x0b\x32\x16.sluice.v1.RetryPolicy\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\ttask_type\x18\n \x01(\t\x12<\n\x19schedule_to_start_timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04when\x18\x0c \x01(\t\x12\x32\n\x0f\x64\x65pendency_rule\x18\r \x01(\x0e\x32\x19.sluice.v1.DependencyRule\"X\n\x08StepType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\rconfig_schema\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06remote\x18\x03 \x01(\x08\"\xd6\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x03 \x01(\x01\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06jitter\x18\x05 \x01(\x01\x12!\n\x19non_retryable_error_types\x18\x06 \x03(\t\"\xba\x02\n\x0bQualityGate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12%\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x15.sluice.v1.GateAction\x12\x32\n\tthreshold\x18\x05 \x01(\x0b\x32\x1d.sluice.v1.ThresholdConditionH\x00\x12\x34\n\nvalidation\x18\x06 \x01(\x0b\x32\x1e.sluice.v1.ValidationConditionH\x00\x12\x30\n\x08\x61pproval\x18\x07 \x01(\x0b\x32\x1c.sluice.v1.ApprovalConditionH\x00\x12\x30\n\x08\x65xternal\x18\x08 \x01(\x0b\x32\x1c.sluice.v1.ExternalConditionH\x00\x42\x0b\n\tcondition\"\x9c\x01\n\x11\x45xternalCondition\x12\x15\n\x0bwebhook_url\x18\x01 \x01(\tH\x00\x12\x13\n\ttask_type\x18\x02 \x01(\tH\x00\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12%\n\x05retry\x18\x04 \x01(\x0b\x32\x16.sluice.v1.RetryPolicyB\x08\n\x06source\"h\n\x12ThresholdCondition\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12/\n\x08operator\x18\x02 \x01(\x0e\x32\x1d.sluice.v1.ComparisonOperator\x12\x11\n\tthreshold\x18\x03 \x01(\x01\")\n\x13ValidationCondition\x12\x12\n\nexpression\x18\x01 \x01(\t\"u\n\x11\x41pprovalCondition\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\non_timeout\x18\x02 \x01(\x0e\x32 .sluice.v1.ApprovalTimeoutAction\"o\n\tParamSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12-\n\rdefault_value\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value*w\n\x0e\x44\x65pendencyRule\x12\x1f\n\x1b\x44\x45PENDENCY_RULE_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45PENDENCY_RULE_ALL_COMPLETED\x10\x01\x12!\n\x1d\x44\x45PENDENCY_RULE_ANY_COMPLETED\x10\x02*\xab\x01\n\x15\x41pprovalTimeoutAction\x12\'\n#APPROVAL_TIMEOUT_ACTION_UNSPECIFIED\x10\x00\x12#\n\x1f\x41PPROVAL_TIMEOUT_ACTION_APPROVE\x10\x01\x12\"\n\x1e\x41PPROVAL_TIMEOUT_ACTION_REJECT\x10\x02\x12 \n\x1c\x41PPROVAL_TIMEOUT_ACTION_FAIL\x10\x03*\xe4\x01\n\x12\x43omparisonOperator\x12#\n\x1f\x43OMPARISON_OPERATOR_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPARISON_OPERATOR_GT\x10\x01\x12\x1b\n\x17\x43OMPARISON_OPERATOR_GTE\x10\x02\x12\x1a\n\x16\x43OMPARISON_OPERATOR_LT\x10\x03\x12\x1b\n\x17\x43OMPARISON_OPERATOR_LTE\x10\x04\x12\x1a\n\x16\x43OMPARISON_OPERATOR_EQ\x10\x05\x12\x1b\n\x17\x43OMPARISON_OPERATOR_NEQ\x10\x06*q\n\nGateAction\x12\x1b\n\x17GATE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14GATE_ACTION_CONTINUE\x10\x01\x12\x15\n\x11GATE_ACTION_PAUSE\x10\x02\x12\x15\n\x11GATE_ACTION_ABORT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.v1.template_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEPENDENCYRULE']._serialized_start=1860
-  _globals['_DEPENDENCYRULE']._serialized_end=1979
-  _globals['_APPROVALTIMEOUTACTION']._serialized_start=1982
-  _globals['_APPROVALTIMEOUTACTION']._serialized_end=2153
-  _globals['_COMPARISONOPERATOR']._serialized_start=2156
-  _globals['_COMPARISONOPERATOR']._serialized_end=2384
-  _globals['_GATEACTION']._serialized_start=2386
-  _globals['_GATEACTION']._serialized_end=2499
+  _globals['_DEPENDENCYRULE']._serialized_start=1950
+  _globals['_DEPENDENCYRULE']._serialized_end=2069
+  _globals['_APPROVALTIMEOUTACTION']._serialized_start=2072
+  _globals['_APPROVALTIMEOUTACTION']._serialized_end=2243
+  _globals['_COMPARISONOPERATOR']._serialized_start=2246
+  _globals['_COMPARISONOPERATOR']._serialized_end=2474
+  _globals['_GATEACTION']._serialized_start=2476
+  _globals['_GATEACTION']._serialized_end=2589
   _globals['_TEMPLATE']._serialized_start=135
   _globals['_TEMPLATE']._serialized_end=399
   _globals['_STEPSPEC']._serialized_start=402
   _globals['_STEPSPEC']._serialized_end=784
-  _globals['_RETRYPOLICY']._serialized_start=787
-  _globals['_RETRYPOLICY']._serialized_end=1001
-  _globals['_QUALITYGATE']._serialized_start=1004
-  _globals['_QUALITYGATE']._serialized_end=1318
-  _globals['_EXTERNALCONDITION']._serialized_start=1321
-  _globals['_EXTERNALCONDITION']._serialized_end=1477
-  _globals['_THRESHOLDCONDITION']._serialized_start=1479
-  _globals['_THRESHOLDCONDITION']._serialized_end=1583
-  _globals['_VALIDATIONCONDITION']._serialized_start=1585
-  _globals['_VALIDATIONCONDITION']._serialized_end=1626
-  _globals['_APPROVALCONDITION']._serialized_start=1628
-  _globals['_APPROVALCONDITION']._serialized_end=1745
-  _globals['_PARAMSPEC']._serialized_start=1747
-  _globals['_PARAMSPEC']._serialized_end=1858
+  _globals['_STEPTYPE']._serialized_start=786
+  _globals['_STEPTYPE']._serialized_end=874
+  _globals['_RETRYPOLICY']._serialized_start=877
+  _globals['_RETRYPOLICY']._serialized_end=1091
+  _globals['_QUALITYGATE']._serialized_start=1094
+  _globals['_QUALITYGATE']._serialized_end=1408
+  _globals['_EXTERNALCONDITION']._serialized_start=1411
+  _globals['_EXTERNALCONDITION']._serialized_end=1567
+  _globals['_THRESHOLDCONDITION']._serialized_start=1569
+  _globals['_THRESHOLDCONDITION']._serialized_end=1673
+  _globals['_VALIDATIONCONDITION']._serialized_start=1675
+  _globals['_VALIDATIONCONDITION']._serialized_end=1716
+  _globals['_APPROVALCONDITION']._serialized_start=1718
+  _globals['_APPROVALCONDITION']._serialized_end=1835
+  _globals['_PARAMSPEC']._serialized_start=1837
+  _globals['_PARAMSPEC']._serialized_end=1948
 # @@protoc_insertion_point(module_scope)

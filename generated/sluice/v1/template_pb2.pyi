@@ -339,6 +339,44 @@ class StepSpec(_message.Message):
 Global___StepSpec: _TypeAlias = StepSpec  # noqa: Y015
 
 @_typing.final
+class StepType(_message.Message):
+    """A step type this server runs, as ListStepTypes describes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONFIG_SCHEMA_FIELD_NUMBER: _builtins.int
+    REMOTE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name a step gives as its type, e.g. "generate"."""
+    remote: _builtins.bool
+    """True for "task": steps of this type are served by workers
+    (WorkerService) and name their task_type.
+    """
+    @_builtins.property
+    def config_schema(self) -> _struct_pb2.Struct:
+        """The JSON Schema (draft 2020-12) the step's config is checked against
+        (each key's "description" says what it means); unset when the type
+        declares none, and then any object is accepted. A type may check more
+        than its schema says: ValidateTemplate reports every problem.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        config_schema: _struct_pb2.Struct | None = ...,
+        remote: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config_schema", b"config_schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_schema", b"config_schema", "name", b"name", "remote", b"remote"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepType: _TypeAlias = StepType  # noqa: Y015
+
+@_typing.final
 class RetryPolicy(_message.Message):
     """How a failed step attempt is retried. The delay before attempt n+1 is
     initial_backoff * backoff_multiplier^(n-1), capped at max_backoff: with 1s and

@@ -332,6 +332,60 @@ class TemplateViolation(_message.Message):
 Global___TemplateViolation: _TypeAlias = TemplateViolation  # noqa: Y015
 
 @_typing.final
+class ListStepTypesRequest(_message.Message):
+    """Request of ListStepTypes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum step types to return, 1-1000; 0 means 100."""
+    page_token: _builtins.str
+    """next_page_token of a previous call, to get the next page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStepTypesRequest: _TypeAlias = ListStepTypesRequest  # noqa: Y015
+
+@_typing.final
+class ListStepTypesResponse(_message.Message):
+    """Response of ListStepTypes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_TYPES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def step_types(self) -> _containers.RepeatedCompositeFieldContainer[_template_pb2.StepType]:
+        """The step types, by name."""
+
+    def __init__(
+        self,
+        *,
+        step_types: _abc.Iterable[_template_pb2.StepType] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "step_types", b"step_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStepTypesResponse: _TypeAlias = ListStepTypesResponse  # noqa: Y015
+
+@_typing.final
 class CreateWorkflowRequest(_message.Message):
     """Request of CreateWorkflow."""
 

@@ -66,6 +66,11 @@ class WorkflowServiceStub:
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateResponse.FromString,
                 _registered_method=True)
+        self.ListStepTypes = channel.unary_unary(
+                '/sluice.v1.WorkflowService/ListStepTypes',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListStepTypesRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListStepTypesResponse.FromString,
+                _registered_method=True)
         self.CreateWorkflow = channel.unary_unary(
                 '/sluice.v1.WorkflowService/CreateWorkflow',
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.CreateWorkflowRequest.SerializeToString,
@@ -181,6 +186,15 @@ class WorkflowServiceServicer:
 
     def ValidateTemplate(self, request, context):
         """Checks a template and returns every problem at once. Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStepTypes(self, request, context):
+        """Lists the step types this server runs (the built-in ones and those its
+        plugins register), each with the JSON Schema of its config where the type
+        declares one: what a template editor offers and checks against.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -333,6 +347,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ValidateTemplate,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateResponse.SerializeToString,
+            ),
+            'ListStepTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStepTypes,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.ListStepTypesRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.ListStepTypesResponse.SerializeToString,
             ),
             'CreateWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWorkflow,
@@ -547,6 +566,33 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/ValidateTemplate',
             sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.ValidateTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStepTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/ListStepTypes',
+            sluice_dot_v1_dot_workflow__service__pb2.ListStepTypesRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.ListStepTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

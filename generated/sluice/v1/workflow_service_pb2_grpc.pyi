@@ -55,6 +55,11 @@ class WorkflowServiceStub:
     """
     ValidateTemplate: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ValidateTemplateRequest, _workflow_service_pb2.ValidateTemplateResponse]
     """Checks a template and returns every problem at once. Changes nothing."""
+    ListStepTypes: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ListStepTypesRequest, _workflow_service_pb2.ListStepTypesResponse]
+    """Lists the step types this server runs (the built-in ones and those its
+    plugins register), each with the JSON Schema of its config where the type
+    declares one: what a template editor offers and checks against.
+    """
     CreateWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.CreateWorkflowRequest, _workflow_service_pb2.CreateWorkflowResponse]
     """Creates a run (PENDING) from a template and parameters."""
     ExecuteWorkflow: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.ExecuteWorkflowRequest, _workflow_service_pb2.ExecuteWorkflowResponse]
@@ -143,6 +148,11 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """
     ValidateTemplate: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ValidateTemplateRequest, _workflow_service_pb2.ValidateTemplateResponse]  # type: ignore[assignment]
     """Checks a template and returns every problem at once. Changes nothing."""
+    ListStepTypes: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ListStepTypesRequest, _workflow_service_pb2.ListStepTypesResponse]  # type: ignore[assignment]
+    """Lists the step types this server runs (the built-in ones and those its
+    plugins register), each with the JSON Schema of its config where the type
+    declares one: what a template editor offers and checks against.
+    """
     CreateWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.CreateWorkflowRequest, _workflow_service_pb2.CreateWorkflowResponse]  # type: ignore[assignment]
     """Creates a run (PENDING) from a template and parameters."""
     ExecuteWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.ExecuteWorkflowRequest, _workflow_service_pb2.ExecuteWorkflowResponse]  # type: ignore[assignment]
@@ -258,6 +268,17 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_service_pb2.ValidateTemplateResponse, _abc.Awaitable[_workflow_service_pb2.ValidateTemplateResponse]]:
         """Checks a template and returns every problem at once. Changes nothing."""
+
+    @_abc_1.abstractmethod
+    def ListStepTypes(
+        self,
+        request: _workflow_service_pb2.ListStepTypesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.ListStepTypesResponse, _abc.Awaitable[_workflow_service_pb2.ListStepTypesResponse]]:
+        """Lists the step types this server runs (the built-in ones and those its
+        plugins register), each with the JSON Schema of its config where the type
+        declares one: what a template editor offers and checks against.
+        """
 
     @_abc_1.abstractmethod
     def CreateWorkflow(

@@ -13,6 +13,7 @@ from google.protobuf.descriptor import EnumDescriptor
 
 from sluice.engine import metrics as metrics_mod
 from sluice.engine.analytics import Analytics, Durations
+from sluice.engine.catalog import StepTypeInfo
 from sluice.engine.model import (
     ApprovalTimeout,
     DependencyRule,
@@ -310,6 +311,15 @@ def template_to_proto(
         param = pb.params.add(name=p.name, description=p.description, required=p.required)
         if p.default is not None:
             json_format.ParseDict(p.default, param.default_value)
+    return pb
+
+
+def step_type_to_proto(info: StepTypeInfo) -> template_pb2.StepType:
+    pb = template_pb2.StepType(name=info.name, remote=info.remote)
+    if info.config_schema is not None:
+        # Set even when empty: "declares a schema" and "declares none" read differently.
+        pb.config_schema.SetInParent()
+        pb.config_schema.update(info.config_schema)
     return pb
 
 

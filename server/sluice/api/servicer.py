@@ -77,17 +77,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ListTemplates(
         self, request: pb.ListTemplatesRequest, context: Context
     ) -> pb.ListTemplatesResponse:
-        checks = Checks()
-        checks.page_size(request.page_size)
-        offset = decode_offset(request.page_token, checks)
-        checks.done()
-        size = request.page_size or 100
+        window = _offset_window(request)
         templates = await self._catalog.list(current_user())
-        page = templates[offset : offset + size]
-        more = offset + size < len(templates)
         return pb.ListTemplatesResponse(
-            templates=[convert.template_to_proto(t) for t in page],
-            next_page_token=encode_offset(offset + size) if more else "",
+            templates=[convert.template_to_proto(t) for t in templates[window]],
+            next_page_token=_token_after(window, len(templates)),
         )
 
     @rpc
@@ -136,6 +130,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             violations=[
                 pb.TemplateViolation(field=v.field, description=v.description) for v in violations
             ],
+        )
+
+    @rpc
+    async def ListStepTypes(
+        self, request: pb.ListStepTypesRequest, context: Context
+    ) -> pb.ListStepTypesResponse:
+        window = _offset_window(request)
+        types = self._catalog.step_types()
+        return pb.ListStepTypesResponse(
+            step_types=[convert.step_type_to_proto(t) for t in types[window]],
+            next_page_token=_token_after(window, len(types)),
         )
 
     # --- runs -----------------------------------------------------------------------------------
@@ -454,6 +459,28 @@ class _WatchResponses:
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
         return response
+
+
+class _OffsetPaged(Protocol):
+    """A list request over a short list kept in memory, paged by offset."""
+
+    @property
+    def page_size(self) -> int: ...
+
+    @property
+    def page_token(self) -> str: ...
+
+
+def _offset_window(request: _OffsetPaged) -> slice:
+    checks = Checks()
+    checks.page_size(request.page_size)
+    offset = decode_offset(request.page_token, checks)
+    checks.done()
+    return slice(offset, offset + (request.page_size or 100))
+
+
+def _token_after(window: slice, total: int) -> str:
+    return encode_offset(window.stop) if window.stop < total else ""
 
 
 def _check_id(workflow_id: str, *, reason: str = "") -> None:

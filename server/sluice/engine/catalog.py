@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from sluice.engine.errors import (
     AlreadyExists,
@@ -14,12 +15,31 @@ from sluice.engine.errors import (
     NotFound,
     Violation,
 )
-from sluice.engine.model import Template
+from sluice.engine.model import TASK_STEP_TYPE, Template
 from sluice.engine.ports import Clock, Store
 from sluice.engine.validation import StepTypes, TemplateLimits, validate_template
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class KnownStepTypes(StepTypes, Protocol):
+    """The registered step types, which can also be listed (the handler registry)."""
+
+    def types(self) -> Iterable[str]: ...
+
+    def config_schema(self, step_type: str) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepTypeInfo:
+    """What a template editor needs to know of a step type."""
+
+    name: str
+    # The JSON Schema its config is checked against; None when the type declares none.
+    config_schema: Mapping[str, Any] | None
+    # Served by workers: its steps name a task type.
+    remote: bool
 
 
 class TemplateCatalog:
@@ -33,7 +53,7 @@ class TemplateCatalog:
         self,
         store: Store,
         predefined: Iterable[Template],
-        step_types: StepTypes,
+        step_types: KnownStepTypes,
         clock: Clock,
         limits: TemplateLimits = TemplateLimits(),
         *,
@@ -62,6 +82,13 @@ class TemplateCatalog:
 
     def validate(self, template: Template) -> list[Violation]:
         return validate_template(template, self._step_types, self.limits)
+
+    def step_types(self) -> list[StepTypeInfo]:
+        """The types a template's steps may name, by name."""
+        return [
+            StepTypeInfo(name, self._step_types.config_schema(name), name == TASK_STEP_TYPE)
+            for name in sorted(self._step_types.types())
+        ]
 
     async def list(self, owner: str) -> list[Template]:
         own = await self._store.list_templates(owner)

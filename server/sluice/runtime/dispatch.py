@@ -25,6 +25,7 @@ from sluice.engine.handlers import (
 )
 from sluice.engine.model import JsonObject, Run, StepSpec
 from sluice.engine.ports import Clock
+from sluice.runtime.probes import NO_PROBES, Probes
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +64,13 @@ class LocalDispatcher:
         deliver: Deliver,
         clock: Clock,
         settings: DispatchSettings = DispatchSettings(),
+        probes: Probes = NO_PROBES,
     ) -> None:
         self.handlers = handlers
         self._deliver = deliver
         self._clock = clock
         self._settings = settings
+        self._probes = probes
         self._slots = asyncio.Semaphore(settings.max_concurrent_steps)
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -131,6 +134,9 @@ class LocalDispatcher:
         ctx = self._context(run, spec, attempt)  # built apart: this frame lives as long as the step
         timeout = (spec.timeout or self._settings.default_step_timeout).total_seconds()
         async with self._slots:
+            began = run.steps[spec.id].started_at
+            if began is not None:
+                self._probes.step_began(spec.type, (self._clock.now() - began).total_seconds())
             try:
                 async with asyncio.timeout(timeout):
                     return await self.handlers.get(spec.type).run(ctx)

@@ -54,6 +54,7 @@ from sluice.runtime.bus import EventBus, Subscription
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, LeaseKeeper
 from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome
 from sluice.runtime.event_reads import SharedEventReads
+from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.task_queue import TaskQueue
 from sluice.runtime.tasks import Queued, RemoteDispatcher, TaskSettings
 
@@ -136,16 +137,19 @@ class Engine:
         bus: EventBus | None = None,
         on_committed: Sequence[Observer] = (),
         cluster: Cluster | None = None,
+        probes: Probes = NO_PROBES,
     ) -> None:
         """`on_committed`: called with a run and the events just committed to it (its state
         after them), after its watchers are told; the server logs runs this way. `cluster`:
-        leases and notices for several servers on one database (None: this server alone)."""
+        leases and notices for several servers on one database (None: this server alone).
+        `probes`: told what only the runtime sees (the server's metrics)."""
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
         self.bus = bus or EventBus()
         self.cluster = cluster
         self._observers = tuple(on_committed)
+        self._probes = probes
         self._sleep = sleep
         self._drivers: dict[str, _Driver] = {}
         self._acquiring: dict[str, asyncio.Future[_Driver | None]] = {}
@@ -159,6 +163,7 @@ class Engine:
                 default_step_timeout=settings.default_step_timeout,
                 max_output_bytes=settings.max_output_bytes,
             ),
+            probes,
         )
         # Task steps: this server follows the tasks of the runs it drives (`remote`); workers
         # take and report on any run's tasks through `task_queue`.
@@ -172,6 +177,7 @@ class Engine:
             self._tasks_changed,
             task_settings,
             recheck=cluster.settings.recheck if cluster is not None else None,
+            probes=probes,
         )
         self._background: set[asyncio.Task[Any]] = set()
         self._event_reads = SharedEventReads(store.list_events)
@@ -183,6 +189,10 @@ class Engine:
     @property
     def handlers(self) -> HandlerRegistry:
         return self.dispatcher.handlers
+
+    def driven_runs(self) -> list[Run]:
+        """The runs this server drives now, as it holds them."""
+        return [driver.run for driver in self._drivers.values()]
 
     @property
     def server_id(self) -> str:
@@ -623,6 +633,9 @@ class Engine:
         claimed = await cluster.leases.claim(
             self.server_id, min(free, cluster.settings.claim_batch)
         )
+        # Epoch 1 is a run's first holder (its creator, or the first claim of a run nobody
+        # took); past it, the run was held by another server before.
+        self._probes.runs_taken_over(sum(1 for _, epoch in claimed if epoch > 1))
         drivers = []
         for run_id, epoch in claimed:
             run = await self.store.get_run_any(run_id)

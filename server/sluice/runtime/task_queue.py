@@ -23,6 +23,7 @@ from typing import Any
 
 from sluice.engine.errors import FailedPrecondition, NotFound
 from sluice.engine.ports import Clock, QueueStats, TaskKey, TaskRecord, TaskState, TaskStore
+from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.tasks import TaskSettings
 
 Changed = Callable[[Sequence[TaskRecord]], None]
@@ -39,9 +40,11 @@ class TaskQueue:
         changed: Changed,
         settings: TaskSettings = TaskSettings(),
         recheck: timedelta | None = None,
+        probes: Probes = NO_PROBES,
     ) -> None:
         self._store = store
         self._clock = clock
+        self._probes = probes
         self._changed = changed
         self.settings = settings
         self.recheck = recheck.total_seconds() if recheck is not None else None
@@ -109,11 +112,16 @@ class TaskQueue:
             )
         )
         try:
-            return await asyncio.shield(taking)
+            taken = await asyncio.shield(taking)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await self.release([t.key for t in await taking])
             raise
+        for task in taken:
+            if task.delivery == 1 and task.activated_at is not None:  # a first delivery
+                waited = (task.activated_at - task.queued_at).total_seconds()
+                self._probes.task_taken(task.task_type, waited)
+        return taken
 
     def close_sessions(self) -> None:
         """The server is stopping: every stream ends now, cleanly (its worker keeps the tasks

@@ -111,6 +111,12 @@ class SqlStore(ABC):
         SQLAlchemy reads them (SQLite overrides it with its own cursor)."""
         return [dict(row) for row in conn.execute(statement, values).mappings()]
 
+    @abstractmethod
+    def probe_commits(self, probe: Callable[[int, float], None]) -> None:
+        """Tell `probe` the size of each batch of writes committed together and how long its
+        transaction took, in seconds (the server's metrics). Each database's store says
+        where its batches are made."""
+
     @property
     def executor(self) -> Executor:
         return self._db

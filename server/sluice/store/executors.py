@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -158,6 +159,8 @@ class SqliteExecutor:
         self._reader_connections: list[sa.Connection] = []
         self._reader_lock = threading.Lock()
         self._wal = WalKeeper(Path(writer.url.database or ""))
+        # Told each batch's size and how long its transaction took (the server's metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
 
     async def write(self, work: Work[T]) -> T:
         if self._closed:
@@ -208,7 +211,10 @@ class SqliteExecutor:
                 try:
                     if self._conn is None or self._conn.invalidated:
                         self._conn = self._engine.connect()
+                    began = time.perf_counter()
                     await self._commit(self._conn, batch)
+                    if self.on_batch is not None:
+                        self.on_batch(len(batch), time.perf_counter() - began)
                 except Exception as error:  # could not connect, or not even begin
                     for pending in batch:
                         pending.result, pending.error = None, error

@@ -14,7 +14,7 @@ time, and 0.2 with 64 callers, whose writes share statements: 536 workflows/s ag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -69,6 +69,9 @@ class PostgresStore(SqlStore):
         its runs on `channel` (as `server_id`; see `postgres_notify`), which PostgreSQL
         delivers once the batch commits: a notice costs no transaction of its own."""
         self._kind.notices = (channel, server_id)
+
+    def probe_commits(self, probe: Callable[[int, float], None]) -> None:
+        self._writes.on_batch = probe  # runs' creations and transitions: the hot path's writes
 
     async def close(self) -> None:
         await self._writes.close()

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -73,6 +74,8 @@ class GroupCommit:
         self._ready = asyncio.Event()
         self._closed = False
         self._connections: list[asyncpg.Connection | None] = [None] * writers
+        # Told each batch's size and how long its transaction took (the server's metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
         self._writers = [
             asyncio.create_task(self._write_loop(i), name=f"sluice-pg-writer-{i}")
             for i in range(writers)
@@ -129,8 +132,11 @@ class GroupCommit:
                 conn = self._connections[slot]
                 if conn is None or conn.is_closed():
                     conn = self._connections[slot] = await asyncpg.connect(self._dsn)
+                began = time.perf_counter()
                 for kind in {id(p.kind): p.kind for p in batch}.values():
                     await self._run(conn, kind, batch, settled)
+                if self.on_batch is not None:
+                    self.on_batch(len(batch), time.perf_counter() - began)
             except asyncio.CancelledError:  # closed with these in flight: they may or may not
                 for pending in batch:  # have committed, as when a connection is lost
                     if not pending.future.done():

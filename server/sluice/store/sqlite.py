@@ -8,7 +8,7 @@ cursor (`sqlite_raw`): interpreter time bounds throughput here. Reads run on two
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ class SqliteStore(SqlStore):
     def on_file(cls, url: str | URL) -> SqliteStore:
         """The store on the (migrated) database file of `url`."""
         return cls(SqliteExecutor(*sqlite_engines(url)))
+
+    def probe_commits(self, probe: Callable[[int, float], None]) -> None:
+        assert isinstance(self._db, SqliteExecutor)
+        self._db.on_batch = probe  # every write of the file: one writer, group committed
 
     def _execute(self, conn: sa.Connection, writes: Writes) -> int:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/template.proto.
  */
 export const file_sluice_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEd2hlbhgMIAEoCRIyCg9kZXBlbmRlbmN5X3J1bGUYDSABKA4yGS5zbHVpY2UudjEuRGVwZW5kZW5jeVJ1bGUi1gEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoARIhChlub25fcmV0cnlhYmxlX2Vycm9yX3R5cGVzGAYgAygJIroCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSAASMAoIZXh0ZXJuYWwYCCABKAsyHC5zbHVpY2UudjEuRXh0ZXJuYWxDb25kaXRpb25IAEILCgljb25kaXRpb24inAEKEUV4dGVybmFsQ29uZGl0aW9uEhUKC3dlYmhvb2tfdXJsGAEgASgJSAASEwoJdGFza190eXBlGAIgASgJSAASKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIlCgVyZXRyeRgEIAEoCzIWLnNsdWljZS52MS5SZXRyeVBvbGljeUIICgZzb3VyY2UiaAoSVGhyZXNob2xkQ29uZGl0aW9uEg4KBm1ldHJpYxgBIAEoCRIvCghvcGVyYXRvchgCIAEoDjIdLnNsdWljZS52MS5Db21wYXJpc29uT3BlcmF0b3ISEQoJdGhyZXNob2xkGAMgASgBIikKE1ZhbGlkYXRpb25Db25kaXRpb24SEgoKZXhwcmVzc2lvbhgBIAEoCSJ1ChFBcHByb3ZhbENvbmRpdGlvbhIqCgd0aW1lb3V0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKCm9uX3RpbWVvdXQYAiABKA4yIC5zbHVpY2UudjEuQXBwcm92YWxUaW1lb3V0QWN0aW9uIm8KCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCHJlcXVpcmVkGAMgASgIEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUqdwoORGVwZW5kZW5jeVJ1bGUSHwobREVQRU5ERU5DWV9SVUxFX1VOU1BFQ0lGSUVEEAASIQodREVQRU5ERU5DWV9SVUxFX0FMTF9DT01QTEVURUQQARIhCh1ERVBFTkRFTkNZX1JVTEVfQU5ZX0NPTVBMRVRFRBACKqsBChVBcHByb3ZhbFRpbWVvdXRBY3Rpb24SJwojQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIjCh9BUFBST1ZBTF9USU1FT1VUX0FDVElPTl9BUFBST1ZFEAESIgoeQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fUkVKRUNUEAISIAocQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fRkFJTBADKuQBChJDb21wYXJpc29uT3BlcmF0b3ISIwofQ09NUEFSSVNPTl9PUEVSQVRPUl9VTlNQRUNJRklFRBAAEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfR1QQARIbChdDT01QQVJJU09OX09QRVJBVE9SX0dURRACEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfTFQQAxIbChdDT01QQVJJU09OX09QRVJBVE9SX0xURRAEEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfRVEQBRIbChdDT01QQVJJU09OX09QRVJBVE9SX05FURAGKnEKCkdhdGVBY3Rpb24SGwoXR0FURV9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRHQVRFX0FDVElPTl9DT05USU5VRRABEhUKEUdBVEVfQUNUSU9OX1BBVVNFEAISFQoRR0FURV9BQ1RJT05fQUJPUlQQA2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzbHVpY2UvdjEvdGVtcGxhdGUucHJvdG8SCXNsdWljZS52MSKIAgoIVGVtcGxhdGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgFEiIKBXN0ZXBzGAUgAygLMhMuc2x1aWNlLnYxLlN0ZXBTcGVjEi0KDXF1YWxpdHlfZ2F0ZXMYBiADKAsyFi5zbHVpY2UudjEuUXVhbGl0eUdhdGUSJAoGcGFyYW1zGAcgAygLMhQuc2x1aWNlLnYxLlBhcmFtU3BlYxISCgpwcmVkZWZpbmVkGAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AgoIU3RlcFNwZWMSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEicKBmNvbmZpZxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMZGVwZW5kZW5jaWVzGAYgAygJEhAKCG9wdGlvbmFsGAcgASgIEiUKBXJldHJ5GAggASgLMhYuc2x1aWNlLnYxLlJldHJ5UG9saWN5EioKB3RpbWVvdXQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJdGFza190eXBlGAogASgJEjwKGXNjaGVkdWxlX3RvX3N0YXJ0X3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDAoEd2hlbhgMIAEoCRIyCg9kZXBlbmRlbmN5X3J1bGUYDSABKA4yGS5zbHVpY2UudjEuRGVwZW5kZW5jeVJ1bGUiWAoIU3RlcFR5cGUSDAoEbmFtZRgBIAEoCRIuCg1jb25maWdfc2NoZW1hGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZyZW1vdGUYAyABKAgi1gEKC1JldHJ5UG9saWN5EhQKDG1heF9hdHRlbXB0cxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBEi4KC21heF9iYWNrb2ZmGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBmppdHRlchgFIAEoARIhChlub25fcmV0cnlhYmxlX2Vycm9yX3R5cGVzGAYgAygJIroCCgtRdWFsaXR5R2F0ZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3N0ZXBfaWQYAyABKAkSJQoGYWN0aW9uGAQgASgOMhUuc2x1aWNlLnYxLkdhdGVBY3Rpb24SMgoJdGhyZXNob2xkGAUgASgLMh0uc2x1aWNlLnYxLlRocmVzaG9sZENvbmRpdGlvbkgAEjQKCnZhbGlkYXRpb24YBiABKAsyHi5zbHVpY2UudjEuVmFsaWRhdGlvbkNvbmRpdGlvbkgAEjAKCGFwcHJvdmFsGAcgASgLMhwuc2x1aWNlLnYxLkFwcHJvdmFsQ29uZGl0aW9uSAASMAoIZXh0ZXJuYWwYCCABKAsyHC5zbHVpY2UudjEuRXh0ZXJuYWxDb25kaXRpb25IAEILCgljb25kaXRpb24inAEKEUV4dGVybmFsQ29uZGl0aW9uEhUKC3dlYmhvb2tfdXJsGAEgASgJSAASEwoJdGFza190eXBlGAIgASgJSAASKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIlCgVyZXRyeRgEIAEoCzIWLnNsdWljZS52MS5SZXRyeVBvbGljeUIICgZzb3VyY2UiaAoSVGhyZXNob2xkQ29uZGl0aW9uEg4KBm1ldHJpYxgBIAEoCRIvCghvcGVyYXRvchgCIAEoDjIdLnNsdWljZS52MS5Db21wYXJpc29uT3BlcmF0b3ISEQoJdGhyZXNob2xkGAMgASgBIikKE1ZhbGlkYXRpb25Db25kaXRpb24SEgoKZXhwcmVzc2lvbhgBIAEoCSJ1ChFBcHByb3ZhbENvbmRpdGlvbhIqCgd0aW1lb3V0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKCm9uX3RpbWVvdXQYAiABKA4yIC5zbHVpY2UudjEuQXBwcm92YWxUaW1lb3V0QWN0aW9uIm8KCVBhcmFtU3BlYxIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhAKCHJlcXVpcmVkGAMgASgIEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUqdwoORGVwZW5kZW5jeVJ1bGUSHwobREVQRU5ERU5DWV9SVUxFX1VOU1BFQ0lGSUVEEAASIQodREVQRU5ERU5DWV9SVUxFX0FMTF9DT01QTEVURUQQARIhCh1ERVBFTkRFTkNZX1JVTEVfQU5ZX0NPTVBMRVRFRBACKqsBChVBcHByb3ZhbFRpbWVvdXRBY3Rpb24SJwojQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIjCh9BUFBST1ZBTF9USU1FT1VUX0FDVElPTl9BUFBST1ZFEAESIgoeQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fUkVKRUNUEAISIAocQVBQUk9WQUxfVElNRU9VVF9BQ1RJT05fRkFJTBADKuQBChJDb21wYXJpc29uT3BlcmF0b3ISIwofQ09NUEFSSVNPTl9PUEVSQVRPUl9VTlNQRUNJRklFRBAAEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfR1QQARIbChdDT01QQVJJU09OX09QRVJBVE9SX0dURRACEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfTFQQAxIbChdDT01QQVJJU09OX09QRVJBVE9SX0xURRAEEhoKFkNPTVBBUklTT05fT1BFUkFUT1JfRVEQBRIbChdDT01QQVJJU09OX09QRVJBVE9SX05FURAGKnEKCkdhdGVBY3Rpb24SGwoXR0FURV9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRHQVRFX0FDVElPTl9DT05USU5VRRABEhUKEUdBVEVfQUNUSU9OX1BBVVNFEAISFQoRR0FURV9BQ1RJT05fQUJPUlQQA2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A workflow template: a DAG of typed steps, the quality gates checked between
@@ -227,6 +227,45 @@ export const StepSpecSchema: GenMessage<StepSpec> = /*@__PURE__*/
   messageDesc(file_sluice_v1_template, 1);
 
 /**
+ * A step type this server runs, as ListStepTypes describes it.
+ *
+ * @generated from message sluice.v1.StepType
+ */
+export type StepType = Message<"sluice.v1.StepType"> & {
+  /**
+   * The name a step gives as its type, e.g. "generate".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The JSON Schema (draft 2020-12) the step's config is checked against
+   * (each key's "description" says what it means); unset when the type
+   * declares none, and then any object is accepted. A type may check more
+   * than its schema says: ValidateTemplate reports every problem.
+   *
+   * @generated from field: google.protobuf.Struct config_schema = 2;
+   */
+  configSchema?: JsonObject | undefined;
+
+  /**
+   * True for "task": steps of this type are served by workers
+   * (WorkerService) and name their task_type.
+   *
+   * @generated from field: bool remote = 3;
+   */
+  remote: boolean;
+};
+
+/**
+ * Describes the message sluice.v1.StepType.
+ * Use `create(StepTypeSchema)` to create a new message.
+ */
+export const StepTypeSchema: GenMessage<StepType> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_template, 2);
+
+/**
  * How a failed step attempt is retried. The delay before attempt n+1 is
  * initial_backoff * backoff_multiplier^(n-1), capped at max_backoff: with 1s and
  * 2 the delays are 1s, 2s, 4s, ...
@@ -288,7 +327,7 @@ export type RetryPolicy = Message<"sluice.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 2);
+  messageDesc(file_sluice_v1_template, 3);
 
 /**
  * A check between steps. Exactly one condition is set; it decides the gate's
@@ -374,7 +413,7 @@ export type QualityGate = Message<"sluice.v1.QualityGate"> & {
  * Use `create(QualityGateSchema)` to create a new message.
  */
 export const QualityGateSchema: GenMessage<QualityGate> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 3);
+  messageDesc(file_sluice_v1_template, 4);
 
 /**
  * The verdict comes from outside: the answer is a JSON object
@@ -436,7 +475,7 @@ export type ExternalCondition = Message<"sluice.v1.ExternalCondition"> & {
  * Use `create(ExternalConditionSchema)` to create a new message.
  */
 export const ExternalConditionSchema: GenMessage<ExternalCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 4);
+  messageDesc(file_sluice_v1_template, 5);
 
 /**
  * Passes when `metric <operator> threshold` holds.
@@ -472,7 +511,7 @@ export type ThresholdCondition = Message<"sluice.v1.ThresholdCondition"> & {
  * Use `create(ThresholdConditionSchema)` to create a new message.
  */
 export const ThresholdConditionSchema: GenMessage<ThresholdCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 5);
+  messageDesc(file_sluice_v1_template, 6);
 
 /**
  * Passes when the expression evaluates to true.
@@ -496,7 +535,7 @@ export type ValidationCondition = Message<"sluice.v1.ValidationCondition"> & {
  * Use `create(ValidationConditionSchema)` to create a new message.
  */
 export const ValidationConditionSchema: GenMessage<ValidationCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 6);
+  messageDesc(file_sluice_v1_template, 7);
 
 /**
  * Waits for ApproveGate, or with a timeout, at most that long.
@@ -527,7 +566,7 @@ export type ApprovalCondition = Message<"sluice.v1.ApprovalCondition"> & {
  * Use `create(ApprovalConditionSchema)` to create a new message.
  */
 export const ApprovalConditionSchema: GenMessage<ApprovalCondition> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 7);
+  messageDesc(file_sluice_v1_template, 8);
 
 /**
  * A parameter that runs of a template take.
@@ -570,7 +609,7 @@ export type ParamSpec = Message<"sluice.v1.ParamSpec"> & {
  * Use `create(ParamSpecSchema)` to create a new message.
  */
 export const ParamSpecSchema: GenMessage<ParamSpec> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_template, 8);
+  messageDesc(file_sluice_v1_template, 9);
 
 /**
  * When a step may run given how its dependencies ended. Values may be added.

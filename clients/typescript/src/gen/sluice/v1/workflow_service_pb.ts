@@ -10,7 +10,7 @@ import type { GateTypeAnalytics, StepTypeAnalytics, TemplateAnalytics } from "./
 import { file_sluice_v1_analytics } from "./analytics_pb.js";
 import type { EventType, WorkflowEvent } from "./event_pb.js";
 import { file_sluice_v1_event } from "./event_pb.js";
-import type { Template } from "./template_pb.js";
+import type { StepType, Template } from "./template_pb.js";
 import { file_sluice_v1_template } from "./template_pb.js";
 import type { ExecutionOptions, Workflow, WorkflowStatus } from "./workflow_pb.js";
 import { file_sluice_v1_workflow } from "./workflow_pb.js";
@@ -20,7 +20,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sluice/v1/workflow_service.proto.
  */
 export const file_sluice_v1_workflow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBzbHVpY2UvdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj0KFExpc3RUZW1wbGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRImCgl0ZW1wbGF0ZXMYASADKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkdldFRlbXBsYXRlUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjwKE0dldFRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPgoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIj8KFkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPQoVRGVsZXRlVGVtcGxhdGVSZXF1ZXN0EhMKC3RlbXBsYXRlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiMgoWRGVsZXRlVGVtcGxhdGVSZXNwb25zZRIYChBkZWxldGVkX3ZlcnNpb25zGAEgASgFIkAKF1ZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIlsKGFZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIwCgp2aW9sYXRpb25zGAIgAygLMhwuc2x1aWNlLnYxLlRlbXBsYXRlVmlvbGF0aW9uIjcKEVRlbXBsYXRlVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIrgBChVDcmVhdGVXb3JrZmxvd1JlcXVlc3QSFQoLdGVtcGxhdGVfaWQYASABKAlIABInCgh0ZW1wbGF0ZRgCIAEoCzITLnNsdWljZS52MS5UZW1wbGF0ZUgAEhgKEHRlbXBsYXRlX3ZlcnNpb24YAyABKAUSJwoGcGFyYW1zGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgpyZXF1ZXN0X2lkGAUgASgJQggKBnNvdXJjZSI/ChZDcmVhdGVXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93In0KFkV4ZWN1dGVXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSLAoHb3B0aW9ucxgCIAEoCzIbLnNsdWljZS52MS5FeGVjdXRpb25PcHRpb25zEgwKBHdhaXQYAyABKAgSEgoKcmVxdWVzdF9pZBgEIAEoCSJAChdFeGVjdXRlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyIpChJHZXRXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkiPAoTR2V0V29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyKSAgoUTGlzdFdvcmtmbG93c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSKwoIc3RhdHVzZXMYAyADKA4yGS5zbHVpY2UudjEuV29ya2Zsb3dTdGF0dXMSEwoLdGVtcGxhdGVfaWQYBCABKAkSJQoEdmlldxgFIAEoDjIXLnNsdWljZS52MS5Xb3JrZmxvd1ZpZXcSNQoRY3JlYXRlX3RpbWVfc3RhcnQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2NyZWF0ZV90aW1lX2VuZBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWAoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEiYKCXdvcmtmbG93cxgBIAMoCzITLnNsdWljZS52MS5Xb3JrZmxvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoVRGVsZXRlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJIhgKFkRlbGV0ZVdvcmtmbG93UmVzcG9uc2UiOwoUUGF1c2VXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj4KFVBhdXNlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyLQAQoVUmVzdW1lV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEiwKB29wdGlvbnMYAiABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAMgASgIEhkKDGF1dG9fYXBwcm92ZRgEIAEoCEgAiAEBEiEKFG5vdGlmeV9vbl9jb21wbGV0aW9uGAUgASgISAGIAQFCDwoNX2F1dG9fYXBwcm92ZUIXChVfbm90aWZ5X29uX2NvbXBsZXRpb24iPwoWUmVzdW1lV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyI8ChVDYW5jZWxXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIj8KFkNhbmNlbFdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciagoSQXBwcm92ZUdhdGVSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB2dhdGVfaWQYAiABKAkSDwoHYXBwcm92ZRgDIAEoCBIPCgdjb21tZW50GAQgASgJEgwKBHdhaXQYBSABKAgiPAoTQXBwcm92ZUdhdGVSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyJTChRXYXRjaFdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAxIOCgZmb2xsb3cYAyABKAgiQAoVV2F0Y2hXb3JrZmxvd1Jlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguc2x1aWNlLnYxLldvcmtmbG93RXZlbnQipgEKGUxpc3RXb3JrZmxvd0V2ZW50c1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSIwoFdHlwZXMYBCADKA4yFC5zbHVpY2UudjEuRXZlbnRUeXBlEhAKCHN0ZXBfaWRzGAUgAygJEhYKDmFmdGVyX3NlcXVlbmNlGAYgASgDIl8KGkxpc3RXb3JrZmxvd0V2ZW50c1Jlc3BvbnNlEigKBmV2ZW50cxgBIAMoCzIYLnNsdWljZS52MS5Xb3JrZmxvd0V2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKRAQoUUmVydW5Xb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSFAoMZnJvbV9zdGVwX2lkGAIgASgJEiwKB29wdGlvbnMYAyABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAQgASgIEhIKCnJlcXVlc3RfaWQYBSABKAkiPgoVUmVydW5Xb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93IjgKEFJldHJ5U3RlcFJlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCSI6ChFSZXRyeVN0ZXBSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyK1AQoTR2V0QW5hbHl0aWNzUmVxdWVzdBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdGVtcGxhdGVfaWQYAyABKAkSGAoQdGVtcGxhdGVfdmVyc2lvbhgEIAEoBRIRCglzdGVwX3R5cGUYBSABKAkiiQIKFEdldEFuYWx5dGljc1Jlc3BvbnNlEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgl0ZW1wbGF0ZXMYAyADKAsyHC5zbHVpY2UudjEuVGVtcGxhdGVBbmFseXRpY3MSMAoKc3RlcF90eXBlcxgEIAMoCzIcLnNsdWljZS52MS5TdGVwVHlwZUFuYWx5dGljcxIwCgpnYXRlX3R5cGVzGAUgAygLMhwuc2x1aWNlLnYxLkdhdGVUeXBlQW5hbHl0aWNzKl4KDFdvcmtmbG93VmlldxIdChlXT1JLRkxPV19WSUVXX1VOU1BFQ0lGSUVEEAASFwoTV09SS0ZMT1dfVklFV19CQVNJQxABEhYKEldPUktGTE9XX1ZJRVdfRlVMTBACMt4MCg9Xb3JrZmxvd1NlcnZpY2USUgoNTGlzdFRlbXBsYXRlcxIfLnNsdWljZS52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBogLnNsdWljZS52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USTAoLR2V0VGVtcGxhdGUSHS5zbHVpY2UudjEuR2V0VGVtcGxhdGVSZXF1ZXN0Gh4uc2x1aWNlLnYxLkdldFRlbXBsYXRlUmVzcG9uc2USVQoOQ3JlYXRlVGVtcGxhdGUSIC5zbHVpY2UudjEuQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0GiEuc2x1aWNlLnYxLkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USVQoORGVsZXRlVGVtcGxhdGUSIC5zbHVpY2UudjEuRGVsZXRlVGVtcGxhdGVSZXF1ZXN0GiEuc2x1aWNlLnYxLkRlbGV0ZVRlbXBsYXRlUmVzcG9uc2USWwoQVmFsaWRhdGVUZW1wbGF0ZRIiLnNsdWljZS52MS5WYWxpZGF0ZVRlbXBsYXRlUmVxdWVzdBojLnNsdWljZS52MS5WYWxpZGF0ZVRlbXBsYXRlUmVzcG9uc2USVQoOQ3JlYXRlV29ya2Zsb3cSIC5zbHVpY2UudjEuQ3JlYXRlV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLkNyZWF0ZVdvcmtmbG93UmVzcG9uc2USWAoPRXhlY3V0ZVdvcmtmbG93EiEuc2x1aWNlLnYxLkV4ZWN1dGVXb3JrZmxvd1JlcXVlc3QaIi5zbHVpY2UudjEuRXhlY3V0ZVdvcmtmbG93UmVzcG9uc2USTAoLR2V0V29ya2Zsb3cSHS5zbHVpY2UudjEuR2V0V29ya2Zsb3dSZXF1ZXN0Gh4uc2x1aWNlLnYxLkdldFdvcmtmbG93UmVzcG9uc2USUgoNTGlzdFdvcmtmbG93cxIfLnNsdWljZS52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBogLnNsdWljZS52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2USVQoORGVsZXRlV29ya2Zsb3cSIC5zbHVpY2UudjEuRGVsZXRlV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLkRlbGV0ZVdvcmtmbG93UmVzcG9uc2USUgoNUGF1c2VXb3JrZmxvdxIfLnNsdWljZS52MS5QYXVzZVdvcmtmbG93UmVxdWVzdBogLnNsdWljZS52MS5QYXVzZVdvcmtmbG93UmVzcG9uc2USVQoOUmVzdW1lV29ya2Zsb3cSIC5zbHVpY2UudjEuUmVzdW1lV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLlJlc3VtZVdvcmtmbG93UmVzcG9uc2USVQoOQ2FuY2VsV29ya2Zsb3cSIC5zbHVpY2UudjEuQ2FuY2VsV29ya2Zsb3dSZXF1ZXN0GiEuc2x1aWNlLnYxLkNhbmNlbFdvcmtmbG93UmVzcG9uc2USTAoLQXBwcm92ZUdhdGUSHS5zbHVpY2UudjEuQXBwcm92ZUdhdGVSZXF1ZXN0Gh4uc2x1aWNlLnYxLkFwcHJvdmVHYXRlUmVzcG9uc2USVAoNV2F0Y2hXb3JrZmxvdxIfLnNsdWljZS52MS5XYXRjaFdvcmtmbG93UmVxdWVzdBogLnNsdWljZS52MS5XYXRjaFdvcmtmbG93UmVzcG9uc2UwARJhChJMaXN0V29ya2Zsb3dFdmVudHMSJC5zbHVpY2UudjEuTGlzdFdvcmtmbG93RXZlbnRzUmVxdWVzdBolLnNsdWljZS52MS5MaXN0V29ya2Zsb3dFdmVudHNSZXNwb25zZRJSCg1SZXJ1bldvcmtmbG93Eh8uc2x1aWNlLnYxLlJlcnVuV29ya2Zsb3dSZXF1ZXN0GiAuc2x1aWNlLnYxLlJlcnVuV29ya2Zsb3dSZXNwb25zZRJGCglSZXRyeVN0ZXASGy5zbHVpY2UudjEuUmV0cnlTdGVwUmVxdWVzdBocLnNsdWljZS52MS5SZXRyeVN0ZXBSZXNwb25zZRJPCgxHZXRBbmFseXRpY3MSHi5zbHVpY2UudjEuR2V0QW5hbHl0aWNzUmVxdWVzdBofLnNsdWljZS52MS5HZXRBbmFseXRpY3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_analytics, file_sluice_v1_event, file_sluice_v1_template, file_sluice_v1_workflow]);
+  fileDesc("CiBzbHVpY2UvdjEvd29ya2Zsb3dfc2VydmljZS5wcm90bxIJc2x1aWNlLnYxIj0KFExpc3RUZW1wbGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlgKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRImCgl0ZW1wbGF0ZXMYASADKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEkdldFRlbXBsYXRlUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjwKE0dldFRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPgoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIj8KFkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USJQoIdGVtcGxhdGUYASABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGUiPQoVRGVsZXRlVGVtcGxhdGVSZXF1ZXN0EhMKC3RlbXBsYXRlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiMgoWRGVsZXRlVGVtcGxhdGVSZXNwb25zZRIYChBkZWxldGVkX3ZlcnNpb25zGAEgASgFIkAKF1ZhbGlkYXRlVGVtcGxhdGVSZXF1ZXN0EiUKCHRlbXBsYXRlGAEgASgLMhMuc2x1aWNlLnYxLlRlbXBsYXRlIlsKGFZhbGlkYXRlVGVtcGxhdGVSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIwCgp2aW9sYXRpb25zGAIgAygLMhwuc2x1aWNlLnYxLlRlbXBsYXRlVmlvbGF0aW9uIjcKEVRlbXBsYXRlVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIj0KFExpc3RTdGVwVHlwZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlkKFUxpc3RTdGVwVHlwZXNSZXNwb25zZRInCgpzdGVwX3R5cGVzGAEgAygLMhMuc2x1aWNlLnYxLlN0ZXBUeXBlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSK4AQoVQ3JlYXRlV29ya2Zsb3dSZXF1ZXN0EhUKC3RlbXBsYXRlX2lkGAEgASgJSAASJwoIdGVtcGxhdGUYAiABKAsyEy5zbHVpY2UudjEuVGVtcGxhdGVIABIYChB0ZW1wbGF0ZV92ZXJzaW9uGAMgASgFEicKBnBhcmFtcxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKcmVxdWVzdF9pZBgFIAEoCUIICgZzb3VyY2UiPwoWQ3JlYXRlV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyJ9ChZFeGVjdXRlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEiwKB29wdGlvbnMYAiABKAsyGy5zbHVpY2UudjEuRXhlY3V0aW9uT3B0aW9ucxIMCgR3YWl0GAMgASgIEhIKCnJlcXVlc3RfaWQYBCABKAkiQAoXRXhlY3V0ZVdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciKQoSR2V0V29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJIjwKE0dldFdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3cikgIKFExpc3RXb3JrZmxvd3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEisKCHN0YXR1c2VzGAMgAygOMhkuc2x1aWNlLnYxLldvcmtmbG93U3RhdHVzEhMKC3RlbXBsYXRlX2lkGAQgASgJEiUKBHZpZXcYBSABKA4yFy5zbHVpY2UudjEuV29ya2Zsb3dWaWV3EjUKEWNyZWF0ZV90aW1lX3N0YXJ0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9jcmVhdGVfdGltZV9lbmQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlgKFUxpc3RXb3JrZmxvd3NSZXNwb25zZRImCgl3b3JrZmxvd3MYASADKAsyEy5zbHVpY2UudjEuV29ya2Zsb3cSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKFURlbGV0ZVdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCSIYChZEZWxldGVXb3JrZmxvd1Jlc3BvbnNlIjsKFFBhdXNlV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI+ChVQYXVzZVdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ci0AEKFVJlc3VtZVdvcmtmbG93UmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIsCgdvcHRpb25zGAIgASgLMhsuc2x1aWNlLnYxLkV4ZWN1dGlvbk9wdGlvbnMSDAoEd2FpdBgDIAEoCBIZCgxhdXRvX2FwcHJvdmUYBCABKAhIAIgBARIhChRub3RpZnlfb25fY29tcGxldGlvbhgFIAEoCEgBiAEBQg8KDV9hdXRvX2FwcHJvdmVCFwoVX25vdGlmeV9vbl9jb21wbGV0aW9uIj8KFlJlc3VtZVdvcmtmbG93UmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciPAoVQ2FuY2VsV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI/ChZDYW5jZWxXb3JrZmxvd1Jlc3BvbnNlEiUKCHdvcmtmbG93GAEgASgLMhMuc2x1aWNlLnYxLldvcmtmbG93ImoKEkFwcHJvdmVHYXRlUmVxdWVzdBITCgt3b3JrZmxvd19pZBgBIAEoCRIPCgdnYXRlX2lkGAIgASgJEg8KB2FwcHJvdmUYAyABKAgSDwoHY29tbWVudBgEIAEoCRIMCgR3YWl0GAUgASgIIjwKE0FwcHJvdmVHYXRlUmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3ciUwoUV2F0Y2hXb3JrZmxvd1JlcXVlc3QSEwoLd29ya2Zsb3dfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDgoGZm9sbG93GAMgASgIIkAKFVdhdGNoV29ya2Zsb3dSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLnNsdWljZS52MS5Xb3JrZmxvd0V2ZW50IqYBChlMaXN0V29ya2Zsb3dFdmVudHNSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEiMKBXR5cGVzGAQgAygOMhQuc2x1aWNlLnYxLkV2ZW50VHlwZRIQCghzdGVwX2lkcxgFIAMoCRIWCg5hZnRlcl9zZXF1ZW5jZRgGIAEoAyJfChpMaXN0V29ya2Zsb3dFdmVudHNSZXNwb25zZRIoCgZldmVudHMYASADKAsyGC5zbHVpY2UudjEuV29ya2Zsb3dFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkikQEKFFJlcnVuV29ya2Zsb3dSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEhQKDGZyb21fc3RlcF9pZBgCIAEoCRIsCgdvcHRpb25zGAMgASgLMhsuc2x1aWNlLnYxLkV4ZWN1dGlvbk9wdGlvbnMSDAoEd2FpdBgEIAEoCBISCgpyZXF1ZXN0X2lkGAUgASgJIj4KFVJlcnVuV29ya2Zsb3dSZXNwb25zZRIlCgh3b3JrZmxvdxgBIAEoCzITLnNsdWljZS52MS5Xb3JrZmxvdyI4ChBSZXRyeVN0ZXBSZXF1ZXN0EhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB3N0ZXBfaWQYAiABKAkiOgoRUmV0cnlTdGVwUmVzcG9uc2USJQoId29ya2Zsb3cYASABKAsyEy5zbHVpY2UudjEuV29ya2Zsb3citQEKE0dldEFuYWx5dGljc1JlcXVlc3QSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3RlbXBsYXRlX2lkGAMgASgJEhgKEHRlbXBsYXRlX3ZlcnNpb24YBCABKAUSEQoJc3RlcF90eXBlGAUgASgJIokCChRHZXRBbmFseXRpY3NSZXNwb25zZRIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoJdGVtcGxhdGVzGAMgAygLMhwuc2x1aWNlLnYxLlRlbXBsYXRlQW5hbHl0aWNzEjAKCnN0ZXBfdHlwZXMYBCADKAsyHC5zbHVpY2UudjEuU3RlcFR5cGVBbmFseXRpY3MSMAoKZ2F0ZV90eXBlcxgFIAMoCzIcLnNsdWljZS52MS5HYXRlVHlwZUFuYWx5dGljcypeCgxXb3JrZmxvd1ZpZXcSHQoZV09SS0ZMT1dfVklFV19VTlNQRUNJRklFRBAAEhcKE1dPUktGTE9XX1ZJRVdfQkFTSUMQARIWChJXT1JLRkxPV19WSUVXX0ZVTEwQAjKyDQoPV29ya2Zsb3dTZXJ2aWNlElIKDUxpc3RUZW1wbGF0ZXMSHy5zbHVpY2UudjEuTGlzdFRlbXBsYXRlc1JlcXVlc3QaIC5zbHVpY2UudjEuTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEkwKC0dldFRlbXBsYXRlEh0uc2x1aWNlLnYxLkdldFRlbXBsYXRlUmVxdWVzdBoeLnNsdWljZS52MS5HZXRUZW1wbGF0ZVJlc3BvbnNlElUKDkNyZWF0ZVRlbXBsYXRlEiAuc2x1aWNlLnYxLkNyZWF0ZVRlbXBsYXRlUmVxdWVzdBohLnNsdWljZS52MS5DcmVhdGVUZW1wbGF0ZVJlc3BvbnNlElUKDkRlbGV0ZVRlbXBsYXRlEiAuc2x1aWNlLnYxLkRlbGV0ZVRlbXBsYXRlUmVxdWVzdBohLnNsdWljZS52MS5EZWxldGVUZW1wbGF0ZVJlc3BvbnNlElsKEFZhbGlkYXRlVGVtcGxhdGUSIi5zbHVpY2UudjEuVmFsaWRhdGVUZW1wbGF0ZVJlcXVlc3QaIy5zbHVpY2UudjEuVmFsaWRhdGVUZW1wbGF0ZVJlc3BvbnNlElIKDUxpc3RTdGVwVHlwZXMSHy5zbHVpY2UudjEuTGlzdFN0ZXBUeXBlc1JlcXVlc3QaIC5zbHVpY2UudjEuTGlzdFN0ZXBUeXBlc1Jlc3BvbnNlElUKDkNyZWF0ZVdvcmtmbG93EiAuc2x1aWNlLnYxLkNyZWF0ZVdvcmtmbG93UmVxdWVzdBohLnNsdWljZS52MS5DcmVhdGVXb3JrZmxvd1Jlc3BvbnNlElgKD0V4ZWN1dGVXb3JrZmxvdxIhLnNsdWljZS52MS5FeGVjdXRlV29ya2Zsb3dSZXF1ZXN0GiIuc2x1aWNlLnYxLkV4ZWN1dGVXb3JrZmxvd1Jlc3BvbnNlEkwKC0dldFdvcmtmbG93Eh0uc2x1aWNlLnYxLkdldFdvcmtmbG93UmVxdWVzdBoeLnNsdWljZS52MS5HZXRXb3JrZmxvd1Jlc3BvbnNlElIKDUxpc3RXb3JrZmxvd3MSHy5zbHVpY2UudjEuTGlzdFdvcmtmbG93c1JlcXVlc3QaIC5zbHVpY2UudjEuTGlzdFdvcmtmbG93c1Jlc3BvbnNlElUKDkRlbGV0ZVdvcmtmbG93EiAuc2x1aWNlLnYxLkRlbGV0ZVdvcmtmbG93UmVxdWVzdBohLnNsdWljZS52MS5EZWxldGVXb3JrZmxvd1Jlc3BvbnNlElIKDVBhdXNlV29ya2Zsb3cSHy5zbHVpY2UudjEuUGF1c2VXb3JrZmxvd1JlcXVlc3QaIC5zbHVpY2UudjEuUGF1c2VXb3JrZmxvd1Jlc3BvbnNlElUKDlJlc3VtZVdvcmtmbG93EiAuc2x1aWNlLnYxLlJlc3VtZVdvcmtmbG93UmVxdWVzdBohLnNsdWljZS52MS5SZXN1bWVXb3JrZmxvd1Jlc3BvbnNlElUKDkNhbmNlbFdvcmtmbG93EiAuc2x1aWNlLnYxLkNhbmNlbFdvcmtmbG93UmVxdWVzdBohLnNsdWljZS52MS5DYW5jZWxXb3JrZmxvd1Jlc3BvbnNlEkwKC0FwcHJvdmVHYXRlEh0uc2x1aWNlLnYxLkFwcHJvdmVHYXRlUmVxdWVzdBoeLnNsdWljZS52MS5BcHByb3ZlR2F0ZVJlc3BvbnNlElQKDVdhdGNoV29ya2Zsb3cSHy5zbHVpY2UudjEuV2F0Y2hXb3JrZmxvd1JlcXVlc3QaIC5zbHVpY2UudjEuV2F0Y2hXb3JrZmxvd1Jlc3BvbnNlMAESYQoSTGlzdFdvcmtmbG93RXZlbnRzEiQuc2x1aWNlLnYxLkxpc3RXb3JrZmxvd0V2ZW50c1JlcXVlc3QaJS5zbHVpY2UudjEuTGlzdFdvcmtmbG93RXZlbnRzUmVzcG9uc2USUgoNUmVydW5Xb3JrZmxvdxIfLnNsdWljZS52MS5SZXJ1bldvcmtmbG93UmVxdWVzdBogLnNsdWljZS52MS5SZXJ1bldvcmtmbG93UmVzcG9uc2USRgoJUmV0cnlTdGVwEhsuc2x1aWNlLnYxLlJldHJ5U3RlcFJlcXVlc3QaHC5zbHVpY2UudjEuUmV0cnlTdGVwUmVzcG9uc2USTwoMR2V0QW5hbHl0aWNzEh4uc2x1aWNlLnYxLkdldEFuYWx5dGljc1JlcXVlc3QaHy5zbHVpY2UudjEuR2V0QW5hbHl0aWNzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_sluice_v1_analytics, file_sluice_v1_event, file_sluice_v1_template, file_sluice_v1_workflow]);
 
 /**
  * Request of ListTemplates.
@@ -298,6 +298,62 @@ export const TemplateViolationSchema: GenMessage<TemplateViolation> = /*@__PURE_
   messageDesc(file_sluice_v1_workflow_service, 10);
 
 /**
+ * Request of ListStepTypes.
+ *
+ * @generated from message sluice.v1.ListStepTypesRequest
+ */
+export type ListStepTypesRequest = Message<"sluice.v1.ListStepTypesRequest"> & {
+  /**
+   * Maximum step types to return, 1-1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of a previous call, to get the next page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message sluice.v1.ListStepTypesRequest.
+ * Use `create(ListStepTypesRequestSchema)` to create a new message.
+ */
+export const ListStepTypesRequestSchema: GenMessage<ListStepTypesRequest> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 11);
+
+/**
+ * Response of ListStepTypes.
+ *
+ * @generated from message sluice.v1.ListStepTypesResponse
+ */
+export type ListStepTypesResponse = Message<"sluice.v1.ListStepTypesResponse"> & {
+  /**
+   * The step types, by name.
+   *
+   * @generated from field: repeated sluice.v1.StepType step_types = 1;
+   */
+  stepTypes: StepType[];
+
+  /**
+   * Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message sluice.v1.ListStepTypesResponse.
+ * Use `create(ListStepTypesResponseSchema)` to create a new message.
+ */
+export const ListStepTypesResponseSchema: GenMessage<ListStepTypesResponse> = /*@__PURE__*/
+  messageDesc(file_sluice_v1_workflow_service, 12);
+
+/**
  * Request of CreateWorkflow.
  *
  * @generated from message sluice.v1.CreateWorkflowRequest
@@ -356,7 +412,7 @@ export type CreateWorkflowRequest = Message<"sluice.v1.CreateWorkflowRequest"> &
  * Use `create(CreateWorkflowRequestSchema)` to create a new message.
  */
 export const CreateWorkflowRequestSchema: GenMessage<CreateWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 11);
+  messageDesc(file_sluice_v1_workflow_service, 13);
 
 /**
  * Response of CreateWorkflow.
@@ -377,7 +433,7 @@ export type CreateWorkflowResponse = Message<"sluice.v1.CreateWorkflowResponse">
  * Use `create(CreateWorkflowResponseSchema)` to create a new message.
  */
 export const CreateWorkflowResponseSchema: GenMessage<CreateWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 12);
+  messageDesc(file_sluice_v1_workflow_service, 14);
 
 /**
  * Request of ExecuteWorkflow.
@@ -421,7 +477,7 @@ export type ExecuteWorkflowRequest = Message<"sluice.v1.ExecuteWorkflowRequest">
  * Use `create(ExecuteWorkflowRequestSchema)` to create a new message.
  */
 export const ExecuteWorkflowRequestSchema: GenMessage<ExecuteWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 13);
+  messageDesc(file_sluice_v1_workflow_service, 15);
 
 /**
  * Response of ExecuteWorkflow.
@@ -442,7 +498,7 @@ export type ExecuteWorkflowResponse = Message<"sluice.v1.ExecuteWorkflowResponse
  * Use `create(ExecuteWorkflowResponseSchema)` to create a new message.
  */
 export const ExecuteWorkflowResponseSchema: GenMessage<ExecuteWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 14);
+  messageDesc(file_sluice_v1_workflow_service, 16);
 
 /**
  * Request of GetWorkflow.
@@ -463,7 +519,7 @@ export type GetWorkflowRequest = Message<"sluice.v1.GetWorkflowRequest"> & {
  * Use `create(GetWorkflowRequestSchema)` to create a new message.
  */
 export const GetWorkflowRequestSchema: GenMessage<GetWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 15);
+  messageDesc(file_sluice_v1_workflow_service, 17);
 
 /**
  * Response of GetWorkflow.
@@ -484,7 +540,7 @@ export type GetWorkflowResponse = Message<"sluice.v1.GetWorkflowResponse"> & {
  * Use `create(GetWorkflowResponseSchema)` to create a new message.
  */
 export const GetWorkflowResponseSchema: GenMessage<GetWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 16);
+  messageDesc(file_sluice_v1_workflow_service, 18);
 
 /**
  * Request of ListWorkflows.
@@ -549,7 +605,7 @@ export type ListWorkflowsRequest = Message<"sluice.v1.ListWorkflowsRequest"> & {
  * Use `create(ListWorkflowsRequestSchema)` to create a new message.
  */
 export const ListWorkflowsRequestSchema: GenMessage<ListWorkflowsRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 17);
+  messageDesc(file_sluice_v1_workflow_service, 19);
 
 /**
  * Response of ListWorkflows.
@@ -577,7 +633,7 @@ export type ListWorkflowsResponse = Message<"sluice.v1.ListWorkflowsResponse"> &
  * Use `create(ListWorkflowsResponseSchema)` to create a new message.
  */
 export const ListWorkflowsResponseSchema: GenMessage<ListWorkflowsResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 18);
+  messageDesc(file_sluice_v1_workflow_service, 20);
 
 /**
  * Request of DeleteWorkflow.
@@ -598,7 +654,7 @@ export type DeleteWorkflowRequest = Message<"sluice.v1.DeleteWorkflowRequest"> &
  * Use `create(DeleteWorkflowRequestSchema)` to create a new message.
  */
 export const DeleteWorkflowRequestSchema: GenMessage<DeleteWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 19);
+  messageDesc(file_sluice_v1_workflow_service, 21);
 
 /**
  * Response of DeleteWorkflow.
@@ -613,7 +669,7 @@ export type DeleteWorkflowResponse = Message<"sluice.v1.DeleteWorkflowResponse">
  * Use `create(DeleteWorkflowResponseSchema)` to create a new message.
  */
 export const DeleteWorkflowResponseSchema: GenMessage<DeleteWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 20);
+  messageDesc(file_sluice_v1_workflow_service, 22);
 
 /**
  * Request of PauseWorkflow.
@@ -641,7 +697,7 @@ export type PauseWorkflowRequest = Message<"sluice.v1.PauseWorkflowRequest"> & {
  * Use `create(PauseWorkflowRequestSchema)` to create a new message.
  */
 export const PauseWorkflowRequestSchema: GenMessage<PauseWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 21);
+  messageDesc(file_sluice_v1_workflow_service, 23);
 
 /**
  * Response of PauseWorkflow.
@@ -662,7 +718,7 @@ export type PauseWorkflowResponse = Message<"sluice.v1.PauseWorkflowResponse"> &
  * Use `create(PauseWorkflowResponseSchema)` to create a new message.
  */
 export const PauseWorkflowResponseSchema: GenMessage<PauseWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 22);
+  messageDesc(file_sluice_v1_workflow_service, 24);
 
 /**
  * Request of ResumeWorkflow.
@@ -715,7 +771,7 @@ export type ResumeWorkflowRequest = Message<"sluice.v1.ResumeWorkflowRequest"> &
  * Use `create(ResumeWorkflowRequestSchema)` to create a new message.
  */
 export const ResumeWorkflowRequestSchema: GenMessage<ResumeWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 23);
+  messageDesc(file_sluice_v1_workflow_service, 25);
 
 /**
  * Response of ResumeWorkflow.
@@ -736,7 +792,7 @@ export type ResumeWorkflowResponse = Message<"sluice.v1.ResumeWorkflowResponse">
  * Use `create(ResumeWorkflowResponseSchema)` to create a new message.
  */
 export const ResumeWorkflowResponseSchema: GenMessage<ResumeWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 24);
+  messageDesc(file_sluice_v1_workflow_service, 26);
 
 /**
  * Request of CancelWorkflow.
@@ -764,7 +820,7 @@ export type CancelWorkflowRequest = Message<"sluice.v1.CancelWorkflowRequest"> &
  * Use `create(CancelWorkflowRequestSchema)` to create a new message.
  */
 export const CancelWorkflowRequestSchema: GenMessage<CancelWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 25);
+  messageDesc(file_sluice_v1_workflow_service, 27);
 
 /**
  * Response of CancelWorkflow.
@@ -785,7 +841,7 @@ export type CancelWorkflowResponse = Message<"sluice.v1.CancelWorkflowResponse">
  * Use `create(CancelWorkflowResponseSchema)` to create a new message.
  */
 export const CancelWorkflowResponseSchema: GenMessage<CancelWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 26);
+  messageDesc(file_sluice_v1_workflow_service, 28);
 
 /**
  * Request of ApproveGate.
@@ -834,7 +890,7 @@ export type ApproveGateRequest = Message<"sluice.v1.ApproveGateRequest"> & {
  * Use `create(ApproveGateRequestSchema)` to create a new message.
  */
 export const ApproveGateRequestSchema: GenMessage<ApproveGateRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 27);
+  messageDesc(file_sluice_v1_workflow_service, 29);
 
 /**
  * Response of ApproveGate.
@@ -855,7 +911,7 @@ export type ApproveGateResponse = Message<"sluice.v1.ApproveGateResponse"> & {
  * Use `create(ApproveGateResponseSchema)` to create a new message.
  */
 export const ApproveGateResponseSchema: GenMessage<ApproveGateResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 28);
+  messageDesc(file_sluice_v1_workflow_service, 30);
 
 /**
  * Request of WatchWorkflow.
@@ -890,7 +946,7 @@ export type WatchWorkflowRequest = Message<"sluice.v1.WatchWorkflowRequest"> & {
  * Use `create(WatchWorkflowRequestSchema)` to create a new message.
  */
 export const WatchWorkflowRequestSchema: GenMessage<WatchWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 29);
+  messageDesc(file_sluice_v1_workflow_service, 31);
 
 /**
  * One message of WatchWorkflow's stream.
@@ -911,7 +967,7 @@ export type WatchWorkflowResponse = Message<"sluice.v1.WatchWorkflowResponse"> &
  * Use `create(WatchWorkflowResponseSchema)` to create a new message.
  */
 export const WatchWorkflowResponseSchema: GenMessage<WatchWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 30);
+  messageDesc(file_sluice_v1_workflow_service, 32);
 
 /**
  * Request of ListWorkflowEvents.
@@ -973,7 +1029,7 @@ export type ListWorkflowEventsRequest = Message<"sluice.v1.ListWorkflowEventsReq
  * Use `create(ListWorkflowEventsRequestSchema)` to create a new message.
  */
 export const ListWorkflowEventsRequestSchema: GenMessage<ListWorkflowEventsRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 31);
+  messageDesc(file_sluice_v1_workflow_service, 33);
 
 /**
  * Response of ListWorkflowEvents.
@@ -1003,7 +1059,7 @@ export type ListWorkflowEventsResponse = Message<"sluice.v1.ListWorkflowEventsRe
  * Use `create(ListWorkflowEventsResponseSchema)` to create a new message.
  */
 export const ListWorkflowEventsResponseSchema: GenMessage<ListWorkflowEventsResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 32);
+  messageDesc(file_sluice_v1_workflow_service, 34);
 
 /**
  * Request of RerunWorkflow.
@@ -1058,7 +1114,7 @@ export type RerunWorkflowRequest = Message<"sluice.v1.RerunWorkflowRequest"> & {
  * Use `create(RerunWorkflowRequestSchema)` to create a new message.
  */
 export const RerunWorkflowRequestSchema: GenMessage<RerunWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 33);
+  messageDesc(file_sluice_v1_workflow_service, 35);
 
 /**
  * Response of RerunWorkflow.
@@ -1079,7 +1135,7 @@ export type RerunWorkflowResponse = Message<"sluice.v1.RerunWorkflowResponse"> &
  * Use `create(RerunWorkflowResponseSchema)` to create a new message.
  */
 export const RerunWorkflowResponseSchema: GenMessage<RerunWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 34);
+  messageDesc(file_sluice_v1_workflow_service, 36);
 
 /**
  * Request of RetryStep.
@@ -1107,7 +1163,7 @@ export type RetryStepRequest = Message<"sluice.v1.RetryStepRequest"> & {
  * Use `create(RetryStepRequestSchema)` to create a new message.
  */
 export const RetryStepRequestSchema: GenMessage<RetryStepRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 35);
+  messageDesc(file_sluice_v1_workflow_service, 37);
 
 /**
  * Response of RetryStep.
@@ -1128,7 +1184,7 @@ export type RetryStepResponse = Message<"sluice.v1.RetryStepResponse"> & {
  * Use `create(RetryStepResponseSchema)` to create a new message.
  */
 export const RetryStepResponseSchema: GenMessage<RetryStepResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 36);
+  messageDesc(file_sluice_v1_workflow_service, 38);
 
 /**
  * Request of GetAnalytics.
@@ -1180,7 +1236,7 @@ export type GetAnalyticsRequest = Message<"sluice.v1.GetAnalyticsRequest"> & {
  * Use `create(GetAnalyticsRequestSchema)` to create a new message.
  */
 export const GetAnalyticsRequestSchema: GenMessage<GetAnalyticsRequest> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 37);
+  messageDesc(file_sluice_v1_workflow_service, 39);
 
 /**
  * Response of GetAnalytics.
@@ -1230,7 +1286,7 @@ export type GetAnalyticsResponse = Message<"sluice.v1.GetAnalyticsResponse"> & {
  * Use `create(GetAnalyticsResponseSchema)` to create a new message.
  */
 export const GetAnalyticsResponseSchema: GenMessage<GetAnalyticsResponse> = /*@__PURE__*/
-  messageDesc(file_sluice_v1_workflow_service, 38);
+  messageDesc(file_sluice_v1_workflow_service, 40);
 
 /**
  * How much of a run a list returns. Values may be added.
@@ -1330,6 +1386,18 @@ export const WorkflowService: GenService<{
     methodKind: "unary";
     input: typeof ValidateTemplateRequestSchema;
     output: typeof ValidateTemplateResponseSchema;
+  },
+  /**
+   * Lists the step types this server runs (the built-in ones and those its
+   * plugins register), each with the JSON Schema of its config where the type
+   * declares one: what a template editor offers and checks against.
+   *
+   * @generated from rpc sluice.v1.WorkflowService.ListStepTypes
+   */
+  listStepTypes: {
+    methodKind: "unary";
+    input: typeof ListStepTypesRequestSchema;
+    output: typeof ListStepTypesResponseSchema;
   },
   /**
    * Creates a run (PENDING) from a template and parameters.
