@@ -13,7 +13,7 @@ WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-peers clean web chromium
+.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-analytics bench-peers clean web chromium
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
@@ -25,6 +25,7 @@ help:
 	@echo "make proto   regenerate generated/ from proto/"
 	@echo "make bench   the benchmark suite (several minutes); bench-quick for a smoke run"
 	@echo "make bench-postgres  Sluice on PostgreSQL beside SQLite and DBOS on PostgreSQL, 3 rounds"
+	@echo "make bench-analytics  GetAnalytics over 1,000,000 runs on SQLite and PostgreSQL (~15 min)"
 	@echo "make bench-peers  install DBOS and Temporal into bench/.peers-venv for comparison"
 
 $(VENV)/.installed: pyproject.toml
@@ -117,6 +118,12 @@ bench-quick: $(VENV)/.installed
 bench-postgres: $(VENV)/.installed
 	SLUICE_BENCH_POSTGRES=$(POSTGRES_URL) $(PY) -m bench.run --only postgres --rounds 3 \
 		--output bench/results/postgres.md $(BENCH_ARGS)
+
+# GetAnalytics over 1,000,000 runs written straight into a SQLite file and a PostgreSQL database
+# on POSTGRES_URL's server (created and dropped), to bench/results/analytics.md;
+# BENCH_ARGS="--runs 100000" for a shorter run.
+bench-analytics: $(VENV)/.installed
+	SLUICE_BENCH_POSTGRES=$(POSTGRES_URL) $(PY) -m bench.analytics $(BENCH_ARGS)
 
 bench-peers:
 	PYTHON=$(PYTHON) bench/install_peers.sh

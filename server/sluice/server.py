@@ -37,6 +37,7 @@ from sluice.engine.service import Workflows
 from sluice.engine.validation import TemplateLimits
 from sluice.observability import logs, metrics, run_log
 from sluice.observability.otel_env import exporter_names
+from sluice.runtime.analytics import fold_forever
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, ClusterSettings
 from sluice.runtime.driver import Engine, EngineSettings, Sleep
 from sluice.runtime.idle_gc import collect_when_idle
@@ -124,6 +125,7 @@ class SluiceServer:
         self.janitor: Janitor | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._idle_gc: asyncio.Task[None] | None = None
+        self._analytics: asyncio.Task[None] | None = None
         self.metrics = metrics.Metrics()
         self._metrics_runner: web.AppRunner | None = None
         self.metrics_address = ""
@@ -242,6 +244,7 @@ class SluiceServer:
         if self.janitor.settings.enabled:
             self._housekeeping = asyncio.create_task(self.janitor.run(), name="housekeeping")
         self._idle_gc = asyncio.create_task(collect_when_idle(), name="idle-gc")
+        self._analytics = asyncio.create_task(fold_forever(self.store), name="analytics-fold")
         if self.settings.metrics_listen:
             self._metrics_runner, self.metrics_address = await metrics.serve(
                 self.metrics, self.settings.metrics_listen
@@ -365,7 +368,7 @@ class SluiceServer:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._housekeeping, self._schedules_task, self._idle_gc):
+        for task in (self._housekeeping, self._schedules_task, self._idle_gc, self._analytics):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

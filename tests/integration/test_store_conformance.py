@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sluice.engine.analytics import PERCENTILE_ERROR, Analytics, AnalyticsQuery
 from sluice.engine.errors import Conflict
 from sluice.engine.model import (
     Event,
@@ -497,3 +498,101 @@ async def test_a_runs_trace_context_is_kept_from_its_creation_on(store: Store) -
     [resumed] = [r for r in await store.unfinished_runs() if r.id == run.id]
     assert resumed.trace_context == run.trace_context  # what a restarted server takes up
     assert (await store.get_run("alice", untraced.id)).trace_context == {}  # type: ignore[union-attr]
+
+
+# --- analytics --------------------------------------------------------------------------------
+
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+async def ended(
+    store: Store, n: int, end: datetime, outcome: EventType, *, seconds: float,
+    owner: str = "alice", template: Template = ONE,
+) -> Run:  # fmt: skip
+    """Run n, started `seconds` before `end`, ended then with `outcome` (its step a completed
+    in half the time and its gate passed when it completed; otherwise b and the gate skipped)."""
+    run = await created(store, n, owner=owner, template=template)
+    start = end - timedelta(seconds=seconds)
+    events = [
+        Event(EventType.WORKFLOW_STARTED, start),
+        Event(EventType.STEP_STARTED, start, "a", attempt=1),
+        Event(EventType.STEP_COMPLETED, end - timedelta(seconds=seconds / 2), "a", attempt=1),
+    ]
+    if outcome is EventType.WORKFLOW_COMPLETED:
+        events += [
+            Event(EventType.GATE_PASSED, end, "a", "g"),
+            Event(EventType.STEP_STARTED, end, "b", attempt=1),
+            Event(EventType.STEP_COMPLETED, end, "b", attempt=1),
+        ]
+    else:
+        events.append(Event(EventType.STEP_SKIPPED, end, "b"))
+    await advance(store, run, *events, Event(outcome, end))
+    return run
+
+
+async def test_analytics_count_each_ended_run_in_its_hour_whatever_the_window(
+    store: Store,
+) -> None:
+    done, failed, cancelled = (
+        EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED,
+    )  # fmt: skip
+    at_13 = DAY1 + 13 * HOUR + timedelta(minutes=30)
+    await ended(store, 1, at_13, done, seconds=10)
+    await ended(store, 2, at_13, done, seconds=20)
+    await ended(store, 3, at_13, failed, seconds=40)
+    await ended(store, 4, at_13, cancelled, seconds=80)
+    await ended(store, 5, DAY1 + 29 * HOUR, done, seconds=160)  # day 2, 05:00
+    await ended(store, 6, DAY1 + 58 * HOUR, done, seconds=1, template=OTHER)  # day 3, 10:00
+    await ended(store, 7, at_13, done, seconds=1, owner="bob")
+    unfinished = await created(store, 8)
+    await started(store, unfinished)
+
+    folded = await store.fold_analytics()
+    assert folded == (0 if isinstance(store, MemoryStore) else 7)
+    assert await store.fold_analytics() == 0
+
+    async def figures(
+        start: datetime, end: datetime, owner: str = "alice", template_id: str = "",
+        template_version: int = 0, step_type: str = "",
+    ) -> Analytics:  # fmt: skip
+        query = AnalyticsQuery(start, end, template_id, template_version, step_type)
+        return await store.analytics(owner, query)
+
+    def runs(found: Analytics) -> dict[str, int]:
+        return {t.name: t.total for t in found.templates}
+
+    hour = await figures(DAY1 + 13 * HOUR, DAY1 + 14 * HOUR)
+    [one] = hour.templates
+    assert (one.name, dict(one.outcomes)) == ("one", {"completed": 2, "failed": 1, "cancelled": 1})
+    assert one.success_rate == 0.5
+    # Nearest rank of 10, 20, 40, 80 s: the 2nd and the 4th, each within the bucket error.
+    durations = one.durations
+    assert durations.count == 4 and durations.mean == timedelta(seconds=37.5)
+    assert durations.p50 is not None and durations.p99 is not None
+    assert abs(durations.p50.total_seconds() / 20 - 1) <= PERCENTILE_ERROR
+    assert abs(durations.p99.total_seconds() / 80 - 1) <= PERCENTILE_ERROR
+    [step] = [s for s in hour.step_types if s.name == "sleep"]
+    assert dict(step.outcomes) == {"completed": 6, "skipped": 2}
+    assert step.attempts == 6 and step.durations.count == 6
+    [gate] = hour.gate_types
+    assert dict(gate.outcomes) == {"passed": 2, "skipped": 2}
+    assert gate.gate_type is GateType.THRESHOLD and gate.pass_rate == 1.0
+
+    # Days, 6 hours and hours together, in any combination: each run once, in its hour.
+    assert runs(await figures(DAY1, DAY1 + 60 * HOUR)) == {"one": 5, "other": 1}
+    assert runs(await figures(DAY1 + 5 * HOUR, DAY1 + 59 * HOUR)) == {"one": 5, "other": 1}
+    assert runs(await figures(DAY1 + 14 * HOUR, DAY1 + 58 * HOUR)) == {"one": 1}
+    assert runs(await figures(DAY1 + 12 * HOUR, DAY1 + 18 * HOUR)) == {"one": 4}
+    assert runs(await figures(DAY1 + 13 * HOUR, DAY1 + 30 * HOUR)) == {"one": 5}
+    assert runs(await figures(DAY1 + 30 * HOUR, DAY1 + 72 * HOUR)) == {"other": 1}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, template_id="other")) == {"other": 1}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, template_id="one", template_version=7)) == {}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, owner="bob")) == {"one": 1}
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR, owner="carol")) == {}
+    wide = await figures(DAY1, DAY1 + 72 * HOUR, step_type="nothing-like-it")
+    assert wide.step_types == [] and runs(wide) == {"one": 5, "other": 1}
+
+    # Counted for good: deleting a run later does not take it out of the figures.
+    assert await store.delete_run("alice", "00000000-0000-4000-8000-000000000001")
+    assert runs(await figures(DAY1, DAY1 + 72 * HOUR)) == {"one": 5, "other": 1}

@@ -20,6 +20,8 @@ import {
   WorkflowService,
   WorkflowView,
   type CreateWorkflowRequest,
+  type GetAnalyticsRequestSchema,
+  type GetAnalyticsResponse,
   type ListWorkflowEventsResponse,
   type ListWorkflowsRequestSchema,
   type ListWorkflowsResponse,
@@ -133,6 +135,20 @@ export interface ListWorkflowsOptions extends CallOptions {
   pageSize?: number;
   /** nextPageToken of a previous call with the same filters and view. */
   pageToken?: string;
+}
+
+export interface GetAnalyticsOptions extends CallOptions {
+  /** Count the runs that ended at or after this time (rounded down to the hour); default: 24
+   * hours before `endTime`. */
+  startTime?: Date;
+  /** ... and before this time (rounded up to the hour); default: the end of the current hour. */
+  endTime?: Date;
+  /** Only runs of this template. */
+  templateId?: string;
+  /** With `templateId`: only runs of this version; 0 (the default) means every version. */
+  templateVersion?: number;
+  /** Only this step type in `stepTypes` (templates and gate types are not filtered by it). */
+  stepType?: string;
 }
 
 export interface ListWorkflowEventsOptions extends CallOptions {
@@ -538,6 +554,25 @@ export class WorkflowClient {
       pageToken: options.pageToken ?? "",
     };
     return this.call(() => this.client.listWorkflowEvents(request, callOptions(options)));
+  }
+
+  /**
+   * Your runs that ended in a window (whole hours, UTC): per template, step type and gate type,
+   * counts by outcome, success rates and p50/p95/p99 durations (within 9.1 %).
+   */
+  async getAnalytics(options: GetAnalyticsOptions = {}): Promise<GetAnalyticsResponse> {
+    const request: MessageInitShape<typeof GetAnalyticsRequestSchema> = {
+      templateId: options.templateId ?? "",
+      templateVersion: options.templateVersion ?? 0,
+      stepType: options.stepType ?? "",
+    };
+    if (options.startTime !== undefined) {
+      request.startTime = timestampFromDate(options.startTime);
+    }
+    if (options.endTime !== undefined) {
+      request.endTime = timestampFromDate(options.endTime);
+    }
+    return this.call(() => this.client.getAnalytics(request, callOptions(options)));
   }
 
   /** Every matching stored event of the run, fetching pages as needed; ends with the last one. */

@@ -11,6 +11,7 @@ export {
   type ExecuteWorkflowOptions,
   type ListWorkflowsOptions,
   type ListWorkflowEventsOptions,
+  type GetAnalyticsOptions,
   type ResumeWorkflowOptions,
   type ApproveGateOptions,
   type WatchOptions,
@@ -46,6 +47,7 @@ export {
 export { TaskError, NonRetryableError, type TaskInfo, type TaskErrorOptions } from "./task.js";
 
 // The generated messages, enums and the service descriptor.
+export * from "./gen/sluice/v1/analytics_pb.js";
 export * from "./gen/sluice/v1/event_pb.js";
 export * from "./gen/sluice/v1/template_pb.js";
 export * from "./gen/sluice/v1/workflow_pb.js";

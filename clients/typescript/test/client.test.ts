@@ -453,3 +453,34 @@ test("listWorkflowEvents pages through exactly the watched events, filtered", as
     NotFoundError,
   );
 });
+
+test("getAnalytics counts the runs that ended, and names a bad window's field", async () => {
+  const run = await client.createWorkflow("content-to-social", PARAMS);
+  await client.executeWorkflow(run.id, { autoApprove: true, wait: true });
+
+  const figures = await client.getAnalytics({ templateId: "content-to-social" });
+  const [template] = figures.templates;
+  assert.equal(template?.templateId, "content-to-social");
+  assert.ok((template?.completed ?? 0n) >= 1n);
+  assert.ok((template?.duration?.count ?? 0n) >= 1n);
+  const hours = Number(figures.endTime!.seconds - figures.startTime!.seconds) / 3600;
+  assert.equal(hours, 24, "the default window: 24 whole hours");
+  const review = await client.getAnalytics({ stepType: "review" });
+  assert.deepEqual(
+    review.stepTypes.map((s) => s.stepType),
+    ["review"],
+  );
+
+  const now = new Date();
+  await assert.rejects(
+    client.getAnalytics({ startTime: now, endTime: new Date(now.getTime() - 3_600_000) }),
+    (error) => {
+      assert.ok(error instanceof InvalidArgumentError, String(error));
+      assert.deepEqual(
+        error.violations.map((v) => v.field),
+        ["end_time"],
+      );
+      return true;
+    },
+  );
+});

@@ -10,6 +10,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from sluice.v1 import analytics_pb2 as _analytics_pb2
 from sluice.v1 import event_pb2 as _event_pb2
 from sluice.v1 import template_pb2 as _template_pb2
 from sluice.v1 import workflow_pb2 as _workflow_pb2
@@ -1189,3 +1190,101 @@ class RetryStepResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryStepResponse: _TypeAlias = RetryStepResponse  # noqa: Y015
+
+@_typing.final
+class GetAnalyticsRequest(_message.Message):
+    """Request of GetAnalytics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_VERSION_FIELD_NUMBER: _builtins.int
+    STEP_TYPE_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    """Only runs of this template; empty means all."""
+    template_version: _builtins.int
+    """With template_id: only runs of this version; 0 means every version."""
+    step_type: _builtins.str
+    """Only this step type in step_types (templates and gate types are not
+    filtered by it); empty means all. Must be a step type the server knows.
+    """
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Count the runs that ended at or after this time, rounded down to the
+        hour; unset: 24 hours before end_time.
+        """
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Count the runs that ended before this time, rounded up to the hour;
+        unset: the end of the current hour.
+        """
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        template_id: _builtins.str = ...,
+        template_version: _builtins.int = ...,
+        step_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time", "step_type", b"step_type", "template_id", b"template_id", "template_version", b"template_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAnalyticsRequest: _TypeAlias = GetAnalyticsRequest  # noqa: Y015
+
+@_typing.final
+class GetAnalyticsResponse(_message.Message):
+    """Response of GetAnalytics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    TEMPLATES_FIELD_NUMBER: _builtins.int
+    STEP_TYPES_FIELD_NUMBER: _builtins.int
+    GATE_TYPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The window counted: start_time rounded down to the hour (inclusive)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """The window counted: end_time rounded up to the hour (exclusive)."""
+
+    @_builtins.property
+    def templates(self) -> _containers.RepeatedCompositeFieldContainer[_analytics_pb2.TemplateAnalytics]:
+        """Per template id, by id; templates with no run ended in the window are
+        left out.
+        """
+
+    @_builtins.property
+    def step_types(self) -> _containers.RepeatedCompositeFieldContainer[_analytics_pb2.StepTypeAnalytics]:
+        """Per step type, by type."""
+
+    @_builtins.property
+    def gate_types(self) -> _containers.RepeatedCompositeFieldContainer[_analytics_pb2.GateTypeAnalytics]:
+        """Per gate type, in the enum's order."""
+
+    def __init__(
+        self,
+        *,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        templates: _abc.Iterable[_analytics_pb2.TemplateAnalytics] | None = ...,
+        step_types: _abc.Iterable[_analytics_pb2.StepTypeAnalytics] | None = ...,
+        gate_types: _abc.Iterable[_analytics_pb2.GateTypeAnalytics] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "gate_types", b"gate_types", "start_time", b"start_time", "step_types", b"step_types", "templates", b"templates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAnalyticsResponse: _TypeAlias = GetAnalyticsResponse  # noqa: Y015

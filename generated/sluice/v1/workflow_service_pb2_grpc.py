@@ -136,6 +136,11 @@ class WorkflowServiceStub:
                 request_serializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.FromString,
                 _registered_method=True)
+        self.GetAnalytics = channel.unary_unary(
+                '/sluice.v1.WorkflowService/GetAnalytics',
+                request_serializer=sluice_dot_v1_dot_workflow__service__pb2.GetAnalyticsRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_workflow__service__pb2.GetAnalyticsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -304,6 +309,17 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAnalytics(self, request, context):
+        """Returns the caller's figures over a time window: per template, per step
+        type and per gate type, counts by outcome, success rates and duration
+        percentiles of the runs that ended in the window (by their end time, in
+        whole hours, UTC). Read from hourly and daily sums the server keeps, so a
+        window costs the same however many runs it covers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +417,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.RetryStep,
                     request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.SerializeToString,
+            ),
+            'GetAnalytics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAnalytics,
+                    request_deserializer=sluice_dot_v1_dot_workflow__service__pb2.GetAnalyticsRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_workflow__service__pb2.GetAnalyticsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -923,6 +944,33 @@ class WorkflowService:
             '/sluice.v1.WorkflowService/RetryStep',
             sluice_dot_v1_dot_workflow__service__pb2.RetryStepRequest.SerializeToString,
             sluice_dot_v1_dot_workflow__service__pb2.RetryStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAnalytics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkflowService/GetAnalytics',
+            sluice_dot_v1_dot_workflow__service__pb2.GetAnalyticsRequest.SerializeToString,
+            sluice_dot_v1_dot_workflow__service__pb2.GetAnalyticsResponse.FromString,
             options,
             channel_credentials,
             insecure,

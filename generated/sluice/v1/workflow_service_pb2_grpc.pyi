@@ -113,6 +113,13 @@ class WorkflowServiceStub:
     (RETRYING) at once instead of at its retry time. A step in any other
     status, or a run that is not RUNNING, is FAILED_PRECONDITION.
     """
+    GetAnalytics: _grpc.UnaryUnaryMultiCallable[_workflow_service_pb2.GetAnalyticsRequest, _workflow_service_pb2.GetAnalyticsResponse]
+    """Returns the caller's figures over a time window: per template, per step
+    type and per gate type, counts by outcome, success rates and duration
+    percentiles of the runs that ended in the window (by their end time, in
+    whole hours, UTC). Read from hourly and daily sums the server keeps, so a
+    window costs the same however many runs it covers.
+    """
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
@@ -198,6 +205,13 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Starts the next attempt of a step waiting out its retry backoff
     (RETRYING) at once instead of at its retry time. A step in any other
     status, or a run that is not RUNNING, is FAILED_PRECONDITION.
+    """
+    GetAnalytics: _aio.UnaryUnaryMultiCallable[_workflow_service_pb2.GetAnalyticsRequest, _workflow_service_pb2.GetAnalyticsResponse]  # type: ignore[assignment]
+    """Returns the caller's figures over a time window: per template, per step
+    type and per gate type, counts by outcome, success rates and duration
+    percentiles of the runs that ended in the window (by their end time, in
+    whole hours, UTC). Read from hourly and daily sums the server keeps, so a
+    window costs the same however many runs it covers.
     """
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -395,6 +409,19 @@ class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts the next attempt of a step waiting out its retry backoff
         (RETRYING) at once instead of at its retry time. A step in any other
         status, or a run that is not RUNNING, is FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAnalytics(
+        self,
+        request: _workflow_service_pb2.GetAnalyticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_service_pb2.GetAnalyticsResponse, _abc.Awaitable[_workflow_service_pb2.GetAnalyticsResponse]]:
+        """Returns the caller's figures over a time window: per template, per step
+        type and per gate type, counts by outcome, success rates and duration
+        percentiles of the runs that ended in the window (by their end time, in
+        whole hours, UTC). Read from hourly and daily sums the server keeps, so a
+        window costs the same however many runs it covers.
         """
 
 def add_WorkflowServiceServicer_to_server(servicer: WorkflowServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,6 +12,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
 
 from sluice.engine import metrics as metrics_mod
+from sluice.engine.analytics import Analytics, Durations
 from sluice.engine.catalog import StepTypeInfo
 from sluice.engine.model import (
     ApprovalTimeout,
@@ -33,7 +34,8 @@ from sluice.engine.model import (
     Template,
 )
 from sluice.engine.validators import with_validators
-from sluice.v1 import event_pb2, template_pb2, workflow_pb2
+from sluice.v1 import analytics_pb2, event_pb2, template_pb2, workflow_pb2
+from sluice.v1 import workflow_service_pb2 as service_pb2
 
 _DEFAULT_RETRY = RetryPolicy()
 
@@ -427,3 +429,40 @@ def event_to_proto(
     _timestamp(e.time, pb.time)
     dict_to_struct(e.details, pb.details)
     return pb
+
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+def analytics_to_proto(a: Analytics) -> service_pb2.GetAnalyticsResponse:
+    pb = service_pb2.GetAnalyticsResponse()
+    _timestamp(a.start, pb.start_time)
+    _timestamp(a.end, pb.end_time)
+    for t in a.templates:
+        tp = pb.templates.add(
+            template_id=t.name, runs=t.total, completed=t.count("completed"),
+            failed=t.count("failed"), cancelled=t.count("cancelled"),
+            success_rate=t.success_rate,
+        )  # fmt: skip
+        _durations(t.durations, tp.duration)
+    for st in a.step_types:
+        sp = pb.step_types.add(
+            step_type=st.name, steps=st.total, completed=st.count("completed"),
+            failed=st.count("failed"), skipped=st.count("skipped"),
+            cancelled=st.count("cancelled"), attempts=st.attempts, success_rate=st.success_rate,
+        )  # fmt: skip
+        _durations(st.durations, sp.duration)
+    for g in a.gate_types:
+        pb.gate_types.add(
+            gate_type=_GATE_TYPE[g.gate_type], gates=g.total, passed=g.count("passed"),
+            failed=g.count("failed"), approved=g.count("approved"),
+            rejected=g.count("rejected"), skipped=g.count("skipped"),
+            undecided=g.count("undecided"), pass_rate=g.pass_rate,
+        )  # fmt: skip
+    return pb
+
+
+def _durations(d: Durations, target: analytics_pb2.DurationStats) -> None:
+    target.count = d.count
+    for name in ("mean", "p50", "p95", "p99"):
+        _duration(getattr(d, name), getattr(target, name))

@@ -25,6 +25,7 @@ from sluice.api.requests import (
     request_hash,
 )
 from sluice.api.watch_limit import WatchLimit
+from sluice.engine import analytics
 from sluice.engine.model import Event, EventType, Run, RunStatus
 from sluice.engine.ports import Clock, RunFilter
 from sluice.engine.service import Workflows
@@ -411,6 +412,33 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if next_after is not None:
             response.next_page_token = encode_sequence(next_after, filters)
         return response
+
+    @rpc
+    async def GetAnalytics(
+        self, request: pb.GetAnalyticsRequest, context: Context
+    ) -> pb.GetAnalyticsResponse:
+        checks = Checks()
+        start = checks.timestamp(request, "start_time")
+        end = checks.timestamp(request, "end_time")
+        if start is not None and end is not None and start >= end:
+            checks.add("end_time", "must be later than start_time")
+        first, last = analytics.window(start, end, self._clock.now())
+        if start is not None and end is None and first >= last:
+            checks.add("start_time", "must be earlier than now (or than end_time)")
+        if request.template_id:
+            checks.template_id(request.template_id)
+        if request.template_version < 0:
+            checks.add("template_version", "must be 0 (every version) or a version number")
+        elif request.template_version and not request.template_id:
+            checks.add("template_version", "needs template_id: a version of which template?")
+        if request.step_type and not self._catalog.has_step_type(request.step_type):
+            checks.add("step_type", "must be a step type this server runs (or empty: all)")
+        checks.done()
+        query = analytics.AnalyticsQuery(
+            first, last, request.template_id, request.template_version, request.step_type
+        )
+        figures = await self._workflows.analytics(current_user(), query)
+        return convert.analytics_to_proto(figures)
 
 
 class _WatchResponses:

@@ -8,6 +8,7 @@ import typer
 
 from sluice.cli import (
     admin,
+    analytics,
     control,
     credentials,
     events,
@@ -63,7 +64,7 @@ _register(
         "graph": templates.graph,
     },
 )
-_register(app, {"events": events.events})
+_register(app, {"events": events.events, "analytics": analytics.analytics})
 schedule_app = typer.Typer(
     help="Runs of a template on a cron: create, list, get, update, pause, resume, trigger, delete.",
     no_args_is_help=True,

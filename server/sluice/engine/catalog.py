@@ -76,6 +76,10 @@ class TemplateCatalog:
             if problems:  # a broken file shipped with the server is a bug: refuse to start
                 raise ValueError(f"predefined template {template.id} is invalid: {problems}")
 
+    def has_step_type(self, step_type: str) -> bool:
+        """Whether this server runs steps of `step_type` (a handler, a plugin's, task, wait)."""
+        return step_type in self._step_types
+
     def validate(self, template: Template) -> list[Violation]:
         return validate_template(template, self._step_types, self.limits)
 

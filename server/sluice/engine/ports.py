@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from sluice.engine.analytics import Analytics, AnalyticsQuery
 from sluice.engine.model import Event, EventType, Publication, Run, RunStatus, Template
 
 
@@ -275,6 +276,17 @@ class Store(TaskStore, Protocol):
 
     async def count_active_runs(self, owner: str) -> int:
         """The owner's PENDING, RUNNING and PAUSED runs."""
+        ...
+
+    async def fold_analytics(self, limit: int = 1000) -> int:
+        """Add the runs that ended since the last fold to the analytics sums, `limit` runs a
+        transaction, until none is left; how many were added. A run ends with a note in its
+        terminal commit (one row, nothing to look up), and is counted here once, by whichever
+        server folds it first."""
+        ...
+
+    async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
+        """The owner's figures over the query's window, as folded so far."""
         ...
 
     async def unfinished_runs(self) -> list[Run]:

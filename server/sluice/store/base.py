@@ -12,6 +12,7 @@ subclass by URL.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,8 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
+from sluice.engine import analytics as counting
+from sluice.engine.analytics import Analytics, AnalyticsQuery, Count, Sums, Tally
 from sluice.engine.errors import Conflict, LeaseLost
 from sluice.engine.model import (
     Event,
@@ -48,6 +54,8 @@ from sluice.engine.ports import (
 from sluice.store import codec, rows
 from sluice.store.executors import Executor
 from sluice.store.schema import (
+    analytics_queue,
+    analytics_sums,
     events,
     gate_results,
     outbox,
@@ -65,6 +73,8 @@ _TERMINAL_EVENTS = frozenset(
 )
 _ACTIVE = [RunStatus.PENDING.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
 
+log = structlog.get_logger(__name__)
+
 # A batch of writes: each statement with the rows it runs for (executemany; none: skipped).
 Writes = Sequence[tuple[sa.Insert | sa.Update | sa.Delete, list[dict[str, Any]]]]
 
@@ -72,10 +82,15 @@ Writes = Sequence[tuple[sa.Insert | sa.Update | sa.Delete, list[dict[str, Any]]]
 class SqlStore(ABC):
     # INSERT INTO template_snapshots ... ON CONFLICT DO NOTHING, in the database's dialect.
     INSERT_SNAPSHOT: ClassVar[sa.Insert]
+    # INSERT INTO analytics_sums ... ON CONFLICT (its key) DO UPDATE adding the values.
+    ADD_SUMS: ClassVar[sa.Insert]
 
     def __init__(self, executor: Executor) -> None:
         self._db = executor
         self._snapshots = _SnapshotCache()
+        # One fold at a time here (the background one, a GetAnalytics call's); folds on other
+        # servers are told apart by the queue rows each deletes.
+        self._folding = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = False) -> SqlStore:
@@ -189,6 +204,7 @@ class SqlStore(ABC):
                     (UPDATE_GATE, t.gates),
                     (INSERT_EVENTS, t.events),
                     (INSERT_OUTBOX, t.outbox),
+                    (INSERT_QUEUED, t.ended),
                 ],
             )
             if t.tasks or t.cancelled_tasks:  # a new attempt's task replaces the step's last
@@ -418,6 +434,110 @@ class SqlStore(ABC):
             lambda conn: int(conn.execute(_COUNT_ACTIVE, params).scalar_one())
         )
 
+    # --- analytics ----------------------------------------------------------------------------
+
+    async def fold_analytics(self, limit: int = 1000) -> int:
+        folded = 0
+        async with self._folding:
+            while True:
+                # Read and added up on a reader (off the event loop's thread on SQLite); then
+                # one short write: the queue rows this fold deletes are the runs it adds. A
+                # row another server's fold deleted first is not added here.
+                found, sums = await self._db.read(lambda conn: self._queued(conn, limit))
+                if not found:
+                    return folded
+                folded += await self._db.write(
+                    functools.partial(self._add_sums, found=found, sums=sums)
+                )
+                if len(found) < limit:
+                    return folded
+
+    def _queued(
+        self, conn: sa.Connection, limit: int
+    ) -> tuple[list[_Queued], dict[tuple[Any, ...], Tally]]:
+        """The oldest `limit` queue rows, each with what its run adds (as its terminal commit
+        wrote it, or for a run queued by migration 0011 counted from the run's stored rows),
+        and their sums: added up here, off the loop's thread on SQLite; the write uses them
+        when its delete took every row (always, but with several servers folding at once)."""
+        queued = conn.execute(_QUEUED, {"limit": limit}).all()
+        unread = [r.run_id for r in queued if r.counts is None]
+        from_rows = self._counts_from_rows(conn, unread) if unread else {}
+        found = []
+        for r in queued:
+            counts: Sequence[Count] = ()
+            try:
+                if r.counts is None:
+                    counts = from_rows.get(r.run_id, ())  # none: deleted before it was read
+                else:
+                    counts = counting.decode(r.counts)
+            except (TypeError, ValueError) as exc:  # a row this code cannot read: not counted,
+                # rather than left at the queue's head, stopping every fold after it
+                log.warning("analytics: run not counted", run_id=r.run_id, error=repr(exc))
+                counts = ()
+            ended = codec.utc(r.ended_at) or r.ended_at
+            found.append(_Queued(r.id, r.owner, r.template_id, r.template_version, ended, counts))
+        return found, _sum_up(found)
+
+    def _counts_from_rows(self, conn: sa.Connection, run_ids: list[str]) -> dict[str, list[Count]]:
+        """What each of these ended runs adds, from its stored rows (durations computed by the
+        database: no time is parsed here, a run is about seven rows)."""
+        found = conn.execute(_RUNS_TO_COUNT, {"ids": run_ids}).all()
+        steps: dict[str, list[counting.StepEnd]] = {r.id: [] for r in found}
+        gates: dict[str, list[tuple[str, str]]] = {r.id: [] for r in found}
+        for run_id, step_id, status, attempt, seconds in conn.execute(
+            _STEPS_TO_COUNT, {"ids": run_ids}
+        ):
+            steps[run_id].append((step_id, status, attempt, seconds))
+        for run_id, gate_id, status in conn.execute(_GATES_TO_COUNT, {"ids": run_ids}):
+            gates[run_id].append((gate_id, status))
+        templates = self._snapshots.resolve(conn, {r.template_key for r in found})
+        counted = {}
+        for r in found:
+            try:
+                counted[r.id] = counting.decode(
+                    counting.flat_counts(
+                        templates[r.template_key], r.status, r.seconds, steps[r.id], gates[r.id]
+                    )
+                )
+            except (KeyError, ValueError) as exc:  # not counted, rather than stopping every fold
+                log.warning("analytics: run not counted", run_id=r.id, error=repr(exc))
+        return counted
+
+    def _add_sums(
+        self, conn: sa.Connection, *, found: Sequence[_Queued], sums: dict[tuple[Any, ...], Tally]
+    ) -> int:
+        deleted = set(
+            conn.execute(
+                analytics_queue.delete()
+                .where(analytics_queue.c.id.in_([q.id for q in found]))
+                .returning(analytics_queue.c.id)
+            ).scalars()
+        )
+        if len(deleted) < len(found):  # another server's fold took some: only ours count
+            sums = _sum_up([q for q in found if q.id in deleted])
+        if sums:
+            # In key order: two servers folding at once lock the rows they share in one order.
+            conn.execute(
+                self.ADD_SUMS,
+                [dict(zip(_SUM_COLUMNS, (*k, *t.values()), strict=True))
+                 for k, t in sorted(sums.items(), key=lambda item: item[0])],
+            )  # fmt: skip
+        return len(deleted)
+
+    async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
+        statements = [
+            sums_query(owner, span, query) for span in counting.spans(query.start, query.end)
+        ]
+
+        def load(conn: sa.Connection) -> list[Sums]:
+            return [
+                Sums(row[0], row[1], row[2], Tally.of(row[3:]))
+                for statement in statements
+                for row in conn.execute(statement)
+            ]
+
+        return counting.summarize(query, await self._db.read(load))
+
     async def unfinished_runs(self) -> list[Run]:
         query = (
             sa.select(*RUN_COLUMNS)
@@ -576,6 +696,8 @@ class Transition:
     fence: Fence | None
     tasks: list[dict[str, Any]] = field(default_factory=list)  # tasks queued (whole rows)
     cancelled_tasks: list[dict[str, Any]] = field(default_factory=list)  # run_id, step_id
+    # The run's analytics_queue row when this commit ends it (`queued_row`).
+    ended: list[dict[str, Any]] = field(default_factory=list)
 
 
 def transition(
@@ -618,6 +740,7 @@ def transition(
         cancelled_tasks=(
             [{"run_id": run.id, "step_id": s} for s in task_writes.cancelled] if task_writes else []
         ),
+        ended=[queued_row(run)] if ends else [],
     )  # fmt: skip
 
 
@@ -757,6 +880,7 @@ INSERT_STEPS = step_runs.insert()
 INSERT_GATES = gate_results.insert()
 INSERT_EVENTS = events.insert()
 INSERT_OUTBOX = outbox.insert()
+INSERT_QUEUED = analytics_queue.insert()
 UPDATE_RUN = _keyed_update(runs, ("id", "version"), _RUN_FIELDS)
 UPDATE_STEP = _keyed_update(step_runs, ("run_id", "step_id"), _STEP_FIELDS)
 UPDATE_GATE = _keyed_update(gate_results, ("run_id", "gate_id"), _GATE_FIELDS)
@@ -876,6 +1000,7 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (INSERT_GATES, gate_results),
     (INSERT_EVENTS, events),
     (INSERT_OUTBOX, outbox),
+    (INSERT_QUEUED, analytics_queue),
     (UPDATE_RUN, runs),
     (UPDATE_STEP, step_runs),
     (UPDATE_GATE, gate_results),
@@ -885,6 +1010,133 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (DELETE_TIMERS, timers),
     (INSERT_TIMERS, timers),
 )
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A queue row read by a fold, with what its run adds (none when it cannot be counted)."""
+
+    id: int
+    owner: str
+    template_id: str
+    template_version: int
+    ended_at: datetime
+    counts: Sequence[Count]
+
+
+class seconds_between(FunctionElement[float]):
+    """SQL for the seconds from one time column to another (NULL when either is), exact to
+    the microsecond. SQLite's date functions keep milliseconds only, so the whole seconds come
+    from julianday() of the text's first 19 characters and the microseconds from its last six
+    (the store writes "YYYY-MM-DD HH:MM:SS.ffffff")."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_on_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return (
+        f"(round((julianday(substr({end}, 1, 19)) - julianday(substr({start}, 1, 19))) "
+        f"* 86400.0) + (substr({end}, 21) - substr({start}, 21)) / 1000000.0)"
+    )
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_on_postgresql(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS DOUBLE PRECISION)"
+
+
+_QUEUED = (
+    sa.select(analytics_queue)
+    .order_by(analytics_queue.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
+_RUNS_TO_COUNT = sa.select(
+    runs.c.id, runs.c.template_key, runs.c.status,
+    seconds_between(runs.c.started_at, runs.c.ended_at).label("seconds"),
+).where(runs.c.id.in_(_IDS))  # fmt: skip
+_STEPS_TO_COUNT = sa.select(
+    step_runs.c.run_id, step_runs.c.step_id, step_runs.c.status, step_runs.c.attempt,
+    seconds_between(step_runs.c.started_at, step_runs.c.ended_at),
+).where(step_runs.c.run_id.in_(_IDS))  # fmt: skip
+_GATES_TO_COUNT = sa.select(
+    gate_results.c.run_id, gate_results.c.gate_id, gate_results.c.status
+).where(gate_results.c.run_id.in_(_IDS))
+
+
+def _sum_up(found: Sequence[_Queued]) -> dict[tuple[Any, ...], Tally]:
+    """What queue rows add to analytics_sums, by its primary key: added up by hour first, then
+    each hour's tallies into its 6 hours and its day."""
+    hours: dict[tuple[Any, ...], Tally] = {}
+    for q in found:
+        hour = counting.floor_hour(q.ended_at)
+        for c in q.counts:
+            key = (q.owner, hour, q.template_id, q.template_version, c.kind, c.subject)
+            tally = hours.get(key)
+            if tally is None:
+                hours[key] = tally = Tally()
+            tally.add(c)
+    sums: dict[tuple[Any, ...], Tally] = {}
+    for (owner, hour, *rest), tally in hours.items():
+        for width, start in counting.span_starts(hour):
+            key = (owner, int(width.total_seconds()), start, *rest)
+            if width == counting.HOUR:
+                sums[key] = tally
+            else:
+                sums.setdefault(key, Tally()).merge(tally)
+    return sums
+
+
+def queued_row(run: Run) -> dict[str, Any]:
+    """The analytics queue row of a run its commit ends: what it adds, counted from the run in
+    memory (no read later)."""
+    return {
+        "run_id": run.id, "owner": run.owner, "template_id": run.template.id,
+        "template_version": run.template.version, "ended_at": run.ended_at,
+        "counts": counting.flat_counts_of(run),
+    }  # fmt: skip
+
+
+_SUM_COLUMNS = tuple(c.name for c in analytics_sums.c)
+_SUM_KEY = tuple(c.name for c in analytics_sums.primary_key)
+
+
+def add_sums(insert: Callable[[sa.Table], Any]) -> sa.Insert:
+    """INSERT INTO analytics_sums ... ON CONFLICT DO UPDATE adding the new values to the
+    stored ones, with `insert` the dialect's (sqlite.insert or postgresql.insert)."""
+    statement = insert(analytics_sums)
+    added = statement.excluded
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=list(_SUM_KEY),
+        set_={name: analytics_sums.c[name] + added[name] for name in counting.VALUES},
+    )
+
+
+def sums_query(owner: str, span: counting.Span, query: AnalyticsQuery) -> sa.Select[Any]:
+    """The sums of one span of a window (its days, 6-hour spans or hours), added up by
+    template and (kind, subject) in the order of counting.VALUES: a range of analytics_sums'
+    primary key (owner, span width, span start). (Public so a test can check the plan.)"""
+    c = analytics_sums.c
+    statement = sa.select(
+        c.template_id, c.kind, c.subject, *(sa.func.sum(c[name]) for name in counting.VALUES)
+    ).where(
+        c.owner == owner,
+        c.span_seconds == int(span.width.total_seconds()),
+        c.span_start >= span.start,
+        c.span_start < span.end,
+    )
+    if query.template_id:
+        statement = statement.where(c.template_id == query.template_id)
+        if query.template_version:
+            statement = statement.where(c.template_version == query.template_version)
+    return statement.group_by(c.template_id, c.kind, c.subject)
+
 
 _COUNT_ACTIVE = sa.select(sa.func.count()).where(
     runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(_ACTIVE)

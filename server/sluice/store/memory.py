@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sluice.engine import analytics as counting
+from sluice.engine.analytics import Analytics, AnalyticsQuery, Sums, Tally
 from sluice.engine.errors import Conflict
 from sluice.engine.model import (
     Event,
@@ -74,6 +76,9 @@ class MemoryStore:
         self._templates: dict[tuple[str, str], list[_StoredTemplate]] = {}
         self._outbox_ids = itertools.count(1)
         self._tasks: dict[tuple[str, str], TaskRecord] = {}
+        # Analytics sums by (owner, hour, template id, version, kind, subject), added as each
+        # run ends (no queue to fold here).
+        self._sums: dict[tuple[Any, ...], Tally] = {}
 
     async def close(self) -> None:
         return None
@@ -139,6 +144,8 @@ class MemoryStore:
              "created_at": run.updated_at}
             for step_id, p in publications
         )  # fmt: skip
+        if ends:
+            self._count(kept)
         for task in tasks.queued if tasks else ():
             self._tasks[(task.run_id, task.step_id)] = task
         for step_id in tasks.cancelled if tasks else ():
@@ -355,6 +362,32 @@ class MemoryStore:
         await _suspend()
         stored = self._runs.get(run_id)
         return [dict(r) for r in stored.outbox] if stored is not None else []
+
+    def _count(self, run: Run) -> None:
+        if run.ended_at is None:
+            return
+        hour = counting.floor_hour(run.ended_at)
+        for c in counting.counts_of(run):
+            key = (run.owner, hour, run.template.id, run.template.version, c.kind, c.subject)
+            tally = self._sums.get(key)
+            if tally is None:
+                self._sums[key] = tally = Tally()
+            tally.add(c)
+
+    async def fold_analytics(self, limit: int = 1000) -> int:
+        await _suspend()
+        return 0  # counted as each run ends
+
+    async def analytics(self, owner: str, query: AnalyticsQuery) -> Analytics:
+        await _suspend()
+        sums = [
+            Sums(template_id, kind, subject, tally)
+            for (who, hour, template_id, version, kind, subject), tally in self._sums.items()
+            if who == owner and query.start <= hour < query.end
+            and (not query.template_id or template_id == query.template_id)
+            and (not query.template_version or version == query.template_version)
+        ]  # fmt: skip
+        return counting.summarize(query, sums)
 
     async def count_active_runs(self, owner: str) -> int:
         await _suspend()

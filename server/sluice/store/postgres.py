@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sluice.engine.errors import Conflict
 from sluice.engine.model import Event, Run
 from sluice.store import rows
-from sluice.store.base import SqlStore, Transition, Writes, creation_writes, lost_write
+from sluice.store.base import (
+    SqlStore,
+    Transition,
+    Writes,
+    add_sums,
+    creation_writes,
+    lost_write,
+)
 from sluice.store.executors import AsyncExecutor
 from sluice.store.postgres_group_commit import GroupCommit
 from sluice.store.postgres_notify import payloads
@@ -42,6 +49,7 @@ WRITERS = 1
 
 class PostgresStore(SqlStore):
     INSERT_SNAPSHOT = postgresql.insert(template_snapshots).on_conflict_do_nothing()
+    ADD_SUMS = add_sums(postgresql.insert)
 
     def __init__(self, executor: AsyncExecutor, writes: GroupCommit) -> None:
         super().__init__(executor)

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from sluice.store.base import _GATE_FIELDS, _RUN_FIELDS, _STEP_FIELDS, Transition, Writes
 from sluice.store.schema import (
+    analytics_queue,
     events,
     gate_results,
     outbox,
@@ -162,6 +163,7 @@ _RUN_COLUMNS = tuple(c.name for c in runs.c)
 _TASK_COLUMNS = tuple(c.name for c in tasks.c)
 _TASK_KEYS = ("run_id", "step_id")
 _OUTBOX_COLUMNS = ("run_id", "step_id", "kind", "channel", "payload", "created_at")
+_QUEUED_COLUMNS = tuple(c.name for c in analytics_queue.c if c.name != "id")
 
 _PARTS = (
     # Transitions: the run's compare-and-set, then what it changed and appended.
@@ -183,6 +185,10 @@ _PARTS = (
     _update_of_run("r_gates", gate_results, "gate_id", _GATE_FIELDS),
     _all_columns(events, "r"),
     _Part("r_outbox", outbox, _OUTBOX_COLUMNS, _insert(outbox, _OUTBOX_COLUMNS, "r")),
+    # A run that ends: its row in the analytics queue (folded into the sums later).
+    _Part(
+        "r_ended", analytics_queue, _QUEUED_COLUMNS, _insert(analytics_queue, _QUEUED_COLUMNS, "r")
+    ),
     _Part(
         "r_cleared",
         timers,
@@ -293,6 +299,7 @@ def write_statement(
         rows["r_gates"] += t.gates
         rows["r_events"] += t.events
         rows["r_outbox"] += t.outbox
+        rows["r_ended"] += t.ended
         for key, at in t.timers.items():
             timer = {"run_id": t.run_id, "key": key, "fire_at": at}
             rows["r_timers" if at is not None else "r_cleared"].append(timer)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from sluice.engine import analytics
+
 metadata = sa.MetaData()
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -307,4 +309,50 @@ schedule_fires = sa.Table(
         postgresql_where=sa.text("status = 'PENDING'"),
         sqlite_where=sa.text("status = 'PENDING'"),
     ),
+)
+
+# A 64-bit id on PostgreSQL; on SQLite an INTEGER PRIMARY KEY, which is the rowid.
+_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+# Runs that ended and are not yet in `analytics_sums`: one row written in the run's terminal
+# commit with what the run adds (`counts`: sluice.engine.analytics' Counts, computed from the
+# run in memory), folded into the sums shortly after (and before every GetAnalytics) by
+# whichever server deletes the row first. Rows queued by migration 0011 for the runs that had
+# ended before it have no counts: the fold computes them from the run's stored rows.
+analytics_queue = sa.Table(
+    "analytics_queue",
+    metadata,
+    sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("template_id", sa.String(64), nullable=False),
+    sa.Column("template_version", sa.Integer, nullable=False),
+    sa.Column("ended_at", Time, nullable=False),
+    # [kind, subject, outcome, seconds or null, attempts, kind, ...] (analytics.encode);
+    # NULL: read the run's rows.
+    sa.Column("counts", Json),
+)
+
+# GetAnalytics' sums: what the runs that ended in an hour (span_seconds 3600), a 6-hour span
+# (21600) or a day (86400, UTC) added, per owner, template version and (kind, subject): a Tally
+# of sluice.engine.analytics (counts by outcome, attempts, durations observed, their sum and a
+# log-scale histogram, h0 being bucket MIN_BUCKET). A window reads its days, 6-hour spans and
+# edge hours through the primary key (owner, span, start: a range), a few dozen rows per
+# template whatever number of runs it covers. SQLite keeps the rows in that key's order
+# (WITHOUT ROWID), so each range is read in one pass.
+analytics_sums = sa.Table(
+    "analytics_sums",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("span_seconds", sa.Integer, primary_key=True),
+    sa.Column("span_start", Time, primary_key=True),
+    sa.Column("template_id", sa.String(64), primary_key=True),
+    sa.Column("template_version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # run, step or gate
+    sa.Column("subject", sa.Text, primary_key=True),  # step or gate type; "" for a run
+    *(
+        sa.Column(name, sa.Float if name == "seconds" else sa.Integer, nullable=False)
+        for name in analytics.VALUES
+    ),
+    sqlite_with_rowid=False,
 )

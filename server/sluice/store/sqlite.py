@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.store import sqlite_file, sqlite_wal
-from sluice.store.base import BATCHED, SqlStore, Writes
+from sluice.store.base import BATCHED, SqlStore, Writes, add_sums
 from sluice.store.executors import SqliteExecutor
 from sluice.store.schema import template_snapshots
 from sluice.store.sqlite_raw import RawReturning, RawStatement
@@ -38,6 +38,7 @@ _RAW_RETURNING: dict[sa.Update, RawReturning] = {}
 
 class SqliteStore(SqlStore):
     INSERT_SNAPSHOT = _INSERT_SNAPSHOT
+    ADD_SUMS = add_sums(sqlite.insert)
 
     @classmethod
     def on_file(cls, url: str | URL) -> SqliteStore:

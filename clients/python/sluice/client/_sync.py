@@ -436,6 +436,28 @@ class SyncWorkflowClient(SyncScheduleCalls):
             )
         )
 
+    def get_analytics(
+        self,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        template_id: str = "",
+        template_version: int = 0,
+        step_type: str = "",
+        timeout: float | None = None,
+    ) -> pb.GetAnalyticsResponse:
+        """Your figures over the runs that ended in a window: as WorkflowClient.get_analytics."""
+        return self._run(
+            self._client.get_analytics(
+                start_time=start_time,
+                end_time=end_time,
+                template_id=template_id,
+                template_version=template_version,
+                step_type=step_type,
+                timeout=timeout,
+            )
+        )
+
 
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
