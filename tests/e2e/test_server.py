@@ -20,7 +20,7 @@ RPCS = {
     "ExecuteWorkflow", "GetWorkflow", "ListWorkflows", "PauseWorkflow", "ResumeWorkflow",
     "CancelWorkflow", "ApproveGate", "WatchWorkflow", "DeleteWorkflow", "DeleteTemplate",
     "ListWorkflowEvents",
-    "RerunWorkflow", "RetryStep", "ListStepTypes",
+    "RerunWorkflow", "RetryStep", "ListStepTypes", "GetAnalytics",
 }  # fmt: skip
 
 

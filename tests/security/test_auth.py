@@ -45,6 +45,7 @@ CALLS: dict[str, Callable[[pb_grpc.WorkflowServiceStub], Any]] = {
     "ListWorkflowEvents": lambda s: s.ListWorkflowEvents(pb.ListWorkflowEventsRequest(workflow_id=RUN_ID)),
     "RerunWorkflow": lambda s: s.RerunWorkflow(pb.RerunWorkflowRequest(workflow_id=RUN_ID)),
     "RetryStep": lambda s: s.RetryStep(pb.RetryStepRequest(workflow_id=RUN_ID, step_id="a")),
+    "GetAnalytics": lambda s: s.GetAnalytics(pb.GetAnalyticsRequest()),
 }  # fmt: skip
 
 
