@@ -142,7 +142,7 @@ async def test_migration_0011_queues_every_run_that_had_ended(url: str) -> None:
     late, early, unfinished, gone = ended(1, T0 + DAY), ended(2, T0), new_run(3), ended(4, T0 + DAY)
     engine = create_engine(url)
     try:
-        await migrate.upgrade(engine, "0009")
+        await migrate.upgrade(engine, "0010")  # the revision before 0011: runs as they were
         async with engine.begin() as conn:
             await conn.execute(template_snapshots.insert(), [rows.snapshot(ONE).row()])
             for run, events in (late, early, unfinished, gone):
