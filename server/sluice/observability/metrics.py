@@ -140,7 +140,8 @@ class Metrics:
 
     # --- Probes (sluice.runtime.probes) ------------------------------------------------------
 
-    def step_began(self, step_type: str, waited: float) -> None:
+    def step_began(self, step_type: str, started: datetime) -> None:
+        waited = (self._state.now() - started).total_seconds()
         self.step_start_delay.labels(step_type).observe(max(0.0, waited))
 
     def task_taken(self, task_type: str, waited: float) -> None:

@@ -158,7 +158,7 @@ class LocalDispatcher:
         async with self._slots:
             began = run.steps[spec.id].started_at
             if began is not None:
-                self._probes.step_began(spec.type, (self._clock.now() - began).total_seconds())
+                self._probes.step_began(spec.type, began)
             try:
                 async with asyncio.timeout(timeout):
                     if self._tracing is None:

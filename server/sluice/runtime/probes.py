@@ -8,13 +8,15 @@ events say the rest (`observability.metrics` counts those). `NO_PROBES` costs on
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 
 class Probes(Protocol):
-    def step_began(self, step_type: str, waited: float) -> None:
-        """A built-in step's handler began, `waited` seconds after its attempt was started
-        (the commit, then a free slot among the server's concurrent steps)."""
+    def step_began(self, step_type: str, started: datetime) -> None:
+        """A built-in step's handler began now; its attempt was started at `started` (then
+        came the commit and a free slot among the server's concurrent steps). The time is
+        passed, not the wait: with no probe listening, no clock is read."""
 
     def task_taken(self, task_type: str, waited: float) -> None:
         """A worker took a task `waited` seconds after it was queued (schedule to start)."""
@@ -27,7 +29,7 @@ class Probes(Protocol):
 
 
 class _NoProbes:
-    def step_began(self, step_type: str, waited: float) -> None:
+    def step_began(self, step_type: str, started: datetime) -> None:
         pass
 
     def task_taken(self, task_type: str, waited: float) -> None:
