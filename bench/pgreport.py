@@ -199,10 +199,11 @@ def database_work(results: Results) -> list[str]:
     if sql:
         verbs = ", ".join(f"{v} {_few(n)}" for v, n in sql["by_verb"].items() if n)
         out += [
-            f"| statements the server sent, per workflow (measured part) | {sql['statements']:.1f} "
+            f"| statements the server sent through SQLAlchemy, per workflow (measured part; not the "
+            f"group commit's, which go straight over asyncpg) | {sql['statements']:.1f} "
             f"({verbs}) | - |",
             f"| ... counting each executemany row | {sql['rows']:.1f} | - |",
-            f"| transactions the server committed, per workflow (measured part) "
+            f"| transactions the server committed through SQLAlchemy, per workflow (measured part) "
             f"| {sql['commits']:.2f} | - |",
             f"| connections the server took from its pool, per workflow (each pre-pinged: "
             f"BEGIN, a query, ROLLBACK) | {sql['checkouts']:.2f} | - |",
@@ -234,6 +235,8 @@ def database_work(results: Results) -> list[str]:
         "pg_stat_statements is not used: it must be in shared_preload_libraries, which takes a "
         "restart of a PostgreSQL cluster that others' tests use. So statements are counted by "
         "the server itself (the `bench.sqlcount` plugin hooks SQLAlchemy's cursor execution, "
+        "which the group commit's writes bypass: they go over asyncpg, one statement and one "
+        "transaction per batch, and show in PostgreSQL's own counts below; "
         "from just before to just after the measured workflows; an executemany is one statement "
         "carrying many rows; BEGIN, COMMIT, ROLLBACK and the pool's pre-ping are not in it), and "
         "transactions and rows by PostgreSQL (pg_stat_database, pg_stat_user_tables) over the "

@@ -103,8 +103,8 @@ def throughput(results: Results, rounds: Rounds) -> list[str]:
         )
     out += [
         "",
-        "| servers | statements the servers sent per workflow (each executemany row) "
-        "| transactions the servers committed per workflow | connections the servers opened "
+        "| servers | statements the servers sent through SQLAlchemy per workflow (each executemany "
+        "row) | transactions the servers committed through SQLAlchemy per workflow | connections the servers opened "
         "per workflow | NOTIFYs per workflow (runs named "
         "in each) | PostgreSQL: transactions committed / rolled back per run stored | WAL "
         "records / KB / syncs per workflow (cluster-wide) | WAL syncs/s | others' transactions "
@@ -133,8 +133,9 @@ def throughput(results: Results, rounds: Rounds) -> list[str]:
         "",
         "Statements and commits the servers sent: counted in each server by the "
         "`bench.sqlcount` plugin over the measured part, summed over the servers (lease "
-        "renewals and claims included; BEGIN/COMMIT, the pool's pre-pings and the NOTIFYs, "
-        "sent outside SQLAlchemy, not). NOTIFYs: counted by a LISTEN of the benchmark's own "
+        "renewals and claims included; BEGIN/COMMIT, the pool's pre-pings, the NOTIFYs and "
+        "the group commit's batches, sent outside SQLAlchemy, not: PostgreSQL's own count "
+        "of transactions has those). NOTIFYs: counted by a LISTEN of the benchmark's own "
         "on the servers' channels over the measured part; each is a transaction of its own in "
         "PostgreSQL, with a transaction id and so a WAL flush at its commit (a server sends "
         "the next as soon as the last returns, naming every run that changed meanwhile). "
