@@ -249,6 +249,14 @@ tasks = sa.Table(
         postgresql_where=sa.text("state = 'queued'"),
         sqlite_where=sa.text("state = 'queued'"),
     ),
+    # What the queue's gauges count: the tasks held by workers, by owner and type.
+    sa.Index(
+        "ix_tasks_active",
+        "owner",
+        "task_type",
+        postgresql_where=sa.text("state = 'active'"),
+        sqlite_where=sa.text("state = 'active'"),
+    ),
 )
 
 # Schedules (ScheduleService): each starts runs of a template on a cron. `next_fire_at` is the
