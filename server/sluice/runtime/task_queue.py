@@ -10,6 +10,11 @@ Waiting polls sleep until a task of one of their types is queued here (`wake`), 
 server's notice says so, or every `recheck` on several servers, in case a notice was lost.
 A stream of tasks (`WorkerSession`) holds credits: it takes no more tasks than its worker
 granted, and hands back those it holds when it breaks.
+
+Sync match: a task queued while a stream of this server has a credit free and nothing older
+waiting for it is handed to that stream in the commit that queues it (written ACTIVE), as
+Temporal's matching does for a waiting poller: no activation statement, no wake-up and look.
+Under a backlog streams take from the queue, oldest first.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sluice.engine.errors import FailedPrecondition, NotFound
 from sluice.engine.ports import Clock, QueueStats, TaskKey, TaskRecord, TaskState, TaskStore
@@ -27,6 +33,14 @@ from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.tasks import TaskSettings
 
 Changed = Callable[[Sequence[TaskRecord]], None]
+
+
+class Matched(NamedTuple):
+    """A task handed to a stream as it is queued (sync match), ACTIVE for that stream."""
+
+    task: TaskRecord
+    session: WorkerSession
+
 
 # Credits a stream may hold at once: more would only fill the worker's memory.
 MAX_CREDITS = 1000
@@ -51,6 +65,7 @@ class TaskQueue:
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
         self._sessions: set[WorkerSession] = set()
         self._holders: dict[TaskKey, WorkerSession] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # --- taking tasks -----------------------------------------------------------------------
@@ -122,6 +137,77 @@ class TaskQueue:
                 waited = (task.activated_at - task.queued_at).total_seconds()
                 self._probes.task_taken(task.task_type, waited)
         return taken
+
+    # --- sync match: tasks handed to a waiting stream in the commit that queues them -------
+
+    def match(self, queued: Sequence[TaskRecord]) -> list[Matched]:
+        """Tasks a commit is about to queue that a stream of this server can take now (its
+        owner's, of its types, with a credit free): each comes back ACTIVE for that stream,
+        to be written so in the same commit, its credit reserved. No activation statement,
+        no wait for the stream to look. The caller settles each with `matched` once the commit
+        is stored, or `unmatched` if it failed."""
+        if self._closing or not self._sessions:
+            return []
+        now = self._clock.now()
+        expires_at = now + self.settings.ack_window
+        found: list[Matched] = []
+        for task in queued:
+            session = self._free_stream(task)
+            if session is None:
+                continue
+            session.credits -= 1
+            active = replace(
+                task, state=TaskState.ACTIVE, delivery=task.delivery + 1, worker=session.worker,
+                activated_at=now, expires_at=expires_at,
+            )  # fmt: skip
+            found.append(Matched(active, session))
+        return found
+
+    def _free_stream(self, task: TaskRecord) -> WorkerSession | None:
+        """The stream with the most credits free that may take `task` now. Not one that may
+        have older tasks waiting for it (`pending`: it was told of a task it has not looked
+        for yet, or its last look filled its credits): it takes those first, oldest first, so
+        a new task never overtakes a backlog."""
+        best: WorkerSession | None = None
+        for session in self._sessions:
+            if (
+                session.credits > 0
+                and not session.pending
+                and not session.closed
+                and session.owner == task.owner
+                and task.task_type in session.types
+                and (best is None or session.credits > best.credits)
+            ):
+                best = session
+        return best
+
+    def matched(self, found: Sequence[Matched]) -> None:
+        """Their commit is stored: each task goes to its stream, or, when the stream closed
+        meanwhile, back to the queue for the next worker."""
+        gone: list[TaskKey] = []
+        for task, session in found:
+            waited = (task.activated_at - task.queued_at).total_seconds()  # type: ignore[operator]
+            self._probes.task_taken(task.task_type, waited)
+            if session.closed or session not in self._sessions:
+                gone.append(task.key)
+                continue
+            self._holders[task.key] = session
+            session.held.add(task.key)
+            session.ready.append(task)
+            session.nudge()
+        if gone:
+            self._spawn(self.release(gone))
+
+    def unmatched(self, found: Sequence[Matched]) -> None:
+        """Their commit failed: the credits reserved are free again."""
+        for _, session in found:
+            session.credits += 1
+            session.nudge()
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
 
     def close_sessions(self) -> None:
         """The server is stopping: every stream ends now, cleanly (its worker keeps the tasks
@@ -238,6 +324,13 @@ class TaskQueue:
             self._holders.pop(key, None)
         return held
 
+    def drop(self, session: WorkerSession, keys: Sequence[TaskKey]) -> list[TaskKey]:
+        """The session no longer holds these (never sent): the keys, to release."""
+        for key in keys:
+            self._holders.pop(key, None)
+            session.held.discard(key)
+        return list(keys)
+
     def unhold(self, key: TaskKey) -> None:
         session = self._holders.pop(key, None)
         if session is not None:
@@ -259,9 +352,12 @@ class WorkerSession:
         self._queue = queue
         self.owner = owner
         self.task_types = list(task_types)
+        self.types = frozenset(task_types)
         self.worker = worker
         self.credits = 0
         self.held: set[TaskKey] = set()
+        # Tasks matched to this stream as they were queued (their credits already taken).
+        self.ready: list[TaskRecord] = []
         self.closed = False
         self.pending = True
         self._nudge: asyncio.Future[None] | None = None
@@ -285,6 +381,9 @@ class WorkerSession:
         loop = asyncio.get_running_loop()
         recheck = self._queue.recheck
         while not self.closed:
+            if self.ready:
+                ready, self.ready = self.ready, []
+                return ready
             if self.credits > 0 and self.pending:
                 self.pending = False
                 asked = self.credits
@@ -303,6 +402,9 @@ class WorkerSession:
                 self.pending = True
             finally:
                 self._nudge = None
+        if self.ready:  # matched but never sent: the next worker takes them
+            ready, self.ready = self.ready, []
+            await self._queue.release(self._queue.drop(self, [t.key for t in ready]))
         return []
 
     async def reported(self, every: float = 1.0) -> None:

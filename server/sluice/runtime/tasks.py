@@ -56,7 +56,15 @@ class Queued:
 
     @property
     def task_types(self) -> set[str]:
-        return {t.task_type for t in self.writes.queued}
+        """The types of the tasks left waiting for a worker (not matched to a stream)."""
+        return {t.task_type for t in self.writes.queued if t.state is TaskState.QUEUED}
+
+    def with_active(self, active: Sequence[TaskRecord]) -> Queued:
+        """The same writes, these tasks written ACTIVE (matched to a stream) in place of their
+        queued selves."""
+        taken = {(t.run_id, t.step_id): t for t in active}
+        queued = [taken.get((t.run_id, t.step_id), t) for t in self.writes.queued]
+        return Queued(TaskWrites(queued, self.writes.cancelled), self.refused)
 
     def task(self, step_id: str) -> TaskRecord | None:
         return next((t for t in self.writes.queued if t.step_id == step_id), None)
