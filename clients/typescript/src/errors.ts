@@ -140,6 +140,14 @@ export function fromConnectError(reason: unknown): SluiceError {
     // Undecodable details: ignore them, the code and message still tell what happened.
   }
   const message = error.rawMessage || error.message;
+  if (lostConnection(error)) {
+    // connect-node reports a connection the server reset as ABORTED or INTERNAL (as it would
+    // a client hanging up on a handler); gRPC's clients call it UNAVAILABLE, which a watch
+    // with `reconnect` and the worker's retries act on. A server's own ABORTED has no cause.
+    return new UnavailableError(`the connection to the server was lost: ${message}`, {
+      cause: reason,
+    });
+  }
   if (UNTRUSTED_CERTIFICATE.has(String((error.cause as { code?: unknown } | undefined)?.code))) {
     return new UnavailableError(
       `the server's certificate is not trusted (${message}): pass the CA that signed it as ` +
@@ -152,6 +160,20 @@ export function fromConnectError(reason: unknown): SluiceError {
     return new cls(message, { violations, cause: reason });
   }
   return new SluiceError(message, { code: error.code, violations, cause: reason });
+}
+
+// Node's codes for a connection the other end broke while a call was under way.
+const CONNECTION_LOST = new Set(["ECONNRESET", "EPIPE", "ERR_HTTP2_SESSION_ERROR"]);
+
+function lostConnection(error: ConnectError): boolean {
+  let cause: unknown = error.cause;
+  for (let depth = 0; cause instanceof Error && depth < 10; depth++) {
+    if (CONNECTION_LOST.has(String((cause as { code?: unknown }).code))) {
+      return true;
+    }
+    cause = cause.cause;
+  }
+  return false;
 }
 
 /** "INVALID_ARGUMENT" for Code.InvalidArgument, and so on. */
