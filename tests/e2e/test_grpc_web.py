@@ -25,6 +25,7 @@ from yarl import URL
 from sluice.client import EventType, ResourceExhaustedError, WorkflowClient
 from sluice.server import SluiceServer
 from sluice.v1 import workflow_service_pb2 as pb
+from sluice.v1 import workflow_service_pb2_grpc as pb_grpc
 from sluice.v1.template_pb2 import Template
 from sluice.web import assets
 from tests.conftest import ServerFactory
@@ -254,9 +255,20 @@ async def test_the_same_authentication_as_grpc(
 ) -> None:
     web = await start_server(http_listen="127.0.0.1:0", auth_jwt_secret=SECRET)
     request = pb.ListWorkflowsRequest()
-    refused = await call(session, web, f"{SERVICE}/ListWorkflows", request)
+    with capture_logs() as logs:
+        refused = await call(session, web, f"{SERVICE}/ListWorkflows", request)
     assert refused.code == grpc.StatusCode.UNAUTHENTICATED.value[0]
     assert refused.messages == []
+    # The refusal is logged with the browser's address, not only the adapter's socket.
+    (logged,) = [e for e in logs if e["event"] == "call refused"]
+    assert logged["peer"].startswith("unix:") and logged["forwarded_for"] == "127.0.0.1"
+    # A gRPC caller cannot claim an address: the header counts only on the adapter's socket.
+    async with grpc.aio.insecure_channel(web.address) as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        with capture_logs() as logs, pytest.raises(grpc.aio.AioRpcError):
+            await stub.ListWorkflows(request, metadata=(("x-forwarded-for", "10.9.8.7"),))
+    (logged,) = [e for e in logs if e["event"] == "call refused"]
+    assert logged["peer"].startswith("ipv") and "forwarded_for" not in logged
     forged = await call(
         session, web, f"{SERVICE}/ListWorkflows", request,
         headers={"authorization": f"Bearer {token('alice', key='another-secret-of-32-bytes-or-more')}"},

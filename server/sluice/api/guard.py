@@ -131,9 +131,17 @@ def _log_refusal(method: str, context: Context) -> None:
     if code is None or code in _UNLOGGED:
         return
     # The status message is what the caller was told; it never repeats a token (see auth).
+    peer = context.peer()
+    fields: dict[str, str] = {}
+    if peer.startswith("unix:"):
+        # A browser's call, through the web view's adapter on a private socket: the address
+        # the adapter saw the browser at (only the adapter sets it: no browser header is).
+        forwarded = dict(context.invocation_metadata() or ()).get("x-forwarded-for")
+        if isinstance(forwarded, str):
+            fields["forwarded_for"] = forwarded
     (log.warning if code in _WARN else log.info)(
         "call refused", method=method, code=code.name, user=current_user() or None,
-        detail=context.details(), peer=context.peer(),
+        detail=context.details(), peer=peer, **fields,
     )  # fmt: skip
 
 

@@ -103,6 +103,8 @@ class GrpcWebProxy:
         metadata = tuple(
             (name, request.headers[name]) for name in _FORWARDED if name in request.headers
         )
+        if request.remote:  # who called: the service sees this adapter's private socket
+            metadata += (("x-forwarded-for", request.remote),)
         # No serializers: the request and the answers stay bytes, as they came.
         if method.server_streaming:
             stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes]
