@@ -7,12 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from sluice.engine.model import GateAction, GateSpec, GateType, Operator, StepSpec, Template
 from sluice.store import codec, migrate
 from sluice.store.factory import create_engine, open_store
+
+# Schema and migration tests start from an empty file, not from the migrated copy.
+pytestmark = pytest.mark.empty_database
 
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)
 Json = sa.JSON().with_variant(JSONB(), "postgresql")

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from sluice.store import migrate
 from sluice.store.factory import create_engine
+
+# Schema and migration tests start from an empty file, not from the migrated copy.
+pytestmark = pytest.mark.empty_database
 
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)
 

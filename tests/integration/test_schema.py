@@ -17,6 +17,9 @@ from sluice.store import codec, migrate
 from sluice.store.factory import create_engine, open_store
 from sluice.store.schema import metadata, templates
 
+# Schema and migration tests start from an empty file, not from the migrated copy.
+pytestmark = pytest.mark.empty_database
+
 
 async def test_empty_database_is_created_at_the_latest_revision(database_url: str) -> None:
     store = await open_store(database_url)
