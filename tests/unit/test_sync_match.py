@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,11 +24,15 @@ class _Clock:
 
 class _Tasks:
     """The part of the task store a matched task can touch: handing it back, and a stream's
-    own look at the queue (which a matched task must not need)."""
+    own look at the queue (which a matched task must not need; `hold` keeps a look waiting,
+    `found` is what it then takes)."""
 
     def __init__(self) -> None:
         self.released: list[TaskKey] = []
         self.activations = 0
+        self.hold: asyncio.Event | None = None
+        self.looking = asyncio.Event()
+        self.found: list[TaskRecord] = []
 
     async def release_tasks(self, keys: Sequence[TaskKey], max_deliveries: int) -> list[Any]:
         self.released += keys
@@ -35,7 +40,11 @@ class _Tasks:
 
     async def activate_tasks(self, *args: Any) -> list[TaskRecord]:
         self.activations += 1
-        return []
+        self.looking.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        found, self.found = self.found, []
+        return found
 
 
 def _queued(step: str, owner: str = "alice", task_type: str = "echo") -> TaskRecord:
@@ -125,3 +134,20 @@ async def test_a_new_task_never_overtakes_older_ones_waiting_for_the_stream() ->
     assert session.pending
     assert queue.match([_queued("a")]) == []  # the stream looks at the queue first
     assert session.credits == 1
+
+
+async def test_no_match_takes_a_credit_a_look_at_the_queue_is_using() -> None:
+    queue, store = _queue()
+    session = queue.session("alice", ["echo"], "w1")
+    session.grant(1)  # pending: its first look at the queue
+    store.hold = asyncio.Event()
+    store.found = [replace(_queued("old"), state=TaskState.ACTIVE, delivery=1)]
+    looking = asyncio.create_task(session.next())
+    await asyncio.wait_for(store.looking.wait(), 1)
+    session.pending = False  # as if nothing else were waiting: only the credit is in the way
+    assert queue.match([_queued("new")]) == []  # its one credit is the look's
+    session.grant(1)  # a credit granted meanwhile is free
+    (late,) = queue.match([_queued("new")])
+    store.hold.set()
+    assert [t.step_id for t in await asyncio.wait_for(looking, 1)] == ["old"]
+    assert session.credits == 0 and late.session is session  # 2 granted, 2 held

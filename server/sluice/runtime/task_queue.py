@@ -387,11 +387,17 @@ class WorkerSession:
             if self.credits > 0 and self.pending:
                 self.pending = False
                 asked = self.credits
-                taken = await self._queue.take_for(self, asked)
+                # Reserved for this look: a sync match meanwhile may use only credits granted
+                # since, so the worker never holds more than it granted.
+                self.credits -= asked
+                taken: list[TaskRecord] = []
+                try:
+                    taken = await self._queue.take_for(self, asked)
+                finally:
+                    self.credits += asked - len(taken)
                 if len(taken) == asked:
                     self.pending = True  # more may wait
                 if taken:
-                    self.credits -= len(taken)
                     return taken
                 continue
             self._nudge = loop.create_future()
