@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sluice.engine.ports import TaskKey, TaskRecord, TaskState
-from sluice.runtime.task_queue import TaskQueue
+from sluice.runtime.task_queue import TaskQueue, WorkerSession
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -60,7 +60,7 @@ def _queue() -> tuple[TaskQueue, _Tasks]:
     return TaskQueue(store, _Clock(), lambda _: None), store  # type: ignore[arg-type]
 
 
-def _idle(queue: TaskQueue, credits: int) -> Any:
+def _idle(queue: TaskQueue, credits: int) -> WorkerSession:
     """A stream that has looked at the queue and found nothing waiting."""
     session = queue.session("alice", ["echo"], "w1")
     session.grant(credits)

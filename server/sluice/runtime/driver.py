@@ -813,28 +813,27 @@ class Engine:
         new.version = driver.run.version + 1
         queued = self.remote.writes(new, decision.events)
         # Tasks a stream here has a credit for go to it in this very commit (sync match).
-        matched = self.task_queue.match(queued.writes.queued) if queued.writes.queued else []
+        matched = self.task_queue.match(queued.writes.queued)
         if matched:
             queued = queued.with_active([m.task for m in matched])
+        committed = False
         try:
             await self._store(driver, new, decision, publications, command, queued, call=call)
+            committed = True
         except LeaseLost:
-            self.task_queue.unmatched(matched)
             self._drop(driver, "its lease was taken by another server")
             raise
         except Conflict:
-            self.task_queue.unmatched(matched)
             # Another process changed the run: take its state, so the next decision starts
             # from the truth, and let the caller see the conflict (ABORTED).
             stored = await self.store.get_run(driver.run.owner, driver.run.id)
             if stored is not None:
                 driver.set_run(stored)
             raise
-        except BaseException:
-            self.task_queue.unmatched(matched)
-            raise
-        if matched:
-            self.task_queue.matched(matched)
+        finally:
+            if matched:  # each to its stream once stored; their credits back if not
+                settle = self.task_queue.matched if committed else self.task_queue.unmatched
+                settle(matched)
         if new.status.terminal and not driver.run.status.terminal:
             self._active.add(new.owner, -1)
         driver.set_run(new)

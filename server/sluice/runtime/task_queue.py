@@ -146,7 +146,7 @@ class TaskQueue:
         to be written so in the same commit, its credit reserved. No activation statement,
         no wait for the stream to look. The caller settles each with `matched` once the commit
         is stored, or `unmatched` if it failed."""
-        if self._closing or not self._sessions:
+        if not queued or self._closing or not self._sessions:
             return []
         now = self._clock.now()
         expires_at = now + self.settings.ack_window
@@ -324,12 +324,11 @@ class TaskQueue:
             self._holders.pop(key, None)
         return held
 
-    def drop(self, session: WorkerSession, keys: Sequence[TaskKey]) -> list[TaskKey]:
-        """The session no longer holds these (never sent): the keys, to release."""
+    def drop(self, session: WorkerSession, keys: Sequence[TaskKey]) -> None:
+        """The session no longer holds these (matched to it, never sent)."""
         for key in keys:
             self._holders.pop(key, None)
             session.held.discard(key)
-        return list(keys)
 
     def unhold(self, key: TaskKey) -> None:
         session = self._holders.pop(key, None)
@@ -409,8 +408,9 @@ class WorkerSession:
             finally:
                 self._nudge = None
         if self.ready:  # matched but never sent: the next worker takes them
-            ready, self.ready = self.ready, []
-            await self._queue.release(self._queue.drop(self, [t.key for t in ready]))
+            keys, self.ready = [t.key for t in self.ready], []
+            self._queue.drop(self, keys)
+            await self._queue.release(keys)
         return []
 
     async def reported(self, every: float = 1.0) -> None:
