@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sluice.engine.analytics import PERCENTILE_ERROR, Analytics, AnalyticsQuery
-from sluice.engine.errors import Conflict
+from sluice.engine.errors import Conflict, StaleTaskResult
 from sluice.engine.model import (
     Event,
     EventType,
@@ -28,7 +28,16 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import RunFilter, RunKey, Store, TaskRecord, TaskState, TaskWrites
+from sluice.engine.ports import (
+    RunFilter,
+    RunKey,
+    Store,
+    TaskKey,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+    TaskWrites,
+)
 from sluice.engine.transitions import apply
 from sluice.store.factory import open_store
 from sluice.store.memory import MemoryStore
@@ -415,6 +424,48 @@ async def test_a_task_changes_only_for_the_delivery_that_holds_it(store: Store) 
     assert (await store.finish_task("alice", task.key, TaskState.FAILED, {}))[0] is False
     assert await store.expire_task(task.key, TaskState.ACTIVE, True, "late") is False
     assert await store.tasks_of([run.id]) == [finished]
+
+
+async def stored_state(store: Store, run: Run) -> tuple[int, StepStatus]:
+    stored = await store.get_run(run.owner, run.id)
+    assert stored is not None
+    return stored.version, stored.steps["a"].status
+
+
+async def test_a_result_commits_with_its_outcome_only_while_its_task_is_held(
+    store: Store,
+) -> None:
+    run = await created(store, 1)
+    await tasks_started(store, run, queued_task(run))
+    (task,) = await store.activate_tasks("alice", ["echo"], 1, "w", T0, timedelta(seconds=5))
+    before = run.copy()
+
+    def completion(key: TaskKey, owner: str = "alice") -> TaskWrites:
+        output = {"output": {"n": 1}}
+        return TaskWrites(finished=[TaskResult(key, owner, TaskState.COMPLETED, output)])
+
+    # Another delivery's token, or another owner's: nothing written, the run's version free.
+    for stale in (completion(task.key._replace(delivery=2)), completion(task.key, "bob")):
+        run = before.copy()
+        done = [apply(run, Event(EventType.STEP_COMPLETED, at(run, 2), "a", attempt=1))]
+        run.version += 1
+        with pytest.raises(StaleTaskResult):
+            await store.commit(run, done, tasks=stale)
+        assert await stored_state(store, run) == (before.version, StepStatus.RUNNING)
+        assert await store.tasks_of([run.id]) == [task]
+        assert len(await store.list_events(run.id, 0, 100)) == before.last_sequence
+
+    run = before.copy()
+    done = [apply(run, Event(EventType.STEP_COMPLETED, at(run, 2), "a", attempt=1))]
+    run.version += 1
+    await store.commit(run, done, tasks=completion(task.key))
+    assert await stored_state(store, run) == (run.version, StepStatus.COMPLETED)
+    (finished,) = await store.tasks_of([run.id])
+    assert (finished.state, finished.result) == (TaskState.COMPLETED, {"output": {"n": 1}})
+    # Recorded once: the same result again is stale, as a unary report of it would be.
+    assert await store.finish_task("alice", task.key, TaskState.COMPLETED, {"output": {"n": 1}}) == (
+        False, finished,
+    )  # fmt: skip
 
 
 async def test_tasks_handed_back_are_queued_again_until_their_last_delivery(store: Store) -> None:

@@ -30,6 +30,11 @@ class LeaseLost(Conflict):
     run): nothing was written, and this server must forget the run."""
 
 
+class StaleTaskResult(SluiceError):
+    """A commit carried a worker's result for a task no longer held under its key (it timed
+    out, went to another worker or was reported meanwhile): nothing was written."""
+
+
 class Unavailable(SluiceError):
     """The store cannot be reached or written right now (a lock held too long, a lost
     connection); nothing was written, and the same call may succeed later."""

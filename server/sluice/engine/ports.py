@@ -121,12 +121,25 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A worker's result (COMPLETED or FAILED) for the task `key` names, of `owner`'s run."""
+
+    key: TaskKey
+    owner: str
+    state: TaskState
+    result: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskWrites:
     """A commit's tasks: attempts of "task" steps just started (queued, replacing the step's
-    previous task) and steps whose open task the run stopped."""
+    previous task), steps whose open task the run stopped, and workers' results recorded with
+    the outcomes they bring (each a compare-and-set on its task still ACTIVE under its key:
+    should one fail, the commit writes nothing and raises `StaleTaskResult`)."""
 
     queued: Sequence[TaskRecord] = ()
     cancelled: Sequence[str] = ()  # step ids
+    finished: Sequence[TaskResult] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +154,10 @@ class TaskStore(Protocol):
     """The worker side of "task" steps. Every change is a compare-and-set on the task's state
     and delivery, so any server may make it and a stale token changes nothing. Times come from
     the caller's clock."""
+
+    # Whether `commit` records workers' results (`TaskWrites.finished`) in the transaction of
+    # the outcomes they bring; a store that does not records each with `finish_task` first.
+    results_in_commits: bool
 
     async def tasks_of(self, run_ids: Iterable[str]) -> list[TaskRecord]: ...
 
@@ -214,10 +231,11 @@ class Store(TaskStore, Protocol):
     ) -> None:
         """Persist `run` (whose version is one more than the stored one) with its new events,
         the steps' outbox records, the run's timers to set (a time) or clear (None), the
-        outcome of the stored command (id, outcome) it carries out and its tasks queued or
-        cancelled, in one transaction.
+        outcome of the stored command (id, outcome) it carries out and its tasks queued,
+        cancelled or finished, in one transaction.
         Raises Conflict if the stored version is not `run.version - 1`, LeaseLost if `fence`
-        is given and no longer the run's lease."""
+        is given and no longer the run's lease, StaleTaskResult if a result's task is no
+        longer held under its key."""
         ...
 
     async def timers_of(self, run_ids: Iterable[str]) -> list[Timer]:

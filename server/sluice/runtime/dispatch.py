@@ -25,8 +25,21 @@ from sluice.engine.handlers import (
     StepResult,
 )
 from sluice.engine.model import JsonObject, Run, StepSpec
-from sluice.engine.ports import Clock
+from sluice.engine.ports import Clock, TaskResult
 from sluice.runtime.probes import NO_PROBES, Probes
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's result that brought an outcome, to record in the commit that records the
+    outcome; `recorded` is told whether it was (False: its caller records it itself)."""
+
+    result: TaskResult
+    recorded: asyncio.Future[bool]
+
+    def answer(self, recorded: bool) -> None:
+        if not self.recorded.done():  # (its caller may have gone)
+            self.recorded.set_result(recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,8 @@ class Outcome:
     retry_after: timedelta | None = None
     # The kind of failure, as the handler or worker named it: the retry policy may refuse it.
     error_type: str = ""
+    # The worker's result that brought it, when recorded with it (`Engine.record_result`).
+    report: Report | None = None
 
 
 Deliver = Callable[[Outcome], None]

@@ -35,6 +35,7 @@ from sluice.engine.errors import (
     NotFound,
     ResourceExhausted,
     SluiceError,
+    StaleTaskResult,
     Unavailable,
 )
 from sluice.engine.handlers import HandlerRegistry
@@ -47,16 +48,24 @@ from sluice.engine.model import (
     StepStatus,
     Template,
 )
-from sluice.engine.ports import Clock, Fence, Store, SystemClock, TaskRecord, TaskState
+from sluice.engine.ports import (
+    Clock,
+    Fence,
+    Store,
+    SystemClock,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+)
 from sluice.engine.scheduler import Decision, attempt_failed, decide_into, wake_at
 from sluice.runtime.active_runs import ActiveRunCounts
 from sluice.runtime.bus import EventBus, Subscription
 from sluice.runtime.cluster import ATTEMPTS, COMMANDS, EVENTS, TASKS, Cluster, LeaseKeeper
-from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome, Tracing
+from sluice.runtime.dispatch import DispatchSettings, LocalDispatcher, Outcome, Report, Tracing
 from sluice.runtime.event_reads import SharedEventReads
 from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.task_queue import TaskQueue
-from sluice.runtime.tasks import Queued, RemoteDispatcher, TaskSettings
+from sluice.runtime.tasks import Queued, RemoteDispatcher, TaskSettings, outcome_of
 
 log = structlog.get_logger(__name__)
 
@@ -185,6 +194,7 @@ class Engine:
             task_settings,
             recheck=cluster.settings.recheck if cluster is not None else None,
             probes=probes,
+            record=self.record_result if store.results_in_commits else None,
         )
         self._background: set[asyncio.Task[Any]] = set()
         self._event_reads = SharedEventReads(store.list_events)
@@ -801,8 +811,11 @@ class Engine:
         *,
         call: bool = False,
         command: tuple[int, Mapping[str, Any]] | None = None,
+        results: Sequence[TaskResult] = (),
     ) -> None:
         """Persist a decision (lock held), then make it current, publish it and act on it.
+        `results`: workers' results that brought its outcomes, recorded in the same commit
+        (StaleTaskResult, and nothing written, should one no longer hold its task).
 
         A store that is unavailable for a moment is tried again with exponential backoff: a
         few times for a `call` (its caller then gets UNAVAILABLE and may call again), and for
@@ -812,6 +825,8 @@ class Engine:
         new = decision.run
         new.version = driver.run.version + 1
         queued = self.remote.writes(new, decision.events)
+        if results:
+            queued = queued.with_results(results)
         # Tasks a stream here has a credit for go to it in this very commit (sync match).
         matched = self.task_queue.match(queued.writes.queued)
         if matched:
@@ -834,6 +849,8 @@ class Engine:
             if matched:  # each to its stream once stored; their credits back if not
                 settle = self.task_queue.matched if committed else self.task_queue.unmatched
                 settle(matched)
+        for result in results:  # recorded: their followers have nothing left to say
+            self.remote.cancel(result.key.run_id, result.key.step_id)
         if new.status.terminal and not driver.run.status.terminal:
             self._active.add(new.owner, -1)
         driver.set_run(new)
@@ -940,44 +957,73 @@ class Engine:
     async def _flush(self, driver: _Driver) -> None:
         """Commit every attempt outcome that arrived since the last flush, and what they lead
         to, in one transaction: parallel steps that finish together cost one commit."""
-        if self._running_steps(driver):
-            await asyncio.sleep(0)  # let outcomes arriving in this turn of the loop join
-        async with driver.lock:
-            finished, driver.finished, driver.flusher = driver.finished, [], None
-            if driver.dropped:
-                return
-            now = self.clock.now()
-            decision = Decision(driver.run.copy())
-            publications: list[tuple[str, Publication]] = []
+        finished: list[Outcome] = []
+        try:
+            if self._running_steps(driver):
+                await asyncio.sleep(0)  # let outcomes arriving in this turn of the loop join
+            async with driver.lock:
+                finished, driver.finished, driver.flusher = driver.finished, [], None
+                if not driver.dropped:
+                    await self._commit_outcomes(driver, finished)
+        except asyncio.CancelledError:  # the server stops
+            finished += driver.finished
+            raise
+        finally:
+            # A worker's result not recorded with its outcome (stale, the run moved on or
+            # away, the server stopping): its caller records it in the store itself.
             for outcome in finished:
-                step = decision.run.steps[outcome.step_id]
-                if step.status is not StepStatus.RUNNING or step.attempt != outcome.attempt:
-                    continue  # the run ended (or the step was cancelled) while it ran
-                if outcome.result is not None:
+                if outcome.report is not None:
+                    outcome.report.answer(False)
+
+    async def _commit_outcomes(self, driver: _Driver, finished: Sequence[Outcome]) -> None:
+        now = self.clock.now()
+        decision = Decision(driver.run.copy())
+        publications: list[tuple[str, Publication]] = []
+        carried: list[Outcome] = []  # the outcomes this commit records
+        for outcome in finished:
+            step = decision.run.steps[outcome.step_id]
+            if step.status is not StepStatus.RUNNING or step.attempt != outcome.attempt:
+                continue  # the run ended (or the step was cancelled) while it ran
+            carried.append(outcome)
+            if outcome.result is not None:
+                decision.emit(
+                    Event(
+                        EventType.STEP_COMPLETED, now, outcome.step_id, attempt=step.attempt,
+                        details={"output": outcome.result.output},
+                    )
+                )  # fmt: skip
+                for note in outcome.result.notifications:
                     decision.emit(
-                        Event(
-                            EventType.STEP_COMPLETED, now, outcome.step_id, attempt=step.attempt,
-                            details={"output": outcome.result.output},
-                        )
-                    )  # fmt: skip
-                    for note in outcome.result.notifications:
-                        decision.emit(
-                            Event(EventType.NOTIFICATION, now, outcome.step_id, details=dict(note))
-                        )
-                    publications += [(outcome.step_id, p) for p in outcome.result.publications]
-                else:
-                    attempt_failed(
-                        decision, now, outcome.step_id, outcome.error,
-                        retryable=outcome.retryable, retry_after=outcome.retry_after,
-                        error_type=outcome.error_type,
-                    )  # fmt: skip
-            try:
-                if decision.events:
-                    await self._commit(driver, self._then(driver, decision), publications)
-                else:
-                    self._forget_if_done(driver)
-            except LeaseLost:
-                pass
+                        Event(EventType.NOTIFICATION, now, outcome.step_id, details=dict(note))
+                    )
+                publications += [(outcome.step_id, p) for p in outcome.result.publications]
+            else:
+                attempt_failed(
+                    decision, now, outcome.step_id, outcome.error,
+                    retryable=outcome.retryable, retry_after=outcome.retry_after,
+                    error_type=outcome.error_type,
+                )  # fmt: skip
+        reports = [o.report for o in carried if o.report is not None]
+        try:
+            if decision.events:
+                results = [r.result for r in reports]
+                await self._commit(
+                    driver, self._then(driver, decision), publications, results=results
+                )
+            else:
+                self._forget_if_done(driver)
+        except LeaseLost:
+            return
+        except StaleTaskResult:
+            # A result lost its task meanwhile (it timed out, say): nothing was written. The
+            # results go back to their callers, which record them (or are refused) in the
+            # store; the other outcomes are committed again without them.
+            for outcome in carried:
+                if outcome.report is None:
+                    self._on_outcome(outcome)
+            return
+        for report in reports:
+            report.answer(True)
 
     def _running_steps(self, driver: _Driver) -> bool:
         return any(self._attempt_running(driver.run.id, s) for s in driver.run.steps)
@@ -986,6 +1032,29 @@ class Engine:
         return self.dispatcher.running(run_id, step_id) or self.remote.running(run_id, step_id)
 
     # --- tasks ------------------------------------------------------------------------------
+
+    async def record_result(self, result: TaskResult) -> bool:
+        """Record a worker's result for the running attempt of a run this server drives in
+        the commit of the outcome it brings: one transaction for both, and nothing to wake.
+        False when it is not done so (the run is driven elsewhere or not at that attempt, the
+        task moved on meanwhile, the server stops): the caller records the result in the
+        store, and the task's follower brings the outcome (or the caller is refused)."""
+        key = result.key
+        driver = self._drivers.get(key.run_id)
+        if driver is None or driver.dropped or driver.run.owner != result.owner:
+            return False
+        step = driver.run.steps.get(key.step_id)
+        if (
+            step is None
+            or step.status is not StepStatus.RUNNING
+            or step.attempt != key.attempt
+            or not self.remote.running(key.run_id, key.step_id)
+        ):
+            return False
+        recorded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        outcome = outcome_of(key, result.state, result.result)
+        self._on_outcome(replace(outcome, report=Report(result, recorded)))
+        return await recorded
 
     def _tasks_changed(self, tasks: Sequence[TaskRecord]) -> None:
         """Workers took, reported on or handed back these tasks: their followers look again

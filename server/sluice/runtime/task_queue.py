@@ -22,17 +22,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from sluice.engine.errors import FailedPrecondition, NotFound
-from sluice.engine.ports import Clock, QueueStats, TaskKey, TaskRecord, TaskState, TaskStore
+from sluice.engine.ports import (
+    Clock,
+    QueueStats,
+    TaskKey,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+    TaskStore,
+)
 from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.tasks import TaskSettings
 
 Changed = Callable[[Sequence[TaskRecord]], None]
+Record = Callable[[TaskResult], Awaitable[bool]]
 
 
 class Matched(NamedTuple):
@@ -55,8 +64,12 @@ class TaskQueue:
         settings: TaskSettings = TaskSettings(),
         recheck: timedelta | None = None,
         probes: Probes = NO_PROBES,
+        record: Record | None = None,
     ) -> None:
+        """`record`: records a worker's result with the outcome it brings, where it can (see
+        `Engine.record_result`); a result it does not record is recorded here, in the store."""
         self._store = store
+        self._record = record
         self._clock = clock
         self._probes = probes
         self._changed = changed
@@ -262,6 +275,9 @@ class TaskQueue:
     async def _finish(
         self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
     ) -> None:
+        if self._record is not None and await self._record(TaskResult(key, owner, state, result)):
+            self.unhold(key)
+            return
         recorded, task = await self._store.finish_task(owner, key, state, result)
         if task is None:
             raise NotFound(_unknown(key))

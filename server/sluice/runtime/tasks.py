@@ -12,19 +12,33 @@ a deadline passes first:
 - active past its heartbeat deadline: its worker never acknowledged it;
 - acknowledged past activation + the step's timeout: its worker did not finish in time.
 A timeout fails the attempt, and the retry policy decides, as for any step.
+
+A worker's result reaching the server that drives its run skips the follower: it becomes the
+attempt's outcome at once, and the task's compare-and-set is written in the commit that
+records that outcome (`Engine.record_result`), where the store allows (SQLite). One write
+then finishes both task and step, and the worker is answered once both are stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepResult
 from sluice.engine.model import Event, EventType, Run, StepSpec
-from sluice.engine.ports import Clock, TaskRecord, TaskState, TaskStore, TaskWrites
+from sluice.engine.ports import (
+    Clock,
+    TaskKey,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+    TaskStore,
+    TaskWrites,
+)
 from sluice.runtime.dispatch import Deliver, Outcome, Tracing, resolve
 
 
@@ -64,7 +78,11 @@ class Queued:
         queued selves."""
         taken = {(t.run_id, t.step_id): t for t in active}
         queued = [taken.get((t.run_id, t.step_id), t) for t in self.writes.queued]
-        return Queued(TaskWrites(queued, self.writes.cancelled), self.refused)
+        return Queued(replace(self.writes, queued=queued), self.refused)
+
+    def with_results(self, results: Sequence[TaskResult]) -> Queued:
+        """The same writes, and these workers' results recorded with them."""
+        return Queued(replace(self.writes, finished=results), self.refused)
 
     def task(self, step_id: str) -> TaskRecord | None:
         return next((t for t in self.writes.queued if t.step_id == step_id), None)
@@ -283,23 +301,28 @@ class RemoteDispatcher:
 
 def _outcome(task: TaskRecord) -> Outcome | None:
     """The attempt's outcome once its task is finished (None while it is open)."""
-    result = task.result or {}
-    if task.state is TaskState.COMPLETED:
+    if task.state.open or task.state is TaskState.CANCELLED:
+        return None
+    return outcome_of(task.key, task.state, task.result or {})
+
+
+def outcome_of(key: TaskKey, state: TaskState, result: Mapping[str, Any]) -> Outcome:
+    """The outcome a finished task's state and result (COMPLETED, FAILED, TIMED_OUT) give
+    its attempt."""
+    if state is TaskState.COMPLETED:
         output = StepResult(output=dict(result.get("output") or {}))
-        return Outcome(task.run_id, task.step_id, task.attempt, output)
-    if task.state in (TaskState.FAILED, TaskState.TIMED_OUT):
-        after = result.get("retryAfter")
-        return Outcome(
-            task.run_id,
-            task.step_id,
-            task.attempt,
-            None,
-            str(result.get("error") or "the task failed"),
-            retryable=bool(result.get("retryable", True)),
-            retry_after=timedelta(seconds=after) if after is not None else None,
-            error_type=str(result.get("errorType") or ""),
-        )
-    return None
+        return Outcome(key.run_id, key.step_id, key.attempt, output)
+    after = result.get("retryAfter")
+    return Outcome(
+        key.run_id,
+        key.step_id,
+        key.attempt,
+        None,
+        str(result.get("error") or "the task failed"),
+        retryable=bool(result.get("retryable", True)),
+        retry_after=timedelta(seconds=after) if after is not None else None,
+        error_type=str(result.get("errorType") or ""),
+    )
 
 
 def _seconds(value: timedelta) -> str:

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 import structlog
@@ -28,7 +28,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from sluice.engine import analytics as counting
 from sluice.engine.analytics import Analytics, AnalyticsQuery, Count, Sums, Tally
-from sluice.engine.errors import Conflict, LeaseLost
+from sluice.engine.errors import Conflict, LeaseLost, StaleTaskResult
 from sluice.engine.model import (
     Event,
     EventType,
@@ -47,6 +47,7 @@ from sluice.engine.ports import (
     RunPage,
     TaskKey,
     TaskRecord,
+    TaskResult,
     TaskState,
     TaskWrites,
     Timer,
@@ -84,6 +85,11 @@ class SqlStore(ABC):
     INSERT_SNAPSHOT: ClassVar[sa.Insert]
     # INSERT INTO analytics_sums ... ON CONFLICT (its key) DO UPDATE adding the values.
     ADD_SUMS: ClassVar[sa.Insert]
+    # INSERT INTO tasks ... ON CONFLICT (run_id, step_id) DO UPDATE: a new attempt's task
+    # replaces the step's last one.
+    UPSERT_TASKS: ClassVar[sa.Insert]
+    # Workers' results ride in the commits of the outcomes they bring (TaskStore).
+    results_in_commits = True
 
     def __init__(self, executor: Executor) -> None:
         self._db = executor
@@ -207,12 +213,17 @@ class SqlStore(ABC):
                     (INSERT_QUEUED, t.ended),
                 ],
             )
+            for result in t.finished_tasks:  # before the rest: a stale result writes nothing
+                if self._execute(conn, [(FINISH_HELD_TASK, [result])]) != 1:
+                    raise StaleTaskResult(
+                        f"the task of step {result['k_step_id']!r} of workflow {t.run_id} is no "
+                        "longer held under the token reported"
+                    )
             if t.tasks or t.cancelled_tasks:  # a new attempt's task replaces the step's last
                 self._execute(
                     conn,
                     [
-                        (DELETE_TASKS, [rows.keyed(r, "run_id", "step_id") for r in t.tasks]),
-                        (INSERT_TASKS, t.tasks),
+                        (self.UPSERT_TASKS, t.tasks),
                         (
                             CANCEL_TASKS,
                             [rows.keyed(r, "run_id", "step_id") for r in t.cancelled_tasks],
@@ -686,6 +697,8 @@ class Transition:
     fence: Fence | None
     tasks: list[dict[str, Any]] = field(default_factory=list)  # tasks queued (whole rows)
     cancelled_tasks: list[dict[str, Any]] = field(default_factory=list)  # run_id, step_id
+    # Workers' results recorded with this commit: FINISH_HELD_TASK's keys and values.
+    finished_tasks: list[dict[str, Any]] = field(default_factory=list)
     # The run's analytics_queue row when this commit ends it (`queued_row`).
     ended: list[dict[str, Any]] = field(default_factory=list)
 
@@ -730,6 +743,7 @@ def transition(
         cancelled_tasks=(
             [{"run_id": run.id, "step_id": s} for s in task_writes.cancelled] if task_writes else []
         ),
+        finished_tasks=[_finished_row(r) for r in task_writes.finished] if task_writes else [],
         ended=[queued_row(run)] if ends else [],
     )  # fmt: skip
 
@@ -886,10 +900,15 @@ DELETE_TIMERS = timers.delete().where(
     timers.c.run_id == sa.bindparam("k_run_id"), timers.c.key == sa.bindparam("k_key")
 )
 INSERT_TIMERS = timers.insert()
-DELETE_TASKS = tasks.delete().where(
-    tasks.c.run_id == sa.bindparam("k_run_id"), tasks.c.step_id == sa.bindparam("k_step_id")
-)
-INSERT_TASKS = tasks.insert()
+
+
+def upsert_tasks(insert: Callable[[sa.Table], Any]) -> sa.Insert:
+    """A task row written whole, replacing the step's last one (given the dialect's insert,
+    which has ON CONFLICT)."""
+    statement = insert(tasks)
+    keys = (tasks.c.run_id, tasks.c.step_id)
+    fields = {c.name: statement.excluded[c.name] for c in tasks.c if c not in keys}
+    return cast(sa.Insert, statement.on_conflict_do_update(index_elements=keys, set_=fields))
 
 
 def _state_is(*states: TaskState) -> sa.ColumnElement[bool]:
@@ -979,12 +998,12 @@ _ACK_TASK = (
     .where(*_ACTIVE_HELD, tasks.c.acked.is_(False))
     .values(acked=True, expires_at=sa.bindparam("expires_at"))
 )
-FINISH_TASK = (
+FINISH_HELD_TASK = (
     tasks.update()
     .where(*_ACTIVE_HELD, tasks.c.owner == sa.bindparam("k_owner"))
     .values(state=sa.bindparam("state"), result=sa.bindparam("result"))
-    .returning(*tasks.c)
 )
+FINISH_TASK = FINISH_HELD_TASK.returning(*tasks.c)
 _REQUEUE_TASK = (
     tasks.update()
     .where(*_ACTIVE_HELD, tasks.c.delivery < sa.bindparam("k_max"))
@@ -1015,9 +1034,8 @@ BATCHED: tuple[tuple[sa.Insert | sa.Update | sa.Delete, sa.Table], ...] = (
     (UPDATE_RUN, runs),
     (UPDATE_STEP, step_runs),
     (UPDATE_GATE, gate_results),
-    (DELETE_TASKS, tasks),
-    (INSERT_TASKS, tasks),
     (CANCEL_TASKS, tasks),
+    (FINISH_HELD_TASK, tasks),
     (DELETE_TIMERS, timers),
     (INSERT_TIMERS, timers),
 )
@@ -1171,6 +1189,13 @@ def _timer_work(run_id: str, changes: Mapping[str, datetime | None]) -> Writes:
 def _task_now(conn: sa.Connection, run_id: str, step_id: str) -> TaskRecord | None:
     found = conn.execute(_GET_TASK, {"k_run_id": run_id, "k_step_id": step_id}).mappings().first()
     return rows.task_from_row(found) if found is not None else None
+
+
+def _finished_row(finished: TaskResult) -> dict[str, Any]:
+    return {
+        **_task_key(finished.key), "k_owner": finished.owner,
+        "state": finished.state.value, "result": dict(finished.result),
+    }  # fmt: skip
 
 
 def _task_key(key: TaskKey) -> dict[str, Any]:

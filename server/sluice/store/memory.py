@@ -20,7 +20,7 @@ from typing import Any
 
 from sluice.engine import analytics as counting
 from sluice.engine.analytics import Analytics, AnalyticsQuery, Sums, Tally
-from sluice.engine.errors import Conflict
+from sluice.engine.errors import Conflict, StaleTaskResult
 from sluice.engine.model import (
     Event,
     EventType,
@@ -69,6 +69,8 @@ class _StoredTemplate:
 
 
 class MemoryStore:
+    results_in_commits = True
+
     def __init__(self) -> None:
         self._runs: dict[str, _StoredRun] = {}
         self._by_request: dict[tuple[str, str], str] = {}
@@ -124,6 +126,19 @@ class MemoryStore:
         known = {e.sequence for e in stored.events}
         if any(e.sequence in known for e in events):
             raise Conflict(f"workflow {run.id} was changed by another writer")
+        finished = tasks.finished if tasks else ()
+        for result in finished:
+            held = self._holding(result.key, TaskState.ACTIVE)
+            if held is None or held.owner != result.owner:
+                raise StaleTaskResult(
+                    f"the task of step {result.key.step_id!r} of workflow {run.id} is no longer "
+                    "held under the token reported"
+                )
+        for result in finished:
+            held = self._tasks[(run.id, result.key.step_id)]
+            self._tasks[(run.id, result.key.step_id)] = replace(
+                held, state=result.state, result=result.result
+            )
         kept = stored.run
         for name in _RUN_FIELDS:
             setattr(kept, name, getattr(run, name))

@@ -33,6 +33,7 @@ from sluice.store.base import (
     add_sums,
     creation_writes,
     lost_write,
+    upsert_tasks,
 )
 from sluice.store.executors import AsyncExecutor
 from sluice.store.postgres_group_commit import GroupCommit
@@ -50,6 +51,11 @@ WRITERS = 1
 class PostgresStore(SqlStore):
     INSERT_SNAPSHOT = postgresql.insert(template_snapshots).on_conflict_do_nothing()
     ADD_SUMS = add_sums(postgresql.insert)
+    UPSERT_TASKS = upsert_tasks(postgresql.insert)
+    # A result in the group commit's one statement would need its run's UPDATE to depend on
+    # the task's compare-and-set (a CTE per batch); until then results are recorded first
+    # with finish_task, and their outcomes committed by the group commit as before.
+    results_in_commits = False
 
     def __init__(self, executor: AsyncExecutor, writes: GroupCommit) -> None:
         super().__init__(executor)
@@ -88,6 +94,8 @@ class PostgresStore(SqlStore):
         return changed
 
     async def _commit(self, t: Transition) -> None:
+        if t.finished_tasks:  # (not sent here: results_in_commits is False) one transaction
+            return await super()._commit(t)
         try:
             await self._writes.write(self._kind, t, t.run_id)
         except asyncpg.IntegrityConstraintViolationError as exc:

@@ -7,6 +7,7 @@ cursor (`sqlite_raw`): interpreter time bounds throughput here. Reads run on two
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,16 +21,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.store import sqlite_file, sqlite_wal
-from sluice.store.base import BATCHED, SqlStore, Writes, add_sums
+from sluice.store.base import BATCHED, SqlStore, Writes, add_sums, upsert_tasks
 from sluice.store.executors import SqliteExecutor
-from sluice.store.schema import template_snapshots
+from sluice.store.schema import tasks, template_snapshots
 from sluice.store.sqlite_raw import RawReturning, RawStatement
 
 _INSERT_SNAPSHOT = sqlite.insert(template_snapshots).on_conflict_do_nothing()
+_UPSERT_TASKS = upsert_tasks(sqlite.insert)
 # Each batched statement compiled once for SQLite's cursor, found by the statement itself.
 _RAW = {
     statement: RawStatement(statement, table)
-    for statement, table in (*BATCHED, (_INSERT_SNAPSHOT, template_snapshots))
+    for statement, table in (
+        *BATCHED,
+        (_INSERT_SNAPSHOT, template_snapshots),
+        (_UPSERT_TASKS, tasks),
+    )
 }
 # The UPDATE ... RETURNING statements, each compiled the first time it runs (a task's
 # activation is one statement per number of task types).
@@ -39,6 +45,7 @@ _RAW_RETURNING: dict[sa.Update, RawReturning] = {}
 class SqliteStore(SqlStore):
     INSERT_SNAPSHOT = _INSERT_SNAPSHOT
     ADD_SUMS = add_sums(sqlite.insert)
+    UPSERT_TASKS = _UPSERT_TASKS
 
     @classmethod
     def on_file(cls, url: str | URL) -> SqliteStore:
@@ -105,9 +112,18 @@ def sqlite_engines(url: str | URL) -> tuple[sa.Engine, sa.Engine]:
         )
         sa_event.listen(engine, "connect", _pragmas)
         sa_event.listen(engine, "connect", _manual_transactions)
-        sa_event.listen(engine, "begin", lambda conn, sql=begin: conn.exec_driver_sql(sql))
+        sa_event.listen(engine, "begin", functools.partial(_begin, sql=begin))
         made.append(engine)
     return made[0], made[1]
+
+
+def _begin(conn: sa.Connection, sql: str) -> None:
+    # On the driver's connection: SQLAlchemy's execution of it cost more than the statement,
+    # once per transaction (every batch of writes).
+    try:
+        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
+    except sqlite3.OperationalError as exc:  # e.g. "database is locked"
+        raise OperationalError(statement=sql, params=None, orig=exc) from exc
 
 
 def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
