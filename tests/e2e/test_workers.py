@@ -310,6 +310,34 @@ async def test_polls_wait_for_a_task_and_wake_when_it_is_queued(
         assert await worker.poll(wait=0) == []
 
 
+async def test_a_results_answer_rides_with_the_tasks_its_commit_hands_out(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    # a -> (b, c): a's result, recorded by the commit that starts b and c, frees the credit
+    # that commit hands b or c to, so the answer goes out with them, not in a message of its
+    # own; every result still gets exactly one answer.
+    steps = [{"id": "a", "type": "task", "taskType": "echo"}] + [
+        {"id": s, "type": "task", "taskType": "echo", "dependencies": ["a"]} for s in "bc"
+    ]
+    run = await client.create_workflow({"id": "fan", "name": "fan", "steps": steps})
+    await client.execute_workflow(run.id)
+    async with RawWorker(server.address) as worker:
+        stream = TaskStream(worker, "echo", credits=2)
+        a = await stream.next_task()
+        stream.report(completed={a.task_token: {}}, credits=1)
+        first, second = await stream.next_message(), await stream.next_message()
+
+        assert {first.task.step_id, second.task.step_id} == {"b", "c"}
+        assert [(r.task_token, r.code) for r in first.reports] == [(a.task_token, 0)]
+        assert not second.reports
+        stream.report(completed={first.task.task_token: {}, second.task.task_token: {}})
+        answered = await stream.next_reports()
+        assert {r.task_token for r in answered} == {first.task.task_token, second.task.task_token}
+        stream.half_close()
+        assert await stream.end() == grpc.StatusCode.OK
+    assert (await finished(client, run.id)).status == COMPLETED
+
+
 async def test_results_reported_on_the_stream_are_recorded_and_answered_like_the_calls(
     server: SluiceServer, client: WorkflowClient
 ) -> None:

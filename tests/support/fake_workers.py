@@ -56,6 +56,9 @@ class FakeWorkerService(pb_grpc.WorkerServiceServicer):
         self.refuse_output: set[str] = set()
         # Any result of these tokens is refused with FAILED_PRECONDITION (the lease moved on).
         self.moved_on: set[str] = set()
+        # Answers to results whose message's credits let a queued task go out ride with that
+        # task, as the server's do when one commit records the one and hands out the other.
+        self.answers_with_tasks = False
         # Results of these tokens on a stream are recorded but left unanswered, as if the
         # stream broke before the answer went out.
         self.unanswered: set[str] = set()
@@ -108,6 +111,7 @@ class FakeWorkerService(pb_grpc.WorkerServiceServicer):
 
         # Tasks and answers go out from two places; gRPC takes one message at a time.
         writing = asyncio.Lock()
+        riding: list[pb.TaskReport] = []  # answers that go out with the next task
 
         async def read() -> None:
             async for request in request_iterator:
@@ -123,6 +127,9 @@ class FakeWorkerService(pb_grpc.WorkerServiceServicer):
                         if token not in self.unanswered
                     ]
                     record.reports.extend(reports)
+                    if self.answers_with_tasks and request.credits and self.queue:
+                        riding.extend(reports)
+                        reports = []
                     self._changed.notify_all()
                 if reports:  # answered before the next message is read, so before a half-close
                     async with writing:
@@ -149,8 +156,9 @@ class FakeWorkerService(pb_grpc.WorkerServiceServicer):
                     task = self.queue.pop(0)
                     record.available -= 1
                     record.sent.append(task.task_token)
+                    answers, riding[:] = list(riding), []
                 async with writing:
-                    await context.write(pb.StreamTasksResponse(task=task))
+                    await context.write(pb.StreamTasksResponse(task=task, reports=answers))
         finally:
             reader.cancel()
             record.ended = True

@@ -161,10 +161,13 @@ class TaskStream:
         self._requests.put_nowait(None)
 
     async def next_task(self, timeout: float = 10.0) -> wpb.Task:
-        """The next task (answers to results that come first are skipped)."""
+        """The next task (answers that come first, or with it, are skipped)."""
         while not (response := await self._read(timeout)).HasField("task"):
             pass
         return response.task
+
+    async def next_message(self, timeout: float = 10.0) -> wpb.StreamTasksResponse:
+        return await self._read(timeout)
 
     async def next_reports(self, timeout: float = 10.0) -> list[wpb.TaskReport]:
         """The answers to results reported on the stream, in the next message (a task there
@@ -177,7 +180,7 @@ class TaskStream:
         async with asyncio.timeout(timeout):
             response = await self.call.read()
         assert isinstance(response, wpb.StreamTasksResponse), "the stream ended"
-        assert response.HasField("task") != bool(response.reports), "a task or answers"
+        assert response.HasField("task") or response.reports, "an empty message"
         return response
 
     async def end(self, timeout: float = 10.0) -> grpc.StatusCode:

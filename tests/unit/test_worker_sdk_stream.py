@@ -103,6 +103,24 @@ async def test_a_result_goes_on_the_stream_with_the_credit_it_frees_and_no_call_
     assert service.completed == {"a": {"echo": {"text": "hi"}}} and set(service.failed) == {"b"}
 
 
+async def test_an_answer_that_comes_with_the_next_task_counts(
+    fake: tuple[FakeWorkerService, str],
+) -> None:
+    service, address = fake
+    service.answers_with_tasks = True
+    worker = make_worker(address, concurrency=1)
+    worker.task("echo")(_echo)
+
+    run = await running(worker)
+    await service.add(task("a"), task("b"))
+    await service.until(lambda: bool(service.streams) and len(service.streams[0].reports) == 2)
+    await stopped(worker, run)
+
+    # a's answer came with b: a is done, never reported again by call (nor is b).
+    assert [(r.task_token, r.code) for r in service.streams[0].reports] == [("a", 0), ("b", 0)]
+    assert service.calls == []
+
+
 async def test_a_result_unanswered_when_the_stream_breaks_is_reported_again_with_a_call(
     fake: tuple[FakeWorkerService, str],
 ) -> None:

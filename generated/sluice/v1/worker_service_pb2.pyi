@@ -266,9 +266,10 @@ class StreamTasksResponse(_message.Message):
     @_builtins.property
     def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskReport]:
         """Answers to results reported on this stream, each once recorded (or
-        refused). A result not answered when the stream breaks may or may not
-        have been recorded: report it again with CompleteTask or FailTask, which
-        answer OK for a result already recorded.
+        refused): alone, or with a task that goes out at the same moment (as a
+        rule, one the result's own commit handed out). A result not answered when
+        the stream breaks may or may not have been recorded: report it again with
+        CompleteTask or FailTask, which answer OK for a result already recorded.
         """
 
     def __init__(

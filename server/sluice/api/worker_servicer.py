@@ -58,20 +58,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         # Headers now: the worker knows its stream was accepted before any task comes.
         await context.send_initial_metadata(())
         session = self._queue.session(current_user(), task_types, first.worker_id or context.peer())
-        # Tasks and the answers to results reported on the stream go out from two places; gRPC
-        # takes one message at a time.
-        writing = asyncio.Lock()
-
-        async def send(response: pb.StreamTasksResponse) -> None:
-            async with writing:
-                await context.write(response)
-
+        outbox = _Outbox(context)
         reporting: set[asyncio.Task[None]] = set()
 
         def take(request: pb.StreamTasksRequest) -> None:
             session.grant(request.credits)
             if request.completed or request.failed:
-                job = asyncio.create_task(self._report(request, send))
+                job = asyncio.create_task(self._report(request, outbox))
                 reporting.add(job)
                 job.add_done_callback(reporting.discard)
 
@@ -81,8 +74,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         clean = False
         try:
             while tasks := await session.next():
+                # One turn of the loop first: the answers to the results that freed these
+                # tasks' credits (recorded by the same commits, as a rule) go out with them.
+                await asyncio.sleep(0)
                 for task in tasks:
-                    await send(pb.StreamTasksResponse(task=self._task(task)))
+                    await outbox.task(self._task(task))
             if problems:
                 raise problems[0]
             # Half-closed: the worker reports what it holds, then the stream ends (cleanly).
@@ -106,18 +102,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 clean=clean, handed_back=0 if clean else held,
             )  # fmt: skip
 
-    async def _report(
-        self,
-        request: pb.StreamTasksRequest,
-        send: Callable[[pb.StreamTasksResponse], Awaitable[None]],
-    ) -> None:
+    async def _report(self, request: pb.StreamTasksRequest, outbox: _Outbox) -> None:
         """Record the results a stream message carries, together, and answer each."""
-        reports = await asyncio.gather(
+        recording = [
             *(_answer(r.task_token, self._complete(r)) for r in request.completed),
             *(_answer(r.task_token, self._fail(r)) for r in request.failed),
-        )
+        ]
+        # (One result, the usual message, is recorded without gather's task around it.)
+        reports = [await recording[0]] if len(recording) == 1 else await asyncio.gather(*recording)
         with contextlib.suppress(Exception):  # a stream gone: its worker reports again
-            await send(pb.StreamTasksResponse(reports=reports))
+            await outbox.answers(reports)
 
     @rpc
     async def PollTasks(
@@ -240,6 +234,31 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         _timestamp(task.queued_at, message.queue_time)
         message.trace_context.update(given.get("traceContext") or {})
         return message
+
+
+class _Outbox:
+    """A stream's messages to its worker, one at a time (gRPC takes no more): each task in a
+    message of its own, and the answers to the worker's results with the next task when one
+    goes out in the same turn of the event loop, else in a message of their own."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._writing = asyncio.Lock()
+        self._answers: list[pb.TaskReport] = []
+
+    async def task(self, task: pb.Task) -> None:
+        async with self._writing:
+            answers, self._answers = self._answers, []
+            await self._context.write(pb.StreamTasksResponse(task=task, reports=answers))
+
+    async def answers(self, answers: list[pb.TaskReport]) -> None:
+        self._answers += answers
+        await asyncio.sleep(0)  # a task going out in this turn takes them along
+        if self._answers:
+            async with self._writing:
+                answers, self._answers = self._answers, []
+                if answers:
+                    await self._context.write(pb.StreamTasksResponse(reports=answers))
 
 
 async def _read(
