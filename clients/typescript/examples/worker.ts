@@ -1,5 +1,5 @@
 // An example worker serving two task types:
-//   echo   returns the step's config and inputs;
+//   echo   returns {echo: the step's config, inputs, attempt} (as examples/worker.py does);
 //   upper  returns {text: config.text in upper case}.
 //
 //   npm run build
@@ -21,7 +21,7 @@ import {
 } from "../src/index.js";
 
 const HANDLERS: Record<string, TaskHandler> = {
-  echo: (task) => ({ config: task.config, inputs: task.inputs }),
+  echo: (task) => ({ echo: task.config, inputs: task.inputs, attempt: task.attempt }),
   upper: (task) => {
     const text = task.config["text"];
     if (typeof text !== "string") {
