@@ -213,7 +213,7 @@ class SqlStore(ABC):
                     (INSERT_QUEUED, t.ended),
                 ],
             )
-            for result in t.finished_tasks:  # before the rest: a stale result writes nothing
+            for result in t.finished_tasks:  # a stale one undoes the whole transaction
                 if self._execute(conn, [(FINISH_HELD_TASK, [result])]) != 1:
                     raise StaleTaskResult(
                         f"the task of step {result['k_step_id']!r} of workflow {t.run_id} is no "
