@@ -3,8 +3,9 @@
     python -m bench.ab_remote /path/to/other/checkout [--rounds 6] [--chunks 12] [--count 1200]
                               [--in-flight 200] [--sequential 0]
 
-Each round starts a server of each build in turn (alternating which goes first), each with a
-worker process of its own checkout (`bench/task_worker.py`), on a fresh SQLite file, and runs
+The other checkout needs its own `.venv` (`make .venv/.installed` there). Each round starts a
+server of each build in turn (alternating which goes first), each with a worker process of its
+own checkout (`bench/task_worker.py`), on a fresh SQLite file, and runs
 diamond-5 of built-in steps and diamond-5 of remote steps against it, `--count` workflows of
 each in `--chunks` chunks, the two kinds alternating chunk by chunk: the machine's slow and
 fast spells then fall on both kinds alike, and their ratio (remote / built-in server CPU per

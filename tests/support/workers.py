@@ -162,21 +162,19 @@ class TaskStream:
 
     async def next_task(self, timeout: float = 10.0) -> wpb.Task:
         """The next task (answers that come first, or with it, are skipped)."""
-        while not (response := await self._read(timeout)).HasField("task"):
+        while not (response := await self.next_message(timeout)).HasField("task"):
             pass
         return response.task
-
-    async def next_message(self, timeout: float = 10.0) -> wpb.StreamTasksResponse:
-        return await self._read(timeout)
 
     async def next_reports(self, timeout: float = 10.0) -> list[wpb.TaskReport]:
         """The answers to results reported on the stream, in the next message (a task there
         fails the test: grant no credit while waiting for answers)."""
-        response = await self._read(timeout)
+        response = await self.next_message(timeout)
         assert not response.HasField("task"), "a task came where answers were expected"
         return list(response.reports)
 
-    async def _read(self, timeout: float) -> wpb.StreamTasksResponse:
+    async def next_message(self, timeout: float = 10.0) -> wpb.StreamTasksResponse:
+        """The next message, whatever it carries (a task, answers, or both)."""
         async with asyncio.timeout(timeout):
             response = await self.call.read()
         assert isinstance(response, wpb.StreamTasksResponse), "the stream ended"
