@@ -347,6 +347,43 @@ async def test_a_results_answer_rides_with_the_tasks_its_commit_hands_out(
     assert (await finished(client, run.id)).status == COMPLETED
 
 
+async def test_under_a_backlog_the_credit_a_result_frees_takes_the_oldest_task_with_its_answer(
+    server: SluiceServer, client: WorkflowClient
+) -> None:
+    # Three runs' tasks wait for a worker holding one credit. Each result sent with a credit
+    # frees it; on SQLite the commit recording the result takes the oldest waiting task with
+    # that credit, so the task goes out with the result's answer, in one message. (On
+    # PostgreSQL the stream takes it itself: task and answer come apart.) Oldest first, and
+    # never more than the one credit, either way.
+    riding = not os.environ.get("SLUICE_TEST_DATABASE_URL", "").startswith("postgresql")
+    runs = [await client.create_workflow(task_template(then=False)) for _ in range(3)]
+    for run in runs:
+        await client.execute_workflow(run.id)
+    async with RawWorker(server.address) as worker:
+        stream = TaskStream(worker, "echo", credits=1)
+        task = await stream.next_task()
+        taken = [task.workflow_id]
+        for _ in range(2):
+            stream.report(completed={task.task_token: {}}, credits=1)
+            message = await stream.next_message()
+            if riding:
+                assert message.HasField("task"), "the next task did not come with the answer"
+            else:
+                while not message.HasField("task") or not message.reports:
+                    more = await stream.next_message()
+                    message.MergeFrom(more)
+            assert [(r.task_token, r.code) for r in message.reports] == [(task.task_token, 0)]
+            task = message.task
+            taken.append(task.workflow_id)
+        stream.report(completed={task.task_token: {}})
+        assert [r.task_token for r in await stream.next_reports()] == [task.task_token]
+        stream.half_close()
+        assert await stream.end() == grpc.StatusCode.OK
+    assert taken == [run.id for run in runs]
+    for run in runs:
+        assert (await finished(client, run.id)).status == COMPLETED
+
+
 async def test_results_reported_on_the_stream_are_recorded_and_answered_like_the_calls(
     server: SluiceServer, client: WorkflowClient
 ) -> None:

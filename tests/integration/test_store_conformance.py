@@ -5,6 +5,7 @@ engine tests run on cannot drift from the databases the server runs on."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from sluice.engine.ports import (
     RunFilter,
     RunKey,
     Store,
+    TaskClaim,
     TaskKey,
     TaskRecord,
     TaskResult,
@@ -466,6 +468,56 @@ async def test_a_result_commits_with_its_outcome_only_while_its_task_is_held(
     assert await store.finish_task("alice", task.key, TaskState.COMPLETED, {"output": {"n": 1}}) == (
         False, finished,
     )  # fmt: skip
+
+
+async def test_claims_take_the_oldest_queued_tasks_in_the_commit_and_nothing_if_it_fails(
+    store: Store,
+) -> None:
+    first, second = await created(store, 1), await created(store, 2)
+    bobs = await created(store, 3, owner="bob")
+    await tasks_started(store, first, queued_task(first, minute=1))
+    await tasks_started(store, bobs, queued_task(bobs))
+    (held,) = await store.activate_tasks("alice", ["echo"], 1, "w0", T0, timedelta(seconds=5))
+    assert held.run_id == first.id
+    await tasks_started(store, first, queued_task(first, "b", minute=3))
+    now = T0 + timedelta(minutes=5)
+    claims = [
+        TaskClaim("alice", ["echo"], 2, "w1", now, now + timedelta(seconds=30)),
+        TaskClaim("bob", ["echo"], 5, "w2", now, now + timedelta(seconds=30)),
+    ]
+    before = second.copy()
+
+    # A stale result in the commit: nothing is written, no task taken.
+    stale = TaskResult(held.key._replace(delivery=7), "alice", TaskState.COMPLETED, {})
+    events = [apply(second, Event(EventType.WORKFLOW_STARTED, T0, details={})),
+              apply(second, Event(EventType.STEP_STARTED, T0, "a", attempt=1))]  # fmt: skip
+    second.version += 1
+    writes = TaskWrites(queued=[queued_task(second, minute=2)], claims=claims)
+    with pytest.raises(StaleTaskResult):
+        await store.commit(second, events, tasks=replace(writes, finished=[stale]))
+    assert await store.tasks_of([second.id]) == []
+    assert {t.state for t in await store.tasks_of([first.id, bobs.id]) if t.step_id == "b"} == {
+        TaskState.QUEUED
+    }
+
+    # Oldest first, a task the commit itself queues among them; each owner's only.
+    second = before.copy()
+    events = [apply(second, Event(EventType.WORKFLOW_STARTED, T0, details={})),
+              apply(second, Event(EventType.STEP_STARTED, T0, "a", attempt=1))]  # fmt: skip
+    second.version += 1
+    alices, bobs_taken = await store.commit(second, events, tasks=writes)
+    assert [(t.run_id, t.step_id) for t in alices] == [(second.id, "a"), (first.id, "b")]
+    assert [t.run_id for t in bobs_taken] == [bobs.id]
+    for task, worker in [*((t, "w1") for t in alices), *((t, "w2") for t in bobs_taken)]:
+        assert (task.state, task.delivery, task.worker) == (TaskState.ACTIVE, 1, worker)
+        assert (task.activated_at, task.expires_at) == (now, now + timedelta(seconds=30))
+        assert task.input == {"config": {"x": [1, None]}}
+    stored = {
+        (t.run_id, t.step_id): t for t in await store.tasks_of([first.id, second.id, bobs.id])
+    }
+    assert [stored[(t.run_id, t.step_id)] for t in (*alices, *bobs_taken)] == [*alices, *bobs_taken]
+    assert stored[(first.id, "a")] == held  # held by w0: not taken again
+    assert await store.activate_tasks("alice", ["echo"], 5, "w3", now, timedelta(seconds=5)) == []
 
 
 async def test_tasks_handed_back_are_queued_again_until_their_last_delivery(store: Store) -> None:

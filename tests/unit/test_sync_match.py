@@ -1,7 +1,8 @@
-"""Sync match: a task queued while one of this server's streams has a credit free is handed to
-that stream in the commit that queues it (written ACTIVE), with no activation and no wait for
-the stream to look; never more than its credits, and nothing lost when the commit fails or the
-stream goes away meanwhile."""
+"""Tasks handed to streams in commits. Sync match: a task queued while one of this server's
+streams has a credit free is handed to that stream in the commit that queues it (written
+ACTIVE), with no activation and no wait for the stream to look. Claims: the credits a stream's
+results free take the oldest queued tasks in the commit that records those results. Never more
+than its credits, and nothing lost when the commit fails or the stream goes away meanwhile."""
 
 from __future__ import annotations
 
@@ -55,9 +56,15 @@ def _queued(step: str, owner: str = "alice", task_type: str = "echo") -> TaskRec
     )  # fmt: skip
 
 
-def _queue() -> tuple[TaskQueue, _Tasks]:
+def _queue(*, claims: bool = False) -> tuple[TaskQueue, _Tasks]:
+    """`claims`: results are recorded in commits (as on SQLite), which take tasks with them."""
     store = _Tasks()
-    return TaskQueue(store, _Clock(), lambda _: None), store  # type: ignore[arg-type]
+    record = _never_recorded if claims else None
+    return TaskQueue(store, _Clock(), lambda _: None, record=record), store  # type: ignore[arg-type]
+
+
+async def _never_recorded(result: Any) -> bool:
+    return False
 
 
 def _idle(queue: TaskQueue, credits: int) -> WorkerSession:
@@ -151,3 +158,97 @@ async def test_no_match_takes_a_credit_a_look_at_the_queue_is_using() -> None:
     store.hold.set()
     assert [t.step_id for t in await asyncio.wait_for(looking, 1)] == ["old"]
     assert session.credits == 0 and late.session is session  # 2 granted, 2 held
+
+
+def _taken(claimed: Any, *steps: str) -> list[TaskRecord]:
+    """What a commit's activation of `claimed` gives back: these steps' tasks, ACTIVE for it."""
+    claim = claimed.claim
+    return [
+        replace(_queued(s), state=TaskState.ACTIVE, delivery=1, worker=claim.worker,
+                activated_at=claim.now, expires_at=claim.expires_at)
+        for s in steps
+    ]  # fmt: skip
+
+
+async def test_credits_that_come_with_results_wait_for_the_commit_recording_them() -> None:
+    queue, store = _queue(claims=True)
+    session = queue.session("alice", ["echo"], "w1")  # pending: tasks may wait for it
+    session.grant(2, with_results=True)
+    assert session.credits == 0 and session.held_back == 2
+    looking = asyncio.create_task(session.next())
+    await asyncio.sleep(0.01)
+    assert store.activations == 0  # no look of its own with them
+
+    (claimed,) = queue.claim()
+    assert (claimed.claim.owner, list(claimed.claim.task_types)) == ("alice", ["echo"])
+    assert (claimed.claim.limit, claimed.claim.worker) == (2, "w1")
+    assert claimed.claim.expires_at == NOW + timedelta(seconds=30)
+    assert session.held_back == 0 and queue.claim() == []  # reserved: one claim has them
+    queue.claimed([claimed], [_taken(claimed, "a", "b")])
+
+    sent = await asyncio.wait_for(looking, 1)
+    assert [t.step_id for t in sent] == ["a", "b"]
+    assert session.held == {t.key for t in sent}
+    assert session.pending  # it took all it asked for: more may wait
+    assert store.activations == 0
+
+
+async def test_a_claim_that_found_too_few_tasks_gives_the_rest_of_its_credits_back() -> None:
+    queue, _ = _queue(claims=True)
+    session = queue.session("alice", ["echo"], "w1")
+    session.grant(3, with_results=True)
+    (claimed,) = queue.claim()
+    queue.claimed([claimed], [_taken(claimed, "a")])
+    assert session.credits == 2 and [t.step_id for t in session.ready] == ["a"]
+    assert not session.pending  # nothing else waits for it: new tasks may be matched to it
+
+    session.grant(1, with_results=True)
+    session.pending = True
+    (again,) = queue.claim()
+    queue.wake(["echo"])  # a task queued while that commit was under way...
+    queue.claimed([again], [[]])
+    assert session.pending  # ...which the claim may not have seen: the stream looks
+
+
+async def test_a_failed_commit_gives_a_claims_credits_back_for_the_stream_to_look_with() -> None:
+    queue, store = _queue(claims=True)
+    session = queue.session("alice", ["echo"], "w1")
+    session.grant(1, with_results=True)
+    claims = queue.claim()
+    queue.unclaimed(claims)
+    assert session.credits == 1 and session.pending and not session.ready
+    store.found = [replace(_queued("a"), state=TaskState.ACTIVE, delivery=1)]
+    sent = await asyncio.wait_for(session.next(), 1)
+    assert [t.step_id for t in sent] == ["a"] and store.activations == 1
+
+
+async def test_credits_no_commit_took_are_the_streams_own_once_its_results_are_recorded() -> None:
+    queue, store = _queue(claims=True)
+    session = queue.session("alice", ["echo"], "w1")
+    session.grant(1, with_results=True)  # say the run is driven elsewhere: no commit here
+    looking = asyncio.create_task(session.next())
+    store.found = [replace(_queued("a"), state=TaskState.ACTIVE, delivery=1)]
+    session.recorded()
+    sent = await asyncio.wait_for(looking, 1)
+    assert [t.step_id for t in sent] == ["a"] and store.activations == 1
+    assert session.credits == 0 and session.held_back == 0
+
+
+async def test_tasks_claimed_for_a_stream_that_closed_meanwhile_go_back_to_the_queue() -> None:
+    queue, store = _queue(claims=True)
+    session = queue.session("alice", ["echo"], "w1")
+    session.grant(1, with_results=True)
+    (claimed,) = queue.claim()
+    session.close()
+    taken = _taken(claimed, "a")
+    queue.claimed([claimed], [taken])
+    await asyncio.sleep(0)  # the hand-back runs beside the commit's caller
+    assert store.released == [taken[0].key]
+    assert not session.held and not session.ready
+
+
+async def test_without_claims_in_commits_credits_that_come_with_results_are_free_at_once() -> None:
+    queue, _ = _queue()  # PostgreSQL: results are recorded before their commits
+    session = queue.session("alice", ["echo"], "w1")
+    session.grant(1, with_results=True)
+    assert session.credits == 1 and session.held_back == 0

@@ -62,9 +62,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         reporting: set[asyncio.Task[None]] = set()
 
         def take(request: pb.StreamTasksRequest) -> None:
-            session.grant(request.credits)
-            if request.completed or request.failed:
-                job = asyncio.create_task(self._report(request, outbox))
+            results = bool(request.completed or request.failed)
+            session.grant(request.credits, with_results=results)
+            if results:
+                job = asyncio.create_task(self._report(request, outbox, session))
                 reporting.add(job)
                 job.add_done_callback(reporting.discard)
 
@@ -102,14 +103,22 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 clean=clean, handed_back=0 if clean else held,
             )  # fmt: skip
 
-    async def _report(self, request: pb.StreamTasksRequest, outbox: _Outbox) -> None:
-        """Record the results a stream message carries, together, and answer each."""
+    async def _report(
+        self, request: pb.StreamTasksRequest, outbox: _Outbox, session: WorkerSession
+    ) -> None:
+        """Record the results a stream message carries, together, and answer each. (The
+        credits the message brought were held back for the commits recording them: the
+        worker's next tasks are taken there; those not taken are the stream's again now.)"""
         recording = [
             *(_answer(r.task_token, self._complete(r)) for r in request.completed),
             *(_answer(r.task_token, self._fail(r)) for r in request.failed),
         ]
-        # (One result, the usual message, is recorded without gather's task around it.)
-        reports = [await recording[0]] if len(recording) == 1 else await asyncio.gather(*recording)
+        try:
+            # (One result, the usual message, is recorded without gather's task around it.)
+            one = len(recording) == 1
+            reports = [await recording[0]] if one else await asyncio.gather(*recording)
+        finally:
+            session.recorded()
         with contextlib.suppress(Exception):  # a stream gone: its worker reports again
             await outbox.answers(reports)
 

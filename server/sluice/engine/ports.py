@@ -131,15 +131,31 @@ class TaskResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskClaim:
+    """Tasks a worker's stream takes in a commit: up to `limit` of `owner`'s oldest queued
+    tasks of `task_types`, ACTIVE for `worker` from `now` (their first heartbeat due by
+    `expires_at`), as `TaskStore.activate_tasks` takes them, but in the commit's transaction."""
+
+    owner: str
+    task_types: Sequence[str]
+    limit: int
+    worker: str
+    now: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TaskWrites:
     """A commit's tasks: attempts of "task" steps just started (queued, replacing the step's
-    previous task), steps whose open task the run stopped, and workers' results recorded with
+    previous task), steps whose open task the run stopped, workers' results recorded with
     the outcomes they bring (each a compare-and-set on its task still ACTIVE under its key:
-    should one fail, the commit writes nothing and raises `StaleTaskResult`)."""
+    should one fail, the commit writes nothing and raises `StaleTaskResult`), and queued
+    tasks workers' streams take (`claims`, after the rest: a task queued here may be one)."""
 
     queued: Sequence[TaskRecord] = ()
     cancelled: Sequence[str] = ()  # step ids
     finished: Sequence[TaskResult] = ()
+    claims: Sequence[TaskClaim] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +172,8 @@ class TaskStore(Protocol):
     the caller's clock."""
 
     # Whether `commit` records workers' results (`TaskWrites.finished`) in the transaction of
-    # the outcomes they bring; a store that does not records each with `finish_task` first.
+    # the outcomes they bring, and activates the tasks of `TaskWrites.claims` in it; a store
+    # that does not records each result with `finish_task` first, and is sent no claims.
     results_in_commits: bool
 
     async def tasks_of(self, run_ids: Iterable[str]) -> list[TaskRecord]: ...
@@ -228,11 +245,12 @@ class Store(TaskStore, Protocol):
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
         tasks: TaskWrites | None = None,
-    ) -> None:
+    ) -> list[list[TaskRecord]]:
         """Persist `run` (whose version is one more than the stored one) with its new events,
         the steps' outbox records, the run's timers to set (a time) or clear (None), the
         outcome of the stored command (id, outcome) it carries out and its tasks queued,
-        cancelled or finished, in one transaction.
+        cancelled, finished or claimed, in one transaction. Returns the tasks each claim
+        took (oldest first), in the order of `tasks.claims`.
         Raises Conflict if the stored version is not `run.version - 1`, LeaseLost if `fence`
         is given and no longer the run's lease, StaleTaskResult if a result's task is no
         longer held under its key."""

@@ -780,7 +780,7 @@ class Engine:
         queued: Queued,
         *,
         call: bool,
-    ) -> None:
+    ) -> list[list[TaskRecord]]:
         # A plain loop rather than tenacity: this is on every transition's path, and only the
         # rare failure should pay for retry machinery.
         delay = STORE_RETRY_FIRST_DELAY
@@ -827,13 +827,20 @@ class Engine:
         queued = self.remote.writes(new, decision.events)
         if results:
             queued = queued.with_results(results)
-        # Tasks a stream here has a credit for go to it in this very commit (sync match).
+        # Tasks a stream here has a credit for go to it in this very commit (sync match), and
+        # streams whose credits results freed take the oldest queued tasks in it.
         matched = self.task_queue.match(queued.writes.queued)
         if matched:
             queued = queued.with_active([m.task for m in matched])
+        claims = self.task_queue.claim() if self.store.results_in_commits else []
+        if claims:
+            queued = queued.with_claims([c.claim for c in claims])
         committed = False
+        taken: list[list[TaskRecord]] = []
         try:
-            await self._store(driver, new, decision, publications, command, queued, call=call)
+            taken = await self._store(
+                driver, new, decision, publications, command, queued, call=call
+            )
             committed = True
         except LeaseLost:
             self._drop(driver, "its lease was taken by another server")
@@ -849,6 +856,11 @@ class Engine:
             if matched:  # each to its stream once stored; their credits back if not
                 settle = self.task_queue.matched if committed else self.task_queue.unmatched
                 settle(matched)
+            if claims:
+                if committed:
+                    self.task_queue.claimed(claims, taken)
+                else:
+                    self.task_queue.unclaimed(claims)
         for result in results:  # recorded: their followers have nothing left to say
             self.remote.cancel(result.key.run_id, result.key.step_id)
         if new.status.terminal and not driver.run.status.terminal:

@@ -14,7 +14,10 @@ granted, and hands back those it holds when it breaks.
 Sync match: a task queued while a stream of this server has a credit free and nothing older
 waiting for it is handed to that stream in the commit that queues it (written ACTIVE), as
 Temporal's matching does for a waiting poller: no activation statement, no wake-up and look.
-Under a backlog streams take from the queue, oldest first.
+Under a backlog streams take from the queue, oldest first; where results are recorded in the
+commits of their outcomes (`record`), the credits a stream's results free take the oldest
+queued tasks in the commit that records those results (`claim`): one transaction for the
+results, what they lead to and the worker's next tasks, which go out with their answers.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sluice.engine.errors import FailedPrecondition, NotFound
 from sluice.engine.ports import (
     Clock,
     QueueStats,
+    TaskClaim,
     TaskKey,
     TaskRecord,
     TaskResult,
@@ -51,6 +55,15 @@ class Matched(NamedTuple):
     session: WorkerSession
 
 
+class Claimed(NamedTuple):
+    """A stream's claim on queued tasks, made for a commit (its credits reserved meanwhile);
+    `wakes`: the stream's count of tasks-queued notices when it was made."""
+
+    claim: TaskClaim
+    session: WorkerSession
+    wakes: int
+
+
 # Credits a stream may hold at once: more would only fill the worker's memory.
 MAX_CREDITS = 1000
 
@@ -67,7 +80,9 @@ class TaskQueue:
         record: Record | None = None,
     ) -> None:
         """`record`: records a worker's result with the outcome it brings, where it can (see
-        `Engine.record_result`); a result it does not record is recorded here, in the store."""
+        `Engine.record_result`); a result it does not record is recorded here, in the store.
+        With it, the credits that come with a stream's results are held back for the commits
+        that record them to take tasks with (`claim`), until the results are recorded."""
         self._store = store
         self._record = record
         self._clock = clock
@@ -215,6 +230,66 @@ class TaskQueue:
         """Their commit failed: the credits reserved are free again."""
         for _, session in found:
             session.credits += 1
+            session.nudge()
+
+    # --- claims: queued tasks taken in a commit, by the credits its results freed -----------
+
+    @property
+    def claims_in_commits(self) -> bool:
+        return self._record is not None
+
+    def claim(self) -> list[Claimed]:
+        """Claims for a commit about to be made: for each stream of this server with credits
+        free (held back for results or not) and tasks perhaps waiting for it, all those
+        credits, reserved. The caller settles them with `claimed` once the commit is stored
+        (what each took), or `unclaimed` if it failed."""
+        if self._closing or not self._sessions:
+            return []
+        now = self._clock.now()
+        found: list[Claimed] = []
+        for session in self._sessions:
+            free = min(MAX_CREDITS, session.credits + session.held_back)
+            if free <= 0 or not session.pending or session.closed:
+                continue
+            session.credits = session.held_back = 0
+            claim = TaskClaim(
+                session.owner, session.task_types, free, session.worker, now,
+                now + self.settings.ack_window,
+            )  # fmt: skip
+            found.append(Claimed(claim, session, session.wakes))
+        return found
+
+    def claimed(self, found: Sequence[Claimed], taken: Sequence[Sequence[TaskRecord]]) -> None:
+        """Their commit is stored, and took `taken` (claim by claim): each stream gets its
+        tasks (back to the queue, should it have closed meanwhile) and the credits they did
+        not use."""
+        gone: list[TaskKey] = []
+        changed: list[TaskRecord] = []
+        for (claim, session, wakes), tasks in zip(found, taken, strict=True):
+            for task in tasks:
+                waited = (task.activated_at - task.queued_at).total_seconds()  # type: ignore[operator]
+                self._probes.task_taken(task.task_type, waited)
+            changed += tasks
+            session.credits = min(MAX_CREDITS, session.credits + claim.limit - len(tasks))
+            if len(tasks) < claim.limit and session.wakes == wakes:
+                session.pending = False  # none of its tasks waits, and none was queued since
+            if session.closed or session not in self._sessions:
+                gone += [t.key for t in tasks]
+                continue
+            for task in tasks:
+                self._holders[task.key] = session
+                session.held.add(task.key)
+            session.ready += tasks
+            session.nudge()
+        if changed:
+            self._changed(changed)
+        if gone:
+            self._spawn(self.release(gone))
+
+    def unclaimed(self, found: Sequence[Claimed]) -> None:
+        """Their commit failed: the credits reserved are free again."""
+        for claim, session, _ in found:
+            session.credits = min(MAX_CREDITS, session.credits + claim.limit)
             session.nudge()
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
@@ -370,16 +445,35 @@ class WorkerSession:
         self.types = frozenset(task_types)
         self.worker = worker
         self.credits = 0
+        # Credits that came with results not yet recorded: the commits recording them take
+        # tasks with them (`TaskQueue.claim`); the session's own looks do not use them.
+        self.held_back = 0
         self.held: set[TaskKey] = set()
         # Tasks matched to this stream as they were queued (their credits already taken).
         self.ready: list[TaskRecord] = []
         self.closed = False
         self.pending = True
+        self.wakes = 0  # tasks-queued notices so far
         self._nudge: asyncio.Future[None] | None = None
 
-    def grant(self, credits: int) -> None:
+    def grant(self, credits: int, *, with_results: bool = False) -> None:
+        """`with_results`: the credits came with results (freed by them): held back for the
+        commits that record those, where the queue takes tasks in commits, until `recorded`.
+        A look of the session's own would cost a transaction of its own, and its tasks
+        would go out before the results' answers rather than with them."""
+        if with_results and self._queue.claims_in_commits:
+            self.held_back += credits
+            return
         self.credits = min(MAX_CREDITS, self.credits + credits)
         self.nudge()
+
+    def recorded(self) -> None:
+        """Results that came with credits are recorded (or refused): the credits no commit
+        took are the session's own again."""
+        if self.held_back:
+            self.credits = min(MAX_CREDITS, self.credits + self.held_back)
+            self.held_back = 0
+            self.nudge()
 
     def close(self) -> None:
         """The worker sends no more (or the server stops): take no more tasks for it."""
@@ -389,6 +483,7 @@ class WorkerSession:
     def queued(self) -> None:
         """A task of one of its types was queued (or may have been)."""
         self.pending = True
+        self.wakes += 1
         self.nudge()
 
     async def next(self) -> list[TaskRecord]:

@@ -32,6 +32,7 @@ from sluice.engine.handlers import HandlerRegistry, PermanentStepError, StepResu
 from sluice.engine.model import Event, EventType, Run, StepSpec
 from sluice.engine.ports import (
     Clock,
+    TaskClaim,
     TaskKey,
     TaskRecord,
     TaskResult,
@@ -79,6 +80,10 @@ class Queued:
         taken = {(t.run_id, t.step_id): t for t in active}
         queued = [taken.get((t.run_id, t.step_id), t) for t in self.writes.queued]
         return Queued(replace(self.writes, queued=queued), self.refused)
+
+    def with_claims(self, claims: Sequence[TaskClaim]) -> Queued:
+        """The same writes, and these streams' claims on queued tasks taken with them."""
+        return Queued(replace(self.writes, claims=claims), self.refused)
 
     def with_results(self, results: Sequence[TaskResult]) -> Queued:
         """The same writes, and these workers' results recorded with them."""

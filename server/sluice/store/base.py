@@ -45,6 +45,7 @@ from sluice.engine.ports import (
     RunFilter,
     RunKey,
     RunPage,
+    TaskClaim,
     TaskKey,
     TaskRecord,
     TaskResult,
@@ -181,18 +182,18 @@ class SqlStore(ABC):
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
         tasks: TaskWrites | None = None,
-    ) -> None:
+    ) -> list[list[TaskRecord]]:
         t = transition(run, new_events, publications, timers, fence, command, tasks)
         try:
-            await self._commit(t)
+            return await self._commit(t)
         except IntegrityError as exc:  # a duplicate event sequence: someone else won the race
             raise Conflict(f"workflow {run.id} was changed by another writer") from exc
 
-    async def _commit(self, t: Transition) -> None:
+    async def _commit(self, t: Transition) -> list[list[TaskRecord]]:
         """Write `t` in one transaction: LeaseLost or Conflict (and nothing written) when the
-        run's compare-and-set UPDATE matches no row."""
+        run's compare-and-set UPDATE matches no row. Returns what each of its claims took."""
 
-        def write(conn: sa.Connection) -> None:
+        def write(conn: sa.Connection) -> list[list[TaskRecord]]:
             if t.timers:
                 self._execute(conn, _timer_work(t.run_id, t.timers))
             if t.command is not None:
@@ -230,8 +231,9 @@ class SqlStore(ABC):
                         ),
                     ],
                 )
+            return [self._activate(conn, claim) for claim in t.claims]
 
-        await self._db.write(write)
+        return await self._db.write(write)
 
     # --- tasks (WorkerService) ----------------------------------------------------------------
 
@@ -253,18 +255,17 @@ class SqlStore(ABC):
         now: datetime,
         ack_window: timedelta,
     ) -> list[TaskRecord]:
+        claim = TaskClaim(owner, task_types, limit, worker, now, now + ack_window)
+        return await self._db.write(lambda conn: self._activate(conn, claim))
+
+    def _activate(self, conn: sa.Connection, claim: TaskClaim) -> list[TaskRecord]:
         values = {
-            "k_owner": owner, "k_limit": limit,
-            "worker": worker, "activated_at": now, "expires_at": now + ack_window,
+            "k_owner": claim.owner, "k_limit": claim.limit, "worker": claim.worker,
+            "activated_at": claim.now, "expires_at": claim.expires_at,
         }  # fmt: skip
-        values.update({f"k_type{i}": task_type for i, task_type in enumerate(task_types)})
-        statement = activate_tasks(len(task_types))
-
-        def activate(conn: sa.Connection) -> list[TaskRecord]:
-            found = self._returning(conn, statement, values)
-            return sorted((rows.task_from_row(r) for r in found), key=lambda t: t.queued_at)
-
-        return await self._db.write(activate)
+        values.update({f"k_type{i}": task_type for i, task_type in enumerate(claim.task_types)})
+        found = self._returning(conn, activate_tasks(len(claim.task_types)), values)
+        return sorted((rows.task_from_row(r) for r in found), key=lambda t: t.queued_at)
 
     async def acknowledge_task(self, owner: str, key: TaskKey) -> tuple[bool, TaskRecord | None]:
         def acknowledge(conn: sa.Connection) -> tuple[bool, TaskRecord | None]:
@@ -699,6 +700,8 @@ class Transition:
     cancelled_tasks: list[dict[str, Any]] = field(default_factory=list)  # run_id, step_id
     # Workers' results recorded with this commit: FINISH_HELD_TASK's keys and values.
     finished_tasks: list[dict[str, Any]] = field(default_factory=list)
+    # Queued tasks workers' streams take in this commit, after its other writes.
+    claims: Sequence[TaskClaim] = ()
     # The run's analytics_queue row when this commit ends it (`queued_row`).
     ended: list[dict[str, Any]] = field(default_factory=list)
 
@@ -744,6 +747,7 @@ def transition(
             [{"run_id": run.id, "step_id": s} for s in task_writes.cancelled] if task_writes else []
         ),
         finished_tasks=[_finished_row(r) for r in task_writes.finished] if task_writes else [],
+        claims=task_writes.claims if task_writes else (),
         ended=[queued_row(run)] if ends else [],
     )  # fmt: skip
 

@@ -35,6 +35,7 @@ from sluice.engine.ports import (
     RunFilter,
     RunKey,
     RunPage,
+    TaskClaim,
     TaskKey,
     TaskRecord,
     TaskState,
@@ -115,7 +116,7 @@ class MemoryStore:
         fence: Fence | None = None,
         command: tuple[int, Mapping[str, Any]] | None = None,
         tasks: TaskWrites | None = None,
-    ) -> None:
+    ) -> list[list[TaskRecord]]:
         """As the SQL stores' commit; leases and stored commands belong to several servers
         on PostgreSQL, which this store never serves (`fence` and `command` must be None)."""
         assert fence is None and command is None, "the memory store serves one server"
@@ -167,6 +168,7 @@ class MemoryStore:
             found = self._tasks.get((run.id, step_id))
             if found is not None and found.state.open:
                 self._tasks[(run.id, step_id)] = replace(found, state=TaskState.CANCELLED)
+        return [self._activate(claim) for claim in tasks.claims] if tasks else []
 
     # --- tasks ----------------------------------------------------------------------------------
 
@@ -189,17 +191,21 @@ class MemoryStore:
         ack_window: timedelta,
     ) -> list[TaskRecord]:
         await _suspend()
+        return self._activate(TaskClaim(owner, task_types, limit, worker, now, now + ack_window))
+
+    def _activate(self, claim: TaskClaim) -> list[TaskRecord]:
         queued = sorted(
             (
                 t for t in self._tasks.values()
-                if t.state is TaskState.QUEUED and t.owner == owner and t.task_type in task_types
+                if t.state is TaskState.QUEUED and t.owner == claim.owner
+                and t.task_type in claim.task_types
             ),
             key=lambda t: t.queued_at,
-        )[:limit]  # fmt: skip
+        )[:claim.limit]  # fmt: skip
         taken = [
             replace(
-                t, state=TaskState.ACTIVE, delivery=t.delivery + 1, worker=worker,
-                activated_at=now, expires_at=now + ack_window, acked=False,
+                t, state=TaskState.ACTIVE, delivery=t.delivery + 1, worker=claim.worker,
+                activated_at=claim.now, expires_at=claim.expires_at, acked=False,
             )
             for t in queued
         ]  # fmt: skip

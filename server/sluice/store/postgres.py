@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.engine.errors import Conflict
 from sluice.engine.model import Event, Run
+from sluice.engine.ports import TaskRecord
 from sluice.store import rows
 from sluice.store.base import (
     SqlStore,
@@ -93,11 +94,12 @@ class PostgresStore(SqlStore):
                 changed = result.rowcount if i == 0 else changed
         return changed
 
-    async def _commit(self, t: Transition) -> None:
-        if t.finished_tasks:  # (not sent here: results_in_commits is False) one transaction
-            return await super()._commit(t)
+    async def _commit(self, t: Transition) -> list[list[TaskRecord]]:
+        if t.finished_tasks or t.claims:  # (not sent here: results_in_commits is False)
+            return await super()._commit(t)  # one transaction
         try:
             await self._writes.write(self._kind, t, t.run_id)
+            return []
         except asyncpg.IntegrityConstraintViolationError as exc:
             # A duplicate event sequence: someone else won the race.
             raise Conflict(f"workflow {t.run_id} was changed by another writer") from exc
