@@ -97,7 +97,12 @@ NOTHING_QUEUED = Queued(TaskWrites(), {})
 
 
 class RemoteDispatcher:
-    """Follows the tasks of the attempts of task steps this server drives."""
+    """Follows the tasks of the attempts of task steps this server drives.
+
+    A follower is a timer at the task's next deadline, not a task of its own: most attempts
+    end by their worker's result, recorded with their outcome (`Engine.record_result`), and
+    are never looked at again. It reads the store (a look) only when poked without being told
+    how the task is now (another server's notice), or when its deadline comes."""
 
     def __init__(
         self,
@@ -114,11 +119,9 @@ class RemoteDispatcher:
         self._clock = clock
         self.settings = settings
         self._tracing = tracing
-        self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._pokes: dict[tuple[str, str], asyncio.Event] = {}
-        # The task as the change that poked its follower left it: read instead of the store.
-        self._told: dict[tuple[str, str], TaskRecord] = {}
+        self._followers: dict[tuple[str, str], _Follower] = {}
         self._steps_of: dict[str, set[str]] = {}
+        self._looks: set[asyncio.Task[None]] = set()
 
     # --- the driver's side ------------------------------------------------------------------
 
@@ -192,15 +195,9 @@ class RemoteDispatcher:
             return
         key = (run_id, step_id)
         self.cancel(run_id, step_id)
-        self._pokes[key] = asyncio.Event()
-        if task is not None:
-            self._told[key] = task
+        follower = self._followers[key] = _Follower(attempt, told=task)
         self._steps_of.setdefault(run_id, set()).add(step_id)
-        follower = asyncio.create_task(
-            self._follow(run_id, step_id, attempt), name=f"task {run_id}/{step_id}"
-        )
-        self._followers[key] = follower
-        follower.add_done_callback(lambda done: self._forget(key, done))
+        self._consider(key, follower)
 
     def running(self, run_id: str, step_id: str) -> bool:
         return (run_id, step_id) in self._followers
@@ -208,77 +205,131 @@ class RemoteDispatcher:
     def cancel(self, run_id: str, step_id: str) -> None:
         """Stop following: the attempt's outcome is never delivered (its task, cancelled in
         the same commit as the step, tells its worker so on its next heartbeat)."""
-        task = self._followers.pop((run_id, step_id), None)
-        if task is not None:
-            task.cancel()
-            self._unpoke(run_id, step_id)
+        follower = self._followers.get((run_id, step_id))
+        if follower is not None:
+            self._forget((run_id, step_id), follower)
+            if follower.look is not None:
+                follower.look.cancel()
 
     def poke(self, run_id: str, step_id: str | None = None, task: TaskRecord | None = None) -> None:
         """A task of the run changed (or may have): its follower looks again, at `task` when
         the change made here says how it left the task, else in the store. (A finished task
         is never replaced by an older report of it: what a follower is told may come out of
         order, and only finished states are final; the rest its compare-and-sets check.)"""
-        for step in (step_id,) if step_id is not None else self._steps_of.get(run_id, ()):
-            poke = self._pokes.get((run_id, step))
-            if poke is not None:
-                if task is not None:
-                    told = self._told.get((run_id, step))
-                    if told is None or told.state.open:
-                        self._told[(run_id, step)] = task
-                poke.set()
+        for step in (step_id,) if step_id is not None else list(self._steps_of.get(run_id, ())):
+            key = (run_id, step)
+            follower = self._followers.get(key)
+            if follower is None:
+                continue
+            if task is not None and (follower.told is None or follower.told.state.open):
+                follower.told = task
+            if follower.look is not None:
+                follower.again = True  # the look under way reads again once it has read
+            else:
+                self._consider(key, follower)
 
     def poke_all(self) -> None:
-        for poke in self._pokes.values():
-            poke.set()
+        for run_id in list(self._steps_of):
+            self.poke(run_id)
 
     async def stop(self) -> None:
-        tasks = list(self._followers.values())
-        self._followers.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        looks = [f.look for f in self._followers.values() if f.look is not None]
+        for key, follower in list(self._followers.items()):
+            self._forget(key, follower)
+        for look in looks:
+            look.cancel()
+        await asyncio.gather(*looks, return_exceptions=True)
 
-    def _forget(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
-        if self._followers.get(key) is task:
+    def _forget(self, key: tuple[str, str], follower: _Follower) -> None:
+        if self._followers.get(key) is follower:
             del self._followers[key]
-            self._unpoke(*key)
-
-    def _unpoke(self, run_id: str, step_id: str) -> None:
-        self._pokes.pop((run_id, step_id), None)
-        self._told.pop((run_id, step_id), None)
-        steps = self._steps_of.get(run_id)
-        if steps is not None:
-            steps.discard(step_id)
-            if not steps:
-                del self._steps_of[run_id]
+            steps = self._steps_of.get(key[0])
+            if steps is not None:
+                steps.discard(key[1])
+                if not steps:
+                    del self._steps_of[key[0]]
+        if follower.timer is not None:
+            follower.timer.cancel()
+            follower.timer = None
 
     # --- following a task -------------------------------------------------------------------
 
-    async def _follow(self, run_id: str, step_id: str, attempt: int) -> None:
-        key = (run_id, step_id)
-        poke = self._pokes[key]
-        recheck = self.settings.recheck.total_seconds() if self.settings.recheck else None
-        while True:
-            poke.clear()  # before reading: a change made while we read pokes again
-            task = self._told.pop(key, None) or await self._store.get_task(run_id, step_id)
-            if task is None or task.attempt != attempt or task.state is TaskState.CANCELLED:
-                return  # the run moved on without this attempt: nothing to say
-            outcome = _outcome(task)
-            if outcome is not None:
-                self._finish(run_id, step_id, outcome)
-                return
-            due, reason = self._deadline(task)
-            wait = (due - self._clock.now()).total_seconds()
-            if wait <= 0:
+    def _consider(self, key: tuple[str, str], follower: _Follower) -> None:
+        """Decide on the task as the follower was told it is, or look at it in the store."""
+        if follower.timer is not None:
+            follower.timer.cancel()
+            follower.timer = None
+        task, follower.told = follower.told, None
+        if task is None:
+            self._look(key, follower)
+        else:
+            self._judge(key, follower, task)
+
+    def _judge(self, key: tuple[str, str], follower: _Follower, task: TaskRecord | None) -> None:
+        """The task is as `task` says: deliver the attempt's outcome, time it out, or wait for
+        its next deadline (or a poke)."""
+        if self._followers.get(key) is not follower:
+            return  # cancelled meanwhile
+        if task is None or task.attempt != follower.attempt or task.state is TaskState.CANCELLED:
+            self._forget(key, follower)  # the run moved on without this attempt
+            return
+        outcome = _outcome(task)
+        if outcome is not None:
+            self._forget(key, follower)
+            self._deliver(outcome)
+            return
+        due, reason = self._deadline(task)
+        wait = (due - self._clock.now()).total_seconds()
+        if wait <= 0:
+            self._look(key, follower, expiring=(task, reason))
+            return
+        if self.settings.recheck is not None:
+            wait = min(wait, self.settings.recheck.total_seconds())
+        loop = asyncio.get_running_loop()
+        follower.timer = loop.call_later(wait, self._due, key, follower)
+
+    def _due(self, key: tuple[str, str], follower: _Follower) -> None:
+        follower.timer = None
+        if self._followers.get(key) is follower:
+            self._look(key, follower)
+
+    def _look(
+        self,
+        key: tuple[str, str],
+        follower: _Follower,
+        expiring: tuple[TaskRecord, str] | None = None,
+    ) -> None:
+        """Read the task in the store (timing it out first, with `expiring`), then judge it."""
+        look = asyncio.create_task(
+            self._read(key, follower, expiring), name=f"task {key[0]}/{key[1]}"
+        )
+        follower.look = look
+        self._looks.add(look)
+        look.add_done_callback(self._looks.discard)
+
+    async def _read(
+        self,
+        key: tuple[str, str],
+        follower: _Follower,
+        expiring: tuple[TaskRecord, str] | None,
+    ) -> None:
+        try:
+            if expiring is not None:
+                task, reason = expiring
                 await self._store.expire_task(task.key, task.state, task.acked, reason)
-                continue  # timed out, or changed meanwhile: read it again
-            if recheck is not None:
-                wait = min(wait, recheck)
-            try:
-                async with asyncio.timeout(wait):
-                    await poke.wait()
-            except TimeoutError:
-                pass
+            while True:
+                follower.again = False  # before reading: a change made meanwhile pokes again
+                found, follower.told = follower.told, None
+                if found is None:
+                    found = await self._store.get_task(*key)
+                if not follower.again:
+                    break
+        except BaseException:
+            self._forget(key, follower)  # cancelled, or the store failed: no longer followed
+            raise
+        finally:
+            follower.look = None
+        self._judge(key, follower, found)
 
     def _deadline(self, task: TaskRecord) -> tuple[datetime, str]:
         """When the task times out as it stands, and what its attempt's error then says."""
@@ -296,12 +347,17 @@ class RemoteDispatcher:
             f"{_seconds(task.run_timeout)} (the step's timeout)"
         )
 
-    def _finish(self, run_id: str, step_id: str, outcome: Outcome) -> None:
-        # Delivered only while still the step's follower: a cancelled one says nothing.
-        if self._followers.get((run_id, step_id)) is asyncio.current_task():
-            del self._followers[(run_id, step_id)]
-            self._unpoke(run_id, step_id)
-            self._deliver(outcome)
+
+@dataclass(slots=True)
+class _Follower:
+    """An attempt's task as this server follows it."""
+
+    attempt: int
+    # How the last change made here left the task: judged without reading the store.
+    told: TaskRecord | None = None
+    timer: asyncio.TimerHandle | None = None  # at the task's next deadline
+    look: asyncio.Task[None] | None = None  # a read of the store under way
+    again: bool = False  # poked while that read was out: read once more
 
 
 def _outcome(task: TaskRecord) -> Outcome | None:
