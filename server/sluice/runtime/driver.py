@@ -971,8 +971,10 @@ class Engine:
         to, in one transaction: parallel steps that finish together cost one commit."""
         finished: list[Outcome] = []
         try:
-            if self._running_steps(driver):
-                await asyncio.sleep(0)  # let outcomes arriving in this turn of the loop join
+            if any(self.dispatcher.running(driver.run.id, s) for s in driver.run.steps):
+                # Let outcomes of handlers ending in this turn of the loop join. (Workers'
+                # results come in messages of their own: none would in this turn.)
+                await asyncio.sleep(0)
             async with driver.lock:
                 finished, driver.finished, driver.flusher = driver.finished, [], None
                 if not driver.dropped:
