@@ -10,7 +10,10 @@ diamond-5 of built-in steps and diamond-5 of remote steps against it, `--count` 
 each in `--chunks` chunks, the two kinds alternating chunk by chunk: the machine's slow and
 fast spells then fall on both kinds alike, and their ratio (remote / built-in server CPU per
 workflow, this server's own) is the figure to compare. Prints each round and the medians;
-`--sequential N` also times N workflows of each kind one at a time.
+`--sequential N` also times N workflows of each kind one at a time; `--rate R` also runs
+`--count` / 4 workflows of each kind started R a second (open loop, twice each, alternating),
+the same load for both: their ratio is what a remote step costs beside a built-in one, apart
+from the load (a server's CPU per workflow falls as its load rises).
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ async def _measure(server: Server, args: argparse.Namespace) -> dict[str, float]
         result = {f"{k}_cpu_ms": cpu_ms[k] / done for k in KINDS}
         result |= {f"{k}_workflows_per_s": done / seconds[k] for k in KINDS}
         result["ratio"] = result["remote_cpu_ms"] / result["builtin_cpu_ms"]
+        for i in range(2 if args.rate else 0):  # both kinds at one rate, open loop
+            for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
+                got = await remote.paced(
+                    client, templates[kind], args.count // 4, args.rate, server.pid
+                )
+                key = f"{kind}_same_rate_cpu_ms"
+                result[key] = result.get(key, 0.0) + got["server_cpu_ms_per_workflow"] / 2
+        if args.rate:
+            result["same_rate_ratio"] = (
+                result["remote_same_rate_cpu_ms"] / result["builtin_same_rate_cpu_ms"]
+            )
         for kind in KINDS if args.sequential else ():
             took = await remote.sequential(client, templates[kind], args.sequential)
             result[f"{kind}_sequential_ms"] = statistics.median(took)
@@ -95,6 +109,9 @@ def main() -> None:
     p.add_argument("--count", type=int, default=1200, help="workflows of each kind per round")
     p.add_argument("--in-flight", type=int, default=200)
     p.add_argument("--sequential", type=int, default=0, metavar="N")
+    p.add_argument(
+        "--rate", type=float, default=0, help="also run both kinds at this rate (workflows/s)"
+    )
     args = p.parse_args()
     builds = {"this": ROOT, "other": args.other.resolve()}
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in builds}

@@ -3,7 +3,11 @@ flight, bench/task_worker.py), beside diamond-5 of built-in no-op steps on the s
 two interleaved; and the dispatch latency of a task (queued -> received by the worker).
 
 Throughput: 1,000 workflows each, up to 200 in flight; sequential: 100 each, one at a time.
-CPU per workflow: the server's, and the worker's for remote steps.
+CPU per workflow: the server's, and the worker's for remote steps; at each kind's own
+throughput, and at one rate for both (`paced`: half the remote throughput, open loop). The
+server's CPU per workflow falls as its load rises (group commits, more work per turn of the
+loop), and built-in steps run at about three times the rate here: the same rate compares what
+a step costs, the own-throughput figures what a server can do.
 """
 
 from __future__ import annotations
@@ -55,6 +59,27 @@ async def throughput(
     }
 
 
+async def paced(
+    client: WorkflowClient, template: str, count: int, rate: float, pid: int
+) -> dict[str, float]:
+    """`count` workflows started `rate` a second, open loop (a start never waits for an
+    earlier workflow to end), as a steady stream of requests would come."""
+    loop = asyncio.get_running_loop()
+    server_cpu = common.proc_cpu_seconds(pid) if pid else 0.0
+    begin = loop.time()
+    running = []
+    for i in range(count):
+        await asyncio.sleep(max(0.0, begin + i / rate - loop.time()))
+        running.append(asyncio.create_task(run_one(client, template)))
+    await asyncio.gather(*running)
+    return {
+        "workflows_per_s": count / (loop.time() - begin),
+        "server_cpu_ms_per_workflow": (
+            1000 * (common.proc_cpu_seconds(pid) - server_cpu) / count if pid else 0.0
+        ),
+    }
+
+
 async def sequential(client: WorkflowClient, template: str, count: int) -> list[float]:
     took = []
     for _ in range(count):
@@ -85,12 +110,18 @@ async def measure(args: argparse.Namespace, worker: subprocess.Popen[str]) -> di
                 )
                 if kind == "remote":
                     worker_cpu_remote += common.proc_cpu_seconds(worker.pid) - before
+        # Both kinds at one rate, well under what either can do: half the remote throughput.
+        rate = round(min(r["workflows_per_s"] for r in rounds["remote"]) / 2)
+        same_rate: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+        for i in range(args.rounds):
+            for kind in list(kinds) if i % 2 == 0 else list(reversed(kinds)):
+                same_rate[kind].append(await paced(client, kinds[kind], count, rate, args.pid))
         worker.send_signal(signal.SIGUSR1)  # the worker's dispatch figures so far: under load
         for kind in kinds:
             latency[kind] = await sequential(client, kinds[kind], seq_count)
 
-    def median(kind: str, key: str) -> float:
-        values = sorted(r[key] for r in rounds[kind])
+    def median(kind: str, key: str, of: dict[str, list[dict[str, float]]] = rounds) -> float:
+        values = sorted(r[key] for r in of[kind])
         return values[len(values) // 2]
 
     return {
@@ -103,6 +134,13 @@ async def measure(args: argparse.Namespace, worker: subprocess.Popen[str]) -> di
         "builtin_server_cpu_ms": median("builtin", "server_cpu_ms_per_workflow"),
         "remote_server_cpu_ms": median("remote", "server_cpu_ms_per_workflow"),
         "remote_worker_cpu_ms": 1000 * worker_cpu_remote / (count * args.rounds),
+        "same_rate_per_s": rate,
+        "builtin_same_rate_cpu_ms": median("builtin", "server_cpu_ms_per_workflow", same_rate),
+        "remote_same_rate_cpu_ms": median("remote", "server_cpu_ms_per_workflow", same_rate),
+        "same_rate_ratios": [
+            r["server_cpu_ms_per_workflow"] / b["server_cpu_ms_per_workflow"]
+            for r, b in zip(same_rate["remote"], same_rate["builtin"], strict=True)
+        ],
         "builtin_sequential_ms_median": common.percentile(latency["builtin"], 50),
         "remote_sequential_ms_median": common.percentile(latency["remote"], 50),
         "builtin_sequential_ms_p99": common.percentile(latency["builtin"], 99),
