@@ -63,8 +63,8 @@ def _queue(*, claims: bool = False) -> tuple[TaskQueue, _Tasks]:
     return TaskQueue(store, _Clock(), lambda _: None, record=record), store  # type: ignore[arg-type]
 
 
-async def _never_recorded(result: Any) -> bool:
-    return False
+def _never_recorded(result: Any) -> None:
+    return None  # as for a run driven elsewhere
 
 
 def _idle(queue: TaskQueue, credits: int) -> WorkerSession:

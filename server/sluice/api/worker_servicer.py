@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from sluice.api.convert import _duration, _td, _timestamp, dict_to_struct, struc
 from sluice.api.errors import rpc, status_of
 from sluice.api.requests import Checks
 from sluice.engine.errors import InvalidArgument, SluiceError
-from sluice.engine.ports import Clock, TaskKey, TaskRecord
+from sluice.engine.ports import Clock, TaskKey, TaskRecord, TaskResult, TaskState
 from sluice.engine.validation import TASK_TYPE, TASK_TYPE_RULE
 from sluice.runtime.task_queue import MAX_CREDITS, TaskQueue, WorkerSession
 from sluice.v1 import worker_service_pb2 as pb
@@ -59,19 +59,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         await context.send_initial_metadata(())
         session = self._queue.session(current_user(), task_types, first.worker_id or context.peer())
         outbox = _Outbox(context)
-        reporting: set[asyncio.Task[None]] = set()
-
-        def take(request: pb.StreamTasksRequest) -> None:
-            results = bool(request.completed or request.failed)
-            session.grant(request.credits, with_results=results)
-            if results:
-                job = asyncio.create_task(self._report(request, outbox, session))
-                reporting.add(job)
-                job.add_done_callback(reporting.discard)
-
-        take(first)
+        reports = _Reports(session, outbox, self._queue, self._completion, self._report)
+        reports.take(first)
         problems: list[Exception] = []
-        reader = asyncio.create_task(_read(requests, session, take, problems))
+        reader = asyncio.create_task(_read(requests, session, reports.take, problems))
         clean = False
         try:
             while tasks := await session.next():
@@ -84,7 +75,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 raise problems[0]
             # Half-closed: the worker reports what it holds, then the stream ends (cleanly).
             await session.reported()
-            await asyncio.gather(*reporting)  # their answers go out before the stream ends
+            await reports.settled()  # their answers go out before the stream ends
             clean = True
         finally:
             reader.cancel()
@@ -92,7 +83,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 await reader
             # Results received are recorded before anything is handed back.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(asyncio.gather(*reporting, return_exceptions=True))
+                await asyncio.shield(reports.settled())
             held = len(session.held)
             if clean:
                 session.forget()
@@ -104,23 +95,29 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             )  # fmt: skip
 
     async def _report(
-        self, request: pb.StreamTasksRequest, outbox: _Outbox, session: WorkerSession
+        self,
+        request: pb.StreamTasksRequest,
+        outbox: _Outbox,
+        session: WorkerSession,
+        *,
+        in_commit: bool = True,
     ) -> None:
         """Record the results a stream message carries, together, and answer each. (The
         credits the message brought were held back for the commits recording them: the
-        worker's next tasks are taken there; those not taken are the stream's again now.)"""
+        worker's next tasks are taken there; those not taken are the stream's again now.)
+        `in_commit`: False once tried with the outcome they bring (`_Reports`)."""
         recording = [
-            *(_answer(r.task_token, self._complete(r)) for r in request.completed),
+            *(_answer(r.task_token, self._complete(r, in_commit=in_commit))
+              for r in request.completed),
             *(_answer(r.task_token, self._fail(r)) for r in request.failed),
-        ]
+        ]  # fmt: skip
         try:
             # (One result, the usual message, is recorded without gather's task around it.)
             one = len(recording) == 1
-            reports = [await recording[0]] if one else await asyncio.gather(*recording)
+            answers = [await recording[0]] if one else await asyncio.gather(*recording)
         finally:
             session.recorded()
-        with contextlib.suppress(Exception):  # a stream gone: its worker reports again
-            await outbox.answers(reports)
+        outbox.answer(answers)
 
     @rpc
     async def PollTasks(
@@ -156,7 +153,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         await self._fail(request)
         return pb.FailTaskResponse()
 
-    async def _complete(self, request: pb.CompleteTaskRequest) -> None:
+    async def _complete(self, request: pb.CompleteTaskRequest, *, in_commit: bool = True) -> None:
+        key, output = self._completion(request)
+        await self._queue.complete(current_user(), key, output, in_commit=in_commit)
+
+    def _completion(self, request: pb.CompleteTaskRequest) -> tuple[TaskKey, dict[str, Any]]:
+        """The task and output a completion names, checked: INVALID_ARGUMENT if bad."""
         checks = Checks()
         key = _token(request.task_token, checks)
         output = struct_to_dict(request.output)
@@ -165,7 +167,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             checks.add("output", problem)
         checks.done()
         assert key is not None
-        await self._queue.complete(current_user(), key, output)
+        return key, output
 
     async def _fail(self, request: pb.FailTaskRequest) -> None:
         checks = Checks()
@@ -254,20 +256,108 @@ class _Outbox:
         self._context = context
         self._writing = asyncio.Lock()
         self._answers: list[pb.TaskReport] = []
+        self._looking = False  # a look at the answers left is due at the next turn
+        self._sending: asyncio.Task[None] | None = None
 
     async def task(self, task: pb.Task) -> None:
         async with self._writing:
             answers, self._answers = self._answers, []
             await self._context.write(pb.StreamTasksResponse(task=task, reports=answers))
 
-    async def answers(self, answers: list[pb.TaskReport]) -> None:
+    def answer(self, answers: list[pb.TaskReport]) -> None:
         self._answers += answers
-        await asyncio.sleep(0)  # a task going out in this turn takes them along
-        if self._answers:
-            async with self._writing:
-                answers, self._answers = self._answers, []
-                if answers:
-                    await self._context.write(pb.StreamTasksResponse(reports=answers))
+        if not self._looking:  # a task going out in this turn takes them along, or:
+            self._looking = True
+            asyncio.get_running_loop().call_soon(self._look)
+
+    def _look(self) -> None:
+        self._looking = False
+        if self._answers and self._sending is None:
+            self._sending = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        try:
+            with contextlib.suppress(Exception):  # a stream gone: its worker reports again
+                while self._answers:
+                    async with self._writing:
+                        answers, self._answers = self._answers, []
+                        if answers:
+                            await self._context.write(pb.StreamTasksResponse(reports=answers))
+        finally:
+            self._sending = None
+
+    async def sent(self) -> None:
+        """Returns once the answers given have gone out (or the stream is gone)."""
+        while self._looking or self._sending is not None:
+            if self._sending is not None:
+                await asyncio.shield(self._sending)
+            else:
+                await asyncio.sleep(0)
+
+
+class _Reports:
+    """The results a stream's worker reports on it, each recorded and answered once. A
+    completion alone in its message (the usual one) is recorded with the outcome it brings
+    without a task of its own: its answer is given when that commit is made. The rest, and
+    one not recorded so after all, are recorded by `report`."""
+
+    def __init__(
+        self,
+        session: WorkerSession,
+        outbox: _Outbox,
+        queue: TaskQueue,
+        completion: Callable[[pb.CompleteTaskRequest], tuple[TaskKey, dict[str, Any]]],
+        report: Callable[..., Coroutine[Any, Any, None]],
+    ) -> None:
+        """`completion`: a completion's task and output, checked; `report`: records and
+        answers a message's results (`WorkerServicer._report`)."""
+        self._session = session
+        self._outbox = outbox
+        self._queue = queue
+        self._completion = completion
+        self._report_all = report
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    def take(self, request: pb.StreamTasksRequest) -> None:
+        """A message of the worker's: its credits, and its results to record."""
+        results = bool(request.completed or request.failed)
+        self._session.grant(request.credits, with_results=results)
+        if not results:
+            return
+        if len(request.completed) == 1 and not request.failed:
+            with contextlib.suppress(SluiceError):  # a bad one is answered by _report
+                key, output = self._completion(request.completed[0])
+                result = TaskResult(key, current_user(), TaskState.COMPLETED, {"output": output})
+                recording = self._queue.record_soon(result)
+                if recording is not None:
+                    self._track(recording)
+                    recording.add_done_callback(lambda done: self._recorded(request, done))
+                    return
+        self._report(request)
+
+    def _recorded(self, request: pb.StreamTasksRequest, recording: asyncio.Future[bool]) -> None:
+        if recording.cancelled() or not recording.result():
+            self._report(request, in_commit=False)  # recorded in the store, or refused
+            return
+        self._session.recorded()
+        self._outbox.answer([pb.TaskReport(task_token=request.completed[0].task_token)])
+
+    def _report(self, request: pb.StreamTasksRequest, *, in_commit: bool = True) -> None:
+        self._track(
+            asyncio.create_task(
+                self._report_all(request, self._outbox, self._session, in_commit=in_commit)
+            )
+        )
+
+    def _track(self, pending: asyncio.Future[Any]) -> None:
+        self._pending.add(pending)
+        pending.add_done_callback(self._pending.discard)
+
+    async def settled(self) -> None:
+        """Returns once every result received is recorded (or refused) and answered."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._outbox.sent()
 
 
 async def _read(

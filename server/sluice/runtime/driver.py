@@ -1047,16 +1047,18 @@ class Engine:
 
     # --- tasks ------------------------------------------------------------------------------
 
-    async def record_result(self, result: TaskResult) -> bool:
+    def record_result(self, result: TaskResult) -> asyncio.Future[bool] | None:
         """Record a worker's result for the running attempt of a run this server drives in
         the commit of the outcome it brings: one transaction for both, and nothing to wake.
-        False when it is not done so (the run is driven elsewhere or not at that attempt, the
-        task moved on meanwhile, the server stops): the caller records the result in the
-        store, and the task's follower brings the outcome (or the caller is refused)."""
+        The future says whether it was, once that commit is made; None when it is not done
+        so at once (the run is driven elsewhere or not at that attempt). Not recorded (None,
+        or False: the task moved on meanwhile, the server stops), the caller records the
+        result in the store, and the task's follower brings the outcome (or the caller is
+        refused)."""
         key = result.key
         driver = self._drivers.get(key.run_id)
         if driver is None or driver.dropped or driver.run.owner != result.owner:
-            return False
+            return None
         step = driver.run.steps.get(key.step_id)
         if (
             step is None
@@ -1064,11 +1066,11 @@ class Engine:
             or step.attempt != key.attempt
             or not self.remote.running(key.run_id, key.step_id)
         ):
-            return False
+            return None
         recorded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         outcome = outcome_of(key, result.state, result.result)
         self._on_outcome(replace(outcome, report=Report(result, recorded)))
-        return await recorded
+        return recorded
 
     def _tasks_changed(self, tasks: Sequence[TaskRecord]) -> None:
         """Workers took, reported on or handed back these tasks: their followers look again

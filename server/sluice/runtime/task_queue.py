@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -45,7 +45,7 @@ from sluice.runtime.probes import NO_PROBES, Probes
 from sluice.runtime.tasks import TaskSettings
 
 Changed = Callable[[Sequence[TaskRecord]], None]
-Record = Callable[[TaskResult], Awaitable[bool]]
+Record = Callable[[TaskResult], asyncio.Future[bool] | None]
 
 
 class Matched(NamedTuple):
@@ -80,7 +80,8 @@ class TaskQueue:
         record: Record | None = None,
     ) -> None:
         """`record`: records a worker's result with the outcome it brings, where it can (see
-        `Engine.record_result`); a result it does not record is recorded here, in the store.
+        `Engine.record_result`: a future saying whether it did, or None when it cannot); a
+        result it does not record is recorded here, in the store.
         With it, the credits that come with a stream's results are held back for the commits
         that record them to take tasks with (`claim`), until the results are recorded."""
         self._store = store
@@ -327,8 +328,13 @@ class TaskQueue:
             self._changed([task])  # its deadline moved: the follower reads it again
         return False
 
-    async def complete(self, owner: str, key: TaskKey, output: Mapping[str, Any]) -> None:
-        await self._finish(owner, key, TaskState.COMPLETED, {"output": dict(output)})
+    async def complete(
+        self, owner: str, key: TaskKey, output: Mapping[str, Any], *, in_commit: bool = True
+    ) -> None:
+        """`in_commit`: tried with its outcome first (see `record_soon`)."""
+        await self._finish(
+            owner, key, TaskState.COMPLETED, {"output": dict(output)}, in_commit=in_commit
+        )
 
     async def fail(
         self,
@@ -347,11 +353,31 @@ class TaskQueue:
             result["retryAfter"] = retry_after.total_seconds()
         await self._finish(owner, key, TaskState.FAILED, result)
 
-    async def _finish(
-        self, owner: str, key: TaskKey, state: TaskState, result: Mapping[str, Any]
-    ) -> None:
-        if self._record is not None and await self._record(TaskResult(key, owner, state, result)):
+    def record_soon(self, result: TaskResult) -> asyncio.Future[bool] | None:
+        """The result recorded with the outcome it brings, as `complete` and `fail` would
+        first try, but without waiting: a future saying whether it was (then it is done);
+        None when it cannot be. Not recorded, the caller `complete`s or `fail`s it after all,
+        with `in_commit=False`."""
+        recording = self._record(result) if self._record is not None else None
+        if recording is not None:
+            recording.add_done_callback(lambda done: self._recorded(result.key, done))
+        return recording
+
+    def _recorded(self, key: TaskKey, recording: asyncio.Future[bool]) -> None:
+        if not recording.cancelled() and recording.result():
             self.unhold(key)
+
+    async def _finish(
+        self,
+        owner: str,
+        key: TaskKey,
+        state: TaskState,
+        result: Mapping[str, Any],
+        *,
+        in_commit: bool = True,
+    ) -> None:
+        recording = self.record_soon(TaskResult(key, owner, state, result)) if in_commit else None
+        if recording is not None and await recording:
             return
         recorded, task = await self._store.finish_task(owner, key, state, result)
         if task is None:
