@@ -110,13 +110,14 @@ async def measure(args: argparse.Namespace, worker: subprocess.Popen[str]) -> di
                 )
                 if kind == "remote":
                     worker_cpu_remote += common.proc_cpu_seconds(worker.pid) - before
+        worker.send_signal(signal.SIGUSR1)  # the worker's dispatch figures so far: under load
         # Both kinds at one rate, well under what either can do: half the remote throughput.
         rate = round(min(r["workflows_per_s"] for r in rounds["remote"]) / 2)
         same_rate: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(args.rounds):
             for kind in list(kinds) if i % 2 == 0 else list(reversed(kinds)):
                 same_rate[kind].append(await paced(client, kinds[kind], count, rate, args.pid))
-        worker.send_signal(signal.SIGUSR1)  # the worker's dispatch figures so far: under load
+        worker.send_signal(signal.SIGUSR1)  # (the paced runs' dispatch figures: not reported)
         for kind in kinds:
             latency[kind] = await sequential(client, kinds[kind], seq_count)
 
@@ -167,7 +168,7 @@ def main() -> None:
     finally:
         worker.terminate()
         out, _ = worker.communicate(timeout=60)
-    loaded, idle = (json.loads(line) for line in out.strip().splitlines()[-2:])
+    loaded, _, idle = (json.loads(line) for line in out.strip().splitlines()[-3:])
     common.emit(
         result
         | {
