@@ -13,12 +13,13 @@ WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(
 
 POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-analytics bench-peers clean web chromium
+.PHONY: help run test test-postgres lint breaking fmt proto check-generated bench bench-quick bench-postgres bench-analytics bench-peers clean web chromium typescript
 
 help:
 	@echo "make run     start the server on 127.0.0.1:50051 with the SQLite store in ./var/"
 	@echo "            (SLUICE_HTTP_LISTEN=127.0.0.1:8080 make run: the web view there too)"
 	@echo "make web    build the web view (clients/web) into $(WEB_STATIC)"
+	@echo "make typescript  build the TypeScript client and its example worker into $(TS)/dist"
 	@echo "make test    run the whole test suite"
 	@echo "make test-postgres  the end-to-end and durability tests on PostgreSQL (POSTGRES_URL)"
 	@echo "make lint    ruff, mypy and buf lint"
@@ -61,9 +62,12 @@ chromium:
 run: $(VENV)/.installed web
 	$(VENV)/bin/sluice serve
 
-# The TypeScript client is built first: tests/e2e/test_typescript_worker.py runs its example worker.
-test: $(VENV)/.installed node_modules/.installed $(TS)/node_modules/.installed web chromium
+# The TypeScript client and its example worker (dist/examples/worker.js).
+typescript: $(TS)/node_modules/.installed
 	cd $(TS) && npm run --silent build
+
+# The TypeScript client is built first: tests/e2e/test_typescript_worker.py runs its example worker.
+test: $(VENV)/.installed node_modules/.installed typescript web chromium
 	$(PY) -m pytest -n auto
 	cd $(TS) && npm test --silent
 
