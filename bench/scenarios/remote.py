@@ -112,7 +112,7 @@ async def measure(args: argparse.Namespace, worker: subprocess.Popen[str]) -> di
                     worker_cpu_remote += common.proc_cpu_seconds(worker.pid) - before
         worker.send_signal(signal.SIGUSR1)  # the worker's dispatch figures so far: under load
         # Both kinds at one rate, well under what either can do: half the remote throughput.
-        rate = round(min(r["workflows_per_s"] for r in rounds["remote"]) / 2)
+        rate = max(1, round(min(r["workflows_per_s"] for r in rounds["remote"]) / 2))
         same_rate: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(args.rounds):
             for kind in list(kinds) if i % 2 == 0 else list(reversed(kinds)):
