@@ -252,3 +252,4 @@ async def test_without_claims_in_commits_credits_that_come_with_results_are_free
     session = queue.session("alice", ["echo"], "w1")
     session.grant(1, with_results=True)
     assert session.credits == 1 and session.held_back == 0
+    assert queue.claim() == []  # its store is sent no claims: the stream looks itself

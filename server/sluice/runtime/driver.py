@@ -832,7 +832,7 @@ class Engine:
         matched = self.task_queue.match(queued.writes.queued)
         if matched:
             queued = queued.with_active([m.task for m in matched])
-        claims = self.task_queue.claim() if self.store.results_in_commits else []
+        claims = self.task_queue.claim()
         if claims:
             queued = queued.with_claims([c.claim for c in claims])
         committed = False

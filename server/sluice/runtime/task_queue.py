@@ -243,8 +243,9 @@ class TaskQueue:
         """Claims for a commit about to be made: for each stream of this server with credits
         free (held back for results or not) and tasks perhaps waiting for it, all those
         credits, reserved. The caller settles them with `claimed` once the commit is stored
-        (what each took), or `unclaimed` if it failed."""
-        if self._closing or not self._sessions:
+        (what each took), or `unclaimed` if it failed. None where results are not recorded in
+        commits (whose stores are sent no claims)."""
+        if not self.claims_in_commits or self._closing or not self._sessions:
             return []
         now = self._clock.now()
         found: list[Claimed] = []
